@@ -1,0 +1,973 @@
+//! The zero-copy message: one pass over the bytes, an index of segments and fields, and
+//! values located on demand.
+//!
+//! Map:
+//! - [`parse`] reads the separators from MSH-1/MSH-2, then walks the buffer once with
+//!   `memchr3` for the field separator, CR and LF, recording every field boundary.
+//! - [`Message`] keeps the input slice and that index (`bounds`: the byte offset of every
+//!   field separator and segment end). Repetitions, components and subcomponents are found
+//!   on demand inside a field with `memchr`, so every value is reachable without a tree of
+//!   allocations and without copying.
+//! - [`Node`] is any value: a field, a repetition, a component or a subcomponent. Its text is
+//!   decoded (escapes, charset) only when asked, borrowed unless an escape forces a copy.
+//!
+//! Invariants: the input is never modified and never copied; every segment's `bounds` start
+//! with the separator right after its 3-character id (or its end, for a bare id); byte
+//! offsets fit in `u32` (inputs over 4 GiB are refused).
+
+use std::borrow::Cow;
+
+use crate::charset::Charset;
+use crate::error::{Error, ErrorKind, Position};
+use crate::escape::{self, Leniency};
+use crate::path::Path;
+use crate::separators::Separators;
+
+/// Inputs larger than this are refused: offsets are kept as `u32` to halve the index size.
+pub const MAX_MESSAGE_LEN: usize = u32::MAX as usize;
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Options for [`parse_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseOptions {
+    pub leniency: Leniency,
+    /// Overrides MSH-18 (and the UTF-8 default) for feeds that mislabel their text, e.g. a
+    /// windows-1252 archive with no MSH-18.
+    pub charset: Option<Charset>,
+}
+
+/// Something the parser accepted but a strict reader would not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    pub position: Position,
+    pub text: String,
+}
+
+/// The decoding context every value carries: small and `Copy` so values need no borrow of
+/// the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Context {
+    pub seps: Separators,
+    pub charset: Charset,
+    pub leniency: Leniency,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SegmentSpan {
+    id: [u8; 3],
+    /// Offset of the first byte of the id.
+    start: u32,
+    /// Offset just past the segment's content (its terminator, or the end of input).
+    end: u32,
+    /// Offset of the next segment (past the terminator and any blank lines).
+    next: u32,
+    /// Range of this segment in `Message::bounds`.
+    first_bound: u32,
+    bound_count: u32,
+}
+
+/// A parsed message borrowing its input.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    raw: &'a [u8],
+    body_start: usize,
+    ctx: Context,
+    segments: Vec<SegmentSpan>,
+    bounds: Vec<u32>,
+    warnings: Vec<Warning>,
+}
+
+/// Parses one message with the default (lenient) options.
+pub fn parse(bytes: &[u8]) -> Result<Message<'_>, Error> {
+    parse_with(bytes, ParseOptions::default())
+}
+
+/// True for the segment ids whose field 1 is the field separator and field 2 the encoding
+/// characters.
+fn is_header_id(id: &[u8]) -> bool {
+    id == b"MSH" || id == b"FHS" || id == b"BHS"
+}
+
+fn valid_id_byte(b: u8) -> bool {
+    b.is_ascii_uppercase() || b.is_ascii_digit()
+}
+
+/// Parses one message.
+pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Message<'_>, Error> {
+    if bytes.len() > MAX_MESSAGE_LEN {
+        return Err(Error::new(
+            ErrorKind::TooLarge {
+                what: "bytes",
+                limit: MAX_MESSAGE_LEN,
+            },
+            Position::default(),
+        ));
+    }
+    let lenient = options.leniency == Leniency::Lenient;
+    let mut warnings = Vec::new();
+    let mut start = if bytes.starts_with(BOM) { BOM.len() } else { 0 };
+    while start < bytes.len() && matches!(bytes[start], b'\r' | b'\n') {
+        start += 1;
+    }
+    if start >= bytes.len() {
+        return Err(Error::new(ErrorKind::Empty, Position::at_byte(start)));
+    }
+    if !bytes[start..].starts_with(b"MSH") {
+        let line_end =
+            memchr::memchr2(b'\r', b'\n', &bytes[start..]).map_or(bytes.len(), |n| start + n);
+        let found: String =
+            String::from_utf8_lossy(&bytes[start..line_end.min(start + 3)]).into_owned();
+        return Err(Error::new(
+            ErrorKind::MissingMsh { found },
+            Position::at_byte(start),
+        ));
+    }
+    let first_end =
+        memchr::memchr2(b'\r', b'\n', &bytes[start..]).map_or(bytes.len(), |n| start + n);
+    let (seps, msh2_len) = Separators::from_header(&bytes[start..first_end], start, lenient)?;
+    let msh2 = &bytes[start + 4..start + 4 + msh2_len];
+    if msh2.len() != seps.encoding_characters().len() {
+        warnings.push(Warning {
+            position: Position {
+                byte: start + 4,
+                segment_index: 1,
+                segment_id: *b"MSH",
+                field: 2,
+                ..Position::default()
+            },
+            text: format!(
+                "repeated character in MSH-2 {:?} ignored",
+                String::from_utf8_lossy(msh2)
+            ),
+        });
+    }
+
+    let mut msg = Message {
+        raw: bytes,
+        body_start: start,
+        ctx: Context {
+            seps,
+            charset: Charset::Utf8,
+            leniency: options.leniency,
+        },
+        // A typical segment holds ~60 bytes and ~12 fields; reserving by size avoids regrowth.
+        segments: Vec::with_capacity(bytes.len() / 64 + 2),
+        bounds: Vec::with_capacity(bytes.len() / 8 + 4),
+        warnings,
+    };
+    msg.index(start)?;
+    msg.resolve_charset(options)?;
+    Ok(msg)
+}
+
+impl<'a> Message<'a> {
+    /// The single pass: records field separators and segment ends.
+    fn index(&mut self, start: usize) -> Result<(), Error> {
+        let raw = self.raw;
+        let field = self.ctx.seps.field;
+        let mut seg_start = start;
+        let mut first_bound = 0usize;
+        // Terminator bytes already consumed while looking for the next segment.
+        let mut skip_until = start;
+        for pos in memchr::memchr3_iter(field, b'\r', b'\n', &raw[start..]) {
+            let pos = pos + start;
+            if pos < skip_until {
+                continue;
+            }
+            if raw[pos] == field {
+                self.bounds.push(pos as u32);
+                continue;
+            }
+            let next = self.skip_blank_lines(pos);
+            self.close_segment(seg_start, pos, next, first_bound)?;
+            first_bound = self.bounds.len();
+            seg_start = next;
+            skip_until = next;
+        }
+        if seg_start < raw.len() {
+            let end = raw.len();
+            self.close_segment(seg_start, end, end, first_bound)?;
+        }
+        Ok(())
+    }
+
+    /// From a terminator at `pos`, the offset of the next segment: past CR/LF runs and lines
+    /// holding only spaces or tabs.
+    fn skip_blank_lines(&self, pos: usize) -> usize {
+        let raw = self.raw;
+        let mut next = pos;
+        loop {
+            while next < raw.len() && matches!(raw[next], b'\r' | b'\n') {
+                next += 1;
+            }
+            let mut probe = next;
+            while probe < raw.len() && matches!(raw[probe], b' ' | b'\t') {
+                probe += 1;
+            }
+            if probe > next && (probe == raw.len() || matches!(raw[probe], b'\r' | b'\n')) {
+                next = probe;
+                if next == raw.len() {
+                    return next;
+                }
+                continue;
+            }
+            return next;
+        }
+    }
+
+    fn close_segment(
+        &mut self,
+        start: usize,
+        end: usize,
+        next: usize,
+        first_bound: usize,
+    ) -> Result<(), Error> {
+        self.bounds.push(end as u32);
+        let raw = self.raw;
+        let index = self.segments.len() as u32 + 1;
+        let id_ok = self.bounds[first_bound] as usize == start + 3
+            && raw[start..start + 3].iter().all(|&b| valid_id_byte(b));
+        if !id_ok {
+            let id_end = self.bounds[first_bound] as usize;
+            let found = String::from_utf8_lossy(&raw[start..id_end.min(start + 16)]).into_owned();
+            return Err(Error::new(
+                ErrorKind::InvalidSegmentId { found },
+                Position {
+                    byte: start,
+                    segment_index: index,
+                    ..Position::default()
+                },
+            ));
+        }
+        self.segments.push(SegmentSpan {
+            id: [raw[start], raw[start + 1], raw[start + 2]],
+            start: start as u32,
+            end: end as u32,
+            next: next as u32,
+            first_bound: first_bound as u32,
+            bound_count: (self.bounds.len() - first_bound) as u32,
+        });
+        Ok(())
+    }
+
+    /// Picks the charset (option, MSH-18, default) and checks the text is valid in it.
+    fn resolve_charset(&mut self, options: ParseOptions) -> Result<(), Error> {
+        let declared = self
+            .segment(1)
+            .and_then(|msh| msh.field(18))
+            .map(|f| {
+                f.repetition(1)
+                    .map(|r| r.decoded().into_owned())
+                    .unwrap_or_default()
+            })
+            .filter(|s| !s.trim().is_empty());
+        let charset = match (options.charset, &declared) {
+            (Some(c), _) => c,
+            (None, Some(name)) => match Charset::from_msh18(name) {
+                Some(c) => c,
+                None if self.ctx.leniency == Leniency::Lenient => {
+                    let position = self
+                        .segment(1)
+                        .and_then(|s| s.field(18))
+                        .map(|f| f.position())
+                        .unwrap_or_default();
+                    self.warnings.push(Warning {
+                        position,
+                        text: format!(
+                            "unsupported character set {name:?} in MSH-18, read as UTF-8"
+                        ),
+                    });
+                    Charset::Utf8
+                }
+                None => {
+                    let position = self
+                        .segment(1)
+                        .and_then(|s| s.field(18))
+                        .map(|f| f.position())
+                        .unwrap_or_default();
+                    return Err(Error::new(
+                        ErrorKind::UnsupportedCharset { name: name.clone() },
+                        position,
+                    ));
+                }
+            },
+            (None, None) => Charset::Utf8,
+        };
+        self.ctx.charset = charset;
+        let body = &self.raw[self.body_start..];
+        if let Some(bad) = charset.first_invalid(body) {
+            let position = self.position_of(self.body_start + bad);
+            if self.ctx.leniency == Leniency::Strict {
+                return Err(Error::new(
+                    ErrorKind::InvalidText {
+                        charset: charset.name(),
+                    },
+                    position,
+                ));
+            }
+            if declared.is_none() && options.charset.is_none() && charset == Charset::Utf8 {
+                self.ctx.charset = Charset::Legacy(encoding_rs::WINDOWS_1252);
+                self.warnings.push(Warning {
+                    position,
+                    text: "text is not valid UTF-8 and no MSH-18 is given: read as windows-1252"
+                        .into(),
+                });
+            } else {
+                self.warnings.push(Warning {
+                    position,
+                    text: format!("invalid {} text replaced with U+FFFD", charset.name()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The position (segment, field) that holds byte `byte`.
+    pub fn position_of(&self, byte: usize) -> Position {
+        let Some(seg_idx) = self.segments.iter().rposition(|s| s.start as usize <= byte) else {
+            return Position::at_byte(byte);
+        };
+        let span = self.segments[seg_idx];
+        let bounds = self.segment_bounds(&span);
+        let split = bounds
+            .iter()
+            .position(|&b| byte <= b as usize)
+            .unwrap_or(bounds.len());
+        let field = if split == 0 {
+            0
+        } else if is_header_id(&span.id) {
+            split + 1
+        } else {
+            split
+        };
+        Position {
+            byte,
+            segment_index: seg_idx as u32 + 1,
+            segment_id: span.id,
+            field: field.min(u16::MAX as usize) as u16,
+            ..Position::default()
+        }
+    }
+
+    fn segment_bounds(&self, span: &SegmentSpan) -> &[u32] {
+        &self.bounds[span.first_bound as usize..(span.first_bound + span.bound_count) as usize]
+    }
+
+    /// The whole input buffer, byte for byte (a leading BOM included).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// Offset of `MSH` in [`Message::raw`] (past a BOM or leading blank lines).
+    pub fn body_start(&self) -> usize {
+        self.body_start
+    }
+
+    pub fn separators(&self) -> Separators {
+        self.ctx.seps
+    }
+
+    pub fn charset(&self) -> Charset {
+        self.ctx.charset
+    }
+
+    pub fn leniency(&self) -> Leniency {
+        self.ctx.leniency
+    }
+
+    /// What was accepted leniently (charset fallbacks, repeated MSH-2 characters).
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// The segment at a 1-based index.
+    pub fn segment(&self, index: usize) -> Option<Segment<'_>> {
+        let span = *self.segments.get(index.checked_sub(1)?)?;
+        Some(Segment {
+            raw: self.raw,
+            ctx: self.ctx,
+            span,
+            bounds: self.segment_bounds(&span),
+            index: index as u32,
+        })
+    }
+
+    pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> + '_ {
+        (1..=self.segments.len()).filter_map(move |i| self.segment(i))
+    }
+
+    /// The `occurrence`-th (1-based) segment with this id.
+    pub fn find_segment(&self, id: &str, occurrence: usize) -> Option<Segment<'_>> {
+        let (i, _) = self.find_span(id.as_bytes(), occurrence)?;
+        self.segment(i + 1)
+    }
+
+    fn find_span(&self, id: &[u8], occurrence: usize) -> Option<(usize, SegmentSpan)> {
+        self.segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.id == id)
+            .nth(occurrence.checked_sub(1)?)
+            .map(|(i, s)| (i, *s))
+    }
+
+    /// Field `n` of the segment at 0-based `i`, borrowing the input rather than `self`.
+    fn field_of(&self, i: usize, span: &SegmentSpan, n: usize) -> Option<Node<'a>> {
+        field_node(
+            self.raw,
+            self.ctx,
+            span,
+            self.segment_bounds(span),
+            i as u32 + 1,
+            n,
+        )
+    }
+
+    /// The value at a path such as `PID-3(2).1.2`, `OBX(3)-5` or `MSH-9.2`; `Ok(None)` when
+    /// the message has no such value.
+    pub fn get(&self, path: &str) -> Result<Option<Node<'a>>, Error> {
+        Ok(self.get_path(&Path::parse(path)?))
+    }
+
+    /// [`Message::get`] with a path parsed once.
+    pub fn get_path(&self, path: &Path) -> Option<Node<'a>> {
+        let (i, span) = self.find_span(&path.segment, path.segment_occurrence)?;
+        path.select(self.field_of(i, &span, path.field)?)
+    }
+
+    /// Decoded text at a path, or `None` when absent or the path is malformed.
+    pub fn text(&self, path: &str) -> Option<Cow<'a, str>> {
+        self.get(path).ok().flatten().map(|n| n.decoded())
+    }
+
+    /// MSH-9.1, e.g. `ADT`.
+    pub fn message_code(&self) -> Option<Cow<'a, str>> {
+        self.header_component(9, 1)
+    }
+
+    /// MSH-9.2, e.g. `A01`.
+    pub fn trigger_event(&self) -> Option<Cow<'a, str>> {
+        self.header_component(9, 2)
+    }
+
+    /// MSH-9.3, e.g. `ADT_A01`.
+    pub fn message_structure(&self) -> Option<Cow<'a, str>> {
+        self.header_component(9, 3)
+    }
+
+    /// `code^trigger` from MSH-9, e.g. `ADT^A01` (just the code when there is no trigger).
+    pub fn message_type(&self) -> String {
+        let code = self.message_code().unwrap_or_default();
+        match self.trigger_event() {
+            Some(t) if !t.is_empty() => format!("{code}^{t}"),
+            _ => code.into_owned(),
+        }
+    }
+
+    /// MSH-10.
+    pub fn control_id(&self) -> Option<Cow<'a, str>> {
+        self.header_component(10, 1)
+    }
+
+    /// MSH-11.1, e.g. `P`.
+    pub fn processing_id(&self) -> Option<Cow<'a, str>> {
+        self.header_component(11, 1)
+    }
+
+    /// MSH-12.1, e.g. `2.5.1`.
+    pub fn version(&self) -> Option<Cow<'a, str>> {
+        self.header_component(12, 1)
+    }
+
+    /// MSH-3.1 sending application namespace id.
+    pub fn sending_application(&self) -> Option<Cow<'a, str>> {
+        self.header_component(3, 1)
+    }
+
+    /// MSH-4.1 sending facility namespace id.
+    pub fn sending_facility(&self) -> Option<Cow<'a, str>> {
+        self.header_component(4, 1)
+    }
+
+    fn header_component(&self, field: usize, component: usize) -> Option<Cow<'a, str>> {
+        let span = *self.segments.first()?;
+        let node = self.field_of(0, &span, field)?.component(component)?;
+        let text = node.decoded();
+        (!text.is_empty()).then_some(text)
+    }
+
+    /// Heap bytes held by the index (the "tree" of this parser).
+    pub fn heap_bytes(&self) -> usize {
+        self.segments.capacity() * std::mem::size_of::<SegmentSpan>()
+            + self.bounds.capacity() * std::mem::size_of::<u32>()
+            + self.warnings.capacity() * std::mem::size_of::<Warning>()
+    }
+
+    /// An owned, editable copy.
+    pub fn to_owned_message(&self) -> crate::OwnedMessage {
+        crate::OwnedMessage::from_message(self)
+    }
+
+    /// (content start, content end, next segment start) of each segment, for the owned copy.
+    pub(crate) fn spans(&self) -> impl Iterator<Item = ([u8; 3], usize, usize, usize)> + '_ {
+        self.segments
+            .iter()
+            .map(|s| (s.id, s.start as usize, s.end as usize, s.next as usize))
+    }
+}
+
+/// One segment of a [`Message`].
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    raw: &'a [u8],
+    ctx: Context,
+    span: SegmentSpan,
+    bounds: &'a [u32],
+    index: u32,
+}
+
+impl<'a> Segment<'a> {
+    pub fn id(&self) -> &'a str {
+        let start = self.span.start as usize;
+        // Ids were checked to be ASCII upper-case letters or digits.
+        std::str::from_utf8(&self.raw[start..start + 3]).unwrap_or("???")
+    }
+
+    /// 1-based index in the message.
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+
+    /// Byte offset of the segment id in the input.
+    pub fn offset(&self) -> usize {
+        self.span.start as usize
+    }
+
+    /// The segment's bytes without its terminator.
+    pub fn raw(&self) -> &'a [u8] {
+        &self.raw[self.span.start as usize..self.span.end as usize]
+    }
+
+    fn is_header(&self) -> bool {
+        is_header_id(&self.span.id)
+    }
+
+    /// Number of fields present, counting MSH-1 for header segments.
+    pub fn field_count(&self) -> usize {
+        let split = self.bounds.len() - 1;
+        if self.is_header() { split + 1 } else { split }
+    }
+
+    /// The field at a 1-based HL7 field number (`MSH-1` is the field separator).
+    pub fn field(&self, n: usize) -> Option<Node<'a>> {
+        self.field_node(n)
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = Node<'a>> + '_ {
+        (1..=self.field_count()).filter_map(move |n| self.field_node(n))
+    }
+
+    pub(crate) fn field_node(&self, n: usize) -> Option<Node<'a>> {
+        field_node(self.raw, self.ctx, &self.span, self.bounds, self.index, n)
+    }
+}
+
+/// Field `n` (1-based, HL7 numbering) of a segment, as a node borrowing `raw`.
+fn field_node<'r>(
+    raw: &'r [u8],
+    ctx: Context,
+    span: &SegmentSpan,
+    bounds: &[u32],
+    index: u32,
+    n: usize,
+) -> Option<Node<'r>> {
+    let position = |byte: usize| Position {
+        byte,
+        segment_index: index,
+        segment_id: span.id,
+        field: n.min(u16::MAX as usize) as u16,
+        ..Position::default()
+    };
+    if n == 0 {
+        return None;
+    }
+    let (split, literal) = if is_header_id(&span.id) {
+        match n {
+            1 => {
+                let at = span.start as usize + 3;
+                return Some(Node::literal(&raw[at..at + 1], ctx, position(at)));
+            }
+            2 => (1, true),
+            _ => (n - 1, false),
+        }
+    } else {
+        (n, false)
+    };
+    if split >= bounds.len() {
+        return None;
+    }
+    let start = bounds[split - 1] as usize + 1;
+    let end = bounds[split] as usize;
+    let value = &raw[start..end];
+    Some(if literal {
+        Node::literal(value, ctx, position(start))
+    } else {
+        Node::new(value, ctx, Level::Field, position(start))
+    })
+}
+
+/// How deep a [`Node`] sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Field,
+    Repetition,
+    Component,
+    Subcomponent,
+}
+
+/// A value at any depth: field, repetition, component or subcomponent.
+#[derive(Debug, Clone, Copy)]
+pub struct Node<'a> {
+    raw: &'a [u8],
+    ctx: Context,
+    level: Level,
+    pos: Position,
+    /// MSH-1 and MSH-2: never split, never unescaped.
+    literal: bool,
+}
+
+impl<'a> Node<'a> {
+    pub(crate) fn new(raw: &'a [u8], ctx: Context, level: Level, pos: Position) -> Self {
+        Node {
+            raw,
+            ctx,
+            level,
+            pos,
+            literal: false,
+        }
+    }
+
+    pub(crate) fn literal(raw: &'a [u8], ctx: Context, pos: Position) -> Self {
+        Node {
+            raw,
+            ctx,
+            level: Level::Field,
+            pos,
+            literal: true,
+        }
+    }
+
+    /// The value's bytes exactly as written (escapes not decoded).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    pub fn position(&self) -> Position {
+        self.pos
+    }
+
+    /// True when the value is empty (absent in HL7 terms).
+    pub fn is_empty(&self) -> bool {
+        self.raw.is_empty()
+    }
+
+    /// True for HL7's explicit null `""` ("delete this value"), which is not the same as empty.
+    pub fn is_null(&self) -> bool {
+        self.raw == b"\"\""
+    }
+
+    /// Decoded text: escapes resolved, charset converted, borrowed unless a copy is needed.
+    /// Never fails: sequences that cannot be read are kept verbatim (see [`crate::escape`]).
+    pub fn decoded(&self) -> Cow<'a, str> {
+        if self.literal {
+            return self.ctx.charset.decode(self.raw);
+        }
+        escape::decode(
+            self.raw,
+            &self.ctx.seps,
+            self.ctx.charset,
+            Leniency::Lenient,
+            self.pos,
+        )
+        .unwrap_or_else(|_| self.ctx.charset.decode(self.raw))
+    }
+
+    /// Decoded text, refusing unknown or broken escape sequences with their position.
+    pub fn decoded_strict(&self) -> Result<Cow<'a, str>, Error> {
+        if self.literal {
+            return Ok(self.ctx.charset.decode(self.raw));
+        }
+        escape::decode(
+            self.raw,
+            &self.ctx.seps,
+            self.ctx.charset,
+            Leniency::Strict,
+            self.pos,
+        )
+    }
+
+    fn split(&self, sep: Option<u8>, level: Level) -> Children<'a> {
+        if self.literal {
+            return self.only_self();
+        }
+        Children {
+            rest: Some(self.raw),
+            sep,
+            ctx: self.ctx,
+            level,
+            pos: self.pos,
+            n: 0,
+            literal: false,
+        }
+    }
+
+    /// Repetitions of a field (a non-field node yields itself).
+    pub fn repetitions(&self) -> Children<'a> {
+        if self.level != Level::Field || self.literal {
+            return self.only_self();
+        }
+        self.split(Some(self.ctx.seps.repetition), Level::Repetition)
+    }
+
+    /// Components of a repetition; for a field, those of its first repetition.
+    pub fn components(&self) -> Children<'a> {
+        if self.literal {
+            return self.only_self();
+        }
+        match self.level {
+            Level::Field => match self.repetition(1) {
+                Some(rep) => rep.components(),
+                None => self.only_self(),
+            },
+            Level::Repetition => self.split(Some(self.ctx.seps.component), Level::Component),
+            _ => self.only_self(),
+        }
+    }
+
+    /// Subcomponents of a component; for a field or repetition, those of its first component.
+    pub fn subcomponents(&self) -> Children<'a> {
+        if self.literal {
+            return self.only_self();
+        }
+        match self.level {
+            Level::Field | Level::Repetition => match self.component(1) {
+                Some(c) => c.subcomponents(),
+                None => self.only_self(),
+            },
+            Level::Component => self.split(self.ctx.seps.subcomponent, Level::Subcomponent),
+            Level::Subcomponent => self.only_self(),
+        }
+    }
+
+    fn only_self(&self) -> Children<'a> {
+        Children {
+            rest: Some(self.raw),
+            sep: None,
+            ctx: self.ctx,
+            level: self.level,
+            pos: self.pos,
+            n: u16::MAX,
+            literal: self.literal,
+        }
+    }
+
+    /// The 1-based repetition `n`.
+    pub fn repetition(&self, n: usize) -> Option<Node<'a>> {
+        self.repetitions().nth(n.checked_sub(1)?)
+    }
+
+    /// The 1-based component `n` (of the first repetition, for a field).
+    pub fn component(&self, n: usize) -> Option<Node<'a>> {
+        self.components().nth(n.checked_sub(1)?)
+    }
+
+    /// The 1-based subcomponent `n` (of the first component, for a field or repetition).
+    pub fn subcomponent(&self, n: usize) -> Option<Node<'a>> {
+        self.subcomponents().nth(n.checked_sub(1)?)
+    }
+
+    /// True when the value has repetitions, components or subcomponents below it.
+    pub fn has_children(&self) -> bool {
+        if self.literal {
+            return false;
+        }
+        let s = &self.ctx.seps;
+        match self.level {
+            Level::Field => self
+                .raw
+                .iter()
+                .any(|&b| b == s.repetition || b == s.component || Some(b) == s.subcomponent),
+            Level::Repetition => self
+                .raw
+                .iter()
+                .any(|&b| b == s.component || Some(b) == s.subcomponent),
+            Level::Component => s.subcomponent.is_some_and(|sub| self.raw.contains(&sub)),
+            Level::Subcomponent => false,
+        }
+    }
+}
+
+/// Iterator over the children of a [`Node`], split on one delimiter.
+#[derive(Debug, Clone)]
+pub struct Children<'a> {
+    rest: Option<&'a [u8]>,
+    sep: Option<u8>,
+    ctx: Context,
+    level: Level,
+    pos: Position,
+    /// Children yielded so far; `u16::MAX` marks an iterator over the node itself.
+    n: u16,
+    /// Passed on when yielding the node itself, so MSH-2 stays unsplit at every depth.
+    literal: bool,
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = Node<'a>;
+
+    fn next(&mut self) -> Option<Node<'a>> {
+        let rest = self.rest?;
+        if self.n == u16::MAX {
+            self.rest = None;
+            let mut node = Node::new(rest, self.ctx, self.level, self.pos);
+            node.literal = self.literal;
+            return Some(node);
+        }
+        self.n = self.n.saturating_add(1).min(u16::MAX - 1);
+        let (item, tail) = match self.sep.and_then(|s| memchr::memchr(s, rest)) {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        let mut pos = self.pos;
+        match self.level {
+            Level::Repetition => pos.repetition = self.n,
+            Level::Component => {
+                pos.repetition = pos.repetition.max(1);
+                pos.component = self.n;
+            }
+            Level::Subcomponent => {
+                pos.repetition = pos.repetition.max(1);
+                pos.component = pos.component.max(1);
+                pos.subcomponent = self.n;
+            }
+            Level::Field => {}
+        }
+        let node = Node::new(item, self.ctx, self.level, pos);
+        if tail.is_some() {
+            self.pos.byte += item.len() + 1;
+        }
+        self.rest = tail;
+        Some(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ADT: &[u8] = b"MSH|^~\\&|SEND|FAC|RECV|RFAC|20240102030405||ADT^A01^ADT_A01|CTRL1|P|2.5.1\rEVN|A01|20240102\rPID|1||123^^^HOSP^MR~456^^^SSA^SS||DOE^JOHN^Q||19800101|M|||1 MAIN ST^^TOWN^ST^12345\rOBX|1|TX|NOTE||line\\.br\\two||\"\"\r";
+
+    #[test]
+    fn reads_header_and_values() {
+        let m = parse(ADT).unwrap();
+        assert_eq!(m.segment_count(), 4);
+        assert_eq!(m.message_type(), "ADT^A01");
+        assert_eq!(m.message_structure().unwrap(), "ADT_A01");
+        assert_eq!(m.control_id().unwrap(), "CTRL1");
+        assert_eq!(m.version().unwrap(), "2.5.1");
+        assert_eq!(m.get("MSH-1").unwrap().unwrap().raw(), b"|");
+        assert_eq!(m.get("MSH-2").unwrap().unwrap().raw(), b"^~\\&");
+        assert_eq!(m.get("MSH-2").unwrap().unwrap().components().count(), 1);
+        assert_eq!(m.text("PID-3(2).4").unwrap(), "SSA");
+        assert_eq!(m.text("PID-5.2").unwrap(), "JOHN");
+        assert_eq!(m.text("OBX-5").unwrap(), "line\ntwo");
+        assert!(m.get("OBX-7").unwrap().unwrap().is_null());
+        assert!(m.get("OBX-6").unwrap().unwrap().is_empty());
+        assert!(m.get("OBX-99").unwrap().is_none());
+        assert!(m.get("ZZZ-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn positions_count_like_hl7() {
+        let m = parse(ADT).unwrap();
+        let n = m.get("PID-3(2).4").unwrap().unwrap();
+        let p = n.position();
+        assert_eq!(
+            (
+                p.segment_index,
+                p.segment_id_str(),
+                p.field,
+                p.repetition,
+                p.component
+            ),
+            (3, "PID", 3, 2, 4)
+        );
+        assert_eq!(&ADT[p.byte..p.byte + 3], b"SSA");
+        assert_eq!(p.path(), "PID-3(2).4");
+    }
+
+    #[test]
+    fn terminators_and_bom() {
+        for input in [
+            &b"\xEF\xBB\xBFMSH|^~\\&|A\r\nPID|1\r\n"[..],
+            b"MSH|^~\\&|A\nPID|1\n",
+            b"MSH|^~\\&|A\r\rPID|1",
+            b"MSH|^~\\&|A\r\n  \r\nPID|1\r",
+        ] {
+            let m = parse(input).unwrap();
+            assert_eq!(m.segment_count(), 2, "{input:?}");
+            assert_eq!(m.text("PID-1").unwrap(), "1");
+            assert_eq!(m.text("MSH-3").unwrap(), "A");
+        }
+    }
+
+    #[test]
+    fn parse_errors_are_exact() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"", "no segment found at byte 0"),
+            (b"\r\n", "no segment found at byte 2"),
+            (
+                b"PID|1\r",
+                "message does not start with MSH (found \"PID\") at byte 0",
+            ),
+            (
+                b"MSH|^~\\&|A\rPIDX|1\r",
+                "invalid segment id \"PIDX\": expected 3 upper-case letters or digits at segment 2, byte 11",
+            ),
+            (
+                b"MSH|^~\\&|A\rPV|1\r",
+                "invalid segment id \"PV\": expected 3 upper-case letters or digits at segment 2, byte 11",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse(input).unwrap_err().to_string(), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_falls_back_or_fails() {
+        let latin = b"MSH|^~\\&|A\rPID|1||||M\xfcller\r";
+        let m = parse(latin).unwrap();
+        assert_eq!(m.text("PID-5").unwrap(), "Müller");
+        assert_eq!(m.warnings().len(), 1);
+        let strict = ParseOptions {
+            leniency: Leniency::Strict,
+            charset: None,
+        };
+        assert_eq!(
+            parse_with(latin, strict).unwrap_err().to_string(),
+            "invalid UTF-8 text at segment 2 (PID), field 5, byte 21"
+        );
+        let declared = b"MSH|^~\\&|A|||||||||||||||8859/1\rPID|1||||M\xfcller\r";
+        let m = parse_with(declared, strict).unwrap();
+        assert_eq!(m.text("PID-5").unwrap(), "Müller");
+    }
+}

@@ -1,0 +1,394 @@
+//! An owned, editable message that encodes back to bytes.
+//!
+//! Each segment keeps its fields as raw (still escaped) bytes and the exact bytes that
+//! followed it (its terminator and any blank lines), so an unmodified message encodes back
+//! byte for byte: mixed CR/LF/CRLF endings, a BOM, trailing empty fields and all. Editing a
+//! value re-splits only the field it touches.
+
+use std::borrow::Cow;
+
+use crate::charset::Charset;
+use crate::error::{Error, ErrorKind, Position};
+use crate::escape::{self, Leniency};
+use crate::message::{Context, Level, Message, Node};
+use crate::path::Path;
+use crate::separators::Separators;
+
+/// One segment: its id, its fields as written, and what followed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedSegment {
+    id: [u8; 3],
+    /// Raw fields after the id. For header segments (MSH, FHS, BHS) `parts[0]` is MSH-2,
+    /// so MSH-n for n >= 2 is `parts[n - 2]`; for others, field n is `parts[n - 1]`.
+    parts: Vec<Vec<u8>>,
+    terminator: Vec<u8>,
+}
+
+impl OwnedSegment {
+    /// A new segment with raw (already escaped) field values, ended by CR.
+    pub fn new(id: &str, fields: Vec<Vec<u8>>) -> Result<Self, Error> {
+        let b = id.as_bytes();
+        if b.len() != 3
+            || !b
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidSegmentId {
+                    found: id.to_string(),
+                },
+                Position::default(),
+            ));
+        }
+        Ok(OwnedSegment {
+            id: [b[0], b[1], b[2]],
+            parts: fields,
+            terminator: b"\r".to_vec(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        std::str::from_utf8(&self.id).unwrap_or("???")
+    }
+
+    fn is_header(&self) -> bool {
+        matches!(&self.id, b"MSH" | b"FHS" | b"BHS")
+    }
+
+    /// Index into `parts` for a 1-based field number; `None` for MSH-1.
+    fn part_index(&self, field: usize) -> Option<usize> {
+        if self.is_header() {
+            field.checked_sub(2)
+        } else {
+            field.checked_sub(1)
+        }
+    }
+
+    /// Raw bytes of field `n`, if present.
+    pub fn field_raw(&self, n: usize) -> Option<&[u8]> {
+        self.parts.get(self.part_index(n)?).map(Vec::as_slice)
+    }
+
+    pub fn field_count(&self) -> usize {
+        self.parts.len() + usize::from(self.is_header())
+    }
+}
+
+/// An owned message: separators, charset and segments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedMessage {
+    /// Bytes before MSH (a BOM, blank lines), kept for byte-exact encoding.
+    prefix: Vec<u8>,
+    seps: Separators,
+    charset: Charset,
+    segments: Vec<OwnedSegment>,
+}
+
+impl OwnedMessage {
+    /// An empty message that will be written with these separators and charset.
+    pub fn new(seps: Separators, charset: Charset) -> Self {
+        OwnedMessage {
+            prefix: Vec::new(),
+            seps,
+            charset,
+            segments: Vec::new(),
+        }
+    }
+
+    pub(crate) fn from_message(msg: &Message<'_>) -> Self {
+        let raw = msg.raw();
+        let seps = msg.separators();
+        let segments = msg
+            .spans()
+            .map(|(id, start, end, next)| {
+                let body = &raw[start + 3..end];
+                let parts = if body.is_empty() {
+                    Vec::new()
+                } else {
+                    body[1..]
+                        .split(|&b| b == seps.field)
+                        .map(<[u8]>::to_vec)
+                        .collect()
+                };
+                OwnedSegment {
+                    id,
+                    parts,
+                    terminator: raw[end..next].to_vec(),
+                }
+            })
+            .collect();
+        OwnedMessage {
+            prefix: raw[..msg.body_start()].to_vec(),
+            seps,
+            charset: msg.charset(),
+            segments,
+        }
+    }
+
+    pub fn separators(&self) -> Separators {
+        self.seps
+    }
+
+    pub fn charset(&self) -> Charset {
+        self.charset
+    }
+
+    pub fn segments(&self) -> &[OwnedSegment] {
+        &self.segments
+    }
+
+    /// Encodes to bytes; an unmodified message gives back its input exactly.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.prefix.len() + self.segments.len() * 80);
+        out.extend_from_slice(&self.prefix);
+        for seg in &self.segments {
+            out.extend_from_slice(&seg.id);
+            for part in &seg.parts {
+                out.push(self.seps.field);
+                out.extend_from_slice(part);
+            }
+            out.extend_from_slice(&seg.terminator);
+        }
+        out
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            seps: self.seps,
+            charset: self.charset,
+            leniency: Leniency::Lenient,
+        }
+    }
+
+    fn segment_index(&self, id: [u8; 3], occurrence: usize) -> Option<usize> {
+        self.segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.id == id)
+            .nth(occurrence.checked_sub(1)?)
+            .map(|(i, _)| i)
+    }
+
+    /// The value at a path, read like [`Message::get`].
+    pub fn get(&self, path: &str) -> Result<Option<Node<'_>>, Error> {
+        Ok(self.get_path(&Path::parse(path)?))
+    }
+
+    pub fn get_path(&self, path: &Path) -> Option<Node<'_>> {
+        let i = self.segment_index(path.segment, path.segment_occurrence)?;
+        let seg = &self.segments[i];
+        let pos = Position {
+            segment_index: i as u32 + 1,
+            segment_id: seg.id,
+            field: path.field.min(u16::MAX as usize) as u16,
+            ..Position::default()
+        };
+        if seg.is_header() && path.field <= 2 {
+            // MSH-1 and MSH-2 hold the separators: never split, never unescaped.
+            let raw: &[u8] = if path.field == 1 {
+                std::slice::from_ref(&self.seps.field)
+            } else {
+                seg.parts.first()?.as_slice()
+            };
+            return Some(Node::literal(raw, self.context(), pos));
+        }
+        let raw = seg.field_raw(path.field)?;
+        path.select(Node::new(raw, self.context(), Level::Field, pos))
+    }
+
+    /// Decoded text at a path (`None` when absent).
+    pub fn text(&self, path: &str) -> Option<Cow<'_, str>> {
+        self.get(path).ok().flatten().map(|n| n.decoded())
+    }
+
+    /// Sets the value at `path` to `text`, escaping delimiters. Missing fields, repetitions
+    /// and components are created empty; the segment must exist.
+    pub fn set(&mut self, path: &str, text: &str) -> Result<(), Error> {
+        let path = Path::parse(path)?;
+        let raw = escape::encode(text, &self.seps, self.charset).into_owned();
+        self.set_raw_path(&path, raw)
+    }
+
+    /// Sets the value at `path` to bytes written as is (no escaping): for copying raw values
+    /// or writing formatting escapes on purpose.
+    pub fn set_raw(&mut self, path: &str, raw: &[u8]) -> Result<(), Error> {
+        let path = Path::parse(path)?;
+        self.set_raw_path(&path, raw.to_vec())
+    }
+
+    /// Empties the value at `path` (a no-op when it is absent).
+    pub fn delete(&mut self, path: &str) -> Result<(), Error> {
+        let path = Path::parse(path)?;
+        if self.get_path(&path).is_none() {
+            return Ok(());
+        }
+        self.set_raw_path(&path, Vec::new())?;
+        self.trim_segment(&path);
+        Ok(())
+    }
+
+    /// Drops trailing empty fields a delete left behind, so `PID|1|` does not grow `||||`.
+    fn trim_segment(&mut self, path: &Path) {
+        if let Some(i) = self.segment_index(path.segment, path.segment_occurrence) {
+            let seg = &mut self.segments[i];
+            let min = usize::from(seg.is_header());
+            while seg.parts.len() > min && seg.parts.last().is_some_and(Vec::is_empty) {
+                seg.parts.pop();
+            }
+        }
+    }
+
+    pub fn set_raw_path(&mut self, path: &Path, raw: Vec<u8>) -> Result<(), Error> {
+        let not_settable = |reason: &'static str| {
+            Error::new(
+                ErrorKind::InvalidPath {
+                    path: path.to_string(),
+                    reason,
+                },
+                Position::default(),
+            )
+        };
+        let seps = self.seps;
+        let i = self
+            .segment_index(path.segment, path.segment_occurrence)
+            .ok_or_else(|| not_settable("the message has no such segment"))?;
+        let seg = &mut self.segments[i];
+        let part = seg
+            .part_index(path.field)
+            .filter(|_| !(seg.is_header() && path.field == 2))
+            .ok_or_else(|| not_settable("MSH-1 and MSH-2 hold the separators and cannot be set"))?;
+        if seg.parts.len() <= part {
+            seg.parts.resize(part + 1, Vec::new());
+        }
+        let field = &mut seg.parts[part];
+        if path.repetition.is_none() && path.component.is_none() {
+            *field = raw;
+            return Ok(());
+        }
+        let rep_index = path.repetition.unwrap_or(1) - 1;
+        let mut reps = split_owned(field, Some(seps.repetition));
+        ensure_len(&mut reps, rep_index + 1);
+        let rep = &mut reps[rep_index];
+        match (path.component, path.subcomponent) {
+            (None, _) => *rep = raw,
+            (Some(c), sub) => {
+                let mut comps = split_owned(rep, Some(seps.component));
+                ensure_len(&mut comps, c);
+                let comp = &mut comps[c - 1];
+                match sub {
+                    None => *comp = raw,
+                    Some(s) => {
+                        let sub_sep = seps.subcomponent.ok_or_else(|| {
+                            not_settable("the message has no subcomponent separator")
+                        })?;
+                        let mut subs = split_owned(comp, Some(sub_sep));
+                        ensure_len(&mut subs, s);
+                        subs[s - 1] = raw;
+                        *comp = subs.join(&sub_sep);
+                    }
+                }
+                *rep = comps.join(&seps.component);
+            }
+        }
+        *field = reps.join(&seps.repetition);
+        Ok(())
+    }
+
+    /// Inserts a segment at a 0-based position (clamped to the end). A segment appended after
+    /// a last segment that had no terminator gives that one a CR first.
+    pub fn insert_segment(&mut self, index: usize, mut segment: OwnedSegment) {
+        let index = index.min(self.segments.len());
+        if index == self.segments.len() {
+            if let Some(last) = self.segments.last_mut() {
+                if last.terminator.is_empty() {
+                    last.terminator = b"\r".to_vec();
+                    segment.terminator = Vec::new();
+                } else {
+                    segment.terminator = last.terminator.clone();
+                }
+            }
+        }
+        self.segments.insert(index, segment);
+    }
+
+    pub fn push_segment(&mut self, segment: OwnedSegment) {
+        self.insert_segment(self.segments.len(), segment);
+    }
+
+    /// Removes every segment with this id except MSH; returns how many were removed.
+    pub fn remove_segments(&mut self, id: &str) -> usize {
+        let before = self.segments.len();
+        self.segments.retain(|s| s.id() != id || s.id() == "MSH");
+        before - self.segments.len()
+    }
+
+    /// Renames every segment with id `from` (e.g. a vendor's `ZPI` to `PID`).
+    pub fn rename_segments(&mut self, from: &str, to: &str) -> Result<usize, Error> {
+        let template = OwnedSegment::new(to, Vec::new())?;
+        let mut n = 0;
+        for seg in self.segments.iter_mut().filter(|s| s.id() == from) {
+            seg.id = template.id;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn split_owned(raw: &[u8], sep: Option<u8>) -> Vec<Vec<u8>> {
+    match sep {
+        Some(s) => raw.split(|&b| b == s).map(<[u8]>::to_vec).collect(),
+        None => vec![raw.to_vec()],
+    }
+}
+
+fn ensure_len(v: &mut Vec<Vec<u8>>, len: usize) {
+    if v.len() < len {
+        v.resize(len, Vec::new());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::parse;
+
+    #[test]
+    fn unmodified_round_trip_is_byte_exact() {
+        for input in [
+            &b"\xEF\xBB\xBFMSH|^~\\&|A|||\r\nPID|1||||\r\n\r\n"[..],
+            b"MSH|^~\\&|A\nPID\nPV1|",
+            b"MSH|^~\\&|A\r\nOBX|1\rOBX|2\r\n",
+        ] {
+            let m = parse(input).unwrap();
+            assert_eq!(m.to_owned_message().encode(), input);
+        }
+    }
+
+    #[test]
+    fn edits() {
+        let m = parse(b"MSH|^~\\&|A|B\rPID|1||123^^^H^MR||DOE^JOHN\r").unwrap();
+        let mut o = m.to_owned_message();
+        o.set("PID-5.1", "O'NEIL|SMITH").unwrap();
+        o.set("PID-3(2).1", "999").unwrap();
+        o.set("PID-3(2).4.2", "X").unwrap();
+        o.set("PID-8", "M").unwrap();
+        o.set("MSH-3", "NEWAPP").unwrap();
+        assert_eq!(
+            String::from_utf8(o.encode()).unwrap(),
+            "MSH|^~\\&|NEWAPP|B\rPID|1||123^^^H^MR~999^^^&X||O'NEIL\\F\\SMITH^JOHN|||M\r"
+        );
+        assert_eq!(o.text("PID-5.1").unwrap(), "O'NEIL|SMITH");
+        o.delete("PID-8").unwrap();
+        assert_eq!(o.field_count_of("PID"), 5);
+        assert!(o.set("MSH-2", "x").is_err());
+        assert!(o.set("ZZZ-1", "x").is_err());
+    }
+
+    impl super::OwnedMessage {
+        fn field_count_of(&self, id: &str) -> usize {
+            self.segments
+                .iter()
+                .find(|s| s.id() == id)
+                .map_or(0, |s| s.field_count())
+        }
+    }
+}
