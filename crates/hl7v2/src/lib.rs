@@ -29,6 +29,7 @@ pub mod message;
 pub mod owned;
 pub mod path;
 pub mod separators;
+pub mod validate;
 
 pub use ack::{AckCode, AckError, AckHeader, AckMode, build_ack, build_nak_for_bytes};
 pub use batch::{RawMessage, split_file};

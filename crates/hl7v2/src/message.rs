@@ -350,6 +350,7 @@ impl<'a> Message<'a> {
         }
     }
 
+    #[inline]
     fn segment_bounds(&self, span: &SegmentSpan) -> &[u32] {
         &self.bounds[span.first_bound as usize..(span.first_bound + span.bound_count) as usize]
     }
@@ -386,17 +387,19 @@ impl<'a> Message<'a> {
     }
 
     /// The segment at a 1-based index.
+    #[inline]
     pub fn segment(&self, index: usize) -> Option<Segment<'_>> {
         let span = *self.segments.get(index.checked_sub(1)?)?;
         Some(Segment {
             raw: self.raw,
-            ctx: self.ctx,
+            ctx: &self.ctx,
             span,
             bounds: self.segment_bounds(&span),
             index: index as u32,
         })
     }
 
+    #[inline]
     pub fn segments(&self) -> impl Iterator<Item = Segment<'_>> + '_ {
         (1..=self.segments.len()).filter_map(move |i| self.segment(i))
     }
@@ -416,11 +419,11 @@ impl<'a> Message<'a> {
             .map(|(i, s)| (i, *s))
     }
 
-    /// Field `n` of the segment at 0-based `i`, borrowing the input rather than `self`.
-    fn field_of(&self, i: usize, span: &SegmentSpan, n: usize) -> Option<Node<'a>> {
+    /// Field `n` of the segment at 0-based `i`.
+    fn field_of(&self, i: usize, span: &SegmentSpan, n: usize) -> Option<Node<'_>> {
         field_node(
             self.raw,
-            self.ctx,
+            &self.ctx,
             span,
             self.segment_bounds(span),
             i as u32 + 1,
@@ -430,33 +433,33 @@ impl<'a> Message<'a> {
 
     /// The value at a path such as `PID-3(2).1.2`, `OBX(3)-5` or `MSH-9.2`; `Ok(None)` when
     /// the message has no such value.
-    pub fn get(&self, path: &str) -> Result<Option<Node<'a>>, Error> {
+    pub fn get(&self, path: &str) -> Result<Option<Node<'_>>, Error> {
         Ok(self.get_path(&Path::parse(path)?))
     }
 
     /// [`Message::get`] with a path parsed once.
-    pub fn get_path(&self, path: &Path) -> Option<Node<'a>> {
+    pub fn get_path(&self, path: &Path) -> Option<Node<'_>> {
         let (i, span) = self.find_span(&path.segment, path.segment_occurrence)?;
         path.select(self.field_of(i, &span, path.field)?)
     }
 
     /// Decoded text at a path, or `None` when absent or the path is malformed.
-    pub fn text(&self, path: &str) -> Option<Cow<'a, str>> {
+    pub fn text(&self, path: &str) -> Option<Cow<'_, str>> {
         self.get(path).ok().flatten().map(|n| n.decoded())
     }
 
     /// MSH-9.1, e.g. `ADT`.
-    pub fn message_code(&self) -> Option<Cow<'a, str>> {
+    pub fn message_code(&self) -> Option<Cow<'_, str>> {
         self.header_component(9, 1)
     }
 
     /// MSH-9.2, e.g. `A01`.
-    pub fn trigger_event(&self) -> Option<Cow<'a, str>> {
+    pub fn trigger_event(&self) -> Option<Cow<'_, str>> {
         self.header_component(9, 2)
     }
 
     /// MSH-9.3, e.g. `ADT_A01`.
-    pub fn message_structure(&self) -> Option<Cow<'a, str>> {
+    pub fn message_structure(&self) -> Option<Cow<'_, str>> {
         self.header_component(9, 3)
     }
 
@@ -470,31 +473,31 @@ impl<'a> Message<'a> {
     }
 
     /// MSH-10.
-    pub fn control_id(&self) -> Option<Cow<'a, str>> {
+    pub fn control_id(&self) -> Option<Cow<'_, str>> {
         self.header_component(10, 1)
     }
 
     /// MSH-11.1, e.g. `P`.
-    pub fn processing_id(&self) -> Option<Cow<'a, str>> {
+    pub fn processing_id(&self) -> Option<Cow<'_, str>> {
         self.header_component(11, 1)
     }
 
     /// MSH-12.1, e.g. `2.5.1`.
-    pub fn version(&self) -> Option<Cow<'a, str>> {
+    pub fn version(&self) -> Option<Cow<'_, str>> {
         self.header_component(12, 1)
     }
 
     /// MSH-3.1 sending application namespace id.
-    pub fn sending_application(&self) -> Option<Cow<'a, str>> {
+    pub fn sending_application(&self) -> Option<Cow<'_, str>> {
         self.header_component(3, 1)
     }
 
     /// MSH-4.1 sending facility namespace id.
-    pub fn sending_facility(&self) -> Option<Cow<'a, str>> {
+    pub fn sending_facility(&self) -> Option<Cow<'_, str>> {
         self.header_component(4, 1)
     }
 
-    fn header_component(&self, field: usize, component: usize) -> Option<Cow<'a, str>> {
+    fn header_component(&self, field: usize, component: usize) -> Option<Cow<'_, str>> {
         let span = *self.segments.first()?;
         let node = self.field_of(0, &span, field)?.component(component)?;
         let text = node.decoded();
@@ -525,7 +528,7 @@ impl<'a> Message<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'a> {
     raw: &'a [u8],
-    ctx: Context,
+    ctx: &'a Context,
     span: SegmentSpan,
     bounds: &'a [u32],
     index: u32,
@@ -564,43 +567,51 @@ impl<'a> Segment<'a> {
     }
 
     /// The field at a 1-based HL7 field number (`MSH-1` is the field separator).
+    #[inline]
     pub fn field(&self, n: usize) -> Option<Node<'a>> {
         self.field_node(n)
     }
 
+    #[inline]
     pub fn fields(&self) -> impl Iterator<Item = Node<'a>> + '_ {
         (1..=self.field_count()).filter_map(move |n| self.field_node(n))
     }
 
+    #[inline]
     pub(crate) fn field_node(&self, n: usize) -> Option<Node<'a>> {
         field_node(self.raw, self.ctx, &self.span, self.bounds, self.index, n)
     }
 }
 
-/// Field `n` (1-based, HL7 numbering) of a segment, as a node borrowing `raw`.
+/// Field `n` (1-based, HL7 numbering) of a segment.
+#[inline]
 fn field_node<'r>(
     raw: &'r [u8],
-    ctx: Context,
+    ctx: &'r Context,
     span: &SegmentSpan,
     bounds: &[u32],
     index: u32,
     n: usize,
 ) -> Option<Node<'r>> {
-    let position = |byte: usize| Position {
-        byte,
-        segment_index: index,
-        segment_id: span.id,
-        field: n.min(u16::MAX as usize) as u16,
-        ..Position::default()
-    };
     if n == 0 {
         return None;
     }
+    let loc = |byte: usize| Loc {
+        offset: byte as u32,
+        segment_index: index,
+        segment_id: span.id,
+        level: Level::Field,
+        literal: false,
+        field: n.min(u16::MAX as usize) as u16,
+        repetition: 0,
+        component: 0,
+        subcomponent: 0,
+    };
     let (split, literal) = if is_header_id(&span.id) {
         match n {
             1 => {
                 let at = span.start as usize + 3;
-                return Some(Node::literal(&raw[at..at + 1], ctx, position(at)));
+                return Some(Node::literal(&raw[at..at + 1], ctx, loc(at)));
             }
             2 => (1, true),
             _ => (n - 1, false),
@@ -615,9 +626,9 @@ fn field_node<'r>(
     let end = bounds[split] as usize;
     let value = &raw[start..end];
     Some(if literal {
-        Node::literal(value, ctx, position(start))
+        Node::literal(value, ctx, loc(start))
     } else {
-        Node::new(value, ctx, Level::Field, position(start))
+        Node::new(value, ctx, loc(start))
     })
 }
 
@@ -630,52 +641,91 @@ pub enum Level {
     Subcomponent,
 }
 
+/// Where a node sits, packed small: a walk creates a node per value, hundreds per message.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loc {
+    offset: u32,
+    segment_index: u32,
+    segment_id: [u8; 3],
+    level: Level,
+    /// MSH-1 and MSH-2: never split, never unescaped.
+    literal: bool,
+    field: u16,
+    repetition: u16,
+    component: u16,
+    subcomponent: u16,
+}
+
+impl Loc {
+    pub(crate) fn from_position(p: Position, level: Level) -> Loc {
+        Loc {
+            offset: p.byte.min(u32::MAX as usize) as u32,
+            segment_index: p.segment_index,
+            segment_id: p.segment_id,
+            level,
+            literal: false,
+            field: p.field,
+            repetition: p.repetition,
+            component: p.component,
+            subcomponent: p.subcomponent,
+        }
+    }
+}
+
 /// A value at any depth: field, repetition, component or subcomponent.
 #[derive(Debug, Clone, Copy)]
 pub struct Node<'a> {
     raw: &'a [u8],
-    ctx: Context,
-    level: Level,
-    pos: Position,
-    /// MSH-1 and MSH-2: never split, never unescaped.
-    literal: bool,
+    ctx: &'a Context,
+    loc: Loc,
+}
+
+/// Finds `byte` in a value; values are mostly short, where a plain loop beats `memchr`'s
+/// set-up cost.
+#[inline]
+fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+    if hay.len() < 32 {
+        hay.iter().position(|&b| b == byte)
+    } else {
+        memchr::memchr(byte, hay)
+    }
 }
 
 impl<'a> Node<'a> {
-    pub(crate) fn new(raw: &'a [u8], ctx: Context, level: Level, pos: Position) -> Self {
-        Node {
-            raw,
-            ctx,
-            level,
-            pos,
-            literal: false,
-        }
+    pub(crate) fn new(raw: &'a [u8], ctx: &'a Context, loc: Loc) -> Self {
+        Node { raw, ctx, loc }
     }
 
-    pub(crate) fn literal(raw: &'a [u8], ctx: Context, pos: Position) -> Self {
-        Node {
-            raw,
-            ctx,
-            level: Level::Field,
-            pos,
-            literal: true,
-        }
+    pub(crate) fn literal(raw: &'a [u8], ctx: &'a Context, mut loc: Loc) -> Self {
+        loc.literal = true;
+        Node { raw, ctx, loc }
     }
 
     /// The value's bytes exactly as written (escapes not decoded).
+    #[inline]
     pub fn raw(&self) -> &'a [u8] {
         self.raw
     }
 
     pub fn level(&self) -> Level {
-        self.level
+        self.loc.level
     }
 
     pub fn position(&self) -> Position {
-        self.pos
+        let l = &self.loc;
+        Position {
+            byte: l.offset as usize,
+            segment_index: l.segment_index,
+            segment_id: l.segment_id,
+            field: l.field,
+            repetition: l.repetition,
+            component: l.component,
+            subcomponent: l.subcomponent,
+        }
     }
 
     /// True when the value is empty (absent in HL7 terms).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.raw.is_empty()
     }
@@ -688,7 +738,7 @@ impl<'a> Node<'a> {
     /// Decoded text: escapes resolved, charset converted, borrowed unless a copy is needed.
     /// Never fails: sequences that cannot be read are kept verbatim (see [`crate::escape`]).
     pub fn decoded(&self) -> Cow<'a, str> {
-        if self.literal {
+        if self.loc.literal {
             return self.ctx.charset.decode(self.raw);
         }
         escape::decode(
@@ -696,14 +746,14 @@ impl<'a> Node<'a> {
             &self.ctx.seps,
             self.ctx.charset,
             Leniency::Lenient,
-            self.pos,
+            self.position(),
         )
         .unwrap_or_else(|_| self.ctx.charset.decode(self.raw))
     }
 
     /// Decoded text, refusing unknown or broken escape sequences with their position.
     pub fn decoded_strict(&self) -> Result<Cow<'a, str>, Error> {
-        if self.literal {
+        if self.loc.literal {
             return Ok(self.ctx.charset.decode(self.raw));
         }
         escape::decode(
@@ -711,39 +761,66 @@ impl<'a> Node<'a> {
             &self.ctx.seps,
             self.ctx.charset,
             Leniency::Strict,
-            self.pos,
+            self.position(),
         )
     }
 
+    /// Children split on `sep`, at `level`.
+    #[inline]
     fn split(&self, sep: Option<u8>, level: Level) -> Children<'a> {
-        if self.literal {
+        let Some(sep) = sep.filter(|_| !self.loc.literal) else {
             return self.only_self();
+        };
+        let mut template = *self;
+        template.loc.level = level;
+        let l = &mut template.loc;
+        match level {
+            Level::Repetition => l.repetition = 0,
+            Level::Component => {
+                l.repetition = l.repetition.max(1);
+                l.component = 0;
+            }
+            Level::Subcomponent => {
+                l.repetition = l.repetition.max(1);
+                l.component = l.component.max(1);
+                l.subcomponent = 0;
+            }
+            Level::Field => {}
         }
         Children {
-            rest: Some(self.raw),
+            rest: self.raw,
             sep,
-            ctx: self.ctx,
-            level,
-            pos: self.pos,
-            n: 0,
-            literal: false,
+            state: ChildState::Splitting,
+            template,
+        }
+    }
+
+    #[inline]
+    fn only_self(&self) -> Children<'a> {
+        Children {
+            rest: self.raw,
+            sep: 0,
+            state: ChildState::Single,
+            template: *self,
         }
     }
 
     /// Repetitions of a field (a non-field node yields itself).
+    #[inline]
     pub fn repetitions(&self) -> Children<'a> {
-        if self.level != Level::Field || self.literal {
+        if self.loc.level != Level::Field {
             return self.only_self();
         }
         self.split(Some(self.ctx.seps.repetition), Level::Repetition)
     }
 
     /// Components of a repetition; for a field, those of its first repetition.
+    #[inline]
     pub fn components(&self) -> Children<'a> {
-        if self.literal {
+        if self.loc.literal {
             return self.only_self();
         }
-        match self.level {
+        match self.loc.level {
             Level::Field => match self.repetition(1) {
                 Some(rep) => rep.components(),
                 None => self.only_self(),
@@ -754,11 +831,12 @@ impl<'a> Node<'a> {
     }
 
     /// Subcomponents of a component; for a field or repetition, those of its first component.
+    #[inline]
     pub fn subcomponents(&self) -> Children<'a> {
-        if self.literal {
+        if self.loc.literal {
             return self.only_self();
         }
-        match self.level {
+        match self.loc.level {
             Level::Field | Level::Repetition => match self.component(1) {
                 Some(c) => c.subcomponents(),
                 None => self.only_self(),
@@ -768,40 +846,31 @@ impl<'a> Node<'a> {
         }
     }
 
-    fn only_self(&self) -> Children<'a> {
-        Children {
-            rest: Some(self.raw),
-            sep: None,
-            ctx: self.ctx,
-            level: self.level,
-            pos: self.pos,
-            n: u16::MAX,
-            literal: self.literal,
-        }
-    }
-
     /// The 1-based repetition `n`.
+    #[inline]
     pub fn repetition(&self, n: usize) -> Option<Node<'a>> {
         self.repetitions().nth(n.checked_sub(1)?)
     }
 
     /// The 1-based component `n` (of the first repetition, for a field).
+    #[inline]
     pub fn component(&self, n: usize) -> Option<Node<'a>> {
         self.components().nth(n.checked_sub(1)?)
     }
 
     /// The 1-based subcomponent `n` (of the first component, for a field or repetition).
+    #[inline]
     pub fn subcomponent(&self, n: usize) -> Option<Node<'a>> {
         self.subcomponents().nth(n.checked_sub(1)?)
     }
 
     /// True when the value has repetitions, components or subcomponents below it.
     pub fn has_children(&self) -> bool {
-        if self.literal {
+        if self.loc.literal {
             return false;
         }
         let s = &self.ctx.seps;
-        match self.level {
+        match self.loc.level {
             Level::Field => self
                 .raw
                 .iter()
@@ -816,56 +885,60 @@ impl<'a> Node<'a> {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ChildState {
+    Splitting,
+    /// Yields the node itself once (no delimiter at this level).
+    Single,
+    Done,
+}
+
 /// Iterator over the children of a [`Node`], split on one delimiter.
 #[derive(Debug, Clone)]
 pub struct Children<'a> {
-    rest: Option<&'a [u8]>,
-    sep: Option<u8>,
-    ctx: Context,
-    level: Level,
-    pos: Position,
-    /// Children yielded so far; `u16::MAX` marks an iterator over the node itself.
-    n: u16,
-    /// Passed on when yielding the node itself, so MSH-2 stays unsplit at every depth.
-    literal: bool,
+    rest: &'a [u8],
+    sep: u8,
+    state: ChildState,
+    /// The next child's context and location; only `raw` differs per child.
+    template: Node<'a>,
 }
 
 impl<'a> Iterator for Children<'a> {
     type Item = Node<'a>;
 
+    #[inline]
     fn next(&mut self) -> Option<Node<'a>> {
-        let rest = self.rest?;
-        if self.n == u16::MAX {
-            self.rest = None;
-            let mut node = Node::new(rest, self.ctx, self.level, self.pos);
-            node.literal = self.literal;
-            return Some(node);
-        }
-        self.n = self.n.saturating_add(1).min(u16::MAX - 1);
-        let (item, tail) = match self.sep.and_then(|s| memchr::memchr(s, rest)) {
-            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
-            None => (rest, None),
-        };
-        let mut pos = self.pos;
-        match self.level {
-            Level::Repetition => pos.repetition = self.n,
-            Level::Component => {
-                pos.repetition = pos.repetition.max(1);
-                pos.component = self.n;
+        match self.state {
+            ChildState::Done => None,
+            ChildState::Single => {
+                self.state = ChildState::Done;
+                Some(self.template)
             }
-            Level::Subcomponent => {
-                pos.repetition = pos.repetition.max(1);
-                pos.component = pos.component.max(1);
-                pos.subcomponent = self.n;
+            ChildState::Splitting => {
+                let rest = self.rest;
+                let (item, len) = match find_byte(self.sep, rest) {
+                    Some(i) => {
+                        self.rest = &rest[i + 1..];
+                        (&rest[..i], i)
+                    }
+                    None => {
+                        self.state = ChildState::Done;
+                        (rest, rest.len())
+                    }
+                };
+                let l = &mut self.template.loc;
+                match l.level {
+                    Level::Repetition => l.repetition = l.repetition.saturating_add(1),
+                    Level::Component => l.component = l.component.saturating_add(1),
+                    Level::Subcomponent => l.subcomponent = l.subcomponent.saturating_add(1),
+                    Level::Field => {}
+                }
+                let mut node = self.template;
+                node.raw = item;
+                self.template.loc.offset = self.template.loc.offset.saturating_add(len as u32 + 1);
+                Some(node)
             }
-            Level::Field => {}
         }
-        let node = Node::new(item, self.ctx, self.level, pos);
-        if tail.is_some() {
-            self.pos.byte += item.len() + 1;
-        }
-        self.rest = tail;
-        Some(node)
     }
 }
 

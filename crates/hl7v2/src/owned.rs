@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use crate::charset::Charset;
 use crate::error::{Error, ErrorKind, Position};
 use crate::escape::{self, Leniency};
-use crate::message::{Context, Level, Message, Node};
+use crate::message::{Context, Level, Loc, Message, Node};
 use crate::path::Path;
 use crate::separators::Separators;
 
@@ -79,8 +79,7 @@ impl OwnedSegment {
 pub struct OwnedMessage {
     /// Bytes before MSH (a BOM, blank lines), kept for byte-exact encoding.
     prefix: Vec<u8>,
-    seps: Separators,
-    charset: Charset,
+    ctx: Context,
     segments: Vec<OwnedSegment>,
 }
 
@@ -89,8 +88,11 @@ impl OwnedMessage {
     pub fn new(seps: Separators, charset: Charset) -> Self {
         OwnedMessage {
             prefix: Vec::new(),
-            seps,
-            charset,
+            ctx: Context {
+                seps,
+                charset,
+                leniency: Leniency::Lenient,
+            },
             segments: Vec::new(),
         }
     }
@@ -119,18 +121,21 @@ impl OwnedMessage {
             .collect();
         OwnedMessage {
             prefix: raw[..msg.body_start()].to_vec(),
-            seps,
-            charset: msg.charset(),
+            ctx: Context {
+                seps,
+                charset: msg.charset(),
+                leniency: Leniency::Lenient,
+            },
             segments,
         }
     }
 
     pub fn separators(&self) -> Separators {
-        self.seps
+        self.ctx.seps
     }
 
     pub fn charset(&self) -> Charset {
-        self.charset
+        self.ctx.charset
     }
 
     pub fn segments(&self) -> &[OwnedSegment] {
@@ -144,20 +149,12 @@ impl OwnedMessage {
         for seg in &self.segments {
             out.extend_from_slice(&seg.id);
             for part in &seg.parts {
-                out.push(self.seps.field);
+                out.push(self.ctx.seps.field);
                 out.extend_from_slice(part);
             }
             out.extend_from_slice(&seg.terminator);
         }
         out
-    }
-
-    fn context(&self) -> Context {
-        Context {
-            seps: self.seps,
-            charset: self.charset,
-            leniency: Leniency::Lenient,
-        }
     }
 
     fn segment_index(&self, id: [u8; 3], occurrence: usize) -> Option<usize> {
@@ -183,17 +180,18 @@ impl OwnedMessage {
             field: path.field.min(u16::MAX as usize) as u16,
             ..Position::default()
         };
+        let loc = Loc::from_position(pos, Level::Field);
         if seg.is_header() && path.field <= 2 {
             // MSH-1 and MSH-2 hold the separators: never split, never unescaped.
             let raw: &[u8] = if path.field == 1 {
-                std::slice::from_ref(&self.seps.field)
+                std::slice::from_ref(&self.ctx.seps.field)
             } else {
                 seg.parts.first()?.as_slice()
             };
-            return Some(Node::literal(raw, self.context(), pos));
+            return Some(Node::literal(raw, &self.ctx, loc));
         }
         let raw = seg.field_raw(path.field)?;
-        path.select(Node::new(raw, self.context(), Level::Field, pos))
+        path.select(Node::new(raw, &self.ctx, loc))
     }
 
     /// Decoded text at a path (`None` when absent).
@@ -205,7 +203,7 @@ impl OwnedMessage {
     /// and components are created empty; the segment must exist.
     pub fn set(&mut self, path: &str, text: &str) -> Result<(), Error> {
         let path = Path::parse(path)?;
-        let raw = escape::encode(text, &self.seps, self.charset).into_owned();
+        let raw = escape::encode(text, &self.ctx.seps, self.ctx.charset).into_owned();
         self.set_raw_path(&path, raw)
     }
 
@@ -248,7 +246,7 @@ impl OwnedMessage {
                 Position::default(),
             )
         };
-        let seps = self.seps;
+        let seps = self.ctx.seps;
         let i = self
             .segment_index(path.segment, path.segment_occurrence)
             .ok_or_else(|| not_settable("the message has no such segment"))?;

@@ -14,13 +14,12 @@
 //! data, `0` means "unbounded" for repetitions and structure maxima, and "not given" for
 //! lengths and table numbers.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::OnceLock;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use super::profile::Profile;
 
@@ -140,7 +139,9 @@ impl<'de> Deserialize<'de> for FieldDef {
                 f.write_str("a field as [name, type, usage, reps, len, table] or {\"name\": .., \"type\": ..}")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<FieldDef, A::Error> {
-                let missing = |i| de::Error::invalid_length(i, &"6 elements: name, type, usage, reps, len, table");
+                let missing = |i| {
+                    de::Error::invalid_length(i, &"6 elements: name, type, usage, reps, len, table")
+                };
                 let name: String = seq.next_element()?.ok_or_else(|| missing(0))?;
                 let data_type: String = seq.next_element()?.ok_or_else(|| missing(1))?;
                 let usage: Usage = seq.next_element()?.ok_or_else(|| missing(2))?;
@@ -173,11 +174,24 @@ impl<'de> Deserialize<'de> for FieldDef {
     }
 }
 
+/// The structure element that matches any one segment (the standard's "any HL7 segment"
+/// in query and master-file structures).
+pub const ANY_SEGMENT: &str = "*";
+
 /// One element of a message structure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ElementDef {
-    Segment { id: Box<str>, min: u32, max: u32 },
-    Group { name: Box<str>, min: u32, max: u32, children: Vec<ElementDef> },
+    Segment {
+        id: Box<str>,
+        min: u32,
+        max: u32,
+    },
+    Group {
+        name: Box<str>,
+        min: u32,
+        max: u32,
+        children: Vec<ElementDef>,
+    },
 }
 
 impl ElementDef {
@@ -204,15 +218,23 @@ impl<'de> Deserialize<'de> for ElementDef {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<ElementDef, E> {
                 check_segment_id(v)?;
-                Ok(ElementDef::Segment { id: v.into(), min: 1, max: 1 })
+                Ok(ElementDef::Segment {
+                    id: v.into(),
+                    min: 1,
+                    max: 1,
+                })
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ElementDef, A::Error> {
-                let missing = |i| de::Error::invalid_length(i, &"[id, min, max] or [group, min, max, [elements]]");
+                let missing = |i| {
+                    de::Error::invalid_length(i, &"[id, min, max] or [group, min, max, [elements]]")
+                };
                 let name: String = seq.next_element()?.ok_or_else(|| missing(0))?;
                 let min: u32 = seq.next_element()?.ok_or_else(|| missing(1))?;
                 let max: u32 = seq.next_element()?.ok_or_else(|| missing(2))?;
                 if max != 0 && max < min {
-                    return Err(de::Error::custom(format!("maximum {max} is below minimum {min} for {name}")));
+                    return Err(de::Error::custom(format!(
+                        "maximum {max} is below minimum {min} for {name}"
+                    )));
                 }
                 match seq.next_element::<Vec<ElementDef>>()? {
                     Some(children) => {
@@ -222,11 +244,20 @@ impl<'de> Deserialize<'de> for ElementDef {
                         if children.is_empty() {
                             return Err(de::Error::custom(format!("group {name} has no elements")));
                         }
-                        Ok(ElementDef::Group { name: name.into(), min, max, children })
+                        Ok(ElementDef::Group {
+                            name: name.into(),
+                            min,
+                            max,
+                            children,
+                        })
                     }
                     None => {
                         check_segment_id(&name)?;
-                        Ok(ElementDef::Segment { id: name.into(), min, max })
+                        Ok(ElementDef::Segment {
+                            id: name.into(),
+                            min,
+                            max,
+                        })
                     }
                 }
             }
@@ -236,11 +267,18 @@ impl<'de> Deserialize<'de> for ElementDef {
 }
 
 fn check_segment_id<E: de::Error>(id: &str) -> Result<(), E> {
-    let ok = id.len() == 3 && id.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    let ok = id == ANY_SEGMENT
+        || id.len() == 3
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if ok {
         Ok(())
     } else {
-        Err(de::Error::invalid_value(de::Unexpected::Str(id), &"a segment id of 3 upper-case letters or digits"))
+        Err(de::Error::invalid_value(
+            de::Unexpected::Str(id),
+            &"a segment id of 3 upper-case letters or digits, or *",
+        ))
     }
 }
 
@@ -295,7 +333,11 @@ impl Data {
     }
 }
 
-fn resolve<T: Clone>(pool: &HashMap<String, Vec<T>>, name: &str, index: usize) -> Result<T, String> {
+fn resolve<T: Clone>(
+    pool: &HashMap<String, Vec<T>>,
+    name: &str,
+    index: usize,
+) -> Result<T, String> {
     pool.get(name)
         .and_then(|v| v.get(index))
         .cloned()
@@ -303,9 +345,13 @@ fn resolve<T: Clone>(pool: &HashMap<String, Vec<T>>, name: &str, index: usize) -
 }
 
 fn load() -> Result<Data, String> {
-    let raw: RawData = serde_json::from_str(DEFINITIONS_JSON).map_err(|e| format!("embedded definitions: {e}"))?;
+    let raw: RawData =
+        serde_json::from_str(DEFINITIONS_JSON).map_err(|e| format!("embedded definitions: {e}"))?;
     if raw.format != DATA_FORMAT {
-        return Err(format!("embedded definitions have format {}, expected {DATA_FORMAT}", raw.format));
+        return Err(format!(
+            "embedded definitions have format {}, expected {DATA_FORMAT}",
+            raw.format
+        ));
     }
     let mut versions = BTreeMap::new();
     for (id, v) in raw.versions {
@@ -314,7 +360,11 @@ fn load() -> Result<Data, String> {
             datatypes: HashMap::with_capacity(v.datatypes.len()),
             tables: HashMap::with_capacity(v.tables.len()),
             structures: HashMap::with_capacity(v.structures.len()),
-            events: v.events.into_iter().map(|(k, s)| (k.into(), s.into())).collect(),
+            events: v
+                .events
+                .into_iter()
+                .map(|(k, s)| (k.into(), s.into()))
+                .collect(),
             message_types: HashSet::new(),
         };
         for (name, i) in v.segments {
@@ -326,9 +376,14 @@ fn load() -> Result<Data, String> {
             out.datatypes.insert(name.into(), def);
         }
         for (name, i) in v.tables {
-            let mut values: Vec<Box<str>> = resolve(&raw.pool.tables, &name, i)?.into_iter().map(Into::into).collect();
+            let mut values: Vec<Box<str>> = resolve(&raw.pool.tables, &name, i)?
+                .into_iter()
+                .map(Into::into)
+                .collect();
             values.sort();
-            let n: u32 = name.parse().map_err(|_| format!("table number {name:?} is not a number"))?;
+            let n: u32 = name
+                .parse()
+                .map_err(|_| format!("table number {name:?} is not a number"))?;
             out.tables.insert(n, values);
         }
         for (name, i) in v.structures {
@@ -363,7 +418,8 @@ pub struct TableView<'d> {
 
 impl TableView<'_> {
     pub fn contains(&self, value: &str) -> bool {
-        self.base.is_some_and(|b| b.binary_search_by(|v| (**v).cmp(value)).is_ok())
+        self.base
+            .is_some_and(|b| b.binary_search_by(|v| (**v).cmp(value)).is_ok())
             || self.extra.is_some_and(|e| e.iter().any(|v| v == value))
     }
 
@@ -383,12 +439,35 @@ pub struct Defs<'d> {
 }
 
 impl<'d> Defs<'d> {
-    pub fn new(version_id: &'d str, version: &'d VersionDefs, profile: Option<&'d Profile>) -> Self {
+    pub fn new(
+        version_id: &'d str,
+        version: &'d VersionDefs,
+        profile: Option<&'d Profile>,
+    ) -> Self {
+        let mut merged = HashMap::new();
+        for (id, p) in profile.map(|p| &p.segments).into_iter().flatten() {
+            if p.fields.is_some() || p.overrides.is_empty() {
+                continue;
+            }
+            let mut fields = version
+                .segments
+                .get(id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            for (n, patch) in &p.overrides {
+                let i = *n as usize - 1;
+                if fields.len() <= i {
+                    fields.resize(i + 1, FieldDef::default());
+                }
+                patch.apply(&mut fields[i]);
+            }
+            merged.insert(id.clone(), fields);
+        }
         Defs {
             version_id,
             version,
             profile,
-            merged: HashMap::new(),
+            merged,
         }
     }
 
@@ -396,31 +475,23 @@ impl<'d> Defs<'d> {
         self.profile
     }
 
-    pub fn segment(&mut self, id: &str) -> Option<Cow<'_, [FieldDef]>> {
-        if let Some(p) = self.profile.and_then(|p| p.segments.get(id)) {
-            if let Some(fields) = &p.fields {
-                return Some(Cow::Borrowed(fields.as_slice()));
-            }
-            if !p.overrides.is_empty() {
-                if !self.merged.contains_key(id) {
-                    let mut fields = self.version.segments.get(id).cloned().unwrap_or_default();
-                    for (n, patch) in &p.overrides {
-                        let i = *n as usize - 1;
-                        if fields.len() <= i {
-                            fields.resize(i + 1, FieldDef::default());
-                        }
-                        patch.apply(&mut fields[i]);
-                    }
-                    self.merged.insert(id.to_owned(), fields);
-                }
-                return self.merged.get(id).map(|f| Cow::Borrowed(f.as_slice()));
-            }
+    pub fn segment(&self, id: &str) -> Option<&[FieldDef]> {
+        if let Some(fields) = self
+            .profile
+            .and_then(|p| p.segments.get(id))
+            .and_then(|p| p.fields.as_ref())
+        {
+            return Some(fields.as_slice());
         }
-        self.version.segments.get(id).map(|f| Cow::Borrowed(f.as_slice()))
+        if let Some(fields) = self.merged.get(id) {
+            return Some(fields.as_slice());
+        }
+        self.version.segments.get(id).map(Vec::as_slice)
     }
 
     pub fn has_segment(&self, id: &str) -> bool {
-        self.profile.is_some_and(|p| p.segments.contains_key(id)) || self.version.segments.contains_key(id)
+        self.profile.is_some_and(|p| p.segments.contains_key(id))
+            || self.version.segments.contains_key(id)
     }
 
     pub fn datatype(&self, name: &str) -> Option<&'d [FieldDef]> {
@@ -442,11 +513,15 @@ impl<'d> Defs<'d> {
         }
     }
 
-    pub fn structure(&self, name: &str) -> Option<&'d [ElementDef]> {
-        if let Some(s) = self.profile.and_then(|p| p.structures.get(name)) {
-            return Some(s.as_slice());
+    /// The structure and its name as stored (so the name outlives the caller's string).
+    pub fn structure(&self, name: &str) -> Option<(&'d str, &'d [ElementDef])> {
+        if let Some((k, s)) = self.profile.and_then(|p| p.structures.get_key_value(name)) {
+            return Some((k.as_str(), s.as_slice()));
         }
-        self.version.structures.get(name).map(Vec::as_slice)
+        self.version
+            .structures
+            .get_key_value(name)
+            .map(|(k, s)| (&**k, s.as_slice()))
     }
 
     pub fn event(&self, key: &str) -> Option<&'d str> {
@@ -460,7 +535,9 @@ impl<'d> Defs<'d> {
         self.version.message_types.contains(code)
             || self.profile.is_some_and(|p| {
                 p.events.keys().any(|k| k.split('^').next() == Some(code))
-                    || p.structures.keys().any(|k| k.split('_').next() == Some(code))
+                    || p.structures
+                        .keys()
+                        .any(|k| k.split('_').next() == Some(code))
             })
     }
 }
@@ -475,7 +552,10 @@ mod tests {
         let ids: Vec<&str> = d.version_ids().collect();
         assert_eq!(
             ids,
-            ["2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2"]
+            [
+                "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8",
+                "2.8.1", "2.8.2"
+            ]
         );
         let v = &d.versions["2.5.1"];
         assert_eq!(&*v.events["ADT^A04"], "ADT_A01");
@@ -510,30 +590,55 @@ mod tests {
             }
             missing.sort();
             missing.dedup();
-            assert!(missing.len() <= 3, "{id}: segments without definition: {missing:?}");
+            assert!(
+                missing.len() <= 3,
+                "{id}: segments without definition: {missing:?}"
+            );
         }
     }
 
     #[test]
     fn field_object_form_needs_a_type() {
-        let f: FieldDef = serde_json::from_str(r#"{"name": "Flag", "type": "ID", "usage": "R", "table": 136}"#).unwrap();
+        let f: FieldDef =
+            serde_json::from_str(r#"{"name": "Flag", "type": "ID", "usage": "R", "table": 136}"#)
+                .unwrap();
         assert_eq!(f.usage, Usage::Required);
         assert_eq!(f.max_repetitions, 1);
         let e = serde_json::from_str::<FieldDef>(r#"{"name": "Flag"}"#).unwrap_err();
         assert_eq!(e.to_string(), "missing field `type` at line 1 column 16");
         let e = serde_json::from_str::<FieldDef>(r#"["a", "ST", "Q", 1, 0, 0]"#).unwrap_err();
-        assert!(e.to_string().starts_with("invalid value: string \"Q\", expected one of R, RE, O, C, CE, B, W"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("invalid value: string \"Q\", expected one of R, RE, O, C, CE, B, W"),
+            "{e}"
+        );
     }
 
     #[test]
     fn element_forms() {
-        let e: Vec<ElementDef> = serde_json::from_str(r#"["MSH", ["ZPD", 0, 1], ["G", 0, 0, ["PID"]]]"#).unwrap();
-        assert_eq!(e[0], ElementDef::Segment { id: "MSH".into(), min: 1, max: 1 });
+        let e: Vec<ElementDef> =
+            serde_json::from_str(r#"["MSH", ["ZPD", 0, 1], ["G", 0, 0, ["PID"]]]"#).unwrap();
+        assert_eq!(
+            e[0],
+            ElementDef::Segment {
+                id: "MSH".into(),
+                min: 1,
+                max: 1
+            }
+        );
         assert_eq!(e[1].max(), 1);
         assert!(matches!(&e[2], ElementDef::Group { children, .. } if children.len() == 1));
         let err = serde_json::from_str::<Vec<ElementDef>>(r#"["pid"]"#).unwrap_err();
-        assert!(err.to_string().contains("a segment id of 3 upper-case letters or digits"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("a segment id of 3 upper-case letters or digits, or *"),
+            "{err}"
+        );
         let err = serde_json::from_str::<Vec<ElementDef>>(r#"[["PID", 2, 1]]"#).unwrap_err();
-        assert!(err.to_string().starts_with("maximum 1 is below minimum 2 for PID"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("maximum 1 is below minimum 2 for PID"),
+            "{err}"
+        );
     }
 }
