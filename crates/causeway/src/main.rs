@@ -1,1 +1,66 @@
-fn main() {}
+//! The `causeway` binary: the engine (`serve`) and the tools around the same crates.
+//!
+//! Each command lives in `cmd/`. Commands that read HL7 files share [`input`], which reads a
+//! file (or `-` for stdin), splits it into messages and positions errors in the file.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod input;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "causeway",
+    version,
+    about = "HL7 v2 integration engine and clinical API gateway"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the engine: every channel of the configuration (or the built-in default).
+    Serve(cmd::serve::Args),
+    /// Validate a configuration file and report every problem at once.
+    Check(cmd::check::Args),
+    /// Run a stored message through its channel again and queue it to its destinations.
+    Reprocess(cmd::reprocess::Args),
+    /// Print each message as JSON (one object per line), or as a labelled tree.
+    Parse(cmd::parse::Args),
+    /// Print the decoded value at a path (e.g. PID-3(2).1) for each message.
+    Get(cmd::get::Args),
+    /// Check each message against the HL7 standard or a conformance profile.
+    Validate(cmd::validate::Args),
+    /// Print the acknowledgement for each message.
+    Ack(cmd::ack::Args),
+    /// Send messages to an MLLP listener and report each acknowledgement.
+    Send(cmd::send::Args),
+    /// Receive messages over MLLP and acknowledge them as told (a test stand-in for an EHR).
+    Listen(cmd::listen::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => cmd::serve::run(args),
+        Command::Check(args) => cmd::check::run(args),
+        Command::Reprocess(args) => cmd::reprocess::run(args),
+        Command::Parse(args) => cmd::parse::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Validate(args) => cmd::validate::run(args),
+        Command::Ack(args) => cmd::ack::run(args),
+        Command::Send(args) => cmd::send::run(args),
+        Command::Listen(args) => cmd::listen::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("causeway: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,680 @@
+//! `causeway.toml`: parsed, then validated into a [`Config`] the runtime can run without
+//! further checks, with every problem reported at once.
+//!
+//! Map:
+//! - [`raw`]: the file as written ([`RawConfig`], serde, unknown keys refused);
+//! - `validate`: `RawConfig` -> [`Config`] or a list of [`ConfigError`]s;
+//! - `parse`: TOML syntax and shape errors, all of them, with key paths;
+//! - [`units`]: durations, sizes, addresses and names;
+//! - [`error`]: [`ConfigError`] (`FILE:LINE:COLUMN: KEY: MESSAGE`).
+//!
+//! The stages: syntax errors (all, from the TOML parser's recovery) stop there; otherwise
+//! shape errors (unknown keys, wrong types: each offending entry is set aside and the rest
+//! read again, so they are all found) and validation errors are reported together. A
+//! [`Config`] holds only checked values: addresses parse, referenced files exist, paths,
+//! regexes and scripts are compiled, names are unique, and relative paths are resolved
+//! against the directory of the configuration file. `causeway check` runs exactly this.
+//!
+//! The key reference is `docs/configuration.md`; a test keeps it and [`raw`] in step.
+
+pub mod error;
+mod parse;
+pub mod raw;
+pub mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrorKind, LineCol};
+pub use raw::RawConfig;
+
+use crate::filter::{Accept, Filter, Wildcard};
+use crate::transform::{CodeTable, Transforms};
+
+/// Largest configuration file read, in bytes: a real one is a few KiB; 4 MiB leaves room for
+/// large code tables while refusing a wrong file (a log, a database) passed by mistake.
+pub const MAX_CONFIG_LEN: usize = 4 * 1024 * 1024;
+
+/// Default data directory, relative to the configuration file (or the working directory
+/// when there is none).
+pub const DEFAULT_DATA_DIR: &str = "causeway-data";
+
+/// Default MLLP listen address of the built-in channel: the registered HL7 port, all
+/// interfaces.
+pub const DEFAULT_MLLP_LISTEN: &str = "0.0.0.0:2575";
+
+/// Default most messages per store group commit (as the SQLite store's own default).
+///
+/// A backlog drains in few fsyncs while one commit stays within a few milliseconds.
+pub const DEFAULT_GROUP_COMMIT_MAX_MESSAGES: usize = 512;
+
+/// Most messages per group commit that may be configured: beyond this one commit holds
+/// every waiting sender's ACK for too long.
+pub const MAX_GROUP_COMMIT_MESSAGES: usize = 65_536;
+
+/// Default wait for more messages once a group commit has its first: none, so a lone
+/// message is not delayed; under load groups form from what queued during the last fsync.
+pub const DEFAULT_GROUP_COMMIT_MAX_WAIT: Duration = Duration::ZERO;
+
+/// Longest configurable group-commit wait: every ACK waits this long in the worst case, and
+/// senders time out after a few seconds.
+pub const MAX_GROUP_COMMIT_WAIT: Duration = Duration::from_secs(1);
+
+/// Default most concurrent connections per MLLP source.
+///
+/// Senders keep one or a few long-lived connections each; 256 covers a hospital's feeds while
+/// bounding file descriptors and memory (each connection may buffer a frame).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default idle time before an MLLP connection is closed: senders reconnect on demand, and
+/// half-open connections left by network equipment must not hold a slot forever.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Default time allowed to receive the rest of a frame once it has started: a sender that
+/// stalls mid-frame for this long is gone.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default largest inbound frame or body: ORU results with embedded PDFs reach several MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Largest configurable frame, body or file: the store refuses payloads above 64 MiB.
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Default poll interval of a directory source: files appear in batches from other systems;
+/// a second is prompt without spinning.
+pub const DEFAULT_POLL: Duration = Duration::from_secs(1);
+
+/// Default file name pattern of a directory source.
+pub const DEFAULT_PATTERN: &str = "*.hl7";
+
+/// Default wait for a TCP connection to a destination.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Default wait for a destination's ACK: long enough for slow EHR interfaces, short enough
+/// that a dead peer is noticed and the message retried.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default HTTP destination request timeout (same reasoning as [`DEFAULT_ACK_TIMEOUT`]).
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default first retry delay; later delays double up to [`DEFAULT_RETRY_MAX`].
+pub const DEFAULT_RETRY_INITIAL: Duration = Duration::from_secs(1);
+
+/// Default longest retry delay: a receiver back after an outage gets its backlog within
+/// five minutes, without being hammered meanwhile.
+pub const DEFAULT_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Most parallel deliveries per destination: a handful of connections saturates any real
+/// HL7 receiver, and each one holds a store lease.
+pub const MAX_PARALLEL: usize = 64;
+
+/// Most destinations per channel (the store's limit per message).
+pub const MAX_DESTINATIONS: usize = 64;
+
+/// Default file name of a file destination: `{id}` keeps names unique.
+pub const DEFAULT_FILENAME: &str = "{channel}-{id}.hl7";
+
+/// [`Config::default_config`] written as a file (what `causeway serve` runs without one);
+/// a test checks that it validates to the same configuration.
+pub const DEFAULT_CONFIG_TOML: &str = r#"[server]
+data_dir = "causeway-data"
+
+[[channel]]
+name = "default"
+source = { type = "mllp", listen = "0.0.0.0:2575" }
+"#;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from (`None` for [`Config::default_config`] and
+    /// [`Config::from_str`]).
+    pub file: Option<PathBuf>,
+    /// Relative paths in the file were resolved against this directory.
+    pub base_dir: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    /// Code tables by name (also referenced by the `map` transforms that use them).
+    pub tables: BTreeMap<String, Arc<CodeTable>>,
+    /// Channels in file order.
+    pub channels: Vec<ChannelConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Where the store and its key file live.
+    pub data_dir: PathBuf,
+    /// HTTP listen address (API, dashboard, metrics, HTTP sources); `None`: no HTTP server.
+    pub http: Option<String>,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub group_commit_max_messages: usize,
+    pub group_commit_max_wait: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            group_commit_max_messages: DEFAULT_GROUP_COMMIT_MAX_MESSAGES,
+            group_commit_max_wait: DEFAULT_GROUP_COMMIT_MAX_WAIT,
+        }
+    }
+}
+
+/// One channel: a source, what it accepts, its filters, transforms and destinations.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub name: String,
+    /// A disabled channel is validated but not started (its listen address may be shared).
+    pub enabled: bool,
+    pub source: SourceConfig,
+    /// Refusals are answered AR with the ERR-3 code of [`crate::filter::Refusal`].
+    pub accept: Accept,
+    pub retention: Retention,
+    /// All must pass, or the message is stored as filtered.
+    pub filters: Vec<Filter>,
+    pub transforms: Transforms,
+    /// No destinations: messages are stored and that is all.
+    pub destinations: Vec<DestinationConfig>,
+}
+
+impl ChannelConfig {
+    /// True when the message passes every filter of the channel.
+    pub fn passes_filters(&self, msg: &hl7v2::Message<'_>) -> bool {
+        crate::filter::passes_all(&self.filters, msg)
+    }
+}
+
+/// How long a channel keeps its messages; `None` keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// After this, payloads are removed (metadata stays searchable).
+    pub payload: Option<Duration>,
+    /// After this, messages and their events are removed entirely.
+    pub metadata: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceConfig {
+    Mllp(MllpSource),
+    Http(HttpSource),
+    Directory(DirectorySource),
+}
+
+impl SourceConfig {
+    /// `mllp`, `http` or `directory`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Mllp(_) => "mllp",
+            SourceConfig::Http(_) => "http",
+            SourceConfig::Directory(_) => "directory",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MllpSource {
+    /// `host:port`, checked but not resolved.
+    pub listen: String,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_frame: usize,
+    pub tls: Option<ServerTls>,
+}
+
+impl MllpSource {
+    /// The built-in channel's source: [`DEFAULT_MLLP_LISTEN`] and every default.
+    pub fn with_defaults(listen: &str) -> MllpSource {
+        MllpSource {
+            listen: listen.to_string(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_frame: DEFAULT_MAX_FRAME,
+            tls: None,
+        }
+    }
+}
+
+/// TLS for a listener; the files exist (their contents are read at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpSource {
+    /// URL path on `server.http`, starting with `/`.
+    pub path: String,
+    pub max_body: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectorySource {
+    /// Polled directory (not recursive).
+    pub path: PathBuf,
+    /// File names to take; others are left alone.
+    pub pattern: Wildcard,
+    pub poll: Duration,
+    /// Where files go once stored.
+    pub done: PathBuf,
+    /// Where files go that could not be read as HL7.
+    pub error: PathBuf,
+    /// Larger files are moved to `error` unread.
+    pub max_file: usize,
+}
+
+/// One destination: where messages go, how often to retry, how many at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationConfig {
+    pub name: String,
+    pub kind: DestinationKind,
+    pub retry: RetryPolicy,
+    /// 1: strict FIFO (a failing head blocks the queue); more: that many deliveries at once,
+    /// in roughly FIFO order.
+    pub parallel: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationKind {
+    Mllp(MllpDestination),
+    Http(HttpDestination),
+    File(FileDestination),
+}
+
+impl DestinationKind {
+    /// `mllp`, `http` or `file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DestinationKind::Mllp(_) => "mllp",
+            DestinationKind::Http(_) => "http",
+            DestinationKind::File(_) => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MllpDestination {
+    /// `host:port`, checked but not resolved (resolved at each connection).
+    pub connect: String,
+    pub tls: Option<ClientTls>,
+    pub connect_timeout: Duration,
+    pub ack_timeout: Duration,
+}
+
+/// TLS towards a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// CA certificates that sign the server's certificate.
+    pub ca: PathBuf,
+    /// Name checked against the server's certificate (default: the host of `connect`).
+    pub server_name: String,
+    /// Client certificate and key, both or neither.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+}
+
+/// An HTTP webhook: the raw message is POSTed as `application/hl7-v2`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpDestination {
+    pub url: String,
+    /// Extra request headers. Values may be secrets: `Debug` shows names only.
+    pub headers: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+impl fmt::Debug for HttpDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_struct("HttpDestination")
+            .field("url", &self.url)
+            .field("headers", &names)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileDestination {
+    pub dir: PathBuf,
+    pub filename: FilenameTemplate,
+}
+
+/// Retries of a destination: delays double from `initial` up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+    /// Attempts before a message goes to the error queue; 0: retry forever. Applies to
+    /// failures a retry may fix (AE, timeouts, refused connections); an AR goes to the error
+    /// queue at once.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: DEFAULT_RETRY_INITIAL,
+            max: DEFAULT_RETRY_MAX,
+            max_attempts: 0,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempt + 1` after `attempt` failures (1-based):
+    /// `initial * 2^(attempt-1)`, capped at `max`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(32);
+        self.initial
+            .checked_mul(1u32 << doublings.min(31))
+            .map_or(self.max, |d| d.min(self.max))
+    }
+
+    /// True when a message that failed `attempts` times should go to the error queue.
+    pub fn exhausted(&self, attempts: u32) -> bool {
+        self.max_attempts != 0 && attempts >= self.max_attempts
+    }
+}
+
+/// A file name with placeholders: `{channel}`, `{destination}`, `{id}` (the store's message
+/// id, required so no file overwrites another), `{control_id}` and `{message_type}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilenameTemplate {
+    parts: Vec<NamePart>,
+    text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum NamePart {
+    Literal(String),
+    Channel,
+    Destination,
+    Id,
+    ControlId,
+    MessageType,
+}
+
+impl fmt::Display for FilenameTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Values for [`FilenameTemplate::render`].
+#[derive(Debug, Clone, Copy)]
+pub struct FilenameVars<'a> {
+    pub channel: &'a str,
+    pub destination: &'a str,
+    pub id: i64,
+    /// MSH-10 (from the sender: cleaned before use).
+    pub control_id: &'a str,
+    /// `ADT^A01` (the `^` becomes `_`).
+    pub message_type: &'a str,
+}
+
+/// Longest text one placeholder adds to a file name: control ids are up to 199 characters,
+/// file names up to 255 bytes.
+const MAX_PLACEHOLDER_LEN: usize = 64;
+
+impl FilenameTemplate {
+    pub fn parse(text: &str) -> Result<FilenameTemplate, String> {
+        let bad = |why: &str| format!("invalid file name {text:?}: {why}");
+        if text.contains(['/', '\\', '\0']) {
+            return Err(bad("a file name, without directories"));
+        }
+        if text.starts_with('.') {
+            return Err(bad("must not start with '.'"));
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(NamePart::Literal(rest[..open].to_string()));
+            }
+            let close = rest[open..].find('}').ok_or_else(|| bad("unclosed '{'"))?;
+            let name = &rest[open + 1..open + close];
+            parts.push(match name {
+                "channel" => NamePart::Channel,
+                "destination" => NamePart::Destination,
+                "id" => NamePart::Id,
+                "control_id" => NamePart::ControlId,
+                "message_type" => NamePart::MessageType,
+                _ => {
+                    return Err(bad(&format!(
+                        "unknown placeholder {{{name}}} (known: {{channel}}, {{destination}}, {{id}}, {{control_id}}, {{message_type}})"
+                    )));
+                }
+            });
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(bad("'}' without '{'"));
+        }
+        if !rest.is_empty() {
+            parts.push(NamePart::Literal(rest.to_string()));
+        }
+        if !parts.contains(&NamePart::Id) {
+            return Err(bad("must contain {id}, so that no file overwrites another"));
+        }
+        Ok(FilenameTemplate {
+            parts,
+            text: text.to_string(),
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The file name for one message. Values from the message are reduced to letters,
+    /// digits, `-`, `_` and `.` (others become `_`) and cut to 64 characters, so a control
+    /// id like `../../x` cannot leave the directory.
+    pub fn render(&self, vars: &FilenameVars<'_>) -> String {
+        fn clean(s: &str) -> String {
+            let mut out: String = s
+                .chars()
+                .take(MAX_PLACEHOLDER_LEN)
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            if out.starts_with('.') {
+                out.replace_range(..1, "_");
+            }
+            out
+        }
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                NamePart::Literal(s) => out.push_str(s),
+                NamePart::Channel => out.push_str(vars.channel),
+                NamePart::Destination => out.push_str(vars.destination),
+                NamePart::Id => out.push_str(&vars.id.to_string()),
+                NamePart::ControlId => out.push_str(&clean(vars.control_id)),
+                NamePart::MessageType => out.push_str(&clean(vars.message_type)),
+            }
+        }
+        out
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths in it are resolved against
+    /// the file's directory.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, Vec<ConfigError>> {
+        let path = path.as_ref();
+        let io_error = |message: String| {
+            vec![ConfigError {
+                kind: ConfigErrorKind::Io,
+                file: Some(path.to_path_buf()),
+                position: None,
+                key: String::new(),
+                message,
+            }]
+        };
+        let meta = std::fs::metadata(path).map_err(|e| io_error(io_text(&e)))?;
+        if meta.len() > MAX_CONFIG_LEN as u64 {
+            return Err(io_error(format!(
+                "the file is larger than {} (is it a configuration file?)",
+                units::format_size(MAX_CONFIG_LEN)
+            )));
+        }
+        let bytes = std::fs::read(path).map_err(|e| io_error(io_text(&e)))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            io_error(format!(
+                "not utf-8 text (byte {})",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
+        let base_dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        validate::check(&text, Some(path.to_path_buf()), &base_dir)
+    }
+
+    /// Validates configuration text; relative paths are resolved against `base_dir`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn from_str(text: &str, base_dir: impl AsRef<Path>) -> Result<Config, Vec<ConfigError>> {
+        validate::check(text, None, base_dir.as_ref())
+    }
+
+    /// What `causeway serve` runs without a configuration file: data in `./causeway-data`,
+    /// one enabled channel `default` with an MLLP source on [`DEFAULT_MLLP_LISTEN`] that
+    /// accepts any HL7 v2 message, no filters, no transforms and no destinations (every
+    /// message is stored, nothing is forwarded).
+    pub fn default_config() -> Config {
+        Config {
+            file: None,
+            base_dir: PathBuf::from("."),
+            server: ServerConfig {
+                data_dir: PathBuf::from(".").join(DEFAULT_DATA_DIR),
+                http: None,
+                log_format: LogFormat::Text,
+            },
+            store: StoreConfig::default(),
+            tables: BTreeMap::new(),
+            channels: vec![ChannelConfig {
+                name: "default".to_string(),
+                enabled: true,
+                source: SourceConfig::Mllp(MllpSource::with_defaults(DEFAULT_MLLP_LISTEN)),
+                accept: Accept::any(),
+                retention: Retention::default(),
+                filters: Vec::new(),
+                transforms: Transforms::default(),
+                destinations: Vec::new(),
+            }],
+        }
+    }
+
+    /// The channel with this name.
+    pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// The enabled channels, in file order.
+    pub fn enabled_channels(&self) -> impl Iterator<Item = &ChannelConfig> {
+        self.channels.iter().filter(|c| c.enabled)
+    }
+}
+
+/// `io::Error` text, lowercase and without rust's "(os error n)" suffix.
+fn io_text(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => &text[..i],
+        None => &text,
+    };
+    let mut c = text.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_up_to_max() {
+        let r = RetryPolicy {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+            max_attempts: 3,
+        };
+        let delays: Vec<u64> = (1..=6).map(|a| r.delay(a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(r.delay(u32::MAX), Duration::from_secs(10));
+        assert!(!r.exhausted(2) && r.exhausted(3));
+        assert!(!RetryPolicy::default().exhausted(u32::MAX));
+    }
+
+    #[test]
+    fn filenames() {
+        let t = FilenameTemplate::parse("{channel}-{message_type}-{control_id}-{id}.hl7").unwrap();
+        let vars = FilenameVars {
+            channel: "adt",
+            destination: "files",
+            id: 42,
+            control_id: "../../etc/passwd",
+            message_type: "ADT^A01",
+        };
+        assert_eq!(t.render(&vars), "adt-ADT_A01-_._.._etc_passwd-42.hl7");
+        for (text, why) in [
+            ("a/{id}", "a file name, without directories"),
+            (".{id}", "must not start with '.'"),
+            ("{id", "unclosed '{'"),
+            ("{id}}", "'}' without '{'"),
+            (
+                "{channel}.hl7",
+                "must contain {id}, so that no file overwrites another",
+            ),
+            (
+                "{nope}{id}",
+                "unknown placeholder {nope} (known: {channel}, {destination}, {id}, {control_id}, {message_type})",
+            ),
+        ] {
+            assert_eq!(
+                FilenameTemplate::parse(text).unwrap_err(),
+                format!("invalid file name {text:?}: {why}")
+            );
+        }
+    }
+
+    #[test]
+    fn headers_are_hidden_from_debug() {
+        let d = HttpDestination {
+            url: "https://x.example/hook".into(),
+            headers: vec![("Authorization".into(), "Bearer s3cret".into())],
+            timeout: Duration::from_secs(1),
+        };
+        let shown = format!("{d:?}");
+        assert!(
+            shown.contains("Authorization") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+}

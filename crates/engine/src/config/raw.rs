@@ -1,0 +1,345 @@
+//! `causeway.toml` exactly as written: the serde layer.
+//!
+//! Every struct refuses unknown keys, and nearly every value is optional and wrapped in
+//! [`Spanned`], so that absent keys, bad values and conflicts are found by validation (which
+//! reports all of them at once, with positions) instead of by serde (which stops at the
+//! first). Sources, destinations and transforms are flat structs with every key any variant
+//! takes; validation checks which keys fit the chosen `type`. (Serde's tagged enums would
+//! buffer their content and lose the spans.)
+//!
+//! The names here are the user-facing keys: `docs/configuration.md` documents each of them,
+//! and a test checks that none is missing there.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+/// A string with its position.
+pub type Text = Option<Spanned<String>>;
+/// A list of strings, each with its position, the list with its own.
+pub type TextList = Option<Spanned<Vec<Spanned<String>>>>;
+/// An integer with its position (TOML integers are `i64`; ranges are checked in validation).
+pub type Int = Option<Spanned<i64>>;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<Spanned<RawServer>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<Spanned<RawStore>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tables: BTreeMap<String, Spanned<BTreeMap<String, String>>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channel: Vec<Spanned<RawChannel>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_format: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_commit_max_messages: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_commit_max_wait: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannel {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<Spanned<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Spanned<RawSource>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Spanned<RawAccept>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Spanned<RawRetention>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter: Vec<Spanned<RawFilter>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transform: Vec<Spanned<RawTransform>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destination: Vec<Spanned<RawDestination>>,
+}
+
+/// Every key of every source type; `type` says which apply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Text,
+    // mllp
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_timeout: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_frame: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Spanned<RawServerTls>>,
+    // http and directory
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Text,
+    // http
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body: Text,
+    // directory
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccept {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_ids: TextList,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub types: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structures: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_applications: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_facilities: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Spanned<OneOrMany>>,
+}
+
+/// One transform: exactly one of these keys is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransform {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set: Option<Spanned<RawSet>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy: Option<Spanned<RawFromTo>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<Spanned<OneOrMany>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rename: Option<Spanned<RawFromTo>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<Spanned<RawMap>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_segment: Option<Spanned<RawAddSegment>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_segments: Option<Spanned<OneOrMany>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rename_segment: Option<Spanned<RawFromTo>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSet {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFromTo {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMap {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAddSegment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Text,
+}
+
+/// Every key of every destination type; `type` says which apply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestination {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Text,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Text,
+    // mllp
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Spanned<RawClientTls>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_timeout: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_timeout: Text,
+    // http
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Text,
+    // file
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Text,
+    // all
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Spanned<RawRetry>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Int,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientTls {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Text,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Int,
+}
+
+/// `"x"` or `["x", "y"]`: for `when`, `delete` and `drop_segments`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl OneOrMany {
+    /// The strings with their spans; a single string takes the span of the whole value.
+    pub fn items(&self, span: std::ops::Range<usize>) -> Vec<(String, std::ops::Range<usize>)> {
+        match self {
+            OneOrMany::One(s) => vec![(s.clone(), span)],
+            OneOrMany::Many(v) => v.iter().map(|s| (s.get_ref().clone(), s.span())).collect(),
+        }
+    }
+
+    pub fn is_list(&self) -> bool {
+        matches!(self, OneOrMany::Many(_))
+    }
+}
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(item) = seq.next_element::<Spanned<String>>()? {
+                    out.push(item);
+                }
+                Ok(OneOrMany::Many(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for OneOrMany {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OneOrMany::One(v) => s.serialize_str(v),
+            OneOrMany::Many(v) => v.serialize(s),
+        }
+    }
+}

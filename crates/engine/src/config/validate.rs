@@ -1,0 +1,1431 @@
+//! [`RawConfig`] to [`Config`]: every value checked, every problem collected.
+//!
+//! The validator always builds a whole `Config`, putting defaults where a value was wrong,
+//! so that one mistake never hides the next; the `Config` is returned only when no error was
+//! found. Errors are sorted by position, file order being the order people fix them in.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrorKind as K, Errors};
+use super::raw::*;
+use super::units::{self, check_name, format_duration, parse_address, parse_duration, parse_size};
+use super::*;
+use crate::filter::{Accept, Condition, Filter, TypePattern, Wildcard};
+use crate::transform::{Anchor, CodeTable, InvalidTransform, ScriptEngine, Transform, Transforms};
+
+/// Most connections per MLLP source that may be configured (file descriptors are finite).
+const MAX_CONNECTIONS_LIMIT: i64 = 100_000;
+
+pub(crate) fn check(
+    text: &str,
+    file: Option<PathBuf>,
+    base_dir: &Path,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Errors::new(text, file.clone());
+    let Some((raw, removed)) = super::parse::parse_raw(&mut errors) else {
+        return Err(errors.list);
+    };
+    let shape_errors = errors.list.len();
+    let mut v = Validator {
+        errors,
+        base_dir,
+        scripts: None,
+        tables: BTreeMap::new(),
+    };
+    let config = v.config(raw, file);
+    let mut list = v.errors.list;
+    // Entries set aside for shape errors would be reported again as missing: drop those.
+    let mut kept: Vec<ConfigError> = list.drain(shape_errors..).collect();
+    kept.retain(|e| {
+        !removed.iter().any(|r| {
+            e.key == *r
+                || e.key.starts_with(&format!("{r}."))
+                || e.key.starts_with(&format!("{r}["))
+        })
+    });
+    list.extend(kept);
+    if list.is_empty() {
+        return Ok(config);
+    }
+    list.sort_by_key(|e| e.position.map_or((usize::MAX, 0), |p| (p.line, p.column)));
+    Err(list)
+}
+
+struct Validator<'a> {
+    errors: Errors<'a>,
+    base_dir: &'a Path,
+    /// Built at the first script: an engine costs far more than a config without scripts.
+    scripts: Option<ScriptEngine>,
+    tables: BTreeMap<String, Arc<CodeTable>>,
+}
+
+/// A listener address in use, for conflict checks.
+struct Bound {
+    host: String,
+    port: u16,
+    owner: String,
+    line: usize,
+}
+
+impl<'a> Validator<'a> {
+    fn err(&mut self, kind: K, key: &str, span: Range<usize>, message: impl Into<String>) {
+        self.errors.push(kind, key, Some(span), message);
+    }
+
+    fn missing(&mut self, key: &str, span: Range<usize>, why: &str) {
+        self.err(K::Missing, key, span, format!("missing key ({why})"));
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        self.errors.line_of(span)
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        self.base_dir.join(p)
+    }
+
+    fn duration(&mut self, key: &str, v: &Text, default: Duration) -> Duration {
+        self.opt_duration(key, v).unwrap_or(default)
+    }
+
+    fn opt_duration(&mut self, key: &str, v: &Text) -> Option<Duration> {
+        let v = v.as_ref()?;
+        match parse_duration(v.get_ref()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.err(K::Invalid, key, v.span(), e);
+                None
+            }
+        }
+    }
+
+    /// A duration that must not be zero (timeouts, intervals).
+    fn positive_duration(&mut self, key: &str, v: &Text, default: Duration) -> Duration {
+        let d = self.duration(key, v, default);
+        if d.is_zero() {
+            if let Some(v) = v {
+                self.err(K::Invalid, key, v.span(), "must be longer than 0");
+            }
+            return default;
+        }
+        d
+    }
+
+    fn size(&mut self, key: &str, v: &Text, default: usize, max: usize) -> usize {
+        let Some(v) = v else { return default };
+        match parse_size(v.get_ref()) {
+            Ok(0) => {
+                self.err(K::Invalid, key, v.span(), "must be larger than 0");
+                default
+            }
+            Ok(n) if n > max => {
+                self.err(
+                    K::Invalid,
+                    key,
+                    v.span(),
+                    format!("must be at most {}", units::format_size(max)),
+                );
+                default
+            }
+            Ok(n) => n,
+            Err(e) => {
+                self.err(K::Invalid, key, v.span(), e);
+                default
+            }
+        }
+    }
+
+    fn int(
+        &mut self,
+        key: &str,
+        v: &Int,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+    ) -> i64 {
+        let Some(v) = v else { return default };
+        let n = *v.get_ref();
+        if range.contains(&n) {
+            n
+        } else {
+            self.err(
+                K::Invalid,
+                key,
+                v.span(),
+                format!("must be from {} to {}", range.start(), range.end()),
+            );
+            default
+        }
+    }
+
+    fn name(&mut self, key: &str, v: &Spanned<String>) -> String {
+        if let Err(e) = check_name(v.get_ref()) {
+            self.err(K::Invalid, key, v.span(), e);
+        }
+        v.get_ref().clone()
+    }
+
+    /// A file that must exist now (certificates, keys, scripts).
+    fn existing_file(&mut self, key: &str, v: &Spanned<String>) -> PathBuf {
+        let path = self.resolve(v.get_ref());
+        if v.get_ref().is_empty() {
+            self.err(K::Invalid, key, v.span(), "the path is empty");
+        } else if !path.is_file() {
+            self.err(
+                K::NotFound,
+                key,
+                v.span(),
+                format!("file not found: {}", path.display()),
+            );
+        }
+        path
+    }
+
+    fn list(&mut self, key: &str, v: &TextList) -> Vec<Spanned<String>> {
+        let Some(list) = v else { return Vec::new() };
+        if list.get_ref().is_empty() {
+            self.err(
+                K::Invalid,
+                key,
+                list.span(),
+                "the list is empty (leave the key out to allow any value)",
+            );
+        }
+        list.get_ref().clone()
+    }
+
+    fn wildcards(&mut self, key: &str, v: &TextList) -> Vec<Wildcard> {
+        let items = self.list(key, v);
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            if item.get_ref().is_empty() {
+                self.err(
+                    K::Invalid,
+                    &format!("{key}[{i}]"),
+                    item.span(),
+                    "the value is empty",
+                );
+            }
+            out.push(Wildcard::new(item.get_ref()));
+        }
+        out
+    }
+
+    fn types(&mut self, key: &str, v: &TextList) -> Vec<TypePattern> {
+        let items = self.list(key, v);
+        let mut out = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            match TypePattern::parse(item.get_ref()) {
+                Ok(p) => out.push(p),
+                Err(e) => self.err(K::Invalid, &format!("{key}[{i}]"), item.span(), e),
+            }
+        }
+        out
+    }
+
+    /// Keys present in a table that do not apply to the chosen type.
+    fn not_applicable(
+        &mut self,
+        key: &str,
+        what: &str,
+        present: &[(&str, Option<Range<usize>>)],
+        allowed: &[&str],
+    ) {
+        for (name, span) in present {
+            if let Some(span) = span
+                && !allowed.contains(name)
+            {
+                self.err(
+                    K::Invalid,
+                    &format!("{key}.{name}"),
+                    span.clone(),
+                    format!("does not apply to {what}"),
+                );
+            }
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig, file: Option<PathBuf>) -> Config {
+        let server = self.server(raw.server.as_ref());
+        let store = self.store(raw.store.as_ref());
+        for (name, entries) in &raw.tables {
+            let key = format!("tables.{name}");
+            if let Err(e) = check_name(name) {
+                self.err(K::Invalid, &key, entries.span(), e);
+            }
+            let table = CodeTable::new(name, entries.get_ref().clone());
+            self.tables.insert(name.clone(), Arc::new(table));
+        }
+        let mut channels = Vec::new();
+        let mut names: HashMap<String, (usize, usize)> = HashMap::new();
+        for (i, ch) in raw.channel.iter().enumerate() {
+            let key = format!("channel[{i}]");
+            let c = self.channel(&key, ch);
+            if let Some(name) = &ch.get_ref().name {
+                let line = self.line(&name.span());
+                match names.get(name.get_ref()) {
+                    Some(&(_, first)) => self.err(
+                        K::Conflict,
+                        &format!("{key}.name"),
+                        name.span(),
+                        format!(
+                            "duplicate channel name {:?} (first at line {first})",
+                            name.get_ref()
+                        ),
+                    ),
+                    None => {
+                        names.insert(name.get_ref().clone(), (i, line));
+                    }
+                }
+            }
+            channels.push(c);
+        }
+        self.listeners(&raw, &server);
+        Config {
+            file,
+            base_dir: self.base_dir.to_path_buf(),
+            server,
+            store,
+            tables: std::mem::take(&mut self.tables),
+            channels,
+        }
+    }
+
+    fn server(&mut self, raw: Option<&Spanned<RawServer>>) -> ServerConfig {
+        let default = RawServer::default();
+        let s = raw.map_or(&default, |s| s.get_ref());
+        let data_dir = match &s.data_dir {
+            Some(d) if d.get_ref().is_empty() => {
+                self.err(K::Invalid, "server.data_dir", d.span(), "the path is empty");
+                self.resolve(DEFAULT_DATA_DIR)
+            }
+            Some(d) => self.resolve(d.get_ref()),
+            None => self.resolve(DEFAULT_DATA_DIR),
+        };
+        let http = s.http.as_ref().map(|h| {
+            if let Err(e) = parse_address(h.get_ref(), true) {
+                self.err(K::Invalid, "server.http", h.span(), e);
+            }
+            h.get_ref().clone()
+        });
+        let log_format = match s.log_format.as_ref() {
+            None => LogFormat::Text,
+            Some(f) => match f.get_ref().as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    self.err(
+                        K::Invalid,
+                        "server.log_format",
+                        f.span(),
+                        format!("unknown log format {other:?}: expected \"text\" or \"json\""),
+                    );
+                    LogFormat::Text
+                }
+            },
+        };
+        ServerConfig {
+            data_dir,
+            http,
+            log_format,
+        }
+    }
+
+    fn store(&mut self, raw: Option<&Spanned<RawStore>>) -> StoreConfig {
+        let Some(s) = raw else {
+            return StoreConfig::default();
+        };
+        let s = s.get_ref();
+        let max_messages = self.int(
+            "store.group_commit_max_messages",
+            &s.group_commit_max_messages,
+            1..=MAX_GROUP_COMMIT_MESSAGES as i64,
+            DEFAULT_GROUP_COMMIT_MAX_MESSAGES as i64,
+        ) as usize;
+        let mut max_wait = self.duration(
+            "store.group_commit_max_wait",
+            &s.group_commit_max_wait,
+            DEFAULT_GROUP_COMMIT_MAX_WAIT,
+        );
+        if max_wait > MAX_GROUP_COMMIT_WAIT {
+            if let Some(v) = &s.group_commit_max_wait {
+                self.err(
+                    K::Invalid,
+                    "store.group_commit_max_wait",
+                    v.span(),
+                    format!(
+                        "must be at most {} (every ack waits this long)",
+                        format_duration(MAX_GROUP_COMMIT_WAIT)
+                    ),
+                );
+            }
+            max_wait = DEFAULT_GROUP_COMMIT_MAX_WAIT;
+        }
+        StoreConfig {
+            group_commit_max_messages: max_messages,
+            group_commit_max_wait: max_wait,
+        }
+    }
+
+    fn channel(&mut self, key: &str, raw: &Spanned<RawChannel>) -> ChannelConfig {
+        let ch = raw.get_ref();
+        let name = match &ch.name {
+            Some(n) => self.name(&format!("{key}.name"), n),
+            None => {
+                self.missing(
+                    &format!("{key}.name"),
+                    raw.span(),
+                    "every channel needs a name",
+                );
+                String::new()
+            }
+        };
+        let source = match &ch.source {
+            Some(s) => self.source(&format!("{key}.source"), s),
+            None => {
+                self.missing(
+                    &format!("{key}.source"),
+                    raw.span(),
+                    "every channel needs a source",
+                );
+                SourceConfig::Mllp(MllpSource::with_defaults(DEFAULT_MLLP_LISTEN))
+            }
+        };
+        let accept = match &ch.accept {
+            Some(a) => {
+                let k = format!("{key}.accept");
+                let a = a.get_ref();
+                Accept::new(
+                    self.types(&format!("{k}.types"), &a.types),
+                    self.wildcards(&format!("{k}.processing_ids"), &a.processing_ids),
+                    self.wildcards(&format!("{k}.versions"), &a.versions),
+                )
+            }
+            None => Accept::any(),
+        };
+        let retention = match &ch.retention {
+            Some(r) => self.retention(&format!("{key}.retention"), r.get_ref()),
+            None => Retention::default(),
+        };
+        let filters = ch
+            .filter
+            .iter()
+            .enumerate()
+            .map(|(j, f)| self.filter(&format!("{key}.filter[{j}]"), f))
+            .collect();
+        let transforms = ch
+            .transform
+            .iter()
+            .enumerate()
+            .filter_map(|(j, t)| self.transform(&format!("{key}.transform[{j}]"), t))
+            .collect();
+        let mut destinations = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (j, d) in ch.destination.iter().enumerate() {
+            let dkey = format!("{key}.destination[{j}]");
+            if j == MAX_DESTINATIONS {
+                self.err(
+                    K::Invalid,
+                    &dkey,
+                    d.span(),
+                    format!("a channel has at most {MAX_DESTINATIONS} destinations"),
+                );
+            }
+            if let Some(n) = &d.get_ref().name {
+                let line = self.line(&n.span());
+                if let Some(first) = names.get(n.get_ref()) {
+                    self.err(
+                        K::Conflict,
+                        &format!("{dkey}.name"),
+                        n.span(),
+                        format!(
+                            "duplicate destination name {:?} in this channel (first at line {first})",
+                            n.get_ref()
+                        ),
+                    );
+                } else {
+                    names.insert(n.get_ref().clone(), line);
+                }
+            }
+            destinations.push(self.destination(&dkey, d));
+        }
+        ChannelConfig {
+            name,
+            enabled: ch.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+            source,
+            accept,
+            retention,
+            filters,
+            transforms: Transforms::new(transforms),
+            destinations,
+        }
+    }
+
+    fn retention(&mut self, key: &str, r: &RawRetention) -> Retention {
+        let mut keep = |v: &Text, name: &str| {
+            let k = format!("{key}.{name}");
+            let d = self.opt_duration(&k, v);
+            if let (Some(d), Some(v)) = (d, v)
+                && d.is_zero()
+            {
+                self.err(
+                    K::Invalid,
+                    &k,
+                    v.span(),
+                    "must be longer than 0 (leave the key out to keep forever)",
+                );
+                return None;
+            }
+            d
+        };
+        let payload = keep(&r.payload, "payload");
+        let metadata = keep(&r.metadata, "metadata");
+        if let (Some(p), Some(m), Some(v)) = (payload, metadata, &r.payload)
+            && p > m
+        {
+            self.err(
+                K::Invalid,
+                &format!("{key}.payload"),
+                v.span(),
+                format!(
+                    "payloads ({}) cannot be kept longer than metadata ({})",
+                    format_duration(p),
+                    format_duration(m)
+                ),
+            );
+        }
+        Retention { payload, metadata }
+    }
+
+    fn source(&mut self, key: &str, raw: &Spanned<RawSource>) -> SourceConfig {
+        let s = raw.get_ref();
+        let present: [(&str, Option<Range<usize>>); 13] = [
+            ("listen", s.listen.as_ref().map(Spanned::span)),
+            (
+                "max_connections",
+                s.max_connections.as_ref().map(Spanned::span),
+            ),
+            ("idle_timeout", s.idle_timeout.as_ref().map(Spanned::span)),
+            ("read_timeout", s.read_timeout.as_ref().map(Spanned::span)),
+            ("max_frame", s.max_frame.as_ref().map(Spanned::span)),
+            ("tls", s.tls.as_ref().map(Spanned::span)),
+            ("path", s.path.as_ref().map(Spanned::span)),
+            ("max_body", s.max_body.as_ref().map(Spanned::span)),
+            ("pattern", s.pattern.as_ref().map(Spanned::span)),
+            ("poll", s.poll.as_ref().map(Spanned::span)),
+            ("done", s.done.as_ref().map(Spanned::span)),
+            ("error", s.error.as_ref().map(Spanned::span)),
+            ("max_file", s.max_file.as_ref().map(Spanned::span)),
+        ];
+        let fallback = SourceConfig::Mllp(MllpSource::with_defaults(DEFAULT_MLLP_LISTEN));
+        let Some(kind) = &s.kind else {
+            self.missing(
+                &format!("{key}.type"),
+                raw.span(),
+                "\"mllp\", \"http\" or \"directory\"",
+            );
+            return fallback;
+        };
+        let k = |name: &str| format!("{key}.{name}");
+        match kind.get_ref().as_str() {
+            "mllp" => {
+                self.not_applicable(
+                    key,
+                    "mllp sources",
+                    &present,
+                    &[
+                        "listen",
+                        "max_connections",
+                        "idle_timeout",
+                        "read_timeout",
+                        "max_frame",
+                        "tls",
+                    ],
+                );
+                let listen = match &s.listen {
+                    Some(l) => {
+                        if let Err(e) = parse_address(l.get_ref(), true) {
+                            self.err(K::Invalid, &k("listen"), l.span(), e);
+                        }
+                        l.get_ref().clone()
+                    }
+                    None => {
+                        self.missing(&k("listen"), raw.span(), "required by mllp sources");
+                        DEFAULT_MLLP_LISTEN.to_string()
+                    }
+                };
+                let tls = s.tls.as_ref().map(|t| {
+                    let tk = k("tls");
+                    let t_ref = t.get_ref();
+                    let cert = self.required_file(&format!("{tk}.cert"), &t_ref.cert, t.span());
+                    let key_file = self.required_file(&format!("{tk}.key"), &t_ref.key, t.span());
+                    let client_ca = t_ref
+                        .client_ca
+                        .as_ref()
+                        .map(|c| self.existing_file(&format!("{tk}.client_ca"), c));
+                    ServerTls {
+                        cert,
+                        key: key_file,
+                        client_ca,
+                    }
+                });
+                SourceConfig::Mllp(MllpSource {
+                    listen,
+                    max_connections: self.int(
+                        &k("max_connections"),
+                        &s.max_connections,
+                        1..=MAX_CONNECTIONS_LIMIT,
+                        DEFAULT_MAX_CONNECTIONS as i64,
+                    ) as usize,
+                    idle_timeout: self.positive_duration(
+                        &k("idle_timeout"),
+                        &s.idle_timeout,
+                        DEFAULT_IDLE_TIMEOUT,
+                    ),
+                    read_timeout: self.positive_duration(
+                        &k("read_timeout"),
+                        &s.read_timeout,
+                        DEFAULT_READ_TIMEOUT,
+                    ),
+                    max_frame: self.size(
+                        &k("max_frame"),
+                        &s.max_frame,
+                        DEFAULT_MAX_FRAME,
+                        MAX_FRAME,
+                    ),
+                    tls,
+                })
+            }
+            "http" => {
+                self.not_applicable(key, "http sources", &present, &["path", "max_body"]);
+                let path = match &s.path {
+                    Some(p) => {
+                        let text = p.get_ref();
+                        let ok_char = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+                        if !text.starts_with('/')
+                            || text.len() < 2
+                            || !text.chars().all(ok_char)
+                            || text.contains("//")
+                        {
+                            self.err(
+                                K::Invalid,
+                                &k("path"),
+                                p.span(),
+                                format!("invalid url path {text:?}: expected /letters-digits-and/slashes, e.g. \"/hl7/adt\""),
+                            );
+                        }
+                        text.clone()
+                    }
+                    None => {
+                        self.missing(&k("path"), raw.span(), "required by http sources");
+                        String::new()
+                    }
+                };
+                SourceConfig::Http(HttpSource {
+                    path,
+                    max_body: self.size(&k("max_body"), &s.max_body, DEFAULT_MAX_FRAME, MAX_FRAME),
+                })
+            }
+            "directory" => {
+                self.not_applicable(
+                    key,
+                    "directory sources",
+                    &present,
+                    &["path", "pattern", "poll", "done", "error", "max_file"],
+                );
+                let path = match &s.path {
+                    Some(p) => {
+                        let dir = self.resolve(p.get_ref());
+                        if p.get_ref().is_empty() {
+                            self.err(K::Invalid, &k("path"), p.span(), "the path is empty");
+                        } else if !dir.is_dir() {
+                            self.err(
+                                K::NotFound,
+                                &k("path"),
+                                p.span(),
+                                format!("directory not found: {}", dir.display()),
+                            );
+                        }
+                        dir
+                    }
+                    None => {
+                        self.missing(&k("path"), raw.span(), "required by directory sources");
+                        PathBuf::new()
+                    }
+                };
+                let pattern = match &s.pattern {
+                    Some(p) => {
+                        if p.get_ref().is_empty() || p.get_ref().contains(['/', '\\']) {
+                            self.err(
+                                K::Invalid,
+                                &k("pattern"),
+                                p.span(),
+                                format!("invalid pattern {:?}: expected a file name pattern such as \"*.hl7\"", p.get_ref()),
+                            );
+                        }
+                        Wildcard::new(p.get_ref())
+                    }
+                    None => Wildcard::new(DEFAULT_PATTERN),
+                };
+                let mut side_dir = |name: &str, v: &Text, default: &str| -> PathBuf {
+                    let dir = match v {
+                        Some(d) => self.resolve(d.get_ref()),
+                        None => path.join(default),
+                    };
+                    if let Some(d) = v
+                        && (d.get_ref().is_empty() || dir == path)
+                    {
+                        self.err(
+                            K::Invalid,
+                            &k(name),
+                            d.span(),
+                            "must be another directory than `path` (files would be read again)",
+                        );
+                    }
+                    dir
+                };
+                let done = side_dir("done", &s.done, "done");
+                let error = side_dir("error", &s.error, "error");
+                SourceConfig::Directory(DirectorySource {
+                    path,
+                    pattern,
+                    poll: self.positive_duration(&k("poll"), &s.poll, DEFAULT_POLL),
+                    done,
+                    error,
+                    max_file: self.size(&k("max_file"), &s.max_file, DEFAULT_MAX_FRAME, MAX_FRAME),
+                })
+            }
+            other => {
+                self.err(
+                    K::Invalid,
+                    &k("type"),
+                    kind.span(),
+                    format!("unknown source type {other:?}: expected \"mllp\", \"http\" or \"directory\""),
+                );
+                fallback
+            }
+        }
+    }
+
+    fn required_file(&mut self, key: &str, v: &Text, parent: Range<usize>) -> PathBuf {
+        match v {
+            Some(f) => self.existing_file(key, f),
+            None => {
+                let name = key.rsplit('.').next().unwrap_or(key).to_string();
+                self.missing(key, parent, &format!("tls needs `{name}`"));
+                PathBuf::new()
+            }
+        }
+    }
+
+    fn filter(&mut self, key: &str, raw: &Spanned<RawFilter>) -> Filter {
+        let f = raw.get_ref();
+        let mut conditions = Vec::new();
+        if let Some(when) = &f.when {
+            let list = when.get_ref().is_list();
+            let items = when.get_ref().items(when.span());
+            if items.is_empty() {
+                self.err(
+                    K::Invalid,
+                    &format!("{key}.when"),
+                    when.span(),
+                    "the list is empty",
+                );
+            }
+            for (i, (text, span)) in items.into_iter().enumerate() {
+                let k = if list {
+                    format!("{key}.when[{i}]")
+                } else {
+                    format!("{key}.when")
+                };
+                match Condition::parse(&text) {
+                    Ok(c) => conditions.push(c),
+                    Err(e) => self.err(K::Invalid, &k, span, format!("invalid condition: {e}")),
+                }
+            }
+        }
+        let filter = Filter {
+            types: self.types(&format!("{key}.types"), &f.types),
+            structures: self.wildcards(&format!("{key}.structures"), &f.structures),
+            versions: self.wildcards(&format!("{key}.versions"), &f.versions),
+            sending_applications: self.wildcards(
+                &format!("{key}.sending_applications"),
+                &f.sending_applications,
+            ),
+            sending_facilities: self
+                .wildcards(&format!("{key}.sending_facilities"), &f.sending_facilities),
+            conditions,
+        };
+        let empty = f.types.is_none()
+            && f.structures.is_none()
+            && f.versions.is_none()
+            && f.sending_applications.is_none()
+            && f.sending_facilities.is_none()
+            && f.when.is_none();
+        if empty {
+            self.err(K::Invalid, key, raw.span(), "the filter has no condition");
+        }
+        filter
+    }
+
+    fn transform(&mut self, key: &str, raw: &Spanned<RawTransform>) -> Option<Transform> {
+        let t = raw.get_ref();
+        let present: Vec<(&str, Range<usize>)> = [
+            ("set", t.set.as_ref().map(Spanned::span)),
+            ("copy", t.copy.as_ref().map(Spanned::span)),
+            ("delete", t.delete.as_ref().map(Spanned::span)),
+            ("rename", t.rename.as_ref().map(Spanned::span)),
+            ("map", t.map.as_ref().map(Spanned::span)),
+            ("add_segment", t.add_segment.as_ref().map(Spanned::span)),
+            ("drop_segments", t.drop_segments.as_ref().map(Spanned::span)),
+            (
+                "rename_segment",
+                t.rename_segment.as_ref().map(Spanned::span),
+            ),
+            ("script", t.script.as_ref().map(Spanned::span)),
+        ]
+        .into_iter()
+        .filter_map(|(n, s)| Some((n, s?)))
+        .collect();
+        match present.as_slice() {
+            [] => {
+                self.err(
+                    K::Invalid,
+                    key,
+                    raw.span(),
+                    "expected one of set, copy, delete, rename, map, add_segment, drop_segments, rename_segment, script",
+                );
+                return None;
+            }
+            [_] => {}
+            [_, second, ..] => {
+                let names: Vec<&str> = present.iter().map(|(n, _)| *n).collect();
+                self.err(
+                    K::Invalid,
+                    &format!("{key}.{}", second.0),
+                    second.1.clone(),
+                    format!("one transform per entry, found {}", names.join(" and ")),
+                );
+                return None;
+            }
+        }
+        let (name, span) = present[0].clone();
+        let k = format!("{key}.{name}");
+        // A required sub-key: its value, or an error naming it.
+        let mut need = |v: &Text, sub: &str| -> Option<String> {
+            match v {
+                Some(s) => Some(s.get_ref().clone()),
+                None => {
+                    self.missing(
+                        &format!("{k}.{sub}"),
+                        span.clone(),
+                        &format!("{name} needs `{sub}`"),
+                    );
+                    None
+                }
+            }
+        };
+        let built: Result<Transform, InvalidTransform> = match name {
+            "set" => {
+                let s = t.set.as_ref()?.get_ref();
+                let (path, value) = (need(&s.path, "path"), need(&s.value, "value"));
+                Transform::set(&path?, &value?)
+            }
+            "copy" | "rename" | "rename_segment" => {
+                let ft = match name {
+                    "copy" => t.copy.as_ref(),
+                    "rename" => t.rename.as_ref(),
+                    _ => t.rename_segment.as_ref(),
+                }?
+                .get_ref();
+                let (from, to) = (need(&ft.from, "from"), need(&ft.to, "to"));
+                let (from, to) = (from?, to?);
+                match name {
+                    "copy" => Transform::copy(&from, &to),
+                    "rename" => Transform::rename(&from, &to),
+                    _ => Transform::rename_segment(&from, &to),
+                }
+            }
+            "delete" | "drop_segments" => {
+                let v = if name == "delete" {
+                    t.delete.as_ref()?
+                } else {
+                    t.drop_segments.as_ref()?
+                };
+                let items = v.get_ref().items(v.span());
+                let strs: Vec<&str> = items.iter().map(|(s, _)| s.as_str()).collect();
+                let r = if name == "delete" {
+                    Transform::delete(&strs)
+                } else {
+                    Transform::drop_segments(&strs)
+                };
+                if let Err(e) = &r {
+                    let (suffix, sp) = match e.item {
+                        Some(i) if v.get_ref().is_list() => (format!("[{i}]"), items[i].1.clone()),
+                        _ => (String::new(), v.span()),
+                    };
+                    self.err(K::Invalid, &format!("{k}{suffix}"), sp, e.message.clone());
+                    return None;
+                }
+                r
+            }
+            "map" => {
+                let m = t.map.as_ref()?.get_ref();
+                let (path, table) = (need(&m.path, "path"), need(&m.table, "table"));
+                let (path, table_name) = (path?, table?);
+                let table_span = m.table.as_ref().map_or(span.clone(), Spanned::span);
+                let Some(table) = self.tables.get(&table_name).cloned() else {
+                    let defined: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+                    let hint = if defined.is_empty() {
+                        "no [tables] are defined".to_string()
+                    } else {
+                        format!("defined: {}", defined.join(", "))
+                    };
+                    self.err(
+                        K::Invalid,
+                        &format!("{k}.table"),
+                        table_span,
+                        format!("unknown code table {table_name:?} ({hint})"),
+                    );
+                    return None;
+                };
+                let default = m.default.as_ref().map(|d| d.get_ref().as_str());
+                Transform::map(&path, table, default)
+            }
+            "add_segment" => {
+                let a = t.add_segment.as_ref()?.get_ref();
+                let segment = need(&a.segment, "segment")?;
+                let anchor = match (&a.after, &a.before) {
+                    (Some(_), Some(b)) => {
+                        self.err(
+                            K::Invalid,
+                            &format!("{k}.before"),
+                            b.span(),
+                            "give `after` or `before`, not both",
+                        );
+                        return None;
+                    }
+                    (Some(x), None) => Anchor::After(x.get_ref().clone()),
+                    (None, Some(x)) => Anchor::Before(x.get_ref().clone()),
+                    (None, None) => Anchor::End,
+                };
+                Transform::add_segment(&segment, anchor)
+            }
+            "script" => {
+                let s = t.script.as_ref()?;
+                let path = self.existing_file(&k, s);
+                if !path.is_file() {
+                    return None;
+                }
+                let text = match std::fs::read(&path) {
+                    Ok(bytes) if bytes.len() > crate::transform::script::MAX_SCRIPT_LEN => {
+                        Err(format!(
+                            "script {} is larger than {}",
+                            s.get_ref(),
+                            units::format_size(crate::transform::script::MAX_SCRIPT_LEN)
+                        ))
+                    }
+                    Ok(bytes) => String::from_utf8(bytes)
+                        .map_err(|_| format!("script {} is not utf-8 text", s.get_ref())),
+                    Err(e) => Err(format!(
+                        "cannot read script {}: {}",
+                        s.get_ref(),
+                        super::io_text(&e)
+                    )),
+                };
+                let text = match text {
+                    Ok(t) => t,
+                    Err(e) => {
+                        self.err(K::Io, &k, s.span(), e);
+                        return None;
+                    }
+                };
+                let engine = self.scripts.get_or_insert_with(ScriptEngine::new);
+                match engine.compile(s.get_ref(), &text) {
+                    Ok(script) => Ok(Transform::script(script)),
+                    Err(e) => {
+                        self.err(
+                            K::Script,
+                            &k,
+                            s.span(),
+                            format!("script {} does not compile: {e}", s.get_ref()),
+                        );
+                        return None;
+                    }
+                }
+            }
+            _ => return None,
+        };
+        match built {
+            Ok(t) => Some(t),
+            Err(e) => {
+                // Point at the sub-key the problem is about when it is written.
+                let written = sub_span(t, e.key).unwrap_or(span.clone());
+                let key = if e.key.is_empty() {
+                    k
+                } else {
+                    format!("{k}.{}", e.key)
+                };
+                self.err(K::Invalid, &key, written, e.message);
+                None
+            }
+        }
+    }
+
+    fn destination(&mut self, key: &str, raw: &Spanned<RawDestination>) -> DestinationConfig {
+        let d = raw.get_ref();
+        let k = |name: &str| format!("{key}.{name}");
+        let name = match &d.name {
+            Some(n) => self.name(&k("name"), n),
+            None => {
+                self.missing(&k("name"), raw.span(), "every destination needs a name");
+                String::new()
+            }
+        };
+        let present: [(&str, Option<Range<usize>>); 9] = [
+            ("connect", d.connect.as_ref().map(Spanned::span)),
+            ("tls", d.tls.as_ref().map(Spanned::span)),
+            (
+                "connect_timeout",
+                d.connect_timeout.as_ref().map(Spanned::span),
+            ),
+            ("ack_timeout", d.ack_timeout.as_ref().map(Spanned::span)),
+            ("url", d.url.as_ref().map(Spanned::span)),
+            ("headers", d.headers.as_ref().map(Spanned::span)),
+            ("timeout", d.timeout.as_ref().map(Spanned::span)),
+            ("dir", d.dir.as_ref().map(Spanned::span)),
+            ("filename", d.filename.as_ref().map(Spanned::span)),
+        ];
+        let retry = self.retry(&k("retry"), d.retry.as_ref());
+        let parallel = self.int(&k("parallel"), &d.parallel, 1..=MAX_PARALLEL as i64, 1) as usize;
+        let fallback = DestinationKind::File(FileDestination {
+            dir: PathBuf::new(),
+            filename: FilenameTemplate::parse(DEFAULT_FILENAME).unwrap_or_else(|_| unreachable!()),
+        });
+        let kind = match &d.kind {
+            None => {
+                self.missing(&k("type"), raw.span(), "\"mllp\", \"http\" or \"file\"");
+                fallback
+            }
+            Some(t) => match t.get_ref().as_str() {
+                "mllp" => {
+                    self.not_applicable(
+                        key,
+                        "mllp destinations",
+                        &present,
+                        &["connect", "tls", "connect_timeout", "ack_timeout"],
+                    );
+                    let (connect, host) = match &d.connect {
+                        Some(c) => match parse_address(c.get_ref(), false) {
+                            Ok((host, _)) => (c.get_ref().clone(), host),
+                            Err(e) => {
+                                self.err(K::Invalid, &k("connect"), c.span(), e);
+                                (c.get_ref().clone(), String::new())
+                            }
+                        },
+                        None => {
+                            self.missing(
+                                &k("connect"),
+                                raw.span(),
+                                "required by mllp destinations",
+                            );
+                            (String::new(), String::new())
+                        }
+                    };
+                    let tls = d.tls.as_ref().map(|t| self.client_tls(&k("tls"), t, &host));
+                    DestinationKind::Mllp(MllpDestination {
+                        connect,
+                        tls,
+                        connect_timeout: self.positive_duration(
+                            &k("connect_timeout"),
+                            &d.connect_timeout,
+                            DEFAULT_CONNECT_TIMEOUT,
+                        ),
+                        ack_timeout: self.positive_duration(
+                            &k("ack_timeout"),
+                            &d.ack_timeout,
+                            DEFAULT_ACK_TIMEOUT,
+                        ),
+                    })
+                }
+                "http" => {
+                    self.not_applicable(
+                        key,
+                        "http destinations",
+                        &present,
+                        &["url", "headers", "timeout"],
+                    );
+                    let url = match &d.url {
+                        Some(u) => {
+                            if let Err(e) = check_url(u.get_ref()) {
+                                self.err(K::Invalid, &k("url"), u.span(), e);
+                            }
+                            u.get_ref().clone()
+                        }
+                        None => {
+                            self.missing(&k("url"), raw.span(), "required by http destinations");
+                            String::new()
+                        }
+                    };
+                    let mut headers = Vec::new();
+                    if let Some(h) = &d.headers {
+                        for (name, value) in h.get_ref() {
+                            let hk = format!("{}.{name}", k("headers"));
+                            let token = |c: char| {
+                                c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+                            };
+                            if name.is_empty() || !name.chars().all(token) {
+                                self.err(
+                                    K::Invalid,
+                                    &hk,
+                                    value.span(),
+                                    format!("invalid header name {name:?}"),
+                                );
+                            }
+                            if value.get_ref().contains(['\r', '\n', '\0']) {
+                                // The value may be a secret: never echo it.
+                                self.err(
+                                    K::Invalid,
+                                    &hk,
+                                    value.span(),
+                                    "the header value contains a line break or nul",
+                                );
+                            }
+                            headers.push((name.clone(), value.get_ref().clone()));
+                        }
+                    }
+                    DestinationKind::Http(HttpDestination {
+                        url,
+                        headers,
+                        timeout: self.positive_duration(
+                            &k("timeout"),
+                            &d.timeout,
+                            DEFAULT_HTTP_TIMEOUT,
+                        ),
+                    })
+                }
+                "file" => {
+                    self.not_applicable(key, "file destinations", &present, &["dir", "filename"]);
+                    let dir = match &d.dir {
+                        Some(p) if p.get_ref().is_empty() => {
+                            self.err(K::Invalid, &k("dir"), p.span(), "the path is empty");
+                            PathBuf::new()
+                        }
+                        Some(p) => self.resolve(p.get_ref()),
+                        None => {
+                            self.missing(&k("dir"), raw.span(), "required by file destinations");
+                            PathBuf::new()
+                        }
+                    };
+                    let filename = match &d.filename {
+                        Some(f) => FilenameTemplate::parse(f.get_ref()).unwrap_or_else(|e| {
+                            self.err(K::Invalid, &k("filename"), f.span(), e);
+                            FilenameTemplate::parse(DEFAULT_FILENAME)
+                                .unwrap_or_else(|_| unreachable!())
+                        }),
+                        None => FilenameTemplate::parse(DEFAULT_FILENAME)
+                            .unwrap_or_else(|_| unreachable!()),
+                    };
+                    DestinationKind::File(FileDestination { dir, filename })
+                }
+                other => {
+                    self.err(
+                        K::Invalid,
+                        &k("type"),
+                        t.span(),
+                        format!("unknown destination type {other:?}: expected \"mllp\", \"http\" or \"file\""),
+                    );
+                    fallback
+                }
+            },
+        };
+        DestinationConfig {
+            name,
+            kind,
+            retry,
+            parallel,
+        }
+    }
+
+    fn client_tls(&mut self, key: &str, raw: &Spanned<RawClientTls>, host: &str) -> ClientTls {
+        let t = raw.get_ref();
+        let ca = self.required_file(&format!("{key}.ca"), &t.ca, raw.span());
+        let server_name = match &t.server_name {
+            Some(n) => {
+                if parse_address(&format!("{}:1", n.get_ref()), false).is_err() {
+                    self.err(
+                        K::Invalid,
+                        &format!("{key}.server_name"),
+                        n.span(),
+                        format!(
+                            "invalid server name {:?}: expected a dns name or ip address",
+                            n.get_ref()
+                        ),
+                    );
+                }
+                n.get_ref().clone()
+            }
+            None => host.to_string(),
+        };
+        let client_auth = match (&t.cert, &t.key) {
+            (Some(c), Some(k)) => Some((
+                self.existing_file(&format!("{key}.cert"), c),
+                self.existing_file(&format!("{key}.key"), k),
+            )),
+            (None, None) => None,
+            (Some(_), None) => {
+                self.missing(&format!("{key}.key"), raw.span(), "`cert` needs `key`");
+                None
+            }
+            (None, Some(_)) => {
+                self.missing(&format!("{key}.cert"), raw.span(), "`key` needs `cert`");
+                None
+            }
+        };
+        ClientTls {
+            ca,
+            server_name,
+            client_auth,
+        }
+    }
+
+    fn retry(&mut self, key: &str, raw: Option<&Spanned<RawRetry>>) -> RetryPolicy {
+        let Some(r) = raw else {
+            return RetryPolicy::default();
+        };
+        let r = r.get_ref();
+        let initial =
+            self.positive_duration(&format!("{key}.initial"), &r.initial, DEFAULT_RETRY_INITIAL);
+        let max = self.positive_duration(
+            &format!("{key}.max"),
+            &r.max,
+            DEFAULT_RETRY_MAX.max(initial),
+        );
+        let max_attempts = self.int(
+            &format!("{key}.max_attempts"),
+            &r.max_attempts,
+            0..=u32::MAX as i64,
+            0,
+        ) as u32;
+        if initial > max {
+            let span = r.initial.as_ref().or(r.max.as_ref()).map(Spanned::span);
+            if let Some(span) = span {
+                self.err(
+                    K::Invalid,
+                    &format!("{key}.initial"),
+                    span,
+                    format!(
+                        "the first delay ({}) is longer than the longest ({})",
+                        format_duration(initial),
+                        format_duration(max)
+                    ),
+                );
+            }
+        }
+        RetryPolicy {
+            initial,
+            max: max.max(initial),
+            max_attempts,
+        }
+    }
+
+    /// Two enabled listeners may not share a port on overlapping addresses; http sources
+    /// need `server.http` and distinct paths; directory sources distinct directories.
+    fn listeners(&mut self, raw: &RawConfig, server: &ServerConfig) {
+        let mut bound: Vec<Bound> = Vec::new();
+        if let (Some(http), Some(s)) = (&server.http, &raw.server)
+            && let Some(h) = &s.get_ref().http
+            && let Ok((host, port)) = parse_address(http, true)
+        {
+            bound.push(Bound {
+                host,
+                port,
+                owner: "server.http".to_string(),
+                line: self.line(&h.span()),
+            });
+        }
+        let mut http_paths: HashMap<String, (String, usize)> = HashMap::new();
+        let mut dirs: HashMap<PathBuf, (String, usize)> = HashMap::new();
+        for (i, ch) in raw.channel.iter().enumerate() {
+            let ch = ch.get_ref();
+            if ch.enabled.as_ref().is_some_and(|e| !*e.get_ref()) {
+                continue;
+            }
+            let owner = format!(
+                "channel {:?}",
+                ch.name
+                    .as_ref()
+                    .map_or(String::new(), |n| n.get_ref().clone())
+            );
+            let Some(src) = &ch.source else { continue };
+            let s = src.get_ref();
+            let kind = s.kind.as_ref().map(|k| k.get_ref().as_str());
+            let key = format!("channel[{i}].source");
+            match (kind, &s.listen, &s.path) {
+                (Some("mllp"), Some(listen), _) => {
+                    let Ok((host, port)) = parse_address(listen.get_ref(), true) else {
+                        continue;
+                    };
+                    if port != 0 {
+                        let clash = bound.iter().find(|b| {
+                            b.port == port && (b.host == host || is_any(&b.host) || is_any(&host))
+                        });
+                        if let Some(b) = clash {
+                            let message = format!(
+                                "port {port} is already used by {} (line {})",
+                                b.owner, b.line
+                            );
+                            self.err(
+                                K::Conflict,
+                                &format!("{key}.listen"),
+                                listen.span(),
+                                message,
+                            );
+                        }
+                    }
+                    let line = self.line(&listen.span());
+                    bound.push(Bound {
+                        host,
+                        port,
+                        owner,
+                        line,
+                    });
+                }
+                (Some("http"), _, Some(path)) => {
+                    if server.http.is_none() {
+                        self.err(
+                            K::Invalid,
+                            &format!("{key}.path"),
+                            path.span(),
+                            "http sources are served on server.http, which is not set",
+                        );
+                    }
+                    let line = self.line(&path.span());
+                    if let Some((first, first_line)) = http_paths.get(path.get_ref()) {
+                        let message = format!(
+                            "url path {:?} is already used by {first} (line {first_line})",
+                            path.get_ref()
+                        );
+                        self.err(K::Conflict, &format!("{key}.path"), path.span(), message);
+                    } else {
+                        http_paths.insert(path.get_ref().clone(), (owner, line));
+                    }
+                }
+                (Some("directory"), _, Some(path)) => {
+                    let dir = self.resolve(path.get_ref());
+                    let dir = dir.canonicalize().unwrap_or(dir);
+                    let line = self.line(&path.span());
+                    if let Some((first, first_line)) = dirs.get(&dir) {
+                        let message =
+                            format!("directory is already watched by {first} (line {first_line})");
+                        self.err(K::Conflict, &format!("{key}.path"), path.span(), message);
+                    } else {
+                        dirs.insert(dir, (owner, line));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `0.0.0.0` and `::` listen on every address.
+fn is_any(host: &str) -> bool {
+    host == "0.0.0.0" || host == "::"
+}
+
+/// The span of sub-key `key` of the one transform set in `t`, when written.
+fn sub_span(t: &RawTransform, key: &str) -> Option<Range<usize>> {
+    let from_to = |ft: &Option<Spanned<RawFromTo>>| {
+        ft.as_ref().and_then(|v| match key {
+            "from" => v.get_ref().from.as_ref().map(Spanned::span),
+            "to" => v.get_ref().to.as_ref().map(Spanned::span),
+            _ => None,
+        })
+    };
+    let set = t.set.as_ref().and_then(|v| match key {
+        "path" => v.get_ref().path.as_ref().map(Spanned::span),
+        "value" => v.get_ref().value.as_ref().map(Spanned::span),
+        _ => None,
+    });
+    let map = t.map.as_ref().and_then(|v| match key {
+        "path" => v.get_ref().path.as_ref().map(Spanned::span),
+        "table" => v.get_ref().table.as_ref().map(Spanned::span),
+        "default" => v.get_ref().default.as_ref().map(Spanned::span),
+        _ => None,
+    });
+    let add = t.add_segment.as_ref().and_then(|v| match key {
+        "segment" => v.get_ref().segment.as_ref().map(Spanned::span),
+        "after" => v.get_ref().after.as_ref().map(Spanned::span),
+        "before" => v.get_ref().before.as_ref().map(Spanned::span),
+        _ => None,
+    });
+    set.or(map)
+        .or(add)
+        .or_else(|| from_to(&t.copy))
+        .or_else(|| from_to(&t.rename))
+        .or_else(|| from_to(&t.rename_segment))
+}
+
+/// `http://host[:port][/path]` or `https://...`, checked for shape only.
+fn check_url(url: &str) -> Result<(), String> {
+    let bad = |why: &str| format!("invalid url {url:?}: {why}");
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("expected http:// or https://"))?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(bad("credentials in the url would be logged: use `headers`"));
+    }
+    let with_port = if authority.starts_with('[') {
+        if authority.contains("]:") {
+            authority.to_string()
+        } else {
+            format!("{authority}:1")
+        }
+    } else if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:1")
+    };
+    parse_address(&with_port, false).map_err(|_| bad("expected a host and an optional port"))?;
+    if url.contains(char::is_whitespace) {
+        return Err(bad("contains whitespace"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for ok in [
+            "http://127.0.0.1:8080/hook",
+            "https://hooks.example.org/x?y=1",
+            "https://[::1]:443/",
+            "http://host",
+        ] {
+            assert_eq!(check_url(ok), Ok(()), "{ok}");
+        }
+        for (url, why) in [
+            ("ftp://x", "expected http:// or https://"),
+            ("http://", "expected a host and an optional port"),
+            ("http://h:99999/", "expected a host and an optional port"),
+            (
+                "https://user:pw@h/",
+                "credentials in the url would be logged: use `headers`",
+            ),
+            ("http://h/a b", "contains whitespace"),
+        ] {
+            assert_eq!(check_url(url), Err(format!("invalid url {url:?}: {why}")));
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! The MLLP destination: a persistent connection that waits for each message's ACK.
+//!
+//! Success only when MSA-1 is AA or CA and MSA-2 equals the MSH-10 sent. AE, a timeout or a
+//! broken connection is retried (the connection is re-opened on the next attempt); AR goes to
+//! the error queue; an ACK for another control id is treated as an error and retried, since
+//! the receiver's answer cannot be trusted for this message.
+
+use std::time::Duration;
+
+use crate::net::client::{AckVerdict, MllpClient, check_ack};
+
+use super::Attempt;
+
+pub struct MllpSender {
+    pub client: MllpClient,
+    pub ack_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+impl MllpSender {
+    pub fn max_attempt_time(&self) -> Duration {
+        self.ack_timeout + self.connect_timeout
+    }
+
+    pub async fn deliver(&mut self, payload: &[u8], control_id: &str) -> Attempt {
+        match self.client.send(payload, self.ack_timeout).await {
+            Err(e) => Attempt::Retry {
+                error: e.to_string(),
+                ack: None,
+            },
+            Ok(ack) => {
+                let kept = Some(ack.to_vec());
+                match check_ack(control_id, &ack) {
+                    AckVerdict::Accepted => Attempt::Delivered { ack: kept },
+                    AckVerdict::Error(text) => Attempt::Retry {
+                        error: format!("AE: {text}"),
+                        ack: kept,
+                    },
+                    AckVerdict::Rejected(text) => Attempt::Fail {
+                        error: format!("AR: {text}"),
+                        ack: kept,
+                    },
+                    AckVerdict::Mismatch => Attempt::Retry {
+                        error: "ACK does not answer the control id sent".into(),
+                        ack: kept,
+                    },
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Channels: sources, filters, transforms, destinations, routing, retries and
+//! acknowledgements.
+//!
+//! Map:
+//! - [`config`]: `causeway.toml`, parsed then validated (every error at once);
+//! - [`filter`], [`transform`]: what a channel does to a message;
+//! - [`runtime`]: builds channels from the config and runs them; the ingest path that
+//!   stores a message and only then acknowledges it lives in [`runtime::channel`];
+//! - [`sources`]: MLLP listeners (plain or TLS), HTTP POST, directory watchers;
+//! - [`destinations`]: MLLP, HTTP and file delivery, each fed by a durable FIFO queue;
+//! - [`net`]: MLLP client and server plumbing, TLS configuration.
+//!
+//! Components never write to the store themselves: the runtime's ingest path is the only
+//! writer of inbound messages, which makes the ACK promise checkable in one place.
+
+pub mod config;
+pub mod destinations;
+pub mod filter;
+pub mod net;
+pub mod runtime;
+pub mod sources;
+pub mod transform;

@@ -1,0 +1,450 @@
+//! The ingest path of one channel: parse, accept, filter, transform, store, acknowledge.
+//!
+//! The ACK contract lives here and only here:
+//! - **AA** (or CA in enhanced mode) is returned only after [`Store::insert_inbound`] has
+//!   committed and flushed the message with its delivery entries and the ACK itself;
+//! - **AE** (ERR-3 207) when the message could not be stored: the sender keeps it and retries;
+//! - **AR** when the channel refuses the message (ERR-3 200/201/202/203 for type, event,
+//!   processing id, version; 100/102 for messages that do not parse; 207 for a script's
+//!   `reject`). Refused messages are stored too (state `rejected`), so nothing is lost;
+//! - a duplicate (same sender, control id and bytes) gets the ACK stored for the first copy
+//!   and is not routed again.
+//!
+//! A transform failure is the engine's problem, not the sender's: the message is stored in
+//! state `error` (reprocessable), an event is raised, and the sender gets AA because the
+//! message is safe with us. The ACK is built before the insert so it is committed with the
+//! message; a duplicate arriving after a crash gets exactly the ACK the first copy earned.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use causeway_store::{Header, MessageState, NewMessage, Store, UnixMillis};
+use hl7v2::{AckCode, AckError, AckHeader, AckMode, Message};
+use tokio::sync::Notify;
+
+use crate::filter::{Accept, Filter};
+use crate::transform::{TransformContext, Transforms, Verdict};
+
+/// Counters of one channel, read by metrics and the dashboard. No PHI.
+#[derive(Debug, Default)]
+pub struct ChannelStats {
+    pub received: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub filtered: AtomicU64,
+    pub errored: AtomicU64,
+    pub duplicates: AtomicU64,
+    /// Messages whose store insert failed (answered AE).
+    pub store_failures: AtomicU64,
+    pub unmapped_codes: AtomicU64,
+    pub script_errors: AtomicU64,
+}
+
+impl ChannelStats {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A channel ready to take messages.
+pub struct Channel {
+    pub name: String,
+    pub accept: Accept,
+    pub filters: Vec<Filter>,
+    pub transforms: Transforms,
+    /// Queue names (`channel/destination`) every routed message is queued to.
+    pub queues: Vec<String>,
+    pub store: Arc<dyn Store>,
+    /// Woken after each routed insert so idle destination workers start at once.
+    pub wake: Arc<Notify>,
+    pub stats: Arc<ChannelStats>,
+    ack_ids: AckIds,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("name", &self.name)
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What ingest decided, for the source to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The acknowledgement to send back; `None` when enhanced mode asked for no commit ACK.
+    pub ack: Option<Vec<u8>>,
+    /// MSA-1 of that acknowledgement (AE when it could not be stored).
+    pub code: AckCode,
+}
+
+/// Unique control ids for the ACKs this process sends: a per-process prefix (its start time)
+/// and a counter, so ids do not repeat across restarts.
+#[derive(Debug)]
+struct AckIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl AckIds {
+    fn new() -> Self {
+        AckIds {
+            prefix: format!("CW{:x}", UnixMillis::now().0),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}-{}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// HL7 DTM for now, with milliseconds and the local offset.
+pub fn hl7_timestamp() -> String {
+    jiff::ZonedDateTime::now()
+        .strftime("%Y%m%d%H%M%S%.3f%z")
+        .to_string()
+}
+
+/// Patient identifiers of PID-3 (and MRG-1 for merges) as `id^authority`, for search.
+fn patient_ids(msg: &Message<'_>) -> Vec<String> {
+    let mut ids = Vec::new();
+    for path in ["PID-3", "MRG-1"] {
+        if let Ok(Some(field)) = msg.get(path) {
+            for rep in field.repetitions() {
+                let id = rep.component(1).map(|c| c.decoded()).unwrap_or_default();
+                if id.is_empty() {
+                    continue;
+                }
+                let authority = rep
+                    .component(4)
+                    .and_then(|c| c.subcomponent(1))
+                    .map(|c| c.decoded())
+                    .unwrap_or_default();
+                ids.push(format!("{id}^{authority}"));
+            }
+        }
+    }
+    ids.truncate(causeway_store::MAX_PATIENT_IDS);
+    ids
+}
+
+fn header_of(msg: &Message<'_>) -> Header {
+    let clip = |s: Option<std::borrow::Cow<'_, str>>| {
+        let s = s.map(|s| s.into_owned()).unwrap_or_default();
+        if s.len() > causeway_store::MAX_FIELD_LEN {
+            s.chars().take(256).collect()
+        } else {
+            s
+        }
+    };
+    Header {
+        sending_app: clip(msg.sending_application()),
+        sending_facility: clip(msg.sending_facility()),
+        message_type: clip(Some(msg.message_type().into())),
+        control_id: clip(msg.control_id()),
+        version: clip(msg.version()),
+    }
+}
+
+/// The routing decision for a parsed message.
+enum Decision {
+    Route { outbound: Option<Vec<u8>> },
+    Refuse(AckError),
+    Filter,
+    Error(String),
+}
+
+impl Channel {
+    pub fn new(
+        name: String,
+        accept: Accept,
+        filters: Vec<Filter>,
+        transforms: Transforms,
+        queues: Vec<String>,
+        store: Arc<dyn Store>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Channel {
+            name,
+            accept,
+            filters,
+            transforms,
+            queues,
+            store,
+            wake,
+            stats: Arc::new(ChannelStats::default()),
+            ack_ids: AckIds::new(),
+        }
+    }
+
+    /// Takes one inbound message and returns what to answer. Never panics on any input.
+    pub async fn ingest(&self, raw: &[u8], peer: &str) -> Reply {
+        ChannelStats::bump(&self.stats.received);
+        let received_at = UnixMillis::now();
+        let ack_id = self.ack_ids.next();
+        let timestamp = hl7_timestamp();
+        let header = AckHeader {
+            control_id: &ack_id,
+            timestamp: &timestamp,
+        };
+        let msg = match hl7v2::parse(raw) {
+            Ok(msg) => msg,
+            Err(e) => {
+                return self
+                    .refuse_unparseable(raw, peer, received_at, &e, header)
+                    .await;
+            }
+        };
+        let mode = AckMode::of(&msg);
+        let decision = self.decide(&msg);
+        let (state, queues, outbound, code, errors) = match decision {
+            Decision::Route { outbound } => (
+                MessageState::Accepted,
+                self.queues.clone(),
+                outbound,
+                AckCode::AA,
+                Vec::new(),
+            ),
+            Decision::Filter => (
+                MessageState::Filtered,
+                Vec::new(),
+                None,
+                AckCode::AA,
+                Vec::new(),
+            ),
+            Decision::Refuse(err) => (
+                MessageState::Rejected,
+                Vec::new(),
+                None,
+                AckCode::AR,
+                vec![err],
+            ),
+            Decision::Error(text) => {
+                tracing::warn!(channel = %self.name, control_id = %msg.control_id().unwrap_or_default(), error = %text, "transform failed; message kept in state error");
+                (
+                    MessageState::Error,
+                    Vec::new(),
+                    None,
+                    AckCode::AA,
+                    Vec::new(),
+                )
+            }
+        };
+        let wire_code = match mode {
+            AckMode::Original => code,
+            AckMode::Enhanced { .. } => code.to_commit(),
+        };
+        let ack = hl7v2::build_ack(&msg, wire_code, &errors, header);
+        let new = NewMessage {
+            channel: self.name.clone(),
+            peer: peer.to_string(),
+            received_at,
+            header: header_of(&msg),
+            patient_ids: patient_ids(&msg),
+            raw: raw.to_vec(),
+            destinations: queues,
+            state,
+            ack: Some(ack.clone()),
+            outbound,
+        };
+        let routed = !new.destinations.is_empty();
+        match self.store.insert_inbound(new).await {
+            Ok(outcome) => {
+                if let Some(dup) = outcome.duplicate_of {
+                    ChannelStats::bump(&self.stats.duplicates);
+                    tracing::info!(channel = %self.name, control_id = %msg.control_id().unwrap_or_default(), original = %dup.original, "duplicate message; stored ACK returned");
+                    let ack = dup.ack.unwrap_or(ack);
+                    let code = ack_code_of(&ack).unwrap_or(wire_code);
+                    return self.reply(mode, ack, code);
+                }
+                match state {
+                    MessageState::Accepted => ChannelStats::bump(&self.stats.accepted),
+                    MessageState::Filtered => ChannelStats::bump(&self.stats.filtered),
+                    MessageState::Rejected => ChannelStats::bump(&self.stats.rejected),
+                    _ => ChannelStats::bump(&self.stats.errored),
+                }
+                if routed {
+                    self.wake.notify_waiters();
+                }
+                tracing::debug!(channel = %self.name, id = %outcome.id, control_id = %msg.control_id().unwrap_or_default(), message_type = %msg.message_type(), size = raw.len(), state = %state, "message stored");
+                self.reply(mode, ack, wire_code)
+            }
+            Err(e) => {
+                ChannelStats::bump(&self.stats.store_failures);
+                tracing::error!(channel = %self.name, control_id = %msg.control_id().unwrap_or_default(), error = %e, "message could not be stored; answering AE");
+                let code = match mode {
+                    AckMode::Original => AckCode::AE,
+                    AckMode::Enhanced { .. } => AckCode::CE,
+                };
+                let err = AckError::new(207, "message could not be stored; please resend");
+                let ack = hl7v2::build_ack(&msg, code, &[err], header);
+                self.reply(mode, ack, code)
+            }
+        }
+    }
+
+    /// Applies enhanced mode's MSH-15: a commit ACK only when the sender asked for it.
+    fn reply(&self, mode: AckMode, ack: Vec<u8>, code: AckCode) -> Reply {
+        let wanted = match mode {
+            AckMode::Original => true,
+            AckMode::Enhanced { accept, .. } => accept.is_none_or(|c| c.wants(code.is_accept())),
+        };
+        Reply {
+            ack: wanted.then_some(ack),
+            code,
+        }
+    }
+
+    fn decide(&self, msg: &Message<'_>) -> Decision {
+        if let Err(refusal) = self.accept.check(msg) {
+            return Decision::Refuse(AckError::new(refusal.err3, refusal.text));
+        }
+        if !self.filters.iter().all(|f| f.matches(msg)) {
+            return Decision::Filter;
+        }
+        if self.transforms.is_empty() {
+            return Decision::Route { outbound: None };
+        }
+        let mut owned = msg.to_owned_message();
+        let mut ctx = TransformContext::new();
+        let verdict = match self.transforms.apply(&mut owned, &mut ctx) {
+            Ok(v) => v,
+            Err(e) => {
+                if e.is_script_error() {
+                    ChannelStats::bump(&self.stats.script_errors);
+                }
+                return Decision::Error(e.to_string());
+            }
+        };
+        self.stats
+            .unmapped_codes
+            .fetch_add(ctx.unmapped.len() as u64, Ordering::Relaxed);
+        match verdict {
+            Verdict::Continue => Decision::Route {
+                outbound: Some(owned.encode()),
+            },
+            Verdict::Filter => Decision::Filter,
+            Verdict::Reject { reason } => Decision::Refuse(AckError::new(207, reason)),
+        }
+    }
+
+    async fn refuse_unparseable(
+        &self,
+        raw: &[u8],
+        peer: &str,
+        received_at: UnixMillis,
+        e: &hl7v2::Error,
+        header: AckHeader<'_>,
+    ) -> Reply {
+        tracing::info!(channel = %self.name, peer, size = raw.len(), error = %e.kind, "message does not parse; answering AR");
+        let nak = hl7v2::build_nak_for_bytes(raw, AckCode::AR, &AckError::from_error(e), header);
+        let new = NewMessage {
+            channel: self.name.clone(),
+            peer: peer.to_string(),
+            received_at,
+            header: Header::default(),
+            patient_ids: Vec::new(),
+            raw: raw.to_vec(),
+            destinations: Vec::new(),
+            state: MessageState::Rejected,
+            ack: Some(nak.clone()),
+            outbound: None,
+        };
+        match self.store.insert_inbound(new).await {
+            Ok(_) => {
+                ChannelStats::bump(&self.stats.rejected);
+                Reply {
+                    ack: Some(nak),
+                    code: AckCode::AR,
+                }
+            }
+            Err(err) => {
+                ChannelStats::bump(&self.stats.store_failures);
+                tracing::error!(channel = %self.name, error = %err, "unparseable message could not be stored; answering AE");
+                let ae = AckError::new(207, "message could not be stored; please resend");
+                Reply {
+                    ack: Some(hl7v2::build_nak_for_bytes(raw, AckCode::AE, &ae, header)),
+                    code: AckCode::AE,
+                }
+            }
+        }
+    }
+}
+
+/// Why a reprocess could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ReprocessError {
+    #[error("message {0} is not stored")]
+    NotFound(causeway_store::MessageId),
+    #[error("message {0} belongs to channel {1:?}, not {2:?}")]
+    OtherChannel(causeway_store::MessageId, String, String),
+    #[error("the payload of message {0} was purged by retention")]
+    Purged(causeway_store::MessageId),
+    #[error(transparent)]
+    Store(#[from] causeway_store::Error),
+}
+
+/// The outcome of a reprocess.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reprocessed {
+    pub state: MessageState,
+    /// Queues the message was appended to (empty when filtered, refused or in error).
+    pub queues: Vec<String>,
+}
+
+impl Channel {
+    /// Runs a stored message through this channel's accept rules, filters and transforms
+    /// again (with the configuration as it is now) and appends it to the tail of each
+    /// destination queue when it is routed. The sender is not answered again.
+    pub async fn reprocess(
+        &self,
+        id: causeway_store::MessageId,
+    ) -> Result<Reprocessed, ReprocessError> {
+        let stored = self
+            .store
+            .message(id)
+            .await?
+            .ok_or(ReprocessError::NotFound(id))?;
+        if stored.summary.channel != self.name {
+            return Err(ReprocessError::OtherChannel(
+                id,
+                stored.summary.channel.clone(),
+                self.name.clone(),
+            ));
+        }
+        let raw = stored.raw.ok_or(ReprocessError::Purged(id))?;
+        let (state, outbound, queues) = match hl7v2::parse(&raw) {
+            Err(_) => (MessageState::Rejected, None, Vec::new()),
+            Ok(msg) => match self.decide(&msg) {
+                Decision::Route { outbound } => {
+                    (MessageState::Accepted, outbound, self.queues.clone())
+                }
+                Decision::Filter => (MessageState::Filtered, None, Vec::new()),
+                Decision::Refuse(_) => (MessageState::Rejected, None, Vec::new()),
+                Decision::Error(text) => {
+                    tracing::warn!(channel = %self.name, id = %id, error = %text, "transform failed on reprocess");
+                    (MessageState::Error, None, Vec::new())
+                }
+            },
+        };
+        self.store
+            .reprocess(id, state, outbound, queues.clone())
+            .await?;
+        if !queues.is_empty() {
+            self.wake.notify_waiters();
+        }
+        Ok(Reprocessed { state, queues })
+    }
+}
+
+/// MSA-1 of an ACK we built or stored.
+pub fn ack_code_of(ack: &[u8]) -> Option<AckCode> {
+    let msg = hl7v2::parse(ack).ok()?;
+    AckCode::parse(&msg.text("MSA-1")?)
+}

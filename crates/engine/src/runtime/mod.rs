@@ -1,0 +1,402 @@
+//! Builds channels from a validated [`Config`] and runs them.
+//!
+//! `Engine::start` is the one `build()` step: it opens what each component needs (binds
+//! listeners, loads TLS material, builds HTTP clients), so every start-up failure surfaces
+//! before anything runs, then spawns sources, destination workers and the retention task.
+//! `Engine::shutdown` stops accepting, lets each connection finish the frame it is on and
+//! each worker settle its attempt, then closes the store (which flushes it).
+
+pub mod channel;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use causeway_store::{ClaimMode, RetentionConfig, RetentionPolicy, Store};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{ChannelConfig, Config, DestinationKind, SourceConfig};
+use crate::destinations::{self, RetryPolicy, Sender, Worker};
+use crate::net::client::MllpClient;
+use crate::net::tls;
+use crate::sources::{
+    self, directory::DirectoryOptions, mllp::MllpSourceOptions, mllp::SourceStats,
+};
+use channel::Channel;
+
+/// A failure to start: nothing keeps running when `start` returns one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("channel {channel}: cannot listen on {addr}: {source}")]
+    Bind {
+        channel: String,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot serve HTTP on {addr}: {source}")]
+    HttpBind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("channel {channel}: {source}")]
+    Tls {
+        channel: String,
+        source: tls::TlsError,
+    },
+    #[error("channel {channel}: destination {destination}: {message}")]
+    Destination {
+        channel: String,
+        destination: String,
+        message: String,
+    },
+    #[error("channel {channel} has an HTTP source but [server] http is not set")]
+    NoHttpServer { channel: String },
+}
+
+/// A running engine.
+pub struct Engine {
+    pub store: Arc<dyn Store>,
+    channels: BTreeMap<String, Arc<Channel>>,
+    mllp_addrs: BTreeMap<String, SocketAddr>,
+    source_stats: BTreeMap<String, Arc<SourceStats>>,
+    http_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .field("mllp_addrs", &self.mllp_addrs)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The queue of a destination: destination names are unique within a channel only.
+pub fn queue_name(channel: &str, destination: &str) -> String {
+    format!("{channel}/{destination}")
+}
+
+impl Engine {
+    /// Starts every enabled channel of `config` on `store`.
+    pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<Engine, StartError> {
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut engine = Engine {
+            store: store.clone(),
+            channels: BTreeMap::new(),
+            mllp_addrs: BTreeMap::new(),
+            source_stats: BTreeMap::new(),
+            http_addr: None,
+            shutdown,
+            tasks: JoinSet::new(),
+        };
+        let mut http_routes = Vec::new();
+        // Build everything first: a failure must leave nothing running.
+        let mut pending: Vec<Pending> = Vec::new();
+        for cfg in config.channels.iter().filter(|c| c.enabled) {
+            let (channel, workers) = build_channel(cfg, &store)?;
+            let channel = Arc::new(channel);
+            match &cfg.source {
+                SourceConfig::Mllp(src) => {
+                    let listener = TcpListener::bind(&src.listen).await.map_err(|source| {
+                        StartError::Bind {
+                            channel: cfg.name.clone(),
+                            addr: src.listen.clone(),
+                            source,
+                        }
+                    })?;
+                    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                        channel: cfg.name.clone(),
+                        addr: src.listen.clone(),
+                        source,
+                    })?;
+                    let tls = match &src.tls {
+                        None => None,
+                        Some(t) => Some(
+                            tls::server_config(&t.cert, &t.key, t.client_ca.as_deref()).map_err(
+                                |source| StartError::Tls {
+                                    channel: cfg.name.clone(),
+                                    source,
+                                },
+                            )?,
+                        ),
+                    };
+                    let options = MllpSourceOptions {
+                        max_connections: src.max_connections,
+                        idle_timeout: src.idle_timeout,
+                        read_timeout: src.read_timeout,
+                        max_frame: src.max_frame,
+                        tls,
+                    };
+                    engine.mllp_addrs.insert(cfg.name.clone(), addr);
+                    pending.push(Pending::Mllp(listener, options, channel.clone()));
+                }
+                SourceConfig::Http(src) => {
+                    if config.server.http.is_none() {
+                        return Err(StartError::NoHttpServer {
+                            channel: cfg.name.clone(),
+                        });
+                    }
+                    http_routes.push((src.path.clone(), channel.clone(), src.max_body));
+                }
+                SourceConfig::Directory(src) => {
+                    let options = DirectoryOptions {
+                        path: src.path.clone(),
+                        pattern: src.pattern.as_str().to_string(),
+                        poll: src.poll,
+                        done: src.done.clone(),
+                        error: src.error.clone(),
+                    };
+                    pending.push(Pending::Directory(options, channel.clone()));
+                }
+            }
+            pending.extend(workers.into_iter().map(Pending::Worker));
+            engine.channels.insert(cfg.name.clone(), channel);
+        }
+        let http_listener = match (&config.server.http, http_routes.is_empty()) {
+            (Some(addr), false) => {
+                let listener =
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| StartError::HttpBind {
+                            addr: addr.clone(),
+                            source,
+                        })?;
+                engine.http_addr = listener.local_addr().ok();
+                Some(listener)
+            }
+            _ => None,
+        };
+
+        // Nothing failed: start it all.
+        for p in pending {
+            let rx = shutdown_rx.clone();
+            match p {
+                Pending::Mllp(listener, options, channel) => {
+                    let stats = Arc::new(SourceStats::default());
+                    engine
+                        .source_stats
+                        .insert(channel.name.clone(), stats.clone());
+                    engine
+                        .tasks
+                        .spawn(sources::mllp::run(listener, options, channel, stats, rx));
+                }
+                Pending::Directory(options, channel) => {
+                    engine
+                        .tasks
+                        .spawn(sources::directory::run(options, channel, rx));
+                }
+                Pending::Worker(worker) => {
+                    engine.tasks.spawn(worker.run(rx));
+                }
+            }
+        }
+        if let Some(listener) = http_listener {
+            let app = sources::http::routes(http_routes)
+                .into_make_service_with_connect_info::<SocketAddr>();
+            let mut rx = shutdown_rx.clone();
+            engine.tasks.spawn(async move {
+                let stop = async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+        }
+        let policies: Vec<RetentionPolicy> = config
+            .channels
+            .iter()
+            .filter(|c| c.retention.payload.is_some() || c.retention.metadata.is_some())
+            .map(|c| RetentionPolicy {
+                channel: c.name.clone(),
+                payload_after: c.retention.payload,
+                metadata_after: c.retention.metadata,
+            })
+            .collect();
+        if !policies.is_empty() {
+            let mut rx = shutdown_rx.clone();
+            let stop = async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            };
+            let handle = causeway_store::spawn_retention(
+                store.clone(),
+                RetentionConfig {
+                    policies,
+                    ..RetentionConfig::default()
+                },
+                stop,
+            );
+            engine.tasks.spawn(async move {
+                let _ = handle.task.await;
+            });
+        }
+        tracing::info!(channels = engine.channels.len(), "engine started");
+        Ok(engine)
+    }
+
+    pub fn channel(&self, name: &str) -> Option<&Arc<Channel>> {
+        self.channels.get(name)
+    }
+
+    pub fn channels(&self) -> impl Iterator<Item = &Arc<Channel>> {
+        self.channels.values()
+    }
+
+    /// The address an MLLP channel is listening on (the real port when configured with 0).
+    pub fn mllp_addr(&self, channel: &str) -> Option<SocketAddr> {
+        self.mllp_addrs.get(channel).copied()
+    }
+
+    pub fn source_stats(&self, channel: &str) -> Option<&Arc<SourceStats>> {
+        self.source_stats.get(channel)
+    }
+
+    /// The address HTTP sources are served on, when any.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Stops accepting, finishes in-flight work, then closes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        if let Err(e) = self.store.close().await {
+            tracing::error!(error = %e, "closing the store failed");
+        }
+        tracing::info!("engine stopped");
+    }
+}
+
+/// One channel of `config`, ready for [`Channel::reprocess`] or ingest, without starting
+/// its source or destinations (the CLI's `reprocess` uses this beside a running server).
+pub fn build_channel_only(
+    config: &Config,
+    name: &str,
+    store: &Arc<dyn Store>,
+) -> Result<Option<Channel>, StartError> {
+    match config.channels.iter().find(|c| c.name == name) {
+        None => Ok(None),
+        Some(cfg) => build_channel(cfg, store).map(|(channel, _)| Some(channel)),
+    }
+}
+
+enum Pending {
+    Mllp(TcpListener, MllpSourceOptions, Arc<Channel>),
+    Directory(DirectoryOptions, Arc<Channel>),
+    Worker(Worker),
+}
+
+/// One channel and its destination workers (not yet running).
+fn build_channel(
+    cfg: &ChannelConfig,
+    store: &Arc<dyn Store>,
+) -> Result<(Channel, Vec<Worker>), StartError> {
+    let wake = Arc::new(Notify::new());
+    let mut workers = Vec::new();
+    let mut queues = Vec::new();
+    for dest in &cfg.destinations {
+        let queue = queue_name(&cfg.name, &dest.name);
+        let retry = RetryPolicy {
+            initial: dest.retry.initial,
+            max: dest.retry.max,
+            max_attempts: dest.retry.max_attempts,
+        };
+        let parallel = dest.parallel.max(1);
+        for i in 0..parallel {
+            let sender = build_sender(&cfg.name, &dest.name, &dest.kind)?;
+            workers.push(Worker {
+                queue: queue.clone(),
+                worker_id: format!("{}#{i}@{}", queue, std::process::id()),
+                sender,
+                retry,
+                mode: if parallel > 1 {
+                    ClaimMode::Parallel
+                } else {
+                    ClaimMode::Fifo
+                },
+                store: store.clone(),
+                wake: wake.clone(),
+            });
+        }
+        queues.push(queue);
+    }
+    let channel = Channel::new(
+        cfg.name.clone(),
+        cfg.accept.clone(),
+        cfg.filters.clone(),
+        cfg.transforms.clone(),
+        queues,
+        store.clone(),
+        wake,
+    );
+    Ok((channel, workers))
+}
+
+fn build_sender(
+    channel: &str,
+    destination: &str,
+    kind: &DestinationKind,
+) -> Result<Sender, StartError> {
+    let fail = |message: String| StartError::Destination {
+        channel: channel.to_string(),
+        destination: destination.to_string(),
+        message,
+    };
+    Ok(match kind {
+        DestinationKind::Mllp(d) => {
+            let tls = match &d.tls {
+                None => None,
+                Some(t) => {
+                    let client_auth = t
+                        .client_auth
+                        .as_ref()
+                        .map(|(c, k)| (c.as_path(), k.as_path()));
+                    Some((
+                        tls::client_config(&t.ca, client_auth).map_err(|e| fail(e.to_string()))?,
+                        t.server_name.clone(),
+                    ))
+                }
+            };
+            let (config, name) = match tls {
+                Some((c, n)) => (Some(c), Some(n)),
+                None => (None, None),
+            };
+            let client = MllpClient::new(
+                d.connect.clone(),
+                config,
+                name.as_deref(),
+                d.connect_timeout,
+            )
+            .map_err(|e| fail(e.to_string()))?;
+            Sender::Mllp(destinations::mllp::MllpSender {
+                client,
+                ack_timeout: d.ack_timeout,
+                connect_timeout: d.connect_timeout,
+            })
+        }
+        DestinationKind::Http(d) => {
+            let client = reqwest::Client::builder()
+                .timeout(d.timeout)
+                .build()
+                .map_err(|e| fail(format!("cannot build the HTTP client: {e}")))?;
+            Sender::Http(destinations::http::HttpSender {
+                client,
+                url: d.url.clone(),
+                headers: d.headers.clone(),
+                timeout: d.timeout,
+            })
+        }
+        DestinationKind::File(d) => Sender::File(destinations::file::FileSender {
+            dir: d.dir.clone(),
+            filename: d.filename.clone(),
+        }),
+    })
+}

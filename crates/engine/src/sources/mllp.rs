@@ -1,0 +1,266 @@
+//! The MLLP listener: one task per connection, frames answered in order.
+//!
+//! Lifecycle: `run(listener, ...)` accepts until `shutdown` resolves; each connection holds a
+//! permit of the connection cap (the permit moves into its task, so a finished connection
+//! frees its slot). A connection handles its frames one after another: the ACK for frame n
+//! is written before frame n+1 is processed, which keeps per-sender order.
+//!
+//! Limits and what each answer is:
+//! - a frame longer than `max_frame` is refused as soon as the limit is passed (AR with what
+//!   of MSH could be read, then the connection is closed: the rest of that frame cannot be
+//!   trusted);
+//! - bytes outside frames are skipped and counted;
+//! - no frame started within `idle_timeout`: the connection is closed;
+//! - a started frame not finished within `read_timeout` (a trickling sender): closed;
+//! - a connection closed in the middle of a frame: nothing was acknowledged, nothing stored;
+//! - a TLS handshake not finished within `read_timeout`: closed.
+//!
+//! On shutdown each connection finishes the frame it is processing (its ACK is sent), then
+//! closes; frames not yet started are not read.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hl7v2::{AckCode, AckError, AckHeader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+
+use crate::runtime::channel::{Channel, hl7_timestamp};
+
+/// Settings of one MLLP listener.
+#[derive(Clone)]
+pub struct MllpSourceOptions {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub read_timeout: Duration,
+    pub max_frame: usize,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl std::fmt::Debug for MllpSourceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MllpSourceOptions")
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_frame", &self.max_frame)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Counters of one listener. No PHI.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    pub connections_open: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub garbage_bytes: AtomicU64,
+    pub oversized_frames: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub tls_failures: AtomicU64,
+}
+
+/// Bytes read per call; frames larger than this arrive over several reads.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Accepts connections until `shutdown` changes to `true`, then waits for open connections
+/// to finish the frame they are on.
+pub async fn run(
+    listener: TcpListener,
+    options: MllpSourceOptions,
+    channel: Arc<Channel>,
+    stats: Arc<SourceStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let acceptor = options.tls.clone().map(TlsAcceptor::from);
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        // Wait for a free slot first, so connections beyond the cap wait in the kernel's
+        // backlog instead of being accepted and starved.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.changed() => break,
+        };
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = addr.to_string();
+        let channel = channel.clone();
+        let options = options.clone();
+        let stats = stats.clone();
+        let acceptor = acceptor.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            stats.connections_open.fetch_add(1, Ordering::Relaxed);
+            stats.connections_total.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(channel = %channel.name, peer, "connection opened");
+            match acceptor {
+                None => serve(stream, &peer, &options, &channel, &stats, shutdown).await,
+                Some(acceptor) => match tokio::time::timeout(options.read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => serve(tls, &peer, &options, &channel, &stats, shutdown).await,
+                    Ok(Err(e)) => {
+                        stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(channel = %channel.name, peer, error = %e, "TLS handshake failed");
+                    }
+                    Err(_) => {
+                        stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(channel = %channel.name, peer, "TLS handshake timed out");
+                    }
+                },
+            }
+            stats.connections_open.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(channel = %channel.name, peer, "connection closed");
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while tasks.try_join_next().is_some() {}
+    }
+    drop(listener);
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Why a connection ended, for logs.
+#[derive(Debug)]
+enum End {
+    Closed,
+    Shutdown,
+    Idle,
+    Trickle,
+    MidFrame,
+    Io(std::io::Error),
+    Oversized,
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: &str,
+    options: &MllpSourceOptions,
+    channel: &Channel,
+    stats: &SourceStats,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut decoder = mllp::Decoder::with_max_frame_len(options.max_frame);
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    let mut frame_started: Option<Instant> = None;
+    let mut skipped_seen = 0u64;
+    let end = loop {
+        // Answer every complete frame already buffered, in order.
+        loop {
+            // The decoder drops an oversized frame when it refuses it; keep its head first so
+            // the NAK can echo MSH-10.
+            let head = (buf.len() > options.max_frame).then(|| buf[..buf.len().min(4096)].to_vec());
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    frame_started = None;
+                    let reply = channel.ingest(&frame, peer).await;
+                    if let Some(ack) = reply.ack {
+                        if let Err(e) = write_frame(&mut stream, &ack).await {
+                            return log_end(channel, peer, End::Io(e));
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(channel = %channel.name, peer, error = %e, "frame refused");
+                    let nak = oversized_nak(head.as_deref().unwrap_or(&buf), options.max_frame);
+                    let _ = write_frame(&mut stream, &nak).await;
+                    return log_end(channel, peer, End::Oversized);
+                }
+            }
+        }
+        let skipped = decoder.skipped_bytes();
+        if skipped > skipped_seen {
+            stats
+                .garbage_bytes
+                .fetch_add(skipped - skipped_seen, Ordering::Relaxed);
+            tracing::info!(channel = %channel.name, peer, bytes = skipped - skipped_seen, "bytes outside MLLP frames skipped");
+            skipped_seen = skipped;
+        }
+        if *shutdown.borrow() {
+            break End::Shutdown;
+        }
+        let partial = buf.iter().any(|&b| b == mllp::VT);
+        let deadline = if partial {
+            let started = *frame_started.get_or_insert_with(Instant::now);
+            started + options.read_timeout
+        } else {
+            frame_started = None;
+            Instant::now() + options.idle_timeout
+        };
+        buf.reserve(READ_CHUNK);
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)) => r,
+            _ = shutdown.changed() => break End::Shutdown,
+        };
+        match read {
+            Err(_) => {
+                stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                break if partial { End::Trickle } else { End::Idle };
+            }
+            Ok(Err(e)) => break End::Io(e),
+            Ok(Ok(0)) => break if partial { End::MidFrame } else { End::Closed },
+            Ok(Ok(_)) => {}
+        }
+    };
+    let _ = stream.shutdown().await;
+    log_end(channel, peer, end);
+}
+
+fn log_end(channel: &Channel, peer: &str, end: End) {
+    match end {
+        End::Closed | End::Shutdown => {
+            tracing::debug!(channel = %channel.name, peer, reason = ?end, "connection ended")
+        }
+        End::Io(e) => {
+            tracing::info!(channel = %channel.name, peer, error = %e, "connection failed")
+        }
+        other => {
+            tracing::info!(channel = %channel.name, peer, reason = ?other, "connection closed by the listener")
+        }
+    }
+}
+
+async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, payload: &[u8]) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(payload.len() + 3);
+    mllp::encode(payload, &mut out)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+    stream.write_all(&out).await?;
+    stream.flush().await
+}
+
+/// AR for a frame over the limit, built from the part of it that was buffered.
+fn oversized_nak(buffered: &[u8], max: usize) -> Vec<u8> {
+    let head = buffered
+        .iter()
+        .position(|&b| b == mllp::VT)
+        .map(|i| &buffered[i + 1..])
+        .unwrap_or(buffered);
+    let head = &head[..head.len().min(4096)];
+    let ts = hl7_timestamp();
+    let err = AckError::new(207, format!("message too large: the limit is {max} bytes"));
+    hl7v2::build_nak_for_bytes(
+        head,
+        AckCode::AR,
+        &err,
+        AckHeader {
+            control_id: "CW-OVERSIZE",
+            timestamp: &ts,
+        },
+    )
+}

@@ -1,0 +1,411 @@
+//! Encryption at rest: the key file, sealed records, and the patient-identifier index.
+//!
+//! # Map
+//!
+//! ```text
+//! <data dir>/store.key ──> MasterKey ──HKDF-SHA256──┬─> "payload" key   XChaCha20-Poly1305 seal/open
+//!                                                   ├─> "patient-index" HMAC-SHA256 of identifiers
+//!                                                   └─> "key-check"     16 bytes kept in the database
+//! ```
+//!
+//! # On-disk formats and invariants
+//!
+//! - **Key file**: the text `causeway-store-key v1\n` then 64 lowercase hex digits and `\n`,
+//!   mode 0600. It is written to a temporary file (0600, fsynced) and hard-linked into place;
+//!   the link fails if a key already exists, so two processes opening a fresh directory at once
+//!   end up with one key. A crash leaves either no key file or a complete one, plus perhaps a
+//!   stale `store.key.tmp-*` that the next open removes. A key file readable by group or others
+//!   is refused.
+//! - **Sealed record**: `0x01` (format version) ‖ 24-byte random nonce ‖ ciphertext ‖ 16-byte tag.
+//!   Random nonces need no counter to survive crashes; 192 bits make collisions negligible.
+//! - **Associated data**: `causeway-store/v1/<kind>/` ‖ row id as 8 bytes big-endian, where
+//!   kind is `message-payload`, `inbound-ack` or `delivery-ack`. A ciphertext copied to
+//!   another row, or a row whose id was changed, fails to decrypt.
+//! - **Patient identifiers** are stored only as HMAC-SHA256 under the index key: a stolen
+//!   database file does not reveal MRNs, yet exact-match search works.
+//! - **Key check**: the database keeps a value derived from the key; opening with another key
+//!   fails loudly instead of producing a store whose old payloads cannot be read.
+//!
+//! Key material never reaches `Debug` output or logs, and is zeroed on drop.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind as IoErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, Generate, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
+use hkdf::hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::error::{Error, Record};
+
+/// Name of the key file inside the data directory.
+pub const KEY_FILE_NAME: &str = "store.key";
+
+const KEY_FILE_HEADER: &str = "causeway-store-key v1\n";
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+const SEALED_VERSION: u8 = 1;
+const AAD_PREFIX: &[u8] = b"causeway-store/v1/";
+
+/// The master key from the key file. Zeroed on drop; `Debug` prints no key material.
+pub struct MasterKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey([redacted])")
+    }
+}
+
+impl MasterKey {
+    /// A fresh key from the OS random source.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Key`] if the OS cannot provide randomness.
+    pub fn generate(path_for_errors: &Path) -> Result<Self, Error> {
+        let bytes = <[u8; KEY_LEN]>::try_generate().map_err(|e| Error::Key {
+            path: path_for_errors.to_owned(),
+            reason: format!("cannot read OS randomness: {e}"),
+        })?;
+        Ok(Self(Zeroizing::new(bytes)))
+    }
+
+    /// Reads the key file at `path`, or creates it (mode 0600) when it does not exist and
+    /// `may_create` is true. Returns the key and whether it was created.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Key`] for a missing (when creation is not allowed), malformed or
+    /// group/world-accessible key file; [`crate::ErrorKind::Io`] for file system errors.
+    pub fn load_or_create(path: &Path, may_create: bool) -> Result<(Self, bool), Error> {
+        match Self::load(path) {
+            Ok(key) => return Ok((key, false)),
+            Err(Error::Io { source, .. }) if source.kind() == IoErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        if !may_create {
+            return Err(Error::Key {
+                path: path.to_owned(),
+                reason: "missing, but the database already holds data sealed with a key; \
+                         restore the key file from backup"
+                    .into(),
+            });
+        }
+        let key = Self::generate(path)?;
+        match key.write_new(path) {
+            Ok(()) => Ok((key, true)),
+            // Another process won the race: use its key.
+            Err(Error::Io { source, .. }) if source.kind() == IoErrorKind::AlreadyExists => {
+                Ok((Self::load(path)?, false))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads and checks the key file.
+    ///
+    /// # Errors
+    /// As [`MasterKey::load_or_create`].
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let meta = fs::metadata(path).map_err(|e| Error::io("read key file", path, e))?;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(Error::Key {
+                path: path.to_owned(),
+                reason: format!("permissions {mode:04o} are too open; run chmod 600 on it"),
+            });
+        }
+        let text = Zeroizing::new(
+            fs::read_to_string(path).map_err(|e| Error::io("read key file", path, e))?,
+        );
+        let malformed = |reason: &str| Error::Key {
+            path: path.to_owned(),
+            reason: reason.into(),
+        };
+        let body = text
+            .strip_prefix(KEY_FILE_HEADER)
+            .ok_or_else(|| malformed("does not start with the line `causeway-store-key v1`"))?;
+        let hex_digits = body.strip_suffix('\n').unwrap_or(body);
+        if hex_digits.len() != KEY_LEN * 2 {
+            return Err(malformed("key line must be 64 hex digits"));
+        }
+        let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+        hex::decode_to_slice(hex_digits, &mut bytes[..])
+            .map_err(|_| malformed("key line must be 64 hex digits"))?;
+        Ok(Self(bytes))
+    }
+
+    fn write_new(&self, path: &Path) -> Result<(), Error> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let tmp = tmp_key_path(path)?;
+        let mut text = Zeroizing::new(String::with_capacity(KEY_FILE_HEADER.len() + 65));
+        text.push_str(KEY_FILE_HEADER);
+        text.push_str(&hex::encode(&self.0[..]));
+        text.push('\n');
+        let write = || -> std::io::Result<()> {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        };
+        let written = write().map_err(|e| Error::io("write key file", &tmp, e));
+        let linked = written.and_then(|()| {
+            fs::hard_link(&tmp, path).map_err(|e| Error::io("create key file", path, e))
+        });
+        let _ = fs::remove_file(&tmp);
+        linked?;
+        sync_dir(dir)
+    }
+}
+
+/// Removes temporary key files a crash may have left behind in `dir`.
+pub(crate) fn remove_stale_tmp_keys(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{KEY_FILE_NAME}.tmp-");
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn tmp_key_path(path: &Path) -> Result<PathBuf, Error> {
+    let suffix = <u64>::try_generate().map_err(|e| Error::Key {
+        path: path.to_owned(),
+        reason: format!("cannot read OS randomness: {e}"),
+    })?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp-{suffix:016x}"));
+    Ok(path.with_file_name(name))
+}
+
+/// Fsyncs a directory so a newly created entry in it survives a crash.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync directory", dir, e))
+}
+
+/// Seals and opens records, and computes the patient-identifier index.
+pub struct Cipher {
+    aead: XChaCha20Poly1305,
+    index: Hmac<Sha256>,
+    key_check: [u8; 16],
+}
+
+impl fmt::Debug for Cipher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Cipher([redacted])")
+    }
+}
+
+impl Cipher {
+    /// Derives the working keys from the master key.
+    pub fn new(master: &MasterKey) -> Self {
+        let hk = Hkdf::<Sha256>::new(None, &master.0[..]);
+        let mut payload_key = Zeroizing::new([0u8; KEY_LEN]);
+        let mut index_key = Zeroizing::new([0u8; KEY_LEN]);
+        let mut key_check = [0u8; 16];
+        // Lengths are fixed and far below HKDF's 255 * 32 byte limit, so expand cannot fail.
+        for (info, out) in [
+            (&b"causeway-store v1 payload"[..], &mut payload_key[..]),
+            (&b"causeway-store v1 patient-index"[..], &mut index_key[..]),
+            (&b"causeway-store v1 key-check"[..], &mut key_check[..]),
+        ] {
+            if hk.expand(info, out).is_err() {
+                unreachable!("hkdf output length is fixed and valid");
+            }
+        }
+        let aead = match XChaCha20Poly1305::new_from_slice(&payload_key[..]) {
+            Ok(a) => a,
+            Err(_) => unreachable!("payload key has the cipher's key length"),
+        };
+        let index = match <Hmac<Sha256> as Mac>::new_from_slice(&index_key[..]) {
+            Ok(m) => m,
+            Err(_) => unreachable!("hmac accepts any key length"),
+        };
+        Self {
+            aead,
+            index,
+            key_check,
+        }
+    }
+
+    /// A value derived from the key, stored in the database to detect a wrong key file.
+    pub fn key_check(&self) -> [u8; 16] {
+        self.key_check
+    }
+
+    /// Encrypts `plaintext` for `record` with a fresh random nonce.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Key`] if the OS cannot provide randomness.
+    pub fn seal(&self, record: Record, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        let nonce = XNonce::try_generate().map_err(|e| Error::Key {
+            path: PathBuf::from(KEY_FILE_NAME),
+            reason: format!("cannot read OS randomness for a nonce: {e}"),
+        })?;
+        let aad = associated_data(record);
+        let ciphertext = self
+            .aead
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            // Encryption only fails for plaintexts beyond 256 GiB; payloads are capped far below.
+            .map_err(|_| Error::invalid("payload", "too long to encrypt"))?;
+        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        sealed.push(SEALED_VERSION);
+        sealed.extend_from_slice(&nonce);
+        sealed.extend_from_slice(&ciphertext);
+        Ok(sealed)
+    }
+
+    /// Decrypts a sealed `record`.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Decrypt`] when the bytes were altered, belong to another row, or were
+    /// sealed under another key.
+    pub fn open(&self, record: Record, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        let fail = || Error::Decrypt { record };
+        if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEALED_VERSION {
+            return Err(fail());
+        }
+        let nonce = XNonce::try_from(&sealed[1..1 + NONCE_LEN]).map_err(|_| fail())?;
+        let aad = associated_data(record);
+        self.aead
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: &sealed[1 + NONCE_LEN..],
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| fail())
+    }
+
+    /// The keyed hash under which a patient identifier is indexed.
+    pub fn patient_index(&self, identifier: &str) -> [u8; 32] {
+        let mut mac = self.index.clone();
+        mac.update(identifier.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+impl Drop for Cipher {
+    fn drop(&mut self) {
+        // The AEAD zeroes its own key (chacha20poly1305 `zeroize` feature); the HMAC state holds
+        // only the padded key hashes, which this crate cannot reach; clear what we own.
+        self.key_check.zeroize();
+    }
+}
+
+fn associated_data(record: Record) -> Vec<u8> {
+    let (kind, id): (&[u8], i64) = match record {
+        Record::MessagePayload(id) => (b"message-payload/", id.0),
+        Record::MessageOutbound(id) => (b"message-outbound/", id.0),
+        Record::InboundAck(id) => (b"inbound-ack/", id.0),
+        Record::DeliveryAck(seq) => (b"delivery-ack/", seq.0),
+    };
+    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + kind.len() + 8);
+    aad.extend_from_slice(AAD_PREFIX);
+    aad.extend_from_slice(kind);
+    aad.extend_from_slice(&id.to_be_bytes());
+    aad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DeliverySeq, MessageId};
+
+    fn cipher() -> Cipher {
+        Cipher::new(&MasterKey::generate(Path::new("test")).expect("randomness"))
+    }
+
+    #[test]
+    fn seal_then_open_round_trips() {
+        let c = cipher();
+        let rec = Record::MessagePayload(MessageId(7));
+        let sealed = c.seal(rec, b"MSH|^~\\&|A").expect("seal");
+        assert_eq!(sealed.len(), 1 + NONCE_LEN + 10 + TAG_LEN);
+        assert_eq!(c.open(rec, &sealed).expect("open"), b"MSH|^~\\&|A");
+    }
+
+    #[test]
+    fn nonces_differ_between_seals_of_the_same_bytes() {
+        let c = cipher();
+        let rec = Record::MessagePayload(MessageId(1));
+        assert_ne!(
+            c.seal(rec, b"x").expect("seal"),
+            c.seal(rec, b"x").expect("seal")
+        );
+    }
+
+    #[test]
+    fn another_row_kind_or_key_fails_to_open() {
+        let c = cipher();
+        let sealed = c
+            .seal(Record::MessagePayload(MessageId(7)), b"payload")
+            .expect("seal");
+        for other in [
+            Record::MessagePayload(MessageId(8)),
+            Record::InboundAck(MessageId(7)),
+            Record::DeliveryAck(DeliverySeq(7)),
+        ] {
+            let err = c.open(other, &sealed).expect_err("must not open");
+            assert_eq!(err.kind(), crate::ErrorKind::Decrypt);
+        }
+        let err = cipher()
+            .open(Record::MessagePayload(MessageId(7)), &sealed)
+            .expect_err("key");
+        assert_eq!(err.kind(), crate::ErrorKind::Decrypt);
+    }
+
+    #[test]
+    fn flipped_bits_and_truncation_fail_to_open() {
+        let c = cipher();
+        let rec = Record::InboundAck(MessageId(3));
+        let sealed = c.seal(rec, b"MSA|AA|1").expect("seal");
+        for i in 0..sealed.len() {
+            let mut bad = sealed.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                c.open(rec, &bad).is_err(),
+                "flip at byte {i} went unnoticed"
+            );
+        }
+        assert!(c.open(rec, &sealed[..sealed.len() - 1]).is_err());
+        assert!(c.open(rec, &[]).is_err());
+    }
+
+    #[test]
+    fn patient_index_is_keyed_and_deterministic() {
+        let a = cipher();
+        let b = cipher();
+        assert_eq!(a.patient_index("MRN1"), a.patient_index("MRN1"));
+        assert_ne!(a.patient_index("MRN1"), a.patient_index("MRN2"));
+        assert_ne!(a.patient_index("MRN1"), b.patient_index("MRN1"));
+    }
+
+    #[test]
+    fn debug_output_has_no_key_material() {
+        let key = MasterKey::generate(Path::new("test")).expect("randomness");
+        let hex_key = hex::encode(&key.0[..]);
+        let text = format!("{key:?} {:?}", Cipher::new(&key));
+        assert!(!text.contains(&hex_key));
+        assert_eq!(text, "MasterKey([redacted]) Cipher([redacted])");
+    }
+}

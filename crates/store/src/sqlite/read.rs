@@ -1,0 +1,237 @@
+//! The read operations, run on pooled read connections in tokio's blocking pool.
+//!
+//! WAL lets these run alongside the writer: each statement sees the last commit made before it
+//! started, so a read issued after a write returned sees that write.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use super::rows::{self, DELIVERY_COLUMNS, EVENT_COLUMNS, PENDING_STATES, SUMMARY_COLUMNS};
+use crate::crypto::Cipher;
+use crate::error::Record;
+use crate::{
+    Delivery, Error, Event, EventFilter, MAX_PAGE_LEN, MessageId, MessageSummary, Result,
+    SearchFilter, StoredMessage, UnixMillis,
+};
+
+fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| Error::db(op, e)
+}
+
+fn page_len(limit: u32) -> i64 {
+    i64::from(if limit == 0 {
+        MAX_PAGE_LEN
+    } else {
+        limit.min(MAX_PAGE_LEN)
+    })
+}
+
+pub(crate) fn message(
+    conn: &Connection,
+    cipher: &Cipher,
+    id: MessageId,
+) -> Result<Option<StoredMessage>> {
+    const OP: &str = "message";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS}, payload, outbound FROM messages WHERE id = ?1"
+        ))
+        .map_err(db(OP))?;
+    let mut found = stmt.query([id.0]).map_err(db(OP))?;
+    let Some(row) = found.next().map_err(db(OP))? else {
+        return Ok(None);
+    };
+    let summary = rows::summary(row)?;
+    let sealed: Option<Vec<u8>> = row.get(14).map_err(db(OP))?;
+    let sealed_outbound: Option<Vec<u8>> = row.get(15).map_err(db(OP))?;
+    let outbound = sealed_outbound
+        .map(|s| cipher.open(Record::MessageOutbound(id), &s))
+        .transpose()?;
+    let raw = match (sealed, summary.duplicate_of) {
+        (Some(sealed), _) => Some(cipher.open(Record::MessagePayload(id), &sealed)?),
+        (None, Some(original)) => {
+            let sealed: Option<Vec<u8>> = conn
+                .prepare_cached("SELECT payload FROM messages WHERE id = ?1")
+                .and_then(|mut s| s.query_row([original.0], |r| r.get(0)).optional())
+                .map_err(db(OP))?
+                .flatten();
+            sealed
+                .map(|s| cipher.open(Record::MessagePayload(original), &s))
+                .transpose()?
+        }
+        (None, None) => None,
+    };
+    let ack: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT ack FROM acks WHERE message_id = ?1")
+        .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
+        .map_err(db(OP))?;
+    let ack = ack
+        .map(|a| cipher.open(Record::InboundAck(id), &a))
+        .transpose()?;
+    Ok(Some(StoredMessage {
+        summary,
+        raw,
+        ack,
+        outbound,
+    }))
+}
+
+pub(crate) fn search(
+    conn: &Connection,
+    cipher: &Cipher,
+    f: &SearchFilter,
+) -> Result<Vec<MessageSummary>> {
+    const OP: &str = "search";
+    let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM messages WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut add = |clause: &str, v: Value, sql: &mut String| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(v) = &f.channel {
+        add(" AND channel = ?", Value::Text(v.clone()), &mut sql);
+    }
+    if let Some(v) = &f.message_type {
+        add(" AND message_type = ?", Value::Text(v.clone()), &mut sql);
+    }
+    if let Some(v) = f.state {
+        add(
+            " AND state = ?",
+            Value::Text(v.as_str().to_owned()),
+            &mut sql,
+        );
+    }
+    if let Some(v) = &f.control_id {
+        add(" AND control_id = ?", Value::Text(v.clone()), &mut sql);
+    }
+    if let Some(v) = &f.patient_id {
+        let mac = cipher.patient_index(v).to_vec();
+        add(
+            " AND id IN (SELECT message_id FROM message_patient_ids WHERE identifier_mac = ?)",
+            Value::Blob(mac),
+            &mut sql,
+        );
+    }
+    if let Some(v) = f.received_from {
+        add(" AND received_at >= ?", Value::Integer(v.0), &mut sql);
+    }
+    if let Some(v) = f.received_before {
+        add(" AND received_at < ?", Value::Integer(v.0), &mut sql);
+    }
+    add(
+        " ORDER BY id DESC LIMIT ?",
+        Value::Integer(page_len(f.limit)),
+        &mut sql,
+    );
+    add(
+        " OFFSET ?",
+        Value::Integer(i64::try_from(f.offset).unwrap_or(i64::MAX)),
+        &mut sql,
+    );
+    let mut stmt = conn.prepare(&sql).map_err(db(OP))?;
+    let mut found = stmt.query(params_from_iter(args)).map_err(db(OP))?;
+    let mut out = Vec::new();
+    while let Some(row) = found.next().map_err(db(OP))? {
+        out.push(rows::summary(row)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn deliveries(
+    conn: &Connection,
+    cipher: &Cipher,
+    id: MessageId,
+) -> Result<Vec<Delivery>> {
+    const OP: &str = "deliveries";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE message_id = ?1 ORDER BY seq"
+        ))
+        .map_err(db(OP))?;
+    let mut found = stmt.query([id.0]).map_err(db(OP))?;
+    let mut out = Vec::new();
+    while let Some(row) = found.next().map_err(db(OP))? {
+        out.push(rows::delivery(row, cipher)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn queue_depth(conn: &Connection, destination: &str) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM deliveries WHERE destination = ?1 AND state IN {PENDING_STATES}"
+        ))
+        .and_then(|mut s| s.query_row([destination], |r| r.get(0)))
+        .map_err(db("queue_depth"))?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+pub(crate) fn oldest_queued_age(
+    conn: &Connection,
+    destination: &str,
+) -> Result<Option<std::time::Duration>> {
+    let created: Option<i64> = conn
+        .prepare_cached(&format!(
+            "SELECT created_at FROM deliveries WHERE destination = ?1 AND state IN {PENDING_STATES}
+             ORDER BY seq LIMIT 1"
+        ))
+        .and_then(|mut s| s.query_row([destination], |r| r.get(0)).optional())
+        .map_err(db("oldest_queued_age"))?;
+    Ok(created.map(|c| UnixMillis::now().since(UnixMillis(c))))
+}
+
+pub(crate) fn events(conn: &Connection, f: &EventFilter) -> Result<Vec<Event>> {
+    const OP: &str = "events";
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+    let mut args: Vec<Value> = Vec::new();
+    let mut add = |clause: &str, v: Value, sql: &mut String| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(v) = &f.channel {
+        add(" AND channel = ?", Value::Text(v.clone()), &mut sql);
+    }
+    if let Some(v) = &f.destination {
+        add(" AND destination = ?", Value::Text(v.clone()), &mut sql);
+    }
+    if let Some(v) = f.message_id {
+        add(" AND message_id = ?", Value::Integer(v.0), &mut sql);
+    }
+    if let Some(v) = f.kind {
+        add(
+            " AND kind = ?",
+            Value::Text(v.as_str().to_owned()),
+            &mut sql,
+        );
+    }
+    if let Some(v) = f.after {
+        add(" AND id > ?", Value::Integer(v), &mut sql);
+    }
+    if let Some(v) = f.since {
+        add(" AND at >= ?", Value::Integer(v.0), &mut sql);
+    }
+    sql.push_str(if f.newest_first {
+        " ORDER BY id DESC"
+    } else {
+        " ORDER BY id"
+    });
+    add(" LIMIT ?", Value::Integer(page_len(f.limit)), &mut sql);
+    let mut stmt = conn.prepare(&sql).map_err(db(OP))?;
+    let mut found = stmt.query(params_from_iter(args)).map_err(db(OP))?;
+    let mut out = Vec::new();
+    while let Some(row) = found.next().map_err(db(OP))? {
+        out.push(rows::event(row)?);
+    }
+    Ok(out)
+}
+
+/// Whether the `meta` table records a key check (the database has been used with a key).
+pub(crate) fn key_check(conn: &Connection) -> Result<Option<Vec<u8>>> {
+    conn.query_row(
+        "SELECT value FROM meta WHERE key = 'key_check'",
+        params![],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db("read key check"))
+}

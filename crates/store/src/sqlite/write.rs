@@ -1,0 +1,754 @@
+//! The write operations, run by the writer thread inside a group's transaction.
+//!
+//! Each function is one job's body: it either completes fully or returns an error, after which
+//! the writer rolls the job back to its savepoint. Every transition that users see in the event
+//! log writes its event here, in the same transaction.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rows::{self, DELIVERY_COLUMNS, FLAG_CONTROL_ID_REUSED, PENDING_STATES};
+use crate::crypto::Cipher;
+use crate::error::Record;
+use crate::{
+    Claim, ClaimMode, Delivery, DeliverySeq, DeliveryState, Duplicate, Error, EventKind,
+    InsertOutcome, MessageId, MessageState, NewEvent, NewMessage, Outcome, PurgeReport, Result,
+    UnixMillis, clip_text,
+};
+
+/// An inbound message with the work that needs no database done ahead, outside the writer.
+pub(crate) struct PreparedInsert {
+    pub(crate) msg: NewMessage,
+    pub(crate) sha256: [u8; 32],
+    /// Keyed hashes of the patient identifiers, duplicates removed.
+    pub(crate) patient_macs: Vec<[u8; 32]>,
+    /// Destinations, duplicates removed, order kept.
+    pub(crate) destinations: Vec<String>,
+}
+
+/// The first pending delivery a claim looks at.
+struct Candidate {
+    seq: i64,
+    state: String,
+    next_attempt_at: Option<i64>,
+    lease_until: Option<i64>,
+    claimed_by: Option<String>,
+}
+
+/// The writer's view of the open transaction.
+pub(crate) struct WriteCx<'c> {
+    conn: &'c Connection,
+    cipher: &'c Cipher,
+    /// Next message id to hand out in this transaction, read once from `sqlite_sequence`.
+    next_message_id: Option<i64>,
+}
+
+fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| Error::db(op, e)
+}
+
+impl<'c> WriteCx<'c> {
+    pub(crate) fn new(conn: &'c Connection, cipher: &'c Cipher) -> Self {
+        Self {
+            conn,
+            cipher,
+            next_message_id: None,
+        }
+    }
+
+    /// Drops ids allocated by a job that was rolled back.
+    pub(crate) fn forget_allocations(&mut self) {
+        self.next_message_id = None;
+    }
+
+    /// Allocates a message id before the row exists, because the id is bound into the payload's
+    /// encryption. Safe because the group holds SQLite's write lock (`BEGIN IMMEDIATE`), even
+    /// against other processes; AUTOINCREMENT's `sqlite_sequence` guarantees ids are never reused.
+    fn allocate_message_id(&mut self) -> Result<i64> {
+        let next = match self.next_message_id {
+            Some(n) => n,
+            None => {
+                let last: Option<i64> = self
+                    .conn
+                    .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
+                    .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                    .map_err(db("allocate message id"))?;
+                last.unwrap_or(0) + 1
+            }
+        };
+        self.next_message_id = Some(next + 1);
+        Ok(next)
+    }
+
+    fn event(&self, at: UnixMillis, e: &NewEvent) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (at, channel, destination, message_id, kind, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    at.0,
+                    e.channel,
+                    e.destination,
+                    e.message_id.map(|m| m.0),
+                    e.kind.as_str(),
+                    clip_text(&e.detail),
+                ])
+            })
+            .map(|_| ())
+            .map_err(db("add event"))
+    }
+
+    /// Stores an inbound message: duplicate check, row, identifiers, deliveries, ACK.
+    pub(crate) fn insert_inbound(&mut self, p: PreparedInsert) -> Result<InsertOutcome> {
+        const OP: &str = "insert_inbound";
+        let now = UnixMillis::now();
+        let m = &p.msg;
+        let h = &m.header;
+        let mut reused = false;
+        if !h.control_id.is_empty() {
+            // Originals in state `error` do not count: the sender retransmits after our AE and
+            // expects the message to be processed this time.
+            let original: Option<i64> = self
+                .conn
+                .prepare_cached(
+                    "SELECT id FROM messages
+                     WHERE control_id = ?1 AND channel = ?2 AND sending_app = ?3
+                       AND sending_facility = ?4 AND payload_sha256 = ?5
+                       AND state NOT IN ('duplicate', 'error')
+                     ORDER BY id LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.query_row(
+                        params![
+                            h.control_id,
+                            m.channel,
+                            h.sending_app,
+                            h.sending_facility,
+                            &p.sha256[..]
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                })
+                .map_err(db(OP))?;
+            if let Some(original) = original {
+                return self.insert_duplicate(&p, MessageId(original), now);
+            }
+            reused = self
+                .conn
+                .prepare_cached(
+                    "SELECT 1 FROM messages
+                     WHERE control_id = ?1 AND channel = ?2 AND sending_app = ?3
+                       AND sending_facility = ?4 AND payload_sha256 <> ?5
+                     LIMIT 1",
+                )
+                .and_then(|mut s| {
+                    s.exists(params![
+                        h.control_id,
+                        m.channel,
+                        h.sending_app,
+                        h.sending_facility,
+                        &p.sha256[..]
+                    ])
+                })
+                .map_err(db(OP))?;
+        }
+
+        let id = MessageId(self.allocate_message_id()?);
+        let sealed = self.cipher.seal(Record::MessagePayload(id), &m.raw)?;
+        let flags = if reused { FLAG_CONTROL_ID_REUSED } else { 0 };
+        self.insert_message_row(&p, id, m.state, Some(&sealed), flags, None)?;
+        if let Some(outbound) = &m.outbound {
+            self.put_outbound(id, outbound)?;
+        }
+
+        let mut ids = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO message_patient_ids (identifier_mac, message_id)
+                 VALUES (?1, ?2)",
+            )
+            .map_err(db(OP))?;
+        for mac in &p.patient_macs {
+            ids.execute(params![&mac[..], id.0]).map_err(db(OP))?;
+        }
+        let mut queue = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO deliveries (message_id, channel, destination, state, created_at,
+                                         updated_at)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
+            )
+            .map_err(db(OP))?;
+        for destination in &p.destinations {
+            queue
+                .execute(params![id.0, m.channel, destination, now.0])
+                .map_err(db(OP))?;
+        }
+        if let Some(ack) = &m.ack {
+            self.put_ack(id, ack, now)?;
+        }
+        if reused {
+            self.event(
+                now,
+                &NewEvent {
+                    channel: m.channel.clone(),
+                    destination: None,
+                    message_id: Some(id),
+                    kind: EventKind::ControlIdReused,
+                    detail: format!(
+                        "control id {} from {}|{} reused with different content; stored, flagged and routed",
+                        h.control_id, h.sending_app, h.sending_facility
+                    ),
+                },
+            )?;
+        }
+        Ok(InsertOutcome {
+            id,
+            duplicate_of: None,
+            control_id_reused: reused,
+        })
+    }
+
+    fn insert_duplicate(
+        &mut self,
+        p: &PreparedInsert,
+        original: MessageId,
+        now: UnixMillis,
+    ) -> Result<InsertOutcome> {
+        let id = MessageId(self.allocate_message_id()?);
+        // The bytes are the original's (same SHA-256): no second copy of the payload.
+        self.insert_message_row(p, id, MessageState::Duplicate, None, 0, Some(original))?;
+        let ack = self.ack_of(original)?;
+        if let (None, Some(own)) = (&ack, &p.msg.ack) {
+            // The caller will send its own ACK, since the original has none on record.
+            self.put_ack(id, own, now)?;
+        }
+        self.event(
+            now,
+            &NewEvent {
+                channel: p.msg.channel.clone(),
+                destination: None,
+                message_id: Some(id),
+                kind: EventKind::Duplicate,
+                detail: format!(
+                    "duplicate of message {original} (control id {}); not routed again",
+                    p.msg.header.control_id
+                ),
+            },
+        )?;
+        Ok(InsertOutcome {
+            id,
+            duplicate_of: Some(Duplicate { original, ack }),
+            control_id_reused: false,
+        })
+    }
+
+    fn insert_message_row(
+        &self,
+        p: &PreparedInsert,
+        id: MessageId,
+        state: MessageState,
+        sealed: Option<&[u8]>,
+        flags: i64,
+        duplicate_of: Option<MessageId>,
+    ) -> Result<()> {
+        let m = &p.msg;
+        let h = &m.header;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO messages (id, channel, received_at, peer, sending_app,
+                     sending_facility, message_type, control_id, version, state, payload,
+                     payload_sha256, size, flags, duplicate_of)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id.0,
+                    m.channel,
+                    m.received_at.0,
+                    m.peer,
+                    h.sending_app,
+                    h.sending_facility,
+                    h.message_type,
+                    h.control_id,
+                    h.version,
+                    state.as_str(),
+                    sealed,
+                    &p.sha256[..],
+                    i64::try_from(m.raw.len()).unwrap_or(i64::MAX),
+                    flags,
+                    duplicate_of.map(|d| d.0),
+                ])
+            })
+            .map(|_| ())
+            .map_err(db("insert_inbound"))
+    }
+
+    fn put_outbound(&self, id: MessageId, outbound: &[u8]) -> Result<()> {
+        let sealed = self.cipher.seal(Record::MessageOutbound(id), outbound)?;
+        self.conn
+            .prepare_cached("UPDATE messages SET outbound = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id.0, sealed]))
+            .map(|_| ())
+            .map_err(db("outbound"))
+    }
+
+    pub(crate) fn reprocess(
+        &mut self,
+        id: MessageId,
+        state: MessageState,
+        outbound: Option<&[u8]>,
+        destinations: &[String],
+    ) -> Result<Vec<DeliverySeq>> {
+        const OP: &str = "reprocess";
+        let now = UnixMillis::now();
+        let channel: Option<String> = self
+            .conn
+            .prepare_cached("SELECT channel FROM messages WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
+            .map_err(db(OP))?;
+        let channel = channel.ok_or(Error::MessageNotFound(id))?;
+        let sealed = outbound
+            .map(|o| self.cipher.seal(Record::MessageOutbound(id), o))
+            .transpose()?;
+        self.conn
+            .prepare_cached("UPDATE messages SET state = ?2, outbound = ?3 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id.0, state.as_str(), sealed]))
+            .map_err(db(OP))?;
+        self.event(
+            now,
+            &NewEvent {
+                channel: channel.clone(),
+                destination: None,
+                message_id: Some(id),
+                kind: EventKind::StateChanged,
+                detail: format!("reprocessed: now {state}"),
+            },
+        )?;
+        let mut created = Vec::new();
+        for destination in destinations {
+            let pending = self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT 1 FROM deliveries
+                     WHERE message_id = ?1 AND destination = ?2 AND state IN {PENDING_STATES}"
+                ))
+                .and_then(|mut s| s.exists(params![id.0, destination]))
+                .map_err(db(OP))?;
+            if pending {
+                continue;
+            }
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO deliveries (message_id, channel, destination, state, created_at,
+                                             updated_at)
+                     VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![id.0, channel, destination, now.0]))
+                .map_err(db(OP))?;
+            let seq = DeliverySeq(self.conn.last_insert_rowid());
+            self.event(
+                now,
+                &NewEvent {
+                    channel: channel.clone(),
+                    destination: Some(destination.clone()),
+                    message_id: Some(id),
+                    kind: EventKind::Requeued,
+                    detail: format!("reprocessed and queued as delivery {seq}"),
+                },
+            )?;
+            created.push(seq);
+        }
+        Ok(created)
+    }
+
+    fn put_ack(&self, id: MessageId, ack: &[u8], now: UnixMillis) -> Result<()> {
+        let sealed = self.cipher.seal(Record::InboundAck(id), ack)?;
+        self.conn
+            .prepare_cached("INSERT OR REPLACE INTO acks (message_id, ack, at) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![id.0, sealed, now.0]))
+            .map(|_| ())
+            .map_err(db("record_ack"))
+    }
+
+    fn ack_of(&self, id: MessageId) -> Result<Option<Vec<u8>>> {
+        let sealed: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT ack FROM acks WHERE message_id = ?1")
+            .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
+            .map_err(db("read ack"))?;
+        sealed
+            .map(|s| self.cipher.open(Record::InboundAck(id), &s))
+            .transpose()
+    }
+
+    fn message_channel(&self, id: MessageId, op: &'static str) -> Result<(String, String)> {
+        self.conn
+            .prepare_cached("SELECT channel, state FROM messages WHERE id = ?1")
+            .and_then(|mut s| {
+                s.query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(db(op))?
+            .ok_or(Error::MessageNotFound(id))
+    }
+
+    pub(crate) fn record_ack(&mut self, id: MessageId, ack: &[u8]) -> Result<()> {
+        self.message_channel(id, "record_ack")?;
+        self.put_ack(id, ack, UnixMillis::now())
+    }
+
+    pub(crate) fn set_state(&mut self, id: MessageId, state: MessageState) -> Result<()> {
+        let (channel, old) = self.message_channel(id, "set_state")?;
+        let now = UnixMillis::now();
+        self.conn
+            .prepare_cached("UPDATE messages SET state = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id.0, state.as_str()]))
+            .map_err(db("set_state"))?;
+        self.event(
+            now,
+            &NewEvent {
+                channel,
+                destination: None,
+                message_id: Some(id),
+                kind: EventKind::StateChanged,
+                detail: format!("{old} -> {state}"),
+            },
+        )
+    }
+
+    pub(crate) fn claim(&mut self, destination: &str, claim: &Claim) -> Result<Option<Delivery>> {
+        const OP: &str = "claim_next";
+        let now = UnixMillis::now();
+        let candidate = |r: &rusqlite::Row<'_>| {
+            Ok(Candidate {
+                seq: r.get(0)?,
+                state: r.get(1)?,
+                next_attempt_at: r.get(2)?,
+                lease_until: r.get(3)?,
+                claimed_by: r.get(4)?,
+            })
+        };
+        // FIFO looks at the head only; parallel at the oldest claimable entry.
+        let candidate = match claim.mode {
+            ClaimMode::Fifo => self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT seq, state, next_attempt_at, lease_until, claimed_by FROM deliveries
+                     WHERE destination = ?1 AND state IN {PENDING_STATES}
+                     ORDER BY seq LIMIT 1"
+                ))
+                .and_then(|mut s| s.query_row(params![destination], candidate).optional()),
+            ClaimMode::Parallel => self
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT seq, state, next_attempt_at, lease_until, claimed_by FROM deliveries
+                     WHERE destination = ?1 AND state IN {PENDING_STATES}
+                       AND (state = 'queued'
+                            OR (state = 'retrying' AND coalesce(next_attempt_at, 0) <= ?2)
+                            OR (state = 'in_flight' AND coalesce(lease_until, 0) <= ?2))
+                     ORDER BY seq LIMIT 1"
+                ))
+                .and_then(|mut s| {
+                    s.query_row(params![destination, now.0], candidate)
+                        .optional()
+                }),
+        }
+        .map_err(db(OP))?;
+        let seq = candidate.and_then(|c| {
+            let claimable = match DeliveryState::parse(&c.state) {
+                Some(DeliveryState::Queued) => true,
+                Some(DeliveryState::Retrying) => c.next_attempt_at.unwrap_or(0) <= now.0,
+                Some(DeliveryState::InFlight) => {
+                    let expired = c.lease_until.unwrap_or(0) <= now.0;
+                    if expired {
+                        tracing::warn!(
+                            seq = c.seq,
+                            destination,
+                            previous = c.claimed_by.as_deref().unwrap_or(""),
+                            "lease expired; delivering again (at-least-once)"
+                        );
+                    }
+                    expired
+                }
+                _ => false,
+            };
+            claimable.then_some(c.seq)
+        });
+        let Some(seq) = seq else { return Ok(None) };
+        let lease_until = now.plus(claim.lease);
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "UPDATE deliveries
+                 SET state = 'in_flight', claimed_by = ?2, lease_until = ?3,
+                     attempts = attempts + 1, updated_at = ?4
+                 WHERE seq = ?1
+                 RETURNING {DELIVERY_COLUMNS}"
+            ))
+            .map_err(db(OP))?;
+        let mut result = stmt
+            .query(params![seq, claim.worker, lease_until.0, now.0])
+            .map_err(db(OP))?;
+        match result.next().map_err(db(OP))? {
+            Some(row) => rows::delivery(row, self.cipher).map(Some),
+            None => Err(Error::DeliveryNotFound(DeliverySeq(seq))),
+        }
+    }
+
+    /// Checks that `d` is still leased by its worker under the same attempt (the fencing token).
+    fn lease_lost(&self, d: &Delivery, op: &'static str) -> Error {
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM deliveries WHERE seq = ?1")
+            .and_then(|mut s| s.exists([d.seq.0]));
+        match exists {
+            Ok(false) => Error::DeliveryNotFound(d.seq),
+            Ok(true) => Error::LeaseLost {
+                seq: d.seq,
+                destination: d.destination.clone(),
+                worker: d.claimed_by.clone().unwrap_or_default(),
+                attempt: d.attempts,
+            },
+            Err(e) => Error::db(op, e),
+        }
+    }
+
+    pub(crate) fn renew(&mut self, d: &Delivery, lease: Duration) -> Result<UnixMillis> {
+        let until = UnixMillis::now().plus(lease);
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries SET lease_until = ?2, updated_at = ?3
+                 WHERE seq = ?1 AND state = 'in_flight' AND claimed_by = ?4 AND attempts = ?5",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    d.seq.0,
+                    until.0,
+                    UnixMillis::now().0,
+                    d.claimed_by,
+                    i64::from(d.attempts)
+                ])
+            })
+            .map_err(db("renew_lease"))?;
+        if changed == 0 {
+            return Err(self.lease_lost(d, "renew_lease"));
+        }
+        Ok(until)
+    }
+
+    pub(crate) fn complete(&mut self, d: &Delivery, outcome: &Outcome) -> Result<()> {
+        const OP: &str = "complete";
+        let now = UnixMillis::now();
+        let (state, error, ack, next_attempt_at) = match outcome {
+            Outcome::Delivered { ack } => (DeliveryState::Delivered, None, ack.as_deref(), None),
+            Outcome::Retry {
+                error,
+                next_attempt_at,
+            } => (
+                DeliveryState::Retrying,
+                Some(clip_text(error)),
+                None,
+                Some(next_attempt_at.0),
+            ),
+            Outcome::Failed { error } => {
+                (DeliveryState::Failed, Some(clip_text(error)), None, None)
+            }
+        };
+        let sealed_ack = ack
+            .map(|a| self.cipher.seal(Record::DeliveryAck(d.seq), a))
+            .transpose()?;
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries
+                 SET state = ?2, last_error = coalesce(?3, last_error),
+                     last_ack = coalesce(?4, last_ack), next_attempt_at = ?5,
+                     claimed_by = NULL, lease_until = NULL, updated_at = ?6
+                 WHERE seq = ?1 AND state = 'in_flight' AND claimed_by = ?7 AND attempts = ?8",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    d.seq.0,
+                    state.as_str(),
+                    error,
+                    sealed_ack,
+                    next_attempt_at,
+                    now.0,
+                    d.claimed_by,
+                    i64::from(d.attempts),
+                ])
+            })
+            .map_err(db(OP))?;
+        if changed == 0 {
+            return Err(self.lease_lost(d, OP));
+        }
+        let (kind, detail) = match outcome {
+            Outcome::Delivered { .. } => (
+                EventKind::Delivered,
+                format!("delivery {} attempt {}", d.seq, d.attempts),
+            ),
+            Outcome::Retry {
+                error,
+                next_attempt_at,
+            } => (
+                EventKind::Retrying,
+                format!(
+                    "delivery {} attempt {} failed: {error}; next attempt at {}",
+                    d.seq, d.attempts, next_attempt_at.0
+                ),
+            ),
+            Outcome::Failed { error } => (
+                EventKind::Failed,
+                format!(
+                    "delivery {} attempt {} failed for good: {error}",
+                    d.seq, d.attempts
+                ),
+            ),
+        };
+        self.event(
+            now,
+            &NewEvent {
+                channel: d.channel.clone(),
+                destination: Some(d.destination.clone()),
+                message_id: Some(d.message_id),
+                kind,
+                detail,
+            },
+        )
+    }
+
+    pub(crate) fn requeue(&mut self, id: MessageId, destination: &str) -> Result<DeliverySeq> {
+        const OP: &str = "requeue";
+        let now = UnixMillis::now();
+        let row: Option<(String, bool)> = self
+            .conn
+            .prepare_cached(
+                "SELECT channel, payload IS NULL AND duplicate_of IS NULL FROM messages
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
+            .map_err(db(OP))?;
+        let (channel, purged) = row.ok_or(Error::MessageNotFound(id))?;
+        if purged {
+            return Err(Error::invalid(
+                "message",
+                format!("payload of message {id} was purged by retention"),
+            ));
+        }
+        let pending = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT 1 FROM deliveries
+                 WHERE message_id = ?1 AND destination = ?2 AND state IN {PENDING_STATES}"
+            ))
+            .and_then(|mut s| s.exists(params![id.0, destination]))
+            .map_err(db(OP))?;
+        if pending {
+            return Err(Error::invalid(
+                "destination",
+                format!("message {id} already has a pending delivery to {destination}"),
+            ));
+        }
+        self.conn
+            .prepare_cached(
+                "INSERT INTO deliveries (message_id, channel, destination, state, created_at,
+                                         updated_at)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![id.0, channel, destination, now.0]))
+            .map_err(db(OP))?;
+        let seq = DeliverySeq(self.conn.last_insert_rowid());
+        self.event(
+            now,
+            &NewEvent {
+                channel,
+                destination: Some(destination.to_owned()),
+                message_id: Some(id),
+                kind: EventKind::Requeued,
+                detail: format!("queued again as delivery {seq}"),
+            },
+        )?;
+        Ok(seq)
+    }
+
+    pub(crate) fn add_event(&mut self, e: &NewEvent) -> Result<()> {
+        self.event(UnixMillis::now(), e)
+    }
+
+    /// One bounded step of retention; the caller repeats while it removed a full chunk.
+    pub(crate) fn purge_chunk(
+        &mut self,
+        channel: &str,
+        payload_before: Option<UnixMillis>,
+        metadata_before: Option<UnixMillis>,
+        chunk: i64,
+    ) -> Result<PurgeReport> {
+        const OP: &str = "purge";
+        let now = UnixMillis::now();
+        let mut report = PurgeReport::default();
+        // Messages still waiting for a delivery keep everything: purging them would lose data.
+        let not_pending = format!(
+            "NOT EXISTS (SELECT 1 FROM deliveries d
+                         WHERE d.message_id = messages.id AND d.state IN {PENDING_STATES})"
+        );
+        if let Some(before) = metadata_before {
+            let ids: Vec<i64> = {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached(&format!(
+                        "SELECT id FROM messages
+                         WHERE channel = ?1 AND received_at < ?2 AND {not_pending}
+                         LIMIT ?3"
+                    ))
+                    .map_err(db(OP))?;
+                let rows = stmt
+                    .query_map(params![channel, before.0, chunk], |r| r.get(0))
+                    .map_err(db(OP))?;
+                rows.collect::<rusqlite::Result<_>>().map_err(db(OP))?
+            };
+            for table_key in [
+                "DELETE FROM message_patient_ids WHERE message_id = ?1",
+                "DELETE FROM deliveries WHERE message_id = ?1",
+                "DELETE FROM acks WHERE message_id = ?1",
+                "DELETE FROM messages WHERE id = ?1",
+            ] {
+                let mut stmt = self.conn.prepare_cached(table_key).map_err(db(OP))?;
+                for id in &ids {
+                    stmt.execute([id]).map_err(db(OP))?;
+                }
+            }
+            report.messages_deleted = ids.len() as u64;
+            report.events_deleted = self
+                .conn
+                .prepare_cached(
+                    "DELETE FROM events WHERE id IN
+                         (SELECT id FROM events WHERE channel = ?1 AND at < ?2 LIMIT ?3)",
+                )
+                .and_then(|mut s| s.execute(params![channel, before.0, chunk]))
+                .map_err(db(OP))? as u64;
+        }
+        if let Some(before) = payload_before {
+            report.payloads_cleared = self
+                .conn
+                .prepare_cached(&format!(
+                    "UPDATE messages SET payload = NULL, outbound = NULL, payload_purged_at = ?4
+                     WHERE id IN (SELECT id FROM messages
+                                  WHERE channel = ?1 AND received_at < ?2
+                                    AND payload IS NOT NULL AND {not_pending}
+                                  LIMIT ?3)"
+                ))
+                .and_then(|mut s| s.execute(params![channel, before.0, chunk, now.0]))
+                .map_err(db(OP))? as u64;
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,629 @@
+//! The SQLite backend: the shared conformance suite, then what only SQLite has (group commit,
+//! files on disk, the key file, migrations, a real crash).
+
+#[macro_use]
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use causeway_store::sqlite::{DB_FILE_NAME, SCHEMA_VERSION};
+use causeway_store::{BoxFuture, ErrorKind, MessageId, SqliteOptions, SqliteStore, Store};
+use common::{Harness, ack_for, adt};
+use rusqlite::{Connection, OpenFlags};
+use tempfile::TempDir;
+
+/// A data directory in a tempdir; every `open` opens the same directory.
+struct SqliteHarness {
+    dir: TempDir,
+    options: SqliteOptions,
+}
+
+impl SqliteHarness {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            options: SqliteOptions::default(),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Harness for SqliteHarness {
+    fn open(&self) -> BoxFuture<'_, Arc<dyn Store>> {
+        Box::pin(async move {
+            let store = SqliteStore::open(self.data_dir(), self.options.clone())
+                .await
+                .expect("open store");
+            Arc::new(store) as Arc<dyn Store>
+        })
+    }
+}
+
+conformance_tests!(SqliteHarness::new();
+    insert_then_read_back,
+    duplicate_returns_stored_ack_and_queues_nothing,
+    duplicate_uses_ack_recorded_later_or_none,
+    reused_control_id_is_stored_flagged_and_routed,
+    duplicate_scope_is_channel_sender_and_control_id,
+    racing_copies_are_routed_exactly_once,
+    retransmission_after_error_is_processed_again,
+    fifo_head_blocks_its_destination,
+    fifo_advances_after_delivery_or_failure,
+    parallel_claims_take_several_in_order,
+    expired_lease_is_taken_over_and_fenced,
+    renewed_lease_keeps_the_claim,
+    in_flight_after_restart_is_delivered_again,
+    requeue_appends_at_the_tail,
+    outbound_bytes_are_kept_and_reprocess_requeues,
+    search_filters_combine,
+    state_changes_and_events,
+    invalid_input_is_refused_with_its_field,
+    large_payload_round_trips_and_oversize_is_refused,
+    everything_survives_close_and_reopen,
+    purge_respects_cutoffs_and_pending_deliveries,
+    purge_works_through_many_chunks,
+    retention_task_runs_passes_until_shutdown,
+);
+
+fn outside_connection(db: &Path) -> Connection {
+    Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).expect("outside connection")
+}
+
+fn count(conn: &Connection, sql: &str, id: i64) -> i64 {
+    conn.query_row(sql, [id], |r| r.get(0)).expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_batches_and_releases_callers_only_after_commit() {
+    const CALLERS: usize = 64;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A short gathering window makes the grouping independent of scheduling luck.
+    let options = SqliteOptions {
+        max_wait: Duration::from_millis(50),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(dir.path(), options).await.expect("open");
+    let db = store.db_path().to_owned();
+    let barrier = Arc::new(tokio::sync::Barrier::new(CALLERS));
+    let mut tasks = Vec::new();
+    for i in 0..CALLERS {
+        let store = store.clone();
+        let barrier = Arc::clone(&barrier);
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let out = store
+                .insert_inbound(adt("adt", &format!("GC{i}"), "MRN-GC", &["lab"]))
+                .await
+                .expect("insert");
+            // Released: the row and its queue entry must already be committed, visible to a
+            // brand-new connection that shares nothing with the store.
+            let conn = outside_connection(&db);
+            assert_eq!(
+                count(
+                    &conn,
+                    "SELECT count(*) FROM messages WHERE id = ?1",
+                    out.id.0
+                ),
+                1
+            );
+            assert_eq!(
+                count(
+                    &conn,
+                    "SELECT count(*) FROM deliveries WHERE message_id = ?1",
+                    out.id.0
+                ),
+                1
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.expect("caller");
+    }
+    let stats = store.write_stats();
+    assert_eq!(stats.messages, CALLERS as u64);
+    assert_eq!(stats.failed_commits, 0);
+    assert!(stats.commits >= 1);
+    assert!(
+        stats.commits < CALLERS as u64,
+        "{} commits for {CALLERS} messages: no batching",
+        stats.commits
+    );
+    assert!(stats.commits_per_message() < 1.0);
+    store.close().await.expect("close");
+}
+
+fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read file");
+        if bytes.windows(needle.len()).any(|w| w == needle) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_acks_and_patient_ids_never_reach_the_disk_in_clear() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open");
+    let mut m = adt("adt", "VISIBLE-CONTROL-ID", "MRN-SECRET-0042", &["lab"]);
+    m.raw
+        .extend_from_slice(b"NTE|1||PATIENT-NOTE-ZQXJ-SECRET\r");
+    m.ack = Some(b"MSH|^~\\&|X\rMSA|AA|1|ACK-TEXT-SECRET-VVK\r".to_vec());
+    let id = store.insert_inbound(m).await.expect("insert").id;
+    let d = store
+        .claim_next(
+            "lab",
+            &common::claim("w", Duration::from_secs(60), Default::default()),
+        )
+        .await
+        .expect("claim")
+        .expect("delivery");
+    store
+        .complete(
+            &d,
+            causeway_store::Outcome::Delivered {
+                ack: Some(b"REMOTE-ACK-SECRET-PPQ".to_vec()),
+            },
+        )
+        .await
+        .expect("complete");
+    assert!(store.message(id).await.expect("read").is_some());
+
+    for phase in ["while open (WAL)", "after close (checkpointed)"] {
+        // The scan does find what is stored in clear, so an empty result means something.
+        assert!(
+            !files_contain(dir.path(), b"VISIBLE-CONTROL-ID").is_empty(),
+            "{phase}"
+        );
+        for secret in [
+            &b"PATIENT-NOTE-ZQXJ-SECRET"[..],
+            b"DOE^JANE",
+            b"MRN-SECRET-0042",
+            b"ACK-TEXT-SECRET-VVK",
+            b"REMOTE-ACK-SECRET-PPQ",
+        ] {
+            let hits = files_contain(dir.path(), secret);
+            assert!(
+                hits.is_empty(),
+                "{phase}: {:?} found in {hits:?}",
+                String::from_utf8_lossy(secret)
+            );
+        }
+        if phase.starts_with("while") {
+            store.close().await.expect("close");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moved_altered_or_renumbered_ciphertexts_fail_to_decrypt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let mut m = adt("adt", &format!("T{i}"), &format!("MRN-T{i}"), &[]);
+        m.ack = Some(ack_for(&format!("T{i}")));
+        ids.push(store.insert_inbound(m).await.expect("insert").id);
+    }
+    let conn = outside_connection(store.db_path());
+
+    // A payload copied to another row.
+    conn.execute(
+        "UPDATE messages SET payload = (SELECT payload FROM messages WHERE id = ?1) WHERE id = ?2",
+        [ids[0].0, ids[1].0],
+    )
+    .expect("move payload");
+    let err = store.message(ids[1]).await.expect_err("moved payload");
+    assert_eq!(err.kind(), ErrorKind::Decrypt);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "payload of message {} failed to decrypt: wrong key, tampered bytes, or ciphertext moved from another row",
+            ids[1]
+        )
+    );
+    assert!(
+        store
+            .message(ids[0])
+            .await
+            .expect("source row still fine")
+            .is_some()
+    );
+
+    // One flipped byte.
+    let mut sealed: Vec<u8> = conn
+        .query_row(
+            "SELECT payload FROM messages WHERE id = ?1",
+            [ids[2].0],
+            |r| r.get(0),
+        )
+        .expect("payload");
+    let last = sealed.len() - 20;
+    sealed[last] ^= 0x40;
+    conn.execute(
+        "UPDATE messages SET payload = ?1 WHERE id = ?2",
+        rusqlite::params![sealed, ids[2].0],
+    )
+    .expect("flip");
+    assert_eq!(
+        store.message(ids[2]).await.expect_err("flipped").kind(),
+        ErrorKind::Decrypt
+    );
+
+    // The row's id (the associated data) changed.
+    let renumbered = MessageId(ids[3].0 + 1000);
+    conn.execute(
+        "UPDATE messages SET id = ?1 WHERE id = ?2",
+        [renumbered.0, ids[3].0],
+    )
+    .expect("renumber");
+    conn.execute(
+        "UPDATE acks SET message_id = ?1 WHERE message_id = ?2",
+        [renumbered.0, ids[3].0],
+    )
+    .expect("renumber ack");
+    let err = store.message(renumbered).await.expect_err("renumbered");
+    assert_eq!(err.kind(), ErrorKind::Decrypt);
+
+    // An ACK moved to another message.
+    conn.execute(
+        "UPDATE acks SET ack = (SELECT ack FROM acks WHERE message_id = ?1) WHERE message_id = ?2",
+        [ids[1].0, ids[0].0],
+    )
+    .expect("move ack");
+    let err = store.message(ids[0]).await.expect_err("moved ack");
+    assert_eq!(
+        err.to_string().split(':').next(),
+        Some(&*format!("ack of message {} failed to decrypt", ids[0]))
+    );
+    store.close().await.expect("close");
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_file_is_private_checked_and_never_replaced() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let dir = root.path().join("data");
+    let store = SqliteStore::open(&dir, SqliteOptions::default())
+        .await
+        .expect("open");
+    let key_path = store.key_path();
+    assert_eq!(mode(&key_path), 0o600, "key file mode");
+    assert_eq!(mode(&dir), 0o700, "data directory mode");
+    let text = std::fs::read_to_string(&key_path).expect("key");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "causeway-store-key v1");
+    assert_eq!(lines[1].len(), 64);
+    assert!(lines[1].bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(
+        !format!("{store:?}").contains(lines[1]),
+        "Debug shows no key"
+    );
+    let id = store
+        .insert_inbound(adt("adt", "KF1", "MRN-K", &[]))
+        .await
+        .expect("insert")
+        .id;
+    store.close().await.expect("close");
+
+    let expect_key_error = |result: causeway_store::Result<SqliteStore>, fragment: &str| {
+        let err = result.expect_err("must refuse");
+        assert_eq!(err.kind(), ErrorKind::Key, "{err}");
+        assert!(err.to_string().contains(fragment), "{err}");
+    };
+
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    expect_key_error(
+        SqliteStore::open(&dir, SqliteOptions::default()).await,
+        "permissions 0644 are too open; run chmod 600 on it",
+    );
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    let original = std::fs::read(&key_path).expect("key");
+    let other = format!("causeway-store-key v1\n{}\n", "ab".repeat(32));
+    std::fs::write(&key_path, other).expect("write other key");
+    expect_key_error(
+        SqliteStore::open(&dir, SqliteOptions::default()).await,
+        "does not match",
+    );
+
+    std::fs::write(&key_path, "not a key\n").expect("write garbage");
+    expect_key_error(
+        SqliteStore::open(&dir, SqliteOptions::default()).await,
+        "does not start with the line `causeway-store-key v1`",
+    );
+
+    std::fs::remove_file(&key_path).expect("remove key");
+    expect_key_error(
+        SqliteStore::open(&dir, SqliteOptions::default()).await,
+        "missing",
+    );
+    assert!(!key_path.exists(), "a lost key is never silently replaced");
+
+    std::fs::write(&key_path, &original).expect("restore");
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let store = SqliteStore::open(&dir, SqliteOptions::default())
+        .await
+        .expect("reopen with the right key");
+    assert!(
+        store
+            .message(id)
+            .await
+            .expect("read")
+            .expect("present")
+            .raw
+            .is_some()
+    );
+    store.close().await.expect("close");
+}
+
+fn schema_of(db: &Path) -> (i64, Vec<String>) {
+    let conn = outside_connection(db);
+    let version = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    let mut stmt = conn
+        .prepare("SELECT type || ' ' || name FROM sqlite_master ORDER BY name")
+        .expect("prepare");
+    let names = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<Vec<String>, _>>()
+        .expect("rows");
+    (version, names)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_refuse_a_newer_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open");
+    let id = store
+        .insert_inbound(adt("adt", "MG1", "MRN-M", &["lab"]))
+        .await
+        .expect("insert")
+        .id;
+    let db = store.db_path().to_owned();
+    store.close().await.expect("close");
+    let first = schema_of(&db);
+    assert_eq!(first.0, SCHEMA_VERSION);
+    assert!(first.1.contains(&"table messages".to_owned()));
+    assert!(first.1.contains(&"index deliveries_queue".to_owned()));
+
+    for _ in 0..2 {
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default())
+            .await
+            .expect("reopen");
+        assert!(store.message(id).await.expect("read").is_some());
+        store.close().await.expect("close");
+        assert_eq!(schema_of(&db), first, "reopening changes nothing");
+    }
+    let mode: String = outside_connection(&db)
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("journal mode");
+    assert_eq!(mode, "wal");
+
+    outside_connection(&db)
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("bump");
+    let err = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect_err("newer");
+    assert_eq!(err.kind(), ErrorKind::Schema);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "schema version {} of {} is newer than the {SCHEMA_VERSION} this build knows",
+            SCHEMA_VERSION + 1,
+            dir.path().join(DB_FILE_NAME).display()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_directory_share_queues_through_leases() {
+    // Two independent opens (as two processes would) on one database.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open a");
+    let b = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open b");
+    for i in 0..3 {
+        a.insert_inbound(adt("adt", &format!("TW{i}"), "MRN-TW", &["lab"]))
+            .await
+            .expect("insert");
+    }
+    let dup = b
+        .insert_inbound(adt("adt", "TW1", "MRN-TW", &["lab"]))
+        .await
+        .expect("insert via b");
+    assert!(
+        dup.duplicate_of.is_some(),
+        "b sees a's messages for duplicate detection"
+    );
+    let p = common::claim(
+        "node-a",
+        Duration::from_secs(60),
+        causeway_store::ClaimMode::Parallel,
+    );
+    let q = common::claim(
+        "node-b",
+        Duration::from_secs(60),
+        causeway_store::ClaimMode::Parallel,
+    );
+    let x = a.claim_next("lab", &p).await.expect("claim").expect("x");
+    let y = b.claim_next("lab", &q).await.expect("claim").expect("y");
+    let z = a.claim_next("lab", &p).await.expect("claim").expect("z");
+    assert!(
+        x.seq < y.seq && y.seq < z.seq,
+        "no delivery is claimed twice"
+    );
+    assert_eq!(b.claim_next("lab", &q).await.expect("claim"), None);
+    let later = b
+        .insert_inbound(adt("adt", "TW9", "MRN-TW", &[]))
+        .await
+        .expect("insert")
+        .id;
+    assert!(later.0 > dup.id.0, "ids stay unique across handles");
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
+}
+
+const CHILD_ENV: &str = "CAUSEWAY_STORE_CRASH_CHILD_DIR";
+const CONFIRMATIONS_BEFORE_KILL: usize = 40;
+
+/// The child half of the crash test: inserts from 8 tasks and prints each confirmation the
+/// moment it arrives, while more inserts are in flight, until it is killed.
+fn crash_child(dir: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = SqliteStore::open(dir, SqliteOptions::default())
+            .await
+            .expect("open");
+        let work = async {
+            let mut tasks = Vec::new();
+            for t in 0..8usize {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..10_000usize {
+                        let n = t * 10_000 + i;
+                        let out = store
+                            .insert_inbound(adt(
+                                "adt",
+                                &format!("CR{n}"),
+                                &format!("MRN-{n}"),
+                                &["lab"],
+                            ))
+                            .await
+                            .expect("insert");
+                        let mut stdout = std::io::stdout().lock();
+                        writeln!(stdout, "COMMITTED {} {n}", out.id.0).expect("stdout");
+                        stdout.flush().expect("flush");
+                    }
+                }));
+            }
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        // Never outlive a parent that failed to kill us.
+        let _ = tokio::time::timeout(Duration::from_secs(60), work).await;
+    });
+    std::process::exit(3);
+}
+
+#[test]
+fn sigkill_right_after_commit_confirmations_loses_nothing_confirmed() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        crash_child(&dir);
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "sigkill_right_after_commit_confirmations_loses_nothing_confirmed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut confirmed: Vec<(i64, usize)> = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(rest) = line.strip_prefix("COMMITTED ") {
+            let (id, n) = rest.split_once(' ').expect("two numbers");
+            confirmed.push((id.parse().expect("id"), n.parse().expect("n")));
+            if confirmed.len() == CONFIRMATIONS_BEFORE_KILL {
+                // SIGKILL: no destructors, no closing of the database, inserts still in flight.
+                child.kill().expect("kill");
+                break;
+            }
+        }
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        confirmed.len(),
+        CONFIRMATIONS_BEFORE_KILL,
+        "child stopped early: {status}"
+    );
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL"
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = SqliteStore::open(dir.path(), SqliteOptions::default())
+            .await
+            .expect("reopen after crash");
+        for (id, n) in &confirmed {
+            let expected = adt("adt", &format!("CR{n}"), &format!("MRN-{n}"), &["lab"]);
+            let stored = store
+                .message(MessageId(*id))
+                .await
+                .expect("read")
+                .unwrap_or_else(|| panic!("message {id} lost"));
+            assert_eq!(
+                stored.raw.as_deref(),
+                Some(&expected.raw[..]),
+                "message {id}"
+            );
+            assert_eq!(stored.summary.header.control_id, format!("CR{n}"));
+            assert_eq!(
+                store
+                    .deliveries(MessageId(*id))
+                    .await
+                    .expect("deliveries")
+                    .len(),
+                1
+            );
+        }
+        // The store is fully usable after recovery.
+        let out = store
+            .insert_inbound(adt("adt", "AFTER", "MRN-A", &[]))
+            .await
+            .expect("insert");
+        assert!(out.id.0 > confirmed.iter().map(|c| c.0).max().unwrap_or(0));
+        store.close().await.expect("close");
+    });
+}
