@@ -412,6 +412,21 @@ enum NamePart {
     MessageType,
 }
 
+impl Default for FilenameTemplate {
+    /// [`DEFAULT_FILENAME`].
+    fn default() -> Self {
+        FilenameTemplate {
+            parts: vec![
+                NamePart::Channel,
+                NamePart::Literal("-".to_string()),
+                NamePart::Id,
+                NamePart::Literal(".hl7".to_string()),
+            ],
+            text: DEFAULT_FILENAME.to_string(),
+        }
+    }
+}
+
 impl fmt::Display for FilenameTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -556,7 +571,6 @@ impl Config {
     }
 
     /// Validates configuration text; relative paths are resolved against `base_dir`.
-    #[allow(clippy::should_implement_trait)]
     pub fn from_str(text: &str, base_dir: impl AsRef<Path>) -> Result<Config, Vec<ConfigError>> {
         validate::check(text, None, base_dir.as_ref())
     }
@@ -630,6 +644,14 @@ mod tests {
         assert_eq!(r.delay(u32::MAX), Duration::from_secs(10));
         assert!(!r.exhausted(2) && r.exhausted(3));
         assert!(!RetryPolicy::default().exhausted(u32::MAX));
+    }
+
+    #[test]
+    fn the_default_filename_is_what_its_text_says() {
+        assert_eq!(
+            FilenameTemplate::default(),
+            FilenameTemplate::parse(DEFAULT_FILENAME).unwrap()
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub(crate) fn parse_raw(errors: &mut Errors<'_>) -> Option<(RawConfig, Vec<Strin
             Err(e) => e,
         };
         let span = err.span();
-        let message = err.message().trim_end_matches('\n').to_string();
+        let message = plain(err.message().trim_end_matches('\n'));
         if last.as_ref() == Some(&(span.clone(), message.clone())) {
             return None;
         }
@@ -55,15 +55,31 @@ pub(crate) fn parse_raw(errors: &mut Errors<'_>) -> Option<(RawConfig, Vec<Strin
         });
         let key = found.as_ref().map(|f| f.0.clone()).unwrap_or_default();
         errors.push(ConfigErrorKind::Shape, &key, span, message);
-        let Some((key, blank)) = found else {
-            return None;
-        };
+        let (key, blank) = found?;
         if removed.len() + 1 >= MAX_SHAPE_ERRORS {
             return None;
         }
         removed.push(key);
         blank_out(&mut current, blank);
     }
+}
+
+/// Serde's words for our types in the words of the file: `struct RawSource` is a table,
+/// `i64` an integer.
+fn plain(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("struct Raw") {
+        out.push_str(&rest[..i]);
+        out.push_str("a table");
+        let tail = &rest[i + "struct Raw".len()..];
+        let name_len = tail
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(tail.len());
+        rest = &tail[name_len..];
+    }
+    out.push_str(rest);
+    out.replace("expected i64", "expected an integer")
 }
 
 /// The innermost `key = value` entry whose key or value holds `span`: its key path (list
@@ -188,6 +204,18 @@ fn blank_out(text: &mut String, range: Range<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_words_become_toml_words() {
+        assert_eq!(
+            plain("invalid type: string \"x\", expected struct RawSource"),
+            "invalid type: string \"x\", expected a table"
+        );
+        assert_eq!(
+            plain("invalid type: string \"x\", expected i64"),
+            "invalid type: string \"x\", expected an integer"
+        );
+    }
 
     #[test]
     fn blanking_keeps_offsets_and_commas() {

@@ -48,7 +48,7 @@ pub fn format_duration(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1_000),
     ] {
-        if ms != 0 && ms % size == 0 {
+        if ms != 0 && ms.is_multiple_of(size) {
             return format!("{}{unit}", ms / size);
         }
     }
@@ -83,7 +83,7 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 pub fn format_size(n: usize) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
         let size = 1usize << shift;
-        if n != 0 && n % size == 0 {
+        if n != 0 && n.is_multiple_of(size) {
             return format!("{}{unit}", n / size);
         }
     }

@@ -42,12 +42,15 @@ pub(crate) fn check(
     let mut list = v.errors.list;
     // Entries set aside for shape errors would be reported again as missing: drop those.
     let mut kept: Vec<ConfigError> = list.drain(shape_errors..).collect();
+    // So would the tables that held them ("the filter has no condition"): drop errors about
+    // a table a removed entry belonged to as well.
+    let related = |a: &str, b: &str| {
+        a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["))
+    };
     kept.retain(|e| {
-        !removed.iter().any(|r| {
-            e.key == *r
-                || e.key.starts_with(&format!("{r}."))
-                || e.key.starts_with(&format!("{r}["))
-        })
+        !removed
+            .iter()
+            .any(|r| related(&e.key, r) || (!e.key.is_empty() && related(r, &e.key)))
     });
     list.extend(kept);
     if list.is_empty() {
@@ -1005,7 +1008,7 @@ impl<'a> Validator<'a> {
         let parallel = self.int(&k("parallel"), &d.parallel, 1..=MAX_PARALLEL as i64, 1) as usize;
         let fallback = DestinationKind::File(FileDestination {
             dir: PathBuf::new(),
-            filename: FilenameTemplate::parse(DEFAULT_FILENAME).unwrap_or_else(|_| unreachable!()),
+            filename: FilenameTemplate::default(),
         });
         let kind = match &d.kind {
             None => {
@@ -1125,11 +1128,9 @@ impl<'a> Validator<'a> {
                     let filename = match &d.filename {
                         Some(f) => FilenameTemplate::parse(f.get_ref()).unwrap_or_else(|e| {
                             self.err(K::Invalid, &k("filename"), f.span(), e);
-                            FilenameTemplate::parse(DEFAULT_FILENAME)
-                                .unwrap_or_else(|_| unreachable!())
+                            FilenameTemplate::default()
                         }),
-                        None => FilenameTemplate::parse(DEFAULT_FILENAME)
-                            .unwrap_or_else(|_| unreachable!()),
+                        None => FilenameTemplate::default(),
                     };
                     DestinationKind::File(FileDestination { dir, filename })
                 }

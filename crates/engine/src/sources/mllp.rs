@@ -68,6 +68,10 @@ pub struct SourceStats {
 /// Bytes read per call; frames larger than this arrive over several reads.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Most frames of one connection processed together: a pipelining sender gets them stored
+/// in one group commit, while one connection cannot hold more than this many ACKs back.
+const MAX_PIPELINED: usize = 64;
+
 /// Accepts connections until `shutdown` changes to `true`, then waits for open connections
 /// to finish the frame they are on.
 pub async fn run(
@@ -159,30 +163,51 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let mut frame_started: Option<Instant> = None;
     let mut skipped_seen = 0u64;
     let end = loop {
-        // Answer every complete frame already buffered, in order.
-        loop {
+        // Answer every complete frame already buffered, in order. A sender that pipelines
+        // (several frames before reading ACKs) has all of them stored in one group commit:
+        // the ingests run concurrently, are submitted to the store in frame order (each
+        // reaches the store's queue on its first poll, and `join_all` polls in order), and
+        // their ACKs are written in frame order.
+        let mut frames = Vec::new();
+        let mut refused = None;
+        while frames.len() < MAX_PIPELINED {
             // The decoder drops an oversized frame when it refuses it; keep its head first so
             // the NAK can echo MSH-10.
             let head = (buf.len() > options.max_frame).then(|| buf[..buf.len().min(4096)].to_vec());
             match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    frame_started = None;
-                    let reply = channel.ingest(&frame, peer).await;
-                    if let Some(ack) = reply.ack {
-                        if let Err(e) = write_frame(&mut stream, &ack).await {
-                            return log_end(channel, peer, End::Io(e));
-                        }
-                    }
-                }
+                Ok(Some(frame)) => frames.push(frame),
                 Ok(None) => break,
                 Err(e) => {
-                    stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(channel = %channel.name, peer, error = %e, "frame refused");
-                    let nak = oversized_nak(head.as_deref().unwrap_or(&buf), options.max_frame);
-                    let _ = write_frame(&mut stream, &nak).await;
-                    return log_end(channel, peer, End::Oversized);
+                    refused = Some((e, head));
+                    break;
                 }
             }
+        }
+        if !frames.is_empty() {
+            frame_started = None;
+            let replies = futures_util::future::join_all(frames.iter().map(|f| channel.ingest(f, peer))).await;
+            let mut out = Vec::new();
+            for ack in replies.into_iter().filter_map(|r| r.ack) {
+                if let Err(e) = mllp::encode(&ack, &mut out) {
+                    tracing::error!(channel = %channel.name, peer, error = %e, "cannot frame an ACK");
+                }
+            }
+            if !out.is_empty() {
+                if let Err(e) = write_all(&mut stream, &out).await {
+                    return log_end(channel, peer, End::Io(e));
+                }
+            }
+            if refused.is_none() && buf.iter().any(|&b| b == mllp::FS) {
+                // More complete frames than one round takes: answer them before reading.
+                continue;
+            }
+        }
+        if let Some((e, head)) = refused {
+            stats.oversized_frames.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(channel = %channel.name, peer, error = %e, "frame refused");
+            let nak = oversized_nak(head.as_deref().unwrap_or(&buf), options.max_frame);
+            let _ = write_frame(&mut stream, &nak).await;
+            return log_end(channel, peer, End::Oversized);
         }
         let skipped = decoder.skipped_bytes();
         if skipped > skipped_seen {
@@ -240,7 +265,11 @@ async fn write_frame<S: AsyncWrite + Unpin>(stream: &mut S, payload: &[u8]) -> s
     let mut out = Vec::with_capacity(payload.len() + 3);
     mllp::encode(payload, &mut out)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
-    stream.write_all(&out).await?;
+    write_all(stream, &out).await
+}
+
+async fn write_all<S: AsyncWrite + Unpin>(stream: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
     stream.flush().await
 }
 

@@ -545,7 +545,11 @@ impl Transform {
                 self.write(msg, path, raw)
             }
             Step::AddSegment { anchor, segment } => {
-                let seg = segment.build_for(msg);
+                let seg = segment.build_for(msg).map_err(|e| {
+                    self.fail(TransformErrorKind::Edit {
+                        text: e.kind.to_string(),
+                    })
+                })?;
                 let ids: Vec<&str> = msg.segments().iter().map(|s| s.id()).collect();
                 let index = match anchor {
                     Anchor::End => ids.len(),

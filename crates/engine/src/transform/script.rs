@@ -13,7 +13,8 @@
 //! the script at once, and `try`/`catch` cannot intercept them.
 //!
 //! The sandbox: no `import` (compile error, and a module resolver that refuses as a second
-//! wall), no `eval`, `print` and `debug` discarded (they could carry patient data to stdout),
+//! wall), no `eval`, no `sleep` (it would block a runtime thread without counting operations),
+//! `print` and `debug` discarded (they could carry patient data to stdout),
 //! undeclared variables refused at compile time, and limits on operations, call depth,
 //! expression depth, string, array and map sizes and variables. A runaway loop ends with
 //! [`ScriptErrorKind::Limit`] after [`MAX_OPERATIONS`]; nothing a script does can outlive its
@@ -249,6 +250,13 @@ fn register_message_api(engine: &mut Engine) {
     engine.register_get("control_id", |m: &mut OwnedMessage| -> String {
         m.text("MSH-10").map(|t| t.into_owned()).unwrap_or_default()
     });
+    // The standard `sleep` would block a runtime thread without counting operations; these
+    // overrides are found before it.
+    let no_sleep = || -> Result<(), Box<EvalAltResult>> {
+        Err(host_error("sleep is not available in scripts".to_string()))
+    };
+    engine.register_fn("sleep", move |_: rhai::INT| no_sleep());
+    engine.register_fn("sleep", move |_: rhai::FLOAT| no_sleep());
     engine.register_fn("filter", || -> Result<(), Box<EvalAltResult>> {
         Err(Box::new(EvalAltResult::ErrorTerminated(
             Dynamic::from(VerdictSignal(Verdict::Filter)),
@@ -342,10 +350,7 @@ impl Script {
         }
         let verdict = match result {
             Ok(()) => Verdict::Continue,
-            Err(e) => match classify(*e) {
-                Ok(verdict) => verdict,
-                Err(err) => return Err(err),
-            },
+            Err(e) => classify(*e)?,
         };
         if replaced {
             return Err(ScriptError {
@@ -362,12 +367,10 @@ impl Script {
 fn classify(mut e: EvalAltResult) -> Result<Verdict, ScriptError> {
     // The position of the outermost call is the line in the script the operator wrote.
     let pos = e.position();
-    loop {
-        match e {
-            EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
-            | EvalAltResult::ErrorInModule(_, inner, _) => e = *inner,
-            _ => break,
-        }
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+    | EvalAltResult::ErrorInModule(_, inner, _) = e
+    {
+        e = *inner;
     }
     let (line, position) = (pos.line(), pos.position());
     let err = |kind| ScriptError {
@@ -495,6 +498,14 @@ mod tests {
             (
                 "msg = 1;",
                 "script error: `msg` was replaced by another value",
+            ),
+            (
+                "sleep(1000);",
+                "script error: sleep is not available in scripts at line 1, position 1",
+            ),
+            (
+                "sleep(0.5);",
+                "script error: sleep is not available in scripts at line 1, position 1",
             ),
             (
                 "loop { }",

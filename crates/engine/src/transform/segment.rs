@@ -79,7 +79,8 @@ impl SegmentTemplate {
     }
 
     /// The segment in the delimiters and character set of `msg`.
-    pub fn build_for(&self, msg: &OwnedMessage) -> OwnedSegment {
+    /// Fails only if hl7v2 refused the id that [`SegmentTemplate::parse`] accepted.
+    pub fn build_for(&self, msg: &OwnedMessage) -> Result<OwnedSegment, hl7v2::Error> {
         let seps = msg.separators();
         let charset = msg.charset();
         let enc = |s: &str| hl7v2::escape::encode(s, &seps, charset).into_owned();
@@ -106,10 +107,7 @@ impl SegmentTemplate {
                 reps.join(&seps.repetition)
             })
             .collect();
-        // The id was checked in `parse`, so this cannot fail; fall back to an empty segment
-        // of the same id rather than panic if hl7v2 ever tightens its rules.
         OwnedSegment::new(&self.id, fields)
-            .unwrap_or_else(|_| OwnedSegment::new("ZZZ", Vec::new()).expect("ZZZ is a valid id"))
     }
 }
 
@@ -122,11 +120,11 @@ mod tests {
         let t = SegmentTemplate::parse("ZCW|1|A^B~C&D|x\\F\\y").unwrap();
         let std = hl7v2::parse(b"MSH|^~\\&|A\r").unwrap().to_owned_message();
         let mut m = std.clone();
-        m.push_segment(t.build_for(&std));
+        m.push_segment(t.build_for(&std).unwrap());
         assert_eq!(m.encode(), b"MSH|^~\\&|A\rZCW|1|A^B~C&D|x\\F\\y\r");
         let odd = hl7v2::parse(b"MSH#$%!*#A\r").unwrap().to_owned_message();
         let mut m = odd.clone();
-        m.push_segment(t.build_for(&odd));
+        m.push_segment(t.build_for(&odd).unwrap());
         assert_eq!(m.encode(), b"MSH#$%!*#A\rZCW#1#A$B%C*D#x|y\r");
     }
 
