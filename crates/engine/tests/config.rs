@@ -346,6 +346,17 @@ accept = { types = ["ADT^A01^X"], processing_ids = [""] }
                 "causeway.toml:11:10: channel[0].filter[2].when: invalid condition: invalid regular expression: unclosed group at character 15",
             ],
         ),
+        (
+            // Shape errors are set aside one by one, and what they leave behind (a filter
+            // now without conditions, a transform without a key) is not reported again.
+            "[sever]\nhttp = \"x\"\n\n[[channel]]\nname = \"a\"\nsource = \"mllp\"\n  [[channel.filter]]\n  tipes = [\"ADT\"]\n  [[channel.transform]]\n  set = \"x\"\n",
+            &[
+                "causeway.toml:1:2: sever: unknown field `sever`, expected one of `server`, `store`, `tables`, `channel`",
+                "causeway.toml:6:10: channel[0].source: invalid type: string \"mllp\", expected a table",
+                "causeway.toml:8:3: channel[0].filter[0].tipes: unknown field `tipes`, expected one of `types`, `structures`, `versions`, `sending_applications`, `sending_facilities`, `when`",
+                "causeway.toml:10:9: channel[0].transform[0].set: invalid type: string \"x\", expected a table",
+            ],
+        ),
     ];
     let mut wrong = Vec::new();
     for (text, want) in cases {

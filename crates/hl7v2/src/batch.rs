@@ -160,13 +160,11 @@ impl<'a> FileReader<'a> {
                         .parse::<usize>()
                         .ok()
                 });
-                if let Some(n) = count {
-                    if n != self.messages_since_bhs {
-                        self.warnings.push(format!(
-                            "BTS-1 says {n} messages but the batch holds {} (line {})",
-                            self.messages_since_bhs, self.line
-                        ));
-                    }
+                if let Some(n) = count.filter(|&n| n != self.messages_since_bhs) {
+                    self.warnings.push(format!(
+                        "BTS-1 says {n} messages but the batch holds {} (line {})",
+                        self.messages_since_bhs, self.line
+                    ));
                 }
             }
             _ => {}

@@ -214,25 +214,52 @@ impl OwnedMessage {
         self.set_raw_path(&path, raw.to_vec())
     }
 
-    /// Empties the value at `path` (a no-op when it is absent).
+    /// Removes the value at `path` (a no-op when it is absent): it is emptied, and empty
+    /// trailing elements at its level are dropped, so deleting `PID-3(2)` leaves no trailing
+    /// `~` and deleting the last field leaves no trailing `|`.
     pub fn delete(&mut self, path: &str) -> Result<(), Error> {
         let path = Path::parse(path)?;
         if self.get_path(&path).is_none() {
             return Ok(());
         }
         self.set_raw_path(&path, Vec::new())?;
-        self.trim_segment(&path);
+        self.trim_after_delete(&path);
         Ok(())
     }
 
-    /// Drops trailing empty fields a delete left behind, so `PID|1|` does not grow `||||`.
-    fn trim_segment(&mut self, path: &Path) {
-        if let Some(i) = self.segment_index(path.segment, path.segment_occurrence) {
-            let seg = &mut self.segments[i];
-            let min = usize::from(seg.is_header());
-            while seg.parts.len() > min && seg.parts.last().is_some_and(Vec::is_empty) {
-                seg.parts.pop();
+    fn trim_after_delete(&mut self, path: &Path) {
+        let seps = self.ctx.seps;
+        let Some(i) = self.segment_index(path.segment, path.segment_occurrence) else {
+            return;
+        };
+        let seg = &mut self.segments[i];
+        let Some(part) = seg.part_index(path.field) else {
+            return;
+        };
+        if let Some(field) = seg.parts.get_mut(part) {
+            // Innermost first: an emptied subcomponent can empty its component, and so on.
+            if path.subcomponent.is_some() {
+                let rep_i = path.repetition.unwrap_or(1) - 1;
+                let comp_i = path.component.unwrap_or(1) - 1;
+                if let Some(sub) = seps.subcomponent {
+                    edit_element(field, seps.repetition, rep_i, |rep| {
+                        edit_element(rep, seps.component, comp_i, |comp| trim_trailing(comp, sub))
+                    });
+                }
             }
+            if path.component.is_some() {
+                let rep_i = path.repetition.unwrap_or(1) - 1;
+                edit_element(field, seps.repetition, rep_i, |rep| {
+                    trim_trailing(rep, seps.component)
+                });
+            }
+            if path.repetition.is_some() || path.component.is_some() {
+                trim_trailing(field, seps.repetition);
+            }
+        }
+        let min = usize::from(seg.is_header());
+        while seg.parts.len() > min && seg.parts.last().is_some_and(Vec::is_empty) {
+            seg.parts.pop();
         }
     }
 
@@ -292,19 +319,25 @@ impl OwnedMessage {
         Ok(())
     }
 
-    /// Inserts a segment at a 0-based position (clamped to the end). A segment appended after
-    /// a last segment that had no terminator gives that one a CR first.
+    /// Inserts a segment at a 0-based position (clamped to the end). The new segment ends
+    /// the way its neighbours do (CR, LF or CRLF); appended after a last segment that had no
+    /// terminator, it gives that one a terminator and takes the end-of-message position.
     pub fn insert_segment(&mut self, index: usize, mut segment: OwnedSegment) {
         let index = index.min(self.segments.len());
-        if index == self.segments.len() {
-            if let Some(last) = self.segments.last_mut() {
-                if last.terminator.is_empty() {
-                    last.terminator = b"\r".to_vec();
-                    segment.terminator = Vec::new();
-                } else {
-                    segment.terminator = last.terminator.clone();
-                }
+        let ending = self
+            .segments
+            .iter()
+            .map(|s| line_ending(&s.terminator))
+            .find(|e| !e.is_empty())
+            .unwrap_or(b"\r")
+            .to_vec();
+        let at_end = index == self.segments.len();
+        match self.segments.last_mut() {
+            Some(last) if at_end && last.terminator.is_empty() => {
+                last.terminator = ending;
+                segment.terminator = Vec::new();
             }
+            _ => segment.terminator = ending,
         }
         self.segments.insert(index, segment);
     }
@@ -329,6 +362,35 @@ impl OwnedMessage {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// The line ending a terminator starts with: CRLF, LF, CR, or nothing.
+fn line_ending(terminator: &[u8]) -> &[u8] {
+    if terminator.starts_with(b"\r\n") {
+        b"\r\n"
+    } else if terminator.starts_with(b"\n") {
+        b"\n"
+    } else if terminator.starts_with(b"\r") {
+        b"\r"
+    } else {
+        b""
+    }
+}
+
+/// Drops empty elements at the end of `raw` split on `sep` (`a^b^^` becomes `a^b`).
+fn trim_trailing(raw: &mut Vec<u8>, sep: u8) {
+    while raw.last() == Some(&sep) {
+        raw.pop();
+    }
+}
+
+/// Applies `f` to element `index` of `raw` split on `sep`, if present, and joins it back.
+fn edit_element(raw: &mut Vec<u8>, sep: u8, index: usize, f: impl FnOnce(&mut Vec<u8>)) {
+    let mut parts = split_owned(raw, Some(sep));
+    if let Some(part) = parts.get_mut(index) {
+        f(part);
+        *raw = parts.join(&sep);
     }
 }
 
@@ -379,6 +441,24 @@ mod tests {
         assert_eq!(o.field_count_of("PID"), 5);
         assert!(o.set("MSH-2", "x").is_err());
         assert!(o.set("ZZZ-1", "x").is_err());
+    }
+
+    #[test]
+    fn deletes_leave_no_trailing_separators_and_inserts_follow_line_endings() {
+        let m = parse(b"MSH|^~\\&|A\nPID|1||123^^^H^MR~456^^^S^SS||DOE^JOHN^Q\n").unwrap();
+        let mut o = m.to_owned_message();
+        o.delete("PID-3(2)").unwrap();
+        o.delete("PID-5.3").unwrap();
+        o.delete("PID-5.2").unwrap();
+        o.insert_segment(
+            1,
+            crate::OwnedSegment::new("EVN", vec![b"A01".to_vec()]).unwrap(),
+        );
+        o.push_segment(crate::OwnedSegment::new("ZZ1", vec![]).unwrap());
+        assert_eq!(
+            String::from_utf8(o.encode()).unwrap(),
+            "MSH|^~\\&|A\nEVN|A01\nPID|1||123^^^H^MR||DOE\nZZ1\n"
+        );
     }
 
     impl super::OwnedMessage {

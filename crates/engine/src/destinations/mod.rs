@@ -20,6 +20,8 @@ use std::time::Duration;
 use causeway_store::{Claim, ClaimMode, Delivery, Header, Outcome, Store, UnixMillis};
 use tokio::sync::{Notify, watch};
 
+pub use crate::config::RetryPolicy;
+
 /// What one delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
@@ -29,25 +31,6 @@ pub enum Attempt {
     Retry { error: String, ack: Option<Vec<u8>> },
     /// A permanent refusal (AR, HTTP 4xx): the message goes to the error queue.
     Fail { error: String, ack: Option<Vec<u8>> },
-}
-
-/// Exponential backoff between attempts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    /// Attempts before a retryable failure goes to the error queue; 0 retries forever.
-    pub max_attempts: u32,
-}
-
-impl RetryPolicy {
-    /// Delay before attempt `attempts + 1`, after `attempts` failures.
-    pub fn delay(&self, attempts: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempts.saturating_sub(1).min(30))
-            .unwrap_or(u32::MAX);
-        self.initial.saturating_mul(factor).min(self.max)
-    }
 }
 
 /// How a destination sends one message.
@@ -148,7 +131,7 @@ impl Worker {
             }
             Err(e) => {
                 tracing::error!(queue = %self.queue, seq = %delivery.seq, error = %e, "loading a queued message failed");
-                let next = UnixMillis::now().plus(self.retry.delay(delivery.attempts + 1));
+                let next = UnixMillis::now().plus(self.retry.delay(delivery.attempts));
                 self.settle(
                     &delivery,
                     Outcome::Retry {
@@ -173,7 +156,8 @@ impl Worker {
         let header = &stored.summary.header;
         let control_id = header.control_id.clone();
         let attempt = self.sender.deliver(payload, header, &delivery).await;
-        let attempts = delivery.attempts + 1;
+        // The claim already counted this attempt (`attempts` is the store's fencing token).
+        let attempts = delivery.attempts;
         let outcome = match attempt {
             Attempt::Delivered { ack } => {
                 tracing::debug!(queue = %self.queue, seq = %delivery.seq, control_id, "delivered");
@@ -210,22 +194,5 @@ impl Worker {
             // The lease will expire and the delivery will be retried: at-least-once.
             tracing::error!(queue = %self.queue, seq = %delivery.seq, error = %e, "settling a delivery failed");
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let p = RetryPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(10),
-            max_attempts: 0,
-        };
-        let delays: Vec<u64> = (1..=6).map(|a| p.delay(a).as_secs()).collect();
-        assert_eq!(delays, vec![1, 2, 4, 8, 10, 10]);
-        assert_eq!(p.delay(u32::MAX), Duration::from_secs(10));
     }
 }

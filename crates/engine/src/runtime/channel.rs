@@ -394,7 +394,8 @@ pub enum ReprocessError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reprocessed {
     pub state: MessageState,
-    /// Queues the message was appended to (empty when filtered, refused or in error).
+    /// Queues the message was appended to (empty when filtered, refused or in error; a queue
+    /// where it is still pending is skipped).
     pub queues: Vec<String>,
 }
 
@@ -433,9 +434,25 @@ impl Channel {
                 }
             },
         };
-        self.store
+        let created = self
+            .store
             .reprocess(id, state, outbound, queues.clone())
             .await?;
+        // The store skips a queue where the message is still pending: report only the
+        // queues it was really appended to.
+        let queues = if created.len() == queues.len() {
+            queues
+        } else {
+            let deliveries = self.store.deliveries(id).await?;
+            queues
+                .into_iter()
+                .filter(|q| {
+                    deliveries
+                        .iter()
+                        .any(|d| &d.destination == q && created.contains(&d.seq))
+                })
+                .collect()
+        };
         if !queues.is_empty() {
             self.wake.notify_waiters();
         }

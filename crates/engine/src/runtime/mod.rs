@@ -18,7 +18,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{ChannelConfig, Config, DestinationKind, SourceConfig};
-use crate::destinations::{self, RetryPolicy, Sender, Worker};
+use crate::destinations::{self, Sender, Worker};
 use crate::net::client::MllpClient;
 use crate::net::tls;
 use crate::sources::{
@@ -150,11 +150,12 @@ impl Engine {
                         poll: src.poll,
                         done: src.done.clone(),
                         error: src.error.clone(),
+                        max_file: src.max_file,
                     };
                     pending.push(Pending::Directory(options, channel.clone()));
                 }
             }
-            pending.extend(workers.into_iter().map(Pending::Worker));
+            pending.extend(workers.into_iter().map(|w| Pending::Worker(Box::new(w))));
             engine.channels.insert(cfg.name.clone(), channel);
         }
         let http_listener = match (&config.server.http, http_routes.is_empty()) {
@@ -191,7 +192,7 @@ impl Engine {
                         .spawn(sources::directory::run(options, channel, rx));
                 }
                 Pending::Worker(worker) => {
-                    engine.tasks.spawn(worker.run(rx));
+                    engine.tasks.spawn((*worker).run(rx));
                 }
             }
         }
@@ -291,7 +292,7 @@ pub fn build_channel_only(
 enum Pending {
     Mllp(TcpListener, MllpSourceOptions, Arc<Channel>),
     Directory(DirectoryOptions, Arc<Channel>),
-    Worker(Worker),
+    Worker(Box<Worker>),
 }
 
 /// One channel and its destination workers (not yet running).
@@ -304,11 +305,7 @@ fn build_channel(
     let mut queues = Vec::new();
     for dest in &cfg.destinations {
         let queue = queue_name(&cfg.name, &dest.name);
-        let retry = RetryPolicy {
-            initial: dest.retry.initial,
-            max: dest.retry.max,
-            max_attempts: dest.retry.max_attempts,
-        };
+        let retry = dest.retry;
         let parallel = dest.parallel.max(1);
         for i in 0..parallel {
             let sender = build_sender(&cfg.name, &dest.name, &dest.kind)?;
@@ -383,6 +380,11 @@ fn build_sender(
             })
         }
         DestinationKind::Http(d) => {
+            // reqwest is built without a TLS provider of its own and panics when building a
+            // client while no process default is installed; the binary installs ring at
+            // start, but the engine must not depend on that (tests and embedders start it
+            // directly). Installing fails harmlessly when a default is already set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
             let client = reqwest::Client::builder()
                 .timeout(d.timeout)
                 .build()

@@ -4,7 +4,8 @@
 //! file still being written is left alone) are read in name order, split into messages, and
 //! each message goes through ingest. A file whose messages were all accepted moves to
 //! `done/`; otherwise it moves to `error/` with a `.errors.txt` report beside it naming each
-//! message's number, byte offset and answer. Nothing is deleted.
+//! message's number, byte offset and answer. A file over `max_file` moves to `error/` unread,
+//! with a report saying so. Nothing is deleted.
 //!
 //! What a crash leaves behind: a file whose messages were stored but that was not yet moved
 //! is read again on restart; its messages are then duplicates (same sender, control id and
@@ -26,6 +27,8 @@ pub struct DirectoryOptions {
     pub poll: Duration,
     pub done: PathBuf,
     pub error: PathBuf,
+    /// Larger files are moved to `error` unread.
+    pub max_file: usize,
 }
 
 /// `*` matches any run of characters, `?` one character; everything else is literal.
@@ -99,6 +102,25 @@ async fn process_file(file: &Path, options: &DirectoryOptions, channel: &Channel
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default();
+    // Checked before reading, so a huge file dropped by mistake is never loaded into memory.
+    match tokio::fs::metadata(file).await {
+        Ok(meta) if meta.len() > options.max_file as u64 => {
+            let problem = format!(
+                "the file is larger than {} bytes (max_file); not read",
+                options.max_file
+            );
+            tracing::warn!(channel = %channel.name, file = %name, size = meta.len(), "dropped file over max_file; moved to error unread");
+            if let Err(e) = move_into(file, &options.error, &name, &[problem]).await {
+                tracing::error!(channel = %channel.name, file = %name, error = %e, "cannot move a processed file");
+            }
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(channel = %channel.name, file = %name, error = %e, "cannot read a dropped file");
+            return;
+        }
+    }
     let data = match tokio::fs::read(file).await {
         Ok(d) => d,
         Err(e) => {

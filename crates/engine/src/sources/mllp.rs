@@ -185,19 +185,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if !frames.is_empty() {
             frame_started = None;
-            let replies = futures_util::future::join_all(frames.iter().map(|f| channel.ingest(f, peer))).await;
+            let replies =
+                futures_util::future::join_all(frames.iter().map(|f| channel.ingest(f, peer)))
+                    .await;
             let mut out = Vec::new();
             for ack in replies.into_iter().filter_map(|r| r.ack) {
                 if let Err(e) = mllp::encode(&ack, &mut out) {
                     tracing::error!(channel = %channel.name, peer, error = %e, "cannot frame an ACK");
                 }
             }
-            if !out.is_empty() {
-                if let Err(e) = write_all(&mut stream, &out).await {
-                    return log_end(channel, peer, End::Io(e));
-                }
+            if let Err(e) = write_all(&mut stream, &out).await {
+                return log_end(channel, peer, End::Io(e));
             }
-            if refused.is_none() && buf.iter().any(|&b| b == mllp::FS) {
+            if refused.is_none() && buf.contains(&mllp::FS) {
                 // More complete frames than one round takes: answer them before reading.
                 continue;
             }
@@ -220,7 +220,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if *shutdown.borrow() {
             break End::Shutdown;
         }
-        let partial = buf.iter().any(|&b| b == mllp::VT);
+        let partial = buf.contains(&mllp::VT);
         let deadline = if partial {
             let started = *frame_started.get_or_insert_with(Instant::now);
             started + options.read_timeout
