@@ -111,14 +111,14 @@ fn copy_delete_and_rename() {
         adt.replace("PID|1||98765^", "PID|1|98765|98765^")
             .replace("|ACCT001^^^HOSP_A|123-45-6789|", "|ACCT001^^^HOSP_A||")
     );
-    // A move: the SSN repetition goes to PID-4 and its old place is emptied.
+    // A move: the SSN repetition goes to PID-4 and its old place is removed.
     let t = transforms("[[channel.transform]]\nrename = { from = \"PID-3(2)\", to = \"PID-4\" }\n");
     let (out, _) = apply(&t, &adt);
     assert_eq!(
         out,
         adt.replace(
             "98765^^^MRN^MR~555-12-3456^^^SSN^SS||",
-            "98765^^^MRN^MR~|555-12-3456^^^SSN^SS|"
+            "98765^^^MRN^MR|555-12-3456^^^SSN^SS|"
         )
     );
     let m = owned(&out);

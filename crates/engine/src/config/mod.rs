@@ -331,7 +331,7 @@ pub struct ClientTls {
     pub client_auth: Option<(PathBuf, PathBuf)>,
 }
 
-/// An HTTP webhook: the raw message is POSTed as `application/hl7-v2`.
+/// An HTTP webhook: the raw message is POSTed as `x-application/hl7-v2+er7`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpDestination {
     pub url: String,

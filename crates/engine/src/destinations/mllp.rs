@@ -30,14 +30,17 @@ impl MllpSender {
             },
             Ok(ack) => {
                 let kept = Some(ack.to_vec());
+                // The receiver's error text can quote patient data: it stays in the ACK,
+                // which the store encrypts; the plain-text error and the logs carry only the
+                // code.
                 match check_ack(control_id, &ack) {
                     AckVerdict::Accepted => Attempt::Delivered { ack: kept },
-                    AckVerdict::Error(text) => Attempt::Retry {
-                        error: format!("AE: {text}"),
+                    AckVerdict::Error(_) => Attempt::Retry {
+                        error: "AE from the receiver (its text is kept in the encrypted ACK)".into(),
                         ack: kept,
                     },
-                    AckVerdict::Rejected(text) => Attempt::Fail {
-                        error: format!("AR: {text}"),
+                    AckVerdict::Rejected(_) => Attempt::Fail {
+                        error: "AR from the receiver (its text is kept in the encrypted ACK)".into(),
                         ack: kept,
                     },
                     AckVerdict::Mismatch => Attempt::Retry {
