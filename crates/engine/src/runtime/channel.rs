@@ -134,14 +134,20 @@ fn patient_ids(msg: &Message<'_>) -> Vec<String> {
     ids
 }
 
+/// The header fields the store indexes. Values longer than the store accepts are cut (on a
+/// character boundary) rather than refused: a sender's oversized MSH-10 must not turn into
+/// an AE it would resend forever.
 fn header_of(msg: &Message<'_>) -> Header {
     let clip = |s: Option<std::borrow::Cow<'_, str>>| {
-        let s = s.map(|s| s.into_owned()).unwrap_or_default();
+        let mut s = s.map(|s| s.into_owned()).unwrap_or_default();
         if s.len() > causeway_store::MAX_FIELD_LEN {
-            s.chars().take(256).collect()
-        } else {
-            s
+            let mut end = causeway_store::MAX_FIELD_LEN;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            s.truncate(end);
         }
+        s
     };
     Header {
         sending_app: clip(msg.sending_application()),
