@@ -511,11 +511,16 @@ fn check_sequence(
             ],
             ..Position::default()
         };
+        let what = if id == definitions::ANY_SEGMENT {
+            "a required segment (any id)".to_owned()
+        } else {
+            format!("required segment {id}")
+        };
         out.push(
             position,
             Err3::SegmentSequenceError,
             Severity::Error,
-            format!("required segment {id} is missing from {name} (expected {where_})"),
+            format!("{what} is missing from {name} (expected {where_})"),
         );
     }
 }
@@ -534,6 +539,8 @@ fn char_len(raw: &[u8]) -> usize {
 }
 
 /// The first leaf below a node: a primitive written with extra components keeps its first.
+/// Stops where a level cannot be split (no subcomponent separator, MSH-1/MSH-2), where the
+/// parser hands back the node itself.
 fn first_leaf<'a>(node: Node<'a>) -> Node<'a> {
     let mut n = node;
     loop {
@@ -544,8 +551,8 @@ fn first_leaf<'a>(node: Node<'a>) -> Node<'a> {
             Level::Subcomponent => return n,
         };
         match child {
-            Some(c) => n = c,
-            None => return n,
+            Some(c) if c.level() > n.level() => n = c,
+            _ => return n,
         }
     }
 }
@@ -778,10 +785,10 @@ impl FieldCheck<'_, '_> {
         }
         if checks_table {
             let view = self.defs.table(table);
-            if !view.is_empty()
-                && !view.contains(&text)
-                && !(table == CODING_SYSTEMS && is_local_coding_system(&text))
-            {
+            let accepted = view.is_empty()
+                || view.contains(&text)
+                || (table == CODING_SYSTEMS && is_local_coding_system(&text));
+            if !accepted {
                 let (severity, kind) = if data_type == "IS" {
                     (
                         Severity::Warning,
@@ -800,5 +807,86 @@ impl FieldCheck<'_, '_> {
                 );
             }
         }
+    }
+}
+
+/// The standard name of a field, e.g. `("2.5.1", "PID", 5)` -> `Patient Name`, for views
+/// that label raw segments. Falls back to the newest version when `version` is unknown;
+/// `None` for Z segments and fields past the definition.
+pub fn field_name(version: &str, segment: &str, field: usize) -> Option<String> {
+    let data = definitions::data().ok()?;
+    let defs = data
+        .versions
+        .get(version)
+        .or_else(|| data.versions.values().next_back())?;
+    let def = defs.segments.get(segment)?.get(field.checked_sub(1)?)?;
+    (!def.name.is_empty()).then(|| def.name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coding_system_names() {
+        assert_eq!(hl7_table_number("HL70001"), Some(1));
+        assert_eq!(hl7_table_number("hl70396"), Some(396));
+        assert_eq!(hl7_table_number("HL7"), None);
+        assert_eq!(hl7_table_number("HL7V2"), None);
+        assert_eq!(hl7_table_number("LN"), None);
+        assert!(is_local_coding_system("99ZZZ"));
+        assert!(is_local_coding_system("HL70078"));
+        assert!(!is_local_coding_system("99"));
+        assert!(!is_local_coding_system("SCT"));
+    }
+
+    #[test]
+    fn err3_codes_match_table_0357() {
+        let all = [
+            (Err3::SegmentSequenceError, 100),
+            (Err3::RequiredFieldMissing, 101),
+            (Err3::DataTypeError, 102),
+            (Err3::TableValueNotFound, 103),
+            (Err3::ValueTooLong, 104),
+            (Err3::UnsupportedMessageType, 200),
+            (Err3::UnsupportedEventCode, 201),
+            (Err3::UnsupportedVersionId, 203),
+            (Err3::ApplicationInternalError, 207),
+        ];
+        for (e, code) in all {
+            assert_eq!(e.code(), code);
+        }
+    }
+
+    #[test]
+    fn findings_are_capped() {
+        let mut out = Findings {
+            list: Vec::new(),
+            dropped: 0,
+        };
+        for i in 0..MAX_FINDINGS + 5 {
+            out.push(
+                Position::at_byte(i),
+                Err3::DataTypeError,
+                Severity::Error,
+                "x".into(),
+            );
+        }
+        let list = out.finish(Position::at_byte(9));
+        assert_eq!(list.len(), MAX_FINDINGS + 1);
+        let last = list.last().unwrap();
+        assert_eq!(last.code, Err3::ApplicationInternalError);
+        assert_eq!(
+            last.text,
+            format!("5 more findings not reported (limit {MAX_FINDINGS})")
+        );
+    }
+
+    #[test]
+    fn supported_versions_are_listed() {
+        let v = supported_versions();
+        assert_eq!(v.first(), Some(&"2.1"));
+        assert_eq!(v.last(), Some(&"2.8.2"));
+        assert!(v.contains(&DEFAULT_VERSION));
     }
 }

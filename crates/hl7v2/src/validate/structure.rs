@@ -9,14 +9,11 @@
 //!   edits are allowed, each costing 1: *skip* a message segment (it is unexpected there)
 //!   and *assume* a segment edge without a message segment (a required segment is missing).
 //!   This is a shortest path over (message position, state) with 0/1 weights, solved column
-//!   by column (Dijkstra within a column); back pointers give the edits. A valid message costs 0.
+//!   by column (Dijkstra with cost buckets within a column); back pointers give the edits. A valid message costs 0.
 //!
 //! Invariants: every message segment is either consumed by an edge or skipped, so each
 //! unexpected segment is reported exactly once; the work is bounded by
 //! [`MAX_ALIGNMENT_CELLS`] (segments × states), checked before any allocation.
-
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 use super::definitions::{ANY_SEGMENT, ElementDef};
 
@@ -175,6 +172,13 @@ const OP_SKIP: u32 = 4;
 const OP_SHIFT: u32 = 29;
 const STATE_MASK: u32 = (1 << OP_SHIFT) - 1;
 
+fn push_bucket(buckets: &mut Vec<Vec<u32>>, level: usize, state: u32) {
+    if buckets.len() <= level {
+        buckets.resize_with(level + 1, Vec::new);
+    }
+    buckets[level].push(state);
+}
+
 /// Aligns segment ids against the automaton; returns the edits in message order.
 pub fn align(nfa: &Nfa, ids: &[[u8; 3]]) -> Result<Vec<Edit>, TooLarge> {
     let n_states = nfa.states.len();
@@ -182,11 +186,37 @@ pub fn align(nfa: &Nfa, ids: &[[u8; 3]]) -> Result<Vec<Edit>, TooLarge> {
     if cells > MAX_ALIGNMENT_CELLS || n_states as u64 > STATE_MASK as u64 {
         return Err(TooLarge { cells });
     }
-    const INF: u32 = u32::MAX;
     let mut back = vec![u32::MAX; cells];
+    // Beam search made exact: a pass that keeps only states within `beam` of the column's
+    // best cost still contains the optimal path whenever the optimum costs at most `beam`
+    // (every prefix of that path costs at most the optimum). So a pass whose result costs
+    // at most its beam is optimal; otherwise widen. Valid messages finish in the first,
+    // cheap pass.
+    for beam in BEAMS {
+        if let Some((total, edits)) = align_pass(nfa, ids, &mut back, beam)
+            && total <= beam
+        {
+            return Ok(edits);
+        }
+        back.fill(u32::MAX);
+    }
+    // The last beam is unbounded, so the loop always returns; keep the compiler content
+    // without a panic path.
+    Ok(Vec::new())
+}
+
+/// Beams tried in turn; the last keeps every state.
+const BEAMS: [u32; 3] = [0, 4, u32::MAX];
+
+const INF: u32 = u32::MAX;
+
+/// One alignment pass keeping states within `beam` of each column's best; `None` when the
+/// accepting state was not reached.
+fn align_pass(nfa: &Nfa, ids: &[[u8; 3]], back: &mut [u32], beam: u32) -> Option<(u32, Vec<Edit>)> {
+    let n_states = nfa.states.len();
     let mut cost = vec![INF; n_states];
     let mut next = vec![INF; n_states];
-    let mut heap: BinaryHeap<Reverse<(u32, u32)>> = BinaryHeap::new();
+    let mut buckets: Vec<Vec<u32>> = Vec::new();
     let mut done = vec![false; n_states];
     let pack = |op: u32, prev: u32| (op << OP_SHIFT) | prev;
 
@@ -195,17 +225,33 @@ pub fn align(nfa: &Nfa, ids: &[[u8; 3]]) -> Result<Vec<Edit>, TooLarge> {
     for col in 0..=ids.len() {
         let row = col * n_states;
         // Closure within the column: epsilon edges cost 0, assuming a segment costs 1.
-        // Dijkstra with (cost, state) keys keeps the result and its tie-breaks deterministic.
-        heap.clear();
+        // Dijkstra with a bucket per cost (costs are small integers, edges weigh 0 or 1),
+        // so each state is settled once, in a fixed order.
+        let min = cost.iter().copied().filter(|&c| c != INF).min()?;
+        let limit = min.saturating_add(beam);
+        for bucket in buckets.iter_mut() {
+            bucket.clear();
+        }
         done.fill(false);
-        for (s, &c) in cost.iter().enumerate() {
-            if c != INF {
-                heap.push(Reverse((c, s as u32)));
+        for (s, c) in cost.iter_mut().enumerate().rev() {
+            if *c == INF {
+                continue;
+            }
+            if *c > limit {
+                *c = INF;
+            } else {
+                push_bucket(&mut buckets, (*c - min) as usize, s as u32);
             }
         }
-        while let Some(Reverse((c, s))) = heap.pop() {
+        let mut level = 0;
+        while level < buckets.len() {
+            let Some(s) = buckets[level].pop() else {
+                level += 1;
+                continue;
+            };
             let su = s as usize;
-            if done[su] || c > cost[su] {
+            let c = min + level as u32;
+            if done[su] || cost[su] != c {
                 continue;
             }
             done[su] = true;
@@ -215,10 +261,10 @@ pub fn align(nfa: &Nfa, ids: &[[u8; 3]]) -> Result<Vec<Edit>, TooLarge> {
                     Label::Eps => (c, OP_EPS),
                     Label::Seg(_) | Label::Any => (c + 1, OP_MISSING),
                 };
-                if nc < cost[tu] {
+                if nc < cost[tu] && nc <= limit {
                     cost[tu] = nc;
                     back[row + tu] = pack(op, s);
-                    heap.push(Reverse((nc, t)));
+                    push_bucket(&mut buckets, (nc - min) as usize, t);
                 }
             }
         }
@@ -229,12 +275,11 @@ pub fn align(nfa: &Nfa, ids: &[[u8; 3]]) -> Result<Vec<Edit>, TooLarge> {
         let id = ids[col];
         next.fill(INF);
         let next_row = row + n_states;
-        for s in 0..n_states {
-            let c = cost[s];
+        for (s, (&c, state)) in cost.iter().zip(&nfa.states).enumerate() {
             if c == INF {
                 continue;
             }
-            for &(label, t) in &nfa.states[s].edges {
+            for &(label, t) in &state.edges {
                 let matches = match label {
                     Label::Seg(k) => k == id,
                     Label::Any => true,
@@ -256,6 +301,10 @@ pub fn align(nfa: &Nfa, ids: &[[u8; 3]]) -> Result<Vec<Edit>, TooLarge> {
         std::mem::swap(&mut cost, &mut next);
     }
 
+    let total = cost[nfa.accept as usize];
+    if total == INF {
+        return None;
+    }
     // Walk the back pointers from the accepting state.
     let mut edits = Vec::new();
     let mut col = ids.len();
@@ -293,7 +342,7 @@ pub fn align(nfa: &Nfa, ids: &[[u8; 3]]) -> Result<Vec<Edit>, TooLarge> {
         }
     }
     edits.reverse();
-    Ok(edits)
+    Some((total, edits))
 }
 
 #[cfg(test)]
