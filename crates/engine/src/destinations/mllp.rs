@@ -36,11 +36,13 @@ impl MllpSender {
                 match check_ack(control_id, &ack) {
                     AckVerdict::Accepted => Attempt::Delivered { ack: kept },
                     AckVerdict::Error(_) => Attempt::Retry {
-                        error: "AE from the receiver (its text is kept in the encrypted ACK)".into(),
+                        error: "AE from the receiver (its text is kept in the encrypted ACK)"
+                            .into(),
                         ack: kept,
                     },
                     AckVerdict::Rejected(_) => Attempt::Fail {
-                        error: "AR from the receiver (its text is kept in the encrypted ACK)".into(),
+                        error: "AR from the receiver (its text is kept in the encrypted ACK)"
+                            .into(),
                         ack: kept,
                     },
                     AckVerdict::Mismatch => Attempt::Retry {
