@@ -274,6 +274,65 @@ pub fn build_ack(
     )
 }
 
+/// MSH-1/MSH-2 (or the standard separators when unreadable) and the raw MSH fields of the
+/// first line, `parts[0]` being MSH-2; no fields when the first line is not MSH.
+fn msh_parts(bytes: &[u8]) -> (Separators, Vec<&[u8]>) {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let start = bytes
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(bytes.len());
+    let bytes = &bytes[start..];
+    let line_end = memchr::memchr2(b'\r', b'\n', bytes).unwrap_or(bytes.len());
+    let line = &bytes[..line_end];
+    if !line.starts_with(b"MSH") || line.len() <= 3 {
+        return (Separators::default(), Vec::new());
+    }
+    let seps = Separators::from_header(line, 0, true)
+        .map(|(s, _)| s)
+        .unwrap_or_default();
+    (seps, line[4..].split(|&b| b == line[3]).collect())
+}
+
+/// Header fields read from bytes that did not parse, as far as MSH can be read: each the
+/// first component, as text (escapes not decoded). Empty strings for what is unreadable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawHeader {
+    pub sending_application: String,
+    pub sending_facility: String,
+    /// `code^trigger`, e.g. `ADT^A01`.
+    pub message_type: String,
+    pub control_id: String,
+    pub version: String,
+}
+
+/// Reads what it can of MSH from bytes that [`crate::parse`] refused, so a refused message
+/// can still be stored and found by its control id.
+pub fn read_raw_header(bytes: &[u8]) -> RawHeader {
+    let (seps, parts) = msh_parts(bytes);
+    let component = |n: usize, c: usize| -> String {
+        let field = parts.get(n - 2).copied().unwrap_or_default();
+        let value = field
+            .split(|&b| b == seps.component)
+            .nth(c - 1)
+            .unwrap_or_default();
+        String::from_utf8_lossy(value).into_owned()
+    };
+    let code = component(9, 1);
+    let trigger = component(9, 2);
+    RawHeader {
+        sending_application: component(3, 1),
+        sending_facility: component(4, 1),
+        message_type: if trigger.is_empty() {
+            code
+        } else {
+            format!("{code}^{trigger}")
+        },
+        control_id: component(10, 1),
+        version: component(12, 1),
+    }
+}
+
 /// Builds a negative ACK for bytes that did not parse, from whatever of MSH can be read.
 ///
 /// Uses the message's own separators when MSH-1/MSH-2 are readable and the standard ones
@@ -284,27 +343,7 @@ pub fn build_nak_for_bytes(
     error: &AckError,
     header: AckHeader<'_>,
 ) -> Vec<u8> {
-    let start = bytes
-        .iter()
-        .position(|&b| b != b'\r' && b != b'\n')
-        .unwrap_or(0);
-    let bytes = bytes
-        .strip_prefix(b"\xEF\xBB\xBF")
-        .unwrap_or(&bytes[start..]);
-    let line_end = memchr::memchr2(b'\r', b'\n', bytes).unwrap_or(bytes.len());
-    let line = &bytes[..line_end];
-    let seps = if line.starts_with(b"MSH") {
-        Separators::from_header(line, 0, true)
-            .map(|(s, _)| s)
-            .unwrap_or_default()
-    } else {
-        Separators::default()
-    };
-    let parts: Vec<&[u8]> = if line.starts_with(b"MSH") && line.len() > 3 {
-        line[4..].split(|&b| b == line[3]).collect()
-    } else {
-        Vec::new()
-    };
+    let (seps, parts) = msh_parts(bytes);
     // parts[0] is MSH-2, so MSH-n is parts[n - 2].
     let field = |n: usize| -> &[u8] {
         let v = parts.get(n - 2).copied().unwrap_or_default();
@@ -586,6 +625,24 @@ mod tests {
         assert!(application.unwrap().wants(false));
         let ack = String::from_utf8(build_ack(&m, AckCode::CA, &[], HEADER)).unwrap();
         assert!(ack.contains("\rMSA|CA|C7\r"));
+    }
+
+    #[test]
+    fn raw_header_of_unparseable_bytes() {
+        let h = read_raw_header(
+            b"\xEF\xBB\xBFMSH|^~\\&|APP|FAC|R|RF|x||ADT^A01^ADT_A01|C9|P|2.5.1\rPIDX|\r",
+        );
+        assert_eq!(
+            h,
+            RawHeader {
+                sending_application: "APP".into(),
+                sending_facility: "FAC".into(),
+                message_type: "ADT^A01".into(),
+                control_id: "C9".into(),
+                version: "2.5.1".into(),
+            }
+        );
+        assert_eq!(read_raw_header(b"PID|1\r"), RawHeader::default());
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub mod path;
 pub mod separators;
 pub mod validate;
 
-pub use ack::{AckCode, AckError, AckHeader, AckMode, build_ack, build_nak_for_bytes};
+pub use ack::{
+    AckCode, AckError, AckHeader, AckMode, RawHeader, build_ack, build_nak_for_bytes,
+    read_raw_header,
+};
 pub use batch::{RawMessage, split_file};
 pub use charset::Charset;
 pub use error::{Error, ErrorKind, Position};

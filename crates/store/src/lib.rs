@@ -536,6 +536,10 @@ pub struct Claim {
     pub lease: Duration,
     /// FIFO or parallel.
     pub mode: ClaimMode,
+    /// The worker identity is stable across restarts and a worker holds at most one claim at
+    /// a time: a delivery still leased under this identity was left by an earlier run that
+    /// died, and is taken over at once instead of after its lease expires.
+    pub resume_own: bool,
 }
 
 /// How an attempt ended, for [`Store::complete`].
@@ -794,7 +798,8 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Claims the next delivery of `destination` under a lease, or `None` when nothing is
     /// claimable (empty queue, or in FIFO mode a head that is leased or waiting to retry).
-    /// A delivery left `in_flight` by a crashed worker becomes claimable when its lease expires.
+    /// A delivery left `in_flight` by a crashed worker becomes claimable when its lease expires,
+    /// or at once by the same worker identity when the claim sets [`Claim::resume_own`].
     fn claim_next<'a>(
         &'a self,
         destination: &'a str,

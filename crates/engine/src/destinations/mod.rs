@@ -87,6 +87,9 @@ impl Worker {
             worker: self.worker_id.clone(),
             lease: self.sender.max_attempt_time() * 2 + Duration::from_secs(10),
             mode: self.mode,
+            // Worker ids are stable across restarts and each worker holds one claim at a
+            // time: after a crash, the restarted worker resumes its delivery at once.
+            resume_own: true,
         };
         loop {
             if *shutdown.borrow() {

@@ -138,23 +138,38 @@ fn patient_ids(msg: &Message<'_>) -> Vec<String> {
 /// character boundary) rather than refused: a sender's oversized MSH-10 must not turn into
 /// an AE it would resend forever.
 fn header_of(msg: &Message<'_>) -> Header {
-    let clip = |s: Option<std::borrow::Cow<'_, str>>| {
-        let mut s = s.map(|s| s.into_owned()).unwrap_or_default();
-        if s.len() > causeway_store::MAX_FIELD_LEN {
-            let mut end = causeway_store::MAX_FIELD_LEN;
-            while !s.is_char_boundary(end) {
-                end -= 1;
-            }
-            s.truncate(end);
-        }
-        s
-    };
+    let text =
+        |s: Option<std::borrow::Cow<'_, str>>| clip(s.map(|s| s.into_owned()).unwrap_or_default());
     Header {
-        sending_app: clip(msg.sending_application()),
-        sending_facility: clip(msg.sending_facility()),
-        message_type: clip(Some(msg.message_type().into())),
-        control_id: clip(msg.control_id()),
-        version: clip(msg.version()),
+        sending_app: text(msg.sending_application()),
+        sending_facility: text(msg.sending_facility()),
+        message_type: clip(msg.message_type()),
+        control_id: text(msg.control_id()),
+        version: text(msg.version()),
+    }
+}
+
+fn clip(mut s: String) -> String {
+    if s.len() > causeway_store::MAX_FIELD_LEN {
+        let mut end = causeway_store::MAX_FIELD_LEN;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+/// What of MSH can be read from a message that did not parse, so it can be found by its
+/// control id among the rejected messages.
+fn raw_header_of(raw: &[u8]) -> Header {
+    let h = hl7v2::read_raw_header(raw);
+    Header {
+        sending_app: clip(h.sending_application),
+        sending_facility: clip(h.sending_facility),
+        message_type: clip(h.message_type),
+        control_id: clip(h.control_id),
+        version: clip(h.version),
     }
 }
 
@@ -354,7 +369,7 @@ impl Channel {
             channel: self.name.clone(),
             peer: peer.to_string(),
             received_at,
-            header: Header::default(),
+            header: raw_header_of(raw),
             patient_ids: Vec::new(),
             raw: raw.to_vec(),
             destinations: Vec::new(),

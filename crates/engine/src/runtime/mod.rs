@@ -289,6 +289,18 @@ pub fn build_channel_only(
     }
 }
 
+/// This machine's name, part of each destination worker's identity: stable across restarts
+/// (so a restarted worker resumes its own in-flight delivery at once) and distinct between
+/// machines sharing one database.
+fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 enum Pending {
     Mllp(TcpListener, MllpSourceOptions, Arc<Channel>),
     Directory(DirectoryOptions, Arc<Channel>),
@@ -311,7 +323,7 @@ fn build_channel(
             let sender = build_sender(&cfg.name, &dest.name, &dest.kind)?;
             workers.push(Worker {
                 queue: queue.clone(),
-                worker_id: format!("{}#{i}@{}", queue, std::process::id()),
+                worker_id: format!("{queue}#{i}@{}", node_name()),
                 sender,
                 retry,
                 mode: if parallel > 1 {

@@ -450,12 +450,16 @@ impl<'c> WriteCx<'c> {
                      WHERE destination = ?1 AND state IN {PENDING_STATES}
                        AND (state = 'queued'
                             OR (state = 'retrying' AND coalesce(next_attempt_at, 0) <= ?2)
-                            OR (state = 'in_flight' AND coalesce(lease_until, 0) <= ?2))
+                            OR (state = 'in_flight' AND (coalesce(lease_until, 0) <= ?2
+                                                         OR (?4 AND claimed_by = ?3))))
                      ORDER BY seq LIMIT 1"
                 ))
                 .and_then(|mut s| {
-                    s.query_row(params![destination, now.0], candidate)
-                        .optional()
+                    s.query_row(
+                        params![destination, now.0, claim.worker, claim.resume_own],
+                        candidate,
+                    )
+                    .optional()
                 }),
         }
         .map_err(db(OP))?;
@@ -464,7 +468,12 @@ impl<'c> WriteCx<'c> {
                 Some(DeliveryState::Queued) => true,
                 Some(DeliveryState::Retrying) => c.next_attempt_at.unwrap_or(0) <= now.0,
                 Some(DeliveryState::InFlight) => {
-                    let expired = c.lease_until.unwrap_or(0) <= now.0;
+                    // With `resume_own`, a lease held under the claimant's own identity belongs
+                    // to an earlier run of it that died: taking it over at once spares the
+                    // queue the wait for the lease to expire.
+                    let own =
+                        claim.resume_own && c.claimed_by.as_deref() == Some(claim.worker.as_str());
+                    let expired = own || c.lease_until.unwrap_or(0) <= now.0;
                     if expired {
                         tracing::warn!(
                             seq = c.seq,

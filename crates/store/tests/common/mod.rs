@@ -56,6 +56,7 @@ pub fn claim(worker: &str, lease: Duration, mode: ClaimMode) -> Claim {
         worker: worker.to_owned(),
         lease,
         mode,
+        resume_own: false,
     }
 }
 
@@ -584,6 +585,72 @@ pub async fn expired_lease_is_taken_over_and_fenced(h: &dyn Harness) {
         ErrorKind::LeaseLost,
         "a settled delivery cannot be settled again"
     );
+    store.close().await.expect("close");
+}
+
+pub async fn a_restarted_worker_takes_over_its_own_lease_at_once(h: &dyn Harness) {
+    let store = h.open().await;
+    store
+        .insert_inbound(adt("adt", "OWN1", "MRN-18", &["lab"]))
+        .await
+        .expect("insert");
+    for mode in [ClaimMode::Fifo, ClaimMode::Parallel] {
+        let first = Claim {
+            resume_own: true,
+            ..claim("node-a/lab#0", LONG, mode)
+        };
+        let d = store
+            .claim_next("lab", &first)
+            .await
+            .expect("claim")
+            .expect("d");
+        // Someone else must wait for the lease, and so must the same identity without
+        // `resume_own` (a worker that may hold several claims)...
+        let other = claim("node-b/lab#0", LONG, mode);
+        assert!(
+            store
+                .claim_next("lab", &claim("node-a/lab#0", LONG, mode))
+                .await
+                .expect("claim")
+                .is_none()
+        );
+        assert!(
+            store
+                .claim_next("lab", &other)
+                .await
+                .expect("claim")
+                .is_none()
+        );
+        // ...but the same identity after a crash takes it over, fencing the earlier claim.
+        let again = store
+            .claim_next("lab", &first)
+            .await
+            .expect("claim")
+            .expect("again");
+        assert_eq!((again.seq, again.attempts), (d.seq, d.attempts + 1));
+        let err = store
+            .complete(&d, Outcome::Delivered { ack: None })
+            .await
+            .expect_err("the earlier run's claim is fenced");
+        assert_eq!(err.kind(), ErrorKind::LeaseLost);
+        if mode == ClaimMode::Parallel {
+            store
+                .complete(&again, Outcome::Delivered { ack: None })
+                .await
+                .expect("delivered");
+        } else {
+            store
+                .complete(
+                    &again,
+                    Outcome::Retry {
+                        error: "again".into(),
+                        next_attempt_at: UnixMillis(0),
+                    },
+                )
+                .await
+                .expect("retry");
+        }
+    }
     store.close().await.expect("close");
 }
 
