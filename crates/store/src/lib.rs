@@ -562,6 +562,9 @@ pub enum Outcome {
         /// Why (no PHI).
         error: String,
     },
+    /// Not attempted (a batch stopped at an earlier failure): back in the queue as it was,
+    /// the claim's attempt undone.
+    Released,
 }
 
 impl fmt::Debug for Outcome {
@@ -580,6 +583,7 @@ impl fmt::Debug for Outcome {
                 .field("next_attempt_at", next_attempt_at)
                 .finish(),
             Self::Failed { error } => f.debug_struct("Failed").field("error", error).finish(),
+            Self::Released => f.write_str("Released"),
         }
     }
 }
@@ -805,6 +809,23 @@ pub trait Store: Send + Sync + fmt::Debug {
         destination: &'a str,
         claim: &'a Claim,
     ) -> BoxFuture<'a, Result<Option<Delivery>>>;
+
+    /// Claims up to `max` deliveries of `destination` in queue order in one write, under one
+    /// lease: FIFO takes the head and the entries right behind it while they are claimable,
+    /// so a batch keeps order. Settle them with [`Store::complete_batch`].
+    fn claim_batch<'a>(
+        &'a self,
+        destination: &'a str,
+        claim: &'a Claim,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>>>;
+
+    /// Settles several claimed deliveries in one write; one result per delivery, in order
+    /// (a lost lease fails that delivery only).
+    fn complete_batch(
+        &self,
+        settled: Vec<(Delivery, Outcome)>,
+    ) -> BoxFuture<'_, Result<Vec<Result<()>>>>;
 
     /// Extends the lease of a claimed delivery; returns the new expiry.
     /// [`ErrorKind::LeaseLost`] if another worker took it over.

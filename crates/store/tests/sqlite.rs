@@ -61,6 +61,7 @@ conformance_tests!(SqliteHarness::new();
     expired_lease_is_taken_over_and_fenced,
     renewed_lease_keeps_the_claim,
     a_restarted_worker_takes_over_its_own_lease_at_once,
+    batches_claim_in_order_and_release_what_was_not_attempted,
     in_flight_after_restart_is_delivered_again,
     requeue_appends_at_the_tail,
     outbound_bytes_are_kept_and_reprocess_requeues,

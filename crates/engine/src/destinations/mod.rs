@@ -79,17 +79,28 @@ pub struct Worker {
     pub wake: Arc<Notify>,
 }
 
+/// Most deliveries a FIFO worker claims at once: each batch costs two store writes (claim,
+/// settle) instead of two per message, which lets delivery keep up with group-committed
+/// ingest, while a crash re-delivers at most this many messages.
+pub const DELIVERY_BATCH: usize = 16;
+
 impl Worker {
-    /// Drains the queue until `shutdown` turns true; an attempt in progress is finished and
+    /// Drains the queue until `shutdown` turns true; a batch in progress is finished and
     /// settled first.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let lease = self.sender.max_attempt_time() * 2 + Duration::from_secs(10);
         let claim = Claim {
             worker: self.worker_id.clone(),
-            lease: self.sender.max_attempt_time() * 2 + Duration::from_secs(10),
+            lease,
             mode: self.mode,
-            // Worker ids are stable across restarts and each worker holds one claim at a
-            // time: after a crash, the restarted worker resumes its delivery at once.
+            // Worker ids are stable across restarts and a worker holds one batch at a time:
+            // after a crash, the restarted worker resumes its deliveries at once.
             resume_own: true,
+        };
+        // Parallel workers take one delivery each; several of them share the queue.
+        let batch = match self.mode {
+            ClaimMode::Fifo => DELIVERY_BATCH,
+            ClaimMode::Parallel => 1,
         };
         loop {
             if *shutdown.borrow() {
@@ -99,9 +110,11 @@ impl Worker {
             // not lost.
             let wake = self.wake.clone();
             let woken = wake.notified();
-            match self.store.claim_next(&self.queue, &claim).await {
-                Ok(Some(delivery)) => self.attempt(delivery).await,
-                Ok(None) => {
+            match self.store.claim_batch(&self.queue, &claim, batch).await {
+                Ok(deliveries) if !deliveries.is_empty() => {
+                    self.attempt_batch(deliveries, lease).await
+                }
+                Ok(_) => {
                     tokio::select! {
                         _ = woken => {}
                         _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -109,7 +122,7 @@ impl Worker {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(queue = %self.queue, error = %e, "claiming a delivery failed");
+                    tracing::error!(queue = %self.queue, error = %e, "claiming deliveries failed");
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                         _ = shutdown.changed() => {}
@@ -119,56 +132,69 @@ impl Worker {
         }
     }
 
-    async fn attempt(&mut self, delivery: Delivery) {
+    /// Sends a claimed batch in order. In FIFO mode the first delivery that does not succeed
+    /// ends the batch: the ones behind it are released untried, so order is kept. A batch
+    /// also ends once half its lease is spent, so the lease never runs out under it.
+    async fn attempt_batch(&mut self, batch: Vec<Delivery>, lease: Duration) {
+        let started = tokio::time::Instant::now();
+        let mut settled = Vec::with_capacity(batch.len());
+        let mut stopped = false;
+        for delivery in batch {
+            if stopped || started.elapsed() > lease / 2 {
+                settled.push((delivery, Outcome::Released));
+                continue;
+            }
+            let outcome = self.attempt(&delivery).await;
+            stopped = self.mode == ClaimMode::Fifo && !matches!(outcome, Outcome::Delivered { .. });
+            settled.push((delivery, outcome));
+        }
+        match self.store.complete_batch(settled.clone()).await {
+            Ok(results) => {
+                for ((delivery, _), result) in settled.iter().zip(results) {
+                    if let Err(e) = result {
+                        // Another worker took it over after our lease ran out: its result wins.
+                        tracing::warn!(queue = %self.queue, seq = %delivery.seq, error = %e, "settling a delivery failed");
+                    }
+                }
+            }
+            // Nothing was settled: the leases expire (or this worker resumes them) and the
+            // batch is sent again: at-least-once.
+            Err(e) => tracing::error!(queue = %self.queue, error = %e, "settling a batch failed"),
+        }
+    }
+
+    async fn attempt(&mut self, delivery: &Delivery) -> Outcome {
         let stored = match self.store.message(delivery.message_id).await {
             Ok(Some(m)) => m,
             Ok(None) => {
-                self.settle(
-                    &delivery,
-                    Outcome::Failed {
-                        error: "message no longer stored".into(),
-                    },
-                )
-                .await;
-                return;
+                return Outcome::Failed {
+                    error: "message no longer stored".into(),
+                };
             }
             Err(e) => {
                 tracing::error!(queue = %self.queue, seq = %delivery.seq, error = %e, "loading a queued message failed");
-                let next = UnixMillis::now().plus(self.retry.delay(delivery.attempts));
-                self.settle(
-                    &delivery,
-                    Outcome::Retry {
-                        error: format!("store: {e}"),
-                        next_attempt_at: next,
-                    },
-                )
-                .await;
-                return;
+                return Outcome::Retry {
+                    error: format!("store: {e}"),
+                    next_attempt_at: UnixMillis::now().plus(self.retry.delay(delivery.attempts)),
+                };
             }
         };
         let Some(payload) = stored.outbound.as_ref().or(stored.raw.as_ref()) else {
-            self.settle(
-                &delivery,
-                Outcome::Failed {
-                    error: "payload purged by retention".into(),
-                },
-            )
-            .await;
-            return;
+            return Outcome::Failed {
+                error: "payload purged by retention".into(),
+            };
         };
         let header = &stored.summary.header;
         let control_id = header.control_id.clone();
-        let attempt = self.sender.deliver(payload, header, &delivery).await;
+        let attempt = self.sender.deliver(payload, header, delivery).await;
         // The claim already counted this attempt (`attempts` is the store's fencing token).
         let attempts = delivery.attempts;
-        let outcome = match attempt {
+        match attempt {
             Attempt::Delivered { ack } => {
                 tracing::debug!(queue = %self.queue, seq = %delivery.seq, control_id, "delivered");
                 Outcome::Delivered { ack }
             }
-            Attempt::Retry { error, .. }
-                if self.retry.max_attempts > 0 && attempts >= self.retry.max_attempts =>
-            {
+            Attempt::Retry { error, .. } if self.retry.exhausted(attempts) => {
                 tracing::warn!(queue = %self.queue, seq = %delivery.seq, control_id, attempts, error, "giving up after the last attempt");
                 Outcome::Failed {
                     error: format!("{error} (after {attempts} attempts)"),
@@ -186,16 +212,6 @@ impl Worker {
                 tracing::warn!(queue = %self.queue, seq = %delivery.seq, control_id, error, "delivery refused; moved to the error queue");
                 Outcome::Failed { error }
             }
-        };
-        self.settle(&delivery, outcome).await;
-    }
-
-    /// Takes `&mut self` so the future needs `Worker: Send` only (its connection is not
-    /// `Sync`).
-    async fn settle(&mut self, delivery: &Delivery, outcome: Outcome) {
-        if let Err(e) = self.store.complete(delivery, outcome).await {
-            // The lease will expire and the delivery will be retried: at-least-once.
-            tracing::error!(queue = %self.queue, seq = %delivery.seq, error = %e, "settling a delivery failed");
         }
     }
 }

@@ -123,6 +123,10 @@ const HASH_INLINE_LIMIT: usize = 1024 * 1024;
 /// Semaphore units are KiB of payload, so a permit count fits in `u32`.
 const PERMIT_UNIT: usize = 1024;
 
+/// Most deliveries one [`Store::claim_batch`] takes: a batch shares one lease, so a crash
+/// re-delivers at most this many messages.
+pub const MAX_CLAIM_BATCH: usize = 256;
+
 /// Settings of the SQLite backend.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -543,6 +547,55 @@ impl Store for SqliteStore {
             let claim = claim.clone();
             self.write(0, false, move |cx| cx.claim(&destination, &claim))
                 .await
+        })
+    }
+
+    fn claim_batch<'a>(
+        &'a self,
+        destination: &'a str,
+        claim: &'a Claim,
+        max: usize,
+    ) -> BoxFuture<'a, Result<Vec<Delivery>>> {
+        Box::pin(async move {
+            check_name("destination", destination)?;
+            check_name("claim.worker", &claim.worker)?;
+            let destination = destination.to_owned();
+            let claim = claim.clone();
+            let max = max.clamp(1, MAX_CLAIM_BATCH);
+            self.write(0, false, move |cx| {
+                cx.claim_batch(&destination, &claim, max)
+            })
+            .await
+        })
+    }
+
+    fn complete_batch(
+        &self,
+        settled: Vec<(Delivery, Outcome)>,
+    ) -> BoxFuture<'_, Result<Vec<Result<()>>>> {
+        Box::pin(async move {
+            let len: usize = settled
+                .iter()
+                .map(|(_, o)| match o {
+                    Outcome::Delivered { ack } => ack.as_ref().map_or(0, Vec::len),
+                    _ => 0,
+                })
+                .sum();
+            if settled.iter().any(|(_, o)| matches!(o, Outcome::Delivered { ack: Some(a) } if a.len() > MAX_PAYLOAD_LEN)) {
+                return Err(Error::invalid(
+                    "ack",
+                    format!("longer than {MAX_PAYLOAD_LEN} bytes"),
+                ));
+            }
+            // One savepoint for the whole batch: each delivery's result is reported, and a
+            // lost lease changes nothing for that delivery (its UPDATE matched no row).
+            self.write(len, false, move |cx| {
+                Ok(settled
+                    .iter()
+                    .map(|(d, o)| cx.complete(d, o))
+                    .collect::<Vec<_>>())
+            })
+            .await
         })
     }
 

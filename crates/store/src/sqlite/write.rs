@@ -422,6 +422,35 @@ impl<'c> WriteCx<'c> {
     }
 
     pub(crate) fn claim(&mut self, destination: &str, claim: &Claim) -> Result<Option<Delivery>> {
+        self.claim_after(destination, claim, -1)
+    }
+
+    /// Claims up to `max` deliveries in queue order, in one transaction. FIFO stops at the
+    /// first entry that is not claimable, so a batch never skips past a waiting head.
+    pub(crate) fn claim_batch(
+        &mut self,
+        destination: &str,
+        claim: &Claim,
+        max: usize,
+    ) -> Result<Vec<Delivery>> {
+        let mut claimed: Vec<Delivery> = Vec::new();
+        while claimed.len() < max {
+            let after = claimed.last().map_or(-1, |d| d.seq.0);
+            match self.claim_after(destination, claim, after)? {
+                Some(d) => claimed.push(d),
+                None => break,
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Claims the first claimable delivery after sequence number `after`.
+    fn claim_after(
+        &mut self,
+        destination: &str,
+        claim: &Claim,
+        after: i64,
+    ) -> Result<Option<Delivery>> {
         const OP: &str = "claim_next";
         let now = UnixMillis::now();
         let candidate = |r: &rusqlite::Row<'_>| {
@@ -439,15 +468,18 @@ impl<'c> WriteCx<'c> {
                 .conn
                 .prepare_cached(&format!(
                     "SELECT seq, state, next_attempt_at, lease_until, claimed_by FROM deliveries
-                     WHERE destination = ?1 AND state IN {PENDING_STATES}
+                     WHERE destination = ?1 AND seq > ?2 AND state IN {PENDING_STATES}
                      ORDER BY seq LIMIT 1"
                 ))
-                .and_then(|mut s| s.query_row(params![destination], candidate).optional()),
+                .and_then(|mut s| {
+                    s.query_row(params![destination, after], candidate)
+                        .optional()
+                }),
             ClaimMode::Parallel => self
                 .conn
                 .prepare_cached(&format!(
                     "SELECT seq, state, next_attempt_at, lease_until, claimed_by FROM deliveries
-                     WHERE destination = ?1 AND state IN {PENDING_STATES}
+                     WHERE destination = ?1 AND seq > ?5 AND state IN {PENDING_STATES}
                        AND (state = 'queued'
                             OR (state = 'retrying' AND coalesce(next_attempt_at, 0) <= ?2)
                             OR (state = 'in_flight' AND (coalesce(lease_until, 0) <= ?2
@@ -456,7 +488,7 @@ impl<'c> WriteCx<'c> {
                 ))
                 .and_then(|mut s| {
                     s.query_row(
-                        params![destination, now.0, claim.worker, claim.resume_own],
+                        params![destination, now.0, claim.worker, claim.resume_own, after],
                         candidate,
                     )
                     .optional()
@@ -568,6 +600,7 @@ impl<'c> WriteCx<'c> {
             Outcome::Failed { error } => {
                 (DeliveryState::Failed, Some(clip_text(error)), None, None)
             }
+            Outcome::Released => return self.release(d, now),
         };
         let sealed_ack = ack
             .map(|a| self.cipher.seal(Record::DeliveryAck(d.seq), a))
@@ -612,6 +645,7 @@ impl<'c> WriteCx<'c> {
                     d.seq, d.attempts, next_attempt_at.0
                 ),
             ),
+            Outcome::Released => return Ok(()),
             Outcome::Failed { error } => (
                 EventKind::Failed,
                 format!(
@@ -630,6 +664,28 @@ impl<'c> WriteCx<'c> {
                 detail,
             },
         )
+    }
+
+    /// Puts a claimed, unattempted delivery back as it was: its attempt undone, queued again
+    /// (or retrying, when it had failed before), its place in the queue unchanged.
+    fn release(&mut self, d: &Delivery, now: UnixMillis) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE deliveries
+                 SET attempts = attempts - 1,
+                     state = CASE WHEN attempts - 1 > 0 THEN 'retrying' ELSE 'queued' END,
+                     claimed_by = NULL, lease_until = NULL, updated_at = ?2
+                 WHERE seq = ?1 AND state = 'in_flight' AND claimed_by = ?3 AND attempts = ?4",
+            )
+            .and_then(|mut s| {
+                s.execute(params![d.seq.0, now.0, d.claimed_by, i64::from(d.attempts)])
+            })
+            .map_err(db("complete"))?;
+        if changed == 0 {
+            return Err(self.lease_lost(d, "complete"));
+        }
+        Ok(())
     }
 
     pub(crate) fn requeue(&mut self, id: MessageId, destination: &str) -> Result<DeliverySeq> {

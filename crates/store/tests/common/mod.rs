@@ -654,6 +654,74 @@ pub async fn a_restarted_worker_takes_over_its_own_lease_at_once(h: &dyn Harness
     store.close().await.expect("close");
 }
 
+pub async fn batches_claim_in_order_and_release_what_was_not_attempted(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let m = adt("adt", &format!("B{n}"), "MRN-19", &["lab"]);
+        ids.push(store.insert_inbound(m).await.expect("insert").id);
+    }
+    let w = claim("w", LONG, ClaimMode::Fifo);
+    let batch = store.claim_batch("lab", &w, 3).await.expect("claim");
+    let got: Vec<MessageId> = batch.iter().map(|d| d.message_id).collect();
+    assert_eq!(
+        got,
+        ids[..3].to_vec(),
+        "the head and the entries right behind it"
+    );
+    // While the batch is out, FIFO has nothing more to give.
+    assert!(
+        store
+            .claim_batch("lab", &claim("other", LONG, ClaimMode::Fifo), 3)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+
+    // The first is delivered, the second fails and will be retried, the third was never tried.
+    let results = store
+        .complete_batch(vec![
+            (batch[0].clone(), Outcome::Delivered { ack: None }),
+            (
+                batch[1].clone(),
+                Outcome::Retry {
+                    error: "AE".into(),
+                    next_attempt_at: UnixMillis(0),
+                },
+            ),
+            (batch[2].clone(), Outcome::Released),
+        ])
+        .await
+        .expect("complete");
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let third = store.deliveries(ids[2]).await.expect("deliveries");
+    assert_eq!(
+        (third[0].state, third[0].attempts),
+        (DeliveryState::Queued, 0),
+        "released as it was"
+    );
+
+    // The next batch starts again at the failed head, keeping order.
+    let again = store.claim_batch("lab", &w, 10).await.expect("claim");
+    let got: Vec<MessageId> = again.iter().map(|d| d.message_id).collect();
+    assert_eq!(got, ids[1..].to_vec());
+    assert_eq!(again[0].attempts, 2);
+    // A stale settle of an earlier claim is refused for that delivery only.
+    let results = store
+        .complete_batch(vec![
+            (batch[1].clone(), Outcome::Delivered { ack: None }),
+            (again[0].clone(), Outcome::Delivered { ack: None }),
+        ])
+        .await
+        .expect("complete");
+    assert_eq!(
+        results[0].as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::LeaseLost)
+    );
+    assert!(results[1].is_ok());
+    store.close().await.expect("close");
+}
+
 pub async fn renewed_lease_keeps_the_claim(h: &dyn Harness) {
     let store = h.open().await;
     store
