@@ -108,7 +108,13 @@ pub fn decode<'a>(
             }
         }
     }
-    Ok(Cow::Owned(charset.decode(&out).into_owned()))
+    // UTF-8 text reuses the buffer; other charsets (and invalid bytes) are converted.
+    match (charset, String::from_utf8(out)) {
+        (Charset::Utf8, Ok(text)) => Ok(Cow::Owned(text)),
+        (_, Ok(text)) if text.is_ascii() => Ok(Cow::Owned(text)),
+        (_, Ok(text)) => Ok(Cow::Owned(charset.decode(text.as_bytes()).into_owned())),
+        (_, Err(e)) => Ok(Cow::Owned(charset.decode(e.as_bytes()).into_owned())),
+    }
 }
 
 fn err_at(kind: ErrorKind, mut position: Position, offset: usize) -> Error {

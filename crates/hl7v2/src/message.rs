@@ -127,7 +127,7 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Message<'_>, Er
         memchr::memchr2(b'\r', b'\n', &bytes[start..]).map_or(bytes.len(), |n| start + n);
     let (seps, msh2_len) = Separators::from_header(&bytes[start..first_end], start, lenient)?;
     let msh2 = &bytes[start + 4..start + 4 + msh2_len];
-    if msh2.len() != seps.encoding_characters().len() {
+    if msh2.len() != seps.encoding_characters_len() {
         warnings.push(Warning {
             position: Position {
                 byte: start + 4,

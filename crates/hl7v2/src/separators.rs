@@ -84,7 +84,10 @@ impl Separators {
                 pos(4, 2),
             )
         };
-        let mut chars: Vec<u8> = Vec::with_capacity(5);
+        // At most 5 distinct characters are kept; a sixth is an error below. A fixed array:
+        // this runs once per message, and parsing allocates nothing it can avoid.
+        let mut chars = [0u8; 6];
+        let mut len = 0usize;
         let mut repeated = false;
         for &c in msh2 {
             if unusable(c) {
@@ -95,24 +98,25 @@ impl Separators {
             if c == field {
                 return Err(bad("an encoding character repeats the field separator"));
             }
-            if chars.contains(&c) {
+            if chars[..len].contains(&c) {
                 repeated = true;
                 if lenient {
                     continue;
                 }
                 return Err(bad("encoding characters must be distinct"));
             }
-            chars.push(c);
+            if len == 5 {
+                return Err(bad("expected 3 to 5 encoding characters"));
+            }
+            chars[len] = c;
+            len += 1;
         }
-        if chars.len() < 3 {
+        if len < 3 {
             return Err(bad(if repeated {
                 "encoding characters must be distinct"
             } else {
                 "expected 3 to 5 encoding characters"
             }));
-        }
-        if chars.len() > 5 {
-            return Err(bad("expected 3 to 5 encoding characters"));
         }
         Ok((
             Separators {
@@ -120,11 +124,17 @@ impl Separators {
                 component: chars[0],
                 repetition: chars[1],
                 escape: chars[2],
-                subcomponent: chars.get(3).copied(),
-                truncation: chars.get(4).copied(),
+                subcomponent: (len > 3).then_some(chars[3]),
+                truncation: (len > 4).then_some(chars[4]),
             },
             msh2_len,
         ))
+    }
+
+    /// How many characters MSH-2 needs for these separators (3 to 5).
+    pub fn encoding_characters_len(&self) -> usize {
+        3 + usize::from(self.subcomponent.is_some() || self.truncation.is_some())
+            + usize::from(self.truncation.is_some())
     }
 
     /// MSH-2 as these separators would write it.
