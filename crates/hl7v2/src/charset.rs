@@ -83,6 +83,10 @@ impl Charset {
 
     /// Offset of the first byte that is not valid in this charset, if any.
     pub fn first_invalid(&self, bytes: &[u8]) -> Option<usize> {
+        // Most messages are plain ASCII, valid in every charset here: the quick check first.
+        if bytes.is_ascii() {
+            return None;
+        }
         match self {
             Charset::Utf8 => std::str::from_utf8(bytes).err().map(|e| e.valid_up_to()),
             Charset::Legacy(enc) => {

@@ -164,49 +164,26 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Message<'_>, Er
 impl<'a> Message<'a> {
     /// The single pass: records field separators and segment ends.
     fn index(&mut self, start: usize) -> Result<(), Error> {
-        let field = self.ctx.seps.field;
-        let body = &self.raw[start..];
-        // Most messages end segments with CR only: one quick look for LF lets those take a
-        // two-byte search, measurably cheaper than three when matches are this dense.
-        if memchr::memchr(b'\n', body).is_none() {
-            self.index_positions(start, memchr::memchr2_iter(field, b'\r', body))
-        } else {
-            self.index_positions(start, memchr::memchr3_iter(field, b'\r', b'\n', body))
-        }
-    }
-
-    /// Records the field separators and segment ends among `positions` (offsets from `start`
-    /// of every field separator and line-break byte).
-    #[inline]
-    fn index_positions(
-        &mut self,
-        start: usize,
-        positions: impl Iterator<Item = usize>,
-    ) -> Result<(), Error> {
         let raw = self.raw;
         let field = self.ctx.seps.field;
+        // Segment by segment: find the line break, then every field separator before it. Two
+        // searches over the bytes, but each match costs only a push, which is what counts
+        // when a separator comes every few bytes.
         let mut seg_start = start;
-        let mut first_bound = 0usize;
-        // Terminator bytes already consumed while looking for the next segment.
-        let mut skip_until = start;
-        for pos in positions {
-            let pos = pos + start;
-            if pos < skip_until {
-                continue;
-            }
-            if raw[pos] == field {
-                self.bounds.push(pos as u32);
-                continue;
-            }
-            let next = self.skip_blank_lines(pos);
-            self.close_segment(seg_start, pos, next, first_bound)?;
-            first_bound = self.bounds.len();
+        while seg_start < raw.len() {
+            let rest = &raw[seg_start..];
+            let end = memchr::memchr2(b'\r', b'\n', rest).map_or(raw.len(), |n| seg_start + n);
+            let first_bound = self.bounds.len();
+            self.bounds.extend(
+                memchr::memchr_iter(field, &raw[seg_start..end]).map(|p| (seg_start + p) as u32),
+            );
+            let next = if end < raw.len() {
+                self.skip_blank_lines(end)
+            } else {
+                end
+            };
+            self.close_segment(seg_start, end, next, first_bound)?;
             seg_start = next;
-            skip_until = next;
-        }
-        if seg_start < raw.len() {
-            let end = raw.len();
-            self.close_segment(seg_start, end, end, first_bound)?;
         }
         Ok(())
     }
