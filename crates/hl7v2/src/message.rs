@@ -2,8 +2,8 @@
 //! values located on demand.
 //!
 //! Map:
-//! - [`parse`] reads the separators from MSH-1/MSH-2, then walks the buffer once with
-//!   `memchr3` for the field separator, CR and LF, recording every field boundary.
+//! - [`parse`] reads the separators from MSH-1/MSH-2, then indexes the buffer segment by
+//!   segment: `memchr2` finds the line break, `memchr` every field separator before it.
 //! - [`Message`] keeps the input slice and that index (`bounds`: the byte offset of every
 //!   field separator and segment end). Repetitions, components and subcomponents are found
 //!   on demand inside a field with `memchr`, so every value is reachable without a tree of
