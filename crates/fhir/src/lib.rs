@@ -39,7 +39,7 @@
 //! - a field given twice, two variants of one choice element, `null` (except inside `_name` arrays), empty
 //!   arrays and empty objects (FHIR JSON forbids them; they would not survive a round trip);
 //! - a code outside a required binding the schema enumerates (`Observation.status`, `Bundle.type`, ...);
-//! - resource types outside [`RESOURCE_TYPES`] (``unsupported resource type `Device` ``);
+//! - resource types outside [`RESOURCE_TYPES`] (``unsupported resource type `Person` ``);
 //! - `_valueString`-style extensions on the typed value of a choice element (not supported).
 //!
 //! What is accepted is written back identically, modulo key order and whitespace: the tests round-trip every

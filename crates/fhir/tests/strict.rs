@@ -84,8 +84,8 @@ fn refusals_name_the_path_the_reason_and_the_position() {
         ),
         // types outside the supported list, and missing types
         (
-            r#"{"resourceType":"Device","id":"d"}"#,
-            "unsupported resource type `Device` at line 1 column 24",
+            r#"{"resourceType":"Person","id":"d"}"#,
+            "unsupported resource type `Person` at line 1 column 24",
         ),
         (
             r#"{"id":"p"}"#,
@@ -109,8 +109,8 @@ fn refusals_name_the_path_the_reason_and_the_position() {
             "entry[1].resource.active: invalid type: string \"yes\", expected a boolean at line 2 column 68",
         ),
         (
-            r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Device"}}]}"#,
-            "entry[0].resource: unsupported resource type `Device` at line 1 column 91",
+            r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Person"}}]}"#,
+            "entry[0].resource: unsupported resource type `Person` at line 1 column 91",
         ),
         // contained resources are read as strictly
         (
@@ -176,10 +176,10 @@ fn resource_type_need_not_come_first() {
         late,
         "code: unknown field `x` in CodeableConcept at line 1 column 67"
     );
-    let unsupported = resource_error(r#"{"id":"d","resourceType":"Device"}"#);
+    let unsupported = resource_error(r#"{"id":"d","resourceType":"Person"}"#);
     assert_eq!(
         unsupported,
-        "unsupported resource type `Device` at line 1 column 34"
+        "unsupported resource type `Person` at line 1 column 34"
     );
 }
 

@@ -37,6 +37,8 @@ RESOURCES = [
     "Condition", "Procedure", "MedicationRequest", "MedicationAdministration", "MedicationDispense", "Medication",
     "Immunization", "Appointment", "DocumentReference", "Coverage", "Account", "MessageHeader", "Provenance",
     "Bundle", "OperationOutcome",
+    # Not in the list, but FHIR-Converter emits one in 113 of its 132 expected bundles.
+    "Device",
 ]
 
 # FHIR primitive -> Rust type. FHIR `integer` is 32-bit signed, `unsignedInt`/`positiveInt` 31-bit unsigned.
@@ -87,6 +89,8 @@ def doc(text, indent=""):
     text = re.sub(r"(https?://[^\s)\\]+)", r"<\1>", text)
     lines = []
     for para in text.split("\n"):
+        # "1) GS1:" at the start of a line would start a Markdown list; keep it plain text.
+        para = re.sub(r"^(\s*\d+)([.)])", r"\1\\\2", para)
         lines.append(f"{indent}///{(' ' + para.rstrip()) if para.strip() else ''}")
     return "\n".join(lines) + "\n"
 

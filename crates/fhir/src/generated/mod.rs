@@ -21,6 +21,8 @@ mod condition;
 pub use condition::*;
 mod coverage;
 pub use coverage::*;
+mod device;
+pub use device::*;
 mod diagnostic_report;
 pub use diagnostic_report::*;
 mod document_reference;

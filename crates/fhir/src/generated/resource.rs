@@ -17,6 +17,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "Bundle",
     "Condition",
     "Coverage",
+    "Device",
     "DiagnosticReport",
     "DocumentReference",
     "Encounter",
@@ -59,6 +60,8 @@ pub enum Resource {
     Condition(Box<Condition>),
     /// `Coverage`.
     Coverage(Box<Coverage>),
+    /// `Device`.
+    Device(Box<Device>),
     /// `DiagnosticReport`.
     DiagnosticReport(Box<DiagnosticReport>),
     /// `DocumentReference`.
@@ -115,6 +118,7 @@ impl Resource {
             Self::Bundle(_) => "Bundle",
             Self::Condition(_) => "Condition",
             Self::Coverage(_) => "Coverage",
+            Self::Device(_) => "Device",
             Self::DiagnosticReport(_) => "DiagnosticReport",
             Self::DocumentReference(_) => "DocumentReference",
             Self::Encounter(_) => "Encounter",
@@ -149,6 +153,7 @@ impl Resource {
             Self::Bundle(r) => r.id.as_deref(),
             Self::Condition(r) => r.id.as_deref(),
             Self::Coverage(r) => r.id.as_deref(),
+            Self::Device(r) => r.id.as_deref(),
             Self::DiagnosticReport(r) => r.id.as_deref(),
             Self::DocumentReference(r) => r.id.as_deref(),
             Self::Encounter(r) => r.id.as_deref(),
@@ -183,6 +188,7 @@ impl Resource {
             Self::Bundle(r) => r.id = id,
             Self::Condition(r) => r.id = id,
             Self::Coverage(r) => r.id = id,
+            Self::Device(r) => r.id = id,
             Self::DiagnosticReport(r) => r.id = id,
             Self::DocumentReference(r) => r.id = id,
             Self::Encounter(r) => r.id = id,
@@ -217,6 +223,7 @@ impl Resource {
             Self::Bundle(r) => r.meta.as_ref(),
             Self::Condition(r) => r.meta.as_ref(),
             Self::Coverage(r) => r.meta.as_ref(),
+            Self::Device(r) => r.meta.as_ref(),
             Self::DiagnosticReport(r) => r.meta.as_ref(),
             Self::DocumentReference(r) => r.meta.as_ref(),
             Self::Encounter(r) => r.meta.as_ref(),
@@ -256,6 +263,7 @@ impl Resource {
             "Bundle" => <Bundle as de::FhirObject>::visit(map, true).map(Self::from),
             "Condition" => <Condition as de::FhirObject>::visit(map, true).map(Self::from),
             "Coverage" => <Coverage as de::FhirObject>::visit(map, true).map(Self::from),
+            "Device" => <Device as de::FhirObject>::visit(map, true).map(Self::from),
             "DiagnosticReport" => {
                 <DiagnosticReport as de::FhirObject>::visit(map, true).map(Self::from)
             }
@@ -308,6 +316,7 @@ impl Serialize for Resource {
             Self::Bundle(r) => r.serialize(serializer),
             Self::Condition(r) => r.serialize(serializer),
             Self::Coverage(r) => r.serialize(serializer),
+            Self::Device(r) => r.serialize(serializer),
             Self::DiagnosticReport(r) => r.serialize(serializer),
             Self::DocumentReference(r) => r.serialize(serializer),
             Self::Encounter(r) => r.serialize(serializer),
@@ -539,6 +548,41 @@ impl TypedResource for Coverage {
     fn try_from_resource(resource: Resource) -> Result<Self, Resource> {
         match resource {
             Resource::Coverage(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<Device> for Resource {
+    fn from(resource: Device) -> Self {
+        Self::Device(Box::new(resource))
+    }
+}
+
+impl TypedResource for Device {
+    const TYPE: &'static str = "Device";
+
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    fn from_resource(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::Device(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn from_resource_mut(resource: &mut Resource) -> Option<&mut Self> {
+        match resource {
+            Resource::Device(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn try_from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::Device(r) => Ok(*r),
             other => Err(other),
         }
     }
