@@ -1,0 +1,136 @@
+//! The vocabulary maps the data types use, each in one place.
+//!
+//! Map: v2 table 0200 (name type) -> `HumanName.use`; 0190 (address type) -> `Address.use` and
+//! `Address.type`; 0202 (equipment type) -> `ContactPoint.system` (and `use` for cell phones); 0201
+//! (telecommunication use) -> `ContactPoint.use`; coding-system names (CWE.3) -> FHIR system URIs.
+//!
+//! The v2 code maps follow the HL7 v2-to-FHIR IG concept maps (NameType, AddressType[Use],
+//! AddressType[Type], TelecommunicationEquipmentType, TelecommunicationUseCode). A code the IG leaves
+//! unmapped gives `None`: FHIR has no equivalent, and guessing one would misstate the data. Codes are
+//! matched exactly (case-sensitive), as v2 tables define them.
+
+use std::borrow::Cow;
+
+/// The FHIR system of v2 table 0203 (identifier type).
+pub const V2_0203_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/v2-0203";
+
+/// v2 table 0200 name type -> FHIR `name-use`.
+pub fn name_use(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "BAD" => "old",
+        "D" => "usual",
+        "L" | "R" => "official",
+        "M" => "maiden",
+        "MSK" => "anonymous",
+        "N" => "nickname",
+        "NAV" | "TEMP" => "temp",
+        _ => return None,
+    })
+}
+
+/// v2 table 0190 address type -> FHIR `address-use`.
+pub fn address_use(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "BA" => "old",
+        "BI" => "billing",
+        "C" => "temp",
+        "B" | "O" => "work",
+        "H" => "home",
+        _ => return None,
+    })
+}
+
+/// v2 table 0190 address type -> FHIR `address-type`.
+pub fn address_type(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "M" | "SH" => "postal",
+        _ => return None,
+    })
+}
+
+/// v2 table 0202 equipment type -> FHIR (`contact-point-system`, `contact-point-use`).
+///
+/// The IG's concept map lists `CP` (cellular phone) as `mobile`, which is a `ContactPoint.use` code,
+/// not a system: a cell phone is system `phone` with use `mobile`.
+pub fn contact_system_and_use(code: &str) -> (Option<&'static str>, Option<&'static str>) {
+    match code {
+        "PH" => (Some("phone"), None),
+        "FX" => (Some("fax"), None),
+        "CP" => (Some("phone"), Some("mobile")),
+        "BP" => (Some("pager"), None),
+        "Internet" | "X.400" => (Some("email"), None),
+        "MD" | "SAT" | "TDD" | "TTY" => (Some("other"), None),
+        _ => (None, None),
+    }
+}
+
+/// v2 table 0201 telecommunication use -> FHIR `contact-point-use`.
+pub fn contact_use(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "PRN" => "home",
+        "WPN" => "work",
+        "PRS" => "mobile",
+        _ => return None,
+    })
+}
+
+/// A v2 coding-system name (CWE.3, CWE.6) -> a FHIR system URI; names not known here are kept as given.
+///
+/// `HLnnnn` / `HL7nnnn` (v2 tables) map to `http://terminology.hl7.org/CodeSystem/v2-nnnn`.
+pub fn coding_system_uri(name: &str) -> Cow<'_, str> {
+    let uri = match name {
+        "LN" => "http://loinc.org",
+        "SCT" | "SNM" => "http://snomed.info/sct",
+        "I10" | "ICD10CM" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "CVX" => "http://hl7.org/fhir/sid/cvx",
+        "NDC" => "http://hl7.org/fhir/sid/ndc",
+        "RXNORM" => "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "UCUM" => "http://unitsofmeasure.org",
+        _ => {
+            let table = name
+                .strip_prefix("HL7")
+                .or_else(|| name.strip_prefix("HL"))
+                .filter(|t| t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()));
+            return match table {
+                Some(t) => Cow::Owned(format!("http://terminology.hl7.org/CodeSystem/v2-{t}")),
+                None => Cow::Borrowed(name),
+            };
+        }
+    };
+    Cow::Borrowed(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coding_systems() {
+        assert_eq!(coding_system_uri("LN"), "http://loinc.org");
+        assert_eq!(coding_system_uri("SNM"), "http://snomed.info/sct");
+        assert_eq!(
+            coding_system_uri("HL70005"),
+            "http://terminology.hl7.org/CodeSystem/v2-0005"
+        );
+        assert_eq!(
+            coding_system_uri("HL0078"),
+            "http://terminology.hl7.org/CodeSystem/v2-0078"
+        );
+        // `HL7nnnn` with letters is a placeholder some senders use, not a table: kept.
+        assert_eq!(coding_system_uri("HL7nnnn"), "HL7nnnn");
+        assert_eq!(coding_system_uri("99zzz"), "99zzz");
+    }
+
+    #[test]
+    fn tables() {
+        assert_eq!(name_use("D"), Some("usual"));
+        assert_eq!(name_use("B"), None);
+        assert_eq!(address_type("M"), Some("postal"));
+        assert_eq!(address_use("M"), None);
+        assert_eq!(
+            contact_system_and_use("CP"),
+            (Some("phone"), Some("mobile"))
+        );
+        assert_eq!(contact_use("ORN"), None);
+    }
+}
