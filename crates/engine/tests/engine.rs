@@ -633,6 +633,10 @@ async fn an_ar_goes_to_the_error_queue_and_does_not_block_the_next() {
     let d = h.settled(h.only("AR1").await.summary.id).await;
     assert_eq!(d[0].state, DeliveryState::Failed);
     assert_eq!(d[0].attempts, 1, "an AR is not retried");
+    assert_eq!(
+        ack_of(d[0].last_ack.as_deref().expect("the receiver's AR is kept")).code,
+        "AR"
+    );
     assert!(
         d[0].last_error.as_deref().unwrap_or("").starts_with("AR"),
         "{:?}",

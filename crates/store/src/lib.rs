@@ -556,15 +556,32 @@ pub enum Outcome {
         error: String,
         /// Not claimable before this time.
         next_attempt_at: UnixMillis,
+        /// The receiver's answer (an AE, an HTTP error body), kept encrypted: its text may
+        /// quote patient data, so it never goes into `error`.
+        ack: Option<Vec<u8>>,
     },
     /// Failed for good: moves to the error queue. `error` must not contain PHI.
     Failed {
         /// Why (no PHI).
         error: String,
+        /// The receiver's answer (an AR, an HTTP error body), kept encrypted.
+        ack: Option<Vec<u8>>,
     },
     /// Not attempted (a batch stopped at an earlier failure): back in the queue as it was,
     /// the claim's attempt undone.
     Released,
+}
+
+impl Outcome {
+    /// The receiver's answer this outcome carries, if any.
+    pub fn ack(&self) -> Option<&[u8]> {
+        match self {
+            Self::Delivered { ack } | Self::Retry { ack, .. } | Self::Failed { ack, .. } => {
+                ack.as_deref()
+            }
+            Self::Released => None,
+        }
+    }
 }
 
 impl fmt::Debug for Outcome {
@@ -577,12 +594,18 @@ impl fmt::Debug for Outcome {
             Self::Retry {
                 error,
                 next_attempt_at,
+                ack,
             } => f
                 .debug_struct("Retry")
                 .field("error", error)
                 .field("next_attempt_at", next_attempt_at)
+                .field("ack", &ack.as_ref().map(|a| format!("[{} bytes]", a.len())))
                 .finish(),
-            Self::Failed { error } => f.debug_struct("Failed").field("error", error).finish(),
+            Self::Failed { error, ack } => f
+                .debug_struct("Failed")
+                .field("error", error)
+                .field("ack", &ack.as_ref().map(|a| format!("[{} bytes]", a.len())))
+                .finish(),
             Self::Released => f.write_str("Released"),
         }
     }

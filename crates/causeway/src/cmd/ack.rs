@@ -26,17 +26,10 @@ fn parse_code(s: &str) -> Result<AckCode, String> {
     })
 }
 
-/// HL7 DTM for now, e.g. `20240102030405.123+0100`.
-pub fn hl7_now() -> String {
-    jiff::ZonedDateTime::now()
-        .strftime("%Y%m%d%H%M%S%.3f%z")
-        .to_string()
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let input = Input::read(&args.file)?;
     let mut out = std::io::stdout().lock();
-    let timestamp = hl7_now();
+    let timestamp = causeway_engine::runtime::channel::hl7_timestamp();
     let mut failed = false;
     for item in hl7v2::split_file(&input.data) {
         let (number, bytes, offset) = match item {

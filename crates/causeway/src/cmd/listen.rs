@@ -81,13 +81,6 @@ fn parse_code(s: &str) -> Result<AckCode, String> {
     })
 }
 
-/// HL7 DTM for now with milliseconds and offset, e.g. `20240102030405.123+0100`, for MSH-7.
-fn hl7_now() -> String {
-    jiff::ZonedDateTime::now()
-        .strftime("%Y%m%d%H%M%S%.3f%z")
-        .to_string()
-}
-
 /// Answers every message as the arguments say.
 struct Responder {
     code: AckCode,
@@ -143,7 +136,7 @@ impl Handler for Responder {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        let timestamp = hl7_now();
+        let timestamp = causeway_engine::runtime::channel::hl7_timestamp();
         let ack_id = format!("CWL{n}");
         let header = AckHeader {
             control_id: &ack_id,

@@ -169,6 +169,7 @@ impl Worker {
             Ok(None) => {
                 return Outcome::Failed {
                     error: "message no longer stored".into(),
+                    ack: None,
                 };
             }
             Err(e) => {
@@ -176,12 +177,14 @@ impl Worker {
                 return Outcome::Retry {
                     error: format!("store: {e}"),
                     next_attempt_at: UnixMillis::now().plus(self.retry.delay(delivery.attempts)),
+                    ack: None,
                 };
             }
         };
         let Some(payload) = stored.outbound.as_ref().or(stored.raw.as_ref()) else {
             return Outcome::Failed {
                 error: "payload purged by retention".into(),
+                ack: None,
             };
         };
         let header = &stored.summary.header;
@@ -194,23 +197,25 @@ impl Worker {
                 tracing::debug!(queue = %self.queue, seq = %delivery.seq, control_id, "delivered");
                 Outcome::Delivered { ack }
             }
-            Attempt::Retry { error, .. } if self.retry.exhausted(attempts) => {
+            Attempt::Retry { error, ack } if self.retry.exhausted(attempts) => {
                 tracing::warn!(queue = %self.queue, seq = %delivery.seq, control_id, attempts, error, "giving up after the last attempt");
                 Outcome::Failed {
                     error: format!("{error} (after {attempts} attempts)"),
+                    ack,
                 }
             }
-            Attempt::Retry { error, .. } => {
+            Attempt::Retry { error, ack } => {
                 let delay = self.retry.delay(attempts);
                 tracing::info!(queue = %self.queue, seq = %delivery.seq, control_id, attempts, retry_in_ms = delay.as_millis() as u64, error, "delivery failed; will retry");
                 Outcome::Retry {
                     error,
                     next_attempt_at: UnixMillis::now().plus(delay),
+                    ack,
                 }
             }
-            Attempt::Fail { error, .. } => {
+            Attempt::Fail { error, ack } => {
                 tracing::warn!(queue = %self.queue, seq = %delivery.seq, control_id, error, "delivery refused; moved to the error queue");
-                Outcome::Failed { error }
+                Outcome::Failed { error, ack }
             }
         }
     }

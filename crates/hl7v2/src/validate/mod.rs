@@ -111,17 +111,7 @@ impl Err3 {
 
     /// The table's display text for ERR-3.2.
     pub fn description(&self) -> &'static str {
-        match self {
-            Err3::SegmentSequenceError => "Segment sequence error",
-            Err3::RequiredFieldMissing => "Required field missing",
-            Err3::DataTypeError => "Data type error",
-            Err3::TableValueNotFound => "Table value not found",
-            Err3::ValueTooLong => "Value too long",
-            Err3::UnsupportedMessageType => "Unsupported message type",
-            Err3::UnsupportedEventCode => "Unsupported event code",
-            Err3::UnsupportedVersionId => "Unsupported version id",
-            Err3::ApplicationInternalError => "Application internal error",
-        }
+        crate::ack::err3_text(self.code())
     }
 }
 

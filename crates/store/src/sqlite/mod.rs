@@ -576,12 +576,12 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let len: usize = settled
                 .iter()
-                .map(|(_, o)| match o {
-                    Outcome::Delivered { ack } => ack.as_ref().map_or(0, Vec::len),
-                    _ => 0,
-                })
+                .map(|(_, o)| o.ack().map_or(0, <[u8]>::len))
                 .sum();
-            if settled.iter().any(|(_, o)| matches!(o, Outcome::Delivered { ack: Some(a) } if a.len() > MAX_PAYLOAD_LEN)) {
+            if settled
+                .iter()
+                .any(|(_, o)| o.ack().is_some_and(|a| a.len() > MAX_PAYLOAD_LEN))
+            {
                 return Err(Error::invalid(
                     "ack",
                     format!("longer than {MAX_PAYLOAD_LEN} bytes"),
@@ -614,10 +614,7 @@ impl Store for SqliteStore {
         outcome: Outcome,
     ) -> BoxFuture<'a, Result<()>> {
         let delivery = delivery.clone();
-        let len = match &outcome {
-            Outcome::Delivered { ack } => ack.as_ref().map_or(0, Vec::len),
-            _ => 0,
-        };
+        let len = outcome.ack().map_or(0, <[u8]>::len);
         Box::pin(async move {
             if len > MAX_PAYLOAD_LEN {
                 return Err(Error::invalid(

@@ -586,22 +586,21 @@ impl<'c> WriteCx<'c> {
     pub(crate) fn complete(&mut self, d: &Delivery, outcome: &Outcome) -> Result<()> {
         const OP: &str = "complete";
         let now = UnixMillis::now();
-        let (state, error, ack, next_attempt_at) = match outcome {
-            Outcome::Delivered { ack } => (DeliveryState::Delivered, None, ack.as_deref(), None),
+        let (state, error, next_attempt_at) = match outcome {
+            Outcome::Delivered { .. } => (DeliveryState::Delivered, None, None),
             Outcome::Retry {
                 error,
                 next_attempt_at,
+                ..
             } => (
                 DeliveryState::Retrying,
                 Some(clip_text(error)),
-                None,
                 Some(next_attempt_at.0),
             ),
-            Outcome::Failed { error } => {
-                (DeliveryState::Failed, Some(clip_text(error)), None, None)
-            }
+            Outcome::Failed { error, .. } => (DeliveryState::Failed, Some(clip_text(error)), None),
             Outcome::Released => return self.release(d, now),
         };
+        let ack = outcome.ack();
         let sealed_ack = ack
             .map(|a| self.cipher.seal(Record::DeliveryAck(d.seq), a))
             .transpose()?;
@@ -638,6 +637,7 @@ impl<'c> WriteCx<'c> {
             Outcome::Retry {
                 error,
                 next_attempt_at,
+                ..
             } => (
                 EventKind::Retrying,
                 format!(
@@ -646,7 +646,7 @@ impl<'c> WriteCx<'c> {
                 ),
             ),
             Outcome::Released => return Ok(()),
-            Outcome::Failed { error } => (
+            Outcome::Failed { error, .. } => (
                 EventKind::Failed,
                 format!(
                     "delivery {} attempt {} failed for good: {error}",

@@ -353,6 +353,7 @@ pub async fn fifo_head_blocks_its_destination(h: &dyn Harness) {
             Outcome::Retry {
                 error: "connection refused".into(),
                 next_attempt_at: later,
+                ack: None,
             },
         )
         .await
@@ -392,6 +393,7 @@ pub async fn fifo_advances_after_delivery_or_failure(h: &dyn Harness) {
             Outcome::Retry {
                 error: "timeout".into(),
                 next_attempt_at: past,
+                ack: None,
             },
         )
         .await
@@ -428,6 +430,7 @@ pub async fn fifo_advances_after_delivery_or_failure(h: &dyn Harness) {
             &second,
             Outcome::Failed {
                 error: "AR: unknown patient class".into(),
+                ack: None,
             },
         )
         .await
@@ -491,6 +494,7 @@ pub async fn parallel_claims_take_several_in_order(h: &dyn Harness) {
             Outcome::Retry {
                 error: "503".into(),
                 next_attempt_at: UnixMillis::now().plus(LONG),
+                ack: None,
             },
         )
         .await
@@ -645,6 +649,7 @@ pub async fn a_restarted_worker_takes_over_its_own_lease_at_once(h: &dyn Harness
                     Outcome::Retry {
                         error: "again".into(),
                         next_attempt_at: UnixMillis(0),
+                        ack: None,
                     },
                 )
                 .await
@@ -687,6 +692,7 @@ pub async fn batches_claim_in_order_and_release_what_was_not_attempted(h: &dyn H
                 Outcome::Retry {
                     error: "AE".into(),
                     next_attempt_at: UnixMillis(0),
+                    ack: None,
                 },
             ),
             (batch[2].clone(), Outcome::Released),
@@ -796,7 +802,13 @@ pub async fn requeue_appends_at_the_tail(h: &dyn Harness) {
         .expect("claim")
         .expect("d");
     store
-        .complete(&d, Outcome::Failed { error: "AR".into() })
+        .complete(
+            &d,
+            Outcome::Failed {
+                error: "AR".into(),
+                ack: None,
+            },
+        )
         .await
         .expect("failed");
     let second = store
