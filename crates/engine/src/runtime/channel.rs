@@ -363,7 +363,9 @@ impl Channel {
         e: &hl7v2::Error,
         header: AckHeader<'_>,
     ) -> Reply {
-        tracing::info!(channel = %self.name, peer, size = raw.len(), error = %e.kind, "message does not parse; answering AR");
+        // The error's text can quote the bytes it stopped at (a segment id, MSH-2): log only
+        // its code and position, never message content.
+        tracing::info!(channel = %self.name, peer, size = raw.len(), err3 = e.err3_code(), position = %e.position, "message does not parse; answering AR");
         let nak = hl7v2::build_nak_for_bytes(raw, AckCode::AR, &AckError::from_error(e), header);
         let new = NewMessage {
             channel: self.name.clone(),
