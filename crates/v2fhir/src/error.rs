@@ -11,9 +11,14 @@ pub enum ErrorKind {
     DefaultZone,
     /// A numeric (NM) value was not a number.
     Number,
+    /// The message (type, or missing MSH) is not one this crate converts.
+    Unsupported,
+    /// A sender's code map with the `reject` policy met a code it does not map.
+    Rejected,
 }
 
-/// A value that could not be converted; `offset` is the byte offset inside that value.
+/// A value or message that could not be converted; `offset` is the byte offset inside the value (0 for
+/// message-level errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message} at byte {offset}")]
 pub struct Error {

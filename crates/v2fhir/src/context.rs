@@ -1,0 +1,346 @@
+//! The state of one message's conversion: the bundle being built, the resources segments refer back to
+//! (the current patient, visit, order, report), and what was noticed on the way.
+//!
+//! Segment mappings read the message through [`crate::read`], convert values with the methods here (which
+//! apply the sender's profile and record problems as [`Issue`]s instead of failing), and add resources with
+//! [`Ctx::add`], which deduplicates by deterministic id.
+
+use std::collections::HashMap;
+
+use fhir::{
+    Bundle, BundleEntry, BundleRequest, CodeableConcept, Identifier, Reference, Resource,
+    TypedResource,
+};
+use hl7v2::{Message, Node};
+
+use crate::ids;
+use crate::profile::Profile;
+use crate::read;
+
+/// How bad an [`Issue`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Kept, but not as sent (a time without a zone, a value a FHIR element cannot carry).
+    Warning,
+    /// A value was left out of the bundle.
+    Error,
+}
+
+/// Something noticed while converting. `at` names the field (`PID-7`, `OBX[3]-5`), never its value, so
+/// issues can be logged and counted without PHI. Codes are not patient data and are kept in `code`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub severity: Severity,
+    pub at: String,
+    pub kind: IssueKind,
+    pub message: String,
+}
+
+/// What kind of [`Issue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueKind {
+    /// A value could not be read as its type (a date, a number).
+    Invalid,
+    /// A coded value the sender's code map does not know; passed through flagged or held per the map.
+    Unmapped {
+        map: String,
+        system: Option<String>,
+        code: String,
+    },
+    /// A segment the converter has no mapping for.
+    UnmappedSegment,
+}
+
+/// What a code map decided for one coded value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Coded {
+    /// The concept to record.
+    Concept(CodeableConcept),
+    /// The sender's map says this value records nothing (e.g. AL1 "NA" meaning "not applicable").
+    Nothing,
+    /// No value was sent.
+    Absent,
+}
+
+struct Entry {
+    resource: Resource,
+    request: BundleRequest,
+}
+
+/// One message's conversion in progress.
+pub struct Ctx<'a> {
+    pub message: &'a Message<'a>,
+    pub profile: &'a Profile,
+    /// MSH-9.1, e.g. `ADT`.
+    pub code: String,
+    /// MSH-9.2 (else EVN-1), e.g. `A01`.
+    pub event: String,
+    /// MSH-9.3 or the structure the event implies, e.g. `ADT_A01`.
+    pub structure: String,
+    /// The segment being converted and its occurrence, for issue locations (`OBX[3]`).
+    pub at_segment: String,
+    entries: Vec<Entry>,
+    index: HashMap<(&'static str, String), usize>,
+    pub issues: Vec<Issue>,
+    /// A value under a `hold` unmapped policy was seen: the message waits for review.
+    pub held: bool,
+    /// The current Patient (PID).
+    pub patient: Option<usize>,
+    /// The current Encounter (PV1).
+    pub encounter: Option<usize>,
+    /// The current order's ServiceRequest (ORC/OBR).
+    pub order: Option<usize>,
+    /// The current DiagnosticReport (OBR in a result message).
+    pub report: Option<usize>,
+    /// The resource the last segment produced; NTE attaches its notes here.
+    pub last: Option<usize>,
+    /// Set by a code map with the `reject` policy; the conversion fails with it at the end.
+    pub rejected: Option<crate::Error>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(message: &'a Message<'a>, profile: &'a Profile) -> Self {
+        let code = message
+            .message_code()
+            .map(|c| c.into_owned())
+            .unwrap_or_default();
+        let event = message
+            .trigger_event()
+            .map(|c| c.into_owned())
+            .or_else(|| message.text("EVN-1").map(|c| c.into_owned()))
+            .unwrap_or_default();
+        let structure = message
+            .message_structure()
+            .map(|c| c.into_owned())
+            .filter(|s| s.contains('_'))
+            .unwrap_or_else(|| crate::message::structure_of(&code, &event));
+        Ctx {
+            message,
+            profile,
+            code,
+            event,
+            structure,
+            at_segment: String::new(),
+            entries: Vec::new(),
+            index: HashMap::new(),
+            issues: Vec::new(),
+            held: false,
+            patient: None,
+            encounter: None,
+            order: None,
+            report: None,
+            last: None,
+            rejected: None,
+        }
+    }
+
+    /// `PID-7` style location of field `n` of the current segment.
+    pub fn at(&self, n: usize) -> String {
+        format!("{}-{n}", self.at_segment)
+    }
+
+    /// The deterministic id of a `resource_type` with identity `parts`.
+    pub fn id(&self, resource_type: &str, parts: &[&str]) -> String {
+        ids::id(resource_type, parts)
+    }
+
+    /// An id for a resource that has no business identifier: unique to this message (sender, control id)
+    /// and the segment it came from, so redelivery of the message rewrites it rather than duplicating it.
+    pub fn message_scoped_id(&self, resource_type: &str, discriminator: &str) -> String {
+        let sender = self
+            .message
+            .sending_facility()
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        let app = self
+            .message
+            .sending_application()
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        let control = self
+            .message
+            .control_id()
+            .map(|s| s.into_owned())
+            .unwrap_or_default();
+        ids::id(
+            resource_type,
+            &[&app, &sender, &control, &self.at_segment, discriminator],
+        )
+    }
+
+    /// Adds `resource` (whose `id` must be set) and returns its index. A resource with the same type and
+    /// id already in the bundle is kept and its index returned: the same practitioner named in five
+    /// fields is one Practitioner.
+    ///
+    /// `identity` is the business identifier the id was derived from; with a system, the entry is a
+    /// conditional update (`PUT Patient?identifier=system|value`) so a FHIR server that already knows the
+    /// resource under another id updates it instead of creating a second one.
+    pub fn add<T: TypedResource>(&mut self, resource: T, identity: Option<&Identifier>) -> usize {
+        let resource: Resource = resource.into();
+        let resource_type = resource.resource_type();
+        let id = resource
+            .id()
+            .expect("resources are added with an id")
+            .to_owned();
+        if let Some(&i) = self.index.get(&(resource_type, id.clone())) {
+            return i;
+        }
+        let url = match identity.and_then(|i| Some((i.system.as_deref()?, i.value.as_deref()?))) {
+            Some((system, value)) => format!(
+                "{resource_type}?identifier={}|{}",
+                query_escape(system),
+                query_escape(value)
+            ),
+            None => format!("{resource_type}/{id}"),
+        };
+        self.entries.push(Entry {
+            resource,
+            request: BundleRequest::new("PUT", url),
+        });
+        let i = self.entries.len() - 1;
+        self.index.insert((resource_type, id), i);
+        i
+    }
+
+    /// A reference to the resource at `index` (as `urn:uuid:`, the entry's fullUrl, so a server that
+    /// resolves a conditional update rewrites it to the id it chose).
+    pub fn reference(&self, index: usize) -> Reference {
+        let id = self.entries[index].resource.id().unwrap_or_default();
+        Reference {
+            reference: Some(format!("urn:uuid:{id}")),
+            ..Default::default()
+        }
+    }
+
+    /// The current patient as a reference.
+    pub fn patient_ref(&self) -> Option<Reference> {
+        self.patient.map(|i| self.reference(i))
+    }
+
+    /// The current encounter as a reference.
+    pub fn encounter_ref(&self) -> Option<Reference> {
+        self.encounter.map(|i| self.reference(i))
+    }
+
+    pub fn get<T: TypedResource>(&self, index: usize) -> Option<&T> {
+        self.entries.get(index)?.resource.downcast_ref::<T>()
+    }
+
+    pub fn get_mut<T: TypedResource>(&mut self, index: usize) -> Option<&mut T> {
+        self.entries.get_mut(index)?.resource.downcast_mut::<T>()
+    }
+
+    /// The resources added so far, in order.
+    pub fn resources(&self) -> impl Iterator<Item = &Resource> {
+        self.entries.iter().map(|e| &e.resource)
+    }
+
+    /// Records a problem at `at` (a field location, never a value).
+    pub fn issue(&mut self, severity: Severity, at: String, kind: IssueKind, message: String) {
+        self.issues.push(Issue {
+            severity,
+            at,
+            kind,
+            message,
+        });
+    }
+
+    /// DTM/TS `node` as a FHIR dateTime (profile's default zone applied); problems become issues.
+    pub fn dtm(&mut self, node: Option<Node<'_>>, at: impl Into<String>) -> Option<String> {
+        // A TS field carries its time in component 1.
+        let value = read::text(node.and_then(|n| n.component(1)).or(node))?;
+        match crate::dtm(&value, self.profile.time_zone.as_deref()) {
+            Ok(Some(dt)) => {
+                if dt.time_dropped() {
+                    self.issue(
+                        Severity::Warning,
+                        at.into(),
+                        IssueKind::Invalid,
+                        "time sent without a zone and the profile sets none: kept the date only"
+                            .into(),
+                    );
+                }
+                Some(dt.into_string())
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.issue(
+                    Severity::Error,
+                    at.into(),
+                    IssueKind::Invalid,
+                    e.to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    /// DT `node` as a FHIR date; problems become issues.
+    pub fn date(&mut self, node: Option<Node<'_>>, at: impl Into<String>) -> Option<String> {
+        let value = read::text(node.and_then(|n| n.component(1)).or(node))?;
+        match crate::date(&value) {
+            Ok(d) => d.map(crate::DateTime::into_string),
+            Err(e) => {
+                self.issue(
+                    Severity::Error,
+                    at.into(),
+                    IssueKind::Invalid,
+                    e.to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    /// CX `node` as an Identifier, the profile's default assigning authority filling an empty CX.4.
+    pub fn identifier(&self, node: Node<'_>) -> Option<Identifier> {
+        crate::cx(node, self.profile.default_authority.as_deref())
+    }
+
+    /// CWE/CE/CNE `node` at `at` (`AL1-3`) through the sender's code maps.
+    pub fn coded(&mut self, node: Option<Node<'_>>, at: &str) -> Coded {
+        let Some(concept) = node.and_then(crate::cwe) else {
+            return Coded::Absent;
+        };
+        crate::codemap::apply(self, concept, at)
+    }
+
+    /// As [`Ctx::coded`], `None` unless there is a concept to record.
+    pub fn code(&mut self, node: Option<Node<'_>>, at: &str) -> Option<CodeableConcept> {
+        match self.coded(node, at) {
+            Coded::Concept(c) => Some(c),
+            Coded::Nothing | Coded::Absent => None,
+        }
+    }
+
+    /// The finished transaction bundle.
+    pub fn into_bundle(self, bundle_id: String) -> Bundle {
+        let mut bundle = Bundle::transaction();
+        bundle.id = Some(bundle_id);
+        bundle.entry = self
+            .entries
+            .into_iter()
+            .map(|e| BundleEntry {
+                full_url: e.resource.id().map(|id| format!("urn:uuid:{id}")),
+                resource: Some(e.resource),
+                request: Some(e.request),
+                ..Default::default()
+            })
+            .collect();
+        bundle
+    }
+}
+
+/// Percent-encodes what a query value may not carry unescaped (`|` and `:` are left: FHIR token syntax).
+fn query_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
