@@ -26,6 +26,7 @@ mod datatypes;
 mod dtm;
 pub mod entities;
 mod error;
+pub mod fhir_to_v2;
 pub mod ids;
 pub mod message;
 pub mod profile;

@@ -41,7 +41,7 @@ impl Conversion {
 /// [`ErrorKind::Unsupported`] for a message code outside [`MESSAGE_CODES`] or without MSH;
 /// [`ErrorKind::Rejected`] when a code map with the `reject` policy meets a code it does not know.
 pub fn convert(message: &Message<'_>, profile: &Profile) -> Result<Conversion, Error> {
-    let Some(msh) = message.segment(0).filter(|s| s.id() == "MSH") else {
+    let Some(msh) = message.segment(1).filter(|s| s.id() == "MSH") else {
         return Err(Error::new(
             ErrorKind::Unsupported,
             0,

@@ -97,7 +97,7 @@ pub fn evn(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
 /// sending facility, else application), when (MSH-7), and which resources came from it.
 pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
     let message = ctx.message;
-    let Some(msh) = message.segment(0) else {
+    let Some(msh) = message.segment(1) else {
         return;
     };
     let recorded = ctx.dtm(msh.field(7), "MSH-7");

@@ -1,0 +1,1 @@
+//! FHIR R4 -> HL7 v2 (write-back): being written.
