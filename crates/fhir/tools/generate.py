@@ -39,6 +39,8 @@ RESOURCES = [
     "Bundle", "OperationOutcome",
     # Not in the list, but FHIR-Converter emits one in 113 of its 132 expected bundles.
     "Device",
+    # Vendor code maps export as ConceptMaps.
+    "ConceptMap",
 ]
 
 # FHIR primitive -> Rust type. FHIR `integer` is 32-bit signed, `unsignedInt`/`positiveInt` 31-bit unsigned.
@@ -171,6 +173,9 @@ class Generator:
                 done_choices.add(c["prefix"])
                 f = Field(c["prefix"], snake(c["prefix"]), "choice", None, "opt", props[name].get("description", ""))
                 f.choice_enum = t.rust + upper_first(c["prefix"])
+                # ConceptMap.target[x] would be named like the backbone ConceptMap.group.element.target.
+                if any(rust_type_name(d) == f.choice_enum for d in self.defs):
+                    f.choice_enum += "Choice"
                 for member in c["members"]:
                     suffix = member[len(c["prefix"]):]
                     ftype, kind = self.type_of_suffix(suffix)

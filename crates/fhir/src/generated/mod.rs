@@ -17,6 +17,8 @@ mod appointment;
 pub use appointment::*;
 mod bundle;
 pub use bundle::*;
+mod concept_map;
+pub use concept_map::*;
 mod condition;
 pub use condition::*;
 mod coverage;

@@ -15,6 +15,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "AllergyIntolerance",
     "Appointment",
     "Bundle",
+    "ConceptMap",
     "Condition",
     "Coverage",
     "Device",
@@ -56,6 +57,8 @@ pub enum Resource {
     Appointment(Box<Appointment>),
     /// `Bundle`.
     Bundle(Box<Bundle>),
+    /// `ConceptMap`.
+    ConceptMap(Box<ConceptMap>),
     /// `Condition`.
     Condition(Box<Condition>),
     /// `Coverage`.
@@ -116,6 +119,7 @@ impl Resource {
             Self::AllergyIntolerance(_) => "AllergyIntolerance",
             Self::Appointment(_) => "Appointment",
             Self::Bundle(_) => "Bundle",
+            Self::ConceptMap(_) => "ConceptMap",
             Self::Condition(_) => "Condition",
             Self::Coverage(_) => "Coverage",
             Self::Device(_) => "Device",
@@ -151,6 +155,7 @@ impl Resource {
             Self::AllergyIntolerance(r) => r.id.as_deref(),
             Self::Appointment(r) => r.id.as_deref(),
             Self::Bundle(r) => r.id.as_deref(),
+            Self::ConceptMap(r) => r.id.as_deref(),
             Self::Condition(r) => r.id.as_deref(),
             Self::Coverage(r) => r.id.as_deref(),
             Self::Device(r) => r.id.as_deref(),
@@ -186,6 +191,7 @@ impl Resource {
             Self::AllergyIntolerance(r) => r.id = id,
             Self::Appointment(r) => r.id = id,
             Self::Bundle(r) => r.id = id,
+            Self::ConceptMap(r) => r.id = id,
             Self::Condition(r) => r.id = id,
             Self::Coverage(r) => r.id = id,
             Self::Device(r) => r.id = id,
@@ -221,6 +227,7 @@ impl Resource {
             Self::AllergyIntolerance(r) => r.meta.as_ref(),
             Self::Appointment(r) => r.meta.as_ref(),
             Self::Bundle(r) => r.meta.as_ref(),
+            Self::ConceptMap(r) => r.meta.as_ref(),
             Self::Condition(r) => r.meta.as_ref(),
             Self::Coverage(r) => r.meta.as_ref(),
             Self::Device(r) => r.meta.as_ref(),
@@ -261,6 +268,7 @@ impl Resource {
             }
             "Appointment" => <Appointment as de::FhirObject>::visit(map, true).map(Self::from),
             "Bundle" => <Bundle as de::FhirObject>::visit(map, true).map(Self::from),
+            "ConceptMap" => <ConceptMap as de::FhirObject>::visit(map, true).map(Self::from),
             "Condition" => <Condition as de::FhirObject>::visit(map, true).map(Self::from),
             "Coverage" => <Coverage as de::FhirObject>::visit(map, true).map(Self::from),
             "Device" => <Device as de::FhirObject>::visit(map, true).map(Self::from),
@@ -314,6 +322,7 @@ impl Serialize for Resource {
             Self::AllergyIntolerance(r) => r.serialize(serializer),
             Self::Appointment(r) => r.serialize(serializer),
             Self::Bundle(r) => r.serialize(serializer),
+            Self::ConceptMap(r) => r.serialize(serializer),
             Self::Condition(r) => r.serialize(serializer),
             Self::Coverage(r) => r.serialize(serializer),
             Self::Device(r) => r.serialize(serializer),
@@ -478,6 +487,41 @@ impl TypedResource for Bundle {
     fn try_from_resource(resource: Resource) -> Result<Self, Resource> {
         match resource {
             Resource::Bundle(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ConceptMap> for Resource {
+    fn from(resource: ConceptMap) -> Self {
+        Self::ConceptMap(Box::new(resource))
+    }
+}
+
+impl TypedResource for ConceptMap {
+    const TYPE: &'static str = "ConceptMap";
+
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    fn from_resource(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ConceptMap(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn from_resource_mut(resource: &mut Resource) -> Option<&mut Self> {
+        match resource {
+            Resource::ConceptMap(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn try_from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ConceptMap(r) => Ok(*r),
             other => Err(other),
         }
     }
