@@ -41,6 +41,10 @@ enum Command {
     Send(cmd::send::Args),
     /// Receive messages over MLLP and acknowledge them as told (a test stand-in for an EHR).
     Listen(cmd::listen::Args),
+    /// Convert HL7 v2 messages to FHIR R4 bundles (or FHIR to v2 with --to v2) through a sender's profile.
+    Convert(cmd::convert::Args),
+    /// Run conversion fixtures (input, profile, expected output) and print every difference.
+    Test(cmd::test::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
         Command::Ack(args) => cmd::ack::run(args),
         Command::Send(args) => cmd::send::run(args),
         Command::Listen(args) => cmd::listen::run(args),
+        Command::Convert(args) => cmd::convert::run(args),
+        Command::Test(args) => cmd::test::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,7 +3,8 @@
 //!
 //! Map:
 //! - [`config`]: `causeway.toml`, parsed then validated (every error at once);
-//! - [`filter`], [`transform`]: what a channel does to a message;
+//! - [`filter`], [`transform`]: what a channel does to a message; [`fhir`]: the conversion to the
+//!   unified model (FHIR R4) through sender profiles, at ingest and for `format = "fhir"` destinations;
 //! - [`runtime`]: builds channels from the config and runs them; the ingest path that
 //!   stores a message and only then acknowledges it lives in [`runtime::channel`];
 //! - [`sources`]: MLLP listeners (plain or TLS), HTTP POST, directory watchers;
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod destinations;
+pub mod fhir;
 pub mod filter;
 pub mod net;
 pub mod runtime;

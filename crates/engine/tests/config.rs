@@ -631,6 +631,9 @@ fn every_toml_example_in_the_reference_validates() {
                     std::fs::create_dir_all(dir.path().join(p.get_ref())).unwrap();
                 }
             }
+            if let Some(profiles) = ch.fhir.as_ref().and_then(|f| f.get_ref().profiles.as_ref()) {
+                std::fs::create_dir_all(dir.path().join(profiles.get_ref())).unwrap();
+            }
             for t in &ch.transform {
                 if let Some(s) = &t.get_ref().script {
                     touch(&dir.path().join(s.get_ref()), script);
@@ -752,6 +755,7 @@ fn every_key() -> RawConfig {
     let destination = RawDestination {
         name: t("d"),
         kind: t("mllp"),
+        format: t("fhir"),
         connect: t("h:1"),
         tls: Some(s(RawClientTls {
             ca: t("ca"),
@@ -776,6 +780,9 @@ fn every_key() -> RawConfig {
         parallel: n(1),
     };
     let channel = RawChannel {
+        fhir: Some(s(RawFhir {
+            profiles: t("profiles"),
+        })),
         name: t("c"),
         enabled: Some(s(true)),
         source: Some(s(source)),

@@ -167,17 +167,21 @@ pub enum MessageState {
     Filtered,
     /// Processing failed (for example a transform error): kept for reprocessing.
     Error,
+    /// Accepted (AA) but waiting for review before it is routed: a code map's `hold` policy met a
+    /// code it does not know. Reprocessing after the map is fixed routes it.
+    Held,
 }
 
 impl MessageState {
     /// Every state, in lifecycle order.
-    pub const ALL: [MessageState; 6] = [
+    pub const ALL: [MessageState; 7] = [
         Self::Received,
         Self::Accepted,
         Self::Rejected,
         Self::Duplicate,
         Self::Filtered,
         Self::Error,
+        Self::Held,
     ];
 
     /// The name stored in the database and shown to users.
@@ -189,6 +193,7 @@ impl MessageState {
             Self::Duplicate => "duplicate",
             Self::Filtered => "filtered",
             Self::Error => "error",
+            Self::Held => "held",
         }
     }
 
@@ -636,13 +641,16 @@ pub enum EventKind {
     Lifecycle,
     /// A configured alert fired (written by the engine).
     Alert,
+    /// A coded value no code map of its sender knew (written by the engine; the detail names the
+    /// map, field, system and code, which are vocabulary, not patient data).
+    UnmappedCode,
     /// Anything else worth recording (written by the engine).
     Note,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         Self::Duplicate,
         Self::ControlIdReused,
         Self::StateChanged,
@@ -654,6 +662,7 @@ impl EventKind {
         Self::Connection,
         Self::Lifecycle,
         Self::Alert,
+        Self::UnmappedCode,
         Self::Note,
     ];
 
@@ -671,6 +680,7 @@ impl EventKind {
             Self::Connection => "connection",
             Self::Lifecycle => "lifecycle",
             Self::Alert => "alert",
+            Self::UnmappedCode => "unmapped_code",
             Self::Note => "note",
         }
     }

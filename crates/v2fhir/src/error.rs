@@ -15,12 +15,21 @@ pub enum ErrorKind {
     Unsupported,
     /// A sender's code map with the `reject` policy met a code it does not map.
     Rejected,
+    /// Write-back (FHIR -> v2): the resource lacks an element the message needs (the message names it,
+    /// e.g. `Observation.code`).
+    MissingElement,
+    /// Write-back: a reference the message needs (e.g. `Observation.subject`) names no resource in the
+    /// bundle or resolver.
+    UnresolvedReference,
+    /// Write-back: the v2 message could not be built (a path the writer formed was refused); a bug, not
+    /// bad input.
+    Build,
 }
 
 /// A value or message that could not be converted; `offset` is the byte offset inside the value (0 for
 /// message-level errors).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} at byte {offset}")]
+#[error("{message}{}", at_byte(*kind, *offset))]
 pub struct Error {
     pub kind: ErrorKind,
     pub offset: usize,
@@ -34,5 +43,13 @@ impl Error {
             offset,
             message: message.into(),
         }
+    }
+}
+
+/// Value errors name the byte in the value; message-level errors have no position.
+fn at_byte(kind: ErrorKind, offset: usize) -> String {
+    match kind {
+        ErrorKind::Unsupported | ErrorKind::Rejected => String::new(),
+        _ => format!(" at byte {offset}"),
     }
 }

@@ -2,10 +2,13 @@
 
 pub mod ack;
 pub mod check;
+pub mod convert;
+pub mod convert_v2;
 pub mod get;
 pub mod listen;
 pub mod parse;
 pub mod reprocess;
 pub mod send;
 pub mod serve;
+pub mod test;
 pub mod validate;

@@ -190,6 +190,8 @@ pub struct ChannelConfig {
     pub transforms: Transforms,
     /// No destinations: messages are stored and that is all.
     pub destinations: Vec<DestinationConfig>,
+    /// `[channel.fhir]`: routed messages are converted to FHIR R4 at ingest through these profiles.
+    pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
 }
 
 impl ChannelConfig {
@@ -291,6 +293,18 @@ pub struct DestinationConfig {
     /// 1: strict FIFO (a failing head blocks the queue); more: that many deliveries at once,
     /// in roughly FIFO order.
     pub parallel: usize,
+    /// What is delivered: the HL7 v2 message, or its FHIR R4 bundle (JSON).
+    pub format: PayloadFormat,
+}
+
+/// What a destination delivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadFormat {
+    /// The HL7 v2 message as stored (after the channel's transforms).
+    #[default]
+    Hl7,
+    /// The FHIR R4 transaction bundle of the message, as JSON (`application/fhir+json`).
+    Fhir,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -599,6 +613,7 @@ impl Config {
                 filters: Vec::new(),
                 transforms: Transforms::default(),
                 destinations: Vec::new(),
+                fhir: None,
             }],
         }
     }

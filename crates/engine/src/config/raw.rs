@@ -76,6 +76,17 @@ pub struct RawChannel {
     pub transform: Vec<Spanned<RawTransform>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destination: Vec<Spanned<RawDestination>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir: Option<Spanned<RawFhir>>,
+}
+
+/// `[channel.fhir]`: convert each routed message to FHIR R4 at ingest, through sender profiles.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFhir {
+    /// A profile file or a folder of `*.toml` profiles, relative to the configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profiles: Text,
 }
 
 /// Every key of every source type; `type` says which apply.
@@ -236,6 +247,9 @@ pub struct RawDestination {
     pub name: Text,
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Text,
+    /// `hl7` (default) or `fhir` (http and file destinations of a channel with `[channel.fhir]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Text,
     // mllp
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Text,

@@ -16,6 +16,7 @@ use super::error::{ConfigError, ConfigErrorKind as K, Errors};
 use super::raw::*;
 use super::units::{self, check_name, format_duration, parse_address, parse_duration, parse_size};
 use super::*;
+use crate::fhir::FhirConversion;
 use crate::filter::{Accept, Condition, Filter, TypePattern, Wildcard};
 use crate::transform::{Anchor, CodeTable, InvalidTransform, ScriptEngine, Transform, Transforms};
 
@@ -457,7 +458,29 @@ impl<'a> Validator<'a> {
             }
             destinations.push(self.destination(&dkey, d));
         }
+        let fhir = ch
+            .fhir
+            .as_ref()
+            .and_then(|f| self.fhir(&format!("{key}.fhir"), f));
+        if fhir.is_none() {
+            for (j, d) in ch.destination.iter().enumerate() {
+                if let Some(f) = d
+                    .get_ref()
+                    .format
+                    .as_ref()
+                    .filter(|f| f.get_ref() == "fhir")
+                {
+                    self.err(
+                        K::Invalid,
+                        &format!("{key}.destination[{j}].format"),
+                        f.span(),
+                        "\"fhir\" needs the channel's [channel.fhir] section (its profiles)",
+                    );
+                }
+            }
+        }
         ChannelConfig {
+            fhir,
             name,
             enabled: ch.enabled.as_ref().is_none_or(|e| *e.get_ref()),
             source,
@@ -466,6 +489,39 @@ impl<'a> Validator<'a> {
             filters,
             transforms: Transforms::new(transforms),
             destinations,
+        }
+    }
+
+    /// `[channel.fhir]`: the profiles are read and checked now, every problem reported.
+    fn fhir(&mut self, key: &str, raw: &Spanned<RawFhir>) -> Option<Arc<FhirConversion>> {
+        let Some(p) = &raw.get_ref().profiles else {
+            // No profiles: every sender is read plainly (no code maps).
+            return Some(Arc::new(FhirConversion {
+                source: PathBuf::new(),
+                profiles: Vec::new(),
+            }));
+        };
+        let path = self.resolve(p.get_ref());
+        if !path.exists() {
+            self.err(
+                K::NotFound,
+                &format!("{key}.profiles"),
+                p.span(),
+                format!("no such file or folder: {}", path.display()),
+            );
+            return None;
+        }
+        match crate::fhir::load_profiles(&path) {
+            Ok(profiles) => Some(Arc::new(FhirConversion {
+                source: path,
+                profiles,
+            })),
+            Err(errors) => {
+                for e in errors {
+                    self.err(K::Invalid, &format!("{key}.profiles"), p.span(), e);
+                }
+                None
+            }
         }
     }
 
@@ -1145,11 +1201,35 @@ impl<'a> Validator<'a> {
                 }
             },
         };
+        let format = match d.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            None | Some((_, "hl7")) => PayloadFormat::Hl7,
+            Some((f, "fhir")) => {
+                if matches!(kind, DestinationKind::Mllp(_)) {
+                    self.err(
+                        K::Invalid,
+                        &k("format"),
+                        f.span(),
+                        "mllp destinations carry HL7 v2: \"fhir\" is for http and file destinations",
+                    );
+                }
+                PayloadFormat::Fhir
+            }
+            Some((f, other)) => {
+                self.err(
+                    K::Invalid,
+                    &k("format"),
+                    f.span(),
+                    format!("unknown format {other:?}: expected \"hl7\" or \"fhir\""),
+                );
+                PayloadFormat::Hl7
+            }
+        };
         DestinationConfig {
             name,
             kind,
             retry,
             parallel,
+            format,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The HTTP destination (webhook): POST of the raw HL7 message.
+//! The HTTP destination (webhook): POST of the HL7 message (or its FHIR bundle with `format = "fhir"`).
 //!
 //! 2xx is delivered; 408, 429 and 5xx, timeouts and connection failures are retried; any
 //! other status is a permanent refusal. The response body (cut to 4 KiB) is kept as the ACK.
@@ -10,6 +10,9 @@ use super::Attempt;
 /// Media type for ER7-encoded HL7 v2 (as registered by HL7 for v2 over HTTP).
 pub const HL7_MEDIA_TYPE: &str = "x-application/hl7-v2+er7";
 
+/// Media type of FHIR JSON (a `format = "fhir"` destination's bundles).
+pub const FHIR_MEDIA_TYPE: &str = "application/fhir+json";
+
 /// Response bodies kept as the ACK are cut to this length: enough for an HL7 ACK or an
 /// error document, small enough for the queue table.
 const MAX_KEPT_RESPONSE: usize = 4096;
@@ -19,6 +22,8 @@ pub struct HttpSender {
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub timeout: Duration,
+    /// [`HL7_MEDIA_TYPE`], or [`FHIR_MEDIA_TYPE`] for `format = "fhir"`.
+    pub content_type: &'static str,
 }
 
 impl HttpSender {
@@ -31,7 +36,7 @@ impl HttpSender {
             .client
             .post(&self.url)
             .timeout(self.timeout)
-            .header("content-type", HL7_MEDIA_TYPE)
+            .header("content-type", self.content_type)
             .header("x-hl7-control-id", control_id)
             .body(payload.to_vec());
         for (k, v) in &self.headers {

@@ -77,6 +77,8 @@ pub struct Worker {
     pub mode: ClaimMode,
     pub store: Arc<dyn Store>,
     pub wake: Arc<Notify>,
+    /// `format = "fhir"`: the message's FHIR bundle (JSON) is delivered instead of the v2 message.
+    pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
 }
 
 /// Most deliveries a FIFO worker claims at once: each batch costs two store writes (claim,
@@ -189,6 +191,17 @@ impl Worker {
         };
         let header = &stored.summary.header;
         let control_id = header.control_id.clone();
+        let bundle;
+        let payload = match &self.fhir {
+            None => payload,
+            Some(fhir) => match fhir.bundle_json(payload) {
+                Ok(json) => {
+                    bundle = json;
+                    &bundle
+                }
+                Err(error) => return Outcome::Failed { error, ack: None },
+            },
+        };
         let attempt = self.sender.deliver(payload, header, delivery).await;
         // The claim already counted this attempt (`attempts` is the store's fencing token).
         let attempts = delivery.attempts;

@@ -10,6 +10,14 @@
 //! - a duplicate (same sender, control id and bytes) gets the ACK stored for the first copy
 //!   and is not routed again.
 //!
+//! With `[channel.fhir]`, the routed message is also converted to FHIR R4 before it is stored:
+//! - a code map with the `reject` policy meeting a code it does not know answers **AE** (ERR-3 103,
+//!   "table value not found", naming the field and the code); the message is stored as rejected;
+//! - a message type the conversion does not cover answers **AR** (ERR-3 200);
+//! - a `hold` map meeting an unknown code stores the message as `held` (not routed) and answers AA: it
+//!   is safe with us and waits for an analyst to fix the map and reprocess it;
+//! - every unmapped value is counted and recorded as an `unmapped_code` event (map, field, code, sender).
+//!
 //! A transform failure is the engine's problem, not the sender's: the message is stored in
 //! state `error` (reprocessable), an event is raised, and the sender gets AA because the
 //! message is safe with us. The ACK is built before the insert so it is committed with the
@@ -58,6 +66,8 @@ pub struct Channel {
     /// Woken after each routed insert so idle destination workers start at once.
     pub wake: Arc<Notify>,
     pub stats: Arc<ChannelStats>,
+    /// `[channel.fhir]`: conversion to the unified model at ingest.
+    pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
     ack_ids: AckIds,
 }
 
@@ -175,10 +185,24 @@ fn raw_header_of(raw: &[u8]) -> Header {
 
 /// The routing decision for a parsed message.
 enum Decision {
-    Route { outbound: Option<Vec<u8>> },
+    Route {
+        outbound: Option<Vec<u8>>,
+    },
+    /// AR: the channel does not take this message.
     Refuse(AckError),
+    /// AE: the message is well formed but its content cannot be processed (an unmapped code).
+    RefuseContent(AckError),
+    /// Stored, acknowledged, not routed until reviewed.
+    Hold {
+        outbound: Option<Vec<u8>>,
+    },
     Filter,
     Error(String),
+}
+
+/// A coded value no code map knew, to be recorded as an event once the message has its id.
+struct Unmapped {
+    detail: String,
 }
 
 impl Channel {
@@ -200,6 +224,7 @@ impl Channel {
             store,
             wake,
             stats: Arc::new(ChannelStats::default()),
+            fhir: None,
             ack_ids: AckIds::new(),
         }
     }
@@ -223,8 +248,22 @@ impl Channel {
             }
         };
         let mode = AckMode::of(&msg);
-        let decision = self.decide(&msg);
+        let (decision, unmapped) = self.decide(&msg);
         let (state, queues, outbound, code, errors) = match decision {
+            Decision::Hold { outbound } => (
+                MessageState::Held,
+                Vec::new(),
+                outbound,
+                AckCode::AA,
+                Vec::new(),
+            ),
+            Decision::RefuseContent(err) => (
+                MessageState::Rejected,
+                Vec::new(),
+                None,
+                AckCode::AE,
+                vec![err],
+            ),
             Decision::Route { outbound } => (
                 MessageState::Accepted,
                 self.queues.clone(),
@@ -293,6 +332,21 @@ impl Channel {
                 if routed {
                     self.wake.notify_waiters();
                 }
+                for u in unmapped {
+                    let event = causeway_store::NewEvent {
+                        channel: self.name.clone(),
+                        destination: None,
+                        message_id: Some(outcome.id),
+                        kind: causeway_store::EventKind::UnmappedCode,
+                        detail: u.detail,
+                    };
+                    if let Err(e) = self.store.add_event(event).await {
+                        tracing::warn!(channel = %self.name, error = %e, "could not record an unmapped code event");
+                    }
+                }
+                if state == MessageState::Held {
+                    tracing::info!(channel = %self.name, id = %outcome.id, control_id = %msg.control_id().unwrap_or_default(), "message held for review: a code map's hold policy met an unmapped code");
+                }
                 tracing::debug!(channel = %self.name, id = %outcome.id, control_id = %msg.control_id().unwrap_or_default(), message_type = %msg.message_type(), size = raw.len(), state = %state, "message stored");
                 self.reply(mode, ack, wire_code)
             }
@@ -322,7 +376,15 @@ impl Channel {
         }
     }
 
-    fn decide(&self, msg: &Message<'_>) -> Decision {
+    fn decide(&self, msg: &Message<'_>) -> (Decision, Vec<Unmapped>) {
+        let decision = self.route(msg);
+        match (decision, &self.fhir) {
+            (Decision::Route { outbound }, Some(fhir)) => self.convert(msg, outbound, fhir),
+            (decision, _) => (decision, Vec::new()),
+        }
+    }
+
+    fn route(&self, msg: &Message<'_>) -> Decision {
         if let Err(refusal) = self.accept.check(msg) {
             return Decision::Refuse(AckError::new(refusal.err3, refusal.text));
         }
@@ -353,6 +415,76 @@ impl Channel {
             Verdict::Filter => Decision::Filter,
             Verdict::Reject { reason } => Decision::Refuse(AckError::new(207, reason)),
         }
+    }
+
+    /// Converts the routed message (as transformed) to FHIR and decides on the code maps' policies.
+    fn convert(
+        &self,
+        msg: &Message<'_>,
+        outbound: Option<Vec<u8>>,
+        fhir: &crate::fhir::FhirConversion,
+    ) -> (Decision, Vec<Unmapped>) {
+        let result = match &outbound {
+            Some(bytes) => match hl7v2::parse(bytes) {
+                Ok(transformed) => fhir.convert(&transformed),
+                Err(e) => {
+                    return (
+                        Decision::Error(format!("transformed message does not parse: {}", e.kind)),
+                        Vec::new(),
+                    );
+                }
+            },
+            None => fhir.convert(msg),
+        };
+        let sender = format!(
+            "{}/{}",
+            msg.sending_application().unwrap_or_default(),
+            msg.sending_facility().unwrap_or_default()
+        );
+        let conversion = match result {
+            Ok(c) => c,
+            Err(e) => {
+                let refusal = match e.kind {
+                    v2fhir::ErrorKind::Rejected => {
+                        Decision::RefuseContent(AckError::new(103, e.message.clone()))
+                    }
+                    _ => Decision::Refuse(AckError::new(200, e.message.clone())),
+                };
+                let unmapped = match e.kind {
+                    v2fhir::ErrorKind::Rejected => vec![Unmapped {
+                        detail: format!("sender={sender} policy=reject {}", e.message),
+                    }],
+                    _ => Vec::new(),
+                };
+                self.stats
+                    .unmapped_codes
+                    .fetch_add(unmapped.len() as u64, Ordering::Relaxed);
+                return (refusal, unmapped);
+            }
+        };
+        let unmapped: Vec<Unmapped> = conversion
+            .issues
+            .iter()
+            .filter_map(|i| match &i.kind {
+                v2fhir::IssueKind::Unmapped { map, system, code } => Some(Unmapped {
+                    detail: format!(
+                        "sender={sender} map={map} field={} system={} code={code}",
+                        i.at,
+                        system.as_deref().unwrap_or("")
+                    ),
+                }),
+                _ => None,
+            })
+            .collect();
+        self.stats
+            .unmapped_codes
+            .fetch_add(unmapped.len() as u64, Ordering::Relaxed);
+        let decision = if conversion.held {
+            Decision::Hold { outbound }
+        } else {
+            Decision::Route { outbound }
+        };
+        (decision, unmapped)
     }
 
     async fn refuse_unparseable(
@@ -445,12 +577,15 @@ impl Channel {
         let raw = stored.raw.ok_or(ReprocessError::Purged(id))?;
         let (state, outbound, queues) = match hl7v2::parse(&raw) {
             Err(_) => (MessageState::Rejected, None, Vec::new()),
-            Ok(msg) => match self.decide(&msg) {
+            Ok(msg) => match self.decide(&msg).0 {
                 Decision::Route { outbound } => {
                     (MessageState::Accepted, outbound, self.queues.clone())
                 }
+                Decision::Hold { outbound } => (MessageState::Held, outbound, Vec::new()),
                 Decision::Filter => (MessageState::Filtered, None, Vec::new()),
-                Decision::Refuse(_) => (MessageState::Rejected, None, Vec::new()),
+                Decision::Refuse(_) | Decision::RefuseContent(_) => {
+                    (MessageState::Rejected, None, Vec::new())
+                }
                 Decision::Error(text) => {
                     tracing::warn!(channel = %self.name, id = %id, error = %text, "transform failed on reprocess");
                     (MessageState::Error, None, Vec::new())

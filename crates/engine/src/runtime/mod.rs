@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{ChannelConfig, Config, DestinationKind, SourceConfig};
+use crate::config::{ChannelConfig, Config, DestinationKind, PayloadFormat, SourceConfig};
 use crate::destinations::{self, Sender, Worker};
 use crate::net::client::MllpClient;
 use crate::net::tls;
@@ -320,8 +320,18 @@ fn build_channel(
         let retry = dest.retry;
         let parallel = dest.parallel.max(1);
         for i in 0..parallel {
-            let sender = build_sender(&cfg.name, &dest.name, &dest.kind)?;
+            let mut sender = build_sender(&cfg.name, &dest.name, &dest.kind)?;
+            let fhir = match dest.format {
+                PayloadFormat::Hl7 => None,
+                PayloadFormat::Fhir => {
+                    if let Sender::Http(h) = &mut sender {
+                        h.content_type = destinations::http::FHIR_MEDIA_TYPE;
+                    }
+                    cfg.fhir.clone()
+                }
+            };
             workers.push(Worker {
+                fhir,
                 queue: queue.clone(),
                 worker_id: format!("{queue}#{i}@{}", node_name()),
                 sender,
@@ -337,7 +347,7 @@ fn build_channel(
         }
         queues.push(queue);
     }
-    let channel = Channel::new(
+    let mut channel = Channel::new(
         cfg.name.clone(),
         cfg.accept.clone(),
         cfg.filters.clone(),
@@ -346,6 +356,7 @@ fn build_channel(
         store.clone(),
         wake,
     );
+    channel.fhir = cfg.fhir.clone();
     Ok((channel, workers))
 }
 
@@ -406,6 +417,7 @@ fn build_sender(
                 url: d.url.clone(),
                 headers: d.headers.clone(),
                 timeout: d.timeout,
+                content_type: destinations::http::HL7_MEDIA_TYPE,
             })
         }
         DestinationKind::File(d) => Sender::File(destinations::file::FileSender {

@@ -13,7 +13,10 @@ use rusqlite::{Connection, TransactionBehavior};
 use crate::{Error, Result};
 
 /// The migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/0001_initial.sql"),
+    include_str!("../../migrations/0002_held_state.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -69,6 +72,55 @@ mod tests {
             SCHEMA_VERSION
         );
         assert_eq!(version(&conn).expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn version_2_keeps_rows_and_the_id_counter_and_allows_held() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        conn.execute_batch(MIGRATIONS[0]).expect("version 1");
+        conn.pragma_update(None, "user_version", 1).expect("v1");
+        let insert = |conn: &Connection, id: i64, state: &str| {
+            conn.execute(
+                "INSERT INTO messages (id, channel, received_at, peer, sending_app, sending_facility,
+                     message_type, control_id, version, state, payload_sha256, size)
+                 VALUES (?1, 'c', 1, 'p', 'a', 'f', 'ADT^A01', 'x', '2.5', ?2, x'00', 1)",
+                rusqlite::params![id, state],
+            )
+        };
+        insert(&conn, 1, "accepted").expect("row 1");
+        insert(&conn, 7, "accepted").expect("row 7");
+        assert!(insert(&conn, 8, "held").is_err(), "version 1 refuses held");
+        // The highest id was deleted (metadata retention): its number must not come back.
+        conn.execute("DELETE FROM messages WHERE id = 7", [])
+            .expect("purge");
+        assert_eq!(
+            migrate(&mut conn, Path::new(":memory:")).expect("migrate"),
+            1
+        );
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 1);
+        conn.execute(
+            "INSERT INTO messages (channel, received_at, peer, sending_app, sending_facility,
+                 message_type, control_id, version, state, payload_sha256, size)
+             VALUES ('c', 1, 'p', 'a', 'f', 'ADT^A01', 'y', '2.5', 'held', x'00', 1)",
+            [],
+        )
+        .expect("held is allowed");
+        let id: i64 = conn
+            .query_row("SELECT max(id) FROM messages", [], |r| r.get(0))
+            .expect("id");
+        assert_eq!(id, 8, "ids continue after the purged 7");
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'
+                   AND name LIKE 'messages_%'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("indexes");
+        assert_eq!(indexes, 6);
     }
 
     #[test]
