@@ -45,6 +45,8 @@ enum Command {
     Convert(cmd::convert::Args),
     /// Run conversion fixtures (input, profile, expected output) and print every difference.
     Test(cmd::test::Args),
+    /// Check vendor profiles, or export their code maps as FHIR ConceptMaps.
+    Profile(cmd::profile::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Listen(args) => cmd::listen::run(args),
         Command::Convert(args) => cmd::convert::run(args),
         Command::Test(args) => cmd::test::run(args),
+        Command::Profile(args) => cmd::profile::run(args),
     };
     match result {
         Ok(code) => code,

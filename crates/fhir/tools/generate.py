@@ -41,6 +41,8 @@ RESOURCES = [
     "Device",
     # Vendor code maps export as ConceptMaps.
     "ConceptMap",
+    # FT1 (DFT_P03, DFT_P11) charges, as FHIR-Converter and the v2-to-FHIR IG map them.
+    "ChargeItem",
 ]
 
 # FHIR primitive -> Rust type. FHIR `integer` is 32-bit signed, `unsignedInt`/`positiveInt` 31-bit unsigned.

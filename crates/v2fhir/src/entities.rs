@@ -1,14 +1,132 @@
 //! The resources v2 composite types name: XCN -> Practitioner, XON and HD -> Organization, PL -> Location,
 //! HD (application) -> Device. Each is added once per bundle (deterministic id) and returned as an index.
+//!
+//! Also the identifier helpers these share: [`identifier`] (CX with its type display, period and
+//! assigner Organization) and [`v2_0203_display`].
 
-use fhir::{Device, Identifier, Location, Organization, Practitioner};
+use fhir::{
+    CodeableConcept, Coding, Device, HumanName, Identifier, Location, Organization, Period,
+    Practitioner, Reference,
+};
 use hl7v2::Node;
 
 use crate::context::Ctx;
-use crate::read::{comp, present};
+use crate::read::{comp, present, sub, text};
 
-/// XCN (or CNN/NDL name part) -> Practitioner: identifier XCN.1 with system from XCN.9, name XCN.2-7.
-/// The id comes from the identifier when there is one, else from the name.
+/// `http://terminology.hl7.org/CodeSystem/v2-0301`, universal id types (HD.3).
+pub const V2_0301: &str = "http://terminology.hl7.org/CodeSystem/v2-0301";
+/// `http://terminology.hl7.org/CodeSystem/location-physical-type`.
+pub const LOCATION_PHYSICAL_TYPE: &str =
+    "http://terminology.hl7.org/CodeSystem/location-physical-type";
+
+/// The display of a v2 table 0203 identifier type, for the codes senders use most.
+pub fn v2_0203_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "AM" => "American Express",
+        "AN" => "Account number",
+        "ANC" => "Account number Creditor",
+        "AND" => "Account number debitor",
+        "ANON" => "Anonymous identifier",
+        "BA" => "Bank Account Number",
+        "BC" => "Bank Card Number",
+        "BR" => "Birth registry number",
+        "DI" => "Diner’s Club card",
+        "DL" => "Driver's license number",
+        "DN" => "Doctor number",
+        "EI" => "Employee number",
+        "EN" => "Employer number",
+        "FI" => "Facility ID",
+        "FILL" => "Filler Identifier",
+        "LR" => "Local Registry ID",
+        "MA" => "Patient Medicaid number",
+        "MB" => "Member Number",
+        "MC" => "Patient's Medicare number",
+        "MI" => "Military ID number",
+        "MR" => "Medical record number",
+        "NH" => "National Health Plan Identifier",
+        "NI" => "National unique individual identifier",
+        "NIIP" => "National Insurance Payor Identifier (Payor)",
+        "NPI" => "National provider identifier",
+        "PI" => "Patient internal identifier",
+        "PLAC" => "Placer Identifier",
+        "PN" => "Person number",
+        "PPN" => "Passport number",
+        "PRN" => "Provider number",
+        "PT" => "Patient external identifier",
+        "SB" => "Social Beneficiary Identifier",
+        "SN" => "Subscriber Number",
+        "SR" => "State registry ID",
+        "SS" => "Social Security number",
+        "TAX" => "Tax ID number",
+        "U" => "Unspecified identifier",
+        "VN" => "Visit number",
+        "XX" => "Organization identifier",
+        _ => return None,
+    })
+}
+
+/// The display of a v2 table 0301 universal id type (HD.3).
+fn v2_0301_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "DNS" => {
+            "An Internet host name, in accordance with RFC 1035; or an IP address. Either in ASCII or as integers, with periods between components (“dotted” notation)."
+        }
+        "GUID" => "Same as UUID.",
+        "HCD" => "The CEN Healthcare Coding Scheme Designator",
+        "ISO" => {
+            "An International Standards Organization Object Identifier (OID), in accordance with ISO/IEC 8824. Formatted as decimal digits separated by periods; recommended limit of 64 characters"
+        }
+        "URI" => "Uniform Resource Identifier",
+        "UUID" => {
+            "The DCE Universal Unique Identifier, in accordance with RFC 4122. Recommended format is 32 hexadecimal digits separated by hyphens, in the digit grouping 8-4-4-4-12"
+        }
+        "X400" => "An X.400 MHS identifier",
+        "X500" => "An X.500 directory name",
+        _ => return None,
+    })
+}
+
+/// A v2-0203 identifier type concept with its display where known.
+pub fn identifier_type(code: String) -> CodeableConcept {
+    let display = v2_0203_display(&code);
+    CodeableConcept::coding(crate::V2_0203_SYSTEM, code, display)
+}
+
+/// CX `node` -> Identifier per `CX[Identifier]`: [`crate::cx`] (value, system, type) plus the type's
+/// display, period CX.7-8 and the assigner Organization from CX.4 when it carries a universal id.
+pub fn identifier(ctx: &mut Ctx<'_>, node: Node<'_>, at: &str) -> Option<Identifier> {
+    let mut id = ctx.identifier(node)?;
+    if let Some(t) = comp(node, 5) {
+        id.r#type = Some(identifier_type(t));
+    }
+    let start = ctx.date(node.component(7), at);
+    let end = ctx.date(node.component(8), at);
+    id.period = period(start, end);
+    id.assigner = node.component(4).and_then(|hd| assigner(ctx, hd));
+    Some(id)
+}
+
+/// A Period from optional start and end; `None` when both are empty.
+pub fn period(start: Option<String>, end: Option<String>) -> Option<Period> {
+    (start.is_some() || end.is_some()).then(|| Period {
+        start,
+        end,
+        ..Default::default()
+    })
+}
+
+/// An HD naming who assigned an identifier (CX.4, XCN.9, XON.6) -> a reference to its Organization, when
+/// the HD carries a universal id (a namespace id alone is already the identifier's system).
+pub fn assigner(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<Reference> {
+    let (_, universal, _) = hd_parts(hd);
+    universal?;
+    organization_hd(ctx, hd).map(|i| ctx.reference(i))
+}
+
+/// XCN (or CNN/NDL name part) -> Practitioner per `XCN[Practitioner]`: identifier XCN.1 with system
+/// from XCN.9 (assigner Organization when it has a universal id) and type XCN.13; name family XCN.2,
+/// given XCN.3-4, suffix XCN.5, XCN.7 and XCN.21, prefix XCN.6, use XCN.10 (table 0200), period
+/// XCN.19-20. The id comes from the identifier when there is one, else from the name.
 pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
     if !present(xcn) {
         return None;
@@ -21,25 +139,11 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
         Identifier {
             value: Some(value),
             system,
-            r#type: comp(xcn, 13)
-                .map(|t| fhir::CodeableConcept::coding(crate::V2_0203_SYSTEM, t, None)),
+            r#type: comp(xcn, 13).map(identifier_type),
             ..Default::default()
         }
     });
-    // XCN.2..7 are XPN.1..6 shifted by one: family, given, middle, suffix, prefix, degree.
-    let name = {
-        let family = comp(xcn, 2);
-        let given: Vec<String> = [3, 4].iter().filter_map(|&c| comp(xcn, c)).collect();
-        let prefix: Vec<String> = comp(xcn, 6).into_iter().collect();
-        let suffix: Vec<String> = [5, 7].iter().filter_map(|&c| comp(xcn, c)).collect();
-        (family.is_some() || !given.is_empty()).then(|| fhir::HumanName {
-            family,
-            given,
-            prefix,
-            suffix,
-            ..Default::default()
-        })
-    };
+    let name = xcn_name(ctx, xcn);
     if identifier.is_none() && name.is_none() {
         return None;
     }
@@ -53,6 +157,10 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
         ),
         None => ctx.id("Practitioner", &["name", &xcn.decoded()]),
     };
+    let identifier = identifier.map(|mut i| {
+        i.assigner = xcn.component(9).and_then(|hd| assigner(ctx, hd));
+        i
+    });
     let resource = Practitioner {
         id: Some(id),
         identifier: identifier.clone().into_iter().collect(),
@@ -63,11 +171,36 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
     Some(ctx.add(resource, conditional.as_ref()))
 }
 
+/// The name in an XCN (XCN.2-7, 10, 19-21): XCN.2..7 are XPN.1..6 shifted by one.
+pub fn xcn_name(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<HumanName> {
+    let family = comp(xcn, 2);
+    let given: Vec<String> = [3, 4].iter().filter_map(|&c| comp(xcn, c)).collect();
+    let prefix: Vec<String> = comp(xcn, 6).into_iter().collect();
+    let suffix: Vec<String> = [5, 7, 21].iter().filter_map(|&c| comp(xcn, c)).collect();
+    if family.is_none() && given.is_empty() {
+        return None;
+    }
+    let at = format!("{}(XCN.19)", ctx.at_segment);
+    let start = ctx.dtm(xcn.component(19), at.clone());
+    let end = ctx.dtm(xcn.component(20), at);
+    Some(HumanName {
+        family,
+        given,
+        prefix,
+        suffix,
+        r#use: comp(xcn, 10)
+            .and_then(|u| crate::name_use(&u))
+            .map(str::to_owned),
+        period: period(start, end),
+        ..Default::default()
+    })
+}
+
 /// The (namespace id, universal id, universal id type) of an HD, whether it is a field or repetition
 /// (parts are components) or a component inside a composite (parts are subcomponents).
 pub fn hd_parts(hd: Node<'_>) -> (Option<String>, Option<String>, Option<String>) {
     if hd.level() == hl7v2::Level::Component {
-        let part = |s| crate::read::text(hd.subcomponent(s));
+        let part = |s| text(hd.subcomponent(s));
         (part(1), part(2), part(3))
     } else {
         (comp(hd, 1), comp(hd, 2), comp(hd, 3))
@@ -78,15 +211,31 @@ pub fn hd_parts(hd: Node<'_>) -> (Option<String>, Option<String>, Option<String>
 /// as given for URI), else its namespace id as given.
 pub fn hd_system(hd: Node<'_>) -> Option<String> {
     let (namespace, universal, kind) = hd_parts(hd);
-    match (universal, kind.as_deref()) {
-        (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
-        (Some(u), Some("UUID")) => Some(format!("urn:uuid:{u}")),
-        (Some(u), Some("URI")) => Some(u),
-        (u, _) => namespace.or(u),
+    match universal_uri(universal.as_deref(), kind.as_deref()) {
+        Some(uri) => Some(uri),
+        None => namespace.or(universal),
     }
 }
 
-/// XON -> Organization: name XON.1, identifier XON.10 (else XON.3) with system from XON.6.
+/// A universal id (HD.2) of type HD.3 as a URI: `urn:oid:` for an ISO OID, `urn:uuid:` for a UUID, as
+/// given for a URI. `None` for other types and for values that are not what their type says (a name
+/// sent as `ISO` is not an OID).
+pub fn universal_uri(universal: Option<&str>, kind: Option<&str>) -> Option<String> {
+    let u = universal?;
+    let oid = !u.is_empty()
+        && u.split('.')
+            .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()));
+    let uuid = u.len() == 36 && u.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    match kind? {
+        "ISO" if oid => Some(format!("urn:oid:{u}")),
+        "UUID" | "GUID" if uuid => Some(format!("urn:uuid:{}", u.to_ascii_lowercase())),
+        "URI" if !u.contains(char::is_whitespace) && u.contains(':') => Some(u.to_owned()),
+        _ => None,
+    }
+}
+
+/// XON -> Organization per `XON[Organization]`: name XON.1, identifier XON.10 (else XON.3) with system
+/// from XON.6 (assigner Organization when it has a universal id) and type XON.7 (table 0203).
 pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
     if !present(xon) {
         return None;
@@ -96,21 +245,32 @@ pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
     let identifier = value.map(|value| Identifier {
         value: Some(value),
         system: xon.component(6).and_then(hd_system),
+        r#type: comp(xon, 7).map(identifier_type),
         ..Default::default()
     });
     if name.is_none() && identifier.is_none() {
         return None;
     }
     let id = match &identifier {
+        Some(Identifier {
+            system: Some(s),
+            value: Some(v),
+            ..
+        }) => ctx.id("Organization", &[s, v]),
         Some(i) => ctx.id(
             "Organization",
             &[
-                i.system.as_deref().unwrap_or(""),
+                "local",
                 i.value.as_deref().unwrap_or(""),
+                name.as_deref().unwrap_or(""),
             ],
         ),
         None => ctx.id("Organization", &["name", name.as_deref().unwrap_or("")]),
     };
+    let identifier = identifier.map(|mut i| {
+        i.assigner = xon.component(6).and_then(|hd| assigner(ctx, hd));
+        i
+    });
     let resource = Organization {
         id: Some(id),
         name,
@@ -121,14 +281,15 @@ pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
     Some(ctx.add(resource, conditional.as_ref()))
 }
 
-/// HD (a facility, MSH-4/6) -> Organization identified by the namespace id and the universal id.
+/// HD (a facility, MSH-4/6, or an assigning authority CX.4, XCN.9) -> Organization per
+/// `HD[Organization]`: identifier[1] the namespace id HD.1; identifier[2] the universal id HD.2 typed
+/// by HD.3 (table 0301), as a URI (`urn:oid:`, `urn:uuid:`) in system `urn:ietf:rfc:3986` when HD.3 is
+/// ISO, UUID or URI.
 pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
-    let namespace = comp(hd, 1);
-    let universal = comp(hd, 2);
-    let kind = comp(hd, 3);
+    let (namespace, universal, kind) = hd_parts(hd);
     let mut identifier = Vec::new();
     if let Some(ns) = &namespace {
         identifier.push(Identifier {
@@ -136,17 +297,25 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
             ..Default::default()
         });
     }
+    let mut conditional = None;
     if let Some(u) = &universal {
-        let value = match kind.as_deref() {
-            Some("ISO") => format!("urn:oid:{u}"),
-            Some("UUID") => format!("urn:uuid:{u}"),
-            _ => u.clone(),
+        let (value, system) = match universal_uri(Some(u), kind.as_deref()) {
+            Some(uri) => (uri, Some("urn:ietf:rfc:3986")),
+            None => (u.clone(), None),
         };
-        identifier.push(Identifier {
+        let id = Identifier {
             value: Some(value),
-            system: Some("urn:ietf:rfc:3986".into()),
+            system: system.map(str::to_owned),
+            r#type: kind.as_ref().map(|k| CodeableConcept {
+                coding: vec![Coding::new(V2_0301, k.clone(), v2_0301_display(k))],
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
+        if system.is_some() {
+            conditional = Some(id.clone());
+        }
+        identifier.push(id);
     }
     if identifier.is_empty() {
         return None;
@@ -164,7 +333,7 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
         identifier,
         ..Default::default()
     };
-    Some(ctx.add(resource, None))
+    Some(ctx.add(resource, conditional.as_ref()))
 }
 
 /// HD (an application, MSH-3/5) -> Device identified by the namespace id.
@@ -199,31 +368,82 @@ pub fn device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     Some(ctx.add(resource, None))
 }
 
-/// PL -> Location: name from the most specific part given (bed, room, point of care), identifier from
-/// PL.10 (entity id), mode `instance`. The id comes from the whole location text.
+/// The PL levels, most specific first: (component, physical type). A bed is part of its room, the
+/// room of its point of care (nursing unit: `wa`, ward), that of the floor, the building, the facility.
+const PL_LEVELS: [(usize, &str); 6] = [
+    (3, "bd"),
+    (2, "ro"),
+    (1, "wa"),
+    (8, "lvl"),
+    (7, "bu"),
+    (4, "si"),
+];
+
+/// PL -> Locations per `PL[Location]`: one Location per level sent (bed PL.3, room PL.2, point of care
+/// PL.1, floor PL.8, building PL.7, facility PL.4), each named by its HD namespace id, identified by
+/// its universal id, mode `instance`, with its physical type and `partOf` the next level up. The most
+/// specific level also gets PL.9 (description) and PL.10 (entity identifier); its index is returned.
+///
+/// Ids come from the level's names and those of every level above it, so the same room named in two
+/// messages is one Location.
 pub fn location(ctx: &mut Ctx<'_>, pl: Node<'_>) -> Option<usize> {
     if !present(pl) {
         return None;
     }
-    let name = comp(pl, 1)
-        .or_else(|| comp(pl, 3))
-        .or_else(|| comp(pl, 2))
-        .or_else(|| comp(pl, 4));
-    let identifier: Vec<Identifier> = comp(pl, 10)
-        .map(|v| Identifier {
-            value: Some(v),
-            ..Default::default()
+    let levels: Vec<(usize, &str, String)> = PL_LEVELS
+        .iter()
+        .filter_map(|&(c, kind)| {
+            let name = sub(pl, c, 1).or_else(|| sub(pl, c, 2))?;
+            Some((c, kind, name))
         })
-        .into_iter()
         .collect();
-    let text = pl.decoded();
-    let id = ctx.id("Location", &[&text]);
-    let resource = Location {
-        id: Some(id),
-        name,
-        identifier,
-        mode: Some("instance".into()),
-        ..Default::default()
-    };
-    Some(ctx.add(resource, None))
+    if levels.is_empty() {
+        return None;
+    }
+    // From the facility down, so each level knows its parent.
+    let mut parent: Option<usize> = None;
+    let mut path: Vec<String> = vec!["pl".into()];
+    let mut first = None;
+    for (n, (c, kind, name)) in levels.iter().enumerate().rev() {
+        path.push(format!("{c}:{name}"));
+        let parts: Vec<&str> = path.iter().map(String::as_str).collect();
+        let id = ctx.id("Location", &parts);
+        let mut identifier: Vec<Identifier> = Vec::new();
+        let universal = sub(pl, *c, 2);
+        if let Some(u) = universal.filter(|_| sub(pl, *c, 1).is_some()) {
+            let (value, system) = match universal_uri(Some(&u), sub(pl, *c, 3).as_deref()) {
+                Some(uri) => (uri, Some("urn:ietf:rfc:3986".into())),
+                None => (u, None),
+            };
+            identifier.push(Identifier {
+                value: Some(value),
+                system,
+                ..Default::default()
+            });
+        }
+        let most_specific = n == 0;
+        if most_specific && let Some(v) = comp(pl, 10) {
+            identifier.push(Identifier {
+                value: Some(v),
+                system: pl
+                    .component(10)
+                    .and_then(|ei| text(ei.subcomponent(2)).or_else(|| text(ei.subcomponent(3)))),
+                ..Default::default()
+            });
+        }
+        let resource = Location {
+            id: Some(id),
+            name: Some(name.clone()),
+            identifier,
+            description: most_specific.then(|| comp(pl, 9)).flatten(),
+            mode: Some("instance".into()),
+            physical_type: Some(CodeableConcept::coding(LOCATION_PHYSICAL_TYPE, *kind, None)),
+            part_of: parent.map(|p| ctx.reference(p)),
+            ..Default::default()
+        };
+        let i = ctx.add(resource, None);
+        parent = Some(i);
+        first = Some(i);
+    }
+    first
 }

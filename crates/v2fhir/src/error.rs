@@ -28,8 +28,7 @@ pub enum ErrorKind {
 
 /// A value or message that could not be converted; `offset` is the byte offset inside the value (0 for
 /// message-level errors).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}{}", at_byte(*kind, *offset))]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Error {
     pub kind: ErrorKind,
     pub offset: usize,
@@ -47,9 +46,17 @@ impl Error {
 }
 
 /// Value errors name the byte in the value; message-level errors have no position.
-fn at_byte(kind: ErrorKind, offset: usize) -> String {
-    match kind {
-        ErrorKind::Unsupported | ErrorKind::Rejected => String::new(),
-        _ => format!(" at byte {offset}"),
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        match self.kind {
+            ErrorKind::DateTimeSyntax
+            | ErrorKind::DateTimeRange
+            | ErrorKind::DefaultZone
+            | ErrorKind::Number => write!(f, " at byte {}", self.offset),
+            _ => Ok(()),
+        }
     }
 }
+
+impl std::error::Error for Error {}

@@ -27,6 +27,7 @@ mod dtm;
 pub mod entities;
 mod error;
 pub mod fhir_to_v2;
+pub mod fixture;
 pub mod ids;
 pub mod message;
 pub mod profile;

@@ -2,12 +2,12 @@
 //! hands each segment to its mapping in order (so a segment can refer back to the patient, visit, order or
 //! report it belongs to).
 
-use fhir::Bundle;
+use fhir::{Bundle, Extension, ExtensionValue};
 use hl7v2::Message;
 
 use crate::context::{Ctx, Issue, Severity};
 use crate::error::{Error, ErrorKind};
-use crate::profile::Profile;
+use crate::profile::{Profile, Relocation, ZTarget, ZValue};
 use crate::{ids, segments};
 
 /// The message codes (MSH-9.1) converted; anything else is refused with [`ErrorKind::Unsupported`].
@@ -41,6 +41,76 @@ impl Conversion {
 /// [`ErrorKind::Unsupported`] for a message code outside [`MESSAGE_CODES`] or without MSH;
 /// [`ErrorKind::Rejected`] when a code map with the `reject` policy meets a code it does not know.
 pub fn convert(message: &Message<'_>, profile: &Profile) -> Result<Conversion, Error> {
+    if profile.relocations.is_empty() {
+        return convert_parsed(message, profile);
+    }
+    let mut owned = message.to_owned_message();
+    for r in &profile.relocations {
+        relocate(&mut owned, r);
+    }
+    let bytes = owned.encode();
+    let relocated = hl7v2::parse(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::Unsupported,
+            0,
+            format!("the profile's relocations made the message unreadable: {e}"),
+        )
+    })?;
+    convert_parsed(&relocated, profile)
+}
+
+/// Applies one relocation; a path that names nothing in this message is skipped.
+fn relocate(owned: &mut hl7v2::OwnedMessage, r: &Relocation) {
+    let Ok(Some(from)) = owned.get(&r.from) else {
+        return;
+    };
+    if from.is_empty() {
+        return;
+    }
+    let raw = from.raw().to_vec();
+    let target_empty = owned.get(&r.to).ok().flatten().is_none_or(|n| n.is_empty());
+    if !(target_empty || r.overwrite) {
+        return;
+    }
+    if owned.set_raw(&r.to, &raw).is_ok() && !r.keep_source {
+        let _ = owned.delete(&r.from);
+    }
+}
+
+/// The extensions the profile's Z-segment mappings make from `seg`.
+fn z_extensions(seg: &hl7v2::Segment<'_>, profile: &Profile) -> Vec<(ZTarget, Extension)> {
+    let mut out = Vec::new();
+    for z in profile.z_segments.iter().filter(|z| z.field.starts_with(seg.id())) {
+        let Ok(path) = hl7v2::Path::parse(&z.field) else {
+            continue;
+        };
+        let Some(field) = seg.field(path.field).and_then(|f| f.repetition(1)) else {
+            continue;
+        };
+        let node = match path.component {
+            Some(c) => field.component(c),
+            None => Some(field),
+        };
+        let Some(node) = node.filter(|n| crate::read::present(*n)) else {
+            continue;
+        };
+        let value = match z.value {
+            ZValue::String => ExtensionValue::String(node.decoded().into_owned()),
+            ZValue::Code => match crate::read::comp(node, 1) {
+                Some(code) => ExtensionValue::Code(code),
+                None => continue,
+            },
+            ZValue::CodeableConcept => match crate::cwe(node) {
+                Some(cc) => ExtensionValue::CodeableConcept(Box::new(cc)),
+                None => continue,
+            },
+        };
+        out.push((z.resource, Extension::new(z.url.clone(), value)));
+    }
+    out
+}
+
+fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion, Error> {
     let Some(msh) = message.segment(1).filter(|s| s.id() == "MSH") else {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -62,6 +132,7 @@ pub fn convert(message: &Message<'_>, profile: &Profile) -> Result<Conversion, E
     ctx.at_segment = "MSH".into();
     let header = segments::msh::message_header(&mut ctx, &msh);
     let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut z_pending = Vec::new();
     for seg in message.segments().skip(1) {
         let n = counts.entry(seg.id()).or_insert(0);
         *n += 1;
@@ -70,7 +141,39 @@ pub fn convert(message: &Message<'_>, profile: &Profile) -> Result<Conversion, E
         } else {
             format!("{}[{n}]", seg.id())
         };
+        if seg.id().starts_with('Z') && profile.z_segments.iter().any(|z| z.field.starts_with(seg.id())) {
+            for (target, extension) in z_extensions(&seg, profile) {
+                let index = match target {
+                    ZTarget::Patient => ctx.patient,
+                    ZTarget::Encounter => ctx.encounter,
+                };
+                z_pending.push((target, index, extension));
+            }
+            continue;
+        }
         segments::convert(&mut ctx, &seg)?;
+    }
+    for (target, index, extension) in z_pending {
+        // A Z segment before its PID/PV1 attaches to the patient or visit found later.
+        let index = index.or(match target {
+            ZTarget::Patient => ctx.patient,
+            ZTarget::Encounter => ctx.encounter,
+        });
+        let attached = match (target, index) {
+            (ZTarget::Patient, Some(i)) => ctx.get_mut::<fhir::Patient>(i).map(|p| p.extension.push(extension)),
+            (ZTarget::Encounter, Some(i)) => {
+                ctx.get_mut::<fhir::Encounter>(i).map(|e| e.extension.push(extension))
+            }
+            _ => None,
+        };
+        if attached.is_none() {
+            ctx.issue(
+                Severity::Warning,
+                "Z".into(),
+                crate::context::IssueKind::UnmappedSegment,
+                "a Z-segment value had no Patient or Encounter to attach to".into(),
+            );
+        }
     }
     ctx.at_segment = "MSH".into();
     segments::msh::provenance(&mut ctx, header);

@@ -7,6 +7,7 @@ pub mod convert_v2;
 pub mod get;
 pub mod listen;
 pub mod parse;
+pub mod profile;
 pub mod reprocess;
 pub mod send;
 pub mod serve;

@@ -17,6 +17,8 @@ mod appointment;
 pub use appointment::*;
 mod bundle;
 pub use bundle::*;
+mod charge_item;
+pub use charge_item::*;
 mod concept_map;
 pub use concept_map::*;
 mod condition;

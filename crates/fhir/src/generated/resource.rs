@@ -15,6 +15,7 @@ pub const RESOURCE_TYPES: &[&str] = &[
     "AllergyIntolerance",
     "Appointment",
     "Bundle",
+    "ChargeItem",
     "ConceptMap",
     "Condition",
     "Coverage",
@@ -57,6 +58,8 @@ pub enum Resource {
     Appointment(Box<Appointment>),
     /// `Bundle`.
     Bundle(Box<Bundle>),
+    /// `ChargeItem`.
+    ChargeItem(Box<ChargeItem>),
     /// `ConceptMap`.
     ConceptMap(Box<ConceptMap>),
     /// `Condition`.
@@ -119,6 +122,7 @@ impl Resource {
             Self::AllergyIntolerance(_) => "AllergyIntolerance",
             Self::Appointment(_) => "Appointment",
             Self::Bundle(_) => "Bundle",
+            Self::ChargeItem(_) => "ChargeItem",
             Self::ConceptMap(_) => "ConceptMap",
             Self::Condition(_) => "Condition",
             Self::Coverage(_) => "Coverage",
@@ -155,6 +159,7 @@ impl Resource {
             Self::AllergyIntolerance(r) => r.id.as_deref(),
             Self::Appointment(r) => r.id.as_deref(),
             Self::Bundle(r) => r.id.as_deref(),
+            Self::ChargeItem(r) => r.id.as_deref(),
             Self::ConceptMap(r) => r.id.as_deref(),
             Self::Condition(r) => r.id.as_deref(),
             Self::Coverage(r) => r.id.as_deref(),
@@ -191,6 +196,7 @@ impl Resource {
             Self::AllergyIntolerance(r) => r.id = id,
             Self::Appointment(r) => r.id = id,
             Self::Bundle(r) => r.id = id,
+            Self::ChargeItem(r) => r.id = id,
             Self::ConceptMap(r) => r.id = id,
             Self::Condition(r) => r.id = id,
             Self::Coverage(r) => r.id = id,
@@ -227,6 +233,7 @@ impl Resource {
             Self::AllergyIntolerance(r) => r.meta.as_ref(),
             Self::Appointment(r) => r.meta.as_ref(),
             Self::Bundle(r) => r.meta.as_ref(),
+            Self::ChargeItem(r) => r.meta.as_ref(),
             Self::ConceptMap(r) => r.meta.as_ref(),
             Self::Condition(r) => r.meta.as_ref(),
             Self::Coverage(r) => r.meta.as_ref(),
@@ -268,6 +275,7 @@ impl Resource {
             }
             "Appointment" => <Appointment as de::FhirObject>::visit(map, true).map(Self::from),
             "Bundle" => <Bundle as de::FhirObject>::visit(map, true).map(Self::from),
+            "ChargeItem" => <ChargeItem as de::FhirObject>::visit(map, true).map(Self::from),
             "ConceptMap" => <ConceptMap as de::FhirObject>::visit(map, true).map(Self::from),
             "Condition" => <Condition as de::FhirObject>::visit(map, true).map(Self::from),
             "Coverage" => <Coverage as de::FhirObject>::visit(map, true).map(Self::from),
@@ -322,6 +330,7 @@ impl Serialize for Resource {
             Self::AllergyIntolerance(r) => r.serialize(serializer),
             Self::Appointment(r) => r.serialize(serializer),
             Self::Bundle(r) => r.serialize(serializer),
+            Self::ChargeItem(r) => r.serialize(serializer),
             Self::ConceptMap(r) => r.serialize(serializer),
             Self::Condition(r) => r.serialize(serializer),
             Self::Coverage(r) => r.serialize(serializer),
@@ -487,6 +496,41 @@ impl TypedResource for Bundle {
     fn try_from_resource(resource: Resource) -> Result<Self, Resource> {
         match resource {
             Resource::Bundle(r) => Ok(*r),
+            other => Err(other),
+        }
+    }
+}
+
+impl From<ChargeItem> for Resource {
+    fn from(resource: ChargeItem) -> Self {
+        Self::ChargeItem(Box::new(resource))
+    }
+}
+
+impl TypedResource for ChargeItem {
+    const TYPE: &'static str = "ChargeItem";
+
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    fn from_resource(resource: &Resource) -> Option<&Self> {
+        match resource {
+            Resource::ChargeItem(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn from_resource_mut(resource: &mut Resource) -> Option<&mut Self> {
+        match resource {
+            Resource::ChargeItem(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    fn try_from_resource(resource: Resource) -> Result<Self, Resource> {
+        match resource {
+            Resource::ChargeItem(r) => Ok(*r),
             other => Err(other),
         }
     }

@@ -1,23 +1,395 @@
-//! SCH, RGS, AIS, AIG, AIL, AIP -> Appointment and its participants.
+//! SCH, RGS, AIS, AIG, AIL, AIP -> Appointment and its participants (IG `SCH[Appointment]`,
+//! `AIS[Appointment]`, `AIS[ServiceRequest]`, `AIG[Appointment]`, `AIL[Appointment]`, `AIP[Appointment]`).
+//!
+//! One Appointment per SCH, identified by its placer and filler appointment ids (SCH-1/2), so every SIU
+//! event about one appointment (S12 booked, S13 rescheduled, S15 cancelled, S26 no-show...) updates the
+//! same resource. The resource segments after it (AIS services, AIG equipment, AIL locations, AIP
+//! people) add participants to it; the patient (PID, which comes after SCH) joins at the first RGS.
 
+use fhir::{
+    Appointment, AppointmentParticipant, Device, DeviceDeviceName, Identifier, Period,
+    ServiceRequest, ServiceRequestOccurrence,
+};
 use hl7v2::Segment;
 
 use crate::context::Ctx;
+use crate::read::{comp, field, field_comp, field_text, reps};
+use crate::segments::pharmacy::{ei, find, following, key, preceding, typed};
+use crate::vocab::coding_system_uri;
 
-/// SCH: not mapped yet.
-pub fn sch(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// `http://terminology.hl7.org/CodeSystem/v2-0276`, appointment reason codes; FHIR binds
+/// `Appointment.appointmentType` to this table.
+pub const V2_0276: &str = "http://terminology.hl7.org/CodeSystem/v2-0276";
 
-/// RGS: not mapped yet.
-pub fn rgs(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// The Appointment's id: from the filler appointment id (SCH-2), else the placer's (SCH-1), else the
+/// message.
+fn appointment_id(ctx: &Ctx<'_>, sch: &Segment<'_>) -> (String, Option<Identifier>) {
+    let filler = field(sch, 2).and_then(ei);
+    let placer = field(sch, 1).and_then(ei);
+    match filler.or(placer) {
+        Some(i) => (ctx.id("Appointment", &key(&i)), Some(i)),
+        None => (ctx.message_scoped_id("Appointment", ""), None),
+    }
+}
 
-/// AIS: not mapped yet.
-pub fn ais(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// Filler status (table 0278) -> `appointmentstatus` (IG `FillerStatusCodes[Appointment]`; `Dc`
+/// discontinued is `cancelled`, `Blocked` and `Overbook` are still booked slots).
+fn filler_status(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "Pending" => "pending",
+        "Waitlist" => "waitlist",
+        "Booked" | "Blocked" | "Overbook" => "booked",
+        "Started" => "checked-in",
+        "Complete" => "fulfilled",
+        "Cancelled" | "Dc" => "cancelled",
+        "Deleted" => "entered-in-error",
+        "Noshow" => "noshow",
+        _ => return None,
+    })
+}
 
-/// AIG: not mapped yet.
-pub fn aig(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// A resource's filler status (table 0278) -> the participant's `participationstatus` (required in
+/// FHIR): a booked or started resource has `accepted`, a cancelled, deleted or no-show one `declined`;
+/// without a
+/// status the resource's participation is `tentative`.
+fn participant_status(code: Option<&str>) -> &'static str {
+    match code {
+        Some("Booked" | "Blocked" | "Overbook" | "Started" | "Complete") => "accepted",
+        Some("Cancelled" | "Dc" | "Deleted" | "Noshow") => "declined",
+        _ => "tentative",
+    }
+}
 
-/// AIL: not mapped yet.
-pub fn ail(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// TQ1-9 priority (table 0485) -> Appointment.priority, on the iCal scale FHIR uses (1 highest, 5
+/// normal, 9 lowest): S stat 1, A asap 2, R routine 5.
+fn priority(code: &str) -> Option<u32> {
+    Some(match code {
+        "S" => 1,
+        "A" => 2,
+        "R" => 5,
+        _ => return None,
+    })
+}
 
-/// AIP: not mapped yet.
-pub fn aip(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// v2 table 0276 displays, for SCH-7 codes sent without one.
+fn reason_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "ROUTINE" => "Routine appointment - default if not valued",
+        "WALKIN" => "A previously unscheduled walk-in visit",
+        "CHECKUP" => "A routine check-up, such as an annual physical",
+        "FOLLOWUP" => "A follow up visit from a previous appointment",
+        "EMERGENCY" => "Emergency appointment",
+        _ => return None,
+    })
+}
+
+/// SCH -> Appointment.
+///
+/// - identifier SCH-1 (`PLAC`) and SCH-2 (`FILL`); the id from SCH-2, else SCH-1;
+/// - status: the event says what happened for S15/S16 (`cancelled`), S17 (`entered-in-error`) and S26
+///   (`noshow`); otherwise SCH-25 (table 0278), else `booked`; cancelationReason SCH-6 on S15/S16;
+/// - appointmentType SCH-7 (table 0276, the code system FHIR binds appointmentType to) when it is sent
+///   without a system or as `HL70276`; with another system SCH-7 is a reasonCode;
+/// - minutesDuration SCH-9 in SCH-10 units (seconds, minutes, hours; minutes when empty) when whole;
+/// - start and end: the TQ1 after it (TQ1-7/8), else SCH-11.4/11.5; priority TQ1-9 (S 1, A 2, R 5);
+/// - comment: the NTE after it.
+///
+/// Not mapped: SCH-8 (table 0277 has no FHIR counterpart), SCH-12/16/20 (contact persons and the
+/// enterer: not participants of the appointment), SCH-26/27 (the orders are not in the message).
+pub fn sch(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let (id, identity) = appointment_id(ctx, seg);
+    let identifier: Vec<Identifier> = [
+        field(seg, 1)
+            .and_then(ei)
+            .map(|i| typed(i, "PLAC", "Placer Identifier")),
+        field(seg, 2)
+            .and_then(ei)
+            .map(|i| typed(i, "FILL", "Filler Identifier")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+
+    let event_status = match ctx.event.as_str() {
+        "S15" | "S16" => Some("cancelled"),
+        "S17" => Some("entered-in-error"),
+        "S26" => Some("noshow"),
+        _ => None,
+    };
+    let status = event_status
+        .or_else(|| field_comp(seg, 25, 1).as_deref().and_then(filler_status))
+        .unwrap_or("booked");
+    let cancelation_reason = matches!(ctx.event.as_str(), "S15" | "S16")
+        .then(|| ctx.code(field(seg, 6), &ctx.at(6)))
+        .flatten();
+
+    let mut appointment_type = None;
+    let mut reason_code = Vec::new();
+    if let Some(mut c) = ctx.code(field(seg, 7), &ctx.at(7)) {
+        let table_0276 = c
+            .coding
+            .first()
+            .is_some_and(|k| k.system.is_none() || k.system.as_deref() == Some(V2_0276));
+        if table_0276 {
+            for k in &mut c.coding {
+                if k.system.is_none() {
+                    k.system = Some(V2_0276.into());
+                    if k.display.is_none() {
+                        k.display = k.code.as_deref().and_then(reason_display).map(Into::into);
+                    }
+                }
+            }
+            appointment_type = Some(c);
+        } else {
+            reason_code.push(c);
+        }
+    }
+
+    let minutes_duration = field_comp(seg, 9, 1).and_then(|n| {
+        let n: f64 = n.parse().ok()?;
+        let factor = match field_comp(seg, 10, 1).as_deref() {
+            None => 1.0,
+            Some(u) => match u.to_ascii_lowercase().as_str() {
+                "s" | "sec" => 1.0 / 60.0,
+                "min" | "m" => 1.0,
+                "h" | "hr" => 60.0,
+                _ => return None,
+            },
+        };
+        let m = n * factor;
+        (m >= 0.0 && m.fract() == 0.0 && m < 1e9).then_some(m as u32)
+    });
+
+    let group = following(ctx, seg, &["TQ1", "TQ2", "NTE"]);
+    let (mut start, mut end, mut priority_value) = (None, None, None);
+    if let Some(tq1) = group.iter().find(|s| s.id() == "TQ1") {
+        start = ctx.dtm(field(tq1, 7), "TQ1-7");
+        end = ctx.dtm(field(tq1, 8), "TQ1-8");
+        priority_value = field_comp(tq1, 9, 1).as_deref().and_then(priority);
+    }
+    if start.is_none() && end.is_none() {
+        let tq = field(seg, 11).and_then(|f| f.repetition(1));
+        start = ctx.dtm(tq.and_then(|t| t.component(4)), ctx.at(11));
+        end = ctx.dtm(tq.and_then(|t| t.component(5)), ctx.at(11));
+    }
+    let comments: Vec<String> = group
+        .iter()
+        .filter(|s| s.id() == "NTE")
+        .filter_map(|s| field_text(s, 3))
+        .collect();
+
+    let appointment = Appointment {
+        id: Some(id),
+        identifier,
+        status: Some(status.into()),
+        cancelation_reason,
+        appointment_type,
+        reason_code,
+        minutes_duration,
+        priority: priority_value,
+        start,
+        end,
+        comment: (!comments.is_empty()).then(|| comments.join("\n")),
+        ..Default::default()
+    };
+    let conditional = identity.filter(|i| i.system.is_some());
+    let i = ctx.add(appointment, conditional.as_ref());
+    ctx.last = Some(i);
+}
+
+/// The Appointment of the SCH before `seg`, with the current patient as a participant.
+fn appointment(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let sch = preceding(ctx, seg, "SCH", &["MSH"])?;
+    let (id, _) = appointment_id(ctx, &sch);
+    let i = find(ctx, "Appointment", &id)?;
+    if let Some(patient) = ctx.patient_ref()
+        && let Some(a) = ctx.get_mut::<Appointment>(i)
+    {
+        let present = a
+            .participant
+            .iter()
+            .any(|p| p.actor.as_ref() == Some(&patient));
+        if !present {
+            a.participant.insert(
+                0,
+                AppointmentParticipant {
+                    actor: Some(patient),
+                    status: Some("accepted".into()),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    Some(i)
+}
+
+/// A resource's start (`start_field`), else nothing: the offset fields (AIx start offset) are relative
+/// to the appointment's start and are not mapped.
+fn period(ctx: &mut Ctx<'_>, seg: &Segment<'_>, start_field: usize) -> Option<Period> {
+    let start = ctx.dtm(field(seg, start_field), ctx.at(start_field))?;
+    Some(Period {
+        start: Some(start),
+        ..Default::default()
+    })
+}
+
+/// Adds `participant` to the Appointment at `appointment`.
+fn add_participant(ctx: &mut Ctx<'_>, appointment: usize, participant: AppointmentParticipant) {
+    if let Some(a) = ctx.get_mut::<Appointment>(appointment) {
+        a.participant.push(participant);
+    }
+}
+
+/// RGS: a resource group; the patient joins the appointment here (PID comes after SCH).
+pub fn rgs(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    appointment(ctx, seg);
+}
+
+/// AIS -> the service: Appointment.serviceType AIS-3, and a ServiceRequest the appointment is basedOn
+/// (IG `AIS[ServiceRequest]`): code AIS-3, occurrencePeriod start AIS-4, orderDetail AIS-11/12 (the
+/// supplemental services), subject the patient; the NTE after it are its notes.
+pub fn ais(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(appt) = appointment(ctx, seg) else {
+        return;
+    };
+    let code = ctx.code(field(seg, 3), &ctx.at(3));
+    let Some(code) = code else {
+        return;
+    };
+    if let Some(a) = ctx.get_mut::<Appointment>(appt) {
+        a.service_type.push(code.clone());
+    }
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    let appointment_id = ctx
+        .resources()
+        .nth(appt)
+        .and_then(|r| r.id().map(str::to_owned))
+        .unwrap_or_default();
+    let n = field_comp(seg, 1, 1).unwrap_or_default();
+    let id = ctx.id(
+        "ServiceRequest",
+        &["AIS", &appointment_id, &ctx.at_segment, &n],
+    );
+    let mut order_detail = Vec::new();
+    for f in [11, 12] {
+        for node in reps(seg, f) {
+            if let Some(c) = ctx.code(Some(node), &ctx.at(f)) {
+                order_detail.push(c);
+            }
+        }
+    }
+    let occurrence = period(ctx, seg, 4).map(|p| ServiceRequestOccurrence::Period(Box::new(p)));
+    let request = ServiceRequest {
+        id: Some(id),
+        status: Some("active".into()),
+        intent: Some("order".into()),
+        code: Some(code),
+        order_detail,
+        subject,
+        encounter: ctx.encounter_ref(),
+        occurrence,
+        ..Default::default()
+    };
+    let i = ctx.add(request, None);
+    let reference = ctx.reference(i);
+    if let Some(a) = ctx.get_mut::<Appointment>(appt)
+        && !a.based_on.contains(&reference)
+    {
+        a.based_on.push(reference);
+    }
+    ctx.last = Some(i);
+}
+
+/// AIG -> a participant: the resource AIG-3 as a Device (identifiers AIG-3.1 and 3.4, name AIG-3.2),
+/// type AIG-4, period start AIG-8, status from AIG-14.
+pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(appt) = appointment(ctx, seg) else {
+        return;
+    };
+    let device = field(seg, 3).and_then(|cwe| {
+        let identifier: Vec<Identifier> = [(1, 3), (4, 6)]
+            .iter()
+            .filter_map(|&(c, s)| {
+                Some(Identifier {
+                    value: Some(comp(cwe, c)?),
+                    system: comp(cwe, s).map(|s| coding_system_uri(&s).into_owned()),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        let name = comp(cwe, 2);
+        let first = identifier.first().cloned();
+        let id = match &first {
+            Some(i) => ctx.id("Device", &["AIG", key(i)[0], key(i)[1]]),
+            None => ctx.id("Device", &["AIG", "name", name.as_deref()?]),
+        };
+        let device = Device {
+            id: Some(id),
+            identifier,
+            device_name: name
+                .map(|n| DeviceDeviceName {
+                    name: Some(n),
+                    r#type: Some("model-name".into()),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let conditional = first.filter(|i| i.system.is_some());
+        Some(ctx.add(device, conditional.as_ref()))
+    });
+    let participant = AppointmentParticipant {
+        actor: device.map(|d| ctx.reference(d)),
+        r#type: reps(seg, 4)
+            .into_iter()
+            .filter_map(|n| ctx.code(Some(n), &ctx.at(4)))
+            .collect(),
+        period: period(ctx, seg, 8),
+        status: Some(participant_status(field_comp(seg, 14, 1).as_deref()).into()),
+        ..Default::default()
+    };
+    add_participant(ctx, appt, participant);
+    if let Some(d) = device {
+        ctx.last = Some(d);
+    }
+}
+
+/// AIL -> a participant: the Location AIL-3, period start AIL-6, status from AIL-12.
+pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(appt) = appointment(ctx, seg) else {
+        return;
+    };
+    let location = field(seg, 3).and_then(|pl| crate::entities::location(ctx, pl));
+    let participant = AppointmentParticipant {
+        actor: location.map(|l| ctx.reference(l)),
+        period: period(ctx, seg, 6),
+        status: Some(participant_status(field_comp(seg, 12, 1).as_deref()).into()),
+        ..Default::default()
+    };
+    add_participant(ctx, appt, participant);
+}
+
+/// AIP -> a participant: the Practitioner AIP-3, type AIP-4 (the role), period start AIP-6, status from
+/// AIP-12.
+pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(appt) = appointment(ctx, seg) else {
+        return;
+    };
+    let practitioner = reps(seg, 3)
+        .into_iter()
+        .find_map(|x| crate::entities::practitioner(ctx, x));
+    let participant = AppointmentParticipant {
+        actor: practitioner.map(|p| ctx.reference(p)),
+        r#type: reps(seg, 4)
+            .into_iter()
+            .filter_map(|n| ctx.code(Some(n), &ctx.at(4)))
+            .collect(),
+        period: period(ctx, seg, 6),
+        status: Some(participant_status(field_comp(seg, 12, 1).as_deref()).into()),
+        ..Default::default()
+    };
+    add_participant(ctx, appt, participant);
+}
