@@ -119,3 +119,40 @@ fn profiles_are_checked_and_their_maps_exported_as_concept_maps() {
     assert_eq!(element.code.as_deref(), Some("NA"));
     assert_eq!(element.target[0].code.as_deref(), Some("716186003"));
 }
+
+#[test]
+fn a_bundle_converts_back_to_v2_for_write_back() {
+    let case = fixtures().join("smoking-3-means-current-smoker");
+    let out = run(&["convert", case.join("input.hl7").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.json");
+    std::fs::write(&bundle, &out.stdout).unwrap();
+    let out = run(&[
+        "convert",
+        "--to",
+        "v2",
+        bundle.to_str().unwrap(),
+        "--control-id",
+        "WB-1",
+        "--receiving-application",
+        "EHR",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let message = text(&out.stdout);
+    let segments: Vec<&str> = message.trim_end().split('\r').collect();
+    assert!(segments[0].starts_with("MSH|^~\\&|CAUSEWAY|CAUSEWAY|EHR|"), "{message:?}");
+    assert!(segments[0].contains("|ORU^R01^ORU_R01|WB-1|P|2.5.1"), "{message:?}");
+    assert!(segments.iter().any(|s| s.starts_with("PID|1||55501^")), "{message:?}");
+    assert!(
+        segments
+            .iter()
+            .any(|s| s.starts_with("OBX|1|CWE|72166-2^Tobacco smoking status^LN||3^^L")),
+        "{message:?}"
+    );
+
+    std::fs::write(&bundle, br#"{"resourceType":"Patient","birthdate":"1970"}"#).unwrap();
+    let out = run(&["convert", "--to", "v2", bundle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("did you mean `birthDate`?"), "{}", text(&out.stderr));
+}

@@ -149,7 +149,7 @@ pub fn reverse(profile: &Profile, concept: &CodeableConcept, at: &str) -> Option
     for map in profile
         .code_maps
         .iter()
-        .filter(|m| m.fields.iter().any(|f| *f == key))
+        .filter(|m| m.fields.contains(&key))
     {
         for entry in &map.entries {
             let Meaning::Concept { system, code, .. } = &entry.meaning else {

@@ -275,6 +275,33 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// DTM/TS `node` as a FHIR `instant` (Bundle.timestamp, Provenance.recorded, Appointment.start, the
+    /// `issued` of results): an instant is a time to the second *with a zone*, so the value is kept only
+    /// when the sender's time (with the profile's default zone) has both; a date, or a time whose zone is
+    /// unknown, is left out with a Warning rather than invented (a guessed zone would shift the instant).
+    pub fn instant(&mut self, node: Option<Node<'_>>, at: impl Into<String>) -> Option<String> {
+        let value = read::text(node.and_then(|n| n.component(1)).or(node))?;
+        let at = at.into();
+        match crate::dtm(&value, self.profile.time_zone.as_deref()) {
+            // `dtm` only writes a time (always to the second) together with its zone.
+            Ok(Some(dt)) if dt.as_str().contains('T') => Some(dt.into_string()),
+            Ok(Some(dt)) => {
+                let message = if dt.time_dropped() {
+                    "instant left out: the sender's time has no zone and the profile sets none"
+                } else {
+                    "instant left out: the sender gave a date without a time"
+                };
+                self.issue(Severity::Warning, at, IssueKind::Invalid, message.into());
+                None
+            }
+            Ok(None) => None,
+            Err(e) => {
+                self.issue(Severity::Error, at, IssueKind::Invalid, e.to_string());
+                None
+            }
+        }
+    }
+
     /// DT `node` as a FHIR date; problems become issues.
     pub fn date(&mut self, node: Option<Node<'_>>, at: impl Into<String>) -> Option<String> {
         let value = read::text(node.and_then(|n| n.component(1)).or(node))?;

@@ -192,7 +192,7 @@ fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion
         .control_id()
         .map(|s| s.into_owned())
         .unwrap_or_default();
-    let timestamp = ctx.dtm(msh.field(7), "MSH-7");
+    let timestamp = ctx.instant(msh.field(7), "MSH-7");
     let issues = std::mem::take(&mut ctx.issues);
     let held = ctx.held;
     let mut bundle = ctx.into_bundle(ids::id("Bundle", &[&app, &facility, &control]));

@@ -283,14 +283,14 @@ impl Profile {
         }
         let (default_authority, time_zone) = match raw.defaults {
             Some(d) => {
-                if let Some(z) = &d.time_zone {
-                    if crate::dtm("20000101", Some(z.get_ref())).is_err() {
-                        err(
-                            z.span(),
-                            "defaults.time_zone".into(),
-                            format!("`{}` is not a zone: write +HHMM, -HHMM or Z", z.get_ref()),
-                        );
-                    }
+                if let Some(z) = &d.time_zone
+                    && crate::dtm("20000101", Some(z.get_ref())).is_err()
+                {
+                    err(
+                        z.span(),
+                        "defaults.time_zone".into(),
+                        format!("`{}` is not a zone: write +HHMM, -HHMM or Z", z.get_ref()),
+                    );
                 }
                 (d.assigning_authority, d.time_zone.map(Spanned::into_inner))
             }
@@ -432,7 +432,7 @@ impl Profile {
                     (Some(_), Some(_)) | (None, None) => {
                         err(
                             e.code.span(),
-                            format!("{eat}"),
+                            eat.clone(),
                             "give either `target = {{ system, code, display }}` or `meaning = \"nothing\"`"
                                 .into(),
                         );

@@ -72,12 +72,8 @@ fn deviations() -> Vec<Deviation> {
     let section = section.split("\n## ").next().unwrap_or_default();
     let mut out = Vec::new();
     for (n, line) in section.lines().enumerate() {
-        let cells: Vec<&str> = line
-            .trim()
-            .trim_matches('|')
-            .split('|')
-            .map(str::trim)
-            .collect();
+        let cells = table_cells(line);
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
         if !line.trim_start().starts_with('|') || cells.len() < 4 || cells[0] == "type" {
             continue;
         }
@@ -99,6 +95,24 @@ fn deviations() -> Vec<Deviation> {
         });
     }
     out
+}
+
+/// The cells of a Markdown table row; `\\|` is a pipe inside a cell (regex alternatives).
+fn table_cells(line: &str) -> Vec<String> {
+    let inner = line.trim().trim_start_matches('|').trim_end_matches('|');
+    let mut cells = vec![String::new()];
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                cells.last_mut().expect("one cell").push('|');
+                chars.next();
+            }
+            '|' => cells.push(String::new()),
+            c => cells.last_mut().expect("one cell").push(c),
+        }
+    }
+    cells.iter().map(|c| c.trim().to_owned()).collect()
 }
 
 fn covered(deviations: &[Deviation], resource_type: &str, path: &str, value: &str) -> bool {
@@ -131,11 +145,11 @@ fn leaves(
                 } else {
                     format!("{path}.{k}")
                 };
-                if k == "reference" {
-                    if let Value::String(r) = v {
-                        out.push((p, normalise_reference(r, type_of)));
-                        continue;
-                    }
+                if k == "reference"
+                    && let Value::String(r) = v
+                {
+                    out.push((p, normalise_reference(r, type_of)));
+                    continue;
                 }
                 leaves(v, &p, type_of, out);
             }
@@ -192,10 +206,10 @@ fn resources(bundle: &Value) -> Vec<(String, Vec<(String, String)>)> {
             let r = &e["resource"];
             let t = r["resourceType"].as_str()?.to_owned();
             let mut r = r.clone();
-            if t == "Provenance" {
-                if let Some(text) = r.get_mut("text").and_then(Value::as_object_mut) {
-                    text.remove("div");
-                }
+            if t == "Provenance"
+                && let Some(text) = r.get_mut("text").and_then(Value::as_object_mut)
+            {
+                text.remove("div");
             }
             let mut out = Vec::new();
             leaves(&r, "", &type_of, &mut out);
@@ -212,11 +226,11 @@ fn shared(a: &[(String, String)], b: &[(String, String)]) -> usize {
     }
     let mut n = 0;
     for l in a {
-        if let Some(c) = counts.get_mut(l) {
-            if *c > 0 {
-                *c -= 1;
-                n += 1;
-            }
+        if let Some(c) = counts.get_mut(l)
+            && *c > 0
+        {
+            *c -= 1;
+            n += 1;
         }
     }
     n

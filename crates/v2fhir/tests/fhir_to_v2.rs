@@ -653,7 +653,7 @@ fn observation_values_by_type() {
     let sampled = loinc_obs(
         "o1",
         "1-1",
-        ObservationValue::SampledData(Box::new(fhir::SampledData::default())),
+        ObservationValue::SampledData(Box::default()),
     );
     let e = to_v2(
         &Resource::from(sampled),

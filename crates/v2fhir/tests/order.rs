@@ -40,16 +40,6 @@ fn observation_code(o: &Observation) -> &str {
 
 /// Prints one sample's bundle:
 /// `SAMPLE=ORU-R01-01.hl7 cargo test -p v2fhir --test order dump -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn dump() {
-    let name = std::env::var("SAMPLE").unwrap_or_else(|_| "ORU-R01-01.hl7".into());
-    let c = convert(&name);
-    println!("{}", fhir::to_string_pretty(&c.bundle).unwrap());
-    for i in &c.issues {
-        println!("Issue {i:?}");
-    }
-}
 
 #[test]
 fn numeric_obx_is_a_quantity_with_its_ucum_unit() {

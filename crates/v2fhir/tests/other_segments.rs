@@ -62,22 +62,6 @@ fn resolve<'a>(bundle: &'a Value, reference: &Value) -> &'a Value {
         .unwrap_or_else(|| panic!("{r} is not in the bundle"))
 }
 
-#[test]
-#[ignore = "prints a bundle: OTHER_SAMPLE=VXU-V04-01.hl7 cargo test --test other_segments dump -- --ignored --nocapture"]
-fn dump() {
-    let name = std::env::var("OTHER_SAMPLE").unwrap_or_else(|_| "VXU-V04-01.hl7".into());
-    let (bundle, conversion) = convert_bytes(&sample(&name));
-    let only = std::env::var("OTHER_TYPE").ok();
-    for e in bundle["entry"].as_array().expect("entries") {
-        let r = &e["resource"];
-        if only.as_deref().is_none_or(|t| r["resourceType"] == t) {
-            println!("{}", serde_json::to_string_pretty(r).expect("json"));
-        }
-    }
-    for i in conversion.issues {
-        println!("{:?} {} {:?} {}", i.severity, i.at, i.kind, i.message);
-    }
-}
 
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)

@@ -24,6 +24,8 @@ pub struct Args {
     /// Indented JSON instead of one bundle per line.
     #[arg(long)]
     pretty: bool,
+    #[command(flatten)]
+    v2: crate::cmd::convert_v2::V2Options,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -45,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     match args.to {
         Target::Fhir => to_fhir(&args, &profiles),
-        Target::V2 => crate::cmd::convert_v2::run(&args.file, profiles.first()),
+        Target::V2 => crate::cmd::convert_v2::run(&args.file, profiles.first(), &args.v2),
     }
 }
 

@@ -75,6 +75,7 @@ pub fn txa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .collect();
 
     let origination = ctx.dtm(field(seg, 6), ctx.at(6));
+    let date = ctx.instant(field(seg, 6), ctx.at(6));
     let activity = ctx.dtm(field(seg, 4), ctx.at(4));
     let related: Vec<Reference> = reps(seg, 5)
         .into_iter()
@@ -155,7 +156,7 @@ pub fn txa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             .filter_map(|n| ctx.code(Some(n), &ctx.at(24)))
             .collect(),
         subject: ctx.patient_ref(),
-        date: origination.filter(|d| d.contains('T')),
+        date,
         author,
         authenticator,
         relates_to,

@@ -1,15 +1,15 @@
-//! FT1 -> not converted (a charge is a FHIR ChargeItem, which the FHIR model does not carry); RF1 -> a
-//! referral ServiceRequest.
+//! FT1 -> ChargeItem (with a MedicationDispense for a drug charge); RF1 -> a referral ServiceRequest.
 
 use fhir::{
-    Annotation, CodeableConcept, Identifier, Period, Reference, ServiceRequest,
-    ServiceRequestOccurrence,
+    Annotation, ChargeItem, ChargeItemOccurrence, ChargeItemPerformer, ChargeItemProduct,
+    CodeableConcept, Device, Identifier, Money, Organization, Period, Procedure, Quantity,
+    Reference, ServiceRequest, ServiceRequestOccurrence,
 };
-use hl7v2::Segment;
+use hl7v2::{Node, Segment};
 
 use crate::context::{Ctx, IssueKind, Severity};
 use crate::entities;
-use crate::read::{field, field_comp, field_text, reps};
+use crate::read::{comp, field, field_comp, field_text, reps, sub};
 use crate::segments::pharmacy::{ei, key};
 
 /// SNOMED CT 3457005 "Patient referral", the ServiceRequest category FHIR's example value set gives for
@@ -17,19 +17,277 @@ use crate::segments::pharmacy::{ei, key};
 pub const REFERRAL_CATEGORY: (&str, &str, &str) =
     ("http://snomed.info/sct", "3457005", "Patient referral");
 
-/// FT1: the charge is a ChargeItem, which `fhir` does not carry: recorded as an issue, never silently
-/// dropped. A charge for a drug (FT1-29 NDC code) also says the drug was dispensed: that part becomes a
-/// MedicationDispense ([`crate::segments::pharmacy::ft1_dispense`]).
+/// v2 table 0443 (provider role), for the ordering provider among a charge's performers.
+const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
+
+/// FT1 -> ChargeItem (the IG has no FT1 map; after FHIR-Converter's DFT output):
+///
+/// - identifier FT1-2 (transaction id, CX); the id from it (with the sending facility when it names no
+///   assigning authority), else from the message and FT1-1; status `unknown` (FT1 does not say whether the
+///   charge was billed);
+/// - code FT1-7 (transaction code; FT1-8 description as text, or alone when FT1-7 is empty); quantity
+///   FT1-10; priceOverride FT1-11 (extended amount, CP.1 MO); occurrence FT1-4 (DR: a dateTime, a period
+///   when it has an end), enteredDate FT1-5 (posting date);
+/// - costCenter FT1-13 (department) as an Organization; reason FT1-19 (diagnoses);
+/// - performer FT1-20 (performed by), FT1-21 (ordered by, function v2-0443 `OP`) as Practitioners;
+///   enterer FT1-24; performingOrganization FT1-32, requestingOrganization FT1-33 (XON);
+/// - service: a Procedure for FT1-25 (procedure code) and the MedicationDispense for FT1-29 (NDC code,
+///   [`crate::segments::pharmacy::ft1_dispense`]); the PR1 after the FT1 add theirs (`order::pr1`);
+/// - product: a Device for FT1-34 (item number) / FT1-35 (model number), else FT1-29 as a code;
+/// - subject the patient, context the encounter, account the visit's Account, supportingInformation the
+///   current order.
 pub fn ft1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let before = ctx.resources().count();
     crate::segments::pharmacy::ft1_dispense(ctx, seg);
-    let at = ctx.at_segment.clone();
-    ctx.issue(
-        Severity::Warning,
-        at,
-        IssueKind::UnmappedSegment,
-        "FT1 charge not converted: a charge is a ChargeItem, which the FHIR model does not support"
-            .into(),
-    );
+    let dispense = ctx
+        .resources()
+        .enumerate()
+        .skip(before)
+        .find(|(_, r)| r.resource_type() == "MedicationDispense")
+        .map(|(i, _)| i);
+    let Some(subject) = ctx.patient_ref() else {
+        let at = ctx.at_segment.clone();
+        ctx.issue(
+            Severity::Error,
+            at,
+            IssueKind::Invalid,
+            "no patient (PID) in the message: the charge needs a subject, left out".into(),
+        );
+        return;
+    };
+    let code = match (ctx.code(field(seg, 7), &ctx.at(7)), field_text(seg, 8)) {
+        (Some(mut c), d) => {
+            if c.text.is_none() && c.coding.is_empty() {
+                c.text = d;
+            }
+            c
+        }
+        (None, Some(d)) => CodeableConcept::text(d),
+        (None, None) => {
+            ctx.issue(
+                Severity::Error,
+                ctx.at(7),
+                IssueKind::Invalid,
+                "no transaction code: the charge needs a code, left out".into(),
+            );
+            return;
+        }
+    };
+    let identifier: Vec<Identifier> = field(seg, 2)
+        .and_then(|f| f.repetition(1))
+        .and_then(|cx| ctx.identifier(cx))
+        .into_iter()
+        .collect();
+    let identity = identifier.first().cloned();
+    let id = match &identity {
+        Some(i) => {
+            let facility = match i.system {
+                Some(_) => String::new(),
+                None => ctx
+                    .message
+                    .sending_facility()
+                    .map(|s| s.into_owned())
+                    .unwrap_or_default(),
+            };
+            let [system, value] = key(i);
+            ctx.id("ChargeItem", &[system, value, &facility])
+        }
+        None => ctx.message_scoped_id("ChargeItem", &field_text(seg, 1).unwrap_or_default()),
+    };
+
+    let start = ctx.dtm(field(seg, 4), ctx.at(4));
+    let end = ctx.dtm(field(seg, 4).and_then(|f| f.component(2)), ctx.at(4));
+    let occurrence = match (start, end) {
+        (Some(s), None) => Some(ChargeItemOccurrence::DateTime(s)),
+        (Some(s), Some(e)) if s == e => Some(ChargeItemOccurrence::DateTime(s)),
+        (None, None) => None,
+        (start, end) => Some(ChargeItemOccurrence::Period(Box::new(Period {
+            start,
+            end,
+            ..Default::default()
+        }))),
+    };
+    let entered_date = ctx.dtm(field(seg, 5), ctx.at(5));
+    let quantity = number(ctx, field_text(seg, 10), 10).map(|value| Quantity {
+        value: Some(value),
+        ..Default::default()
+    });
+    let price_override = money(ctx, seg, 11);
+    let cost_center = field(seg, 13).and_then(|c| department(ctx, c));
+    let reason: Vec<CodeableConcept> = reps(seg, 19)
+        .into_iter()
+        .filter_map(|r| ctx.code(Some(r), &ctx.at(19)))
+        .collect();
+
+    let mut performer = Vec::new();
+    for (n, function) in [(20, None), (21, Some(("OP", "Ordering Provider")))] {
+        for xcn in reps(seg, n) {
+            if let Some(p) = entities::practitioner(ctx, xcn) {
+                performer.push(ChargeItemPerformer {
+                    function: function.map(|(c, d)| CodeableConcept::coding(V2_0443, c, Some(d))),
+                    actor: ctx.reference(p),
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    let enterer = field(seg, 24)
+        .and_then(|f| f.repetition(1))
+        .and_then(|x| entities::practitioner(ctx, x))
+        .map(|i| ctx.reference(i));
+    let performing_organization = field(seg, 32)
+        .and_then(|f| f.repetition(1))
+        .and_then(|x| entities::organization(ctx, x))
+        .map(|i| ctx.reference(i));
+    let requesting_organization = field(seg, 33)
+        .and_then(|f| f.repetition(1))
+        .and_then(|x| entities::organization(ctx, x))
+        .map(|i| ctx.reference(i));
+
+    let mut service = Vec::new();
+    if let Some(code) = ctx.code(field(seg, 25), &ctx.at(25)) {
+        let procedure = Procedure {
+            id: Some(ctx.id("Procedure", &[&id, "FT1-25"])),
+            status: Some("unknown".into()),
+            code: Some(code),
+            subject: subject.clone(),
+            encounter: ctx.encounter_ref(),
+            ..Default::default()
+        };
+        let p = ctx.add(procedure, None);
+        service.push(typed_ref(ctx, p, "Procedure"));
+    }
+    if let Some(d) = dispense {
+        service.push(typed_ref(ctx, d, "MedicationDispense"));
+    }
+    let product = match item_device(ctx, seg) {
+        Some(d) => Some(ChargeItemProduct::Reference(Box::new(ctx.reference(d)))),
+        None => ctx
+            .code(field(seg, 29), &ctx.at(29))
+            .map(|c| ChargeItemProduct::CodeableConcept(Box::new(c))),
+    };
+    let account: Vec<Reference> = ctx
+        .resources()
+        .enumerate()
+        .filter(|(_, r)| r.resource_type() == "Account")
+        .last()
+        .map(|(i, _)| ctx.reference(i))
+        .into_iter()
+        .collect();
+
+    let charge = ChargeItem {
+        id: Some(id),
+        identifier,
+        status: Some("unknown".into()),
+        code,
+        subject,
+        context: ctx.encounter_ref(),
+        occurrence,
+        performer,
+        performing_organization,
+        requesting_organization,
+        cost_center,
+        quantity,
+        price_override,
+        enterer,
+        entered_date,
+        reason,
+        service,
+        product,
+        account,
+        supporting_information: ctx.order.map(|o| ctx.reference(o)).into_iter().collect(),
+        ..Default::default()
+    };
+    let conditional = identity.filter(|i| i.system.is_some());
+    let i = ctx.add(charge, conditional.as_ref());
+    ctx.last = Some(i);
+}
+
+/// A reference to the resource at `index` with its type, as ChargeItem.service carries them.
+fn typed_ref(ctx: &Ctx<'_>, index: usize, resource_type: &str) -> Reference {
+    Reference {
+        r#type: Some(resource_type.into()),
+        ..ctx.reference(index)
+    }
+}
+
+/// NM `value` of field `n` as a FHIR decimal; a value that is not a number becomes an issue.
+fn number(ctx: &mut Ctx<'_>, value: Option<String>, n: usize) -> Option<fhir::Decimal> {
+    match crate::quantity(&value?, None) {
+        Ok(q) => q?.value,
+        Err(e) => {
+            ctx.issue(
+                Severity::Error,
+                ctx.at(n),
+                IssueKind::Invalid,
+                e.to_string(),
+            );
+            None
+        }
+    }
+}
+
+/// CP field `n` -> Money: value CP.1.1 (MO quantity), currency CP.1.2 (MO denomination, ISO 4217: kept
+/// only when it is three letters).
+fn money(ctx: &mut Ctx<'_>, seg: &Segment<'_>, n: usize) -> Option<Money> {
+    let node = field(seg, n).and_then(|f| f.repetition(1))?;
+    let value = number(ctx, sub(node, 1, 1), n)?;
+    let currency =
+        sub(node, 1, 2).filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_alphabetic()));
+    Some(Money {
+        value: Some(value),
+        currency,
+        ..Default::default()
+    })
+}
+
+/// A CWE naming a local entity (FT1-13 department, FT1-34 item): identifier value CWE.1, system CWE.3
+/// (as [`crate::coding_system_uri`] names it); `None` without a code.
+fn cwe_identifier(node: Node<'_>) -> Option<Identifier> {
+    Some(Identifier {
+        value: Some(comp(node, 1)?),
+        system: comp(node, 3).map(|s| crate::coding_system_uri(&s).into_owned()),
+        ..Default::default()
+    })
+}
+
+/// FT1-13 (department code, CWE) -> Organization: identifier CWE.1 in CWE.3, name CWE.2.
+fn department(ctx: &mut Ctx<'_>, node: Node<'_>) -> Option<Reference> {
+    let identifier = cwe_identifier(node);
+    let name = comp(node, 2);
+    let id = match (&identifier, &name) {
+        (Some(i), _) => ctx.id("Organization", &["department", key(i)[0], key(i)[1]]),
+        (None, Some(n)) => ctx.id("Organization", &["department", n]),
+        (None, None) => return None,
+    };
+    let organization = Organization {
+        id: Some(id),
+        identifier: identifier.into_iter().collect(),
+        name,
+        ..Default::default()
+    };
+    let i = ctx.add(organization, None);
+    Some(ctx.reference(i))
+}
+
+/// FT1-34 (item number, CWE) and FT1-35 (model number) -> the Device charged for: identifier FT1-34,
+/// modelNumber FT1-35, patient the current patient.
+fn item_device(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let identifier = field(seg, 34).and_then(cwe_identifier);
+    let model = field_text(seg, 35);
+    let id = match (&identifier, &model) {
+        (Some(i), _) => ctx.id("Device", &["item", key(i)[0], key(i)[1]]),
+        (None, Some(m)) => ctx.id("Device", &["model", m]),
+        (None, None) => return None,
+    };
+    let device = Device {
+        id: Some(id),
+        identifier: identifier.into_iter().collect(),
+        model_number: model,
+        patient: ctx.patient_ref(),
+        ..Default::default()
+    };
+    Some(ctx.add(device, None))
 }
 
 /// The patient of a PID that comes after the segment (REF_I12 sends RF1 before PID), as a logical

@@ -100,7 +100,7 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
     let Some(msh) = message.segment(1) else {
         return;
     };
-    let recorded = ctx.dtm(msh.field(7), "MSH-7");
+    let recorded = ctx.instant(msh.field(7), "MSH-7");
     let occurred = message
         .find_segment("EVN", 1)
         .and_then(|evn| {

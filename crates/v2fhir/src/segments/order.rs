@@ -20,9 +20,10 @@
 
 use fhir::{
     AllergyIntolerance, AllergyIntoleranceOnset, AllergyIntoleranceReaction, Annotation,
-    AnnotationAuthor, Attachment, CodeableConcept, Coding, Condition, ConditionOnset, Device,
-    DiagnosticReport, DiagnosticReportEffective, Encounter, EncounterParticipant, Extension,
-    ExtensionValue, Identifier, Observation, ObservationComponent, ObservationComponentValue,
+    AnnotationAuthor, Attachment, ChargeItem, CodeableConcept, Coding, Condition, ConditionOnset,
+    Device, DiagnosticReport, DiagnosticReportEffective, Encounter, EncounterDiagnosis,
+    EncounterParticipant, EpisodeOfCare, EpisodeOfCareDiagnosis, Extension, ExtensionValue,
+    Identifier, Immunization, Observation, ObservationComponent, ObservationComponentValue,
     ObservationEffective, ObservationReferenceRange, ObservationValue, Patient, Period,
     PractitionerRole, Procedure, ProcedurePerformed, ProcedurePerformer, Quantity, Range, Ratio,
     Reference, ServiceRequest, ServiceRequestOccurrence, ServiceRequestQuantity, Specimen,
@@ -145,10 +146,28 @@ fn is_result_message(ctx: &Ctx<'_>) -> bool {
     ctx.code == "ORU" || ctx.code == "OUL"
 }
 
-/// A `dateTime` that FHIR `instant` accepts (time to the second with a zone), else `None` with a warning.
+/// True when `dt` is what FHIR `instant` accepts: a date, a time to the second and a zone (`Z` or
+/// `+hh:mm`/`-hh:mm`). A DTM sent without a zone converts to a date only, which an instant cannot carry.
+fn is_instant(dt: &str) -> bool {
+    let Some((_, time)) = dt.split_once('T') else {
+        return false;
+    };
+    let zoned = time.ends_with('Z')
+        || time.len() > 6 && {
+            let zone = &time.as_bytes()[time.len() - 6..];
+            matches!(zone[0], b'+' | b'-')
+                && zone[1..3].iter().all(u8::is_ascii_digit)
+                && zone[3] == b':'
+                && zone[4..].iter().all(u8::is_ascii_digit)
+        };
+    // hh:mm:ss before the zone.
+    zoned && time.len() >= 9 && time.as_bytes()[5] == b':'
+}
+
+/// A `dateTime` that FHIR `instant` accepts ([`is_instant`]), else `None` with a warning.
 fn instant(ctx: &mut Ctx<'_>, node: Option<Node<'_>>, at: String) -> Option<String> {
     let dt = ctx.dtm(node, at.clone())?;
-    if dt.len() >= 20 && dt.contains('T') {
+    if is_instant(&dt) {
         Some(dt)
     } else {
         ctx.issue(
@@ -1516,7 +1535,8 @@ pub fn nte(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         Specimen,
         AllergyIntolerance,
         Condition,
-        Procedure
+        Procedure,
+        ChargeItem
     );
 }
 

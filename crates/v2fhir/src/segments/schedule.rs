@@ -163,14 +163,14 @@ pub fn sch(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let group = following(ctx, seg, &["TQ1", "TQ2", "NTE"]);
     let (mut start, mut end, mut priority_value) = (None, None, None);
     if let Some(tq1) = group.iter().find(|s| s.id() == "TQ1") {
-        start = ctx.dtm(field(tq1, 7), "TQ1-7");
-        end = ctx.dtm(field(tq1, 8), "TQ1-8");
+        start = ctx.instant(field(tq1, 7), "TQ1-7");
+        end = ctx.instant(field(tq1, 8), "TQ1-8");
         priority_value = field_comp(tq1, 9, 1).as_deref().and_then(priority);
     }
     if start.is_none() && end.is_none() {
         let tq = field(seg, 11).and_then(|f| f.repetition(1));
-        start = ctx.dtm(tq.and_then(|t| t.component(4)), ctx.at(11));
-        end = ctx.dtm(tq.and_then(|t| t.component(5)), ctx.at(11));
+        start = ctx.instant(tq.and_then(|t| t.component(4)), ctx.at(11));
+        end = ctx.instant(tq.and_then(|t| t.component(5)), ctx.at(11));
     }
     let comments: Vec<String> = group
         .iter()
