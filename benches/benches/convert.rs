@@ -118,7 +118,11 @@ fn main() -> ExitCode {
                     r / parse_rate
                 );
                 if *stage == Stage::ConvertJson {
-                    let verdict = if r >= TARGET_MSGS_PER_SEC { "met" } else { "MISSED" };
+                    let verdict = if r >= TARGET_MSGS_PER_SEC {
+                        "met"
+                    } else {
+                        "MISSED"
+                    };
                     println!(
                         "{:10} target {:.0} msg/s per core for parse+convert+json: {verdict}",
                         "", TARGET_MSGS_PER_SEC

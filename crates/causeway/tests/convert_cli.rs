@@ -20,10 +20,18 @@ fn text(bytes: &[u8]) -> String {
 #[test]
 fn the_fixtures_pass_and_a_changed_expectation_fails_with_its_path() {
     let out = run(&["test", fixtures().to_str().unwrap()]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let stdout = text(&out.stdout);
     assert!(stdout.contains(" 0 failed"), "{stdout}");
-    assert!(stdout.contains("ok   allergy-na-means-not-applicable"), "{stdout}");
+    assert!(
+        stdout.contains("ok   allergy-na-means-not-applicable"),
+        "{stdout}"
+    );
 
     // A copy of one fixture whose expectation says "never smoker" where the profile says otherwise.
     let dir = tempfile::tempdir().unwrap();
@@ -35,19 +43,33 @@ fn the_fixtures_pass_and_a_changed_expectation_fails_with_its_path() {
     }
     let expected = std::fs::read_to_string(case.join("expected.json")).unwrap();
     assert!(expected.contains("449868002"));
-    std::fs::write(case.join("expected.json"), expected.replace("449868002", "266919005")).unwrap();
+    std::fs::write(
+        case.join("expected.json"),
+        expected.replace("449868002", "266919005"),
+    )
+    .unwrap();
     let out = run(&["test", dir.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("FAIL smoking: 1 difference(s)"), "{stdout}");
     assert!(
-        stdout.contains("/valueCodeableConcept/coding/0/code: expected \"266919005\", got \"449868002\""),
+        stdout.contains(
+            "/valueCodeableConcept/coding/0/code: expected \"266919005\", got \"449868002\""
+        ),
         "{stdout}"
     );
 
     // --bless rewrites the expectation, after which the case passes.
-    assert!(run(&["test", dir.path().to_str().unwrap(), "--bless"]).status.success());
-    assert!(run(&["test", dir.path().to_str().unwrap()]).status.success());
+    assert!(
+        run(&["test", dir.path().to_str().unwrap(), "--bless"])
+            .status
+            .success()
+    );
+    assert!(
+        run(&["test", dir.path().to_str().unwrap()])
+            .status
+            .success()
+    );
 }
 
 #[test]
@@ -77,14 +99,19 @@ fn convert_prints_one_bundle_per_message_and_names_refusals() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("message 1: OBX-5: code `9` (system `L`) is not in code map `smoking-status`"),
+        stderr.contains(
+            "message 1: OBX-5: code `9` (system `L`) is not in code map `smoking-status`"
+        ),
         "{stderr}"
     );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "name = \"x\"\n[[code_map]]\nname = \"m\"\nfields = [\"AL1-3\"]\nunmapped = \"ignore\"\n")
-        .unwrap();
+    std::fs::write(
+        &bad,
+        "name = \"x\"\n[[code_map]]\nname = \"m\"\nfields = [\"AL1-3\"]\nunmapped = \"ignore\"\n",
+    )
+    .unwrap();
     let out = run(&[
         "convert",
         reject.join("input.hl7").to_str().unwrap(),
@@ -94,7 +121,8 @@ fn convert_prints_one_bundle_per_message_and_names_refusals() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("bad.toml:5: code_map[0].unmapped: `ignore`: expected pass, reject or hold"),
+        stderr
+            .contains("bad.toml:5: code_map[0].unmapped: `ignore`: expected pass, reject or hold"),
         "{stderr}"
     );
 }
@@ -141,9 +169,18 @@ fn a_bundle_converts_back_to_v2_for_write_back() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let message = text(&out.stdout);
     let segments: Vec<&str> = message.trim_end().split('\r').collect();
-    assert!(segments[0].starts_with("MSH|^~\\&|CAUSEWAY|CAUSEWAY|EHR|"), "{message:?}");
-    assert!(segments[0].contains("|ORU^R01^ORU_R01|WB-1|P|2.5.1"), "{message:?}");
-    assert!(segments.iter().any(|s| s.starts_with("PID|1||55501^")), "{message:?}");
+    assert!(
+        segments[0].starts_with("MSH|^~\\&|CAUSEWAY|CAUSEWAY|EHR|"),
+        "{message:?}"
+    );
+    assert!(
+        segments[0].contains("|ORU^R01^ORU_R01|WB-1|P|2.5.1"),
+        "{message:?}"
+    );
+    assert!(
+        segments.iter().any(|s| s.starts_with("PID|1||55501^")),
+        "{message:?}"
+    );
     assert!(
         segments
             .iter()
@@ -154,5 +191,9 @@ fn a_bundle_converts_back_to_v2_for_write_back() {
     std::fs::write(&bundle, br#"{"resourceType":"Patient","birthdate":"1970"}"#).unwrap();
     let out = run(&["convert", "--to", "v2", bundle.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("did you mean `birthDate`?"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("did you mean `birthDate`?"),
+        "{}",
+        text(&out.stderr)
+    );
 }

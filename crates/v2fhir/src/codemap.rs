@@ -91,9 +91,10 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, concept: CodeableConcept, at: &str) -> Co
                 display,
             } => {
                 let mut mapped = concept.clone();
-                mapped
-                    .coding
-                    .insert(0, Coding::new(system.clone(), code.clone(), display.as_deref()));
+                mapped.coding.insert(
+                    0,
+                    Coding::new(system.clone(), code.clone(), display.as_deref()),
+                );
                 Coded::Concept(mapped)
             }
             Meaning::Nothing { .. } => Coded::Nothing,
@@ -120,7 +121,9 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, concept: CodeableConcept, at: &str) -> Co
             match policy {
                 UnmappedPolicy::Reject => {
                     if ctx.rejected.is_none() {
-                        let system = system.map(|s| format!(" (system `{s}`)")).unwrap_or_default();
+                        let system = system
+                            .map(|s| format!(" (system `{s}`)"))
+                            .unwrap_or_default();
                         ctx.rejected = Some(Error::new(
                             ErrorKind::Rejected,
                             0,
@@ -146,11 +149,7 @@ pub(crate) fn apply(ctx: &mut Ctx<'_>, concept: CodeableConcept, at: &str) -> Co
 /// `None` when no map applies: the caller writes the concept's own first coding.
 pub fn reverse(profile: &Profile, concept: &CodeableConcept, at: &str) -> Option<Coding> {
     let key = field_key(at);
-    for map in profile
-        .code_maps
-        .iter()
-        .filter(|m| m.fields.contains(&key))
-    {
+    for map in profile.code_maps.iter().filter(|m| m.fields.contains(&key)) {
         for entry in &map.entries {
             let Meaning::Concept { system, code, .. } = &entry.meaning else {
                 continue;
@@ -173,7 +172,10 @@ pub fn reverse(profile: &Profile, concept: &CodeableConcept, at: &str) -> Option
 /// description (`pass` is also `group.unmapped.mode = provided`). Each target's comment records who added
 /// the entry and when.
 pub fn to_concept_map(profile: &Profile, map: &CodeMap) -> ConceptMap {
-    let source = map.source_system.as_deref().map(|s| coding_system_uri(s).into_owned());
+    let source = map
+        .source_system
+        .as_deref()
+        .map(|s| coding_system_uri(s).into_owned());
     let mut groups: Vec<ConceptMapGroup> = Vec::new();
     for entry in &map.entries {
         let (target_system, target) = match &entry.meaning {
@@ -287,7 +289,10 @@ mod tests {
         assert_eq!(field_key("AL1[2]-3"), "AL1-3");
         assert_eq!(field_key("OBX-5.1"), "OBX-5");
         assert_eq!(field_key("PID-3(2)"), "PID-3");
-        assert_eq!(concept_map_name("st-elsewhere", "allergy na"), "StElsewhereAllergyNa");
+        assert_eq!(
+            concept_map_name("st-elsewhere", "allergy na"),
+            "StElsewhereAllergyNa"
+        );
         assert_eq!(concept_map_name("9lab", "x"), "M9labX");
     }
 }

@@ -20,13 +20,10 @@ use crate::vocab::{
     contact_use, name_use,
 };
 
-/// The decoded text of a value, or `None` when absent, empty or `""`.
+/// The decoded text of a value, or `None` when absent, empty or `""` ([`crate::read::text`]: whitespace
+/// FHIR strings cannot carry made a space).
 fn text(node: Option<Node<'_>>) -> Option<String> {
-    let node = node?;
-    if node.is_empty() || node.is_null() {
-        return None;
-    }
-    Some(node.decoded().into_owned())
+    crate::read::text(node)
 }
 
 /// Subcomponent `s` of component `c`.
@@ -167,9 +164,10 @@ fn structured_number(node: Node<'_>) -> Option<String> {
 /// CX -> Identifier: value CX.1, system from CX.4 (assigning authority), type from CX.5 coded in v2
 /// table 0203.
 ///
-/// The system is, in order: CX.4.2 as `urn:oid:` when CX.4.3 is `ISO`, as `urn:uuid:` when `UUID`, as
-/// given when `URI`; else the namespace id CX.4.1 as given (a local name, not a URI: mapping local
-/// namespaces to URIs is site configuration the caller owns); else CX.4.2 as given; else
+/// The system is CX.4 read as an HD by [`crate::entities::authority_system`]: CX.4.2 as `urn:oid:` when
+/// CX.4.3 is `ISO` and CX.4.2 is an OID, as `urn:uuid:` for a `UUID`, as given for a `URI`; else the
+/// namespace id CX.4.1 as given (a local name, not a URI: mapping local namespaces to URIs is site
+/// configuration the caller owns; only what a URI cannot carry is percent-encoded); else CX.4.2; else
 /// `default_authority` (e.g. the sending facility's identifier system, for senders that leave CX.4
 /// empty). `None` when CX.1 is empty.
 ///
@@ -180,17 +178,12 @@ pub fn cx(node: Node<'_>, default_authority: Option<&str>) -> Option<Identifier>
         return None;
     }
     let value = comp(node, 1)?;
-    let namespace = sub(node, 4, 1);
-    let universal = sub(node, 4, 2);
-    let universal_type = sub(node, 4, 3);
-    let system = match (universal, universal_type.as_deref()) {
-        (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
-        (Some(u), Some("UUID")) => Some(format!("urn:uuid:{u}")),
-        (Some(u), Some("URI")) => Some(u),
-        (universal, _) => namespace
-            .or(universal)
-            .or_else(|| default_authority.map(str::to_owned)),
-    };
+    let system = crate::entities::authority_system(
+        sub(node, 4, 1),
+        sub(node, 4, 2),
+        sub(node, 4, 3).as_deref(),
+    )
+    .or_else(|| default_authority.map(|a| crate::vocab::local_system(a).into_owned()));
     Some(Identifier {
         value: Some(value),
         system,
@@ -214,7 +207,7 @@ pub fn cwe(node: Node<'_>) -> Option<CodeableConcept> {
         .iter()
         .filter_map(|&(c, d, s, v)| {
             Some(Coding {
-                code: Some(comp(node, c)?),
+                code: Some(comp(node, c).and_then(crate::read::code_text)?),
                 display: comp(node, d),
                 system: comp(node, s).map(|s| coding_system_uri(&s).into_owned()),
                 version: v.and_then(|v| comp(node, v)),

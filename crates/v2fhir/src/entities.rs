@@ -135,7 +135,7 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
         let system = xcn
             .component(9)
             .and_then(hd_system)
-            .or_else(|| ctx.profile.default_authority.clone());
+            .or_else(|| ctx.profile.default_authority.clone().map(local));
         Identifier {
             value: Some(value),
             system,
@@ -211,9 +211,31 @@ pub fn hd_parts(hd: Node<'_>) -> (Option<String>, Option<String>, Option<String>
 /// as given for URI), else its namespace id as given.
 pub fn hd_system(hd: Node<'_>) -> Option<String> {
     let (namespace, universal, kind) = hd_parts(hd);
-    match universal_uri(universal.as_deref(), kind.as_deref()) {
+    authority_system(namespace, universal, kind.as_deref())
+}
+
+/// The identifier system of an assigning authority given as its parts (HD.1-3, CX.4, EI.2-4): the
+/// universal id as a URI when it is what its type says ([`universal_uri`]: `urn:oid:` only for a real
+/// OID, `urn:uuid:` only for a UUID), else the namespace id, else the universal id, as a local name
+/// made a valid URI by [`crate::vocab::local_system`]. The one place HD-like authorities become systems,
+/// so CX, EI, XCN and HD agree.
+pub fn authority_system(
+    namespace: Option<String>,
+    universal: Option<String>,
+    kind: Option<&str>,
+) -> Option<String> {
+    match universal_uri(universal.as_deref(), kind) {
         Some(uri) => Some(uri),
-        None => namespace.or(universal),
+        None => namespace.or(universal).map(local),
+    }
+}
+
+/// A local name as a `uri` ([`crate::vocab::local_system`]), owned.
+fn local(name: String) -> String {
+    match crate::vocab::local_system(&name) {
+        std::borrow::Cow::Borrowed(kept) if kept.len() == name.len() => name,
+        std::borrow::Cow::Borrowed(trimmed) => trimmed.to_owned(),
+        std::borrow::Cow::Owned(encoded) => encoded,
     }
 }
 
@@ -336,6 +358,49 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     Some(ctx.add(resource, conditional.as_ref()))
 }
 
+/// HD (a facility where something happened, EVN-7) -> Location per `HD[Location]`: name HD.1; identifier
+/// the universal id HD.2 as a URI (`urn:oid:`, `urn:uuid:`) in system `urn:ietf:rfc:3986` when HD.3 says
+/// ISO or UUID and HD.2 is one; physical type `si` (site).
+pub fn location_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
+    if !present(hd) {
+        return None;
+    }
+    let (namespace, universal, kind) = hd_parts(hd);
+    let uri = universal_uri(universal.as_deref(), kind.as_deref());
+    if namespace.is_none() && uri.is_none() {
+        return None;
+    }
+    let id = ctx.id(
+        "Location",
+        &[
+            "hd",
+            namespace.as_deref().unwrap_or(""),
+            universal.as_deref().unwrap_or(""),
+        ],
+    );
+    let identifier: Vec<Identifier> = uri
+        .map(|u| Identifier {
+            value: Some(u),
+            system: Some("urn:ietf:rfc:3986".into()),
+            ..Default::default()
+        })
+        .into_iter()
+        .collect();
+    let conditional = identifier.first().cloned();
+    let resource = Location {
+        id: Some(id),
+        name: namespace,
+        identifier,
+        physical_type: Some(CodeableConcept::coding(
+            LOCATION_PHYSICAL_TYPE,
+            "si",
+            Some("site"),
+        )),
+        ..Default::default()
+    };
+    Some(ctx.add(resource, conditional.as_ref()))
+}
+
 /// HD (an application, MSH-3/5) -> Device identified by the namespace id.
 pub fn device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
@@ -425,9 +490,10 @@ pub fn location(ctx: &mut Ctx<'_>, pl: Node<'_>) -> Option<usize> {
         if most_specific && let Some(v) = comp(pl, 10) {
             identifier.push(Identifier {
                 value: Some(v),
-                system: pl
-                    .component(10)
-                    .and_then(|ei| text(ei.subcomponent(2)).or_else(|| text(ei.subcomponent(3)))),
+                system: pl.component(10).and_then(|ei| {
+                    let part = |s| text(ei.subcomponent(s));
+                    authority_system(part(2), part(3), part(4).as_deref())
+                }),
                 ..Default::default()
             });
         }

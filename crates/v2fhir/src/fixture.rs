@@ -104,7 +104,11 @@ fn walk(path: &str, e: Option<&Value>, a: Option<&Value>, out: &mut Vec<Differen
         }
         (e, a) if e == a => {}
         (e, a) => out.push(Difference {
-            path: if path.is_empty() { "/".into() } else { path.into() },
+            path: if path.is_empty() {
+                "/".into()
+            } else {
+                path.into()
+            },
             expected: e.cloned(),
             actual: a.cloned(),
         }),

@@ -80,7 +80,11 @@ fn relocate(owned: &mut hl7v2::OwnedMessage, r: &Relocation) {
 /// The extensions the profile's Z-segment mappings make from `seg`.
 fn z_extensions(seg: &hl7v2::Segment<'_>, profile: &Profile) -> Vec<(ZTarget, Extension)> {
     let mut out = Vec::new();
-    for z in profile.z_segments.iter().filter(|z| z.field.starts_with(seg.id())) {
+    for z in profile
+        .z_segments
+        .iter()
+        .filter(|z| z.field.starts_with(seg.id()))
+    {
         let Ok(path) = hl7v2::Path::parse(&z.field) else {
             continue;
         };
@@ -141,7 +145,12 @@ fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion
         } else {
             format!("{}[{n}]", seg.id())
         };
-        if seg.id().starts_with('Z') && profile.z_segments.iter().any(|z| z.field.starts_with(seg.id())) {
+        if seg.id().starts_with('Z')
+            && profile
+                .z_segments
+                .iter()
+                .any(|z| z.field.starts_with(seg.id()))
+        {
             for (target, extension) in z_extensions(&seg, profile) {
                 let index = match target {
                     ZTarget::Patient => ctx.patient,
@@ -160,10 +169,12 @@ fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion
             ZTarget::Encounter => ctx.encounter,
         });
         let attached = match (target, index) {
-            (ZTarget::Patient, Some(i)) => ctx.get_mut::<fhir::Patient>(i).map(|p| p.extension.push(extension)),
-            (ZTarget::Encounter, Some(i)) => {
-                ctx.get_mut::<fhir::Encounter>(i).map(|e| e.extension.push(extension))
-            }
+            (ZTarget::Patient, Some(i)) => ctx
+                .get_mut::<fhir::Patient>(i)
+                .map(|p| p.extension.push(extension)),
+            (ZTarget::Encounter, Some(i)) => ctx
+                .get_mut::<fhir::Encounter>(i)
+                .map(|e| e.extension.push(extension)),
             _ => None,
         };
         if attached.is_none() {

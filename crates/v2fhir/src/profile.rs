@@ -260,7 +260,8 @@ impl Profile {
     /// Every problem found, each with its line and field: TOML syntax and unknown keys (the first only,
     /// as TOML parsing stops there), then every invalid value.
     pub fn from_toml(text: &str, origin: &str) -> Result<Profile, Vec<ProfileError>> {
-        let line_of = |span: Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
+        let line_of =
+            |span: Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
         let raw: RawProfile = toml::from_str(text).map_err(|e| {
             vec![ProfileError {
                 origin: origin.to_owned(),
@@ -312,11 +313,15 @@ impl Profile {
         }
         let mut z_segments = Vec::new();
         for (i, z) in raw.zsegment.into_iter().enumerate() {
-            if !z.field.get_ref().starts_with('Z') || hl7v2::Path::parse(z.field.get_ref()).is_err() {
+            if !z.field.get_ref().starts_with('Z') || hl7v2::Path::parse(z.field.get_ref()).is_err()
+            {
                 err(
                     z.field.span(),
                     format!("zsegment[{i}].field"),
-                    format!("`{}` is not a Z-segment field such as ZPI-3", z.field.get_ref()),
+                    format!(
+                        "`{}` is not a Z-segment field such as ZPI-3",
+                        z.field.get_ref()
+                    ),
                 );
             }
             let resource = match z.resource.get_ref().as_str() {
@@ -376,11 +381,16 @@ impl Profile {
                 }
             };
             if m.fields.get_ref().is_empty() {
-                err(m.fields.span(), format!("{at}.fields"), "names no field".into());
+                err(
+                    m.fields.span(),
+                    format!("{at}.fields"),
+                    "names no field".into(),
+                );
             }
             for f in m.fields.get_ref() {
-                let ok = hl7v2::Path::parse(f)
-                    .is_ok_and(|p| p.component.is_none() && p.field > 0 && !f.contains('(') && !f.contains('['));
+                let ok = hl7v2::Path::parse(f).is_ok_and(|p| {
+                    p.component.is_none() && p.field > 0 && !f.contains('(') && !f.contains('[')
+                });
                 if !ok {
                     err(
                         m.fields.span(),

@@ -21,10 +21,52 @@ pub fn present(node: Node<'_>) -> bool {
     !node.is_empty() && !node.is_null()
 }
 
-/// The decoded text of `node`, `None` when empty or `""`.
+/// The decoded text of `node`, `None` when empty or `""`, with Unicode whitespace other than space, CR,
+/// LF and TAB (a no-break space, an em space...) made a space: FHIR `string` allows only those four
+/// whitespace characters (its regex is `^[ \r\n\t\S]+$`).
 pub fn text(node: Option<Node<'_>>) -> Option<String> {
     node.filter(|n| present(*n))
-        .map(|n| n.decoded().into_owned())
+        .map(|n| normalise_space(n.decoded().into_owned()))
+}
+
+/// `value` with every whitespace character FHIR strings forbid made a space; the common case (none)
+/// returns `value` untouched.
+pub fn normalise_space(value: String) -> String {
+    let odd = |c: char| c.is_whitespace() && !matches!(c, ' ' | '\r' | '\n' | '\t');
+    // Only non-ASCII text or ASCII controls (VT, FF) can hold such whitespace.
+    if value
+        .bytes()
+        .all(|b| b.is_ascii() && b != 0x0b && b != 0x0c)
+        || !value.contains(odd)
+    {
+        return value;
+    }
+    value
+        .chars()
+        .map(|c| if odd(c) { ' ' } else { c })
+        .collect()
+}
+
+/// `value` as a FHIR `code` (regex `^[^\s]+(\s[^\s]+)*$`): trimmed, runs of whitespace made one space;
+/// `None` when nothing is left. Borrows nothing new in the common case (already a clean code).
+pub fn code_text(value: String) -> Option<String> {
+    let clean = !value.is_empty()
+        && !value.starts_with(char::is_whitespace)
+        && !value.ends_with(char::is_whitespace)
+        && !value
+            .chars()
+            .zip(value.chars().skip(1))
+            .any(|(a, b)| a.is_whitespace() && (b.is_whitespace() || a != ' '));
+    if clean {
+        return Some(value);
+    }
+    let joined = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// Component `c` of `node` as a FHIR `code` ([`code_text`]).
+pub fn comp_code(node: Node<'_>, c: usize) -> Option<String> {
+    comp(node, c).and_then(code_text)
 }
 
 /// The decoded text of field `n` (its first repetition, whole: components and all).

@@ -74,14 +74,60 @@ pub fn contact_use(code: &str) -> Option<&'static str> {
     })
 }
 
-/// A v2 coding-system name (CWE.3, CWE.6) -> a FHIR system URI; names not known here are kept as given.
+/// A local name (an assigning authority's namespace id, a coding-system name no URI is known for) as a
+/// FHIR `uri`: kept as given, except that what a URI cannot carry (whitespace, controls, the
+/// characters RFC 3986 excludes such as `"`, `<`, `|`, non-ASCII, a `%` that does not start an escape)
+/// is percent-encoded as UTF-8 (`St Mary` ->
+/// `St%20Mary`). FHIR's `uri` forbids whitespace, and a system must stay one token in search URLs.
+/// Leading and trailing whitespace is dropped. Borrowed when nothing needs encoding (the common case).
+pub fn local_system(name: &str) -> Cow<'_, str> {
+    // Whitespace around a name is padding, not part of it.
+    let name = name.trim();
+    let bytes = name.as_bytes();
+    let keep = |i: usize| -> bool {
+        let b = bytes[i];
+        match b {
+            b'%' => {
+                bytes.len() > i + 2
+                    && bytes[i + 1].is_ascii_hexdigit()
+                    && bytes[i + 2].is_ascii_hexdigit()
+            }
+            b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}' => false,
+            0x21..=0x7e => true,
+            _ => false,
+        }
+    };
+    if (0..bytes.len()).all(keep) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for (i, &b) in bytes.iter().enumerate() {
+        if keep(i) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A v2 coding-system name (CWE.3, CWE.6) -> a FHIR system URI; names not known here are kept as given
+/// (through [`local_system`], so they are valid URIs).
 ///
-/// `HLnnnn` / `HL7nnnn` (v2 tables) map to `http://terminology.hl7.org/CodeSystem/v2-nnnn`.
+/// `HLnnnn` / `HL7nnnn` (v2 tables) map to `http://terminology.hl7.org/CodeSystem/v2-nnnn`. `I10` is
+/// the WHO's ICD-10 (`I10C` is the US clinical modification, ICD-10-CM).
 pub fn coding_system_uri(name: &str) -> Cow<'_, str> {
+    let name = name.trim();
     let uri = match name {
         "LN" => "http://loinc.org",
         "SCT" | "SNM" => "http://snomed.info/sct",
-        "I10" | "ICD10CM" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "I10" => "http://hl7.org/fhir/sid/icd-10",
+        "I10C" | "ICD10CM" => "http://hl7.org/fhir/sid/icd-10-cm",
+        "I9C" | "I9CM" => "http://hl7.org/fhir/sid/icd-9-cm",
+        "C4" | "CPT" => "http://www.ama-assn.org/go/cpt",
+        "ICDO" => "http://terminology.hl7.org/CodeSystem/icd-o",
+        "MVX" => "http://hl7.org/fhir/sid/mvx",
+        "ISO3166_1" => "urn:iso:std:iso:3166",
         "CVX" => "http://hl7.org/fhir/sid/cvx",
         "NDC" => "http://hl7.org/fhir/sid/ndc",
         "RXNORM" => "http://www.nlm.nih.gov/research/umls/rxnorm",
@@ -93,7 +139,7 @@ pub fn coding_system_uri(name: &str) -> Cow<'_, str> {
                 .filter(|t| t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()));
             return match table {
                 Some(t) => Cow::Owned(format!("http://terminology.hl7.org/CodeSystem/v2-{t}")),
-                None => Cow::Borrowed(name),
+                None => local_system(name),
             };
         }
     };
@@ -119,6 +165,21 @@ mod tests {
         // `HL7nnnn` with letters is a placeholder some senders use, not a table: kept.
         assert_eq!(coding_system_uri("HL7nnnn"), "HL7nnnn");
         assert_eq!(coding_system_uri("99zzz"), "99zzz");
+        assert_eq!(coding_system_uri("I10"), "http://hl7.org/fhir/sid/icd-10");
+        assert_eq!(
+            coding_system_uri("I10C"),
+            "http://hl7.org/fhir/sid/icd-10-cm"
+        );
+        assert_eq!(coding_system_uri("C4"), "http://www.ama-assn.org/go/cpt");
+        assert_eq!(coding_system_uri("PHIN VS"), "PHIN%20VS");
+        assert_eq!(coding_system_uri(" LN"), "http://loinc.org");
+    }
+
+    #[test]
+    fn local_systems() {
+        assert!(matches!(local_system("MR-1.2:x/y"), Cow::Borrowed(_)));
+        assert_eq!(local_system("St Mary's\u{a0}Hosp"), "St%20Mary's%C2%A0Hosp");
+        assert_eq!(local_system("a|b%zz%41"), "a%7Cb%25zz%41");
     }
 
     #[test]

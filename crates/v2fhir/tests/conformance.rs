@@ -27,8 +27,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-/// The lowest accepted share of expected leaves that agree or are documented deviations, in percent.
-const FLOOR_PERCENT: f64 = 0.0;
+/// The lowest accepted share of expected leaves that agree or are documented deviations, in percent:
+/// the figure reached (84.6%), so a change that loses agreement fails here. The target is 95%.
+const FLOOR_PERCENT: f64 = 84.0;
 
 #[derive(Default, Clone, Copy)]
 struct Tally {
@@ -296,7 +297,10 @@ fn agreement_with_fhir_converter() {
     let root = support::corpus_dir().join("fhir-converter");
     let cases = std::fs::read_to_string(root.join("test-cases.tsv")).expect("test-cases.tsv");
     let deviations = deviations();
-    println!("{} documented deviations in docs/conformance.md", deviations.len());
+    println!(
+        "{} documented deviations in docs/conformance.md",
+        deviations.len()
+    );
     let focus = std::env::var("CONFORMANCE_TYPE").ok();
     let list_missing = std::env::var("CONFORMANCE_MISSING").is_ok();
     let mut total: BTreeMap<String, Tally> = BTreeMap::new();

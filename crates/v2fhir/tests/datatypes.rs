@@ -160,12 +160,12 @@ fn cx_matches_fhir_converter() {
         ),
         // FHIR-Converter's system `http://example.com/v2-to-fhir-converter/Identifier/NIST-MPI` is a
         // placeholder built from the namespace; we keep the namespace as sent (mapping it to a real URI is
-        // site configuration).
+        // site configuration), percent-encoding the space a `uri` cannot carry.
         (
             &lri,
             "PID-3",
             1,
-            r#"{"value":"PATID1234","type":{"coding":[{"code":"MR","system":"http://terminology.hl7.org/CodeSystem/v2-0203"}]},"system":"NIST MPI"}"#,
+            r#"{"value":"PATID1234","type":{"coding":[{"code":"MR","system":"http://terminology.hl7.org/CodeSystem/v2-0203"}]},"system":"NIST%20MPI"}"#,
         ),
         // `test1&2.16.1&HCD`: the universal id type `HCD` is not ISO/UUID/URI, so the namespace is used;
         // FHIR-Converter's `.../Identifier/HCD` is again a placeholder.

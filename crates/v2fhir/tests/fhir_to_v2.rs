@@ -650,11 +650,7 @@ fn observation_values_by_type() {
         assert_eq!(raw(&m, "OBX-5"), obx5, "{kind}");
         assert_eq!(raw(&m, "OBX-6"), obx6, "{kind}");
     }
-    let sampled = loinc_obs(
-        "o1",
-        "1-1",
-        ObservationValue::SampledData(Box::default()),
-    );
+    let sampled = loinc_obs("o1", "1-1", ObservationValue::SampledData(Box::default()));
     let e = to_v2(
         &Resource::from(sampled),
         Some(&ctx),

@@ -252,7 +252,8 @@ fn order_and_report_from_orc_and_obr() {
     assert_eq!(sr.authored_on.as_deref(), Some("2020-09-10T17:00:00+02:15"));
     let placer = &sr.identifier[0];
     assert_eq!(placer.value.as_deref(), Some("845439"));
-    assert_eq!(placer.system.as_deref(), Some("GHH OE"));
+    // The namespace as given, percent-encoded: a `uri` cannot carry a space.
+    assert_eq!(placer.system.as_deref(), Some("GHH%20OE"));
     let filler = &sr.identifier[1];
     assert_eq!(filler.value.as_deref(), Some("986"));
     assert_eq!(
@@ -504,4 +505,113 @@ fn oul_specimen_comes_before_its_orders() {
         assert_eq!(order.specimen, [uuid_ref(*spm)]);
         assert_eq!(spm.request, [uuid_ref(*order)]);
     }
+}
+
+#[test]
+fn dg1_after_pv1_is_an_encounter_and_episode_diagnosis() {
+    // PV1-54 EOC124 (an EpisodeOfCare); DG1|1|I9|422504002^...|Stroke|...|A|...|1 (DG1-6 A, DG1-15 1).
+    let c = convert("ADT-A01-01.hl7");
+    let stroke = all::<Condition>(&c.bundle)
+        .into_iter()
+        .find(|c| c.identifier.first().and_then(|i| i.value.as_deref()) == Some("DI20"))
+        .expect("DG1 condition");
+    let encounter = all::<fhir::Encounter>(&c.bundle)[0];
+    assert_eq!(encounter.diagnosis.len(), 1);
+    let d = &encounter.diagnosis[0];
+    assert_eq!(d.condition, uuid_ref(stroke));
+    assert_eq!(d.rank, Some(1), "DG1-15");
+    let role = &d.r#use.as_ref().expect("DG1-6").coding[0];
+    assert_eq!(
+        role.system.as_deref(),
+        Some("http://terminology.hl7.org/CodeSystem/diagnosis-role")
+    );
+    assert_eq!(
+        role.code.as_deref(),
+        Some("AD"),
+        "DG1-6 A (IG DiagnosisType map)"
+    );
+    let episodes = all::<fhir::EpisodeOfCare>(&c.bundle);
+    assert_eq!(episodes.len(), 1);
+    assert_eq!(encounter.episode_of_care, [uuid_ref(episodes[0])]);
+    let e = &episodes[0].diagnosis;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].condition, uuid_ref(stroke));
+    assert_eq!(e[0].rank, Some(1));
+    assert_eq!(e[0].role, d.r#use);
+}
+
+#[test]
+fn dg1_final_type_stays_a_table_0052_code_and_bad_rank_is_a_warning() {
+    let msg = b"MSH|^~\\&|A|B|C|D|20200101||ADT^A01^ADT_A01|1|P|2.5\rPID|1||P1^^^H^MR||DOE^J\rPV1|1|I|||||||||||||||||V1^^^H^VN\rDG1|1||K63.3^Ulcer^I10|||F|||||||||x\r";
+    let c = convert_bytes(msg);
+    let encounter = all::<fhir::Encounter>(&c.bundle)[0];
+    let d = &encounter.diagnosis[0];
+    assert_eq!(d.rank, None);
+    let coding = &d.r#use.as_ref().unwrap().coding[0];
+    assert_eq!(
+        coding.system.as_deref(),
+        Some("http://terminology.hl7.org/CodeSystem/v2-0052")
+    );
+    assert_eq!(coding.code.as_deref(), Some("F"));
+    assert!(
+        c.issues
+            .iter()
+            .any(|i| i.at.ends_with("-15") && i.severity == v2fhir::Severity::Warning)
+    );
+}
+
+#[test]
+fn obx_after_rxa_is_part_of_the_immunization() {
+    // RXA, RXR, then OBX 30963-3 (funding source), 64994-7 (eligibility), 69764-9, 29769-7.
+    let c = convert("VXU-V04-01.hl7");
+    let immunization = all::<fhir::Immunization>(&c.bundle)[0];
+    assert!(immunization.funding_source.is_some());
+    assert_eq!(immunization.program_eligibility.len(), 1);
+    let observations = all::<Observation>(&c.bundle);
+    let codes: Vec<&str> = observations.iter().map(|o| observation_code(o)).collect();
+    assert!(
+        !codes.contains(&"30963-3"),
+        "read into Immunization.fundingSource"
+    );
+    assert!(!codes.contains(&"64994-7"), "read into programEligibility");
+    for code in ["69764-9", "29769-7"] {
+        let o = observations
+            .iter()
+            .find(|o| observation_code(o) == code)
+            .unwrap();
+        assert_eq!(o.part_of, [uuid_ref(immunization)], "{code}");
+    }
+    // The OBX before the ORC/RXA belongs to no immunization.
+    let hr = observations
+        .iter()
+        .find(|o| observation_code(o) == "8867-4")
+        .unwrap();
+    assert!(hr.part_of.is_empty());
+}
+
+#[test]
+fn immunization_obx_with_another_primary_code_stays_an_observation() {
+    // OBX|1|CE|29769-7^Vaccine Funding Source^LN^30963-3|...: the RXA reads the alternate 30963-3 into
+    // fundingSource, but the primary code would be lost without the Observation.
+    let c = convert("VXU-V04-02.hl7");
+    let o = all::<Observation>(&c.bundle)
+        .into_iter()
+        .find(|o| {
+            observation_code(o) == "29769-7"
+                && matches!(o.value, Some(ObservationValue::CodeableConcept(_)))
+        })
+        .expect("kept");
+    assert_eq!(o.part_of.len(), 1);
+}
+
+#[test]
+fn report_issued_without_zone_is_left_out() {
+    // OBR-22 without a zone and no profile zone: an instant needs one.
+    let msg = b"MSH|^~\\&|A|B|C|D|20200101||ORU^R01^ORU_R01|1|P|2.5\rPID|1||P1^^^H^MR||DOE^J\rOBR|1|P1|F1|1234-5^Test^LN|||20200101|||||||||||||||202001011200|||F\rOBX|1|NM|1234-5^Test^LN||5|mg||||||F\r";
+    let c = convert_bytes(msg);
+    let report = all::<DiagnosticReport>(&c.bundle)[0];
+    assert_eq!(report.issued, None);
+    assert!(c.issues.iter().any(|i| i.at.starts_with("OBR")
+        && i.at.ends_with("-22")
+        && i.severity == v2fhir::Severity::Warning));
 }

@@ -62,7 +62,6 @@ fn resolve<'a>(bundle: &'a Value, reference: &Value) -> &'a Value {
         .unwrap_or_else(|| panic!("{r} is not in the bundle"))
 }
 
-
 fn text<'a>(v: &'a Value, pointer: &str) -> &'a str {
     v.pointer(pointer)
         .and_then(Value::as_str)
@@ -504,7 +503,7 @@ fn rds_dispense_is_authorized_by_the_pharmacy_order() {
         .map(|c| text(c, "/code"))
         .collect();
     assert_eq!(codes, ["01151327", "418739006"], "RXD-2 and RXD-25");
-    // The FT1 for a drug: a dispense of unknown status, the charge itself an issue.
+    // The FT1 for a drug: a dispense of unknown status (the charge is a ChargeItem).
     let charged = with(&dispenses, "/status", "unknown");
     assert_eq!(
         text(charged, "/medicationCodeableConcept/coding/0/code"),
@@ -520,13 +519,137 @@ fn rds_orders_with_one_order_number_and_two_drugs_stay_apart() {
 }
 
 #[test]
-fn dft_charge_is_an_issue() {
-    let (_, c) = convert_bytes(&sample("DFT-P03-02.hl7"));
+fn dft_p03_charge_item() {
+    let (b, c) = convert_bytes(&sample("DFT-P03-01.hl7"));
     assert!(
-        c.issues
+        !c.issues
             .iter()
-            .any(|i| i.at == "FT1" && i.kind == v2fhir::IssueKind::UnmappedSegment)
+            .any(|i| i.at.starts_with("FT1") && i.kind == v2fhir::IssueKind::UnmappedSegment),
+        "FT1 is mapped"
     );
+    let charges = of_type(&b, "ChargeItem");
+    assert_eq!(charges.len(), 2, "one ChargeItem per FT1");
+    let xray = with(&charges, "/identifier/0/value", "12345");
+    assert_eq!(text(xray, "/status"), "unknown");
+    assert_eq!(text(xray, "/code/coding/0/code"), "71045", "FT1-7");
+    assert_eq!(text(xray, "/occurrenceDateTime"), "2019-11-22", "FT1-4");
+    assert_eq!(text(xray, "/enteredDate"), "2019-11-22", "FT1-5");
+    assert_eq!(xray["quantity"]["value"], serde_json::json!(2), "FT1-10");
+    assert_eq!(
+        xray["priceOverride"]["value"],
+        serde_json::json!(100),
+        "FT1-11"
+    );
+    assert_eq!(text(xray, "/priceOverride/currency"), "USD");
+    let reasons: Vec<&str> = xray["reason"]
+        .as_array()
+        .expect("reasons")
+        .iter()
+        .map(|r| text(r, "/coding/0/code"))
+        .collect();
+    assert_eq!(reasons, ["29857009", "68235000"], "FT1-19");
+    assert_eq!(
+        text(resolve(&b, &xray["subject"]), "/resourceType"),
+        "Patient"
+    );
+    assert_eq!(
+        text(resolve(&b, &xray["context"]), "/resourceType"),
+        "Encounter"
+    );
+    assert_eq!(
+        text(resolve(&b, &xray["account"][0]), "/resourceType"),
+        "Account"
+    );
+    let cost_center = resolve(&b, &xray["costCenter"]);
+    assert_eq!(text(cost_center, "/name"), "Radiology Deptt", "FT1-13");
+    let performer = resolve(&b, &xray["performer"][0]["actor"]);
+    assert_eq!(text(performer, "/name/0/family"), "Smith", "FT1-20");
+    assert_eq!(
+        text(resolve(&b, &xray["enterer"]), "/name/0/family"),
+        "Mellie",
+        "FT1-24"
+    );
+    let performing = resolve(&b, &xray["performingOrganization"]);
+    assert_eq!(text(performing, "/name"), "Good Health Hospital", "FT1-32");
+    let requesting = resolve(&b, &xray["requestingOrganization"]);
+    assert_eq!(text(requesting, "/name"), "GOOD HEALTH HOSPITAL", "FT1-33");
+    let device = resolve(&b, &xray["productReference"]);
+    assert_eq!(text(device, "/identifier/0/value"), "Item-12345", "FT1-34");
+    assert_eq!(text(device, "/modelNumber"), "Model-12345", "FT1-35");
+    // Services: the FT1-25 procedure, the FT1-29 drug dispensed, and the PR1 after the FT1.
+    let services: Vec<(&str, &Value)> = xray["service"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .map(|s| (text(s, "/type"), resolve(&b, s)))
+        .collect();
+    let kinds: Vec<&str> = services.iter().map(|(t, _)| *t).collect();
+    assert_eq!(kinds, ["Procedure", "MedicationDispense", "Procedure"]);
+    assert_eq!(text(services[0].1, "/code/coding/0/code"), "71045");
+    assert_eq!(
+        text(services[1].1, "/medicationCodeableConcept/coding/0/code"),
+        "0182-1061-05"
+    );
+    assert_eq!(
+        text(services[2].1, "/performedDateTime"),
+        "2019-11-22",
+        "PR1-5"
+    );
+    // The second FT1 has no transaction id: its id is scoped to the message; its code has no system.
+    let other = charges
+        .iter()
+        .find(|c| c.get("identifier").is_none())
+        .expect("FT1 without FT1-2");
+    assert_eq!(text(other, "/code/coding/0/code"), "626.2");
+    assert!(
+        other.get("performer").is_none(),
+        "FT1-20 `^^^` names no one"
+    );
+    for charge in charges {
+        let errors = support::schema_errors(charge);
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+}
+
+#[test]
+fn charge_item_id_comes_from_the_transaction_id() {
+    let a = convert("DFT-P11-01.hl7");
+    let b = convert("DFT-P03-01.hl7");
+    let id = |bundle: &Value| {
+        text(
+            with(
+                &of_type(bundle, "ChargeItem"),
+                "/identifier/0/value",
+                "12345",
+            ),
+            "/id",
+        )
+        .to_owned()
+    };
+    assert_eq!(id(&a), id(&b), "same sender, same FT1-2: same ChargeItem");
+}
+
+#[test]
+fn ft1_without_patient_or_code_is_an_issue() {
+    let msg = b"MSH|^~\\&|A|B|C|D|20200101||DFT^P03^DFT_P03|1|P|2.5\rFT1|1|T1||20200101||CG|X1\r";
+    let (b, c) = convert_bytes(msg);
+    assert!(of_type(&b, "ChargeItem").is_empty());
+    assert!(c.issues.iter().any(|i| i.at == "FT1"), "no patient");
+    let msg = b"MSH|^~\\&|A|B|C|D|20200101||DFT^P03^DFT_P03|1|P|2.5\rPID|1||P1^^^H^MR||DOE^J\rFT1|1|T1||20200101||CG||||x&USD\r";
+    let (b, c) = convert_bytes(msg);
+    assert!(of_type(&b, "ChargeItem").is_empty());
+    assert!(c.issues.iter().any(|i| i.at == "FT1-7"), "no code");
+}
+
+#[test]
+fn bad_ft1_amounts_become_issues() {
+    let msg = b"MSH|^~\\&|A|B|C|D|20200101||DFT^P03^DFT_P03|1|P|2.5\rPID|1||P1^^^H^MR||DOE^J\rFT1|1|T1||20200101||CG|X1^Thing^L|||two|x&USD\r";
+    let (b, c) = convert_bytes(msg);
+    let charge = one(&b, "ChargeItem");
+    assert!(charge.get("quantity").is_none());
+    assert!(charge.get("priceOverride").is_none());
+    assert!(c.issues.iter().any(|i| i.at == "FT1-10"));
+    assert!(c.issues.iter().any(|i| i.at == "FT1-11"));
 }
 
 #[test]

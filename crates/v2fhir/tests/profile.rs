@@ -56,13 +56,21 @@ added_at = "2026-01-01"
         ("broken.toml:5: relocate[0].from", ""),
         ("broken.toml:9: code_map[0].fields", "nonsense"),
         ("broken.toml:10: code_map[0].unmapped", "maybe"),
-        ("broken.toml:12: code_map[0].entry[0].added_by", "who added it"),
+        (
+            "broken.toml:12: code_map[0].entry[0].added_by",
+            "who added it",
+        ),
         ("broken.toml:15: code_map[0].entry[1].code", "mapped twice"),
-        ("broken.toml:15: code_map[0].entry[1].display", "needs a display"),
+        (
+            "broken.toml:15: code_map[0].entry[1].display",
+            "needs a display",
+        ),
     ];
     for (prefix, needle) in expect {
         assert!(
-            shown.iter().any(|s| s.starts_with(prefix) && s.contains(needle)),
+            shown
+                .iter()
+                .any(|s| s.starts_with(prefix) && s.contains(needle)),
             "no `{prefix}` error mentioning `{needle}` in:\n{}",
             shown.join("\n")
         );
@@ -90,9 +98,7 @@ fn the_most_specific_matching_profile_is_chosen() {
 
 #[test]
 fn relocations_move_values_before_conversion() {
-    let p = profile(
-        "name = \"a\"\n[[relocate]]\nfrom = \"PID-2\"\nto = \"PID-3\"\n",
-    );
+    let p = profile("name = \"a\"\n[[relocate]]\nfrom = \"PID-2\"\nto = \"PID-3\"\n");
     let bundle = convert(&hl7(ADT), &p).unwrap().bundle;
     let patient = bundle.resources_of::<Patient>().next().expect("a Patient");
     assert!(
@@ -112,7 +118,11 @@ fn z_segment_fields_become_extensions_and_unmapped_z_segments_are_reported() {
         "name = \"a\"\n[[zsegment]]\nfield = \"ZPI-2\"\nresource = \"Patient\"\nurl = \"http://hosp-a.example.org/vip\"\nvalue = \"code\"\n",
     );
     let c = convert(&hl7(ADT), &p).unwrap();
-    let patient = c.bundle.resources_of::<Patient>().next().expect("a Patient");
+    let patient = c
+        .bundle
+        .resources_of::<Patient>()
+        .next()
+        .expect("a Patient");
     let ext = patient
         .extension
         .iter()
@@ -150,16 +160,27 @@ fn na_means_no_known_allergy_for_one_sender_and_nothing_for_another() {
         .expect("sender A: an AllergyIntolerance");
     let code = allergy.code.as_ref().expect("a code");
     assert!(code.has_coding("http://snomed.info/sct", "716186003"));
-    assert_eq!(code.coding[1].code.as_deref(), Some("NA"), "the code as sent is kept");
+    assert_eq!(
+        code.coding[1].code.as_deref(),
+        Some("NA"),
+        "the code as sent is kept"
+    );
 
-    let b = allergy_profile("meaning = \"nothing\"\ndisplay = \"Not applicable\"", "pass");
+    let b = allergy_profile(
+        "meaning = \"nothing\"\ndisplay = \"Not applicable\"",
+        "pass",
+    );
     let c = convert(&hl7(ADT), &b).unwrap();
     assert_eq!(
         c.bundle.resources_of::<AllergyIntolerance>().count(),
         0,
         "sender B: NA records nothing"
     );
-    assert!(c.issues.iter().all(|i| !matches!(i.kind, IssueKind::Unmapped { .. })));
+    assert!(
+        c.issues
+            .iter()
+            .all(|i| !matches!(i.kind, IssueKind::Unmapped { .. }))
+    );
 }
 
 #[test]
@@ -169,7 +190,11 @@ fn unmapped_codes_follow_the_policy_of_their_map() {
 
     let pass = convert(&hl7(&unknown), &allergy_profile(target, "pass")).unwrap();
     assert!(!pass.held);
-    let allergy = pass.bundle.resources_of::<AllergyIntolerance>().next().expect("kept");
+    let allergy = pass
+        .bundle
+        .resources_of::<AllergyIntolerance>()
+        .next()
+        .expect("kept");
     let code = allergy.code.as_ref().unwrap();
     assert_eq!(code.coding[0].code.as_deref(), Some("PCN"));
     assert_eq!(code.extension[0].url.as_deref(), Some(UNMAPPED_EXTENSION));
@@ -177,7 +202,9 @@ fn unmapped_codes_follow_the_policy_of_their_map() {
         .issues
         .iter()
         .filter_map(|i| match &i.kind {
-            IssueKind::Unmapped { map, code, .. } => Some((i.at.as_str(), map.as_str(), code.as_str())),
+            IssueKind::Unmapped { map, code, .. } => {
+                Some((i.at.as_str(), map.as_str(), code.as_str()))
+            }
             _ => None,
         })
         .collect();

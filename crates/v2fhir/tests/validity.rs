@@ -17,7 +17,11 @@ fn message_files(dir: &Path, out: &mut Vec<PathBuf>) {
             message_files(&path, out);
             continue;
         }
-        let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         let ext = path
             .extension()
             .map(|e| e.to_string_lossy().to_lowercase())
@@ -38,7 +42,11 @@ fn every_corpus_bundle_is_valid_r4() {
     let mut failures = Vec::new();
     for path in &files {
         let data = std::fs::read(path).expect("read");
-        let name = path.strip_prefix(&root).unwrap_or(path).display().to_string();
+        let name = path
+            .strip_prefix(&root)
+            .unwrap_or(path)
+            .display()
+            .to_string();
         for raw in hl7v2::split_file(&data) {
             let Ok(raw) = raw else {
                 unparsed += 1;
@@ -68,6 +76,14 @@ fn every_corpus_bundle_is_valid_r4() {
          converted; {unparsed} unparseable (the corpus's deliberately broken files)",
         bundles - failures.len().min(bundles)
     );
-    assert!(bundles > 400, "expected the whole corpus, converted {bundles} messages");
-    assert!(failures.is_empty(), "{} invalid:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        bundles > 400,
+        "expected the whole corpus, converted {bundles} messages"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} invalid:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

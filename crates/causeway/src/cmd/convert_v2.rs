@@ -46,21 +46,33 @@ pub fn run(
     } else {
         std::fs::read(file).with_context(|| format!("cannot read {file}"))?
     };
-    let resource: fhir::Resource =
-        fhir::from_slice(&bytes).with_context(|| format!("{file}: not a FHIR R4 resource we accept"))?;
+    let resource: fhir::Resource = fhir::from_slice(&bytes)
+        .with_context(|| format!("{file}: not a FHIR R4 resource we accept"))?;
     let now = jiff::ZonedDateTime::now();
     let write = WriteOptions {
         sending_application: Hd::named(&options.sending_application),
         sending_facility: Hd::named(&options.sending_facility),
-        receiving_application: options.receiving_application.as_deref().map(Hd::named).unwrap_or_default(),
-        receiving_facility: options.receiving_facility.as_deref().map(Hd::named).unwrap_or_default(),
+        receiving_application: options
+            .receiving_application
+            .as_deref()
+            .map(Hd::named)
+            .unwrap_or_default(),
+        receiving_facility: options
+            .receiving_facility
+            .as_deref()
+            .map(Hd::named)
+            .unwrap_or_default(),
         control_id: options
             .control_id
             .clone()
             .unwrap_or_else(|| format!("CW{}", now.timestamp().as_millisecond())),
         timestamp: now.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         event: options.event.clone(),
-        order_structure: if options.oml { OrderStructure::Oml } else { OrderStructure::Orm },
+        order_structure: if options.oml {
+            OrderStructure::Oml
+        } else {
+            OrderStructure::Orm
+        },
         ..WriteOptions::default()
     };
     let fallback = v2fhir::Profile::default();

@@ -16,6 +16,7 @@ pub fn coding_system_name(uri: &str) -> Cow<'_, str> {
     let name = match uri {
         "http://loinc.org" => "LN",
         "http://snomed.info/sct" => "SCT",
+        "http://hl7.org/fhir/sid/icd-10" => "I10",
         "http://hl7.org/fhir/sid/icd-10-cm" => "I10",
         "http://hl7.org/fhir/sid/icd-9-cm" => "I9C",
         "http://hl7.org/fhir/sid/cvx" => "CVX",

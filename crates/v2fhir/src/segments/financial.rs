@@ -25,7 +25,7 @@ const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
 /// - identifier FT1-2 (transaction id, CX); the id from it (with the sending facility when it names no
 ///   assigning authority), else from the message and FT1-1; status `unknown` (FT1 does not say whether the
 ///   charge was billed);
-/// - code FT1-7 (transaction code; FT1-8 description as text, or alone when FT1-7 is empty); quantity
+/// - code FT1-7 (transaction code; the FT1-8 description as text when FT1-7 is empty); quantity
 ///   FT1-10; priceOverride FT1-11 (extended amount, CP.1 MO); occurrence FT1-4 (DR: a dateTime, a period
 ///   when it has an end), enteredDate FT1-5 (posting date);
 /// - costCenter FT1-13 (department) as an Organization; reason FT1-19 (diagnoses);
@@ -246,7 +246,8 @@ fn money(ctx: &mut Ctx<'_>, seg: &Segment<'_>, n: usize) -> Option<Money> {
 fn cwe_identifier(node: Node<'_>) -> Option<Identifier> {
     Some(Identifier {
         value: Some(comp(node, 1)?),
-        system: comp(node, 3).map(|s| crate::coding_system_uri(&s).into_owned()),
+        system: comp(node, 3)
+            .map(|s| crate::vocab::local_system(&crate::coding_system_uri(&s)).into_owned()),
         ..Default::default()
     })
 }

@@ -90,11 +90,27 @@ pub fn sft(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// EVN: the event's recorded time and operator are read by [`provenance`]; nothing to add on its own.
-pub fn evn(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// EVN per `EVN[Provenance]`: the operator EVN-5 -> Practitioner (`XCN[Practitioner]`) and the event
+/// facility EVN-7 -> Location (`HD[Location]`: `Provenance.location` is a Location, as in the IG and
+/// FHIR-Converter). They are added here, in message order; [`provenance`] finds them again (same ids)
+/// and names them as the `enterer` agent and the location. The times (EVN-2, EVN-6) are read there.
+pub fn evn(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    evn_entities(ctx, seg);
+}
+
+/// The (operator Practitioner, facility Location) of an EVN; the same resources each time it is read.
+fn evn_entities(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> (Option<usize>, Option<usize>) {
+    let operator = crate::read::reps(seg, 5)
+        .into_iter()
+        .find_map(|xcn| entities::practitioner(ctx, xcn));
+    let facility = field(seg, 7).and_then(|hd| entities::location_hd(ctx, hd));
+    (operator, facility)
+}
 
 /// One Provenance for the bundle: what it was made from (the message, by control id), who sent it (the
-/// sending facility, else application), when (MSH-7), and which resources came from it.
+/// sending facility, else application; the `author`), who entered the event (EVN-5, the `enterer`),
+/// where it happened (EVN-7), when (MSH-7 recorded, as an instant; EVN-6 else EVN-2 occurred), and
+/// which resources came from it.
 pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
     let message = ctx.message;
     let Some(msh) = message.segment(1) else {
@@ -111,6 +127,19 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
     let who = field(&msh, 4)
         .and_then(|hd| entities::organization_hd(ctx, hd))
         .or_else(|| field(&msh, 3).and_then(|hd| entities::device_hd(ctx, hd)));
+    // The EVN's operator and facility were added when the EVN was converted: found again by id, with
+    // issue locations naming the EVN (an issue raised the first time is not raised twice).
+    let (operator, facility) = match message.find_segment("EVN", 1) {
+        Some(evn) => {
+            let saved = std::mem::replace(&mut ctx.at_segment, "EVN".into());
+            let issues = ctx.issues.len();
+            let found = evn_entities(ctx, &evn);
+            ctx.issues.truncate(issues);
+            ctx.at_segment = saved;
+            found
+        }
+        None => (None, None),
+    };
     let targets: Vec<Reference> = ctx
         .resources()
         .enumerate()
@@ -154,6 +183,15 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
         }),
         ..Default::default()
     };
+    let enterer = operator.map(|i| ProvenanceAgent {
+        r#type: Some(CodeableConcept::coding(
+            "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+            "enterer",
+            Some("Enterer"),
+        )),
+        who: ctx.reference(i),
+        ..Default::default()
+    });
     let event = ctx.event.clone();
     let provenance = Provenance {
         id: Some(ctx.message_scoped_id("Provenance", "")),
@@ -161,7 +199,8 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
         occurred: occurred.map(fhir::ProvenanceOccurred::DateTime),
         recorded,
         activity: (!event.is_empty()).then(|| CodeableConcept::coding(V2_0003, event, None)),
-        agent: vec![agent],
+        agent: std::iter::once(agent).chain(enterer).collect(),
+        location: facility.map(|i| ctx.reference(i)),
         entity: vec![source_entity],
         ..Default::default()
     };

@@ -1,6 +1,6 @@
 //! ORC, OBR, TQ1 -> ServiceRequest and DiagnosticReport; OBX -> Observation; NTE -> notes on the resource
-//! before it; SPM -> Specimen; AL1, IAM -> AllergyIntolerance; DG1 -> Condition; PR1 -> Procedure; PRT ->
-//! PractitionerRole linked to the resource before it.
+//! before it; SPM -> Specimen; AL1, IAM -> AllergyIntolerance; DG1 -> Condition (and the visit's
+//! diagnosis); PR1 -> Procedure; PRT -> PractitionerRole linked to the resource before it.
 //!
 //! After the IG segment maps `ORC[ServiceRequest]`, `OBR[ServiceRequest]`, `OBR[DiagnosticReport]`,
 //! `TQ1[ServiceRequest]`, `OBX[Observation]`, `OBX[Observation-Component]`, `NTE[ServiceRequest]`,
@@ -58,7 +58,8 @@ fn part(node: Node<'_>, n: usize) -> Option<String> {
 
 /// EI (entity id, namespace id, universal id, universal id type) -> Identifier: value EI.1, system the
 /// universal id as a URI (`urn:oid:` for ISO, `urn:uuid:` for UUID, as given for URI), else the
-/// namespace id as given. `type` is a v2 table 0203 code (`PLAC`, `FILL`) when given.
+/// namespace id as given; what a `uri` cannot carry (a space) is percent-encoded
+/// ([`crate::vocab::local_system`]). `type` is a v2 table 0203 code (`PLAC`, `FILL`) when given.
 fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
     if !present(node) {
         return None;
@@ -70,7 +71,8 @@ fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
         (Some(u), Some("UUID" | "GUID")) => Some(format!("urn:uuid:{u}")),
         (Some(u), Some("URI")) => Some(u),
         (u, _) => part(node, 2).or(u),
-    };
+    }
+    .map(|s| crate::vocab::local_system(&s).into_owned());
     Some(Identifier {
         value: Some(value),
         system,
@@ -146,40 +148,6 @@ fn is_result_message(ctx: &Ctx<'_>) -> bool {
     ctx.code == "ORU" || ctx.code == "OUL"
 }
 
-/// True when `dt` is what FHIR `instant` accepts: a date, a time to the second and a zone (`Z` or
-/// `+hh:mm`/`-hh:mm`). A DTM sent without a zone converts to a date only, which an instant cannot carry.
-fn is_instant(dt: &str) -> bool {
-    let Some((_, time)) = dt.split_once('T') else {
-        return false;
-    };
-    let zoned = time.ends_with('Z')
-        || time.len() > 6 && {
-            let zone = &time.as_bytes()[time.len() - 6..];
-            matches!(zone[0], b'+' | b'-')
-                && zone[1..3].iter().all(u8::is_ascii_digit)
-                && zone[3] == b':'
-                && zone[4..].iter().all(u8::is_ascii_digit)
-        };
-    // hh:mm:ss before the zone.
-    zoned && time.len() >= 9 && time.as_bytes()[5] == b':'
-}
-
-/// A `dateTime` that FHIR `instant` accepts ([`is_instant`]), else `None` with a warning.
-fn instant(ctx: &mut Ctx<'_>, node: Option<Node<'_>>, at: String) -> Option<String> {
-    let dt = ctx.dtm(node, at.clone())?;
-    if is_instant(&dt) {
-        Some(dt)
-    } else {
-        ctx.issue(
-            Severity::Warning,
-            at,
-            IssueKind::Invalid,
-            "an instant needs a time to the second with a zone: left out".into(),
-        );
-        None
-    }
-}
-
 /// XCN -> PractitionerRole for `practitioner` (via [`entities::practitioner`]) with a role `code` and an
 /// `organization`; the id comes from its three parts, so one person in one role is one resource.
 fn role(
@@ -222,7 +190,8 @@ fn cnn_practitioner(ctx: &mut Ctx<'_>, ndl: Node<'_>) -> Option<usize> {
     let system = match (s(10), s(11).as_deref()) {
         (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
         (u, _) => s(9).or(u),
-    };
+    }
+    .map(|s| crate::vocab::local_system(&s).into_owned());
     let identifier = value.map(|v| Identifier {
         value: Some(v),
         system,
@@ -736,7 +705,7 @@ fn report(
         (Some(s), None) => Some(DiagnosticReportEffective::DateTime(s)),
         (None, None) => None,
     };
-    let issued = instant(ctx, field(seg, 22), ctx.at(22));
+    let issued = ctx.instant(field(seg, 22), ctx.at(22));
     let category = field_comp(seg, 24, 1).map(|c| table_concept(c, "0074", None));
     let status = field_text(seg, 25)
         .and_then(|s| report_status(&s))
@@ -1286,6 +1255,68 @@ fn order_specimen(ctx: &Ctx<'_>) -> Option<Reference> {
         .map(|i| ctx.reference(i))
 }
 
+/// The Immunization of the RXA this OBX belongs to (the OBX follows the RXA through its RXR, OBX, NTE
+/// and PRT segments, VXU `ORDER` group): the last Immunization in the bundle, which that RXA added.
+fn immunization_before(ctx: &Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let mut i = seg.index();
+    loop {
+        i = i.checked_sub(1)?;
+        match ctx.message.segment(i)?.id() {
+            "RXA" => break,
+            "RXR" | "OBX" | "NTE" | "PRT" => {}
+            _ => return None,
+        }
+    }
+    ctx.resources()
+        .enumerate()
+        .filter(|(_, r)| r.resource_type() == "Immunization")
+        .last()
+        .map(|(i, _)| i)
+}
+
+/// The LOINC code of an immunization OBX the RXA mapping reads into the Immunization, 30963-3 (funding
+/// source) or 64994-7 (funding program eligibility), in OBX-3.1 or, with `alternate`, OBX-3.4.
+fn immunization_loinc(seg: &Segment<'_>, alternate: bool) -> Option<String> {
+    let c = field(seg, 3)?;
+    let parts: &[usize] = if alternate { &[1, 4] } else { &[1] };
+    parts
+        .iter()
+        .find_map(|&k| crate::read::comp(c, k).filter(|v| v == "30963-3" || v == "64994-7"))
+}
+
+/// True when the RXA mapping ([`crate::segments::pharmacy::rxa`]) already carried this OBX into the
+/// Immunization at `imm`: every 64994-7 with a value becomes a programEligibility, the first 30963-3
+/// with a value the fundingSource (either code in OBX-3.1 or .4). Such an OBX is not repeated as an
+/// Observation when the LOINC code is its primary identifier (OBX-3.1); with another code there, the
+/// Observation is kept so that code is not lost.
+fn absorbed_by_immunization(ctx: &Ctx<'_>, seg: &Segment<'_>, imm: usize) -> bool {
+    let Some(loinc) = immunization_loinc(seg, false) else {
+        return false;
+    };
+    let Some(immunization) = ctx.get::<Immunization>(imm) else {
+        return false;
+    };
+    if field(seg, 5).is_none() {
+        return false;
+    }
+    match loinc.as_str() {
+        "64994-7" => !immunization.program_eligibility.is_empty(),
+        _ => {
+            // Only the first 30963-3 after the RXA is read; a later one stays an Observation.
+            let earlier = (0..seg.index())
+                .rev()
+                .map_while(|i| ctx.message.segment(i))
+                .take_while(|s| s.id() != "RXA")
+                .any(|s| {
+                    s.id() == "OBX"
+                        && field(&s, 5).is_some()
+                        && immunization_loinc(&s, true).as_deref() == Some("30963-3")
+                });
+            immunization.funding_source.is_some() && !earlier
+        }
+    }
+}
+
 /// OBX -> Observation (IG `OBX[Observation]`, and `OBX[Observation-Component]` when OBX-5 repeats: one
 /// component per value with the same code): code OBX-3, value OBX-5 by OBX-2 ([`value`]), reference
 /// range OBX-7, interpretation OBX-8, status OBX-11 (`unknown` when not mapped: the element is required),
@@ -1296,8 +1327,16 @@ fn order_specimen(ctx: &Ctx<'_>) -> Option<Reference> {
 /// RP value (a document) makes a DiagnosticReport with it as `presentedForm` instead.
 ///
 /// Under a report, the Observation is appended to its `result`; under an order without a report (OML,
-/// ORM), to the ServiceRequest's `supportingInfo`; outside orders (ADT) it stands on the patient.
+/// ORM), to the ServiceRequest's `supportingInfo`; outside orders (ADT) it stands on the patient. After an
+/// RXA (VXU) it is `partOf` that Immunization, unless the RXA already read it into the Immunization
+/// ([`absorbed_by_immunization`]).
 pub fn obx(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let immunization = immunization_before(ctx, seg);
+    if let Some(imm) = immunization
+        && absorbed_by_immunization(ctx, seg, imm)
+    {
+        return;
+    }
     let Some(code) = ctx.code(field(seg, 3), &ctx.at(3)) else {
         ctx.issue(
             Severity::Warning,
@@ -1449,6 +1488,7 @@ pub fn obx(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         id: Some(id),
         identifier,
         based_on: ctx.order.map(|o| ctx.reference(o)).into_iter().collect(),
+        part_of: immunization.map(|i| ctx.reference(i)).into_iter().collect(),
         status: Some(status.into()),
         category,
         code,
@@ -1881,7 +1921,8 @@ fn clinical_id(
 /// `encounter-diagnosis` (a DG1 is a diagnosis of the visit), asserter DG1-16, recordedDate and the
 /// asserted-date extension DG1-19, identifier DG1-20, verificationStatus `entered-in-error` for DG1-21
 /// `D`, dueTo DG1-22 (the parent diagnosis, by its identifier). In an order it is also the
-/// ServiceRequest's reasonReference.
+/// ServiceRequest's reasonReference; in a visit, the Encounter's (and its EpisodeOfCare's) diagnosis
+/// ([`encounter_diagnosis`]).
 pub fn dg1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let code = with_text(ctx.code(field(seg, 3), &ctx.at(3)), field_text(seg, 4));
     let identifier = field(seg, 20).and_then(|f| ei(f, None));
@@ -1954,15 +1995,97 @@ pub fn dg1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         && let Some(r) = ctx.get_mut::<ServiceRequest>(order)
         && !r.reason_reference.contains(&reference)
     {
-        r.reason_reference.push(reference);
+        r.reason_reference.push(reference.clone());
     }
+    encounter_diagnosis(ctx, seg, reference);
     ctx.last = Some(i);
+}
+
+/// DG1-6 (diagnosis type, table 0052) -> a diagnosis role (IG concept map `DiagnosisType`): `A`
+/// (admitting) is `AD` in `diagnosis-role`; the codes the map leaves unmapped (`W` working, `F` final)
+/// stay table 0052 codes; a sender's own code map has already been applied.
+fn diagnosis_role(mut c: CodeableConcept) -> CodeableConcept {
+    const V2_0052: &str = "http://terminology.hl7.org/CodeSystem/v2-0052";
+    for coding in &mut c.coding {
+        let table = coding.system.is_none() || coding.system.as_deref() == Some(V2_0052);
+        match coding.code.as_deref() {
+            Some("A") if table => {
+                *coding = Coding {
+                    system: Some("http://terminology.hl7.org/CodeSystem/diagnosis-role".into()),
+                    code: Some("AD".into()),
+                    display: Some("Admission Diagnosis".into()),
+                    ..Default::default()
+                };
+            }
+            Some("W" | "F") if coding.system.is_none() => coding.system = Some(V2_0052.into()),
+            _ => {}
+        }
+    }
+    c
+}
+
+/// DG1 -> the current Encounter's diagnosis (IG `DG1[Encounter]`) and, when the encounter belongs to an
+/// EpisodeOfCare, the episode's diagnosis (IG `DG1[EpisodeOfCare]`): condition the Condition, use/role
+/// DG1-6 ([`diagnosis_role`]), rank DG1-15 (a positive integer; anything else is a Warning).
+fn encounter_diagnosis(ctx: &mut Ctx<'_>, seg: &Segment<'_>, condition: Reference) {
+    let Some(e) = ctx.encounter else { return };
+    let role = ctx.code(field(seg, 6), &ctx.at(6)).map(diagnosis_role);
+    let rank = field_text(seg, 15).and_then(|r| match r.trim().parse::<u32>() {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            ctx.issue(
+                Severity::Warning,
+                ctx.at(15),
+                IssueKind::Invalid,
+                "diagnosis priority is not a positive integer: no rank".into(),
+            );
+            None
+        }
+    });
+    let Some(encounter) = ctx.get_mut::<Encounter>(e) else {
+        return;
+    };
+    if encounter.diagnosis.iter().any(|d| d.condition == condition) {
+        return;
+    }
+    encounter.diagnosis.push(EncounterDiagnosis {
+        condition: condition.clone(),
+        r#use: role.clone(),
+        rank,
+        ..Default::default()
+    });
+    let episodes: Vec<String> = encounter
+        .episode_of_care
+        .iter()
+        .filter_map(|r| {
+            r.reference
+                .as_deref()?
+                .strip_prefix("urn:uuid:")
+                .map(str::to_owned)
+        })
+        .collect();
+    for id in episodes {
+        let Some(i) = crate::segments::pharmacy::find(ctx, "EpisodeOfCare", &id) else {
+            continue;
+        };
+        if let Some(episode) = ctx.get_mut::<EpisodeOfCare>(i)
+            && !episode.diagnosis.iter().any(|d| d.condition == condition)
+        {
+            episode.diagnosis.push(EpisodeOfCareDiagnosis {
+                condition: condition.clone(),
+                role: role.clone(),
+                rank,
+                ..Default::default()
+            });
+        }
+    }
 }
 
 /// PR1 -> Procedure (IG `PR1[Procedure]`): status `unknown` (the IG leaves it to the message; an ADT does
 /// not say whether the procedure is done), code PR1-3 (text PR1-4), performed PR1-5, category PR1-6,
 /// performers PR1-8 (anesthesiologist), PR1-11 (surgeon), PR1-12 (procedure practitioner), reasonCode
-/// PR1-15, identifier PR1-19, location PR1-23, partOf PR1-25 (by its identifier).
+/// PR1-15, identifier PR1-19, location PR1-23, partOf PR1-25 (by its identifier). A PR1 in an FT1's
+/// group (DFT) is also a `service` of that ChargeItem.
 pub fn pr1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let code = with_text(ctx.code(field(seg, 3), &ctx.at(3)), field_text(seg, 4));
     let identifier = field(seg, 19).and_then(|f| ei(f, None));
@@ -2032,7 +2155,37 @@ pub fn pr1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         ..Default::default()
     };
     let i = ctx.add(procedure, conditional(identifier.as_ref()));
+    if let Some(charge) = charge_before(ctx, seg) {
+        let reference = Reference {
+            r#type: Some("Procedure".into()),
+            ..ctx.reference(i)
+        };
+        if let Some(c) = ctx.get_mut::<ChargeItem>(charge)
+            && !c.service.contains(&reference)
+        {
+            c.service.push(reference);
+        }
+    }
     ctx.last = Some(i);
+}
+
+/// The ChargeItem of the FT1 this PR1 belongs to (DFT `FINANCIAL_PROCEDURE`: PR1 and its ROL after the
+/// FT1 and its NTE): the last ChargeItem in the bundle, which that FT1 added.
+fn charge_before(ctx: &Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let mut i = seg.index();
+    loop {
+        i = i.checked_sub(1)?;
+        match ctx.message.segment(i)?.id() {
+            "FT1" => break,
+            "PR1" | "ROL" | "NTE" | "PRT" => {}
+            _ => return None,
+        }
+    }
+    ctx.resources()
+        .enumerate()
+        .filter(|(_, r)| r.resource_type() == "ChargeItem")
+        .last()
+        .map(|(i, _)| i)
 }
 
 // ---------------------------------------------------------------------------------------------------

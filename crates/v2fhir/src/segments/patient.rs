@@ -427,7 +427,7 @@ pub fn pid(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         if let Some(value) = comp(dln, 1) {
             patient.identifier.push(Identifier {
                 value: Some(value),
-                system: comp(dln, 2),
+                system: comp(dln, 2).map(|s| crate::vocab::local_system(&s).into_owned()),
                 r#type: Some(entities::identifier_type("DL".into())),
                 period: entities::period(None, end),
                 ..Default::default()
@@ -1309,7 +1309,7 @@ fn discharge_location(ctx: &mut Ctx<'_>, dld: Node<'_>) -> Option<usize> {
         identifier: code
             .map(|c| Identifier {
                 value: Some(c),
-                system,
+                system: system.map(|s| crate::vocab::coding_system_uri(&s).into_owned()),
                 ..Default::default()
             })
             .into_iter()
@@ -1790,12 +1790,22 @@ fn subscriber_relationship(code: &str) -> Option<(&'static str, &'static str)> {
 /// group IN1-8/9 as classes; policy holder IN1-11 (insured's group employer); period IN1-12/13; type
 /// IN1-15; subscriber the patient (IN1-17 `SEL`) or a RelatedPerson from IN1-16-19, 43; relationship
 /// IN1-17; subscriber id IN1-49; identifier IN1-36 (policy number); policy deductible IN1-37 as a cost
-/// to the beneficiary.
+/// to the beneficiary. An IN1 that names no insurer (see [`payor`]) is left out with an issue.
 pub fn in1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(beneficiary) = ctx.patient_ref() else {
         return;
     };
-    let payor = payor(ctx, seg);
+    // Coverage.payor is required (1..*): an IN1 that names no insurer at all says nothing FHIR can
+    // record as a Coverage (making the patient the payor would claim a self-pay the sender did not send).
+    let Some(payor) = payor(ctx, seg) else {
+        ctx.issue(
+            crate::Severity::Error,
+            ctx.at(3),
+            crate::IssueKind::Invalid,
+            "coverage left out: IN1-3 to IN1-7 name no insurer (Coverage.payor is required)".into(),
+        );
+        return;
+    };
     let at = ctx.at(12);
     let start = ctx.date(field(seg, 12), &at);
     let at = ctx.at(13);
@@ -1869,12 +1879,10 @@ pub fn in1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
         .into_iter()
         .collect();
-    let payor_key = payor
-        .and_then(|i| {
-            ctx.resources()
-                .nth(i)
-                .and_then(|r| r.id().map(str::to_owned))
-        })
+    let payor_key = ctx
+        .resources()
+        .nth(payor)
+        .and_then(|r| r.id().map(str::to_owned))
         .unwrap_or_default();
     let id = ctx.id(
         "Coverage",
@@ -1899,7 +1907,7 @@ pub fn in1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         beneficiary,
         relationship,
         period: entities::period(start, end),
-        payor: payor.map(|i| ctx.reference(i)).into_iter().collect(),
+        payor: vec![ctx.reference(payor)],
         class,
         ..Default::default()
     };
@@ -1950,7 +1958,9 @@ fn policy_deductible(seg: &Segment<'_>) -> Option<fhir::CoverageCostToBeneficiar
     })
 }
 
-/// The payer Organization of an IN1.
+/// The payer Organization of an IN1: identified by IN1-3 or named by IN1-4; an insurer the message knows
+/// only by its address (IN1-5), contact person (IN1-6) or phone (IN1-7) is still that insurer, so it is
+/// an Organization with just those (as FHIR-Converter does). `None` when IN1-3 to IN1-7 are all empty.
 fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
     let at = ctx.at(3);
     let identifier: Vec<Identifier> = reps(seg, 3)
@@ -1958,9 +1968,6 @@ fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
         .filter_map(|r| entities::identifier(ctx, r, &at))
         .collect();
     let name = field_comp(seg, 4, 1);
-    if identifier.is_empty() && name.is_none() {
-        return None;
-    }
     let contact: Vec<OrganizationContact> = names(ctx, seg, 6)
         .into_iter()
         .map(|n| OrganizationContact {
@@ -1968,6 +1975,17 @@ fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
             ..Default::default()
         })
         .collect();
+    let address: Vec<fhir::Address> = reps(seg, 5).into_iter().filter_map(crate::xad).collect();
+    let telecom: Vec<fhir::ContactPoint> =
+        reps(seg, 7).into_iter().filter_map(crate::xtn).collect();
+    if identifier.is_empty()
+        && name.is_none()
+        && contact.is_empty()
+        && address.is_empty()
+        && telecom.is_empty()
+    {
+        return None;
+    }
     let id = match identifier.first() {
         Some(i) => ctx.id(
             "Organization",
@@ -1976,15 +1994,17 @@ fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
                 i.value.as_deref().unwrap_or(""),
             ],
         ),
-        None => ctx.id("Organization", &["name", name.as_deref().unwrap_or("")]),
+        None if name.is_some() => ctx.id("Organization", &["name", name.as_deref().unwrap_or("")]),
+        // Known only by contact, address or phone: one insurer per IN1 of this message.
+        None => ctx.message_scoped_id("Organization", "payor"),
     };
     let conditional = identifier.first().filter(|i| i.system.is_some()).cloned();
     let org = Organization {
         id: Some(id),
         identifier,
         name,
-        address: reps(seg, 5).into_iter().filter_map(crate::xad).collect(),
-        telecom: reps(seg, 7).into_iter().filter_map(crate::xtn).collect(),
+        address,
+        telecom,
         contact,
         ..Default::default()
     };

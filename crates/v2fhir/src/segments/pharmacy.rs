@@ -33,18 +33,14 @@ pub const MVX_SYSTEM: &str = "http://hl7.org/fhir/sid/mvx";
 // Shared helpers
 // ---------------------------------------------------------------------------------------------------
 
-/// EI (or EIP's first part) -> Identifier: value EI.1, system EI.3 as `urn:oid:` when EI.4 is `ISO`
-/// (`urn:uuid:` for `UUID`, as given for `URI`), else the namespace EI.2 as given, else EI.3.
+/// EI (or EIP's first part) -> Identifier: value EI.1, system from EI.2-4 read as an HD by
+/// [`crate::entities::authority_system`] (EI.3 as `urn:oid:` when EI.4 is `ISO` and EI.3 an OID,
+/// `urn:uuid:` for `UUID`, as given for `URI`; else the namespace EI.2, else EI.3, as local names).
 pub fn ei(node: Node<'_>) -> Option<Identifier> {
     let value = comp(node, 1)?;
     let namespace = comp(node, 2);
     let universal = comp(node, 3);
-    let system = match (universal, comp(node, 4).as_deref()) {
-        (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
-        (Some(u), Some("UUID")) => Some(format!("urn:uuid:{u}")),
-        (Some(u), Some("URI")) => Some(u),
-        (u, _) => namespace.or(u),
-    };
+    let system = crate::entities::authority_system(namespace, universal, comp(node, 4).as_deref());
     Some(Identifier {
         value: Some(value),
         system,

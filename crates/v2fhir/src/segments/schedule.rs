@@ -12,7 +12,7 @@ use fhir::{
 };
 use hl7v2::Segment;
 
-use crate::context::Ctx;
+use crate::context::{Ctx, IssueKind, Severity};
 use crate::read::{comp, field, field_comp, field_text, reps};
 use crate::segments::pharmacy::{ei, find, following, key, preceding, typed};
 use crate::vocab::coding_system_uri;
@@ -22,14 +22,53 @@ use crate::vocab::coding_system_uri;
 pub const V2_0276: &str = "http://terminology.hl7.org/CodeSystem/v2-0276";
 
 /// The Appointment's id: from the filler appointment id (SCH-2), else the placer's (SCH-1), else the
-/// message.
+/// message and the SCH's position in it. (Not [`Ctx::message_scoped_id`], which also names the segment
+/// being converted: the RGS/AIx segments that look the Appointment up must find the SCH's id.)
 fn appointment_id(ctx: &Ctx<'_>, sch: &Segment<'_>) -> (String, Option<Identifier>) {
     let filler = field(sch, 2).and_then(ei);
     let placer = field(sch, 1).and_then(ei);
     match filler.or(placer) {
         Some(i) => (ctx.id("Appointment", &key(&i)), Some(i)),
-        None => (ctx.message_scoped_id("Appointment", ""), None),
+        None => {
+            let m = ctx.message;
+            let part = |v: Option<std::borrow::Cow<'_, str>>| {
+                v.map(|c| c.into_owned()).unwrap_or_default()
+            };
+            let (app, facility, control) = (
+                part(m.sending_application()),
+                part(m.sending_facility()),
+                part(m.control_id()),
+            );
+            let position = sch.index().to_string();
+            (
+                ctx.id(
+                    "Appointment",
+                    &["SCH", &app, &facility, &control, &position],
+                ),
+                None,
+            )
+        }
     }
+}
+
+/// True when the Appointment of `sch` will get a participant, which FHIR requires (1..*): a resource
+/// segment (AIG, AIL, AIP) before the next SCH, or the patient (known already, or a PID after the SCH)
+/// with an RGS or AIS to join at.
+fn will_have_participant(ctx: &Ctx<'_>, sch: &Segment<'_>) -> bool {
+    let mut patient = ctx.patient.is_some();
+    let mut joins = false;
+    let mut i = sch.index() + 1;
+    while let Some(s) = ctx.message.segment(i) {
+        match s.id() {
+            "SCH" => break,
+            "AIG" | "AIL" | "AIP" => return true,
+            "RGS" | "AIS" => joins = true,
+            "PID" => patient = true,
+            _ => {}
+        }
+        i += 1;
+    }
+    patient && joins
 }
 
 /// Filler status (table 0278) -> `appointmentstatus` (IG `FillerStatusCodes[Appointment]`; `Dc`
@@ -94,9 +133,22 @@ fn reason_display(code: &str) -> Option<&'static str> {
 /// - start and end: the TQ1 after it (TQ1-7/8), else SCH-11.4/11.5; priority TQ1-9 (S 1, A 2, R 5);
 /// - comment: the NTE after it.
 ///
+/// An SCH whose Appointment would name no participant (FHIR requires one) is left out with an issue.
+///
 /// Not mapped: SCH-8 (table 0277 has no FHIR counterpart), SCH-12/16/20 (contact persons and the
 /// enterer: not participants of the appointment), SCH-26/27 (the orders are not in the message).
 pub fn sch(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    if !will_have_participant(ctx, seg) {
+        // FHIR requires a participant (the patient, a person, location or device); an Appointment
+        // naming no one would be invalid, and inventing one would misstate the message.
+        ctx.issue(
+            Severity::Error,
+            ctx.at_segment.clone(),
+            IssueKind::Invalid,
+            "appointment left out: no patient or resource segment names a participant".into(),
+        );
+        return;
+    }
     let (id, identity) = appointment_id(ctx, seg);
     let identifier: Vec<Identifier> = [
         field(seg, 1)
