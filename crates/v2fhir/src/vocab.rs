@@ -80,6 +80,35 @@ pub fn contact_use(code: &str) -> Option<&'static str> {
 /// is percent-encoded as UTF-8 (`St Mary` ->
 /// `St%20Mary`). FHIR's `uri` forbids whitespace, and a system must stay one token in search URLs.
 /// Leading and trailing whitespace is dropped. Borrowed when nothing needs encoding (the common case).
+/// The sender's name behind a [`local_system`]: percent-escapes decoded (`St%20Mary` -> `St Mary`), for
+/// write-back. Borrowed when there is nothing to decode.
+pub fn local_name(system: &str) -> Cow<'_, str> {
+    if !system.contains('%') {
+        return Cow::Borrowed(system);
+    }
+    let bytes = system.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
 pub fn local_system(name: &str) -> Cow<'_, str> {
     // Whitespace around a name is padding, not part of it.
     let name = name.trim();
@@ -149,6 +178,13 @@ pub fn coding_system_uri(name: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_names_round_trip() {
+        for name in ["NIST MPI", "St Mary's", "GHH OE", "plain"] {
+            assert_eq!(local_name(&local_system(name)), name);
+        }
+    }
 
     #[test]
     fn coding_systems() {

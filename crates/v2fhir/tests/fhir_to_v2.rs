@@ -170,8 +170,9 @@ fn coding_system_names_and_authorities() {
     );
     assert_eq!(
         fhir_to_v2::coding_system_name("http://hl7.org/fhir/sid/icd-10-cm"),
-        "I10"
+        "I10C"
     );
+    assert_eq!(fhir_to_v2::coding_system_name("NIST%20MPI"), "NIST MPI");
     assert_eq!(
         fhir_to_v2::coding_system_name("http://hl7.org/fhir/sid/cvx"),
         "CVX"
@@ -399,7 +400,7 @@ fn service_request_to_orm_o01() {
     assert_eq!(raw(&m, "OBR-3"), "F-7^^1.2.9^ISO");
     assert_eq!(raw(&m, "OBR-4"), "24725-4^CT Head^LN");
     assert_eq!(raw(&m, "OBR-16"), raw(&m, "ORC-12"));
-    assert_eq!(raw(&m, "OBR-31"), "S06.9^TBI^I10");
+    assert_eq!(raw(&m, "OBR-31"), "S06.9^TBI^I10C");
     assert_eq!(
         raw(&m, "NTE(1)-3"),
         "Patient is claustrophobic \\F\\ sedate"

@@ -145,7 +145,7 @@ pub fn authority(system: &str) -> Hd {
     } else if system.contains(':') {
         universal(system, "URI")
     } else {
-        Hd::named(system)
+        Hd::named(crate::vocab::local_name(system))
     }
 }
 

@@ -17,7 +17,7 @@ pub fn coding_system_name(uri: &str) -> Cow<'_, str> {
         "http://loinc.org" => "LN",
         "http://snomed.info/sct" => "SCT",
         "http://hl7.org/fhir/sid/icd-10" => "I10",
-        "http://hl7.org/fhir/sid/icd-10-cm" => "I10",
+        "http://hl7.org/fhir/sid/icd-10-cm" => "I10C",
         "http://hl7.org/fhir/sid/icd-9-cm" => "I9C",
         "http://hl7.org/fhir/sid/cvx" => "CVX",
         "http://hl7.org/fhir/sid/mvx" => "MVX",
@@ -33,6 +33,8 @@ pub fn coding_system_name(uri: &str) -> Cow<'_, str> {
                 .filter(|t| t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()));
             return match table {
                 Some(t) => Cow::Owned(format!("HL7{t}")),
+                // A local name was percent-encoded to be a URI: give the sender its name back.
+                None if !uri.contains(':') => crate::vocab::local_name(uri),
                 None => Cow::Borrowed(uri),
             };
         }
