@@ -28,8 +28,8 @@ use std::path::Path;
 use serde_json::Value;
 
 /// The lowest accepted share of expected leaves that agree or are documented deviations, in percent:
-/// the figure reached (84.6%), so a change that loses agreement fails here. The target is 95%.
-const FLOOR_PERCENT: f64 = 84.0;
+/// the figure reached (85.1%), so a change that loses agreement fails here. The target is 95%.
+const FLOOR_PERCENT: f64 = 85.0;
 
 #[derive(Default, Clone, Copy)]
 struct Tally {

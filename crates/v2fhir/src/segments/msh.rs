@@ -20,7 +20,12 @@ pub const V2_0103: &str = "http://terminology.hl7.org/CodeSystem/v2-0103";
 /// MSH -> MessageHeader; returns its index.
 pub fn message_header(ctx: &mut Ctx<'_>, msh: &Segment<'_>) -> usize {
     let sender_org = field(msh, 4).and_then(|hd| entities::organization_hd(ctx, hd));
-    let receiver_org = field(msh, 6).and_then(|hd| entities::organization_hd(ctx, hd));
+    // IG: the receiving responsible organization (MSH-23, XON) when sent, else the facility (MSH-6).
+    let receiver_org = match field(msh, 23) {
+        Some(xon) => entities::organization(ctx, xon),
+        None => field(msh, 6).and_then(|hd| entities::organization_hd(ctx, hd)),
+    };
+    let responsible_org = field(msh, 22).and_then(|xon| entities::organization(ctx, xon));
     let endpoint = |n: usize, app: usize| {
         field(msh, n)
             .and_then(entities::hd_system)
@@ -64,6 +69,7 @@ pub fn message_header(ctx: &mut Ctx<'_>, msh: &Segment<'_>) -> usize {
         source,
         destination,
         sender: sender_org.map(|i| ctx.reference(i)),
+        responsible: responsible_org.map(|i| ctx.reference(i)),
         language: field_comp(msh, 19, 1),
         ..Default::default()
     };
@@ -198,7 +204,8 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
         target: targets,
         occurred: occurred.map(fhir::ProvenanceOccurred::DateTime),
         recorded,
-        activity: (!event.is_empty()).then(|| CodeableConcept::coding(V2_0003, event, None)),
+        activity: (!event.is_empty())
+            .then(|| CodeableConcept::coding(V2_0003, event, field_text(&msh, 9).as_deref())),
         agent: std::iter::once(agent).chain(enterer).collect(),
         location: facility.map(|i| ctx.reference(i)),
         entity: vec![source_entity],
