@@ -155,7 +155,7 @@ source = { type = "directory", path = "inbox", listen = "0.0.0.0:1" }
             format!("causeway.toml:6:81: channel[0].source.tls.key: file not found: {d}/k.pem"),
             "causeway.toml:7:11: channel[0].enabled: invalid type: string \"yes\", expected a boolean".to_string(),
             "causeway.toml:9:3: channel[0].destination[0].connect: missing key (required by mllp destinations)".to_string(),
-            "causeway.toml:12:3: channel[0].destination[0].conect: unknown field `conect`, expected one of `name`, `type`, `connect`, `tls`, `connect_timeout`, `ack_timeout`, `url`, `headers`, `timeout`, `dir`, `filename`, `retry`, `parallel`".to_string(),
+            "causeway.toml:12:3: channel[0].destination[0].conect: unknown field `conect`, expected one of `name`, `type`, `format`, `connect`, `tls`, `connect_timeout`, `ack_timeout`, `url`, `headers`, `timeout`, `dir`, `filename`, `retry`, `parallel`".to_string(),
             format!("causeway.toml:16:39: channel[1].source.path: directory not found: {d}/inbox"),
             "causeway.toml:16:57: channel[1].source.listen: does not apply to directory sources".to_string(),
         ],
