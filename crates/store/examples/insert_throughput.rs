@@ -82,6 +82,7 @@ fn message(n: usize, destinations: &[String]) -> NewMessage {
         state: MessageState::Accepted,
         ack: None,
         outbound: None,
+        events: Vec::new(),
     }
 }
 

@@ -303,6 +303,10 @@ pub struct NewMessage {
     /// The bytes destinations receive, when the channel's transforms changed the message;
     /// `None` delivers `raw`. Encrypted like the payload and purged with it.
     pub outbound: Option<Vec<u8>>,
+    /// Events about this message (kind, detail without PHI, e.g. an unmapped code), written in the
+    /// same transaction so recording them costs the sender no extra commit. Not written for a
+    /// detected duplicate (its original already has them).
+    pub events: Vec<(EventKind, String)>,
 }
 
 impl fmt::Debug for NewMessage {
@@ -984,6 +988,7 @@ mod tests {
             state: MessageState::Received,
             ack: None,
             outbound: None,
+            events: Vec::new(),
         };
         let text = format!("{msg:?}");
         assert!(!text.contains("SECRET"), "{text}");

@@ -79,6 +79,9 @@ pub struct Ctx<'a> {
     pub structure: String,
     /// The segment being converted and its occurrence, for issue locations (`OBX[3]`).
     pub at_segment: String,
+    /// MSH-3, MSH-4 and MSH-10 as text, read once: the identity of the message, in every
+    /// message-scoped id and the bundle's id.
+    pub message_key: [String; 3],
     entries: Vec<Entry>,
     index: HashMap<(&'static str, String), usize>,
     pub issues: Vec<Issue>,
@@ -121,6 +124,12 @@ impl<'a> Ctx<'a> {
             event,
             structure,
             at_segment: String::new(),
+            message_key: [
+                message.sending_application(),
+                message.sending_facility(),
+                message.control_id(),
+            ]
+            .map(|s| s.map(|s| s.into_owned()).unwrap_or_default()),
             entries: Vec::new(),
             index: HashMap::new(),
             issues: Vec::new(),
@@ -147,24 +156,10 @@ impl<'a> Ctx<'a> {
     /// An id for a resource that has no business identifier: unique to this message (sender, control id)
     /// and the segment it came from, so redelivery of the message rewrites it rather than duplicating it.
     pub fn message_scoped_id(&self, resource_type: &str, discriminator: &str) -> String {
-        let sender = self
-            .message
-            .sending_facility()
-            .map(|s| s.into_owned())
-            .unwrap_or_default();
-        let app = self
-            .message
-            .sending_application()
-            .map(|s| s.into_owned())
-            .unwrap_or_default();
-        let control = self
-            .message
-            .control_id()
-            .map(|s| s.into_owned())
-            .unwrap_or_default();
+        let [app, facility, control] = &self.message_key;
         ids::id(
             resource_type,
-            &[&app, &sender, &control, &self.at_segment, discriminator],
+            &[app, facility, control, &self.at_segment, discriminator],
         )
     }
 

@@ -15,29 +15,14 @@ use fhir::{
 use hl7v2::Node;
 
 use crate::error::{Error, ErrorKind};
+use crate::read::{comp, present, sub};
 use crate::vocab::{
     V2_0203_SYSTEM, address_type, address_use, coding_system_uri, contact_system_and_use,
     contact_use, name_use,
 };
 
-/// The decoded text of a value, or `None` when absent, empty or `""` ([`crate::read::text`]: whitespace
-/// FHIR strings cannot carry made a space).
-fn text(node: Option<Node<'_>>) -> Option<String> {
-    crate::read::text(node)
-}
-
-/// Subcomponent `s` of component `c`.
-fn sub(node: Node<'_>, c: usize, s: usize) -> Option<String> {
-    text(node.component(c)?.subcomponent(s))
-}
-
-/// Component `c`, read as its first subcomponent.
-fn comp(node: Node<'_>, c: usize) -> Option<String> {
-    sub(node, c, 1)
-}
-
 fn absent(node: Node<'_>) -> bool {
-    node.is_empty() || node.is_null()
+    !present(node)
 }
 
 /// XPN -> HumanName: family XPN.1.1, given XPN.2 then XPN.3 (kept whole: splitting on spaces would

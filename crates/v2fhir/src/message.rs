@@ -191,21 +191,10 @@ fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion
     if let Some(rejected) = ctx.rejected.take() {
         return Err(rejected);
     }
-    let app = message
-        .sending_application()
-        .map(|s| s.into_owned())
-        .unwrap_or_default();
-    let facility = message
-        .sending_facility()
-        .map(|s| s.into_owned())
-        .unwrap_or_default();
-    let control = message
-        .control_id()
-        .map(|s| s.into_owned())
-        .unwrap_or_default();
     let timestamp = ctx.instant(msh.field(7), "MSH-7");
     let issues = std::mem::take(&mut ctx.issues);
     let held = ctx.held;
+    let [app, facility, control] = ctx.message_key.clone();
     let mut bundle = ctx.into_bundle(ids::id("Bundle", &[&app, &facility, &control]));
     bundle.timestamp = timestamp;
     if !control.is_empty() {

@@ -39,15 +39,9 @@ pub fn run(
     profile: Option<&v2fhir::Profile>,
     options: &V2Options,
 ) -> anyhow::Result<ExitCode> {
-    let bytes = if file == "-" {
-        let mut buf = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
-        buf
-    } else {
-        std::fs::read(file).with_context(|| format!("cannot read {file}"))?
-    };
-    let resource: fhir::Resource = fhir::from_slice(&bytes)
-        .with_context(|| format!("{file}: not a FHIR R4 resource we accept"))?;
+    let input = crate::input::Input::read(file)?;
+    let resource: fhir::Resource = fhir::from_slice(&input.data)
+        .with_context(|| format!("{}: not a FHIR R4 resource we accept", input.name))?;
     let now = jiff::ZonedDateTime::now();
     let write = WriteOptions {
         sending_application: Hd::named(&options.sending_application),
@@ -84,7 +78,7 @@ pub fn run(
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            eprintln!("{file}: {e}");
+            eprintln!("{}: {e}", input.name);
             Ok(ExitCode::from(1))
         }
     }

@@ -16,7 +16,8 @@
 //! - a message type the conversion does not cover answers **AR** (ERR-3 200);
 //! - a `hold` map meeting an unknown code stores the message as `held` (not routed) and answers AA: it
 //!   is safe with us and waits for an analyst to fix the map and reprocess it;
-//! - every unmapped value is counted and recorded as an `unmapped_code` event (map, field, code, sender).
+//! - every unmapped value is counted and recorded as an `unmapped_code` event (map, field, code, sender),
+//!   written in the same transaction as the message, so it costs the sender no extra commit.
 //!
 //! A transform failure is the engine's problem, not the sender's: the message is stored in
 //! state `error` (reprocessable), an event is raised, and the sender gets AA because the
@@ -312,6 +313,10 @@ impl Channel {
             state,
             ack: Some(ack.clone()),
             outbound,
+            events: unmapped
+                .into_iter()
+                .map(|u| (causeway_store::EventKind::UnmappedCode, u.detail))
+                .collect(),
         };
         let routed = !new.destinations.is_empty();
         match self.store.insert_inbound(new).await {
@@ -331,18 +336,6 @@ impl Channel {
                 }
                 if routed {
                     self.wake.notify_waiters();
-                }
-                for u in unmapped {
-                    let event = causeway_store::NewEvent {
-                        channel: self.name.clone(),
-                        destination: None,
-                        message_id: Some(outcome.id),
-                        kind: causeway_store::EventKind::UnmappedCode,
-                        detail: u.detail,
-                    };
-                    if let Err(e) = self.store.add_event(event).await {
-                        tracing::warn!(channel = %self.name, error = %e, "could not record an unmapped code event");
-                    }
                 }
                 if state == MessageState::Held {
                     tracing::info!(channel = %self.name, id = %outcome.id, control_id = %msg.control_id().unwrap_or_default(), "message held for review: a code map's hold policy met an unmapped code");
@@ -510,6 +503,7 @@ impl Channel {
             state: MessageState::Rejected,
             ack: Some(nak.clone()),
             outbound: None,
+            events: Vec::new(),
         };
         match self.store.insert_inbound(new).await {
             Ok(_) => {

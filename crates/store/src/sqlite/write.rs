@@ -191,6 +191,18 @@ impl<'c> WriteCx<'c> {
         if let Some(ack) = &m.ack {
             self.put_ack(id, ack, now)?;
         }
+        for (kind, detail) in &m.events {
+            self.event(
+                now,
+                &NewEvent {
+                    channel: m.channel.clone(),
+                    destination: None,
+                    message_id: Some(id),
+                    kind: *kind,
+                    detail: detail.clone(),
+                },
+            )?;
+        }
         if reused {
             self.event(
                 now,

@@ -43,6 +43,7 @@ pub fn adt(channel: &str, control_id: &str, mrn: &str, destinations: &[&str]) ->
         state: MessageState::Accepted,
         ack: None,
         outbound: None,
+        events: Vec::new(),
     }
 }
 
