@@ -47,6 +47,8 @@ enum Command {
     Test(cmd::test::Args),
     /// Check vendor profiles, or export their code maps as FHIR ConceptMaps.
     Profile(cmd::profile::Args),
+    /// Check the audit log: `audit verify` recomputes its hash chain.
+    Audit(cmd::audit::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => cmd::convert::run(args),
         Command::Test(args) => cmd::test::run(args),
         Command::Profile(args) => cmd::profile::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -17,8 +17,10 @@
 pub mod config;
 pub mod destinations;
 pub mod fhir;
+pub mod fhir_query;
 pub mod filter;
 pub mod net;
 pub mod runtime;
 pub mod sources;
+pub mod subscriptions;
 pub mod transform;

@@ -148,7 +148,7 @@ source = { type = "directory", path = "inbox", listen = "0.0.0.0:1" }
         dir.path(),
         text,
         &[
-            "causeway.toml:2:1: server.htp: unknown field `htp`, expected one of `data_dir`, `http`, `log_format`".to_string(),
+            "causeway.toml:2:1: server.htp: unknown field `htp`, expected one of `data_dir`, `http`, `log_format`, `auth`".to_string(),
             "causeway.toml:6:10: channel[0].source.listen: missing key (required by mllp sources)".to_string(),
             "causeway.toml:6:27: channel[0].source.lisen: unknown field `lisen`, expected one of `type`, `listen`, `max_connections`, `idle_timeout`, `read_timeout`, `max_frame`, `tls`, `path`, `max_body`, `pattern`, `poll`, `done`, `error`, `max_file`".to_string(),
             format!("causeway.toml:6:66: channel[0].source.tls.cert: file not found: {d}/c.pem"),
@@ -192,8 +192,8 @@ fn error_table() {
             "[[channel]]\nname = \"a/b\"\nsource = { type = \"tcp\" }\n[[channel]]\nname = \"c\"\nsource = { listen = \"x:1\" }\n",
             &[
                 "causeway.toml:2:8: channel[0].name: invalid name \"a/b\": use letters, digits, '-', '_' and '.' (not first)",
-                "causeway.toml:3:19: channel[0].source.type: unknown source type \"tcp\": expected \"mllp\", \"http\" or \"directory\"",
-                "causeway.toml:6:10: channel[1].source.type: missing key (\"mllp\", \"http\" or \"directory\")",
+                "causeway.toml:3:19: channel[0].source.type: unknown source type \"tcp\": expected \"mllp\", \"http\", \"directory\" or \"fhir-api\"",
+                "causeway.toml:6:10: channel[1].source.type: missing key (\"mllp\", \"http\", \"directory\" or \"fhir-api\")",
             ],
         ),
         (
@@ -276,7 +276,7 @@ source = { type = "mllp", listen = "0.0.0.0:2575" }
                 "causeway.toml:15:38: channel[0].destination[1].headers.Ok: the header value contains a line break or nul",
                 "causeway.toml:16:3: channel[0].destination[2].dir: missing key (required by file destinations)",
                 "causeway.toml:19:14: channel[0].destination[2].filename: invalid file name \"../{id}\": a file name, without directories",
-                "causeway.toml:22:10: channel[0].destination[3].type: unknown destination type \"smtp\": expected \"mllp\", \"http\" or \"file\"",
+                "causeway.toml:22:10: channel[0].destination[3].type: unknown destination type \"smtp\": expected \"mllp\", \"http\", \"file\" or \"fhir-store\"",
                 "causeway.toml:23:23: channel[0].destination[3].retry.initial: must be longer than 0",
                 "causeway.toml:23:44: channel[0].destination[3].retry.max_attempts: must be from 0 to 4294967295",
                 "causeway.toml:24:3: channel[0].destination[4].name: missing key (every destination needs a name)",
@@ -387,8 +387,12 @@ fn the_default_configuration_validates_and_matches_its_toml() {
     assert_eq!(p.source, b.source);
     assert_eq!(p.accept, b.accept);
     assert_eq!(p.retention, b.retention);
-    assert!(b.filters.is_empty() && b.transforms.is_empty() && b.destinations.is_empty());
-    assert!(p.filters.is_empty() && p.transforms.is_empty() && p.destinations.is_empty());
+    assert!(b.filters.is_empty() && b.transforms.is_empty());
+    assert!(p.filters.is_empty() && p.transforms.is_empty());
+    assert_eq!(p.destinations, b.destinations);
+    assert_eq!(b.destinations.len(), 1);
+    assert_eq!(b.destinations[0].kind, DestinationKind::FhirStore);
+    assert_eq!(built.server.http.as_deref(), Some("0.0.0.0:8080"));
     let SourceConfig::Mllp(m) = &b.source else {
         panic!("the default source is mllp")
     };
@@ -616,6 +620,14 @@ fn every_toml_example_in_the_reference_validates() {
         let dir = tempfile::tempdir().unwrap();
         let raw: RawConfig =
             toml::from_str(text).unwrap_or_else(|e| panic!("docs/configuration.md:{line}: {e}"));
+        if let Some(auth) = raw.server.as_ref().and_then(|s| s.get_ref().auth.as_ref()) {
+            for c in &auth.get_ref().client {
+                let c = c.get_ref();
+                for f in [&c.jwks, &c.public_key].into_iter().flatten() {
+                    touch(&dir.path().join(f.get_ref()), "");
+                }
+            }
+        }
         for ch in &raw.channel {
             let ch = ch.get_ref();
             if let Some(src) = &ch.source {
@@ -805,12 +817,34 @@ fn every_key() -> RawConfig {
         })],
         transform: vec![s(transform)],
         destination: vec![s(destination)],
+        write_back: Some(s(RawWriteBack {
+            resources: list(&["ServiceRequest"]),
+            sending_application: t("CAUSEWAY"),
+            sending_facility: t("HUB"),
+            receiving_application: t("EHR"),
+            receiving_facility: t("MAIN"),
+            version: t("2.5.1"),
+            order_message: t("ORM^O01"),
+            sync_timeout: t("30s"),
+        })),
     };
     RawConfig {
         server: Some(s(RawServer {
             data_dir: t("d"),
             http: t("0.0.0.0:8080"),
             log_format: t("text"),
+            auth: Some(s(RawAuth {
+                token_lifetime: t("5m"),
+                session_lifetime: t("8h"),
+                secure_cookies: Some(s(true)),
+                token_url: t("https://h/auth/token"),
+                client: vec![s(RawAuthClient {
+                    id: t("c"),
+                    jwks: t("c.jwks"),
+                    public_key: t("c.pem"),
+                    scopes: list(&["system/*.read"]),
+                })],
+            })),
         })),
         store: Some(s(RawStore {
             group_commit_max_messages: n(1),

@@ -10,6 +10,7 @@
 //! - [`Error`]: kind, JSON path, message, line and column.
 //! - helpers: [`Reference::to`], [`CodeableConcept::coding`], [`Identifier::new`], [`Bundle::transaction`],
 //!   [`Bundle::push_request`], [`Bundle::resources_of`], [`OperationOutcome::error`], ...
+//! - [`search`]: the indexed search parameters per type and their extraction from JSON.
 //! - [`from_str`], [`from_slice`], [`from_value`], [`to_string`], [`to_string_pretty`], [`to_vec`],
 //!   [`to_value`]: serde_json with this crate's error type. Plain `serde_json` works the same way.
 //!
@@ -85,6 +86,7 @@ mod error;
 mod generated;
 mod helpers;
 mod resource;
+pub mod search;
 mod ser;
 
 pub use decimal::Decimal;

@@ -83,6 +83,7 @@ fn message(n: usize, destinations: &[String]) -> NewMessage {
         ack: None,
         outbound: None,
         events: Vec::new(),
+        pending_resource: None,
     }
 }
 

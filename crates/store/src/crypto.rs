@@ -313,16 +313,22 @@ impl Drop for Cipher {
 }
 
 fn associated_data(record: Record) -> Vec<u8> {
-    let (kind, id): (&[u8], i64) = match record {
-        Record::MessagePayload(id) => (b"message-payload/", id.0),
-        Record::MessageOutbound(id) => (b"message-outbound/", id.0),
-        Record::InboundAck(id) => (b"inbound-ack/", id.0),
-        Record::DeliveryAck(seq) => (b"delivery-ack/", seq.0),
+    let (kind, id, version): (&[u8], i64, Option<u64>) = match record {
+        Record::MessagePayload(id) => (b"message-payload/", id.0, None),
+        Record::MessageOutbound(id) => (b"message-outbound/", id.0, None),
+        Record::InboundAck(id) => (b"inbound-ack/", id.0, None),
+        Record::DeliveryAck(seq) => (b"delivery-ack/", seq.0, None),
+        Record::ResourceVersion { key, version } => (b"resource-version/", key, Some(version)),
+        Record::PendingResource(id) => (b"pending-resource/", id.0, None),
+        Record::AuditQuery(id) => (b"audit-query/", id, None),
     };
-    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + kind.len() + 8);
+    let mut aad = Vec::with_capacity(AAD_PREFIX.len() + kind.len() + 16);
     aad.extend_from_slice(AAD_PREFIX);
     aad.extend_from_slice(kind);
     aad.extend_from_slice(&id.to_be_bytes());
+    if let Some(version) = version {
+        aad.extend_from_slice(&version.to_be_bytes());
+    }
     aad
 }
 

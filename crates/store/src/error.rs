@@ -22,6 +22,12 @@ pub enum Record {
     InboundAck(MessageId),
     /// The last ACK received for a delivery.
     DeliveryAck(DeliverySeq),
+    /// One version of a FHIR resource (its row key and version number).
+    ResourceVersion { key: i64, version: u64 },
+    /// The query string of an audit record (its id).
+    AuditQuery(i64),
+    /// An API write waiting for the EHR's ACK.
+    PendingResource(MessageId),
 }
 
 impl fmt::Display for Record {
@@ -31,6 +37,11 @@ impl fmt::Display for Record {
             Self::MessageOutbound(id) => write!(f, "outbound payload of message {id}"),
             Self::InboundAck(id) => write!(f, "ack of message {id}"),
             Self::DeliveryAck(seq) => write!(f, "ack of delivery {seq}"),
+            Self::ResourceVersion { key, version } => {
+                write!(f, "version {version} of resource {key}")
+            }
+            Self::PendingResource(id) => write!(f, "pending write of message {id}"),
+            Self::AuditQuery(id) => write!(f, "query of audit record {id}"),
         }
     }
 }
@@ -59,6 +70,8 @@ pub enum ErrorKind {
     Closed,
     /// The database holds a value this build cannot interpret.
     Corrupt,
+    /// A write's version precondition (`If-Match`) did not hold.
+    Conflict,
 }
 
 /// Everything that can go wrong in the store.
@@ -137,6 +150,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A resource write's expected version is not the current one.
+    #[error("{resource} is at version {current}, not the expected {expected}")]
+    VersionConflict {
+        /// `Type/id`.
+        resource: String,
+        /// The version the writer expected.
+        expected: u64,
+        /// The current version (0: the resource does not exist).
+        current: u64,
+    },
     /// Store closed.
     #[error("the store is closed")]
     Closed,
@@ -166,6 +189,7 @@ impl Error {
             Self::MessageNotFound(_) | Self::DeliveryNotFound(_) => ErrorKind::NotFound,
             Self::LeaseLost { .. } => ErrorKind::LeaseLost,
             Self::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Self::VersionConflict { .. } => ErrorKind::Conflict,
             Self::Closed => ErrorKind::Closed,
             Self::Corrupt { .. } => ErrorKind::Corrupt,
         }

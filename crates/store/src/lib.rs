@@ -8,6 +8,8 @@
 //! - [`crypto`]: the key file, XChaCha20-Poly1305 sealing of payloads, the patient-identifier index
 //! - [`sqlite`]: the SQLite backend (one writer thread doing group commit, pooled readers, migrations)
 //! - [`retention`]: the background task that purges payloads and metadata by age
+//! - [`auth`]: users, tokens and the hash-chained audit log of the HTTP API (types and the
+//!   chain's canonical encoding)
 //!
 //! # The contract
 //!
@@ -39,8 +41,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod crypto;
 pub mod error;
+pub mod resources;
 pub mod retention;
 pub mod sqlite;
 
@@ -49,7 +53,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use auth::{
+    AuditBreak, AuditEntry, AuditQuery, AuditVerification, NewAuditRecord, NewToken, NewUser, Role,
+    StoredToken, TokenHash, TokenKind, User,
+};
 pub use error::{Error, ErrorKind};
+pub use resources::{
+    DatePrefix, DateTest, HistoryQuery, IndexEntry, IndexTest, IndexValue, NewNotification,
+    Notification, NotificationOutcome, PendingState, PendingWrite, PutOutcome, ResourceChange,
+    ResourcePage, ResourcePut, ResourceQuery, ResourceSort, StoredResource, ValueTest,
+};
 pub use retention::{
     RetentionConfig, RetentionHandle, RetentionPass, RetentionPolicy, run_retention_once,
     spawn_retention,
@@ -307,6 +320,9 @@ pub struct NewMessage {
     /// same transaction so recording them costs the sender no extra commit. Not written for a
     /// detected duplicate (its original already has them).
     pub events: Vec<(EventKind, String)>,
+    /// A FHIR API write this message carries to an EHR: stored with the message (sealed) and
+    /// applied to the resource store only when a delivery of the message settles `delivered`.
+    pub pending_resource: Option<ResourcePut>,
 }
 
 impl fmt::Debug for NewMessage {
@@ -926,12 +942,159 @@ pub trait Store: Send + Sync + fmt::Debug {
         metadata_older_than: Option<UnixMillis>,
     ) -> BoxFuture<'a, Result<PurgeReport>>;
 
+    // --- FHIR resources (the API's store) ---
+
+    /// Writes resources in one transaction, all or none: a new version of each (or none when
+    /// its content is unchanged), its search values replaced. Fails with
+    /// [`ErrorKind::Conflict`] when an `if_match` does not hold. Returns once flushed.
+    fn put_resources(&self, puts: Vec<ResourcePut>) -> BoxFuture<'_, Result<Vec<PutOutcome>>>;
+
+    /// The current version of a resource (`version: None`) or a given one; a deleted resource
+    /// is returned with `deleted` set. `None` when it never existed.
+    fn resource<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+        version: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<StoredResource>>>;
+
+    /// Versions, newest first.
+    fn resource_history(&self, query: HistoryQuery) -> BoxFuture<'_, Result<Vec<StoredResource>>>;
+
+    /// Current, live resources matching `query`, with the total count.
+    fn search_resources(&self, query: ResourceQuery) -> BoxFuture<'_, Result<ResourcePage>>;
+
+    /// The state of the API write a message carries, `None` when it carries none.
+    fn pending_resource(&self, message: MessageId) -> BoxFuture<'_, Result<Option<PendingWrite>>>;
+
+    /// Versions written after `position` (see [`ResourceChange::position`]), oldest first, at
+    /// most `limit`; deletions included.
+    fn resource_changes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<ResourceChange>>>;
+
+    /// The position a named scanner recorded (0 before the first).
+    fn cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<i64>>;
+
+    /// Queues notifications (an existing one for the same subscription and version is kept,
+    /// so a scan repeated after a crash sends nothing twice) and moves the cursor, in one
+    /// transaction.
+    fn queue_notifications(
+        &self,
+        cursor: String,
+        position: i64,
+        notifications: Vec<NewNotification>,
+    ) -> BoxFuture<'_, Result<()>>;
+
+    /// Claims up to `max` due notifications (queued, retrying and due, or with an expired
+    /// lease) for `worker`, leased for `lease`.
+    fn claim_notifications<'a>(
+        &'a self,
+        worker: &'a str,
+        max: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Notification>>>;
+
+    /// Settles a claimed notification; [`ErrorKind::LeaseLost`] if another worker took it.
+    fn settle_notification(
+        &self,
+        notification: Notification,
+        outcome: NotificationOutcome,
+    ) -> BoxFuture<'_, Result<()>>;
+
     /// Write-path counters since open.
     fn stats(&self) -> WriteStats;
 
     /// Finishes queued writes and releases the database. Later calls fail with
     /// [`ErrorKind::Closed`].
     fn close(&self) -> BoxFuture<'_, Result<()>>;
+
+    // --- users, tokens and audit (server) ---
+
+    /// Creates a user. [`ErrorKind::InvalidInput`] when the name is taken or malformed.
+    fn create_user(&self, user: NewUser) -> BoxFuture<'_, Result<()>>;
+
+    /// Creates `user` only if no user exists at all (the first start's administrator), in one
+    /// write, so two processes starting together create one. Returns whether it did.
+    fn create_first_user(&self, user: NewUser) -> BoxFuture<'_, Result<bool>>;
+
+    /// Replaces a user's password hash and ends the user's sessions. `false`: no such user.
+    fn set_password<'a>(
+        &'a self,
+        username: &'a str,
+        password_hash: &'a str,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Changes a user's role (sessions see it at their next request). `false`: no such user.
+    fn set_role<'a>(&'a self, username: &'a str, role: Role) -> BoxFuture<'a, Result<bool>>;
+
+    /// Removes a user and ends the user's sessions. `false`: no such user.
+    fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// A user by name.
+    fn user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<User>>>;
+
+    /// Every user, by name.
+    fn users(&self) -> BoxFuture<'_, Result<Vec<User>>>;
+
+    /// Records the `jti` of a client assertion from `issuer`, kept until `expires_at`. Returns
+    /// `false` when it is already recorded (a replay), in this process or any other sharing the
+    /// database.
+    fn record_jti<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Stores a token by its hash (and sweeps expired ones).
+    fn insert_token(&self, token: NewToken) -> BoxFuture<'_, Result<()>>;
+
+    /// A token by its hash, expired or not (the caller compares `expires_at`).
+    fn token(&self, hash: TokenHash) -> BoxFuture<'_, Result<Option<StoredToken>>>;
+
+    /// Revokes a token. `false`: there was none.
+    fn delete_token(&self, hash: TokenHash) -> BoxFuture<'_, Result<bool>>;
+
+    /// Appends a record to the audit chain; returns it as stored (id, time, hashes).
+    fn append_audit(&self, record: NewAuditRecord) -> BoxFuture<'_, Result<AuditEntry>>;
+
+    /// Audit records matching `query`, newest first, queries opened.
+    fn audit_records(&self, query: AuditQuery) -> BoxFuture<'_, Result<Vec<AuditEntry>>>;
+
+    /// Recomputes the whole audit chain and reports the first broken record, if any.
+    fn verify_audit(&self) -> BoxFuture<'_, Result<AuditVerification>>;
+
+    // --- management (server) ---
+
+    /// The error queue of `destination`: its deliveries that failed for good and were not
+    /// queued again since (a resend or reprocess appends a newer delivery of the message to
+    /// the same destination, which takes it out), most recently queued first. `limit` rows (0 means
+    /// [`MAX_PAGE_LEN`]; larger values are capped to it) after `offset`, with the total.
+    fn error_queue<'a>(
+        &'a self,
+        destination: &'a str,
+        limit: u32,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<ErrorQueue>>;
+}
+
+/// One page of a destination's error queue ([`Store::error_queue`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorQueue {
+    /// Deliveries in the error queue, all pages together.
+    pub total: u64,
+    /// The page asked for, most recently queued first.
+    pub entries: Vec<FailedDelivery>,
+}
+
+/// A delivery in an error queue with the metadata of its message (no payload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedDelivery {
+    pub delivery: Delivery,
+    pub message: MessageSummary,
 }
 
 /// Cuts `text` to [`MAX_TEXT_LEN`] bytes on a character boundary, marking the cut.
@@ -989,6 +1152,7 @@ mod tests {
             ack: None,
             outbound: None,
             events: Vec::new(),
+            pending_resource: None,
         };
         let text = format!("{msg:?}");
         assert!(!text.contains("SECRET"), "{text}");

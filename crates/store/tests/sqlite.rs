@@ -73,6 +73,12 @@ conformance_tests!(SqliteHarness::new();
     purge_respects_cutoffs_and_pending_deliveries,
     purge_works_through_many_chunks,
     retention_task_runs_passes_until_shutdown,
+    resources_are_versioned_and_unchanged_writes_make_no_version,
+    if_match_guards_writes_and_a_batch_is_all_or_nothing,
+    deleted_resources_leave_search_but_keep_history,
+    search_matches_tokens_text_dates_and_references,
+    an_update_replaces_the_search_values,
+    error_queue_holds_failed_deliveries_until_sent_again,
 );
 
 fn outside_connection(db: &Path) -> Connection {

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod ack;
+pub mod audit;
 pub mod check;
 pub mod convert;
 pub mod convert_v2;

@@ -5,12 +5,15 @@
 //! accepting, lets every connection finish the message it is on and every destination
 //! settle its attempt, then flushes and closes the store.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use causeway_engine::config::{Config, LogFormat};
 use causeway_engine::runtime::Engine;
+use causeway_engine::runtime::channel::Channel;
 use causeway_store::{SqliteOptions, SqliteStore, Store};
 
 #[derive(Debug, clap::Args)]
@@ -67,7 +70,38 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     // One process-wide TLS provider, so every client and server agrees on it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = open_store(&config).await?;
-    let engine = match Engine::start(&config, store.clone()).await {
+    // No default password: the first start creates the administrator with a random one,
+    // shown here once (on the terminal, not in the logs).
+    match causeway_server::auth::ensure_admin(&*store).await {
+        Ok(Some(password)) => eprintln!(
+            "causeway: created the first administrator: user \"admin\", password {password}\n\
+             causeway: it is shown only now; sign in and change it"
+        ),
+        Ok(None) => {}
+        Err(e) => {
+            let _ = store.close().await;
+            return Err(anyhow::anyhow!("cannot set up the administrator: {e}"));
+        }
+    }
+    let auth = match causeway_server::auth::Auth::new(store.clone(), (&config.server.auth).into()) {
+        Ok(a) => Arc::new(a),
+        Err(e) => {
+            let _ = store.close().await;
+            return Err(anyhow::anyhow!("{e}"));
+        }
+    };
+    let api_store = store.clone();
+    let api = move |channels: &BTreeMap<String, Arc<Channel>>, addr: SocketAddr| {
+        let state = causeway_server::AppState {
+            audit: Arc::new(causeway_server::audit::Audit::new(api_store.clone())),
+            store: api_store,
+            auth,
+            fhir_base: fhir_base(addr).into(),
+            channels: Arc::new(channels.clone()),
+        };
+        Some(causeway_server::router(state))
+    };
+    let engine = match Engine::start_with_api(&config, store.clone(), api).await {
         Ok(e) => e,
         Err(e) => {
             let _ = store.close().await;
@@ -87,6 +121,19 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down");
     engine.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The FHIR base URL links are built on: the bound address, with `localhost` for an
+/// all-interfaces bind.
+fn fhir_base(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_string()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    format!("http://{host}:{}/fhir", addr.port())
 }
 
 async fn wait_for_signal() {

@@ -143,6 +143,10 @@ pub struct Server {
     reader: Option<JoinHandle<()>>,
     /// Bound MLLP address of each channel, from the start-up log.
     pub addrs: HashMap<String, SocketAddr>,
+    /// Bound HTTP address, from the start-up log, when `[server] http` is set.
+    pub http: Option<SocketAddr>,
+    /// The first administrator's password, when this start created it.
+    pub admin_password: Option<String>,
     pub started: Instant,
 }
 
@@ -187,6 +191,8 @@ impl Server {
             stderr,
             reader: Some(reader),
             addrs: HashMap::new(),
+            http: None,
+            admin_password: None,
             started,
         };
         let deadline = started + START_LIMIT;
@@ -195,12 +201,18 @@ impl Server {
         let mut seen = 0;
         loop {
             while seen < log.lines.len() {
+                if let Some(p) = log.lines[seen].split("user \"admin\", password ").nth(1) {
+                    server.admin_password = Some(p.trim().to_string());
+                }
                 if let Some(fields) = json_fields(&log.lines[seen]) {
                     let message = fields.get("message").and_then(|m| m.as_str());
                     if message == Some("MLLP listening") {
                         let channel = fields["channel"].as_str().unwrap().to_string();
                         let addr = fields["addr"].as_str().unwrap().parse().unwrap();
                         server.addrs.insert(channel, addr);
+                    }
+                    if message == Some("HTTP listening") {
+                        server.http = fields["addr"].as_str().and_then(|a| a.parse().ok());
                     }
                     if message == Some("causeway serving") {
                         drop(log);
@@ -297,11 +309,17 @@ pub struct Listener {
 impl Listener {
     /// Starts a listener on `port` (0 for any) that keeps every answered message in `out`.
     pub fn start(port: u16, out: &Path) -> Listener {
+        Listener::start_with(port, out, &[])
+    }
+
+    /// [`Listener::start`] with more `causeway listen` arguments (`--ack AR`).
+    pub fn start_with(port: u16, out: &Path, args: &[&str]) -> Listener {
         let mut child = Command::new(BIN)
             .arg("listen")
             .args(["--port", &port.to_string()])
             .arg("--out")
             .arg(out)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -118,15 +118,39 @@ pub const MAX_DESTINATIONS: usize = 64;
 /// Default file name of a file destination: `{id}` keeps names unique.
 pub const DEFAULT_FILENAME: &str = "{channel}-{id}.hl7";
 
+/// Default lifetime of an access token issued to a backend client.
+///
+/// SMART Backend Services suggests at most an hour; five minutes bound what a leaked token is
+/// worth, and a client simply signs a new assertion when its token runs out.
+pub const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(5 * 60);
+
+/// Longest configurable access-token lifetime: tokens cannot be revoked from the client side,
+/// so an hour is the most a stolen one may stay good.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(60 * 60);
+
+/// Default lifetime of a user's session: one working shift.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
+
+/// Longest configurable session: a week, so that a forgotten browser does not stay signed in.
+pub const MAX_SESSION_LIFETIME: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
 /// [`Config::default_config`] written as a file (what `causeway serve` runs without one);
 /// a test checks that it validates to the same configuration.
 pub const DEFAULT_CONFIG_TOML: &str = r#"[server]
 data_dir = "causeway-data"
+http = "0.0.0.0:8080"
 
 [[channel]]
 name = "default"
 source = { type = "mllp", listen = "0.0.0.0:2575" }
+
+  [[channel.destination]]
+  name = "unified"
+  type = "fhir-store"
 "#;
+
+/// Where `causeway serve` serves HTTP (the APIs) without a configuration file.
+pub const DEFAULT_HTTP_LISTEN: &str = "0.0.0.0:8080";
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -151,6 +175,54 @@ pub struct ServerConfig {
     /// HTTP listen address (API, dashboard, metrics, HTTP sources); `None`: no HTTP server.
     pub http: Option<String>,
     pub log_format: LogFormat,
+    /// `[server.auth]`: who may use the HTTP API.
+    pub auth: AuthSettings,
+}
+
+/// `[server.auth]`: users sign in with a password (session cookie); backend clients get access
+/// tokens with SMART Backend Services client assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub token_lifetime: Duration,
+    pub session_lifetime: Duration,
+    /// Session cookies carry `Secure` (only sent over HTTPS).
+    pub secure_cookies: bool,
+    /// The token endpoint's URL exactly as clients call it: their assertions' `aud` must equal
+    /// it. Present whenever a client is registered.
+    pub token_url: Option<String>,
+    pub clients: Vec<AuthClient>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            token_lifetime: DEFAULT_TOKEN_LIFETIME,
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
+            secure_cookies: false,
+            token_url: None,
+            clients: Vec::new(),
+        }
+    }
+}
+
+/// A registered backend client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthClient {
+    /// The client id: `iss` and `sub` of its assertions.
+    pub id: String,
+    /// Where its public keys are (the file exists; its contents are read at start).
+    pub keys: ClientKeys,
+    /// The most it may be granted, e.g. `system/Observation.read` (syntax checked).
+    pub scopes: Vec<String>,
+}
+
+/// The public keys a client's assertions are checked with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKeys {
+    /// A JSON Web Key Set file (`{"keys": [...]}`).
+    Jwks(PathBuf),
+    /// A PEM public key (RSA or P-384).
+    PublicKey(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -192,6 +264,55 @@ pub struct ChannelConfig {
     pub destinations: Vec<DestinationConfig>,
     /// `[channel.fhir]`: routed messages are converted to FHIR R4 at ingest through these profiles.
     pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
+    /// `[channel.write_back]`, for a `fhir-api` source: how API writes become v2 messages.
+    pub write_back: Option<WriteBack>,
+}
+
+/// Resource types the FHIR API writes back to an EHR (the FHIR -> v2 mapping's inputs).
+pub const WRITE_BACK_RESOURCES: [&str; 5] = [
+    "ServiceRequest",
+    "Observation",
+    "Patient",
+    "Appointment",
+    "Immunization",
+];
+
+/// Default wait of a `Prefer: respond-sync` write for the EHR's application ACK.
+///
+/// EHR interfaces answer within seconds; past this the client gets 202 and a status URL.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `[channel.write_back]`: a `fhir-api` channel's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteBack {
+    /// Resource types this channel writes back (each type to at most one channel).
+    pub resources: Vec<String>,
+    /// MSH-3, MSH-4, MSH-5, MSH-6 of the messages written (HD namespace ids).
+    pub sending_application: String,
+    pub sending_facility: String,
+    pub receiving_application: String,
+    pub receiving_facility: String,
+    /// MSH-12.
+    pub version: String,
+    /// `ORM^O01` or `OML^O21` for a ServiceRequest.
+    pub order_message: String,
+    /// Longest a `Prefer: respond-sync` write waits for the EHR's ACK.
+    pub sync_timeout: Duration,
+}
+
+impl Default for WriteBack {
+    fn default() -> Self {
+        WriteBack {
+            resources: WRITE_BACK_RESOURCES.iter().map(|r| r.to_string()).collect(),
+            sending_application: "CAUSEWAY".into(),
+            sending_facility: String::new(),
+            receiving_application: String::new(),
+            receiving_facility: String::new(),
+            version: "2.5.1".into(),
+            order_message: "ORM^O01".into(),
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
+        }
+    }
 }
 
 impl ChannelConfig {
@@ -215,15 +336,18 @@ pub enum SourceConfig {
     Mllp(MllpSource),
     Http(HttpSource),
     Directory(DirectorySource),
+    /// Writes made through the FHIR API (`[channel.write_back]`).
+    FhirApi,
 }
 
 impl SourceConfig {
-    /// `mllp`, `http` or `directory`.
+    /// `mllp`, `http`, `directory` or `fhir-api`.
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Mllp(_) => "mllp",
             SourceConfig::Http(_) => "http",
             SourceConfig::Directory(_) => "directory",
+            SourceConfig::FhirApi => "fhir-api",
         }
     }
 }
@@ -312,15 +436,18 @@ pub enum DestinationKind {
     Mllp(MllpDestination),
     Http(HttpDestination),
     File(FileDestination),
+    /// The FHIR resource store behind the API: the message's bundle is written into it.
+    FhirStore,
 }
 
 impl DestinationKind {
-    /// `mllp`, `http` or `file`.
+    /// `mllp`, `http`, `file` or `fhir-store`.
     pub fn kind(&self) -> &'static str {
         match self {
             DestinationKind::Mllp(_) => "mllp",
             DestinationKind::Http(_) => "http",
             DestinationKind::File(_) => "file",
+            DestinationKind::FhirStore => "fhir-store",
         }
     }
 }
@@ -590,17 +717,19 @@ impl Config {
     }
 
     /// What `causeway serve` runs without a configuration file: data in `./causeway-data`,
-    /// one enabled channel `default` with an MLLP source on [`DEFAULT_MLLP_LISTEN`] that
-    /// accepts any HL7 v2 message, no filters, no transforms and no destinations (every
-    /// message is stored, nothing is forwarded).
+    /// the HTTP API on [`DEFAULT_HTTP_LISTEN`], and one enabled channel `default` with an MLLP
+    /// source on [`DEFAULT_MLLP_LISTEN`] that accepts any HL7 v2 message, no filters, no
+    /// transforms, and one destination `unified` (`fhir-store`): every message is stored and
+    /// its FHIR form is served by the FHIR API.
     pub fn default_config() -> Config {
         Config {
             file: None,
             base_dir: PathBuf::from("."),
             server: ServerConfig {
                 data_dir: PathBuf::from(".").join(DEFAULT_DATA_DIR),
-                http: None,
+                http: Some(DEFAULT_HTTP_LISTEN.to_string()),
                 log_format: LogFormat::Text,
+                auth: AuthSettings::default(),
             },
             store: StoreConfig::default(),
             tables: BTreeMap::new(),
@@ -612,8 +741,16 @@ impl Config {
                 retention: Retention::default(),
                 filters: Vec::new(),
                 transforms: Transforms::default(),
-                destinations: Vec::new(),
+                // The unified model behind the FHIR API.
+                destinations: vec![DestinationConfig {
+                    name: "unified".to_string(),
+                    kind: DestinationKind::FhirStore,
+                    retry: RetryPolicy::default(),
+                    parallel: 1,
+                    format: PayloadFormat::Fhir,
+                }],
                 fhir: None,
+                write_back: None,
             }],
         }
     }

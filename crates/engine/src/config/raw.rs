@@ -46,6 +46,38 @@ pub struct RawServer {
     pub http: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<Spanned<RawAuth>>,
+}
+
+/// `[server.auth]`: sign-in of users and of backend clients to the HTTP API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_lifetime: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_lifetime: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_cookies: Option<Spanned<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Text,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client: Vec<Spanned<RawAuthClient>>,
+}
+
+/// `[[server.auth.client]]`: a registered SMART Backend Services client.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuthClient {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: TextList,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -78,6 +110,30 @@ pub struct RawChannel {
     pub destination: Vec<Spanned<RawDestination>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir: Option<Spanned<RawFhir>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_back: Option<Spanned<RawWriteBack>>,
+}
+
+/// `[channel.write_back]`: how FHIR API writes become HL7 v2 messages to the EHR.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWriteBack {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_application: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_facility: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_application: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_facility: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_message: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_timeout: Text,
 }
 
 /// `[channel.fhir]`: convert each routed message to FHIR R4 at ingest, through sender profiles.

@@ -289,6 +289,7 @@ impl<'a> Validator<'a> {
             }
             channels.push(c);
         }
+        self.write_back_types(&raw, &channels);
         self.listeners(&raw, &server);
         Config {
             file,
@@ -333,10 +334,142 @@ impl<'a> Validator<'a> {
                 }
             },
         };
+        let auth = self.auth(s.auth.as_ref());
         ServerConfig {
             data_dir,
             http,
             log_format,
+            auth,
+        }
+    }
+
+    /// A lifetime: longer than 0, at most `max`.
+    fn lifetime(&mut self, key: &str, v: &Text, default: Duration, max: Duration) -> Duration {
+        let d = self.positive_duration(key, v, default);
+        if d > max {
+            if let Some(v) = v {
+                self.err(
+                    K::Invalid,
+                    key,
+                    v.span(),
+                    format!("must be at most {}", format_duration(max)),
+                );
+            }
+            return default;
+        }
+        d
+    }
+
+    fn auth(&mut self, raw: Option<&Spanned<RawAuth>>) -> AuthSettings {
+        let Some(raw) = raw else {
+            return AuthSettings::default();
+        };
+        let a = raw.get_ref();
+        let token_lifetime = self.lifetime(
+            "server.auth.token_lifetime",
+            &a.token_lifetime,
+            DEFAULT_TOKEN_LIFETIME,
+            MAX_TOKEN_LIFETIME,
+        );
+        let session_lifetime = self.lifetime(
+            "server.auth.session_lifetime",
+            &a.session_lifetime,
+            DEFAULT_SESSION_LIFETIME,
+            MAX_SESSION_LIFETIME,
+        );
+        let token_url = a.token_url.as_ref().map(|u| {
+            if let Err(e) = check_url(u.get_ref()) {
+                self.err(K::Invalid, "server.auth.token_url", u.span(), e);
+            }
+            u.get_ref().clone()
+        });
+        let mut clients = Vec::new();
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        for (i, c) in a.client.iter().enumerate() {
+            let key = format!("server.auth.client[{i}]");
+            let k = |name: &str| format!("{key}.{name}");
+            let cl = c.get_ref();
+            let id = match &cl.id {
+                Some(id) => {
+                    if let Err(e) = check_client_id(id.get_ref()) {
+                        self.err(K::Invalid, &k("id"), id.span(), e);
+                    }
+                    let line = self.line(&id.span());
+                    match ids.get(id.get_ref()) {
+                        Some(first) => self.err(
+                            K::Conflict,
+                            &k("id"),
+                            id.span(),
+                            format!(
+                                "duplicate client id {:?} (first at line {first})",
+                                id.get_ref()
+                            ),
+                        ),
+                        None => {
+                            ids.insert(id.get_ref().clone(), line);
+                        }
+                    }
+                    id.get_ref().clone()
+                }
+                None => {
+                    self.missing(&k("id"), c.span(), "every client needs an id");
+                    String::new()
+                }
+            };
+            let keys = match (&cl.jwks, &cl.public_key) {
+                (Some(j), None) => ClientKeys::Jwks(self.existing_file(&k("jwks"), j)),
+                (None, Some(p)) => ClientKeys::PublicKey(self.existing_file(&k("public_key"), p)),
+                (Some(j), Some(p)) => {
+                    self.err(
+                        K::Conflict,
+                        &k("public_key"),
+                        p.span(),
+                        "give `jwks` or `public_key`, not both",
+                    );
+                    ClientKeys::Jwks(self.existing_file(&k("jwks"), j))
+                }
+                (None, None) => {
+                    self.missing(
+                        &k("jwks"),
+                        c.span(),
+                        "every client needs `jwks` or `public_key`",
+                    );
+                    ClientKeys::Jwks(PathBuf::new())
+                }
+            };
+            let mut scopes = Vec::new();
+            match &cl.scopes {
+                None => self.missing(&k("scopes"), c.span(), "every client needs scopes"),
+                Some(list) if list.get_ref().is_empty() => self.err(
+                    K::Invalid,
+                    &k("scopes"),
+                    list.span(),
+                    "the list is empty (a client without scopes can do nothing)",
+                ),
+                Some(list) => {
+                    for (j, s) in list.get_ref().iter().enumerate() {
+                        if let Err(e) = check_scope(s.get_ref()) {
+                            self.err(K::Invalid, &format!("{}[{j}]", k("scopes")), s.span(), e);
+                        }
+                        scopes.push(s.get_ref().clone());
+                    }
+                }
+            }
+            clients.push(AuthClient { id, keys, scopes });
+        }
+        if !clients.is_empty() && token_url.is_none() {
+            self.missing(
+                "server.auth.token_url",
+                raw.span(),
+                "required when clients are registered: their assertions' `aud` must equal it",
+            );
+        }
+        AuthSettings {
+            token_lifetime,
+            session_lifetime,
+            secure_cookies: a.secure_cookies.as_ref().is_some_and(|b| *b.get_ref()),
+            token_url,
+            clients,
         }
     }
 
@@ -479,8 +612,10 @@ impl<'a> Validator<'a> {
                 }
             }
         }
+        let write_back = self.write_back(key, ch, &source, &destinations);
         ChannelConfig {
             fhir,
+            write_back,
             name,
             enabled: ch.enabled.as_ref().is_none_or(|e| *e.get_ref()),
             source,
@@ -490,6 +625,147 @@ impl<'a> Validator<'a> {
             transforms: Transforms::new(transforms),
             destinations,
         }
+    }
+
+    /// Each written-back resource type belongs to one enabled channel.
+    fn write_back_types(&mut self, raw: &RawConfig, channels: &[ChannelConfig]) {
+        let mut owner: HashMap<&str, &str> = HashMap::new();
+        for (i, c) in channels.iter().enumerate() {
+            let Some(wb) = c.write_back.as_ref().filter(|_| c.enabled) else {
+                continue;
+            };
+            for r in &wb.resources {
+                if let Some(first) = owner.insert(r, &c.name) {
+                    let span = raw.channel[i]
+                        .get_ref()
+                        .source
+                        .as_ref()
+                        .map_or(0..0, Spanned::span);
+                    self.err(
+                        K::Conflict,
+                        &format!("channel[{i}].write_back.resources"),
+                        span,
+                        format!("{r} is already written back by channel {first:?}"),
+                    );
+                }
+            }
+        }
+    }
+
+    /// `[channel.write_back]` with a `fhir-api` source (defaults when the table is absent).
+    fn write_back(
+        &mut self,
+        key: &str,
+        ch: &RawChannel,
+        source: &SourceConfig,
+        destinations: &[DestinationConfig],
+    ) -> Option<WriteBack> {
+        let wkey = format!("{key}.write_back");
+        if !matches!(source, SourceConfig::FhirApi) {
+            if let Some(w) = &ch.write_back {
+                self.err(
+                    K::Invalid,
+                    &wkey,
+                    w.span(),
+                    "only a channel whose source is \"fhir-api\" writes back",
+                );
+            }
+            return None;
+        }
+        if destinations.len() != 1 {
+            let span = ch.source.as_ref().map_or(0..0, Spanned::span);
+            self.err(
+                K::Invalid,
+                &format!("{key}.destination"),
+                span,
+                format!(
+                    "a fhir-api channel needs exactly one destination (the EHR whose ACK settles the write), not {}",
+                    destinations.len()
+                ),
+            );
+        }
+        let mut wb = WriteBack::default();
+        let Some(raw) = &ch.write_back else {
+            return Some(wb);
+        };
+        let w = raw.get_ref();
+        if let Some(list) = &w.resources {
+            wb.resources.clear();
+            for (i, r) in list.get_ref().iter().enumerate() {
+                if WRITE_BACK_RESOURCES.contains(&r.get_ref().as_str()) {
+                    wb.resources.push(r.get_ref().clone());
+                } else {
+                    self.err(
+                        K::Invalid,
+                        &format!("{wkey}.resources[{i}]"),
+                        r.span(),
+                        format!(
+                            "{:?} is not written back: expected one of {}",
+                            r.get_ref(),
+                            WRITE_BACK_RESOURCES.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        let text = |v: &Text, default: &str| {
+            v.as_ref()
+                .map_or_else(|| default.to_string(), |t| t.get_ref().clone())
+        };
+        wb.sending_application = text(&w.sending_application, &wb.sending_application);
+        wb.sending_facility = text(&w.sending_facility, "");
+        wb.receiving_application = text(&w.receiving_application, "");
+        wb.receiving_facility = text(&w.receiving_facility, "");
+        for (name, value) in [
+            ("sending_application", &w.sending_application),
+            ("sending_facility", &w.sending_facility),
+            ("receiving_application", &w.receiving_application),
+            ("receiving_facility", &w.receiving_facility),
+        ] {
+            if let Some(v) = value
+                && v.get_ref().contains(['|', '^', '~', '\\', '&', '\r', '\n'])
+            {
+                self.err(
+                    K::Invalid,
+                    &format!("{wkey}.{name}"),
+                    v.span(),
+                    "must not contain HL7 delimiters or line breaks",
+                );
+            }
+        }
+        if let Some(v) = &w.version {
+            if [
+                "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8",
+            ]
+            .contains(&v.get_ref().as_str())
+            {
+                wb.version = v.get_ref().clone();
+            } else {
+                self.err(
+                    K::Invalid,
+                    &format!("{wkey}.version"),
+                    v.span(),
+                    format!("unsupported version {:?}: expected 2.3 to 2.8", v.get_ref()),
+                );
+            }
+        }
+        if let Some(v) = &w.order_message {
+            match v.get_ref().as_str() {
+                "ORM^O01" | "OML^O21" => wb.order_message = v.get_ref().clone(),
+                other => self.err(
+                    K::Invalid,
+                    &format!("{wkey}.order_message"),
+                    v.span(),
+                    format!("unknown order message {other:?}: expected \"ORM^O01\" or \"OML^O21\""),
+                ),
+            }
+        }
+        wb.sync_timeout = self.positive_duration(
+            &format!("{wkey}.sync_timeout"),
+            &w.sync_timeout,
+            DEFAULT_SYNC_TIMEOUT,
+        );
+        Some(wb)
     }
 
     /// `[channel.fhir]`: the profiles are read and checked now, every problem reported.
@@ -586,12 +862,16 @@ impl<'a> Validator<'a> {
             self.missing(
                 &format!("{key}.type"),
                 raw.span(),
-                "\"mllp\", \"http\" or \"directory\"",
+                "\"mllp\", \"http\", \"directory\" or \"fhir-api\"",
             );
             return fallback;
         };
         let k = |name: &str| format!("{key}.{name}");
         match kind.get_ref().as_str() {
+            "fhir-api" => {
+                self.not_applicable(key, "fhir-api sources", &present, &[]);
+                SourceConfig::FhirApi
+            }
             "mllp" => {
                 self.not_applicable(
                     key,
@@ -676,6 +956,20 @@ impl<'a> Validator<'a> {
                                 &k("path"),
                                 p.span(),
                                 format!("invalid url path {text:?}: expected /letters-digits-and/slashes, e.g. \"/hl7/adt\""),
+                            );
+                        }
+                        let reserved = [
+                            "/fhir", "/api", "/auth", "/health", "/ready", "/metrics", "/ui",
+                        ];
+                        if let Some(r) = reserved
+                            .iter()
+                            .find(|r| text == *r || text.starts_with(&format!("{r}/")))
+                        {
+                            self.err(
+                                K::Conflict,
+                                &k("path"),
+                                p.span(),
+                                format!("{text:?} is under {r}, which the HTTP API serves"),
                             );
                         }
                         text.clone()
@@ -764,7 +1058,7 @@ impl<'a> Validator<'a> {
                     K::Invalid,
                     &k("type"),
                     kind.span(),
-                    format!("unknown source type {other:?}: expected \"mllp\", \"http\" or \"directory\""),
+                    format!("unknown source type {other:?}: expected \"mllp\", \"http\", \"directory\" or \"fhir-api\""),
                 );
                 fallback
             }
@@ -1068,7 +1362,11 @@ impl<'a> Validator<'a> {
         });
         let kind = match &d.kind {
             None => {
-                self.missing(&k("type"), raw.span(), "\"mllp\", \"http\" or \"file\"");
+                self.missing(
+                    &k("type"),
+                    raw.span(),
+                    "\"mllp\", \"http\", \"file\" or \"fhir-store\"",
+                );
                 fallback
             }
             Some(t) => match t.get_ref().as_str() {
@@ -1190,18 +1488,35 @@ impl<'a> Validator<'a> {
                     };
                     DestinationKind::File(FileDestination { dir, filename })
                 }
+                "fhir-store" => {
+                    self.not_applicable(key, "fhir-store destinations", &present, &[]);
+                    DestinationKind::FhirStore
+                }
                 other => {
                     self.err(
                         K::Invalid,
                         &k("type"),
                         t.span(),
-                        format!("unknown destination type {other:?}: expected \"mllp\", \"http\" or \"file\""),
+                        format!("unknown destination type {other:?}: expected \"mllp\", \"http\", \"file\" or \"fhir-store\""),
                     );
                     fallback
                 }
             },
         };
         let format = match d.format.as_ref().map(|f| (f, f.get_ref().as_str())) {
+            // The resource store keeps the unified model: it always receives the bundle.
+            None | Some((_, "fhir")) if matches!(kind, DestinationKind::FhirStore) => {
+                PayloadFormat::Fhir
+            }
+            Some((f, _)) if matches!(kind, DestinationKind::FhirStore) => {
+                self.err(
+                    K::Invalid,
+                    &k("format"),
+                    f.span(),
+                    "fhir-store destinations always receive the FHIR bundle: \"fhir\" is the only format",
+                );
+                PayloadFormat::Fhir
+            }
             None | Some((_, "hl7")) => PayloadFormat::Hl7,
             Some((f, "fhir")) => {
                 if matches!(kind, DestinationKind::Mllp(_)) {
@@ -1482,9 +1797,77 @@ fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Longest client id: ids are names or URLs.
+const MAX_CLIENT_ID_LEN: usize = 255;
+
+fn check_client_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("the client id is empty".to_string());
+    }
+    if id.len() > MAX_CLIENT_ID_LEN {
+        return Err(format!(
+            "the client id is longer than {MAX_CLIENT_ID_LEN} characters"
+        ));
+    }
+    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("invalid client id {id:?}: contains whitespace"));
+    }
+    Ok(())
+}
+
+/// A SMART system scope: `system/` then a resource type or `*`, a dot, and `read`, `write` or
+/// `*` (v1) or some of `cruds` in that order (v2).
+fn check_scope(scope: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "invalid scope {scope:?}: expected system/TYPE.PERMISSIONS, e.g. \"system/Observation.read\" or \"system/*.rs\""
+        )
+    };
+    let rest = scope.strip_prefix("system/").ok_or_else(bad)?;
+    let (resource, permissions) = rest.split_once('.').ok_or_else(bad)?;
+    let resource_ok = resource == "*"
+        || (resource.starts_with(|c: char| c.is_ascii_uppercase())
+            && resource.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let v2_ok = !permissions.is_empty() && {
+        let mut order = "cruds".chars();
+        permissions.chars().all(|p| order.any(|o| o == p))
+    };
+    if resource_ok && (matches!(permissions, "read" | "write" | "*") || v2_ok) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scopes() {
+        for ok in [
+            "system/Observation.read",
+            "system/*.write",
+            "system/*.*",
+            "system/Patient.rs",
+            "system/*.cruds",
+            "system/Encounter.c",
+        ] {
+            assert_eq!(check_scope(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "patient/Observation.read",
+            "system/Observation",
+            "system/observation.read",
+            "system/Observation.sr",
+            "system/Observation.rr",
+            "system/Observation.",
+            "system/Obs-ervation.read",
+            "system/Observation.rs?category=lab",
+        ] {
+            assert!(check_scope(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn urls() {

@@ -1,8 +1,8 @@
 //! The MLLP destination: a persistent connection that waits for each message's ACK.
 //!
 //! Success only when MSA-1 is AA or CA and MSA-2 equals the MSH-10 sent. AE, a timeout or a
-//! broken connection is retried (the connection is re-opened on the next attempt); AR goes to
-//! the error queue; an ACK for another control id is treated as an error and retried, since
+//! broken connection is retried (the connection is re-opened on the next attempt; a write-back
+//! channel's AE is final instead); AR goes to the error queue; an ACK for another control id is treated as an error and retried, since
 //! the receiver's answer cannot be trusted for this message.
 
 use std::time::Duration;
@@ -15,6 +15,9 @@ pub struct MllpSender {
     pub client: MllpClient,
     pub ack_timeout: Duration,
     pub connect_timeout: Duration,
+    /// An AE is final (error queue) instead of retried: for write-back, where the API client
+    /// is told the EHR's answer and decides what to do.
+    pub application_error_is_final: bool,
 }
 
 impl MllpSender {
@@ -35,6 +38,11 @@ impl MllpSender {
                 // code.
                 match check_ack(control_id, &ack) {
                     AckVerdict::Accepted => Attempt::Delivered { ack: kept },
+                    AckVerdict::Error(_) if self.application_error_is_final => Attempt::Fail {
+                        error: "AE from the receiver (its text is kept in the encrypted ACK)"
+                            .into(),
+                        ack: kept,
+                    },
                     AckVerdict::Error(_) => Attempt::Retry {
                         error: "AE from the receiver (its text is kept in the encrypted ACK)"
                             .into(),

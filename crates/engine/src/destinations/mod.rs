@@ -10,11 +10,13 @@
 //! lease expires, then it is claimed again and re-sent. Delivery is at-least-once; receivers
 //! de-duplicate by MSH-10, as HL7 receivers do.
 
+pub mod fhir_store;
 pub mod file;
 pub mod http;
 pub mod mllp;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use causeway_store::{Claim, ClaimMode, Delivery, Header, Outcome, Store, UnixMillis};
@@ -38,6 +40,7 @@ pub enum Sender {
     Mllp(mllp::MllpSender),
     Http(http::HttpSender),
     File(file::FileSender),
+    FhirStore(fhir_store::FhirStoreSender),
 }
 
 impl Sender {
@@ -51,6 +54,7 @@ impl Sender {
             Sender::Mllp(s) => s.deliver(payload, &header.control_id).await,
             Sender::Http(s) => s.deliver(payload, &header.control_id).await,
             Sender::File(s) => s.deliver(payload, header, delivery).await,
+            Sender::FhirStore(s) => s.deliver(payload, delivery).await,
         }
     }
 
@@ -59,7 +63,7 @@ impl Sender {
         match self {
             Sender::Mllp(s) => s.max_attempt_time(),
             Sender::Http(s) => s.max_attempt_time(),
-            Sender::File(_) => Duration::from_secs(30),
+            Sender::File(_) | Sender::FhirStore(_) => Duration::from_secs(30),
         }
     }
 }
@@ -79,6 +83,9 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// `format = "fhir"`: the message's FHIR bundle (JSON) is delivered instead of the v2 message.
     pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
+    /// The channel's stopped flag ([`crate::runtime::channel::Channel::stop`]): while it is set
+    /// the worker claims nothing; starting the channel wakes it.
+    pub paused: Arc<AtomicBool>,
 }
 
 /// Most deliveries a FIFO worker claims at once: each batch costs two store writes (claim,
@@ -112,6 +119,14 @@ impl Worker {
             // not lost.
             let wake = self.wake.clone();
             let woken = wake.notified();
+            if self.paused.load(Ordering::SeqCst) {
+                tokio::select! {
+                    _ = woken => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             match self.store.claim_batch(&self.queue, &claim, batch).await {
                 Ok(deliveries) if !deliveries.is_empty() => {
                     self.attempt_batch(deliveries, lease).await
@@ -142,7 +157,8 @@ impl Worker {
         let mut settled = Vec::with_capacity(batch.len());
         let mut stopped = false;
         for delivery in batch {
-            if stopped || started.elapsed() > lease / 2 {
+            // A channel stopped mid-batch releases what it has not tried yet.
+            if stopped || started.elapsed() > lease / 2 || self.paused.load(Ordering::SeqCst) {
                 settled.push((delivery, Outcome::Released));
                 continue;
             }

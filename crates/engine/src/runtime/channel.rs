@@ -19,13 +19,17 @@
 //! - every unmapped value is counted and recorded as an `unmapped_code` event (map, field, code, sender),
 //!   written in the same transaction as the message, so it costs the sender no extra commit.
 //!
+//! A stopped channel (see [`Channel::stop`]) answers every inbound message **AE** (ERR-3 207,
+//! "channel stopped") and stores nothing: the sender keeps the message and retries until the
+//! channel is started again. Its destination workers stop claiming meanwhile.
+//!
 //! A transform failure is the engine's problem, not the sender's: the message is stored in
 //! state `error` (reprocessable), an event is raised, and the sender gets AA because the
 //! message is safe with us. The ACK is built before the insert so it is committed with the
 //! message; a duplicate arriving after a crash gets exactly the ACK the first copy earned.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use causeway_store::{Header, MessageState, NewMessage, Store, UnixMillis};
 use hl7v2::{AckCode, AckError, AckHeader, AckMode, Message};
@@ -47,6 +51,8 @@ pub struct ChannelStats {
     pub store_failures: AtomicU64,
     pub unmapped_codes: AtomicU64,
     pub script_errors: AtomicU64,
+    /// Messages refused (AE, not stored, not counted as received) while the channel was stopped.
+    pub refused_stopped: AtomicU64,
 }
 
 impl ChannelStats {
@@ -67,8 +73,17 @@ pub struct Channel {
     /// Woken after each routed insert so idle destination workers start at once.
     pub wake: Arc<Notify>,
     pub stats: Arc<ChannelStats>,
-    /// `[channel.fhir]`: conversion to the unified model at ingest.
+    /// `[channel.fhir]`: conversion to the unified model at ingest (for a `fhir-api` channel:
+    /// the EHR's profiles, used the other way, FHIR -> v2, by the API).
     pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
+    /// `[channel.write_back]`: this channel carries FHIR API writes to an EHR.
+    pub write_back: Option<crate::config::WriteBack>,
+    /// The source's kind (`mllp`, `http`, `directory`), for the management API; empty when the
+    /// channel was built without a configuration.
+    pub source_kind: &'static str,
+    /// Set while the channel is stopped; shared with its destination workers, which stop
+    /// claiming while it is set. Kept in memory only: a restart starts every channel.
+    pub paused: Arc<AtomicBool>,
     ack_ids: AckIds,
 }
 
@@ -88,6 +103,8 @@ pub struct Reply {
     pub ack: Option<Vec<u8>>,
     /// MSA-1 of that acknowledgement (AE when it could not be stored).
     pub code: AckCode,
+    /// The stored message, when it was stored.
+    pub message_id: Option<causeway_store::MessageId>,
 }
 
 /// Unique control ids for the ACKs this process sends: a per-process prefix (its start time)
@@ -226,20 +243,60 @@ impl Channel {
             wake,
             stats: Arc::new(ChannelStats::default()),
             fhir: None,
+            write_back: None,
+            source_kind: "",
+            paused: Arc::new(AtomicBool::new(false)),
             ack_ids: AckIds::new(),
         }
     }
 
+    /// Stops the channel: inbound messages are answered AE ("channel stopped") and not stored,
+    /// and its destination workers stop claiming (a batch being sent is finished, its untried
+    /// rest released). Returns `false` when it was already stopped.
+    pub fn stop(&self) -> bool {
+        !self.paused.swap(true, Ordering::SeqCst)
+    }
+
+    /// Starts a stopped channel again and wakes its destination workers. Returns `false` when
+    /// it was already running.
+    pub fn start(&self) -> bool {
+        let was_stopped = self.paused.swap(false, Ordering::SeqCst);
+        if was_stopped {
+            self.wake.notify_waiters();
+        }
+        was_stopped
+    }
+
+    /// Whether the channel takes messages (it is not stopped).
+    pub fn is_running(&self) -> bool {
+        !self.paused.load(Ordering::SeqCst)
+    }
+
     /// Takes one inbound message and returns what to answer. Never panics on any input.
     pub async fn ingest(&self, raw: &[u8], peer: &str) -> Reply {
-        ChannelStats::bump(&self.stats.received);
-        let received_at = UnixMillis::now();
+        self.ingest_with(raw, peer, None).await
+    }
+
+    /// [`Channel::ingest`] for a message that carries a FHIR API write (`fhir-api` channels):
+    /// the resource is stored with the message and applied only once a delivery of it
+    /// settles `delivered` (the EHR accepted it).
+    pub async fn ingest_with(
+        &self,
+        raw: &[u8],
+        peer: &str,
+        pending_resource: Option<causeway_store::ResourcePut>,
+    ) -> Reply {
         let ack_id = self.ack_ids.next();
         let timestamp = hl7_timestamp();
         let header = AckHeader {
             control_id: &ack_id,
             timestamp: &timestamp,
         };
+        if !self.is_running() {
+            return self.refuse_stopped(raw, peer, header);
+        }
+        ChannelStats::bump(&self.stats.received);
+        let received_at = UnixMillis::now();
         let msg = match hl7v2::parse(raw) {
             Ok(msg) => msg,
             Err(e) => {
@@ -302,6 +359,7 @@ impl Channel {
             AckMode::Enhanced { .. } => code.to_commit(),
         };
         let ack = hl7v2::build_ack(&msg, wire_code, &errors, header);
+        let queues_empty = queues.is_empty();
         let new = NewMessage {
             channel: self.name.clone(),
             peer: peer.to_string(),
@@ -317,6 +375,8 @@ impl Channel {
                 .into_iter()
                 .map(|u| (causeway_store::EventKind::UnmappedCode, u.detail))
                 .collect(),
+            // Only a routed message can be accepted by the EHR; otherwise the write is refused.
+            pending_resource: pending_resource.filter(|_| !queues_empty),
         };
         let routed = !new.destinations.is_empty();
         match self.store.insert_inbound(new).await {
@@ -341,7 +401,9 @@ impl Channel {
                     tracing::info!(channel = %self.name, id = %outcome.id, control_id = %msg.control_id().unwrap_or_default(), "message held for review: a code map's hold policy met an unmapped code");
                 }
                 tracing::debug!(channel = %self.name, id = %outcome.id, control_id = %msg.control_id().unwrap_or_default(), message_type = %msg.message_type(), size = raw.len(), state = %state, "message stored");
-                self.reply(mode, ack, wire_code)
+                let mut reply = self.reply(mode, ack, wire_code);
+                reply.message_id = Some(outcome.id);
+                reply
             }
             Err(e) => {
                 ChannelStats::bump(&self.stats.store_failures);
@@ -357,6 +419,33 @@ impl Channel {
         }
     }
 
+    /// AE (CE in enhanced mode) without storing anything: the channel is stopped and the sender
+    /// must keep the message and send it again later.
+    fn refuse_stopped(&self, raw: &[u8], peer: &str, header: AckHeader<'_>) -> Reply {
+        ChannelStats::bump(&self.stats.refused_stopped);
+        let err = AckError::new(207, "channel stopped");
+        match hl7v2::parse(raw) {
+            Ok(msg) => {
+                tracing::debug!(channel = %self.name, peer, control_id = %msg.control_id().unwrap_or_default(), "channel stopped; answering AE");
+                let mode = AckMode::of(&msg);
+                let code = match mode {
+                    AckMode::Original => AckCode::AE,
+                    AckMode::Enhanced { .. } => AckCode::CE,
+                };
+                let ack = hl7v2::build_ack(&msg, code, &[err], header);
+                self.reply(mode, ack, code)
+            }
+            Err(_) => {
+                tracing::debug!(channel = %self.name, peer, size = raw.len(), "channel stopped; answering AE");
+                Reply {
+                    ack: Some(hl7v2::build_nak_for_bytes(raw, AckCode::AE, &err, header)),
+                    code: AckCode::AE,
+                    message_id: None,
+                }
+            }
+        }
+    }
+
     /// Applies enhanced mode's MSH-15: a commit ACK only when the sender asked for it.
     fn reply(&self, mode: AckMode, ack: Vec<u8>, code: AckCode) -> Reply {
         let wanted = match mode {
@@ -366,13 +455,17 @@ impl Channel {
         Reply {
             ack: wanted.then_some(ack),
             code,
+            message_id: None,
         }
     }
 
     fn decide(&self, msg: &Message<'_>) -> (Decision, Vec<Unmapped>) {
         let decision = self.route(msg);
+        // A write-back message was made from FHIR: converting it back would be wasted work.
         match (decision, &self.fhir) {
-            (Decision::Route { outbound }, Some(fhir)) => self.convert(msg, outbound, fhir),
+            (Decision::Route { outbound }, Some(fhir)) if self.write_back.is_none() => {
+                self.convert(msg, outbound, fhir)
+            }
             (decision, _) => (decision, Vec::new()),
         }
     }
@@ -504,6 +597,7 @@ impl Channel {
             ack: Some(nak.clone()),
             outbound: None,
             events: Vec::new(),
+            pending_resource: None,
         };
         match self.store.insert_inbound(new).await {
             Ok(_) => {
@@ -511,6 +605,7 @@ impl Channel {
                 Reply {
                     ack: Some(nak),
                     code: AckCode::AR,
+                    message_id: None,
                 }
             }
             Err(err) => {
@@ -520,6 +615,7 @@ impl Channel {
                 Reply {
                     ack: Some(hl7v2::build_nak_for_bytes(raw, AckCode::AE, &ae, header)),
                     code: AckCode::AE,
+                    message_id: None,
                 }
             }
         }

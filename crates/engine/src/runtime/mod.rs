@@ -84,7 +84,24 @@ pub fn queue_name(channel: &str, destination: &str) -> String {
 impl Engine {
     /// Starts every enabled channel of `config` on `store`.
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<Engine, StartError> {
+        Self::start_with_api(config, store, |_, _| None).await
+    }
+
+    /// Starts the engine with an HTTP API beside the HTTP sources, on `[server] http`: `api`
+    /// gets the built channels (the API needs them for write-back and management) and the
+    /// bound address, and returns the routes to serve. Without `[server] http` there is no
+    /// HTTP server and `api` is not called.
+    pub async fn start_with_api<F>(
+        config: &Config,
+        store: Arc<dyn Store>,
+        api: F,
+    ) -> Result<Engine, StartError>
+    where
+        F: FnOnce(&BTreeMap<String, Arc<Channel>>, SocketAddr) -> Option<axum::Router>,
+    {
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Woken by every write into the resource store, so notifications go out at once.
+        let subscription_wake = Arc::new(Notify::new());
         let mut engine = Engine {
             store: store.clone(),
             channels: BTreeMap::new(),
@@ -98,7 +115,7 @@ impl Engine {
         // Build everything first: a failure must leave nothing running.
         let mut pending: Vec<Pending> = Vec::new();
         for cfg in config.channels.iter().filter(|c| c.enabled) {
-            let (channel, workers) = build_channel(cfg, &store)?;
+            let (channel, workers) = build_channel(cfg, &store, &subscription_wake)?;
             let channel = Arc::new(channel);
             match &cfg.source {
                 SourceConfig::Mllp(src) => {
@@ -143,6 +160,8 @@ impl Engine {
                     }
                     http_routes.push((src.path.clone(), channel.clone(), src.max_body));
                 }
+                // Fed by the FHIR API's writes (the server calls the channel): nothing to run.
+                SourceConfig::FhirApi => {}
                 SourceConfig::Directory(src) => {
                     let options = DirectoryOptions {
                         path: src.path.clone(),
@@ -158,8 +177,8 @@ impl Engine {
             pending.extend(workers.into_iter().map(|w| Pending::Worker(Box::new(w))));
             engine.channels.insert(cfg.name.clone(), channel);
         }
-        let http_listener = match (&config.server.http, http_routes.is_empty()) {
-            (Some(addr), false) => {
+        let http_listener = match &config.server.http {
+            Some(addr) => {
                 let listener =
                     TcpListener::bind(addr)
                         .await
@@ -197,8 +216,14 @@ impl Engine {
             }
         }
         if let Some(listener) = http_listener {
-            let app = sources::http::routes(http_routes)
-                .into_make_service_with_connect_info::<SocketAddr>();
+            let mut app = sources::http::routes(http_routes);
+            let bound = engine
+                .http_addr
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+            if let Some(api) = api(&engine.channels, bound) {
+                app = app.merge(api);
+            }
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let mut rx = shutdown_rx.clone();
             engine.tasks.spawn(async move {
                 let stop = async move {
@@ -211,6 +236,27 @@ impl Engine {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });
+        }
+        {
+            // reqwest needs a process TLS provider (see build_sender); https endpoints use it.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            match reqwest::Client::builder()
+                .timeout(crate::subscriptions::NOTIFY_TIMEOUT)
+                .build()
+            {
+                Ok(http) => {
+                    let worker = crate::subscriptions::SubscriptionWorker {
+                        store: store.clone(),
+                        http,
+                        worker_id: format!("subscriptions@{}", node_name()),
+                        wake: subscription_wake.clone(),
+                    };
+                    engine.tasks.spawn(worker.run(shutdown_rx.clone()));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot build the subscription HTTP client; notifications are off")
+                }
+            }
         }
         let policies: Vec<RetentionPolicy> = config
             .channels
@@ -285,7 +331,9 @@ pub fn build_channel_only(
 ) -> Result<Option<Channel>, StartError> {
     match config.channels.iter().find(|c| c.name == name) {
         None => Ok(None),
-        Some(cfg) => build_channel(cfg, store).map(|(channel, _)| Some(channel)),
+        Some(cfg) => {
+            build_channel(cfg, store, &Arc::new(Notify::new())).map(|(channel, _)| Some(channel))
+        }
     }
 }
 
@@ -311,8 +359,10 @@ enum Pending {
 fn build_channel(
     cfg: &ChannelConfig,
     store: &Arc<dyn Store>,
+    subscription_wake: &Arc<Notify>,
 ) -> Result<(Channel, Vec<Worker>), StartError> {
     let wake = Arc::new(Notify::new());
+    let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     let mut queues = Vec::new();
     for dest in &cfg.destinations {
@@ -320,14 +370,26 @@ fn build_channel(
         let retry = dest.retry;
         let parallel = dest.parallel.max(1);
         for i in 0..parallel {
-            let mut sender = build_sender(&cfg.name, &dest.name, &dest.kind)?;
+            let mut sender = build_sender(&cfg.name, &dest.name, &dest.kind, store)?;
+            if let Sender::FhirStore(f) = &mut sender {
+                f.wake = Some(subscription_wake.clone());
+            }
+            if let (Sender::Mllp(m), Some(_)) = (&mut sender, &cfg.write_back) {
+                m.application_error_is_final = true;
+            }
             let fhir = match dest.format {
                 PayloadFormat::Hl7 => None,
                 PayloadFormat::Fhir => {
                     if let Sender::Http(h) = &mut sender {
                         h.content_type = destinations::http::FHIR_MEDIA_TYPE;
                     }
-                    cfg.fhir.clone()
+                    // Without `[channel.fhir]` the plain reading (no vendor profile) applies.
+                    Some(cfg.fhir.clone().unwrap_or_else(|| {
+                        Arc::new(crate::fhir::FhirConversion {
+                            source: Default::default(),
+                            profiles: Vec::new(),
+                        })
+                    }))
                 }
             };
             workers.push(Worker {
@@ -343,6 +405,7 @@ fn build_channel(
                 },
                 store: store.clone(),
                 wake: wake.clone(),
+                paused: paused.clone(),
             });
         }
         queues.push(queue);
@@ -356,7 +419,10 @@ fn build_channel(
         store.clone(),
         wake,
     );
+    channel.source_kind = cfg.source.kind();
+    channel.paused = paused;
     channel.fhir = cfg.fhir.clone();
+    channel.write_back = cfg.write_back.clone();
     Ok((channel, workers))
 }
 
@@ -364,6 +430,7 @@ fn build_sender(
     channel: &str,
     destination: &str,
     kind: &DestinationKind,
+    store: &Arc<dyn Store>,
 ) -> Result<Sender, StartError> {
     let fail = |message: String| StartError::Destination {
         channel: channel.to_string(),
@@ -400,6 +467,7 @@ fn build_sender(
                 client,
                 ack_timeout: d.ack_timeout,
                 connect_timeout: d.connect_timeout,
+                application_error_is_final: false,
             })
         }
         DestinationKind::Http(d) => {
@@ -424,5 +492,11 @@ fn build_sender(
             dir: d.dir.clone(),
             filename: d.filename.clone(),
         }),
+        DestinationKind::FhirStore => {
+            Sender::FhirStore(destinations::fhir_store::FhirStoreSender {
+                store: store.clone(),
+                wake: None,
+            })
+        }
     })
 }

@@ -59,7 +59,8 @@ pub async fn run(
         match ready_files(&options).await {
             Ok(files) => {
                 for file in files {
-                    if *shutdown.borrow() {
+                    // A stopped channel leaves its files where they are until it is started.
+                    if *shutdown.borrow() || !channel.is_running() {
                         break;
                     }
                     process_file(&file, &options, &channel).await;

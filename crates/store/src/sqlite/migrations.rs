@@ -16,6 +16,8 @@ use crate::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0001_initial.sql"),
     include_str!("../../migrations/0002_held_state.sql"),
+    include_str!("../../migrations/0003_resources.sql"),
+    include_str!("../../migrations/0004_users_audit.sql"),
 ];
 
 /// The schema version this build writes.

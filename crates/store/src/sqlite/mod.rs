@@ -14,7 +14,8 @@
 //! Tables: `messages` (one row per inbound message, payload sealed), `message_patient_ids`
 //! (keyed hashes of identifiers), `deliveries` (per-destination FIFO queues, `seq` order, lease
 //! columns), `acks` (the ACK sent per message, sealed), `events` (transitions, no PHI), `meta`
-//! (the key check value).
+//! (the key check value); for the HTTP API `users`, `auth_tokens`, `jwt_replay` and the
+//! hash-chained `audit_log` (see [`crate::auth`]).
 //!
 //! # Invariants and what a crash leaves behind
 //!
@@ -38,9 +39,12 @@
 //! connections in tokio's blocking pool. Other processes may open the same directory: SQLite's
 //! file locks serialise their groups with ours, and ids are allocated under that lock.
 
+mod auth;
 mod checkpoint;
 mod migrations;
+mod notify;
 mod read;
+mod resources;
 mod rows;
 mod write;
 mod writer;
@@ -65,10 +69,12 @@ use writer::{Batching, Msg, Op, Stats};
 
 use crate::crypto::{self, Cipher, KEY_FILE_NAME, MasterKey};
 use crate::{
-    BoxFuture, Claim, Delivery, DeliverySeq, Error, Event, EventFilter, InsertOutcome,
-    MAX_DESTINATIONS, MAX_FIELD_LEN, MAX_PATIENT_IDS, MAX_PAYLOAD_LEN, MessageId, MessageState,
-    MessageSummary, NewEvent, NewMessage, Outcome, PurgeReport, Result, SearchFilter, Store,
-    StoredMessage, UnixMillis, WriteStats,
+    BoxFuture, Claim, Delivery, DeliverySeq, Error, Event, EventFilter, HistoryQuery,
+    InsertOutcome, MAX_DESTINATIONS, MAX_FIELD_LEN, MAX_PATIENT_IDS, MAX_PAYLOAD_LEN, MessageId,
+    MessageState, MessageSummary, NewEvent, NewMessage, NewNotification, Notification,
+    NotificationOutcome, Outcome, PendingWrite, PurgeReport, PutOutcome, ResourceChange,
+    ResourcePage, ResourcePut, ResourceQuery, Result, SearchFilter, Store, StoredMessage,
+    StoredResource, UnixMillis, WriteStats,
 };
 
 /// Name of the database file inside the data directory.
@@ -403,6 +409,22 @@ fn check_field(field: &'static str, value: &str) -> Result<()> {
     Ok(())
 }
 
+/// FHIR's rules for a type name and an id (`[A-Za-z0-9\-\.]{1,64}`).
+fn check_resource_name(resource_type: &str, id: &str) -> Result<()> {
+    if resource_type.is_empty() || !resource_type.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::invalid("resource_type", "not a FHIR type name"));
+    }
+    let id_ok = !id.is_empty()
+        && id.len() <= crate::resources::MAX_RESOURCE_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    if !id_ok {
+        return Err(Error::invalid("resource id", "not a FHIR id"));
+    }
+    Ok(())
+}
+
 fn check_name(field: &'static str, value: &str) -> Result<()> {
     if value.is_empty() {
         return Err(Error::invalid(field, "empty"));
@@ -731,6 +753,100 @@ impl Store for SqliteStore {
         })
     }
 
+    fn put_resources(&self, puts: Vec<ResourcePut>) -> BoxFuture<'_, Result<Vec<PutOutcome>>> {
+        Box::pin(async move {
+            let mut bytes = 0;
+            for p in &puts {
+                check_resource_name(&p.resource_type, &p.id)?;
+                if p.json.len() > MAX_PAYLOAD_LEN {
+                    return Err(Error::invalid(
+                        "resource",
+                        format!("longer than {MAX_PAYLOAD_LEN} bytes"),
+                    ));
+                }
+                bytes += p.json.len();
+            }
+            self.write(bytes, false, move |cx| resources::put(cx, &puts))
+                .await
+        })
+    }
+
+    fn resource<'a>(
+        &'a self,
+        resource_type: &'a str,
+        id: &'a str,
+        version: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<StoredResource>>> {
+        let (t, i) = (resource_type.to_owned(), id.to_owned());
+        Box::pin(self.read("read resource", move |c, k| {
+            resources::read(c, k, &t, &i, version)
+        }))
+    }
+
+    fn resource_history(&self, query: HistoryQuery) -> BoxFuture<'_, Result<Vec<StoredResource>>> {
+        Box::pin(self.read("resource history", move |c, k| {
+            resources::history(c, k, &query)
+        }))
+    }
+
+    fn resource_changes(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<ResourceChange>>> {
+        Box::pin(self.read("resource changes", move |c, k| {
+            notify::changes(c, k, after, limit)
+        }))
+    }
+
+    fn cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<i64>> {
+        let name = name.to_owned();
+        Box::pin(self.read("read cursor", move |c, _| notify::cursor(c, &name)))
+    }
+
+    fn queue_notifications(
+        &self,
+        cursor: String,
+        position: i64,
+        notifications: Vec<NewNotification>,
+    ) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(0, false, move |cx| {
+            notify::queue(cx, &cursor, position, &notifications)
+        }))
+    }
+
+    fn claim_notifications<'a>(
+        &'a self,
+        worker: &'a str,
+        max: usize,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Notification>>> {
+        let worker = worker.to_owned();
+        Box::pin(self.write(0, false, move |cx| notify::claim(cx, &worker, max, lease)))
+    }
+
+    fn settle_notification(
+        &self,
+        notification: Notification,
+        outcome: NotificationOutcome,
+    ) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.write(0, false, move |cx| {
+            notify::settle(cx, &notification, &outcome)
+        }))
+    }
+
+    fn pending_resource(&self, message: MessageId) -> BoxFuture<'_, Result<Option<PendingWrite>>> {
+        Box::pin(self.read("read pending resource", move |c, _| {
+            resources::read_pending(c, message)
+        }))
+    }
+
+    fn search_resources(&self, query: ResourceQuery) -> BoxFuture<'_, Result<ResourcePage>> {
+        Box::pin(self.read("search resources", move |c, k| {
+            resources::search(c, k, &query)
+        }))
+    }
+
     fn stats(&self) -> WriteStats {
         self.write_stats()
     }
@@ -761,5 +877,133 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    // --- users, tokens and audit (server) ---
+
+    fn create_user(&self, user: crate::NewUser) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            auth::check_user(&user)?;
+            self.write(0, false, move |cx| auth::create_user(cx, &user))
+                .await
+        })
+    }
+
+    fn create_first_user(&self, user: crate::NewUser) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(async move {
+            auth::check_user(&user)?;
+            self.write(0, false, move |cx| auth::create_first_user(cx, &user))
+                .await
+        })
+    }
+
+    fn set_password<'a>(
+        &'a self,
+        username: &'a str,
+        password_hash: &'a str,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            auth::check_username(username)?;
+            auth::check_password_hash(password_hash)?;
+            let (u, h) = (username.to_owned(), password_hash.to_owned());
+            self.write(0, false, move |cx| auth::set_password(cx, &u, &h))
+                .await
+        })
+    }
+
+    fn set_role<'a>(&'a self, username: &'a str, role: crate::Role) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            auth::check_username(username)?;
+            let u = username.to_owned();
+            self.write(0, false, move |cx| auth::set_role(cx, &u, role))
+                .await
+        })
+    }
+
+    fn delete_user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            auth::check_username(username)?;
+            let u = username.to_owned();
+            self.write(0, false, move |cx| auth::delete_user(cx, &u))
+                .await
+        })
+    }
+
+    fn user<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<crate::User>>> {
+        let u = username.to_owned();
+        Box::pin(self.read("read user", move |c, _| auth::user(c, &u)))
+    }
+
+    fn users(&self) -> BoxFuture<'_, Result<Vec<crate::User>>> {
+        Box::pin(self.read("list users", |c, _| auth::users(c)))
+    }
+
+    fn record_jti<'a>(
+        &'a self,
+        issuer: &'a str,
+        jti: &'a str,
+        expires_at: UnixMillis,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            auth::check_jti(issuer, jti)?;
+            let (i, j) = (issuer.to_owned(), jti.to_owned());
+            self.write(0, false, move |cx| auth::record_jti(cx, &i, &j, expires_at))
+                .await
+        })
+    }
+
+    fn insert_token(&self, token: crate::NewToken) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            auth::check_token(&token)?;
+            self.write(0, false, move |cx| auth::insert_token(cx, &token))
+                .await
+        })
+    }
+
+    fn token(&self, hash: crate::TokenHash) -> BoxFuture<'_, Result<Option<crate::StoredToken>>> {
+        Box::pin(self.read("read token", move |c, _| auth::token(c, hash)))
+    }
+
+    fn delete_token(&self, hash: crate::TokenHash) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(self.write(0, false, move |cx| auth::delete_token(cx, hash)))
+    }
+
+    fn append_audit(
+        &self,
+        record: crate::NewAuditRecord,
+    ) -> BoxFuture<'_, Result<crate::AuditEntry>> {
+        Box::pin(async move {
+            let record = auth::prepare_audit(record)?;
+            let len = record.query.as_ref().map_or(0, String::len);
+            self.write(len, false, move |cx| auth::append_audit(cx, &record))
+                .await
+        })
+    }
+
+    fn audit_records(
+        &self,
+        query: crate::AuditQuery,
+    ) -> BoxFuture<'_, Result<Vec<crate::AuditEntry>>> {
+        Box::pin(self.read("read audit log", move |c, k| {
+            auth::audit_records(c, k, &query)
+        }))
+    }
+
+    fn verify_audit(&self) -> BoxFuture<'_, Result<crate::AuditVerification>> {
+        Box::pin(self.read("verify audit log", auth::verify_audit))
+    }
+
+    // --- management (server) ---
+
+    fn error_queue<'a>(
+        &'a self,
+        destination: &'a str,
+        limit: u32,
+        offset: u64,
+    ) -> BoxFuture<'a, Result<crate::ErrorQueue>> {
+        let destination = destination.to_owned();
+        Box::pin(self.read("error_queue", move |c, k| {
+            read::error_queue(c, k, &destination, limit, offset)
+        }))
     }
 }

@@ -235,3 +235,60 @@ pub(crate) fn key_check(conn: &Connection) -> Result<Option<Vec<u8>>> {
     .optional()
     .map_err(db("read key check"))
 }
+
+/// A destination's error queue: failed deliveries with no later delivery of the same message to
+/// the same destination. Both the count and the page walk the `deliveries_queue` index
+/// (destination, state, seq) and probe `deliveries_message` for a later delivery.
+pub(crate) fn error_queue(
+    conn: &Connection,
+    cipher: &Cipher,
+    destination: &str,
+    limit: u32,
+    offset: u64,
+) -> Result<crate::ErrorQueue> {
+    const OP: &str = "error_queue";
+    const IN_QUEUE: &str = "destination = ?1 AND state = 'failed' AND NOT EXISTS (
+             SELECT 1 FROM deliveries later
+             WHERE later.message_id = deliveries.message_id
+               AND later.destination = deliveries.destination AND later.seq > deliveries.seq)";
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM deliveries WHERE {IN_QUEUE}"))
+        .and_then(|mut s| s.query_row([destination], |r| r.get(0)))
+        .map_err(db(OP))?;
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {IN_QUEUE}
+             ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
+        ))
+        .map_err(db(OP))?;
+    let mut found = stmt
+        .query(params![
+            destination,
+            page_len(limit),
+            i64::try_from(offset).unwrap_or(i64::MAX)
+        ])
+        .map_err(db(OP))?;
+    let mut deliveries = Vec::new();
+    while let Some(row) = found.next().map_err(db(OP))? {
+        deliveries.push(rows::delivery(row, cipher)?);
+    }
+    let mut summary = conn
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM messages WHERE id = ?1"
+        ))
+        .map_err(db(OP))?;
+    let mut entries = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let mut message = summary.query([delivery.message_id.0]).map_err(db(OP))?;
+        // Retention removes a message together with its deliveries, so one snapshot never
+        // shows a delivery without its message; skip one rather than fail if it ever does.
+        if let Some(row) = message.next().map_err(db(OP))? {
+            let message = rows::summary(row)?;
+            entries.push(crate::FailedDelivery { delivery, message });
+        }
+    }
+    Ok(crate::ErrorQueue {
+        total: u64::try_from(total).unwrap_or(0),
+        entries,
+    })
+}

@@ -57,6 +57,15 @@ impl<'c> WriteCx<'c> {
         }
     }
 
+    /// The open transaction's connection, for write modules beside this one.
+    pub(crate) fn conn(&self) -> &'c Connection {
+        self.conn
+    }
+
+    pub(crate) fn cipher(&self) -> &'c Cipher {
+        self.cipher
+    }
+
     /// Drops ids allocated by a job that was rolled back.
     pub(crate) fn forget_allocations(&mut self) {
         self.next_message_id = None;
@@ -190,6 +199,9 @@ impl<'c> WriteCx<'c> {
         }
         if let Some(ack) = &m.ack {
             self.put_ack(id, ack, now)?;
+        }
+        if let Some(pending) = &m.pending_resource {
+            super::resources::insert_pending(self, id, pending)?;
         }
         for (kind, detail) in &m.events {
             self.event(
@@ -640,6 +652,13 @@ impl<'c> WriteCx<'c> {
             .map_err(db(OP))?;
         if changed == 0 {
             return Err(self.lease_lost(d, OP));
+        }
+        match outcome {
+            Outcome::Delivered { .. } => {
+                super::resources::settle_pending(self, d.message_id, true)?
+            }
+            Outcome::Failed { .. } => super::resources::settle_pending(self, d.message_id, false)?,
+            Outcome::Retry { .. } | Outcome::Released => {}
         }
         let (kind, detail) = match outcome {
             Outcome::Delivered { .. } => (

@@ -14,6 +14,11 @@ use causeway_store::{
 };
 
 /// Opens a backend. Every call opens the *same* storage, so close + open is a restart.
+pub mod management;
+pub mod resources;
+pub use management::*;
+pub use resources::*;
+
 pub trait Harness: Send + Sync {
     fn open(&self) -> BoxFuture<'_, Arc<dyn Store>>;
 }
@@ -44,6 +49,7 @@ pub fn adt(channel: &str, control_id: &str, mrn: &str, destinations: &[&str]) ->
         ack: None,
         outbound: None,
         events: Vec::new(),
+        pending_resource: None,
     }
 }
 

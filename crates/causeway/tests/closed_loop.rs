@@ -1,0 +1,403 @@
+//! The closed loop end to end, with the real binaries over real sockets: ADT and ORU arrive
+//! over MLLP at `causeway serve`, the FHIR API finds the patient and the results, and writes
+//! through the API go back to EHR stand-ins (`causeway listen`) as HL7 v2, their ACKs settling
+//! the API calls: AA -> 201, AR -> 422 with the EHR's error text, no `respond-sync` -> 202 and
+//! a status URL that ends in 201.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{Listener, Mllp, Server, toml_path, write_config};
+
+/// Longest the test waits for an asynchronous step (a delivery into the resource store, the
+/// EHR's answer): a hang guard, not a speed check.
+const LIMIT: Duration = Duration::from_secs(30);
+
+const ADT: &str = "MSH|^~\\&|ADTAPP|NORTH|CAUSEWAY|HUB|20240301101500||ADT^A01^ADT_A01|LOOP-ADT-1|P|2.5.1\r\
+EVN|A01|20240301101500\r\
+PID|1||MRN-LOOP-77^^^NORTH^MR||LOOPER^LUCY^Q||19800517|F|||12 HARBOUR RD^^PORTSMOUTH^^PO1 2AB^GBR\r\
+PV1|1|I|WARD^12^3^NORTH||||1234^WELBY^MARCUS^^^DR|||MED||||ADM|||||V-LOOP-1|||||||||||||||||||||||||20240301101000\r";
+
+const ORU: &str = "MSH|^~\\&|LABAPP|NORTH|CAUSEWAY|HUB|20240302080000||ORU^R01^ORU_R01|LOOP-ORU-1|P|2.5.1\r\
+PID|1||MRN-LOOP-77^^^NORTH^MR||LOOPER^LUCY^Q||19800517|F\r\
+OBR|1|PL-1|FL-1|2345-7^Glucose^LN|||20240302073000\r\
+OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L^mmol/L^UCUM|3.9-5.5|N|||F|||20240302073000\r";
+
+struct Api {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+}
+
+impl Api {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: &Value, sync: bool) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .header("content-type", "application/fhir+json")
+            .body(body.to_string());
+        if sync {
+            req = req.header("prefer", "respond-sync");
+        }
+        req.send().await.expect("POST")
+    }
+
+    /// Repeats a search until it finds `want` entries (deliveries into the store are
+    /// asynchronous to the ACK).
+    async fn search_until(&self, path: &str, want: u64) -> Value {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            let (status, bundle) = self.get(path).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {bundle}");
+            if bundle["total"].as_u64() == Some(want) {
+                return bundle;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} never found {want}: {bundle}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A webhook receiver over plain std sockets: each POST's body is passed on; answers 200.
+fn receiver() -> (SocketAddr, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { break };
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let mut stream = reader.into_inner();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx.send((request_line, body)).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+fn send(addr: SocketAddr, message: &str) {
+    let mut mllp = Mllp::connect(addr, LIMIT).expect("connect");
+    let ack = mllp.send(message.as_bytes()).expect("ACK");
+    let text = String::from_utf8_lossy(&ack);
+    assert!(text.contains("MSA|AA|"), "not accepted: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_reach_the_api_and_api_writes_reach_the_ehr() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let accepting = Listener::start(0, &dir.path().join("ehr-accepts.hl7"));
+    let refusing = Listener::start_with(0, &dir.path().join("ehr-refuses.hl7"), &["--ack", "AR"]);
+    let config = write_config(
+        dir.path(),
+        &format!(
+            r#"
+[server]
+data_dir = {data}
+http = "127.0.0.1:0"
+log_format = "json"
+
+[[channel]]
+name = "feed"
+source = {{ type = "mllp", listen = "127.0.0.1:0" }}
+
+  [[channel.destination]]
+  name = "unified"
+  type = "fhir-store"
+
+[[channel]]
+name = "orders"
+source = {{ type = "fhir-api" }}
+
+  [channel.write_back]
+  resources = ["ServiceRequest"]
+  receiving_application = "EHR"
+  sync_timeout = "20s"
+
+  [[channel.destination]]
+  name = "ehr"
+  type = "mllp"
+  connect = "{accepting}"
+
+[[channel]]
+name = "results-back"
+source = {{ type = "fhir-api" }}
+
+  [channel.write_back]
+  resources = ["Observation"]
+
+  [[channel.destination]]
+  name = "ehr"
+  type = "mllp"
+  connect = "{refusing}"
+"#,
+            data = toml_path(&dir.path().join("data")),
+            accepting = accepting.addr,
+            refusing = refusing.addr,
+        ),
+    );
+    let server = Server::start(&config);
+    let password = server
+        .admin_password
+        .clone()
+        .expect("the first start prints the administrator's password");
+    let http_addr = server.http.expect("HTTP address logged");
+    let feed = server.addr("feed");
+    send(feed, ADT);
+    send(feed, ORU);
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let base = format!("http://{http_addr}");
+    // Without a session: 401 with an OperationOutcome.
+    let anonymous = http
+        .get(format!("{base}/fhir/Patient"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    let login = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"username": "admin", "password": password}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), StatusCode::OK);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let api = Api {
+        http,
+        base: format!("{base}/fhir"),
+        cookie,
+    };
+
+    // The feed, searchable.
+    let patients = api
+        .search_until("/Patient?identifier=MRN-LOOP-77&family=loo", 1)
+        .await;
+    let patient = &patients["entry"][0]["resource"];
+    let patient_id = patient["id"].as_str().expect("id").to_string();
+    assert_eq!(patient["birthDate"], "1980-05-17");
+    assert_eq!(patient["meta"]["versionId"], "1");
+    let results = api
+        .search_until(
+            &format!("/Observation?patient={patient_id}&code=http://loinc.org|2345-7&date=ge2024-03-02&_include=Observation:patient"),
+            1,
+        )
+        .await;
+    let entries = results["entry"].as_array().expect("entries");
+    assert_eq!(entries[0]["resource"]["valueQuantity"]["value"], 5.4);
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["search"]["mode"] == "include" && e["resource"]["id"] == patient_id.as_str()),
+        "the subject is included: {results}"
+    );
+    let (status, everything) = api.get(&format!("/Patient/{patient_id}/$everything")).await;
+    assert_eq!(status, StatusCode::OK);
+    let types: Vec<&str> = everything["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| e["resource"]["resourceType"].as_str())
+        .collect();
+    for t in ["Patient", "Encounter", "Observation"] {
+        assert!(types.contains(&t), "{t} in $everything: {types:?}");
+    }
+
+    // A subscription: the next matching result is POSTed to a local receiver.
+    let (hook, notifications) = receiver();
+    let subscription = json!({
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "glucose results for the ward dashboard",
+        "criteria": "Observation?code=http://loinc.org|2345-7",
+        "channel": {"type": "rest-hook", "endpoint": format!("http://{hook}/notify"),
+                    "payload": "application/fhir+json"}
+    });
+    let created = api.post("/Subscription", &subscription, false).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sub: Value = created.json().await.expect("json");
+    assert_eq!(sub["status"], "active");
+    send(
+        feed,
+        &ORU.replace("LOOP-ORU-1", "LOOP-ORU-2")
+            .replace("PL-1|FL-1", "PL-2|FL-2")
+            .replace("|5.4|", "|6.1|"),
+    );
+    let (request_line, body) = notifications
+        .recv_timeout(LIMIT)
+        .expect("a notification within the limit");
+    assert!(request_line.starts_with("POST /notify "), "{request_line}");
+    let notified: Value = serde_json::from_slice(&body).expect("the notification is JSON");
+    assert_eq!(notified["resourceType"], "Observation");
+    assert_eq!(notified["valueQuantity"]["value"], 6.1);
+    let mut bad_sub = subscription.clone();
+    bad_sub["criteria"] = json!("Observation?colour=blue");
+    assert_eq!(
+        api.post("/Subscription", &bad_sub, false).await.status(),
+        StatusCode::BAD_REQUEST
+    );
+
+    // Write-back, synchronous, accepted: an ORM reaches the EHR, its AA becomes 201.
+    let order = json!({
+        "resourceType": "ServiceRequest",
+        "status": "active",
+        "intent": "order",
+        "identifier": [{"system": "urn:example:placer", "value": "ORD-LOOP-1"}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "24331-1", "display": "Lipid panel"}]},
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "authoredOn": "2024-03-02T09:00:00Z"
+    });
+    let created = api.post("/ServiceRequest", &order, true).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let location = created
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Location")
+        .to_string();
+    let body: Value = created.json().await.expect("json");
+    let order_id = body["id"].as_str().expect("id").to_string();
+    assert!(
+        location.ends_with(&format!("/ServiceRequest/{order_id}/_history/1")),
+        "{location}"
+    );
+    let sent = std::fs::read_to_string(&accepting.out).expect("EHR out file");
+    assert!(sent.contains("ORM^O01"), "{sent}");
+    assert!(
+        sent.contains("MRN-LOOP-77"),
+        "the order names the patient: {sent}"
+    );
+    assert!(sent.contains("ORD-LOOP-1"), "{sent}");
+    let (status, stored) = api.get(&format!("/ServiceRequest/{order_id}")).await;
+    assert_eq!(
+        (status, stored["status"].as_str()),
+        (StatusCode::OK, Some("active"))
+    );
+
+    // Asynchronous: 202 and a status URL that ends in 201.
+    let mut later = order.clone();
+    later["identifier"][0]["value"] = json!("ORD-LOOP-2");
+    let queued = api.post("/ServiceRequest", &later, false).await;
+    assert_eq!(queued.status(), StatusCode::ACCEPTED);
+    let status_url = queued
+        .headers()
+        .get("content-location")
+        .and_then(|v| v.to_str().ok())
+        .expect("Content-Location")
+        .to_string();
+    let path = status_url
+        .split("/fhir")
+        .nth(1)
+        .expect("under /fhir")
+        .to_string();
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (status, body) = api.get(&path).await;
+        if status == StatusCode::CREATED {
+            assert_eq!(body["identifier"][0]["value"], "ORD-LOOP-2");
+            break;
+        }
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert!(Instant::now() < deadline, "the write never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Refused by the EHR: AR becomes 422 with its error text, and nothing is stored.
+    let result = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4", "display": "Heart rate"}]},
+        "subject": {"reference": format!("Patient/{patient_id}")},
+        "effectiveDateTime": "2024-03-02T10:00:00Z",
+        "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+    });
+    let refused = api.post("/Observation", &result, true).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let outcome: Value = refused.json().await.expect("json");
+    assert_eq!(outcome["resourceType"], "OperationOutcome");
+    let text = outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.starts_with("AR") && text.contains("rejected on request"),
+        "{outcome}"
+    );
+    let (_, heart) = api.get("/Observation?code=8867-4").await;
+    assert_eq!(heart["total"], 0, "a refused write is not stored");
+
+    // Bad input: a strict read names the field; an unknown parameter is refused.
+    let mut bad = order.clone();
+    bad["colour"] = json!("blue");
+    let r = api.post("/ServiceRequest", &bad, true).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let oo: Value = r.json().await.expect("json");
+    assert!(
+        oo["issue"][0]["diagnostics"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("colour"),
+        "{oo}"
+    );
+    let (status, oo) = api.get("/Patient?nmae=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    let (status, _) = api.get("/Patient/does-not-exist").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, log) = server.stop();
+    assert!(status.success(), "{log}");
+    assert!(!log.contains("LOOPER"), "no patient data in the logs");
+    drop(accepting);
+    drop(refusing);
+}

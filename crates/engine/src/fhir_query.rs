@@ -1,0 +1,445 @@
+//! Reading a FHIR search's query string into the store's [`ResourceQuery`]: used by the FHIR
+//! API's searches and by subscriptions' criteria, so both mean the same thing.
+//!
+//! Unknown parameters and modifiers are refused (400 naming them) rather than ignored, as with
+//! `Prefer: handling=strict`: a misspelt `nmae=Smith` silently ignored would answer every
+//! patient.
+
+use causeway_store::{
+    DatePrefix, DateTest, IndexTest, ResourceQuery, ResourceSort, ValueTest,
+    resources::MAX_RESOURCE_PAGE,
+};
+use fhir::search::{self, ParamKind, SearchParam};
+
+/// Why a search is refused: the parameter and what is wrong (`search parameter nmae: unknown
+/// search parameter for Patient`). Answered as HTTP 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct QueryError(pub String);
+
+type QueryResult<T> = Result<T, QueryError>;
+
+/// Page size when `_count` is not given.
+pub const DEFAULT_COUNT: u32 = 50;
+
+/// A parsed search: the store query plus what the response needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Search {
+    pub query: ResourceQuery,
+    /// `_include=Type:param` targets, as parameter names of the searched type.
+    pub includes: Vec<&'static SearchParam>,
+    /// The parameters as given (minus paging), to build paging links.
+    pub echo: Vec<(String, String)>,
+    /// `_summary=count`: the total only.
+    pub count_only: bool,
+}
+
+/// Parses `pairs` (decoded query parameters) for a search of `resource_type`.
+///
+/// # Errors
+/// The first unknown parameter, modifier or unreadable value, named.
+pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Search> {
+    let mut s = Search {
+        query: ResourceQuery {
+            resource_type: resource_type.to_owned(),
+            count: DEFAULT_COUNT,
+            ..ResourceQuery::default()
+        },
+        ..Search::default()
+    };
+    for (key, value) in pairs {
+        let (name, modifier) = match key.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (key.as_str(), None),
+        };
+        let echo = !matches!(name, "_count" | "_offset");
+        match name {
+            "_count" => {
+                s.query.count = value
+                    .parse::<u32>()
+                    .map_err(|_| bad(key, "expected a whole number"))?
+                    .min(MAX_RESOURCE_PAGE);
+            }
+            "_offset" => {
+                s.query.offset = value
+                    .parse::<u32>()
+                    .map_err(|_| bad(key, "expected a whole number"))?;
+            }
+            "_sort" => {
+                s.query.sort = match value.as_str() {
+                    "_lastUpdated" => ResourceSort::LastUpdatedAsc,
+                    "-_lastUpdated" => ResourceSort::LastUpdatedDesc,
+                    _ => {
+                        return Err(bad(
+                            key,
+                            "only _lastUpdated and -_lastUpdated are supported",
+                        ));
+                    }
+                };
+            }
+            "_summary" => match value.as_str() {
+                "count" => s.count_only = true,
+                "false" => {}
+                _ => return Err(bad(key, "only count and false are supported")),
+            },
+            "_total" => {
+                if !matches!(value.as_str(), "accurate" | "estimate" | "none") {
+                    return Err(bad(key, "expected accurate, estimate or none"));
+                }
+            }
+            "_format" => {
+                if !matches!(
+                    value.as_str(),
+                    "json" | "application/json" | "application/fhir+json"
+                ) {
+                    return Err(bad(key, "only JSON is served"));
+                }
+            }
+            "_include" => {
+                let (source, param) = value
+                    .split_once(':')
+                    .ok_or_else(|| bad(key, "expected Type:parameter"))?;
+                let target = value.splitn(3, ':').nth(2);
+                let p = search::param(resource_type, param.split(':').next().unwrap_or(""))
+                    .filter(|p| p.kind == ParamKind::Reference && source == resource_type)
+                    .ok_or_else(|| {
+                        bad(
+                            key,
+                            &format!("{value} is not a reference parameter of {resource_type}"),
+                        )
+                    })?;
+                if target.is_some_and(|t| p.target.is_some_and(|pt| pt != t)) {
+                    return Err(bad(key, &format!("{value}: wrong target type")));
+                }
+                s.includes.push(p);
+            }
+            "_id" => {
+                if modifier.is_some() {
+                    return Err(bad(key, "no modifier is supported on _id"));
+                }
+                s.query.ids.extend(split_or(value));
+            }
+            "_lastUpdated" => {
+                if modifier.is_some() {
+                    return Err(bad(key, "no modifier is supported on _lastUpdated"));
+                }
+                s.query.last_updated.push(date_test(key, value)?);
+            }
+            _ => {
+                let param = search::param(resource_type, name).ok_or_else(|| {
+                    bad(
+                        key,
+                        &format!("unknown search parameter for {resource_type}"),
+                    )
+                })?;
+                let qualified = format!("{resource_type}.{}", param.name);
+                let mut clause = Vec::new();
+                if modifier == Some("missing") {
+                    let missing = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad(key, "expected true or false")),
+                    };
+                    clause.push(IndexTest {
+                        param: qualified,
+                        test: ValueTest::Missing(missing),
+                    });
+                } else {
+                    for part in split_or(value) {
+                        let test = value_test(param, modifier, key, &part)?;
+                        clause.push(IndexTest {
+                            param: qualified.clone(),
+                            test,
+                        });
+                    }
+                }
+                s.query.clauses.push(clause);
+            }
+        }
+        if echo {
+            s.echo.push((key.clone(), value.clone()));
+        }
+    }
+    if s.count_only {
+        s.query.count = 0;
+    }
+    Ok(s)
+}
+
+/// A subscription's `criteria` (`Observation?code=http://loinc.org|2345-7`): its type and
+/// search. The query part is percent-decoded.
+///
+/// # Errors
+/// A criteria without a known type, or whose search [`parse`] refuses.
+pub fn parse_criteria(criteria: &str) -> QueryResult<(String, Search)> {
+    let (resource_type, query) = criteria.split_once('?').unwrap_or((criteria, ""));
+    if !fhir::RESOURCE_TYPES.contains(&resource_type) {
+        return Err(QueryError(format!(
+            "criteria: {resource_type:?} is not a supported resource type"
+        )));
+    }
+    let mut pairs = Vec::new();
+    for part in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = part.split_once('=').unwrap_or((part, ""));
+        pairs.push((percent_decode(k)?, percent_decode(v)?));
+    }
+    let search = parse(resource_type, &pairs)?;
+    Ok((resource_type.to_owned(), search))
+}
+
+fn percent_decode(s: &str) -> QueryResult<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s
+                    .get(i + 1..i + 3)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        QueryError(format!("criteria: bad percent-encoding in {s:?}"))
+                    })?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| QueryError(format!("criteria: {s:?} is not UTF-8")))
+}
+
+fn bad(key: &str, why: &str) -> QueryError {
+    QueryError(format!("search parameter {key}: {why}"))
+}
+
+/// Splits on unescaped commas (OR), undoing `\,`.
+fn split_or(value: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(next @ (',' | '|' | '$' | '\\')) => {
+                    out.last_mut().map_or((), |s| s.push(next))
+                }
+                Some(next) => {
+                    if let Some(s) = out.last_mut() {
+                        s.push('\\');
+                        s.push(next);
+                    }
+                }
+                None => out.last_mut().map_or((), |s| s.push('\\')),
+            },
+            ',' => out.push(String::new()),
+            c => out.last_mut().map_or((), |s| s.push(c)),
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+fn value_test(
+    param: &SearchParam,
+    modifier: Option<&str>,
+    key: &str,
+    value: &str,
+) -> QueryResult<ValueTest> {
+    Ok(match (param.kind, modifier) {
+        (ParamKind::Token, None) => match value.split_once('|') {
+            None => ValueTest::Code(value.to_owned()),
+            Some(("", code)) => ValueTest::NoSystemCode(code.to_owned()),
+            Some((system, "")) => ValueTest::System(system.to_owned()),
+            Some((system, code)) => ValueTest::SystemCode {
+                system: system.to_owned(),
+                code: code.to_owned(),
+            },
+        },
+        (ParamKind::String, None) => ValueTest::TextPrefix(search::normalize_text(value)),
+        (ParamKind::String, Some("exact")) => ValueTest::TextExact(search::normalize_text(value)),
+        (ParamKind::String, Some("contains")) => {
+            ValueTest::TextContains(search::normalize_text(value))
+        }
+        (ParamKind::Date, None) => ValueTest::Date(date_test(key, value)?),
+        (ParamKind::Reference, None) => ValueTest::Reference(reference(param, key, value)?),
+        (ParamKind::Reference, Some(target)) if param.target.is_none_or(|t| t == target) => {
+            let r = if value.contains('/') {
+                value.to_owned()
+            } else {
+                format!("{target}/{value}")
+            };
+            ValueTest::Reference(reference(param, key, &r)?)
+        }
+        (_, Some(m)) => return Err(bad(key, &format!("modifier :{m} is not supported here"))),
+    })
+}
+
+/// `Type/id`, a bare id (for a parameter with one target type) or an absolute URL ending so.
+fn reference(param: &SearchParam, key: &str, value: &str) -> QueryResult<String> {
+    let parts: Vec<&str> = value.rsplitn(3, '/').collect();
+    let r = match parts.as_slice() {
+        [id] => match param.target {
+            Some(t) => format!("{t}/{id}"),
+            None => return Err(bad(key, "expected Type/id")),
+        },
+        [id, t, ..] => format!("{t}/{id}"),
+        [] => return Err(bad(key, "empty reference")),
+    };
+    if !search::is_relative_reference(&r) {
+        return Err(bad(key, "expected Type/id"));
+    }
+    Ok(r)
+}
+
+fn date_test(key: &str, value: &str) -> QueryResult<DateTest> {
+    let (prefix, date) = match value.get(..2) {
+        Some(p) if p.bytes().all(|b| b.is_ascii_lowercase()) => {
+            let prefix = match p {
+                "eq" => DatePrefix::Eq,
+                "ne" => DatePrefix::Ne,
+                "lt" => DatePrefix::Lt,
+                "le" => DatePrefix::Le,
+                "gt" => DatePrefix::Gt,
+                "ge" => DatePrefix::Ge,
+                "sa" => DatePrefix::Sa,
+                "eb" => DatePrefix::Eb,
+                "ap" => DatePrefix::Ap,
+                _ => return Err(bad(key, &format!("unknown prefix {p}"))),
+            };
+            (prefix, &value[2..])
+        }
+        _ => (DatePrefix::Eq, value),
+    };
+    let (lo, hi) = search::parse_date(date).ok_or_else(|| {
+        bad(
+            key,
+            "expected a FHIR date, e.g. 2024-03-01 or 2024-03-01T10:00:00Z",
+        )
+    })?;
+    Ok(DateTest { prefix, lo, hi })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn tokens_strings_dates_and_references_become_store_tests() {
+        let s = parse(
+            "Observation",
+            &pairs(&[
+                ("code", "http://loinc.org|2345-7,|GLU"),
+                ("date", "ge2024-03"),
+                ("patient", "p1"),
+                ("_count", "5"),
+            ]),
+        )
+        .expect("parses");
+        assert_eq!(s.query.count, 5);
+        assert_eq!(s.query.clauses.len(), 3);
+        assert_eq!(
+            s.query.clauses[0][0].test,
+            ValueTest::SystemCode {
+                system: "http://loinc.org".into(),
+                code: "2345-7".into()
+            }
+        );
+        assert_eq!(
+            s.query.clauses[0][1].test,
+            ValueTest::NoSystemCode("GLU".into())
+        );
+        assert!(matches!(
+            s.query.clauses[1][0].test,
+            ValueTest::Date(DateTest {
+                prefix: DatePrefix::Ge,
+                ..
+            })
+        ));
+        assert_eq!(
+            s.query.clauses[2][0].test,
+            ValueTest::Reference("Patient/p1".into())
+        );
+        assert_eq!(s.echo.len(), 3, "paging parameters are not echoed");
+    }
+
+    #[test]
+    fn bad_searches_say_what_is_wrong() {
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let cases: &[Case<'_>] = &[
+            (
+                "Patient",
+                &[("nmae", "x")],
+                "search parameter nmae: unknown search parameter for Patient",
+            ),
+            (
+                "Patient",
+                &[("birthdate", "xx2024")],
+                "search parameter birthdate: unknown prefix xx",
+            ),
+            (
+                "Patient",
+                &[("birthdate", "2024-13")],
+                "search parameter birthdate: expected a FHIR date, e.g. 2024-03-01 or 2024-03-01T10:00:00Z",
+            ),
+            (
+                "Patient",
+                &[("_count", "-1")],
+                "search parameter _count: expected a whole number",
+            ),
+            (
+                "Patient",
+                &[("family:fuzzy", "x")],
+                "search parameter family:fuzzy: modifier :fuzzy is not supported here",
+            ),
+            (
+                "Observation",
+                &[("_include", "Observation:code")],
+                "search parameter _include: Observation:code is not a reference parameter of Observation",
+            ),
+            (
+                "Observation",
+                &[("subject", "p1")],
+                "search parameter subject: expected Type/id",
+            ),
+        ];
+        for (t, q, want) in cases {
+            let err = parse(t, &pairs(q)).expect_err("refused");
+            assert_eq!(err.0, *want);
+        }
+    }
+
+    #[test]
+    fn criteria_name_a_type_and_a_search() {
+        let (t, s) =
+            parse_criteria("Observation?code=http%3A%2F%2Floinc.org%7C2345-7&status=final")
+                .expect("parses");
+        assert_eq!(t, "Observation");
+        assert_eq!(s.query.clauses.len(), 2);
+        assert_eq!(
+            parse_criteria("Banana?x=1").unwrap_err().0,
+            "criteria: \"Banana\" is not a supported resource type"
+        );
+        assert!(parse_criteria("Patient?nmae=x").is_err());
+    }
+
+    #[test]
+    fn escaped_commas_stay_in_the_value() {
+        assert_eq!(
+            split_or(r"a\,b,c"),
+            vec!["a,b".to_string(), "c".to_string()]
+        );
+    }
+}

@@ -1,0 +1,583 @@
+//! `GET /api/messages` (search, summaries only), `GET /api/messages/{id}` (everything, audited),
+//! `POST /api/messages/{id}/reprocess` and `POST /api/messages/{id}/resend`.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use causeway_engine::runtime::channel::ReprocessError;
+use causeway_store::{
+    Delivery, DeliveryState, MAX_PAGE_LEN, MessageId, MessageState, MessageSummary, SearchFilter,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::Object;
+use utoipa::{IntoParams, ToSchema};
+
+use super::view::{ParsedMessage, parsed};
+use super::{
+    ErrorBody, api, audited, bad_query, channel, names_schema, parse_time, rfc3339, store_error,
+};
+use crate::AppState;
+use crate::audit::AuditAction;
+use crate::auth::{PeerAddr, Principal, Role};
+use crate::error::{ApiError, ApiResult};
+
+/// Summaries returned when `limit` is not given.
+pub const DEFAULT_MESSAGES: u32 = 100;
+
+fn message_states() -> Object {
+    let names: Vec<&str> = MessageState::ALL.iter().map(|s| s.as_str()).collect();
+    names_schema(&names, "A message state")
+}
+
+fn delivery_states() -> Object {
+    let names: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
+    names_schema(&names, "A delivery state")
+}
+
+/// A stored message's metadata. No payload, no PHI.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageSummaryView {
+    pub id: i64,
+    pub channel: String,
+    #[schema(format = DateTime)]
+    pub received_at: String,
+    /// The sender's address.
+    pub peer: String,
+    /// MSH-3.
+    pub sending_application: String,
+    /// MSH-4.
+    pub sending_facility: String,
+    /// MSH-9 as `TYPE^EVENT`.
+    pub message_type: String,
+    /// MSH-10.
+    pub control_id: String,
+    /// MSH-12.
+    pub version: String,
+    #[schema(schema_with = message_states)]
+    pub state: String,
+    /// Size as received, in bytes.
+    pub size: u64,
+    /// An earlier message of the sender had this control id with other bytes.
+    pub control_id_reused: bool,
+    /// For a duplicate: the message it repeats.
+    pub duplicate_of: Option<i64>,
+    /// Retention removed the payload (the metadata stays).
+    pub payload_purged: bool,
+}
+
+impl From<&MessageSummary> for MessageSummaryView {
+    fn from(m: &MessageSummary) -> Self {
+        Self {
+            id: m.id.0,
+            channel: m.channel.clone(),
+            received_at: rfc3339(m.received_at),
+            peer: m.peer.clone(),
+            sending_application: m.header.sending_app.clone(),
+            sending_facility: m.header.sending_facility.clone(),
+            message_type: m.header.message_type.clone(),
+            control_id: m.header.control_id.clone(),
+            version: m.header.version.clone(),
+            state: m.state.as_str().to_owned(),
+            size: m.size,
+            control_id_reused: m.flags.control_id_reused,
+            duplicate_of: m.duplicate_of.map(|d| d.0),
+            payload_purged: m.payload_purged,
+        }
+    }
+}
+
+/// A page of search results.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageList {
+    /// Newest first.
+    pub messages: Vec<MessageSummaryView>,
+    pub limit: u32,
+    pub offset: u64,
+    /// The `offset` of the next page, when this one is full.
+    pub next_offset: Option<u64>,
+}
+
+/// Criteria of `GET /api/messages`; all given ones must match.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessageQuery {
+    /// Channel name.
+    pub channel: Option<String>,
+    /// MSH-9 exactly, e.g. `ADT^A01`.
+    #[serde(rename = "type")]
+    #[param(rename = "type")]
+    pub message_type: Option<String>,
+    /// Message state.
+    #[param(schema_with = message_states)]
+    pub state: Option<String>,
+    /// MSH-10 exactly.
+    pub control_id: Option<String>,
+    /// A patient identifier as `id^authority` (PID-3.1 and PID-3.4.1), e.g. `12345^HOSP`.
+    /// A search by patient is recorded in the audit log.
+    pub patient: Option<String>,
+    /// Received at or after this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub from: Option<String>,
+    /// Received before this time (RFC 3339).
+    #[param(format = DateTime)]
+    pub to: Option<String>,
+    /// Results per page (default 100, at most 1000).
+    pub limit: Option<u32>,
+    /// Results to skip.
+    pub offset: Option<u64>,
+}
+
+/// One delivery of a message to one destination.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// Its identity and position in its queue.
+    pub seq: i64,
+    /// The destination queue (`channel/destination`).
+    pub destination: String,
+    #[schema(schema_with = delivery_states)]
+    pub state: String,
+    /// Attempts so far.
+    pub attempts: u32,
+    /// For `retrying`: not before this time.
+    #[schema(format = DateTime)]
+    pub next_attempt_at: Option<String>,
+    /// The last error a worker reported (no PHI).
+    pub last_error: Option<String>,
+    /// The destination's last answer (its ACK, or an HTTP error body).
+    pub last_ack: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&Delivery> for DeliveryView {
+    fn from(d: &Delivery) -> Self {
+        Self {
+            seq: d.seq.0,
+            destination: d.destination.clone(),
+            state: d.state.as_str().to_owned(),
+            attempts: d.attempts,
+            next_attempt_at: d.next_attempt_at.map(rfc3339),
+            last_error: d.last_error.clone(),
+            last_ack: d.last_ack.as_deref().map(text),
+            created_at: rfc3339(d.created_at),
+            updated_at: rfc3339(d.updated_at),
+        }
+    }
+}
+
+/// Everything about one message. Holds PHI: reading it is audited.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageDetail {
+    pub message: MessageSummaryView,
+    /// The message as received (`null` once retention purged it).
+    pub raw: Option<String>,
+    /// The bytes destinations receive, when the channel's transforms changed the message.
+    pub outbound: Option<String>,
+    /// The acknowledgement the sender was answered.
+    pub ack: Option<String>,
+    /// The message as segments and named fields (`null` when it does not parse).
+    pub parsed: Option<ParsedMessage>,
+    /// Why the message does not parse.
+    pub parse_error: Option<String>,
+    /// The FHIR R4 transaction bundle of the message, when its channel converts to FHIR.
+    #[schema(value_type = Option<Object>)]
+    pub fhir: Option<serde_json::Value>,
+    /// Why the conversion to FHIR failed.
+    pub fhir_error: Option<String>,
+    /// Every delivery, oldest first.
+    pub deliveries: Vec<DeliveryView>,
+}
+
+/// What a reprocess did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReprocessOutcome {
+    pub message_id: i64,
+    /// The message's state after running through the channel again.
+    #[schema(schema_with = message_states)]
+    pub state: String,
+    /// Queues it was appended to.
+    pub queues: Vec<String>,
+}
+
+/// Which destination to send a message to again.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResendRequest {
+    /// A destination of the message's channel (`lab`), or its queue (`adt/lab`).
+    pub destination: String,
+}
+
+/// What a resend did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResendOutcome {
+    pub message_id: i64,
+    /// The queue it was appended to.
+    pub destination: String,
+    /// The new delivery.
+    pub seq: i64,
+}
+
+/// Bytes as text for display (invalid UTF-8 replaced).
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn message_id(path: Result<Path<i64>, PathRejection>) -> ApiResult<MessageId> {
+    path.map(|Path(id)| MessageId(id))
+        .map_err(|_| ApiError::bad_request("the message id must be a whole number"))
+}
+
+/// Search messages.
+///
+/// Summaries (no payloads) of the stored messages matching every given criterion, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/messages",
+    tag = "messages",
+    params(MessageQuery),
+    responses(
+        (status = 200, description = "One page of matching messages", body = MessageList),
+        (status = 400, description = "A parameter is malformed", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not a user with the viewer role", body = ErrorBody),
+    ),
+)]
+pub(super) async fn search(
+    State(state): State<AppState>,
+    who: Principal,
+    peer: PeerAddr,
+    RawQuery(raw_query): RawQuery,
+    query: Result<Query<MessageQuery>, QueryRejection>,
+) -> ApiResult<Json<MessageList>> {
+    api(async {
+        who.require_role(Role::Viewer)?;
+        let Query(q) = query.map_err(bad_query)?;
+        let states = || {
+            MessageState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let message_state = q
+            .state
+            .as_deref()
+            .map(|s| {
+                MessageState::parse(s).ok_or_else(|| {
+                    ApiError::bad_request(format!("state: expected one of {}", states()))
+                })
+            })
+            .transpose()?;
+        let from = q
+            .from
+            .as_deref()
+            .map(|t| parse_time("from", t))
+            .transpose()?;
+        let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
+        let limit = q.limit.unwrap_or(DEFAULT_MESSAGES).clamp(1, MAX_PAGE_LEN);
+        let offset = q.offset.unwrap_or(0);
+        let by_patient = q.patient.is_some();
+        let filter = SearchFilter {
+            channel: q.channel,
+            message_type: q.message_type,
+            state: message_state,
+            control_id: q.control_id,
+            patient_id: q.patient,
+            received_from: from,
+            received_before: to,
+            limit,
+            offset,
+        };
+        let work = async {
+            let found = state.store.search(filter).await?;
+            let full = found.len() as u64 == u64::from(limit);
+            Ok(MessageList {
+                messages: found.iter().map(MessageSummaryView::from).collect(),
+                limit,
+                offset,
+                next_offset: full.then(|| offset + u64::from(limit)),
+            })
+        };
+        // Which messages a patient has is PHI: such a search is audited, query included
+        // (the audit log seals it).
+        let list = if by_patient {
+            audited(
+                &state,
+                &who,
+                AuditAction::Search,
+                "Message".into(),
+                raw_query,
+                peer.text(),
+                work,
+            )
+            .await?
+        } else {
+            work.await?
+        };
+        Ok(Json(list))
+    })
+    .await
+}
+
+/// Show a message.
+///
+/// The summary, the raw v2 text, its parsed view with field names, the FHIR bundle when its
+/// channel converts to FHIR, the ACK sent, and every delivery with its attempts, last error
+/// and last answer. Holds PHI: every read is recorded in the audit log.
+#[utoipa::path(
+    get,
+    path = "/api/messages/{id}",
+    tag = "messages",
+    params(("id" = i64, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "The message", body = MessageDetail),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not a user with the viewer role", body = ErrorBody),
+        (status = 404, description = "No such message", body = ErrorBody),
+    ),
+)]
+pub(super) async fn detail(
+    State(state): State<AppState>,
+    who: Principal,
+    peer: PeerAddr,
+    path: Result<Path<i64>, PathRejection>,
+) -> ApiResult<Json<MessageDetail>> {
+    api(async {
+        who.require_role(Role::Viewer)?;
+        let id = message_id(path)?;
+        let entity = format!("Message/{id}");
+        let work = async {
+            let stored = state
+                .store
+                .message(id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("message {id} is not stored")))?;
+            let deliveries = state.store.deliveries(id).await?;
+            let (parsed_view, parse_error) = match stored.raw.as_deref().map(hl7v2::parse) {
+                Some(Ok(msg)) => (Some(parsed(&msg)), None),
+                Some(Err(e)) => (None, Some(e.to_string())),
+                None => (None, None),
+            };
+            let (fhir, fhir_error) = fhir_of(&state, &stored).await;
+            Ok(MessageDetail {
+                message: MessageSummaryView::from(&stored.summary),
+                raw: stored.raw.as_deref().map(text),
+                outbound: stored.outbound.as_deref().map(text),
+                ack: stored.ack.as_deref().map(text),
+                parsed: parsed_view,
+                parse_error,
+                fhir,
+                fhir_error,
+                deliveries: deliveries.iter().map(DeliveryView::from).collect(),
+            })
+        };
+        let detail = audited(
+            &state,
+            &who,
+            AuditAction::Read,
+            entity,
+            None,
+            peer.text(),
+            work,
+        )
+        .await?;
+        Ok(Json(detail))
+    })
+    .await
+}
+
+/// The FHIR bundle of a stored message, when its channel converts to FHIR: converted again
+/// from the stored bytes (after the channel's transforms), as `format = "fhir"` destinations
+/// do. Conversion is CPU work on a possibly large message: off the async workers.
+async fn fhir_of(
+    state: &AppState,
+    stored: &causeway_store::StoredMessage,
+) -> (Option<serde_json::Value>, Option<String>) {
+    let Some(c) = state.channels.get(&stored.summary.channel) else {
+        return (None, None);
+    };
+    // A write-back channel's messages were made from FHIR: there is nothing to convert back.
+    let (Some(conversion), None) = (c.fhir.clone(), &c.write_back) else {
+        return (None, None);
+    };
+    let Some(payload) = stored.outbound.clone().or_else(|| stored.raw.clone()) else {
+        return (None, None);
+    };
+    let converted: Result<Vec<u8>, String> =
+        tokio::task::spawn_blocking(move || conversion.bundle_json(&payload))
+            .await
+            .unwrap_or_else(|e| Err(format!("conversion task failed: {e}")));
+    match converted.and_then(|json| {
+        serde_json::from_slice(&json).map_err(|e| format!("bundle JSON does not read back: {e}"))
+    }) {
+        Ok(bundle) => (Some(bundle), None),
+        Err(e) => (None, Some(e)),
+    }
+}
+
+/// Reprocess a message.
+///
+/// Runs the stored message through its channel again (accept rules, filters, transforms and
+/// FHIR conversion as they are configured now) and queues it to the channel's destinations when
+/// it is routed. The sender is not answered again.
+#[utoipa::path(
+    post,
+    path = "/api/messages/{id}/reprocess",
+    tag = "messages",
+    params(("id" = i64, Path, description = "The message id")),
+    responses(
+        (status = 200, description = "Reprocessed", body = ReprocessOutcome),
+        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not a user with the operator role", body = ErrorBody),
+        (status = 404, description = "No such message, or its channel is not running here", body = ErrorBody),
+        (status = 409, description = "The payload was purged by retention", body = ErrorBody),
+    ),
+)]
+pub(super) async fn reprocess(
+    State(state): State<AppState>,
+    who: Principal,
+    peer: PeerAddr,
+    path: Result<Path<i64>, PathRejection>,
+) -> ApiResult<Json<ReprocessOutcome>> {
+    api(async {
+        who.require_role(Role::Operator)?;
+        let id = message_id(path)?;
+        let work = async {
+            let summary = summary_of(&state, id).await?;
+            let c = channel(&state, &summary.channel)?;
+            let done = c.reprocess(id).await.map_err(|e| match e {
+                ReprocessError::NotFound(_) => ApiError::not_found(e.to_string()),
+                ReprocessError::Store(e) => store_error(e),
+                ReprocessError::Purged(_) | ReprocessError::OtherChannel(..) => {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        crate::error::IssueCode::Conflict,
+                        e.to_string(),
+                    )
+                }
+            })?;
+            tracing::info!(id = %id, channel = %c.name, state = %done.state, user = %who.subject, "message reprocessed");
+            Ok(ReprocessOutcome {
+                message_id: id.0,
+                state: done.state.as_str().to_owned(),
+                queues: done.queues,
+            })
+        };
+        let entity = format!("Message/{id}/$reprocess");
+        let done = audited(
+            &state,
+            &who,
+            AuditAction::Operation,
+            entity,
+            None,
+            peer.text(),
+            work,
+        )
+        .await?;
+        Ok(Json(done))
+    })
+    .await
+}
+
+/// The metadata of a message, or 404. (The store reads a message by id with its payload;
+/// the callers act on the payload anyway.)
+async fn summary_of(state: &AppState, id: MessageId) -> ApiResult<MessageSummary> {
+    state
+        .store
+        .message(id)
+        .await?
+        .map(|m| m.summary)
+        .ok_or_else(|| ApiError::not_found(format!("message {id} is not stored")))
+}
+
+/// Send a message again.
+///
+/// Appends a new delivery of the stored message to the tail of one destination's queue (from
+/// the error queue, or to deliver it once more). Refused while it is still pending there.
+#[utoipa::path(
+    post,
+    path = "/api/messages/{id}/resend",
+    tag = "messages",
+    params(("id" = i64, Path, description = "The message id")),
+    request_body = ResendRequest,
+    responses(
+        (status = 200, description = "Queued again", body = ResendOutcome),
+        (status = 400, description = "The id or the body is malformed", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not a user with the operator role", body = ErrorBody),
+        (status = 404, description = "No such message or destination", body = ErrorBody),
+        (status = 409, description = "Still pending there, or the payload was purged", body = ErrorBody),
+    ),
+)]
+pub(super) async fn resend(
+    State(state): State<AppState>,
+    who: Principal,
+    peer: PeerAddr,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<ResendRequest>, JsonRejection>,
+) -> ApiResult<Json<ResendOutcome>> {
+    api(async {
+        who.require_role(Role::Operator)?;
+        let id = message_id(path)?;
+        let Json(request) = body.map_err(|e| {
+            ApiError::bad_request(format!(
+                "expected a JSON body {{\"destination\": \"...\"}}: {}",
+                e.body_text()
+            ))
+        })?;
+        let work = async {
+            let summary = summary_of(&state, id).await?;
+            let running = state.channels.get(&summary.channel);
+            let past: Vec<String> = state
+                .store
+                .deliveries(id)
+                .await?
+                .into_iter()
+                .map(|d| d.destination)
+                .collect();
+            let wanted = &request.destination;
+            let qualified = causeway_engine::runtime::queue_name(&summary.channel, wanted);
+            let known = |q: &str| {
+                running.is_some_and(|c| c.queues.iter().any(|k| k == q))
+                    || past.iter().any(|p| p == q)
+            };
+            let queue = [qualified.as_str(), wanted.as_str()]
+                .into_iter()
+                .find(|q| known(q))
+                .ok_or_else(|| {
+                    ApiError::not_found(format!(
+                        "channel {:?} has no destination {wanted:?}",
+                        summary.channel
+                    ))
+                })?
+                .to_owned();
+            let seq = state.store.requeue(id, &queue).await.map_err(store_error)?;
+            if let Some(c) = running {
+                c.wake.notify_waiters();
+            }
+            tracing::info!(id = %id, queue = %queue, seq = %seq, user = %who.subject, "message queued again");
+            Ok(ResendOutcome {
+                message_id: id.0,
+                destination: queue,
+                seq: seq.0,
+            })
+        };
+        let entity = format!("Message/{id}/$resend");
+        let done = audited(
+            &state,
+            &who,
+            AuditAction::Operation,
+            entity,
+            None,
+            peer.text(),
+            work,
+        )
+        .await?;
+        Ok(Json(done))
+    })
+    .await
+}

@@ -1,0 +1,136 @@
+//! `GET /fhir/metadata`: a CapabilityStatement built from what the code serves, so it cannot
+//! drift from the routes and the search parameter table.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use fhir::search::{self, ParamKind};
+use serde_json::{Value, json};
+
+use super::fhir_response;
+use crate::AppState;
+use crate::auth::Principal;
+use crate::error::ApiResult;
+
+pub async fn metadata(State(state): State<AppState>, _who: Principal) -> ApiResult<Response> {
+    Ok(fhir_response(
+        StatusCode::OK,
+        &capability_statement(&state.fhir_base),
+    ))
+}
+
+fn kind_name(kind: ParamKind) -> &'static str {
+    match kind {
+        ParamKind::Token => "token",
+        ParamKind::String => "string",
+        ParamKind::Date => "date",
+        ParamKind::Reference => "reference",
+    }
+}
+
+/// The statement for a server whose FHIR base is `base`.
+pub fn capability_statement(base: &str) -> Value {
+    let resources: Vec<Value> = fhir::RESOURCE_TYPES
+        .iter()
+        .filter(|t| !matches!(**t, "Bundle" | "OperationOutcome"))
+        .map(|t| {
+            let mut params: Vec<Value> = vec![
+                json!({"name": "_id", "type": "token"}),
+                json!({"name": "_lastUpdated", "type": "date"}),
+            ];
+            params.extend(
+                search::params(t)
+                    .iter()
+                    .map(|p| json!({"name": p.name, "type": kind_name(p.kind)})),
+            );
+            let includes: Vec<String> = search::params(t)
+                .iter()
+                .filter(|p| p.kind == ParamKind::Reference)
+                .map(|p| format!("{t}:{}", p.name))
+                .collect();
+            let mut r = json!({
+                "type": t,
+                "interaction": [
+                    {"code": "read"}, {"code": "vread"}, {"code": "history-instance"},
+                    {"code": "history-type"}, {"code": "search-type"}
+                ],
+                "versioning": "versioned",
+                "readHistory": true,
+                "searchParam": params,
+            });
+            if !includes.is_empty() {
+                r["searchInclude"] = json!(includes);
+            }
+            if *t == "Patient" {
+                r["operation"] = json!([{
+                    "name": "everything",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                }]);
+            }
+            r
+        })
+        .collect();
+    let token_url = format!("{}/auth/token", base.trim_end_matches("/fhir"));
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-26",
+        "kind": "instance",
+        "software": {"name": "Causeway", "version": env!("CARGO_PKG_VERSION")},
+        "implementation": {"description": "Causeway FHIR API", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "rest": [{
+            "mode": "server",
+            "security": {
+                "cors": false,
+                "service": [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                    "code": "SMART-on-FHIR"
+                }]}],
+                "extension": [{
+                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": token_url}]
+                }]
+            },
+            "resource": resources,
+            "interaction": [{"code": "history-system"}]
+        }]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_lists_every_search_parameter_the_table_has() {
+        let cs = capability_statement("http://h/fhir");
+        let resources = cs["rest"][0]["resource"].as_array().expect("resources");
+        let obs = resources
+            .iter()
+            .find(|r| r["type"] == "Observation")
+            .expect("Observation");
+        let names: Vec<&str> = obs["searchParam"]
+            .as_array()
+            .expect("params")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        for want in [
+            "_id",
+            "_lastUpdated",
+            "code",
+            "date",
+            "patient",
+            "status",
+            "category",
+        ] {
+            assert!(names.contains(&want), "{want}");
+        }
+        assert_eq!(
+            cs["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"],
+            "http://h/auth/token"
+        );
+    }
+}

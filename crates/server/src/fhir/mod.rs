@@ -1,0 +1,602 @@
+//! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging
+//! and `_include`, and `Patient/$everything`, over the resource store the `fhir-store`
+//! destinations fill.
+//!
+//! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
+//! every answer that carries PHI is recorded in the audit log before it leaves.
+
+mod capability;
+pub mod query;
+pub mod subscription;
+pub mod write;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use causeway_store::{HistoryQuery, ResourceQuery, StoredResource, UnixMillis, ValueTest};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::audit::{AuditAction, AuditRecord};
+use crate::auth::{Access, Principal};
+use crate::error::{ApiError, ApiResult};
+
+/// The FHIR JSON media type.
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// Most resources of one type `$everything` returns for a patient.
+///
+/// A patient with more (years of lab results) gets the most recent ones and a warning in the
+/// bundle; a type-level search with paging reaches the rest.
+pub const EVERYTHING_PER_TYPE: u32 = 1000;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/metadata", get(capability::metadata))
+        .route("/_history", get(history_all))
+        .route("/_write/{message}", get(write::status))
+        .route(
+            "/Subscription",
+            get(subscription::list).post(subscription::create),
+        )
+        .route(
+            "/Subscription/{id}",
+            get(subscription::read)
+                .put(subscription::update)
+                .delete(subscription::delete),
+        )
+        .route(
+            "/{type}",
+            get(search)
+                .post(write::create)
+                .layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
+        )
+        .route("/{type}/_history", get(history_type))
+        .route(
+            "/{type}/{id}",
+            get(read)
+                .put(write::update)
+                .layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
+        )
+        .route("/{type}/{id}/{operation}", get(instance_operation))
+        .route("/{type}/{id}/_history/{version}", get(vread))
+}
+
+/// The client's address, when the server was started with connect info.
+pub(crate) fn peer(parts: &Parts) -> Option<String> {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string())
+}
+
+/// The peer address extractor (never fails).
+pub struct Peer(pub Option<String>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(peer(parts)))
+    }
+}
+
+pub(crate) fn check_type(resource_type: &str) -> ApiResult<()> {
+    if fhir::RESOURCE_TYPES.contains(&resource_type) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            crate::error::IssueCode::NotSupported,
+            format!("resource type {resource_type} is not supported"),
+        ))
+    }
+}
+
+/// RFC 3339 with milliseconds, UTC (a FHIR instant).
+pub(crate) fn instant(at: UnixMillis) -> String {
+    jiff::Timestamp::from_millisecond(at.0)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+}
+
+/// The stored JSON with the server-owned `id` and `meta` put back.
+pub(crate) fn render(r: &StoredResource) -> ApiResult<Value> {
+    let mut v: Value = serde_json::from_slice(&r.json).map_err(ApiError::internal)?;
+    let o = v
+        .as_object_mut()
+        .ok_or_else(|| ApiError::internal("stored resource is not an object"))?;
+    o.insert("id".into(), Value::String(r.id.clone()));
+    let meta = o.entry("meta").or_insert_with(|| json!({}));
+    if let Some(m) = meta.as_object_mut() {
+        m.insert("versionId".into(), Value::String(r.version.to_string()));
+        m.insert("lastUpdated".into(), Value::String(instant(r.last_updated)));
+    }
+    Ok(v)
+}
+
+/// A FHIR JSON response.
+pub(crate) fn fhir_response(status: StatusCode, body: &Value) -> Response {
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
+    r
+}
+
+/// A single resource with its ETag and Last-Modified.
+fn resource_response(r: &StoredResource) -> ApiResult<Response> {
+    let mut resp = fhir_response(StatusCode::OK, &render(r)?);
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", r.version)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(t) = jiff::Timestamp::from_millisecond(r.last_updated.0)
+        && let Ok(v) = HeaderValue::from_str(&t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
+    {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    Ok(resp)
+}
+
+fn gone(r: &StoredResource) -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        crate::error::IssueCode::Deleted,
+        format!("{}/{} was deleted", r.resource_type, r.id),
+    )
+}
+
+pub(crate) async fn audit(
+    state: &AppState,
+    who: &Principal,
+    action: AuditAction,
+    entity: String,
+    query: Option<String>,
+    outcome: StatusCode,
+    peer: Option<String>,
+) -> ApiResult<()> {
+    state
+        .audit
+        .record(
+            who,
+            AuditRecord {
+                action,
+                entity,
+                query,
+                outcome: outcome.as_u16(),
+                peer,
+            },
+        )
+        .await
+}
+
+/// Runs `work`, then records its outcome (success or error status) before answering.
+async fn audited<F>(
+    state: &AppState,
+    who: &Principal,
+    action: AuditAction,
+    entity: String,
+    query: Option<String>,
+    peer: Option<String>,
+    work: F,
+) -> ApiResult<Response>
+where
+    F: std::future::Future<Output = ApiResult<Response>>,
+{
+    let result = work.await;
+    let status = match &result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    };
+    audit(state, who, action, entity, query, status, peer).await?;
+    result
+}
+
+async fn read(
+    State(state): State<AppState>,
+    who: Principal,
+    Peer(peer): Peer,
+    Path((resource_type, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    check_type(&resource_type)?;
+    who.require_fhir(&resource_type, Access::Read)?;
+    let entity = format!("{resource_type}/{id}");
+    audited(&state, &who, AuditAction::Read, entity, None, peer, async {
+        match state.store.resource(&resource_type, &id, None).await? {
+            Some(r) if r.deleted => Err(gone(&r)),
+            Some(r) => resource_response(&r),
+            None => Err(ApiError::not_found(format!(
+                "{resource_type}/{id} is not known"
+            ))),
+        }
+    })
+    .await
+}
+
+async fn vread(
+    State(state): State<AppState>,
+    who: Principal,
+    Peer(peer): Peer,
+    Path((resource_type, id, version)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    check_type(&resource_type)?;
+    who.require_fhir(&resource_type, Access::Read)?;
+    let v: u64 = version
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("version {version:?} is not a number")))?;
+    let entity = format!("{resource_type}/{id}/_history/{v}");
+    audited(&state, &who, AuditAction::Read, entity, None, peer, async {
+        match state.store.resource(&resource_type, &id, Some(v)).await? {
+            Some(r) if r.deleted => Err(gone(&r)),
+            Some(r) => resource_response(&r),
+            None => Err(ApiError::not_found(format!(
+                "{resource_type}/{id} has no version {v}"
+            ))),
+        }
+    })
+    .await
+}
+
+async fn instance_operation(
+    state: State<AppState>,
+    who: Principal,
+    peer: Peer,
+    Path((resource_type, id, operation)): Path<(String, String, String)>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    match (resource_type.as_str(), operation.as_str()) {
+        (_, "_history") => history(state, who, peer, Some(resource_type), Some(id), pairs).await,
+        ("Patient", "$everything") => everything(state, who, peer, id, pairs).await,
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            crate::error::IssueCode::NotSupported,
+            format!("{resource_type}/{{id}}/{operation} is not supported"),
+        )),
+    }
+}
+
+async fn history_all(
+    state: State<AppState>,
+    who: Principal,
+    peer: Peer,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    history(state, who, peer, None, None, pairs).await
+}
+
+async fn history_type(
+    state: State<AppState>,
+    who: Principal,
+    peer: Peer,
+    Path(resource_type): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    history(state, who, peer, Some(resource_type), None, pairs).await
+}
+
+async fn history(
+    State(state): State<AppState>,
+    who: Principal,
+    Peer(peer): Peer,
+    resource_type: Option<String>,
+    id: Option<String>,
+    pairs: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    match &resource_type {
+        Some(t) => {
+            check_type(t)?;
+            who.require_fhir(t, Access::Read)?;
+        }
+        None => who.require_fhir("*", Access::Read)?,
+    }
+    let mut q = HistoryQuery {
+        resource_type: resource_type.clone(),
+        id: id.clone(),
+        count: query::DEFAULT_COUNT,
+        ..HistoryQuery::default()
+    };
+    for (k, v) in &pairs {
+        match k.as_str() {
+            "_count" => {
+                q.count = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("_count: expected a whole number"))?
+            }
+            "_offset" => {
+                q.offset = v
+                    .parse()
+                    .map_err(|_| ApiError::bad_request("_offset: expected a whole number"))?
+            }
+            "_since" => {
+                let (lo, _) = fhir::search::parse_date(v)
+                    .ok_or_else(|| ApiError::bad_request("_since: expected a FHIR instant"))?;
+                q.since = Some(UnixMillis(lo));
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "history parameter {other} is not supported"
+                )));
+            }
+        }
+    }
+    let entity = match (&resource_type, &id) {
+        (Some(t), Some(i)) => format!("{t}/{i}/_history"),
+        (Some(t), None) => format!("{t}/_history"),
+        _ => "_history".into(),
+    };
+    audited(&state, &who, AuditAction::Search, entity.clone(), None, peer, async {
+        let versions = state.store.resource_history(q.clone()).await?;
+        if let (Some(t), Some(i), true) = (&resource_type, &id, versions.is_empty())
+            && q.offset == 0
+        {
+            return Err(ApiError::not_found(format!("{t}/{i} is not known")));
+        }
+        let mut entries = Vec::with_capacity(versions.len());
+        for r in &versions {
+            let url = format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id);
+            let mut entry = json!({
+                "fullUrl": url,
+                "request": {
+                    "method": if r.deleted { "DELETE" } else if r.version == 1 { "POST" } else { "PUT" },
+                    "url": format!("{}/{}", r.resource_type, r.id),
+                },
+                "response": {
+                    "status": if r.deleted { "204" } else if r.version == 1 { "201" } else { "200" },
+                    "etag": format!("W/\"{}\"", r.version),
+                    "lastModified": instant(r.last_updated),
+                },
+            });
+            if !r.deleted {
+                entry["resource"] = render(r)?;
+            }
+            entries.push(entry);
+        }
+        let mut bundle = json!({
+            "resourceType": "Bundle",
+            "type": "history",
+            "entry": entries,
+        });
+        if versions.len() as u32 == q.count.min(causeway_store::resources::MAX_RESOURCE_PAGE)
+            && q.count > 0
+        {
+            let base = format!("{}/{}", state.fhir_base, entity);
+            bundle["link"] = json!([{
+                "relation": "next",
+                "url": format!("{base}?_count={}&_offset={}", q.count, q.offset + q.count),
+            }]);
+        }
+        if entries_empty(&bundle) {
+            bundle.as_object_mut().map(|o| o.remove("entry"));
+        }
+        Ok(fhir_response(StatusCode::OK, &bundle))
+    })
+    .await
+}
+
+fn entries_empty(bundle: &Value) -> bool {
+    bundle["entry"].as_array().is_some_and(Vec::is_empty)
+}
+
+/// The query string as given, for the audit record (it may hold PHI: only the audit log,
+/// which is protected, keeps it).
+fn query_text(pairs: &[(String, String)]) -> Option<String> {
+    if pairs.is_empty() {
+        return None;
+    }
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&"),
+    )
+}
+
+async fn search(
+    State(state): State<AppState>,
+    who: Principal,
+    Peer(peer): Peer,
+    Path(resource_type): Path<String>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    _headers: HeaderMap,
+) -> ApiResult<Response> {
+    check_type(&resource_type)?;
+    who.require_fhir(&resource_type, Access::Read)?;
+    let parsed = query::parse(&resource_type, &pairs)?;
+    for p in &parsed.includes {
+        who.require_fhir(p.target.unwrap_or("*"), Access::Read)?;
+    }
+    let q = query_text(&pairs);
+    audited(
+        &state,
+        &who,
+        AuditAction::Search,
+        resource_type.clone(),
+        q,
+        peer,
+        async {
+            let page = state.store.search_resources(parsed.query.clone()).await?;
+            let mut entries = Vec::with_capacity(page.resources.len());
+            let mut seen: HashSet<(String, String)> = HashSet::new();
+            for r in &page.resources {
+                seen.insert((r.resource_type.clone(), r.id.clone()));
+                entries.push(json!({
+                    "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
+                    "resource": render(r)?,
+                    "search": {"mode": "match"},
+                }));
+            }
+            for include in &parsed.includes {
+                for r in &page.resources {
+                    let v: Value = serde_json::from_slice(&r.json).map_err(ApiError::internal)?;
+                    for (name, value) in fhir::search::extract(&r.resource_type, &v) {
+                        let fhir::search::SearchValue::Reference(target) = value else {
+                            continue;
+                        };
+                        if name != include.name {
+                            continue;
+                        }
+                        let Some((t, id)) = target.split_once('/') else {
+                            continue;
+                        };
+                        if !seen.insert((t.to_owned(), id.to_owned())) {
+                            continue;
+                        }
+                        if who.require_fhir(t, Access::Read).is_err() {
+                            continue;
+                        }
+                        if let Some(found) = state.store.resource(t, id, None).await?
+                            && !found.deleted
+                        {
+                            entries.push(json!({
+                                "fullUrl": format!("{}/{t}/{id}", state.fhir_base),
+                                "resource": render(&found)?,
+                                "search": {"mode": "include"},
+                            }));
+                        }
+                    }
+                }
+            }
+            let bundle = searchset(&state, &resource_type, &parsed, page.total, entries);
+            Ok(fhir_response(StatusCode::OK, &bundle))
+        },
+    )
+    .await
+}
+
+/// A searchset Bundle with its total and paging links.
+fn searchset(
+    state: &AppState,
+    resource_type: &str,
+    parsed: &query::Search,
+    total: u64,
+    entries: Vec<Value>,
+) -> Value {
+    let q = &parsed.query;
+    let link = |offset: u32| {
+        let mut params: Vec<String> = parsed
+            .echo
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        params.push(format!("_count={}", q.count));
+        params.push(format!("_offset={offset}"));
+        format!("{}/{resource_type}?{}", state.fhir_base, params.join("&"))
+    };
+    let mut links = vec![json!({"relation": "self", "url": link(q.offset)})];
+    if q.count > 0 {
+        if u64::from(q.offset) + u64::from(q.count) < total {
+            links.push(json!({"relation": "next", "url": link(q.offset + q.count)}));
+        }
+        if q.offset > 0 {
+            links.push(
+                json!({"relation": "previous", "url": link(q.offset.saturating_sub(q.count))}),
+            );
+        }
+    }
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": total,
+        "link": links,
+    });
+    if !entries.is_empty() {
+        bundle["entry"] = Value::Array(entries);
+    }
+    bundle
+}
+
+/// Percent-encodes a query component.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'|' | b',')
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `Patient/{id}/$everything`: the patient and every resource of its compartment.
+async fn everything(
+    State(state): State<AppState>,
+    who: Principal,
+    Peer(peer): Peer,
+    id: String,
+    pairs: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    who.require_fhir("Patient", Access::Read)?;
+    if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "_count") {
+        return Err(ApiError::bad_request(format!(
+            "$everything parameter {k} is not supported"
+        )));
+    }
+    let entity = format!("Patient/{id}/$everything");
+    audited(&state, &who, AuditAction::Read, entity, None, peer, async {
+        let patient = match state.store.resource("Patient", &id, None).await? {
+            Some(p) if p.deleted => return Err(gone(&p)),
+            Some(p) => p,
+            None => return Err(ApiError::not_found(format!("Patient/{id} is not known"))),
+        };
+        let mut entries = vec![json!({
+            "fullUrl": format!("{}/Patient/{id}", state.fhir_base),
+            "resource": render(&patient)?,
+            "search": {"mode": "match"},
+        })];
+        let mut truncated = Vec::new();
+        for t in fhir::search::patient_compartment() {
+            if who.require_fhir(t, Access::Read).is_err() {
+                continue;
+            }
+            let page = state
+                .store
+                .search_resources(ResourceQuery {
+                    resource_type: t.to_owned(),
+                    clauses: vec![vec![causeway_store::IndexTest {
+                        param: format!("{t}.patient"),
+                        test: ValueTest::Reference(format!("Patient/{id}")),
+                    }]],
+                    count: EVERYTHING_PER_TYPE,
+                    ..ResourceQuery::default()
+                })
+                .await?;
+            if page.total > u64::from(EVERYTHING_PER_TYPE) {
+                truncated.push(format!("{t} ({} of {})", EVERYTHING_PER_TYPE, page.total));
+            }
+            for r in &page.resources {
+                entries.push(json!({
+                    "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
+                    "resource": render(r)?,
+                    "search": {"mode": "match"},
+                }));
+            }
+        }
+        if !truncated.is_empty() {
+            entries.push(json!({
+                "resource": crate::error::operation_outcome(
+                    "warning",
+                    crate::error::IssueCode::TooCostly,
+                    &format!("only the most recent resources of these types are included: {}", truncated.join(", ")),
+                ),
+                "search": {"mode": "outcome"},
+            }));
+        }
+        let bundle = json!({
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": entries.len(),
+            "entry": entries,
+        });
+        Ok(fhir_response(StatusCode::OK, &bundle))
+    })
+    .await
+}

@@ -1,0 +1,80 @@
+//! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), authentication
+//! (`/auth`), and the anonymous probes (`/health`, `/ready`).
+//!
+//! # Map
+//!
+//! ```text
+//! request ─> router ─> Principal extractor (auth/: bearer token or session cookie; 401)
+//!                 └──> handler: scope or role check (403) ─> store ─> audit record ─> response
+//! ```
+//!
+//! # Invariants
+//!
+//! - Every route but `/health`, `/ready` and the login/token endpoints needs a principal.
+//! - Every read or write of PHI appends an audit record before the response leaves.
+//! - Errors are [`ApiError`]: a 4xx says why, a 5xx is logged once and says nothing more.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod error;
+pub mod fhir;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use causeway_engine::runtime::channel::Channel;
+use causeway_store::Store;
+
+pub use error::{ApiError, ApiResult};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<auth::Auth>,
+    pub audit: Arc<audit::Audit>,
+    /// The public base URL of the FHIR API, e.g. `http://localhost:8080/fhir`, for links.
+    pub fhir_base: Arc<str>,
+    /// The engine's channels by name (write-back, management).
+    pub channels: Arc<BTreeMap<String, Arc<Channel>>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("fhir_base", &self.fhir_base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole HTTP API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .nest("/fhir", fhir::routes())
+        .nest("/auth", auth::routes())
+        .nest(api::PREFIX, api::routes())
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the store answers a read.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, &'static str) {
+    match state.store.queue_depth("").await {
+        Ok(_) => (axum::http::StatusCode::OK, "ready\n"),
+        Err(_) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store unavailable\n",
+        ),
+    }
+}

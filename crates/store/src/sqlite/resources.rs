@@ -1,0 +1,531 @@
+//! The FHIR resource tables: writes (run by the writer inside a group) and reads (pooled).
+//!
+//! A write allocates the resource's row key first (it is bound into the encryption of every
+//! version), appends the sealed version, moves the current pointer and replaces the search
+//! values, all in the caller's transaction: a crash leaves either the old or the new version
+//! current, never a version without its index.
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use sha2::{Digest, Sha256};
+
+use super::write::WriteCx;
+use crate::crypto::Cipher;
+use crate::error::Record;
+use crate::resources::{MAX_RESOURCE_PAGE, decode_pending, encode_pending};
+use crate::{
+    DatePrefix, DateTest, Error, HistoryQuery, IndexTest, IndexValue, MessageId, PendingState,
+    PendingWrite, PutOutcome, ResourcePage, ResourcePut, ResourceQuery, ResourceSort, Result,
+    StoredResource, UnixMillis, ValueTest,
+};
+
+fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| Error::db(op, e)
+}
+
+/// The current row of a resource.
+struct Current {
+    key: i64,
+    version: u64,
+    deleted: bool,
+    sha256: Vec<u8>,
+}
+
+pub(crate) fn put(cx: &mut WriteCx<'_>, puts: &[ResourcePut]) -> Result<Vec<PutOutcome>> {
+    put_in_tx(cx, puts)
+}
+
+/// Writes resources inside the caller's transaction.
+fn put_in_tx(cx: &mut WriteCx<'_>, puts: &[ResourcePut]) -> Result<Vec<PutOutcome>> {
+    const OP: &str = "put_resources";
+    let conn = cx.conn();
+    let now = UnixMillis::now();
+    let mut out = Vec::with_capacity(puts.len());
+    for p in puts {
+        let current: Option<Current> = conn
+            .prepare_cached(
+                "SELECT key, version, deleted, content_sha256 FROM resources
+                 WHERE type = ?1 AND id = ?2",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![p.resource_type, p.id], |r| {
+                    Ok(Current {
+                        key: r.get(0)?,
+                        version: r.get::<_, i64>(1)?.try_into().unwrap_or(0),
+                        deleted: r.get(2)?,
+                        sha256: r.get(3)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(db(OP))?;
+        let live_version = current
+            .as_ref()
+            .filter(|c| !c.deleted)
+            .map_or(0, |c| c.version);
+        if let Some(expected) = p.if_match
+            && expected != live_version
+        {
+            return Err(Error::VersionConflict {
+                resource: format!("{}/{}", p.resource_type, p.id),
+                expected,
+                current: live_version,
+            });
+        }
+        let sha256: Vec<u8> = if p.delete {
+            Vec::new()
+        } else {
+            Sha256::digest(&p.json).to_vec()
+        };
+        if let Some(c) = &current
+            && c.deleted == p.delete
+            && c.sha256 == sha256
+        {
+            let last_updated: i64 = conn
+                .prepare_cached("SELECT last_updated FROM resources WHERE key = ?1")
+                .and_then(|mut s| s.query_row([c.key], |r| r.get(0)))
+                .map_err(db(OP))?;
+            out.push(PutOutcome {
+                version: c.version,
+                last_updated: UnixMillis(last_updated),
+                created: false,
+                unchanged: true,
+            });
+            continue;
+        }
+        if current.is_none() && p.delete {
+            // Deleting what never existed is a no-op (FHIR allows 200/204 for it).
+            out.push(PutOutcome {
+                version: 0,
+                last_updated: now,
+                created: false,
+                unchanged: true,
+            });
+            continue;
+        }
+        let (key, version) = match &current {
+            Some(c) => {
+                conn.prepare_cached(
+                    "UPDATE resources SET version = ?2, last_updated = ?3, deleted = ?4,
+                         content_sha256 = ?5 WHERE key = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        c.key,
+                        i64::try_from(c.version + 1).unwrap_or(i64::MAX),
+                        now.0,
+                        p.delete,
+                        sha256
+                    ])
+                })
+                .map_err(db(OP))?;
+                (c.key, c.version + 1)
+            }
+            None => {
+                conn.prepare_cached(
+                    "INSERT INTO resources (type, id, version, last_updated, deleted,
+                         content_sha256) VALUES (?1, ?2, 1, ?3, 0, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![p.resource_type, p.id, now.0, sha256]))
+                .map_err(db(OP))?;
+                (conn.last_insert_rowid(), 1)
+            }
+        };
+        let sealed = if p.delete {
+            None
+        } else {
+            Some(
+                cx.cipher()
+                    .seal(Record::ResourceVersion { key, version }, &p.json)?,
+            )
+        };
+        conn.prepare_cached(
+            "INSERT INTO resource_versions (key, version, last_updated, deleted, payload,
+                 source_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                key,
+                i64::try_from(version).unwrap_or(i64::MAX),
+                now.0,
+                p.delete,
+                sealed,
+                p.source.map(|m| m.0)
+            ])
+        })
+        .map_err(db(OP))?;
+        conn.prepare_cached("DELETE FROM resource_index WHERE key = ?1")
+            .and_then(|mut s| s.execute([key]))
+            .map_err(db(OP))?;
+        if !p.delete {
+            let mut insert = conn
+                .prepare_cached(
+                    "INSERT INTO resource_index (key, param, system, value, lo, hi)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(db(OP))?;
+            for entry in &p.index {
+                let (system, value, lo, hi) = match &entry.value {
+                    IndexValue::Token { system, code } => {
+                        (system.as_str(), Some(code.as_str()), None, None)
+                    }
+                    IndexValue::Text(t) | IndexValue::Reference(t) => {
+                        ("", Some(t.as_str()), None, None)
+                    }
+                    IndexValue::Date { lo, hi } => ("", None, Some(*lo), Some(*hi)),
+                };
+                insert
+                    .execute(params![key, entry.param, system, value, lo, hi])
+                    .map_err(db(OP))?;
+            }
+        }
+        out.push(PutOutcome {
+            version,
+            last_updated: now,
+            created: current.is_none_or(|c| c.deleted),
+            unchanged: false,
+        });
+    }
+    Ok(out)
+}
+
+const VERSION_COLUMNS: &str =
+    "r.type, r.id, v.key, v.version, v.last_updated, v.deleted, v.payload, v.source_message";
+
+fn version_row(cipher: &Cipher, row: &rusqlite::Row<'_>) -> Result<StoredResource> {
+    const OP: &str = "read resource";
+    let key: i64 = row.get(2).map_err(db(OP))?;
+    let version: i64 = row.get(3).map_err(db(OP))?;
+    let version = u64::try_from(version).unwrap_or(0);
+    let sealed: Option<Vec<u8>> = row.get(6).map_err(db(OP))?;
+    let json = match sealed {
+        Some(s) => cipher.open(Record::ResourceVersion { key, version }, &s)?,
+        None => Vec::new(),
+    };
+    Ok(StoredResource {
+        resource_type: row.get(0).map_err(db(OP))?,
+        id: row.get(1).map_err(db(OP))?,
+        version,
+        last_updated: UnixMillis(row.get(4).map_err(db(OP))?),
+        deleted: row.get(5).map_err(db(OP))?,
+        json,
+        source: row.get::<_, Option<i64>>(7).map_err(db(OP))?.map(MessageId),
+    })
+}
+
+pub(crate) fn read(
+    conn: &Connection,
+    cipher: &Cipher,
+    resource_type: &str,
+    id: &str,
+    version: Option<u64>,
+) -> Result<Option<StoredResource>> {
+    const OP: &str = "read resource";
+    let sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM resources r JOIN resource_versions v ON v.key = r.key
+         WHERE r.type = ?1 AND r.id = ?2 AND v.version = {}",
+        if version.is_some() { "?3" } else { "r.version" }
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(db(OP))?;
+    let mut rows = match version {
+        Some(v) => stmt.query(params![
+            resource_type,
+            id,
+            i64::try_from(v).unwrap_or(i64::MAX)
+        ]),
+        None => stmt.query(params![resource_type, id]),
+    }
+    .map_err(db(OP))?;
+    match rows.next().map_err(db(OP))? {
+        Some(row) => version_row(cipher, row).map(Some),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn history(
+    conn: &Connection,
+    cipher: &Cipher,
+    q: &HistoryQuery,
+) -> Result<Vec<StoredResource>> {
+    const OP: &str = "resource history";
+    let mut sql = format!(
+        "SELECT {VERSION_COLUMNS} FROM resource_versions v JOIN resources r ON r.key = v.key
+         WHERE 1"
+    );
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(t) = &q.resource_type {
+        sql.push_str(" AND r.type = ?");
+        args.push(Value::Text(t.clone()));
+        if let Some(id) = &q.id {
+            sql.push_str(" AND r.id = ?");
+            args.push(Value::Text(id.clone()));
+        }
+    }
+    if let Some(since) = q.since {
+        sql.push_str(" AND v.last_updated >= ?");
+        args.push(Value::Integer(since.0));
+    }
+    sql.push_str(" ORDER BY v.last_updated DESC, v.key DESC, v.version DESC LIMIT ? OFFSET ?");
+    args.push(Value::Integer(page(q.count)));
+    args.push(Value::Integer(i64::from(q.offset)));
+    let mut stmt = conn.prepare(&sql).map_err(db(OP))?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(db(OP))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db(OP))? {
+        out.push(version_row(cipher, row)?);
+    }
+    Ok(out)
+}
+
+fn page(count: u32) -> i64 {
+    i64::from(count.min(MAX_RESOURCE_PAGE))
+}
+
+/// The SQL condition (on `r.key`) and arguments of one test.
+fn test_sql(t: &IndexTest, args: &mut Vec<Value>) -> String {
+    let mut sub = |cond: &str, values: Vec<Value>| {
+        args.push(Value::Text(t.param.clone()));
+        args.extend(values);
+        format!("r.key IN (SELECT key FROM resource_index WHERE param = ? AND {cond})")
+    };
+    let text = |s: &str| Value::Text(s.to_owned());
+    match &t.test {
+        ValueTest::Code(code) => sub("value = ?", vec![text(code)]),
+        ValueTest::SystemCode { system, code } => {
+            sub("value = ? AND system = ?", vec![text(code), text(system)])
+        }
+        ValueTest::NoSystemCode(code) => sub("value = ? AND system = ''", vec![text(code)]),
+        ValueTest::System(system) => sub("system = ? AND value IS NOT NULL", vec![text(system)]),
+        ValueTest::TextPrefix(p) => sub(
+            "value >= ? AND value < ?",
+            vec![text(p), Value::Text(format!("{p}\u{10FFFF}"))],
+        ),
+        ValueTest::TextExact(v) | ValueTest::Reference(v) => sub("value = ?", vec![text(v)]),
+        ValueTest::TextContains(v) => sub("instr(value, ?) > 0", vec![text(v)]),
+        ValueTest::Date(d) => {
+            let (cond, values) = date_sql("lo", "hi", d);
+            sub(&format!("lo IS NOT NULL AND {cond}"), values)
+        }
+        ValueTest::Missing(missing) => {
+            args.push(Value::Text(t.param.clone()));
+            format!(
+                "r.key {} (SELECT key FROM resource_index WHERE param = ?)",
+                if *missing { "NOT IN" } else { "IN" }
+            )
+        }
+    }
+}
+
+/// FHIR date semantics: the resource's period `[lo, hi]` against the search value's.
+fn date_sql(lo: &str, hi: &str, d: &DateTest) -> (String, Vec<Value>) {
+    let (slo, shi) = (Value::Integer(d.lo), Value::Integer(d.hi));
+    match d.prefix {
+        DatePrefix::Eq => (format!("{lo} >= ? AND {hi} <= ?"), vec![slo, shi]),
+        DatePrefix::Ne => (format!("NOT ({lo} >= ? AND {hi} <= ?)"), vec![slo, shi]),
+        DatePrefix::Lt => (format!("{lo} < ?"), vec![slo]),
+        DatePrefix::Le => (format!("{lo} <= ?"), vec![shi]),
+        DatePrefix::Gt => (format!("{hi} > ?"), vec![shi]),
+        DatePrefix::Ge => (format!("{hi} >= ?"), vec![slo]),
+        DatePrefix::Sa => (format!("{lo} > ?"), vec![shi]),
+        DatePrefix::Eb => (format!("{hi} < ?"), vec![slo]),
+        DatePrefix::Ap => {
+            // Approximately: within a tenth of the value's distance from now, at least a day.
+            let now = UnixMillis::now().0;
+            let margin = ((now - d.lo).abs() / 10).max(86_400_000);
+            (
+                format!("{lo} <= ? AND {hi} >= ?"),
+                vec![
+                    Value::Integer(d.hi.saturating_add(margin)),
+                    Value::Integer(d.lo.saturating_sub(margin)),
+                ],
+            )
+        }
+    }
+}
+
+pub(crate) fn search(
+    conn: &Connection,
+    cipher: &Cipher,
+    q: &ResourceQuery,
+) -> Result<ResourcePage> {
+    const OP: &str = "search resources";
+    let mut cond = String::from("r.type = ? AND r.deleted = 0");
+    let mut args = vec![Value::Text(q.resource_type.clone())];
+    if !q.ids.is_empty() {
+        cond.push_str(" AND r.id IN (");
+        for (i, id) in q.ids.iter().enumerate() {
+            cond.push_str(if i == 0 { "?" } else { ", ?" });
+            args.push(Value::Text(id.clone()));
+        }
+        cond.push(')');
+    }
+    for d in &q.last_updated {
+        let (c, values) = date_sql("r.last_updated", "r.last_updated", d);
+        cond.push_str(&format!(" AND {c}"));
+        args.extend(values);
+    }
+    for clause in &q.clauses {
+        if clause.is_empty() {
+            continue;
+        }
+        let parts: Vec<String> = clause.iter().map(|t| test_sql(t, &mut args)).collect();
+        cond.push_str(&format!(" AND ({})", parts.join(" OR ")));
+    }
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM resources r WHERE {cond}"))
+        .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
+        .map_err(db(OP))?;
+    let mut resources = Vec::new();
+    if q.count > 0 {
+        let order = match q.sort {
+            ResourceSort::LastUpdatedDesc => "r.last_updated DESC, r.key DESC",
+            ResourceSort::LastUpdatedAsc => "r.last_updated ASC, r.key ASC",
+        };
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r
+             JOIN resource_versions v ON v.key = r.key AND v.version = r.version
+             WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?"
+        );
+        args.push(Value::Integer(page(q.count)));
+        args.push(Value::Integer(i64::from(q.offset)));
+        let mut stmt = conn.prepare_cached(&sql).map_err(db(OP))?;
+        let mut rows = stmt.query(params_from_iter(args)).map_err(db(OP))?;
+        while let Some(row) = rows.next().map_err(db(OP))? {
+            resources.push(version_row(cipher, row)?);
+        }
+    }
+    Ok(ResourcePage {
+        total: u64::try_from(total).unwrap_or(0),
+        resources,
+    })
+}
+
+/// Keeps an API write with its message until the EHR answers.
+pub(crate) fn insert_pending(
+    cx: &mut WriteCx<'_>,
+    message: MessageId,
+    p: &ResourcePut,
+) -> Result<()> {
+    const OP: &str = "insert pending resource";
+    let sealed = cx
+        .cipher()
+        .seal(Record::PendingResource(message), &encode_pending(p))?;
+    cx.conn()
+        .prepare_cached(
+            "INSERT INTO pending_resources (message_id, type, id, payload, if_match, state,
+                 updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                message.0,
+                p.resource_type,
+                p.id,
+                sealed,
+                p.if_match.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                UnixMillis::now().0
+            ])
+        })
+        .map(|_| ())
+        .map_err(db(OP))
+}
+
+/// Applies (delivered) or rejects (failed) the pending write of `message`, if it has one still
+/// pending. Runs in the transaction that settles the delivery.
+pub(crate) fn settle_pending(
+    cx: &mut WriteCx<'_>,
+    message: MessageId,
+    delivered: bool,
+) -> Result<()> {
+    const OP: &str = "settle pending resource";
+    let row: Option<(String, String, Vec<u8>)> = cx
+        .conn()
+        .prepare_cached(
+            "SELECT type, id, payload FROM pending_resources
+             WHERE message_id = ?1 AND state = 'pending'",
+        )
+        .and_then(|mut s| {
+            s.query_row([message.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
+        .map_err(db(OP))?;
+    let Some((resource_type, id, sealed)) = row else {
+        return Ok(());
+    };
+    let (state, version) = if delivered {
+        let plain = cx
+            .cipher()
+            .open(Record::PendingResource(message), &sealed)?;
+        let (json, index) = decode_pending(&plain).ok_or_else(|| Error::Corrupt {
+            table: "pending_resources",
+            column: "payload",
+            row: message.0,
+            detail: "undecodable pending write".into(),
+        })?;
+        // The EHR accepted it: it is written even if the resource changed meanwhile (the EHR
+        // is the system of record), so no version precondition here.
+        let put = ResourcePut {
+            resource_type,
+            id,
+            json,
+            index,
+            if_match: None,
+            source: Some(message),
+            delete: false,
+        };
+        let out = put_in_tx(cx, std::slice::from_ref(&put))?;
+        ("applied", out.first().map(|o| o.version))
+    } else {
+        ("rejected", None)
+    };
+    cx.conn()
+        .prepare_cached(
+            "UPDATE pending_resources SET state = ?2, version = ?3, updated_at = ?4
+             WHERE message_id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                message.0,
+                state,
+                version.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+                UnixMillis::now().0
+            ])
+        })
+        .map(|_| ())
+        .map_err(db(OP))
+}
+
+pub(crate) fn read_pending(conn: &Connection, message: MessageId) -> Result<Option<PendingWrite>> {
+    const OP: &str = "read pending resource";
+    conn.prepare_cached(
+        "SELECT type, id, state, version, updated_at FROM pending_resources WHERE message_id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row([message.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()
+    })
+    .map_err(db(OP))?
+    .map(|(resource_type, id, state, version, at)| {
+        Ok(PendingWrite {
+            message,
+            resource_type,
+            id,
+            state: PendingState::parse(&state).ok_or_else(|| Error::Corrupt {
+                table: "pending_resources",
+                column: "state",
+                row: message.0,
+                detail: state.clone(),
+            })?,
+            version: version.and_then(|v| u64::try_from(v).ok()),
+            updated_at: UnixMillis(at),
+        })
+    })
+    .transpose()
+}

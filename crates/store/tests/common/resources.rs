@@ -1,0 +1,382 @@
+//! Conformance of the FHIR resource store: versions, preconditions, history and search
+//! semantics every backend keeps.
+
+use std::sync::Arc;
+
+use causeway_store::{
+    DatePrefix, DateTest, ErrorKind, HistoryQuery, IndexEntry, IndexTest, IndexValue, MessageId,
+    ResourcePut, ResourceQuery, ResourceSort, Store, ValueTest,
+};
+
+use super::Harness;
+
+fn put(t: &str, id: &str, json: &str, index: Vec<IndexEntry>) -> ResourcePut {
+    ResourcePut {
+        resource_type: t.into(),
+        id: id.into(),
+        json: json.as_bytes().to_vec(),
+        index,
+        if_match: None,
+        source: Some(MessageId(1)),
+        delete: false,
+    }
+}
+
+fn token(param: &str, system: &str, code: &str) -> IndexEntry {
+    IndexEntry {
+        param: param.into(),
+        value: IndexValue::Token {
+            system: system.into(),
+            code: code.into(),
+        },
+    }
+}
+
+fn test(param: &str, t: ValueTest) -> IndexTest {
+    IndexTest {
+        param: param.into(),
+        test: t,
+    }
+}
+
+async fn ids(store: &Arc<dyn Store>, q: ResourceQuery) -> (u64, Vec<String>) {
+    let page = store.search_resources(q).await.expect("search");
+    (
+        page.total,
+        page.resources.into_iter().map(|r| r.id).collect(),
+    )
+}
+
+pub async fn resources_are_versioned_and_unchanged_writes_make_no_version(h: &impl Harness) {
+    let store = h.open().await;
+    let first = store
+        .put_resources(vec![put("Patient", "p1", r#"{"gender":"male"}"#, vec![])])
+        .await
+        .expect("create");
+    assert_eq!((first[0].version, first[0].created), (1, true));
+    let same = store
+        .put_resources(vec![put("Patient", "p1", r#"{"gender":"male"}"#, vec![])])
+        .await
+        .expect("same");
+    assert_eq!((same[0].version, same[0].unchanged), (1, true));
+    let second = store
+        .put_resources(vec![put("Patient", "p1", r#"{"gender":"female"}"#, vec![])])
+        .await
+        .expect("update");
+    assert_eq!((second[0].version, second[0].created), (2, false));
+
+    let current = store
+        .resource("Patient", "p1", None)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(current.version, 2);
+    assert_eq!(current.json, br#"{"gender":"female"}"#);
+    assert_eq!(current.source, Some(MessageId(1)));
+    let old = store
+        .resource("Patient", "p1", Some(1))
+        .await
+        .expect("vread")
+        .expect("v1");
+    assert_eq!(old.json, br#"{"gender":"male"}"#);
+    assert!(
+        store
+            .resource("Patient", "p1", Some(3))
+            .await
+            .expect("vread")
+            .is_none()
+    );
+    assert!(
+        store
+            .resource("Patient", "nope", None)
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    let history = store
+        .resource_history(HistoryQuery {
+            resource_type: Some("Patient".into()),
+            id: Some("p1".into()),
+            count: 10,
+            ..HistoryQuery::default()
+        })
+        .await
+        .expect("history");
+    assert_eq!(
+        history.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![2, 1],
+        "newest first"
+    );
+    store.close().await.expect("close");
+}
+
+pub async fn if_match_guards_writes_and_a_batch_is_all_or_nothing(h: &impl Harness) {
+    let store = h.open().await;
+    store
+        .put_resources(vec![put("Patient", "p1", "{}", vec![])])
+        .await
+        .expect("create");
+    let mut stale = put("Patient", "p1", r#"{"a":1}"#, vec![]);
+    stale.if_match = Some(5);
+    let fresh = put("Patient", "p2", "{}", vec![]);
+    let err = store
+        .put_resources(vec![fresh, stale])
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        err.to_string(),
+        "Patient/p1 is at version 1, not the expected 5"
+    );
+    assert!(
+        store
+            .resource("Patient", "p2", None)
+            .await
+            .expect("read")
+            .is_none(),
+        "the batch's other write was rolled back"
+    );
+    let mut create_only = put("Patient", "p1", "{}", vec![]);
+    create_only.if_match = Some(0);
+    assert_eq!(
+        store
+            .put_resources(vec![create_only])
+            .await
+            .expect_err("exists")
+            .kind(),
+        ErrorKind::Conflict
+    );
+    let mut bad = put("Patient", "has space", "{}", vec![]);
+    bad.if_match = None;
+    assert_eq!(
+        store
+            .put_resources(vec![bad])
+            .await
+            .expect_err("bad id")
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+    store.close().await.expect("close");
+}
+
+pub async fn deleted_resources_leave_search_but_keep_history(h: &impl Harness) {
+    let store = h.open().await;
+    store
+        .put_resources(vec![put(
+            "Observation",
+            "o1",
+            "{}",
+            vec![token("Observation.status", "", "final")],
+        )])
+        .await
+        .expect("create");
+    let q = ResourceQuery {
+        resource_type: "Observation".into(),
+        clauses: vec![vec![test(
+            "Observation.status",
+            ValueTest::Code("final".into()),
+        )]],
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    assert_eq!(ids(&store, q.clone()).await.0, 1);
+    let mut delete = put("Observation", "o1", "", vec![]);
+    delete.delete = true;
+    let out = store.put_resources(vec![delete]).await.expect("delete");
+    assert_eq!(out[0].version, 2);
+    assert_eq!(ids(&store, q).await.0, 0);
+    let gone = store
+        .resource("Observation", "o1", None)
+        .await
+        .expect("read")
+        .expect("still known");
+    assert!(gone.deleted);
+    store.close().await.expect("close");
+}
+
+pub async fn search_matches_tokens_text_dates_and_references(h: &impl Harness) {
+    let store = h.open().await;
+    let day = 86_400_000;
+    let obs = |id: &str, code: &str, day_n: i64, patient: &str| {
+        put(
+            "Observation",
+            id,
+            "{}",
+            vec![
+                token("Observation.code", "http://loinc.org", code),
+                IndexEntry {
+                    param: "Observation.date".into(),
+                    value: IndexValue::Date {
+                        lo: day_n * day,
+                        hi: (day_n + 1) * day - 1,
+                    },
+                },
+                IndexEntry {
+                    param: "Observation.patient".into(),
+                    value: IndexValue::Reference(format!("Patient/{patient}")),
+                },
+            ],
+        )
+    };
+    store
+        .put_resources(vec![
+            obs("a", "2345-7", 10, "p1"),
+            obs("b", "718-7", 20, "p1"),
+            obs("c", "2345-7", 30, "p2"),
+            put(
+                "Patient",
+                "p1",
+                "{}",
+                vec![IndexEntry {
+                    param: "Patient.family".into(),
+                    value: IndexValue::Text("muller".into()),
+                }],
+            ),
+        ])
+        .await
+        .expect("write");
+    let q = |clauses: Vec<Vec<IndexTest>>| ResourceQuery {
+        resource_type: "Observation".into(),
+        clauses,
+        count: 10,
+        sort: ResourceSort::LastUpdatedAsc,
+        ..ResourceQuery::default()
+    };
+    let code = |c: &str| test("Observation.code", ValueTest::Code(c.into()));
+    let date = |prefix, d: i64| {
+        test(
+            "Observation.date",
+            ValueTest::Date(DateTest {
+                prefix,
+                lo: d * day,
+                hi: (d + 1) * day - 1,
+            }),
+        )
+    };
+    let (total, mut found) = ids(&store, q(vec![vec![code("2345-7")]])).await;
+    found.sort();
+    assert_eq!((total, found), (2, vec!["a".to_string(), "c".to_string()]));
+    assert_eq!(
+        ids(
+            &store,
+            q(vec![vec![test(
+                "Observation.code",
+                ValueTest::SystemCode {
+                    system: "http://other".into(),
+                    code: "2345-7".into()
+                }
+            )]])
+        )
+        .await
+        .0,
+        0,
+        "the system must match when given"
+    );
+    // AND across clauses, OR within one.
+    let (_, found) = ids(
+        &store,
+        q(vec![
+            vec![code("2345-7"), code("718-7")],
+            vec![test(
+                "Observation.patient",
+                ValueTest::Reference("Patient/p1".into()),
+            )],
+        ]),
+    )
+    .await;
+    let mut found = found;
+    found.sort();
+    assert_eq!(found, vec!["a".to_string(), "b".to_string()]);
+    for (prefix, d, want) in [
+        (DatePrefix::Eq, 20, vec!["b"]),
+        (DatePrefix::Gt, 20, vec!["c"]),
+        (DatePrefix::Ge, 20, vec!["b", "c"]),
+        (DatePrefix::Lt, 20, vec!["a"]),
+        (DatePrefix::Le, 20, vec!["a", "b"]),
+        (DatePrefix::Ne, 20, vec!["a", "c"]),
+    ] {
+        let (_, mut found) = ids(&store, q(vec![vec![date(prefix, d)]])).await;
+        found.sort();
+        assert_eq!(found, want, "{prefix:?} day {d}");
+    }
+    let missing = ids(
+        &store,
+        q(vec![vec![test(
+            "Observation.status",
+            ValueTest::Missing(true),
+        )]]),
+    )
+    .await;
+    assert_eq!(missing.0, 3);
+    let text = |t| ResourceQuery {
+        resource_type: "Patient".into(),
+        clauses: vec![vec![test("Patient.family", t)]],
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    assert_eq!(
+        ids(&store, text(ValueTest::TextPrefix("mul".into())))
+            .await
+            .0,
+        1
+    );
+    assert_eq!(
+        ids(&store, text(ValueTest::TextPrefix("ull".into())))
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        ids(&store, text(ValueTest::TextContains("ull".into())))
+            .await
+            .0,
+        1
+    );
+    assert_eq!(
+        ids(&store, text(ValueTest::TextExact("mul".into())))
+            .await
+            .0,
+        0
+    );
+
+    // Paging: the total counts every match, the page only its slice.
+    let mut paged = q(vec![]);
+    paged.count = 2;
+    paged.offset = 2;
+    let (total, found) = ids(&store, paged).await;
+    assert_eq!((total, found.len()), (3, 1));
+    let mut by_id = q(vec![]);
+    by_id.ids = vec!["a".into(), "c".into()];
+    assert_eq!(ids(&store, by_id).await.0, 2);
+    store.close().await.expect("close");
+}
+
+pub async fn an_update_replaces_the_search_values(h: &impl Harness) {
+    let store = h.open().await;
+    let with_status = |s: &str| {
+        put(
+            "Observation",
+            "o1",
+            &format!(r#"{{"status":"{s}"}}"#),
+            vec![token("Observation.status", "", s)],
+        )
+    };
+    store
+        .put_resources(vec![with_status("preliminary")])
+        .await
+        .expect("v1");
+    store
+        .put_resources(vec![with_status("final")])
+        .await
+        .expect("v2");
+    let q = |s: &str| ResourceQuery {
+        resource_type: "Observation".into(),
+        clauses: vec![vec![test("Observation.status", ValueTest::Code(s.into()))]],
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    assert_eq!(ids(&store, q("preliminary")).await.0, 0);
+    assert_eq!(ids(&store, q("final")).await.0, 1);
+    store.close().await.expect("close");
+}
