@@ -4,8 +4,8 @@
 //! What runs: a real SQLite store in `target/tmp` (encrypted, WAL, `synchronous=FULL`), loaded
 //! through the store API with the same search values the `fhir-store` destination writes; the
 //! server's real router (authentication, audit on every PHI read: one audit record committed
-//! per request, group-committed); a closed-loop client of `CONCURRENCY` connections (reqwest
-//! over keep-alive HTTP/1.1) in the same process, sharing the 2 cores.
+//! per request, group-committed); a closed-loop client (reqwest over keep-alive HTTP/1.1) in the
+//! same process, sharing the 2 cores, at each concurrency level in turn.
 //!
 //! Rows:
 //! - `read`: `GET /fhir/Patient/{random id}`;
@@ -14,8 +14,10 @@
 //! - `search-date`: `GET /fhir/Observation?patient={random}&date=ge2024-06-01&_count=20`.
 //!
 //! Settings: `CAUSEWAY_BENCH_PATIENTS` (10,000), `CAUSEWAY_BENCH_OBSERVATIONS` (1,000,000),
-//! `CAUSEWAY_BENCH_SECONDS` per row (10), `CAUSEWAY_BENCH_CONCURRENCY` (16),
-//! `CAUSEWAY_BENCH_DIR` (target/tmp). The loaded store is kept in `DIR/fhir-api-PATIENTS-OBS`
+//! `CAUSEWAY_BENCH_SECONDS` per row (10), `CAUSEWAY_BENCH_CONCURRENCY` (client connections, a
+//! comma-separated list of levels each row runs at: `8,32`),
+//! `CAUSEWAY_BENCH_DIR` (target/tmp), `CAUSEWAY_BENCH_ROWS` (comma-separated row ids: `read`,
+//! `read-observation`, `search`, `search-date`; default all). The loaded store is kept in `DIR/fhir-api-PATIENTS-OBS`
 //! and reused by the next run (delete it to reload).
 
 use std::net::SocketAddr;
@@ -32,7 +34,7 @@ use causeway_server::{AppState, router};
 use causeway_store::{ResourcePut, SqliteOptions, SqliteStore, Store};
 use serde_json::json;
 
-/// The targets.
+/// The targets: reads per second, and p99 at that load.
 const TARGET_READS_PER_SEC: f64 = 10_000.0;
 const TARGET_P99_MS: f64 = 20.0;
 
@@ -146,6 +148,15 @@ enum Row {
 }
 
 impl Row {
+    fn id(self) -> &'static str {
+        match self {
+            Row::Read => "read",
+            Row::ReadObservation => "read-observation",
+            Row::Search => "search",
+            Row::SearchDate => "search-date",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Row::Read => "read Patient",
@@ -253,7 +264,15 @@ async fn bench() -> Result<(), String> {
     let patients = env_u64("CAUSEWAY_BENCH_PATIENTS", 10_000)?;
     let observations = env_u64("CAUSEWAY_BENCH_OBSERVATIONS", 1_000_000)?;
     let seconds = env_u64("CAUSEWAY_BENCH_SECONDS", 10)?;
-    let concurrency = env_u64("CAUSEWAY_BENCH_CONCURRENCY", 16)? as usize;
+    let levels: Vec<usize> = std::env::var("CAUSEWAY_BENCH_CONCURRENCY")
+        .unwrap_or_else(|_| "8,32".into())
+        .split(',')
+        .map(|c| {
+            c.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("CAUSEWAY_BENCH_CONCURRENCY: {c:?}"))
+        })
+        .collect::<Result<_, _>>()?;
     let root = std::env::var("CAUSEWAY_BENCH_DIR").map_or_else(
         |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/tmp"),
         PathBuf::from,
@@ -270,7 +289,7 @@ async fn bench() -> Result<(), String> {
         dir.display()
     );
     println!(
-        "machine: {} cores, shared by the client and the server; {concurrency} connections, {seconds} s per row",
+        "machine: {} cores, shared by the client and the server; {levels:?} connections, {seconds} s per row",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     if fresh {
@@ -323,42 +342,45 @@ async fn bench() -> Result<(), String> {
         .to_string();
     println!();
     println!(
-        "{:<36} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8} {:>12}",
-        "row", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms", "÷ target"
+        "{:<36} {:>5} {:>9} {:>7} {:>10} {:>8} {:>8} {:>8}",
+        "row", "conn", "requests", "errors", "req/s", "p50 ms", "p99 ms", "max ms"
     );
-    let mut read_rate = 0.0;
-    let mut worst_p99: f64 = 0.0;
+    // (row, connections, outcome) of every run, for the verdicts below.
+    let mut results: Vec<(Row, usize, Outcome)> = Vec::new();
+    let only = std::env::var("CAUSEWAY_BENCH_ROWS").unwrap_or_default();
     for row in [
         Row::Read,
         Row::ReadObservation,
         Row::Search,
         Row::SearchDate,
     ] {
-        let o = run_row(
-            row,
-            &base,
-            &cookie,
-            concurrency,
-            seconds,
-            patients,
-            observations,
-        )
-        .await;
-        if matches!(row, Row::Read) {
-            read_rate = o.per_sec;
+        if !only.is_empty() && !only.split(',').any(|r| r == row.id()) {
+            continue;
         }
-        worst_p99 = worst_p99.max(o.p99_ms);
-        println!(
-            "{:<36} {:>9} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.1} {:>12.2}",
-            row.label(),
-            o.requests,
-            o.errors,
-            o.per_sec,
-            o.p50_ms,
-            o.p99_ms,
-            o.max_ms,
-            o.per_sec / TARGET_READS_PER_SEC
-        );
+        for &concurrency in &levels {
+            let o = run_row(
+                row,
+                &base,
+                &cookie,
+                concurrency,
+                seconds,
+                patients,
+                observations,
+            )
+            .await;
+            println!(
+                "{:<36} {:>5} {:>9} {:>7} {:>10.0} {:>8.2} {:>8.2} {:>8.1}",
+                row.label(),
+                concurrency,
+                o.requests,
+                o.errors,
+                o.per_sec,
+                o.p50_ms,
+                o.p99_ms,
+                o.max_ms,
+            );
+            results.push((row, concurrency, o));
+        }
     }
     let stats = store.stats();
     println!();
@@ -366,22 +388,34 @@ async fn bench() -> Result<(), String> {
         "store: {} commits for {} operations (audit records and sessions) during the run",
         stats.commits, stats.operations
     );
-    println!(
-        "target: >= {TARGET_READS_PER_SEC:.0} reads/s: {read_rate:.0} -> {}",
-        if read_rate >= TARGET_READS_PER_SEC {
-            "met"
-        } else {
-            "MISSED"
+    // Reads: the pair, at one load: >= 10,000 reads/s with p99 <= 20 ms.
+    let best_read = results
+        .iter()
+        .filter(|(r, _, o)| matches!(r, Row::Read) && o.errors == 0)
+        .max_by(|a, b| a.2.per_sec.total_cmp(&b.2.per_sec));
+    match best_read {
+        Some((_, c, o)) => println!(
+            "target: >= {TARGET_READS_PER_SEC:.0} reads/s with p99 <= {TARGET_P99_MS:.0} ms: best {:.0} reads/s, p99 {:.2} ms at {c} connections ({:.2}x) -> {}",
+            o.per_sec,
+            o.p99_ms,
+            o.per_sec / TARGET_READS_PER_SEC,
+            if o.per_sec >= TARGET_READS_PER_SEC && o.p99_ms <= TARGET_P99_MS {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ),
+        None => println!("target: reads not run"),
+    }
+    for (row, c, o) in &results {
+        if o.p99_ms > TARGET_P99_MS {
+            println!(
+                "  p99 over {TARGET_P99_MS:.0} ms: {} at {c} connections ({:.2} ms)",
+                row.label(),
+                o.p99_ms
+            );
         }
-    );
-    println!(
-        "target: p99 <= {TARGET_P99_MS:.0} ms on every row: worst {worst_p99:.2} ms -> {}",
-        if worst_p99 <= TARGET_P99_MS {
-            "met"
-        } else {
-            "MISSED"
-        }
-    );
+    }
     store.close().await.map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -39,7 +39,9 @@ CREATE TABLE resource_index (
 );
 CREATE INDEX resource_index_value ON resource_index (param, value, system, key);
 CREATE INDEX resource_index_date ON resource_index (param, lo, hi, key) WHERE lo IS NOT NULL;
-CREATE INDEX resource_index_key ON resource_index (key);
+-- Per candidate: does it have a value of this parameter (the non-driving clauses)? Covering,
+-- so the check reads the index page alone.
+CREATE INDEX resource_index_key ON resource_index (key, param, value, system, lo, hi);
 
 -- A FHIR API write waiting for the EHR's ACK: applied to `resources` in the same transaction
 -- as its delivery settles `delivered`, marked `rejected` when it fails. One per message.

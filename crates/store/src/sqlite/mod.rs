@@ -98,10 +98,11 @@ pub const DEFAULT_MAX_WAIT: Duration = Duration::ZERO;
 /// ordinary messages and several maximal ones.
 pub const DEFAULT_MAX_PENDING_BYTES: usize = 256 * 1024 * 1024;
 
-/// Default number of pooled read connections.
+/// Default number of pooled read connections (and reads running at once).
 ///
-/// Reads are short; a few connections serve the dashboard and delivery workers on 2 cores.
-pub const DEFAULT_READ_CONNECTIONS: usize = 4;
+/// Reads are short and CPU-bound once cached: a few per core keep the cores busy while one
+/// waits on a cold page; more only switch contexts.
+pub const DEFAULT_READ_CONNECTIONS: usize = 8;
 
 /// Default wait for a lock held by another connection or process before failing.
 ///
@@ -177,6 +178,9 @@ struct Inner {
     permits: Arc<Semaphore>,
     total_permits: u32,
     readers: Mutex<Vec<Connection>>,
+    /// One per pooled read connection: reads beyond the pool wait instead of opening (and
+    /// then closing) connections of their own, which costs a schema parse and cold caches.
+    read_slots: Arc<Semaphore>,
     stats: Arc<Stats>,
     closed: AtomicBool,
 }
@@ -319,6 +323,7 @@ impl SqliteStore {
                 permits: Arc::new(Semaphore::new(total_permits as usize)),
                 total_permits,
                 readers: Mutex::new(Vec::new()),
+                read_slots: Arc::new(Semaphore::new(options.read_connections.max(1))),
                 stats,
                 closed: AtomicBool::new(false),
                 options,
@@ -379,8 +384,13 @@ impl SqliteStore {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        let slot = Arc::clone(&self.inner.read_slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Closed)?;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let pooled = lock(&inner.readers).pop();
             let conn = match pooled {
                 Some(c) => c,

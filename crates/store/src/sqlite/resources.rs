@@ -281,39 +281,83 @@ fn page(count: u32) -> i64 {
     i64::from(count.min(MAX_RESOURCE_PAGE))
 }
 
-/// The SQL condition (on `r.key`) and arguments of one test.
-fn test_sql(t: &IndexTest, args: &mut Vec<Value>) -> String {
-    let mut sub = |cond: &str, values: Vec<Value>| {
-        args.push(Value::Text(t.param.clone()));
-        args.extend(values);
-        format!("r.key IN (SELECT key FROM resource_index WHERE param = ? AND {cond})")
-    };
+/// How selective a test usually is (lower first): the most selective clause drives a search
+/// from the index, the others are checked per candidate.
+fn rank(t: &ValueTest) -> u8 {
+    match t {
+        ValueTest::Reference(_) => 0,
+        ValueTest::SystemCode { .. } => 1,
+        ValueTest::Code(_) | ValueTest::NoSystemCode(_) => 2,
+        ValueTest::TextExact(_) => 3,
+        ValueTest::System(_) => 4,
+        ValueTest::Date(_) => 5,
+        ValueTest::TextPrefix(_) => 6,
+        ValueTest::TextContains(_) => 7,
+        ValueTest::Missing(_) => 9,
+    }
+}
+
+/// The condition of one test on the index row alias `x` (parameter included), with its
+/// arguments in order. `Missing` has none (see [`clause_sql`]).
+fn test_sql(t: &IndexTest, x: &str, args: &mut Vec<Value>) -> String {
+    args.push(Value::Text(t.param.clone()));
     let text = |s: &str| Value::Text(s.to_owned());
-    match &t.test {
-        ValueTest::Code(code) => sub("value = ?", vec![text(code)]),
-        ValueTest::SystemCode { system, code } => {
-            sub("value = ? AND system = ?", vec![text(code), text(system)])
-        }
-        ValueTest::NoSystemCode(code) => sub("value = ? AND system = ''", vec![text(code)]),
-        ValueTest::System(system) => sub("system = ? AND value IS NOT NULL", vec![text(system)]),
-        ValueTest::TextPrefix(p) => sub(
-            "value >= ? AND value < ?",
+    let (cond, values): (String, Vec<Value>) = match &t.test {
+        ValueTest::Code(code) => (format!("{x}.value = ?"), vec![text(code)]),
+        ValueTest::SystemCode { system, code } => (
+            format!("{x}.value = ? AND {x}.system = ?"),
+            vec![text(code), text(system)],
+        ),
+        ValueTest::NoSystemCode(code) => (
+            format!("{x}.value = ? AND {x}.system = ''"),
+            vec![text(code)],
+        ),
+        ValueTest::System(system) => (
+            format!("{x}.system = ? AND {x}.value IS NOT NULL"),
+            vec![text(system)],
+        ),
+        ValueTest::TextPrefix(p) => (
+            format!("{x}.value >= ? AND {x}.value < ?"),
             vec![text(p), Value::Text(format!("{p}\u{10FFFF}"))],
         ),
-        ValueTest::TextExact(v) | ValueTest::Reference(v) => sub("value = ?", vec![text(v)]),
-        ValueTest::TextContains(v) => sub("instr(value, ?) > 0", vec![text(v)]),
+        ValueTest::TextExact(v) | ValueTest::Reference(v) => {
+            (format!("{x}.value = ?"), vec![text(v)])
+        }
+        ValueTest::TextContains(v) => (format!("instr({x}.value, ?) > 0"), vec![text(v)]),
         ValueTest::Date(d) => {
-            let (cond, values) = date_sql("lo", "hi", d);
-            sub(&format!("lo IS NOT NULL AND {cond}"), values)
+            let (c, values) = date_sql(&format!("{x}.lo"), &format!("{x}.hi"), d);
+            (format!("{x}.lo IS NOT NULL AND {c}"), values)
         }
-        ValueTest::Missing(missing) => {
-            args.push(Value::Text(t.param.clone()));
-            format!(
-                "r.key {} (SELECT key FROM resource_index WHERE param = ?)",
-                if *missing { "NOT IN" } else { "IN" }
-            )
-        }
-    }
+        ValueTest::Missing(_) => ("1".to_owned(), Vec::new()),
+    };
+    args.extend(values);
+    format!("({x}.param = ? AND {cond})")
+}
+
+/// A clause (tests ORed) checked for the candidate whose key is `{owner}.key`.
+fn clause_sql(clause: &[IndexTest], owner: &str, args: &mut Vec<Value>) -> String {
+    let parts: Vec<String> = clause
+        .iter()
+        .map(|t| match &t.test {
+            ValueTest::Missing(missing) => {
+                args.push(Value::Text(t.param.clone()));
+                format!(
+                    "{}EXISTS (SELECT 1 FROM resource_index x INDEXED BY resource_index_key
+                     WHERE x.key = {owner}.key AND x.param = ?)",
+                    if *missing { "NOT " } else { "" }
+                )
+            }
+            _ => {
+                let cond = test_sql(t, "x", args);
+                // The candidate's own few rows, whatever the planner would guess from the value.
+                format!(
+                    "EXISTS (SELECT 1 FROM resource_index x INDEXED BY resource_index_key
+                     WHERE x.key = {owner}.key AND {cond})"
+                )
+            }
+        })
+        .collect();
+    format!("({})", parts.join(" OR "))
 }
 
 /// FHIR date semantics: the resource's period `[lo, hi]` against the search value's.
@@ -349,8 +393,44 @@ pub(crate) fn search(
     q: &ResourceQuery,
 ) -> Result<ResourcePage> {
     const OP: &str = "search resources";
+    // The most selective clause (by kind) drives from the index; a clause with a `Missing`
+    // test cannot (absence has no index row), nor can an empty one.
+    let clauses: Vec<&Vec<IndexTest>> = q.clauses.iter().filter(|c| !c.is_empty()).collect();
+    let driver = clauses
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.iter().any(|t| matches!(t.test, ValueTest::Missing(_))))
+        .min_by_key(|(_, c)| c.iter().map(|t| rank(&t.test)).max().unwrap_or(u8::MAX))
+        .map(|(i, _)| i);
+    let mut args: Vec<Value> = Vec::new();
+    // The candidates: every key of the driving clause, or every resource of the type.
+    let candidates = match driver {
+        Some(i) => {
+            let parts: Vec<String> = clauses[i]
+                .iter()
+                .map(|t| test_sql(t, "d", &mut args))
+                .collect();
+            format!(
+                "SELECT DISTINCT d.key FROM resource_index d WHERE {}",
+                parts.join(" OR ")
+            )
+        }
+        None => {
+            args.push(Value::Text(q.resource_type.clone()));
+            "SELECT key FROM resources WHERE type = ? AND deleted = 0".to_owned()
+        }
+    };
+    // The other clauses, checked on each candidate's own index rows (no resource row read:
+    // a deleted resource has no index rows, and parameters are type-qualified).
+    let mut filters = String::new();
+    for (i, clause) in clauses.iter().enumerate() {
+        if Some(i) != driver {
+            filters.push_str(" AND ");
+            filters.push_str(&clause_sql(clause, "c", &mut args));
+        }
+    }
     let mut cond = String::from("r.type = ? AND r.deleted = 0");
-    let mut args = vec![Value::Text(q.resource_type.clone())];
+    args.push(Value::Text(q.resource_type.clone()));
     if !q.ids.is_empty() {
         cond.push_str(" AND r.id IN (");
         for (i, id) in q.ids.iter().enumerate() {
@@ -364,31 +444,85 @@ pub(crate) fn search(
         cond.push_str(&format!(" AND {c}"));
         args.extend(values);
     }
-    for clause in &q.clauses {
-        if clause.is_empty() {
-            continue;
-        }
-        let parts: Vec<String> = clause.iter().map(|t| test_sql(t, &mut args)).collect();
-        cond.push_str(&format!(" AND ({})", parts.join(" OR ")));
+    if driver.is_none() && filters.is_empty() {
+        return search_by_type(conn, cipher, q, &cond, &args[1..]);
     }
+    // One pass: every match's key and time, then the page is cut here, so the total and the
+    // page come from one evaluation and only the page's payloads are read.
+    let sql = format!(
+        "WITH m AS MATERIALIZED (SELECT c.key FROM ({candidates}) c WHERE 1{filters})
+         SELECT r.key, r.last_updated FROM m JOIN resources r ON r.key = m.key WHERE {cond}"
+    );
+    let mut matches: Vec<(i64, i64)> = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| {
+            s.query_map(params_from_iter(args.iter()), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(db(OP))?;
+    match q.sort {
+        ResourceSort::LastUpdatedDesc => {
+            matches.sort_unstable_by_key(|m| std::cmp::Reverse((m.1, m.0)))
+        }
+        ResourceSort::LastUpdatedAsc => matches.sort_unstable_by_key(|m| (m.1, m.0)),
+    }
+    let total = matches.len();
+    let start = usize::try_from(q.offset).unwrap_or(usize::MAX).min(total);
+    let end = start
+        .saturating_add(usize::try_from(page(q.count)).unwrap_or(0))
+        .min(total);
+    let mut resources = Vec::with_capacity(end - start);
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r
+             JOIN resource_versions v ON v.key = r.key AND v.version = r.version
+             WHERE r.key = ?1"
+        ))
+        .map_err(db(OP))?;
+    for (key, _) in &matches[start..end] {
+        let mut rows = stmt.query([key]).map_err(db(OP))?;
+        if let Some(row) = rows.next().map_err(db(OP))? {
+            resources.push(version_row(cipher, row)?);
+        }
+    }
+    Ok(ResourcePage {
+        total: u64::try_from(total).unwrap_or(0),
+        resources,
+    })
+}
+
+/// A search with no index clause (`GET /fhir/Observation`, `_id`, `_lastUpdated`): counted
+/// and paged by SQLite along the type's time index, without materialising every match.
+fn search_by_type(
+    conn: &Connection,
+    cipher: &Cipher,
+    q: &ResourceQuery,
+    cond: &str,
+    args: &[Value],
+) -> Result<ResourcePage> {
+    const OP: &str = "search resources";
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM resources r WHERE {cond}"))
         .and_then(|mut s| s.query_row(params_from_iter(args.iter()), |r| r.get(0)))
         .map_err(db(OP))?;
     let mut resources = Vec::new();
-    if q.count > 0 {
+    if q.count > 0 && total > i64::from(q.offset) {
         let order = match q.sort {
             ResourceSort::LastUpdatedDesc => "r.last_updated DESC, r.key DESC",
             ResourceSort::LastUpdatedAsc => "r.last_updated ASC, r.key ASC",
         };
-        let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM resources r
-             JOIN resource_versions v ON v.key = r.key AND v.version = r.version
-             WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?"
-        );
+        let mut args = args.to_vec();
         args.push(Value::Integer(page(q.count)));
         args.push(Value::Integer(i64::from(q.offset)));
-        let mut stmt = conn.prepare_cached(&sql).map_err(db(OP))?;
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM resources r
+                 JOIN resource_versions v ON v.key = r.key AND v.version = r.version
+                 WHERE {cond} ORDER BY {order} LIMIT ? OFFSET ?"
+            ))
+            .map_err(db(OP))?;
         let mut rows = stmt.query(params_from_iter(args)).map_err(db(OP))?;
         while let Some(row) = rows.next().map_err(db(OP))? {
             resources.push(version_row(cipher, row)?);
