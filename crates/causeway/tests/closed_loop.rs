@@ -395,6 +395,33 @@ source = {{ type = "fhir-api" }}
     let (status, _) = api.get("/Patient/does-not-exist").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Every PHI read above is in the audit log, newest first, as AuditEvents (admins only).
+    let (status, audit) = api.get("/AuditEvent?_count=200").await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let events = audit["entry"].as_array().expect("audit entries");
+    let named = |what: &str| {
+        events.iter().any(|e| {
+            e["resource"]["entity"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| {
+                    x["what"]["reference"]
+                        .as_str()
+                        .is_some_and(|r| r.contains(what))
+                        || x["name"].as_str().is_some_and(|n| n.contains(what))
+                })
+        })
+    };
+    assert!(
+        named(&format!("Patient/{patient_id}")),
+        "the $everything read is audited"
+    );
+    assert!(
+        named(&format!("ServiceRequest/{order_id}")),
+        "the order read is audited"
+    );
+
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("LOOPER"), "no patient data in the logs");

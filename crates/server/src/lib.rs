@@ -55,7 +55,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .nest("/fhir", fhir::routes())
+        .nest("/fhir", fhir::routes().merge(audit::fhir_routes()))
         .nest("/auth", auth::routes())
         .nest(api::PREFIX, api::routes())
         .with_state(state)

@@ -83,7 +83,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             return Err(anyhow::anyhow!("cannot set up the administrator: {e}"));
         }
     }
-    let auth = match causeway_server::auth::Auth::new(store.clone(), (&config.server.auth).into()) {
+    let mut auth_config: causeway_server::auth::AuthConfig = (&config.server.auth).into();
+    let https = config.server.http_tls.is_some();
+    // Over HTTPS the session cookie is never sent in clear.
+    auth_config.secure_cookies |= https;
+    let auth = match causeway_server::auth::Auth::new(store.clone(), auth_config) {
         Ok(a) => Arc::new(a),
         Err(e) => {
             let _ = store.close().await;
@@ -96,7 +100,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             audit: Arc::new(causeway_server::audit::Audit::new(api_store.clone())),
             store: api_store,
             auth,
-            fhir_base: fhir_base(addr).into(),
+            fhir_base: fhir_base(addr, https).into(),
             channels: Arc::new(channels.clone()),
         };
         Some(causeway_server::router(state))
@@ -125,7 +129,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
 /// The FHIR base URL links are built on: the bound address, with `localhost` for an
 /// all-interfaces bind.
-fn fhir_base(addr: SocketAddr) -> String {
+fn fhir_base(addr: SocketAddr, https: bool) -> String {
     let host = if addr.ip().is_unspecified() {
         "localhost".to_string()
     } else if addr.is_ipv6() {
@@ -133,7 +137,8 @@ fn fhir_base(addr: SocketAddr) -> String {
     } else {
         addr.ip().to_string()
     };
-    format!("http://{host}:{}/fhir", addr.port())
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{host}:{}/fhir", addr.port())
 }
 
 async fn wait_for_signal() {

@@ -174,6 +174,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// HTTP listen address (API, dashboard, metrics, HTTP sources); `None`: no HTTP server.
     pub http: Option<String>,
+    /// `[server] tls`: the HTTP server speaks HTTPS with this certificate.
+    pub http_tls: Option<ServerTls>,
     pub log_format: LogFormat,
     /// `[server.auth]`: who may use the HTTP API.
     pub auth: AuthSettings,
@@ -728,6 +730,7 @@ impl Config {
             server: ServerConfig {
                 data_dir: PathBuf::from(".").join(DEFAULT_DATA_DIR),
                 http: Some(DEFAULT_HTTP_LISTEN.to_string()),
+                http_tls: None,
                 log_format: LogFormat::Text,
                 auth: AuthSettings::default(),
             },

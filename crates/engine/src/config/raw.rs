@@ -47,6 +47,8 @@ pub struct RawServer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_format: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Spanned<RawServerTls>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Spanned<RawAuth>>,
 }
 

@@ -335,9 +335,21 @@ impl<'a> Validator<'a> {
             },
         };
         let auth = self.auth(s.auth.as_ref());
+        let http_tls = s.tls.as_ref().map(|t| {
+            if http.is_none() {
+                self.err(
+                    K::Invalid,
+                    "server.tls",
+                    t.span(),
+                    "HTTPS needs `server.http` (the address to serve it on)",
+                );
+            }
+            self.server_tls("server.tls", t)
+        });
         ServerConfig {
             data_dir,
             http,
+            http_tls,
             log_format,
             auth,
         }
@@ -898,21 +910,7 @@ impl<'a> Validator<'a> {
                         DEFAULT_MLLP_LISTEN.to_string()
                     }
                 };
-                let tls = s.tls.as_ref().map(|t| {
-                    let tk = k("tls");
-                    let t_ref = t.get_ref();
-                    let cert = self.required_file(&format!("{tk}.cert"), &t_ref.cert, t.span());
-                    let key_file = self.required_file(&format!("{tk}.key"), &t_ref.key, t.span());
-                    let client_ca = t_ref
-                        .client_ca
-                        .as_ref()
-                        .map(|c| self.existing_file(&format!("{tk}.client_ca"), c));
-                    ServerTls {
-                        cert,
-                        key: key_file,
-                        client_ca,
-                    }
-                });
+                let tls = s.tls.as_ref().map(|t| self.server_tls(&k("tls"), t));
                 SourceConfig::Mllp(MllpSource {
                     listen,
                     max_connections: self.int(
@@ -1545,6 +1543,22 @@ impl<'a> Validator<'a> {
             retry,
             parallel,
             format,
+        }
+    }
+
+    /// A listener's `tls = { cert, key, client_ca }`: the files must exist.
+    fn server_tls(&mut self, key: &str, t: &Spanned<RawServerTls>) -> ServerTls {
+        let t_ref = t.get_ref();
+        let cert = self.required_file(&format!("{key}.cert"), &t_ref.cert, t.span());
+        let key_file = self.required_file(&format!("{key}.key"), &t_ref.key, t.span());
+        let client_ca = t_ref
+            .client_ca
+            .as_ref()
+            .map(|c| self.existing_file(&format!("{key}.client_ca"), c));
+        ServerTls {
+            cert,
+            key: key_file,
+            client_ca,
         }
     }
 

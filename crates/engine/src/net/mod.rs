@@ -3,6 +3,7 @@
 //!
 //! Map:
 //! - [`tls`]: rustls server and client configurations (ring provider, CA files, mutual TLS);
+//! - [`https`]: the HTTP server's TLS listener (handshakes off the accept path);
 //! - [`client`]: [`MllpClient`], one persistent connection that sends a frame and reads
 //!   exactly one reply frame, and [`check_ack`], the verdict on that reply;
 //! - [`server`]: [`server::run`], an accept loop over an already-bound listener that hands
@@ -17,6 +18,7 @@
 //! - Nothing here logs payloads; logs carry peers, sizes and reasons only.
 
 pub mod client;
+pub mod https;
 pub mod server;
 pub mod tls;
 

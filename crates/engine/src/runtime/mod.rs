@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::config::{ChannelConfig, Config, DestinationKind, PayloadFormat, SourceConfig};
 use crate::destinations::{self, Sender, Worker};
 use crate::net::client::MllpClient;
-use crate::net::tls;
+use crate::net::{https, tls};
 use crate::sources::{
     self, directory::DirectoryOptions, mllp::MllpSourceOptions, mllp::SourceStats,
 };
@@ -40,6 +40,8 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("server.tls: {source}")]
+    HttpTls { source: crate::net::TlsError },
     #[error("channel {channel}: {source}")]
     Tls {
         channel: String,
@@ -187,7 +189,14 @@ impl Engine {
                             source,
                         })?;
                 engine.http_addr = listener.local_addr().ok();
-                Some(listener)
+                let tls = match &config.server.http_tls {
+                    Some(t) => Some(
+                        tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())
+                            .map_err(|source| StartError::HttpTls { source })?,
+                    ),
+                    None => None,
+                };
+                Some((listener, tls))
             }
             _ => None,
         };
@@ -215,7 +224,7 @@ impl Engine {
                 }
             }
         }
-        if let Some(listener) = http_listener {
+        if let Some((listener, tls)) = http_listener {
             let mut app = sources::http::routes(http_routes);
             let bound = engine
                 .http_addr
@@ -223,16 +232,28 @@ impl Engine {
             if let Some(api) = api(&engine.channels, bound) {
                 app = app.merge(api);
             }
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let mut rx = shutdown_rx.clone();
             engine.tasks.spawn(async move {
                 let stop = async move {
                     let _ = rx.wait_for(|stop| *stop).await;
                 };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
+                let served = match tls {
+                    None => {
+                        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(stop)
+                            .await
+                    }
+                    Some(config) => match https::TlsListener::new(listener, config) {
+                        Ok(l) => {
+                            let app = https::with_peer_address(app)
+                                .into_make_service_with_connect_info::<https::TlsPeer>();
+                            axum::serve(l, app).with_graceful_shutdown(stop).await
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                if let Err(e) = served {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });
