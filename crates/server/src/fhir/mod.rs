@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use causeway_store::{HistoryQuery, ResourceQuery, StoredResource, UnixMillis, ValueTest};
@@ -404,7 +404,6 @@ async fn search(
     Peer(peer): Peer,
     Path(resource_type): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
-    _headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     who.require_fhir(&resource_type, Access::Read)?;
@@ -580,6 +579,7 @@ async fn everything(
                 }));
             }
         }
+        let total = entries.len();
         if !truncated.is_empty() {
             entries.push(json!({
                 "resource": crate::error::operation_outcome(
@@ -593,7 +593,7 @@ async fn everything(
         let bundle = json!({
             "resourceType": "Bundle",
             "type": "searchset",
-            "total": entries.len(),
+            "total": total,
             "entry": entries,
         });
         Ok(fhir_response(StatusCode::OK, &bundle))

@@ -65,7 +65,12 @@ fn control_id() -> String {
 
 /// References to resources in our store, loaded for the v2 writer (a subject Patient, a
 /// requester Practitioner...).
-struct StoreRefs(HashMap<String, fhir::Resource>);
+struct StoreRefs {
+    found: HashMap<String, fhir::Resource>,
+    /// Types referenced that the caller may not read: left unresolved, so that a write
+    /// cannot read through its references. Named when the writer needed one of them.
+    unreadable: Vec<String>,
+}
 
 impl Resolve for StoreRefs {
     fn resolve(&self, reference: &str) -> Option<&fhir::Resource> {
@@ -77,7 +82,7 @@ impl Resolve for StoreRefs {
             .rev()
             .collect::<Vec<_>>()
             .join("/");
-        self.0.get(&key).or_else(|| self.0.get(reference))
+        self.found.get(&key).or_else(|| self.found.get(reference))
     }
 }
 
@@ -104,11 +109,15 @@ async fn load_references(state: &AppState, who: &Principal, v: &Value) -> ApiRes
     refs.sort();
     refs.dedup();
     let mut map = HashMap::new();
+    let mut unreadable: Vec<String> = Vec::new();
     for r in refs.into_iter().take(64) {
         let Some((t, id)) = r.split_once('/') else {
             continue;
         };
         if who.require_fhir(t, Access::Read).is_err() {
+            if !unreadable.iter().any(|u| u == t) {
+                unreadable.push(t.to_owned());
+            }
             continue;
         }
         if let Some(found) = state.store.resource(t, id, None).await?
@@ -120,7 +129,10 @@ async fn load_references(state: &AppState, who: &Principal, v: &Value) -> ApiRes
             }
         }
     }
-    Ok(StoreRefs(map))
+    Ok(StoreRefs {
+        found: map,
+        unreadable,
+    })
 }
 
 pub async fn create(
@@ -252,8 +264,16 @@ async fn write(
             .as_ref()
             .and_then(|f| f.profiles.first())
             .unwrap_or(&fallback);
-        let message = fhir_to_v2::to_v2_with(&resource, &refs, &options, profile)
-            .map_err(|e| ApiError::unprocessable(format!("cannot be written as HL7 v2: {e}")))?;
+        let message = fhir_to_v2::to_v2_with(&resource, &refs, &options, profile).map_err(|e| {
+            let mut why = format!("cannot be written as HL7 v2: {e}");
+            if !refs.unreadable.is_empty() {
+                why.push_str(&format!(
+                    " (the access token's scopes do not allow to read {}, which it references)",
+                    refs.unreadable.join(", ")
+                ));
+            }
+            ApiError::unprocessable(why)
+        })?;
         let mut pending = resource_put(&resource_type, &id, value, None)
             .map_err(ApiError::internal)?;
         pending.if_match = precondition;
@@ -280,7 +300,7 @@ async fn write(
         if sync {
             let deadline = tokio::time::Instant::now() + wb.sync_timeout;
             loop {
-                if let Some(done) = settled(&state, message_id).await? {
+                if let Some(done) = settled(&state, message_id, Some(live == 0)).await? {
                     return Ok(done);
                 }
                 if tokio::time::Instant::now() >= deadline {
@@ -331,7 +351,15 @@ fn accepted(state: &AppState, message: MessageId, waited: bool) -> Response {
 }
 
 /// The final answer of a write, or `None` while the EHR has not settled it.
-async fn settled(state: &AppState, message: MessageId) -> ApiResult<Option<Response>> {
+///
+/// `created`: whether the write made the resource, as the caller saw it (201, else 200). An
+/// update that changes nothing keeps the version it had, so without that (the status URL)
+/// version 1 is taken for a creation.
+async fn settled(
+    state: &AppState,
+    message: MessageId,
+    created: Option<bool>,
+) -> ApiResult<Option<Response>> {
     let Some(p) = state.store.pending_resource(message).await? else {
         return Err(ApiError::not_found(format!("write {message} is not known")));
     };
@@ -344,7 +372,7 @@ async fn settled(state: &AppState, message: MessageId) -> ApiResult<Option<Respo
                 .resource(&p.resource_type, &p.id, Some(version))
                 .await?
                 .ok_or_else(|| ApiError::internal("an applied write has no stored version"))?;
-            let status = if version == 1 {
+            let status = if created.unwrap_or(version == 1) {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
@@ -414,7 +442,7 @@ pub async fn status(
     who.require_fhir(&p.resource_type, Access::Read)?;
     let entity = format!("{}/{}", p.resource_type, p.id);
     let work = async {
-        Ok(match settled(&state, MessageId(message)).await? {
+        Ok(match settled(&state, MessageId(message), None).await? {
             Some(r) => r,
             None => {
                 let mut r = accepted(&state, MessageId(message), true);
