@@ -321,6 +321,7 @@ async fn bench() -> Result<(), String> {
         fhir_base: format!("http://{addr}/fhir").into(),
         store: store.clone(),
         channels: Arc::default(),
+        reload: None,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {

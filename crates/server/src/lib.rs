@@ -40,6 +40,19 @@ pub struct AppState {
     pub fhir_base: Arc<str>,
     /// The engine's channels by name (write-back, management).
     pub channels: Arc<BTreeMap<String, Arc<Channel>>>,
+    /// How `POST /api/config/reload` hands a checked configuration to `serve`; `None` when
+    /// the process cannot reload (tests, benchmarks).
+    pub reload: Option<Arc<Reload>>,
+}
+
+/// A running server's way to take a new configuration: the file it was started from, the
+/// data directory that may not change under it, and the channel `serve` listens on.
+#[derive(Debug)]
+pub struct Reload {
+    /// `None` when running the built-in configuration (nothing to reload from).
+    pub path: Option<std::path::PathBuf>,
+    pub data_dir: std::path::PathBuf,
+    pub tx: tokio::sync::mpsc::Sender<causeway_engine::config::Config>,
 }
 
 impl std::fmt::Debug for AppState {

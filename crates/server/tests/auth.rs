@@ -196,6 +196,7 @@ async fn start(config: AuthConfig) -> Server {
         fhir_base: format!("http://{addr}/fhir").into(),
         store: store.clone(),
         channels: Arc::new(BTreeMap::new()),
+        reload: None,
     };
     let app = Router::new()
         .nest("/auth", auth::routes())

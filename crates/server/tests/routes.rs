@@ -248,6 +248,9 @@ impl Server {
                [[channel.destination]]\n  name = \"ehr\"\n  type = \"mllp\"\n  connect = \"{ehr_addr}\"\n\
                connect_timeout = \"2s\"\n  ack_timeout = \"5s\"\n  retry = {{ initial = \"20ms\", max = \"100ms\" }}\n"
         );
+        // On disk too, for `POST /api/config/reload` to read back.
+        let config_file = dir.path().join("causeway.toml");
+        std::fs::write(&config_file, &text).expect("write the configuration");
         let config = Config::from_str(&text, dir.path()).unwrap_or_else(|errors| {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             panic!("test configuration invalid:\n{}", lines.join("\n"))
@@ -273,6 +276,14 @@ impl Server {
             )
             .expect("auth"),
         );
+        // A reload handle whose requests are taken and dropped: the walk checks who may ask.
+        let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move { while reload_rx.recv().await.is_some() {} });
+        let reload = Arc::new(causeway_server::Reload {
+            path: Some(config_file),
+            data_dir: config.server.data_dir.clone(),
+            tx: reload_tx,
+        });
         // As `causeway serve` builds it: the router gets the engine's channels and address.
         let api_store = store.clone();
         let engine = Engine::start_with_api(&config, store.clone(), move |channels, addr| {
@@ -282,6 +293,7 @@ impl Server {
                 auth,
                 fhir_base: format!("http://{addr}/fhir").into(),
                 channels: Arc::new(channels.clone()),
+                reload: Some(reload),
             }))
         })
         .await
@@ -676,6 +688,7 @@ GET    /api/channels                        viewer                    200 -     
 GET    /api/channels/{name}                 viewer                    200 -         /api/channels/feed
 POST   /api/channels/{name}/stop            operator                  200 -         /api/channels/feed/stop
 POST   /api/channels/{name}/start           operator                  200 -         /api/channels/feed/start
+POST   /api/config/reload                   admin                     202 -         -
 GET    /api/messages                        viewer                    200 -         /api/messages?channel=feed
 GET    /api/messages/{id}                   viewer                    200 -         /api/messages/{message}
 POST   /api/messages/{id}/resend            operator                  200 resend    /api/messages/{message}/resend

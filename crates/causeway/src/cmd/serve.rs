@@ -1,9 +1,14 @@
-//! `causeway serve [--config FILE]`: the engine, until SIGTERM or Ctrl-C.
+//! `causeway serve [--config FILE]`: the engine and the HTTP API, until SIGTERM or Ctrl-C.
 //!
 //! Without a configuration it runs the built-in default: data in `./causeway-data`, an MLLP
-//! listener on 0.0.0.0:2575 accepting any HL7 v2 and storing everything. Shutdown stops
-//! accepting, lets every connection finish the message it is on and every destination
-//! settle its attempt, then flushes and closes the store.
+//! listener on 0.0.0.0:2575 accepting any HL7 v2 and storing everything, the API on
+//! 0.0.0.0:8080. Shutdown stops accepting, lets every connection finish the message it is on
+//! and every destination settle its attempt, then flushes and closes the store.
+//!
+//! Reload (`POST /api/config/reload`, or SIGHUP): the file is read and checked again; a valid
+//! one replaces the running one the same way (everything in flight finishes; the store stays
+//! open, so queues resume where they were). An invalid one is refused and logged, and the
+//! running configuration stays; one that fails to start (a port taken) falls back to it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, args.config))
 }
 
 /// Structured logs to stderr; `RUST_LOG` overrides the default `info` level. Logs carry
@@ -66,7 +71,7 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+async fn serve(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     // One process-wide TLS provider, so every client and server agrees on it.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let store = open_store(&config).await?;
@@ -83,18 +88,89 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             return Err(anyhow::anyhow!("cannot set up the administrator: {e}"));
         }
     }
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<Config>(1);
+    let reload = Arc::new(causeway_server::Reload {
+        path: config_path.clone(),
+        data_dir: config.server.data_dir.clone(),
+        tx: reload_tx,
+    });
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut config = config;
+    // The last configuration that started, to fall back to when a reload's does not.
+    let mut running: Option<Config> = None;
+    loop {
+        let engine = match start(&config, &store, &reload).await {
+            Ok(e) => e,
+            Err(e) => match running.take() {
+                Some(previous) => {
+                    tracing::error!(error = %e, "the reloaded configuration did not start; back to the previous one");
+                    config = previous;
+                    continue;
+                }
+                None => {
+                    let _ = store.close().await;
+                    return Err(e);
+                }
+            },
+        };
+        running = Some(config.clone());
+        // Wait for a stop, or a new configuration (the API's, or the file again on SIGHUP).
+        let next = loop {
+            tokio::select! {
+                _ = wait_for_signal() => break None,
+                Some(new) = reload_rx.recv() => break Some(new),
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(h) => h.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    match config_path.as_ref().map(Config::load) {
+                        None => tracing::warn!("SIGHUP: running the built-in configuration, nothing to reload"),
+                        Some(Err(errors)) => {
+                            for e in &errors {
+                                tracing::error!(problem = %e, "SIGHUP: the configuration does not validate; keeping the running one");
+                            }
+                        }
+                        Some(Ok(new)) if new.server.data_dir != config.server.data_dir => {
+                            tracing::error!("SIGHUP: server.data_dir cannot change while serving; keeping the running configuration");
+                        }
+                        Some(Ok(new)) => break Some(new),
+                    }
+                }
+            }
+        };
+        match next {
+            None => {
+                tracing::info!("shutting down");
+                engine.shutdown().await;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(new) => {
+                tracing::info!(channels = new.channels.len(), "reloading the configuration");
+                engine.stop().await;
+                config = new;
+            }
+        }
+    }
+}
+
+/// Starts the engine and the HTTP API for `config` on `store`, and logs the ready lines.
+async fn start(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    reload: &Arc<causeway_server::Reload>,
+) -> anyhow::Result<Engine> {
     let mut auth_config: causeway_server::auth::AuthConfig = (&config.server.auth).into();
     let https = config.server.http_tls.is_some();
     // Over HTTPS the session cookie is never sent in clear.
     auth_config.secure_cookies |= https;
-    let auth = match causeway_server::auth::Auth::new(store.clone(), auth_config) {
-        Ok(a) => Arc::new(a),
-        Err(e) => {
-            let _ = store.close().await;
-            return Err(anyhow::anyhow!("{e}"));
-        }
-    };
+    let auth = Arc::new(
+        causeway_server::auth::Auth::new(store.clone(), auth_config)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let api_store = store.clone();
+    let reload = reload.clone();
     let api = move |channels: &BTreeMap<String, Arc<Channel>>, addr: SocketAddr| {
         let state = causeway_server::AppState {
             audit: Arc::new(causeway_server::audit::Audit::new(api_store.clone())),
@@ -102,16 +178,11 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             auth,
             fhir_base: fhir_base(addr, https).into(),
             channels: Arc::new(channels.clone()),
+            reload: Some(reload),
         };
         Some(causeway_server::router(state))
     };
-    let engine = match Engine::start_with_api(&config, store.clone(), api).await {
-        Ok(e) => e,
-        Err(e) => {
-            let _ = store.close().await;
-            return Err(e.into());
-        }
-    };
+    let engine = Engine::start_with_api(config, store.clone(), api).await?;
     for channel in engine.channels() {
         if let Some(addr) = engine.mllp_addr(&channel.name) {
             tracing::info!(channel = %channel.name, %addr, "MLLP listening");
@@ -121,10 +192,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tracing::info!(%addr, "HTTP listening");
     }
     tracing::info!(data_dir = %config.server.data_dir.display(), "causeway serving");
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    engine.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(engine)
 }
 
 /// The FHIR base URL links are built on: the bound address, with `localhost` for an

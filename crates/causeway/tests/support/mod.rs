@@ -238,6 +238,56 @@ impl Server {
         }
     }
 
+    /// Waits until the server has logged its `nth` ready line (1: the start, 2: after the
+    /// first reload...) and takes the addresses logged before it, as [`Server::start`] does.
+    /// Panics after [`START_LIMIT`] or when the server exits first.
+    pub fn wait_ready(&mut self, nth: usize) {
+        let deadline = Instant::now() + START_LIMIT;
+        let (lock, cv) = &*self.stderr.clone();
+        let mut log = lock.lock().unwrap();
+        loop {
+            let mut seen = 0;
+            let mut addrs = HashMap::new();
+            let mut http = None;
+            for line in &log.lines {
+                let Some(fields) = json_fields(line) else {
+                    continue;
+                };
+                match fields.get("message").and_then(|m| m.as_str()) {
+                    Some("MLLP listening") => {
+                        let channel = fields["channel"].as_str().unwrap().to_string();
+                        addrs.insert(channel, fields["addr"].as_str().unwrap().parse().unwrap());
+                    }
+                    Some("HTTP listening") => {
+                        http = fields["addr"].as_str().and_then(|a| a.parse().ok());
+                    }
+                    Some("causeway serving") => {
+                        seen += 1;
+                        if seen == nth {
+                            self.addrs = addrs;
+                            self.http = http;
+                            return;
+                        }
+                        addrs = HashMap::new();
+                    }
+                    _ => {}
+                }
+            }
+            assert!(
+                !log.ended,
+                "causeway serve exited:\n{}",
+                log.lines.join("\n")
+            );
+            let now = Instant::now();
+            assert!(
+                now < deadline,
+                "no ready line #{nth}:\n{}",
+                log.lines.join("\n")
+            );
+            log = cv.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
     /// The bound address of a channel's MLLP listener.
     pub fn addr(&self, channel: &str) -> SocketAddr {
         *self

@@ -333,12 +333,21 @@ impl Engine {
     }
 
     /// Stops accepting, finishes in-flight work, then closes the store.
-    pub async fn shutdown(mut self) {
-        let _ = self.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
-        if let Err(e) = self.store.close().await {
+    pub async fn shutdown(self) {
+        let store = self.store.clone();
+        self.stop().await;
+        if let Err(e) = store.close().await {
             tracing::error!(error = %e, "closing the store failed");
         }
+    }
+}
+
+impl Engine {
+    /// Stops accepting and finishes in-flight work like [`Engine::shutdown`], but leaves the
+    /// store open, for an engine started again with a new configuration (a reload).
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
         tracing::info!("engine stopped");
     }
 }

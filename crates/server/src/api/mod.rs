@@ -26,6 +26,7 @@
 //!   `#[utoipa::path]` attributes. A test checks the two name the same routes.
 
 mod channels;
+mod config;
 mod events;
 mod messages;
 mod queues;
@@ -91,6 +92,7 @@ fn table() -> Vec<Route> {
         route(Get, "/channels/{name}", channels::detail),
         route(Post, "/channels/{name}/stop", channels::stop),
         route(Post, "/channels/{name}/start", channels::start),
+        route(Post, "/config/reload", config::reload),
         route(Get, "/messages", messages::search),
         route(Get, "/messages/{id}", messages::detail),
         route(Post, "/messages/{id}/reprocess", messages::reprocess),
@@ -138,6 +140,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         channels::detail,
         channels::stop,
         channels::start,
+        config::reload,
         messages::search,
         messages::detail,
         messages::reprocess,
