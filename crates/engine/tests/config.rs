@@ -843,6 +843,7 @@ fn every_key() -> RawConfig {
                 session_lifetime: t("8h"),
                 secure_cookies: Some(s(true)),
                 token_url: t("https://h/auth/token"),
+                requests_per_minute: n(6000),
                 client: vec![s(RawAuthClient {
                     id: t("c"),
                     jwks: t("c.jwks"),

@@ -65,12 +65,19 @@ impl std::fmt::Debug for AppState {
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
+    // `[server.auth] requests_per_minute` applies to the data routes; sign-in has its own.
+    let limited = Router::new()
+        .nest("/fhir", fhir::routes().merge(audit::fhir_routes()))
+        .nest(api::PREFIX, api::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::limit_requests,
+        ));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .nest("/fhir", fhir::routes().merge(audit::fhir_routes()))
         .nest("/auth", auth::routes())
-        .nest(api::PREFIX, api::routes())
+        .merge(limited)
         .with_state(state)
 }
 

@@ -192,8 +192,13 @@ pub struct AuthSettings {
     /// The token endpoint's URL exactly as clients call it: their assertions' `aud` must equal
     /// it. Present whenever a client is registered.
     pub token_url: Option<String>,
+    /// Requests per client address and minute on `/fhir` and `/api`; 0: no limit.
+    pub requests_per_minute: u32,
     pub clients: Vec<AuthClient>,
 }
+
+/// Most requests per address and minute that may be configured (`server.auth`).
+pub const MAX_REQUESTS_PER_MINUTE: i64 = 100_000_000;
 
 impl Default for AuthSettings {
     fn default() -> Self {
@@ -202,6 +207,7 @@ impl Default for AuthSettings {
             session_lifetime: DEFAULT_SESSION_LIFETIME,
             secure_cookies: false,
             token_url: None,
+            requests_per_minute: 0,
             clients: Vec::new(),
         }
     }

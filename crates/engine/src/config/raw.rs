@@ -64,6 +64,8 @@ pub struct RawAuth {
     pub secure_cookies: Option<Spanned<bool>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Int,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub client: Vec<Spanned<RawAuthClient>>,
 }

@@ -476,11 +476,18 @@ impl<'a> Validator<'a> {
                 "required when clients are registered: their assertions' `aud` must equal it",
             );
         }
+        let requests_per_minute = self.int(
+            "server.auth.requests_per_minute",
+            &a.requests_per_minute,
+            0..=MAX_REQUESTS_PER_MINUTE,
+            0,
+        ) as u32;
         AuthSettings {
             token_lifetime,
             session_lifetime,
             secure_cookies: a.secure_cookies.as_ref().is_some_and(|b| *b.get_ref()),
             token_url,
+            requests_per_minute,
             clients,
         }
     }

@@ -209,6 +209,8 @@ pub struct AuthConfig {
     pub clients: Vec<ClientRegistration>,
     /// Attempts per peer and minute on `/auth/login`, and separately on `/auth/token`.
     pub attempts_per_minute: u32,
+    /// Requests per client address and minute on `/fhir` and `/api`; 0: no limit.
+    pub requests_per_minute: u32,
 }
 
 impl Default for AuthConfig {
@@ -220,6 +222,7 @@ impl Default for AuthConfig {
             token_url: None,
             clients: Vec::new(),
             attempts_per_minute: DEFAULT_ATTEMPTS_PER_MINUTE,
+            requests_per_minute: 0,
         }
     }
 }
@@ -245,6 +248,7 @@ impl From<&causeway_engine::config::AuthSettings> for AuthConfig {
                 })
                 .collect(),
             attempts_per_minute: DEFAULT_ATTEMPTS_PER_MINUTE,
+            requests_per_minute: s.requests_per_minute,
         }
     }
 }
@@ -276,6 +280,8 @@ pub struct Auth {
     clients: HashMap<String, client::Client>,
     login_limit: limit::RateLimiter,
     token_limit: limit::RateLimiter,
+    /// `/fhir` and `/api` requests per address, when configured.
+    request_limit: Option<limit::RateLimiter>,
     /// A hash of no password, verified against when the user does not exist, so that an
     /// unknown name costs the same time as a wrong password.
     dummy_hash: String,
@@ -293,6 +299,41 @@ impl fmt::Debug for Auth {
             .field("clients", &clients)
             .finish_non_exhaustive()
     }
+}
+
+/// Middleware of `/fhir` and `/api`: counts each request against its address's
+/// `requests_per_minute`; over it, 429 with `Retry-After` (an OperationOutcome on `/fhir`).
+pub async fn limit_requests(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Some(limit) = &state.auth.request_limit {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        if let Err(wait) = limit.check(peer) {
+            let surface = if req.uri().path().starts_with("/fhir") {
+                Surface::Fhir
+            } else {
+                Surface::Api
+            };
+            let mut r = ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                crate::error::IssueCode::Throttled,
+                "too many requests from this address; try again later",
+            )
+            .on(surface)
+            .into_response();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return r;
+        }
+    }
+    next.run(req).await
 }
 
 impl Auth {
@@ -320,6 +361,8 @@ impl Auth {
             clients,
             login_limit: limit::RateLimiter::new(config.attempts_per_minute),
             token_limit: limit::RateLimiter::new(config.attempts_per_minute),
+            request_limit: (config.requests_per_minute > 0)
+                .then(|| limit::RateLimiter::new(config.requests_per_minute)),
             dummy_hash,
         })
     }
