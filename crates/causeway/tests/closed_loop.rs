@@ -353,6 +353,35 @@ source = {{ type = "fhir-api" }}
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The same EHR now refuses orders (`causeway listen --ack AR` on its port): the next
+    // order's AR becomes 422 carrying the EHR's ERR text, and the order is not stored.
+    let port = accepting.addr.port();
+    let _ = accepting.stop();
+    let accepting = Listener::start_with(
+        port,
+        &dir.path().join("ehr-refuses-orders.hl7"),
+        &["--ack", "AR"],
+    );
+    let mut refused_order = order.clone();
+    refused_order["identifier"][0]["value"] = json!("ORD-LOOP-3");
+    let r = api.post("/ServiceRequest", &refused_order, true).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let outcome: Value = r.json().await.expect("json");
+    let text = outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.starts_with("AR") && text.contains("rejected on request"),
+        "{outcome}"
+    );
+    let sent = std::fs::read_to_string(&accepting.out).expect("EHR out file");
+    assert!(
+        sent.contains("ORD-LOOP-3"),
+        "the refused order reached the EHR: {sent}"
+    );
+    let (_, orders) = api.get("/ServiceRequest?identifier=ORD-LOOP-3").await;
+    assert_eq!(orders["total"], 0, "a refused order is not stored");
+
     // Refused by the EHR: AR becomes 422 with its error text, and nothing is stored.
     let result = json!({
         "resourceType": "Observation",
