@@ -454,6 +454,47 @@ source = {{ type = "fhir-api" }}
     let (status, log) = server.stop();
     assert!(status.success(), "{log}");
     assert!(!log.contains("LOOPER"), "no patient data in the logs");
+
+    // `causeway audit verify` over the log these reads wrote: intact; then one record edited
+    // behind the store's back (its no-update trigger dropped first) is named.
+    let verify = || {
+        std::process::Command::new(support::BIN)
+            .args(["audit", "verify", "--config"])
+            .arg(&config)
+            .output()
+            .expect("run causeway audit verify")
+    };
+    let intact = verify();
+    assert!(
+        intact.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&intact.stdout),
+        String::from_utf8_lossy(&intact.stderr)
+    );
+    let db = rusqlite::Connection::open(dir.path().join("data").join("causeway.db")).expect("db");
+    db.execute_batch("DROP TRIGGER audit_log_no_update")
+        .expect("drop trigger");
+    let tampered: i64 = db
+        .query_row(
+            "SELECT id FROM audit_log ORDER BY id LIMIT 1 OFFSET 3",
+            [],
+            |r| r.get(0),
+        )
+        .expect("a fourth record");
+    db.execute(
+        "UPDATE audit_log SET outcome = 999 WHERE id = ?1",
+        [tampered],
+    )
+    .expect("tamper");
+    drop(db);
+    let broken = verify();
+    assert_eq!(broken.status.code(), Some(1));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&broken.stdout),
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    assert!(said.contains(&format!("record {tampered}")), "{said}");
     drop(accepting);
     drop(refusing);
 }
