@@ -423,6 +423,17 @@ source = {{ type = "fhir-api" }}
     assert_eq!(oo["resourceType"], "OperationOutcome");
     let (status, _) = api.get("/Patient/does-not-exist").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    // The framework's own refusals come as OperationOutcomes too.
+    let (status, oo) = api.get("/_write/not-a-number").await;
+    assert_eq!(
+        (status, oo["resourceType"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("OperationOutcome"))
+    );
+    let (status, oo) = api.get("/Patient/1/_history/1/extra/segments").await;
+    assert_eq!(
+        (status, oo["resourceType"].as_str()),
+        (StatusCode::NOT_FOUND, Some("OperationOutcome"))
+    );
 
     // Every PHI read above is in the audit log, newest first, as AuditEvents (admins only).
     let (status, audit) = api.get("/AuditEvent?_count=200").await;

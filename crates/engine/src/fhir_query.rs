@@ -167,7 +167,7 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
 }
 
 /// A subscription's `criteria` (`Observation?code=http://loinc.org|2345-7`): its type and
-/// search. The query part is percent-decoded.
+/// search. The query part is decoded as a URL query (`%7C`, `+`).
 ///
 /// # Errors
 /// A criteria without a known type, or whose search [`parse`] refuses.
@@ -178,42 +178,11 @@ pub fn parse_criteria(criteria: &str) -> QueryResult<(String, Search)> {
             "criteria: {resource_type:?} is not a supported resource type"
         )));
     }
-    let mut pairs = Vec::new();
-    for part in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = part.split_once('=').unwrap_or((part, ""));
-        pairs.push((percent_decode(k)?, percent_decode(v)?));
-    }
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let search = parse(resource_type, &pairs)?;
     Ok((resource_type.to_owned(), search))
-}
-
-fn percent_decode(s: &str) -> QueryResult<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = s
-                    .get(i + 1..i + 3)
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| {
-                        QueryError(format!("criteria: bad percent-encoding in {s:?}"))
-                    })?;
-                out.push(hex);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| QueryError(format!("criteria: {s:?} is not UTF-8")))
 }
 
 fn bad(key: &str, why: &str) -> QueryError {

@@ -20,12 +20,13 @@ use std::time::Duration;
 
 use causeway_store::{
     IndexTest, NewNotification, Notification, NotificationOutcome, ResourceQuery, Store,
-    StoredResource, UnixMillis, ValueTest,
+    UnixMillis, ValueTest,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::config::RetryPolicy;
+use crate::destinations::fhir_store;
 use crate::fhir_query;
 
 /// The scanner's cursor name in the store.
@@ -163,24 +164,6 @@ async fn active(store: &dyn Store) -> causeway_store::Result<Vec<Subscription>> 
         .collect())
 }
 
-/// The JSON of a stored version with its id and meta, as the API serves it.
-pub fn render(r: &StoredResource) -> Option<Value> {
-    let mut v: Value = serde_json::from_slice(&r.json).ok()?;
-    let o = v.as_object_mut()?;
-    o.insert("id".into(), Value::String(r.id.clone()));
-    let last_updated = jiff::Timestamp::from_millisecond(r.last_updated.0)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_default();
-    let meta = o
-        .entry("meta")
-        .or_insert_with(|| Value::Object(Default::default()));
-    if let Some(m) = meta.as_object_mut() {
-        m.insert("versionId".into(), Value::String(r.version.to_string()));
-        m.insert("lastUpdated".into(), Value::String(last_updated));
-    }
-    Some(v)
-}
-
 /// The matcher and sender, one per process.
 pub struct SubscriptionWorker {
     pub store: Arc<dyn Store>,
@@ -316,7 +299,7 @@ impl SubscriptionWorker {
                 }
                 Err(e) => return self.retry(n, format!("store: {e}")),
             };
-            let Some(body) = render(&resource) else {
+            let Some(body) = fhir_store::rendered(&resource) else {
                 return NotificationOutcome::Failed {
                     error: "the stored resource is not JSON".into(),
                 };

@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::auth::{PeerAddr, Principal, Role};
 use crate::error::{ApiError, ApiResult};
+use crate::fhir::instant;
 
 /// Records returned by an `AuditEvent` search without `_count`.
 pub const DEFAULT_AUDIT_PAGE: u32 = 100;
@@ -209,13 +210,6 @@ impl Audit {
 /// `GET /AuditEvent`, to merge under `/fhir`.
 pub fn fhir_routes() -> Router<AppState> {
     Router::new().route("/AuditEvent", get(search))
-}
-
-/// RFC 3339 with milliseconds, UTC (a FHIR instant).
-fn instant(at: UnixMillis) -> String {
-    jiff::Timestamp::from_millisecond(at.0)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
 }
 
 /// One record as a FHIR R4 AuditEvent.

@@ -10,7 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use causeway_store::{Delivery, ErrorKind, IndexEntry, IndexValue, MessageId, ResourcePut, Store};
+use causeway_store::{
+    Delivery, ErrorKind, IndexEntry, IndexValue, MessageId, ResourcePut, Store, StoredResource,
+    UnixMillis,
+};
 use fhir::search::{self, SearchValue};
 use serde_json::Value;
 
@@ -151,6 +154,30 @@ pub fn resource_put(
         source,
         delete: false,
     })
+}
+
+/// A FHIR instant (RFC 3339, milliseconds, UTC) for a store time.
+pub fn instant(at: UnixMillis) -> String {
+    jiff::Timestamp::from_millisecond(at.0)
+        .map(|t| format!("{t:.3}"))
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
+}
+
+/// A stored version as it is served: [`resource_put`] removed the server-owned `id` and
+/// `meta.versionId` / `meta.lastUpdated`; this puts them back. `None` when the stored JSON is
+/// not an object.
+pub fn rendered(r: &StoredResource) -> Option<Value> {
+    let mut v: Value = serde_json::from_slice(&r.json).ok()?;
+    let o = v.as_object_mut()?;
+    o.insert("id".into(), Value::String(r.id.clone()));
+    let meta = o
+        .entry("meta")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if let Some(m) = meta.as_object_mut() {
+        m.insert("versionId".into(), Value::String(r.version.to_string()));
+        m.insert("lastUpdated".into(), Value::String(instant(r.last_updated)));
+    }
+    Some(v)
 }
 
 /// The store's search values of a resource.

@@ -11,11 +11,9 @@ pub mod subscription;
 pub mod write;
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -24,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::audit::{AuditAction, AuditRecord};
-use crate::auth::{Access, Principal};
+use crate::auth::{Access, PeerAddr, Principal};
 use crate::error::{ApiError, ApiResult};
 
 /// The FHIR JSON media type.
@@ -66,25 +64,61 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/{type}/{id}/{operation}", get(instance_operation))
         .route("/{type}/{id}/_history/{version}", get(vread))
+        .fallback(unknown_route)
+        .layer(axum::middleware::map_response(as_operation_outcome))
 }
 
-/// The client's address, when the server was started with connect info.
-pub(crate) fn peer(parts: &Parts) -> Option<String> {
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string())
+/// No route matched under `/fhir`.
+async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        crate::error::IssueCode::NotSupported,
+        format!(
+            "{} is not a FHIR interaction this server offers",
+            uri.path()
+        ),
+    )
 }
 
-/// The peer address extractor (never fails).
-pub struct Peer(pub Option<String>);
+/// Longest error text taken from a non-FHIR error body (axum's extractor refusals are a line).
+const MAX_PLAIN_ERROR: usize = 1024;
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(peer(parts)))
+/// Every `/fhir` error answers with an OperationOutcome: axum's own refusals (a path segment
+/// that is not a number, a body over the limit, a wrong method) come as plain text, and are
+/// rewrapped here with their text, so no route needs its own handling of them.
+async fn as_operation_outcome(response: Response) -> Response {
+    let status = response.status();
+    let is_fhir = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(FHIR_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_fhir {
+        return response;
     }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let text = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND => {
+            crate::error::IssueCode::NotSupported
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => crate::error::IssueCode::TooCostly,
+        _ => crate::error::IssueCode::Invalid,
+    };
+    let mut rewrapped = ApiError::new(status, code, text).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewrapped.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    rewrapped
 }
 
 pub(crate) fn check_type(resource_type: &str) -> ApiResult<()> {
@@ -99,26 +133,12 @@ pub(crate) fn check_type(resource_type: &str) -> ApiResult<()> {
     }
 }
 
-/// RFC 3339 with milliseconds, UTC (a FHIR instant).
-pub(crate) fn instant(at: UnixMillis) -> String {
-    jiff::Timestamp::from_millisecond(at.0)
-        .map(|t| format!("{t:.3}"))
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000Z".into())
-}
+pub(crate) use causeway_engine::destinations::fhir_store::instant;
 
 /// The stored JSON with the server-owned `id` and `meta` put back.
 pub(crate) fn render(r: &StoredResource) -> ApiResult<Value> {
-    let mut v: Value = serde_json::from_slice(&r.json).map_err(ApiError::internal)?;
-    let o = v
-        .as_object_mut()
-        .ok_or_else(|| ApiError::internal("stored resource is not an object"))?;
-    o.insert("id".into(), Value::String(r.id.clone()));
-    let meta = o.entry("meta").or_insert_with(|| json!({}));
-    if let Some(m) = meta.as_object_mut() {
-        m.insert("versionId".into(), Value::String(r.version.to_string()));
-        m.insert("lastUpdated".into(), Value::String(instant(r.last_updated)));
-    }
-    Ok(v)
+    causeway_engine::destinations::fhir_store::rendered(r)
+        .ok_or_else(|| ApiError::internal("a stored resource is not a JSON object"))
 }
 
 /// A FHIR JSON response.
@@ -176,8 +196,16 @@ pub(crate) async fn audit(
         .await
 }
 
+/// The HTTP status a handler's result answers with.
+pub(crate) fn status_of(result: &ApiResult<Response>) -> StatusCode {
+    match result {
+        Ok(r) => r.status(),
+        Err(e) => e.status,
+    }
+}
+
 /// Runs `work`, then records its outcome (success or error status) before answering.
-async fn audited<F>(
+pub(crate) async fn audited<F>(
     state: &AppState,
     who: &Principal,
     action: AuditAction,
@@ -190,39 +218,43 @@ where
     F: std::future::Future<Output = ApiResult<Response>>,
 {
     let result = work.await;
-    let status = match &result {
-        Ok(r) => r.status(),
-        Err(e) => e.status,
-    };
-    audit(state, who, action, entity, query, status, peer).await?;
+    audit(state, who, action, entity, query, status_of(&result), peer).await?;
     result
 }
 
 async fn read(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     Path((resource_type, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     who.require_fhir(&resource_type, Access::Read)?;
     let entity = format!("{resource_type}/{id}");
-    audited(&state, &who, AuditAction::Read, entity, None, peer, async {
-        match state.store.resource(&resource_type, &id, None).await? {
-            Some(r) if r.deleted => Err(gone(&r)),
-            Some(r) => resource_response(&r),
-            None => Err(ApiError::not_found(format!(
-                "{resource_type}/{id} is not known"
-            ))),
-        }
-    })
+    audited(
+        &state,
+        &who,
+        AuditAction::Read,
+        entity,
+        None,
+        peer.text(),
+        async {
+            match state.store.resource(&resource_type, &id, None).await? {
+                Some(r) if r.deleted => Err(gone(&r)),
+                Some(r) => resource_response(&r),
+                None => Err(ApiError::not_found(format!(
+                    "{resource_type}/{id} is not known"
+                ))),
+            }
+        },
+    )
     .await
 }
 
 async fn vread(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     Path((resource_type, id, version)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
@@ -231,22 +263,30 @@ async fn vread(
         .parse()
         .map_err(|_| ApiError::bad_request(format!("version {version:?} is not a number")))?;
     let entity = format!("{resource_type}/{id}/_history/{v}");
-    audited(&state, &who, AuditAction::Read, entity, None, peer, async {
-        match state.store.resource(&resource_type, &id, Some(v)).await? {
-            Some(r) if r.deleted => Err(gone(&r)),
-            Some(r) => resource_response(&r),
-            None => Err(ApiError::not_found(format!(
-                "{resource_type}/{id} has no version {v}"
-            ))),
-        }
-    })
+    audited(
+        &state,
+        &who,
+        AuditAction::Read,
+        entity,
+        None,
+        peer.text(),
+        async {
+            match state.store.resource(&resource_type, &id, Some(v)).await? {
+                Some(r) if r.deleted => Err(gone(&r)),
+                Some(r) => resource_response(&r),
+                None => Err(ApiError::not_found(format!(
+                    "{resource_type}/{id} has no version {v}"
+                ))),
+            }
+        },
+    )
     .await
 }
 
 async fn instance_operation(
     state: State<AppState>,
     who: Principal,
-    peer: Peer,
+    peer: PeerAddr,
     Path((resource_type, id, operation)): Path<(String, String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
@@ -264,7 +304,7 @@ async fn instance_operation(
 async fn history_all(
     state: State<AppState>,
     who: Principal,
-    peer: Peer,
+    peer: PeerAddr,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     history(state, who, peer, None, None, pairs).await
@@ -273,7 +313,7 @@ async fn history_all(
 async fn history_type(
     state: State<AppState>,
     who: Principal,
-    peer: Peer,
+    peer: PeerAddr,
     Path(resource_type): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
@@ -283,7 +323,7 @@ async fn history_type(
 async fn history(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     resource_type: Option<String>,
     id: Option<String>,
     pairs: Vec<(String, String)>,
@@ -330,7 +370,7 @@ async fn history(
         (Some(t), None) => format!("{t}/_history"),
         _ => "_history".into(),
     };
-    audited(&state, &who, AuditAction::Search, entity.clone(), None, peer, async {
+    audited(&state, &who, AuditAction::Search, entity.clone(), None, peer.text(), async {
         let versions = state.store.resource_history(q.clone()).await?;
         if let (Some(t), Some(i), true) = (&resource_type, &id, versions.is_empty())
             && q.offset == 0
@@ -401,7 +441,7 @@ fn query_text(pairs: &[(String, String)]) -> Option<String> {
 async fn search(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     Path(resource_type): Path<String>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
@@ -418,7 +458,7 @@ async fn search(
         AuditAction::Search,
         resource_type.clone(),
         q,
-        peer,
+        peer.text(),
         async {
             let page = state.store.search_resources(parsed.query.clone()).await?;
             let mut entries = Vec::with_capacity(page.resources.len());
@@ -482,7 +522,11 @@ fn searchset(
         let mut params: Vec<String> = parsed
             .echo
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| {
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair(k, v)
+                    .finish()
+            })
             .collect();
         params.push(format!("_count={}", q.count));
         params.push(format!("_offset={offset}"));
@@ -511,25 +555,11 @@ fn searchset(
     bundle
 }
 
-/// Percent-encodes a query component.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':' | b'|' | b',')
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// `Patient/{id}/$everything`: the patient and every resource of its compartment.
 async fn everything(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     id: String,
     pairs: Vec<(String, String)>,
 ) -> ApiResult<Response> {
@@ -540,7 +570,7 @@ async fn everything(
         )));
     }
     let entity = format!("Patient/{id}/$everything");
-    audited(&state, &who, AuditAction::Read, entity, None, peer, async {
+    audited(&state, &who, AuditAction::Read, entity, None, peer.text(), async {
         let patient = match state.store.resource("Patient", &id, None).await? {
             Some(p) if p.deleted => return Err(gone(&p)),
             Some(p) => p,

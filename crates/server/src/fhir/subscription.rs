@@ -14,10 +14,10 @@ use causeway_engine::subscriptions::read_subscription;
 use causeway_store::{IndexEntry, IndexTest, IndexValue, ResourcePut, ResourceQuery, ValueTest};
 use serde_json::{Value, json};
 
-use super::{Peer, fhir_response, render};
+use super::{audited, fhir_response, render};
 use crate::AppState;
 use crate::audit::AuditAction;
-use crate::auth::{Access, Principal};
+use crate::auth::{Access, PeerAddr, Principal};
 use crate::error::{ApiError, ApiResult};
 
 const TYPE: &str = "Subscription";
@@ -106,75 +106,77 @@ async fn write(state: &AppState, id: &str, body: &Bytes, created: bool) -> ApiRe
     Ok(r)
 }
 
-pub async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     body: Bytes,
 ) -> ApiResult<Response> {
     who.require_fhir(TYPE, Access::Write)?;
     let id = uuid::Uuid::now_v7().simple().to_string();
-    let result = write(&state, &id, &body, true).await;
-    audit(
+    let entity = format!("{TYPE}/{id}");
+    audited(
         &state,
         &who,
         AuditAction::Create,
-        &id,
-        status_of(&result),
-        peer,
+        entity,
+        None,
+        peer.text(),
+        async { write(&state, &id, &body, true).await },
     )
-    .await?;
-    result
+    .await
 }
 
-pub async fn update(
+pub(crate) async fn update(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     Path(id): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
     who.require_fhir(TYPE, Access::Write)?;
-    let result = write(&state, &id, &body, false).await;
-    audit(
+    let entity = format!("{TYPE}/{id}");
+    audited(
         &state,
         &who,
         AuditAction::Update,
-        &id,
-        status_of(&result),
-        peer,
+        entity,
+        None,
+        peer.text(),
+        async { write(&state, &id, &body, false).await },
     )
-    .await?;
-    result
+    .await
 }
 
-pub async fn read(
+pub(crate) async fn read(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     who.require_fhir(TYPE, Access::Read)?;
-    let result = match state.store.resource(TYPE, &id, None).await? {
-        Some(r) if !r.deleted => Ok(fhir_response(StatusCode::OK, &render(&r)?)),
-        _ => Err(ApiError::not_found(format!("{TYPE}/{id} is not known"))),
-    };
-    audit(
+    let entity = format!("{TYPE}/{id}");
+    audited(
         &state,
         &who,
         AuditAction::Read,
-        &id,
-        status_of(&result),
-        peer,
+        entity,
+        None,
+        peer.text(),
+        async {
+            match state.store.resource(TYPE, &id, None).await? {
+                Some(r) if !r.deleted => Ok(fhir_response(StatusCode::OK, &render(&r)?)),
+                _ => Err(ApiError::not_found(format!("{TYPE}/{id} is not known"))),
+            }
+        },
     )
-    .await?;
-    result
+    .await
 }
 
-pub async fn delete(
+pub(crate) async fn delete(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     who.require_fhir(TYPE, Access::Write)?;
@@ -187,104 +189,79 @@ pub async fn delete(
         source: None,
         delete: true,
     };
-    let result = state
-        .store
-        .put_resources(vec![put])
-        .await
-        .map(|_| {
-            fhir_response(
+    let entity = format!("{TYPE}/{id}");
+    audited(
+        &state,
+        &who,
+        AuditAction::Delete,
+        entity,
+        None,
+        peer.text(),
+        async {
+            state.store.put_resources(vec![put]).await?;
+            Ok(fhir_response(
                 StatusCode::OK,
                 &crate::error::operation_outcome(
                     "information",
                     crate::error::IssueCode::Informational,
                     &format!("{TYPE}/{id} deleted"),
                 ),
-            )
-        })
-        .map_err(ApiError::from);
-    audit(
-        &state,
-        &who,
-        AuditAction::Delete,
-        &id,
-        status_of(&result),
-        peer,
+            ))
+        },
     )
-    .await?;
-    result
+    .await
 }
 
 /// `GET /fhir/Subscription[?status=active]`.
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     axum::extract::Query(pairs): axum::extract::Query<Vec<(String, String)>>,
 ) -> ApiResult<Response> {
     who.require_fhir(TYPE, Access::Read)?;
-    let mut q = ResourceQuery {
-        resource_type: TYPE.into(),
-        count: causeway_store::resources::MAX_RESOURCE_PAGE,
-        ..ResourceQuery::default()
-    };
-    for (k, v) in &pairs {
-        match k.as_str() {
-            "status" | "type" => q.clauses.push(vec![IndexTest {
-                param: format!("{TYPE}.{k}"),
-                test: ValueTest::Code(v.clone()),
-            }]),
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "search parameter {other}: unknown search parameter for Subscription"
-                )));
-            }
-        }
-    }
-    let page = state.store.search_resources(q).await?;
-    let mut entries = Vec::new();
-    for r in &page.resources {
-        entries.push(json!({
-            "fullUrl": format!("{}/{TYPE}/{}", state.fhir_base, r.id),
-            "resource": render(r)?,
-            "search": {"mode": "match"},
-        }));
-    }
-    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": page.total});
-    if !entries.is_empty() {
-        bundle["entry"] = Value::Array(entries);
-    }
-    let result = Ok(fhir_response(StatusCode::OK, &bundle));
-    audit(
+    audited(
         &state,
         &who,
         AuditAction::Search,
-        "",
-        status_of(&result),
-        peer,
+        TYPE.to_owned(),
+        None,
+        peer.text(),
+        async {
+            let mut q = ResourceQuery {
+                resource_type: TYPE.into(),
+                count: causeway_store::resources::MAX_RESOURCE_PAGE,
+                ..ResourceQuery::default()
+            };
+            for (k, v) in &pairs {
+                match k.as_str() {
+                    "status" | "type" => q.clauses.push(vec![IndexTest {
+                        param: format!("{TYPE}.{k}"),
+                        test: ValueTest::Code(v.clone()),
+                    }]),
+                    other => {
+                        return Err(ApiError::bad_request(format!(
+                            "search parameter {other}: unknown search parameter for Subscription"
+                        )));
+                    }
+                }
+            }
+            let page = state.store.search_resources(q).await?;
+            let mut entries = Vec::new();
+            for r in &page.resources {
+                entries.push(json!({
+                    "fullUrl": format!("{}/{TYPE}/{}", state.fhir_base, r.id),
+                    "resource": render(r)?,
+                    "search": {"mode": "match"},
+                }));
+            }
+            let mut bundle =
+                json!({"resourceType": "Bundle", "type": "searchset", "total": page.total});
+            if !entries.is_empty() {
+                bundle["entry"] = Value::Array(entries);
+            }
+            Ok(fhir_response(StatusCode::OK, &bundle))
+        },
     )
-    .await?;
-    result
-}
-
-fn status_of(result: &ApiResult<Response>) -> StatusCode {
-    match result {
-        Ok(r) => r.status(),
-        Err(e) => e.status,
-    }
-}
-
-async fn audit(
-    state: &AppState,
-    who: &Principal,
-    action: AuditAction,
-    id: &str,
-    status: StatusCode,
-    peer: Option<String>,
-) -> ApiResult<()> {
-    let entity = if id.is_empty() {
-        TYPE.to_owned()
-    } else {
-        format!("{TYPE}/{id}")
-    };
-    super::audit(state, who, action, entity, None, status, peer).await
+    .await
 }

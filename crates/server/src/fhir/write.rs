@@ -32,10 +32,10 @@ use hl7v2::AckCode;
 use serde_json::Value;
 use v2fhir::fhir_to_v2::{self, Hd, OrderStructure, Resolve, WriteOptions};
 
-use super::{Peer, fhir_response, instant, render};
+use super::{fhir_response, instant, render, status_of};
 use crate::AppState;
 use crate::audit::AuditAction;
-use crate::auth::{Access, Principal};
+use crate::auth::{Access, PeerAddr, Principal};
 use crate::error::{ApiError, ApiResult, IssueCode, operation_outcome};
 
 /// Largest resource body accepted.
@@ -135,10 +135,10 @@ async fn load_references(state: &AppState, who: &Principal, v: &Value) -> ApiRes
     })
 }
 
-pub async fn create(
+pub(crate) async fn create(
     state: State<AppState>,
     who: Principal,
-    peer: Peer,
+    peer: PeerAddr,
     Path(resource_type): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -146,10 +146,10 @@ pub async fn create(
     write(state, who, peer, resource_type, None, headers, body).await
 }
 
-pub async fn update(
+pub(crate) async fn update(
     state: State<AppState>,
     who: Principal,
-    peer: Peer,
+    peer: PeerAddr,
     Path((resource_type, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -174,7 +174,7 @@ fn if_match(headers: &HeaderMap) -> ApiResult<Option<u64>> {
 async fn write(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     resource_type: String,
     id: Option<String>,
     headers: HeaderMap,
@@ -312,16 +312,13 @@ async fn write(
         Ok(accepted(&state, message_id, sync))
     }
     .await;
-    let status = match &work {
-        Ok(r) => r.status(),
-        Err(e) => e.status,
-    };
+    let status = status_of(&work);
     let action = if id.is_some() {
         AuditAction::Update
     } else {
         AuditAction::Create
     };
-    super::audit(&state, &who, action, entity, None, status, peer).await?;
+    super::audit(&state, &who, action, entity, None, status, peer.text()).await?;
     work
 }
 
@@ -428,10 +425,10 @@ pub fn ack_text(ack: &[u8]) -> Option<String> {
 }
 
 /// `GET /fhir/_write/{message}`: where an asynchronous write stands.
-pub async fn status(
+pub(crate) async fn status(
     State(state): State<AppState>,
     who: Principal,
-    Peer(peer): Peer,
+    peer: PeerAddr,
     Path(message): Path<i64>,
 ) -> ApiResult<Response> {
     let p = state
@@ -453,11 +450,17 @@ pub async fn status(
         })
     };
     let result: ApiResult<Response> = work.await;
-    let status = match &result {
-        Ok(r) => r.status(),
-        Err(e) => e.status,
-    };
-    super::audit(&state, &who, AuditAction::Read, entity, None, status, peer).await?;
+    let status = status_of(&result);
+    super::audit(
+        &state,
+        &who,
+        AuditAction::Read,
+        entity,
+        None,
+        status,
+        peer.text(),
+    )
+    .await?;
     result
 }
 
