@@ -1,5 +1,6 @@
-//! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), authentication
-//! (`/auth`), and the anonymous probes (`/health`, `/ready`).
+//! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), the management
+//! API (`/api`), authentication (`/auth`), the web dashboard (`/ui`), and the anonymous probes
+//! (`/health`, `/ready`).
 //!
 //! # Map
 //!
@@ -10,7 +11,8 @@
 //!
 //! # Invariants
 //!
-//! - Every route but `/health`, `/ready` and the login/token endpoints needs a principal.
+//! - Every route but `/health`, `/ready`, the login/token endpoints and the dashboard's
+//!   static files (`/ui`, which hold no data) needs a principal.
 //! - Every read or write of PHI appends an audit record before the response leaves.
 //! - Errors are [`ApiError`]: a 4xx says why, a 5xx is logged once and says nothing more.
 
@@ -19,6 +21,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod fhir;
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -76,6 +79,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .nest("/auth", auth::routes())
         .merge(limited)
         .with_state(state)

@@ -651,28 +651,39 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
         assert_eq!(body["error"], error);
     }
 
-    // The detail: raw text, parsed view with names, the ACK sent, deliveries.
+    // The detail: raw text, parsed view with names, the ACK sent, deliveries; the patient's
+    // fields masked by default, for every role.
     let id = m2["id"].as_i64().unwrap();
     let detail = h.settled(id, &viewer).await;
+    assert_eq!(detail["masked"], true);
     assert_eq!(
-        detail["raw"].as_str().map(str::as_bytes),
-        Some(&adt("M2", "67890")[..])
+        detail["raw"],
+        "MSH|^~\\&|EHR|CLINIC|LAB|HOSP|20240101120000||ADT^A01^ADT_A01|M2|P|2.5.1\r\
+         EVN|A01|20240101120000\r\
+         PID|1||***||***||***|***\r\
+         PV1|1|I|WARD^101^1^HOSP_A\r"
     );
     assert!(detail["ack"].as_str().unwrap().contains("MSA|AA|M2"));
-    let pid = detail["parsed"]["segments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "PID")
-        .expect("PID");
-    let name = pid["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["position"] == "PID-5")
-        .expect("PID-5");
+    let field = |detail: &Value, position: &str| {
+        detail["parsed"]["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["fields"].as_array().unwrap().iter())
+            .find(|f| f["position"] == position)
+            .unwrap_or_else(|| panic!("{position} in {detail}"))
+            .clone()
+    };
+    let name = field(&detail, "PID-5");
     assert_eq!(name["name"], "Patient Name");
-    assert_eq!(name["repetitions"], json!([[["DOE"], ["JANE"]]]));
+    assert_eq!(name["value"], "***");
+    assert_eq!(name["repetitions"], json!([[["***"]]]));
+    assert_eq!(
+        field(&detail, "MSH-10")["value"],
+        "M2",
+        "the header is not PHI"
+    );
+    assert_eq!(detail["message"]["control_id"], "M2");
     assert_eq!(detail["fhir"], Value::Null, "channel adt does not convert");
     let deliveries = detail["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 1);
@@ -686,15 +697,47 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
             .contains("MSA|AA|M2")
     );
 
-    // Each read is audited as a read of that message.
-    let reads = h.audit_entries(&format!("Message/{id}")).await;
-    assert!(!reads.is_empty());
-    assert!(
-        reads
-            .iter()
-            .all(|e| e.action == "read" && e.agent == "viewer")
+    // Revealing needs the operator role; the revealed read is the PHI read of the audit log.
+    let revealed_path = format!("/api/messages/{id}?reveal=true");
+    let (status, body) = h
+        .call(Method::GET, &revealed_path, Some(&viewer), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body["error"],
+        "reveal=true shows PHI and needs the operator or admin role; without it the \
+         patient's fields are masked"
     );
-    assert!(reads.iter().all(|e| e.outcome == 200 && e.query.is_none()));
+    let (status, body) = h
+        .call(
+            Method::GET,
+            &format!("/api/messages/{id}?reveal=maybe"),
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let operator = h.login("operator").await;
+    let revealed = h.get(&revealed_path, &operator).await;
+    assert_eq!(revealed["masked"], false);
+    assert_eq!(
+        revealed["raw"].as_str().map(str::as_bytes),
+        Some(&adt("M2", "67890")[..])
+    );
+    assert_eq!(
+        field(&revealed, "PID-5")["repetitions"],
+        json!([[["DOE"], ["JANE"]]])
+    );
+
+    // Each read is audited as a read of that message; the revealed one says so.
+    let reads = h.audit_entries(&format!("Message/{id}")).await;
+    assert!(reads.iter().all(|e| e.action == "read" && e.outcome == 200));
+    let (by_operator, by_viewer): (Vec<_>, Vec<_>) =
+        reads.iter().partition(|e| e.agent == "operator");
+    assert!(!by_viewer.is_empty());
+    assert!(by_viewer.iter().all(|e| e.query.is_none()));
+    assert_eq!(by_operator.len(), 1);
+    assert_eq!(by_operator[0].query.as_deref(), Some("reveal=true"));
 
     let (status, body) = h
         .call(Method::GET, "/api/messages/424242", Some(&viewer), None)

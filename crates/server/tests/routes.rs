@@ -663,6 +663,9 @@ struct Route {
 const TABLE: &str = "
 GET    /health                              anonymous                 200 -         -
 GET    /ready                               anonymous                 200 -         -
+GET    /ui                                  anonymous                 200 -         -
+GET    /ui/                                 anonymous                 200 -         -
+GET    /ui/{file}                           anonymous                 200 -         /ui/app.js
 POST   /auth/token                          sign-in                   200 -         -
 POST   /auth/login                          sign-in                   200 -         -
 GET    /auth/me                             anyone                    200 -         -

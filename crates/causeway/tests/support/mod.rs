@@ -11,11 +11,14 @@
 //! - [`Mllp`]: one MLLP connection (plain or TLS), one message in flight at a time.
 //! - [`Ack`]: MSA-1, MSA-2, ERR-3.1 and the error text of an acknowledgement.
 //! - [`stored`], [`out_records`]: what a data dir's store and an `--out` file hold.
+//! - [`webdriver`]: a headless Chromium driven through chromedriver (the dashboard test).
 //!
 //! Invariants: every process a test starts is owned by a guard whose `Drop` kills and reaps it;
 //! ports come from the kernel (port 0), never from a fixed list; nothing here asserts on speed.
 
 #![allow(dead_code)]
+
+pub mod webdriver;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
 use utoipa::{IntoParams, ToSchema};
 
+use super::mask;
 use super::view::{ParsedMessage, parsed};
 use super::{
     ErrorBody, api, audited, bad_query, channel, names_schema, parse_time, rfc3339, store_error,
@@ -168,10 +169,14 @@ impl From<&Delivery> for DeliveryView {
     }
 }
 
-/// Everything about one message. Holds PHI: reading it is audited.
+/// Everything about one message, PHI masked unless revealed (`?reveal=true`). Reading it is
+/// audited.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MessageDetail {
     pub message: MessageSummaryView,
+    /// True when the patient's fields are replaced by `***` in `raw`, `outbound`, `ack`,
+    /// `parsed`, `fhir` and each delivery's `last_ack` (the default); false when revealed.
+    pub masked: bool,
     /// The message as received (`null` once retention purged it).
     pub raw: Option<String>,
     /// The bytes destinations receive, when the channel's transforms changed the message.
@@ -189,6 +194,15 @@ pub struct MessageDetail {
     pub fhir_error: Option<String>,
     /// Every delivery, oldest first.
     pub deliveries: Vec<DeliveryView>,
+}
+
+/// Options of `GET /api/messages/{id}`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DetailQuery {
+    /// Show the patient's fields unmasked. Needs the operator or admin role; the read is
+    /// audited as a PHI read (its audit record has the query `reveal=true`).
+    pub reveal: Option<bool>,
 }
 
 /// What a reprocess did.
@@ -325,17 +339,18 @@ pub(super) async fn search(
 ///
 /// The summary, the raw v2 text, its parsed view with field names, the FHIR bundle when its
 /// channel converts to FHIR, the ACK sent, and every delivery with its attempts, last error
-/// and last answer. Holds PHI: every read is recorded in the audit log.
+/// and last answer. The patient's fields are masked (`***`) unless `reveal=true` is asked by
+/// an operator or admin. Every read is recorded in the audit log.
 #[utoipa::path(
     get,
     path = "/api/messages/{id}",
     tag = "messages",
-    params(("id" = i64, Path, description = "The message id")),
+    params(("id" = i64, Path, description = "The message id"), DetailQuery),
     responses(
         (status = 200, description = "The message", body = MessageDetail),
-        (status = 400, description = "The id is not a number", body = ErrorBody),
+        (status = 400, description = "The id is not a number, or `reveal` not a boolean", body = ErrorBody),
         (status = 401, description = "Not signed in", body = ErrorBody),
-        (status = 403, description = "Not a user with the viewer role", body = ErrorBody),
+        (status = 403, description = "Not a user with the viewer role, or `reveal=true` without the operator role", body = ErrorBody),
         (status = 404, description = "No such message", body = ErrorBody),
     ),
 )]
@@ -344,10 +359,21 @@ pub(super) async fn detail(
     who: Principal,
     peer: PeerAddr,
     path: Result<Path<i64>, PathRejection>,
+    query: Result<Query<DetailQuery>, QueryRejection>,
 ) -> ApiResult<Json<MessageDetail>> {
     api(async {
         who.require_role(Role::Viewer)?;
         let id = message_id(path)?;
+        let Query(q) = query.map_err(bad_query)?;
+        let reveal = q.reveal.unwrap_or(false);
+        if reveal {
+            who.require_role(Role::Operator).map_err(|_| {
+                ApiError::forbidden(
+                    "reveal=true shows PHI and needs the operator or admin role; \
+                     without it the patient's fields are masked",
+                )
+            })?;
+        }
         let entity = format!("Message/{id}");
         let work = async {
             let stored = state
@@ -362,8 +388,9 @@ pub(super) async fn detail(
                 None => (None, None),
             };
             let (fhir, fhir_error) = fhir_of(&state, &stored).await;
-            Ok(MessageDetail {
+            let detail = MessageDetail {
                 message: MessageSummaryView::from(&stored.summary),
+                masked: false,
                 raw: stored.raw.as_deref().map(text),
                 outbound: stored.outbound.as_deref().map(text),
                 ack: stored.ack.as_deref().map(text),
@@ -372,14 +399,16 @@ pub(super) async fn detail(
                 fhir,
                 fhir_error,
                 deliveries: deliveries.iter().map(DeliveryView::from).collect(),
-            })
+            };
+            Ok(if reveal { detail } else { masked(detail) })
         };
+        // A revealed read is the PHI read: its record says so in the query.
         let detail = audited(
             &state,
             &who,
             AuditAction::Read,
             entity,
-            None,
+            reveal.then(|| "reveal=true".to_owned()),
             peer.text(),
             work,
         )
@@ -387,6 +416,27 @@ pub(super) async fn detail(
         Ok(Json(detail))
     })
     .await
+}
+
+/// `detail` with the patient's fields masked everywhere they appear ([`super::mask`]).
+fn masked(mut detail: MessageDetail) -> MessageDetail {
+    let secrets = detail.parsed.as_mut().map(mask::parsed).unwrap_or_default();
+    for text in [&mut detail.raw, &mut detail.outbound, &mut detail.ack]
+        .into_iter()
+        .flatten()
+    {
+        *text = mask::raw(text);
+    }
+    for d in &mut detail.deliveries {
+        if let Some(ack) = &mut d.last_ack {
+            *ack = mask::raw(ack);
+        }
+    }
+    if let Some(bundle) = &mut detail.fhir {
+        mask::fhir(bundle, &secrets);
+    }
+    detail.masked = true;
+    detail
 }
 
 /// The FHIR bundle of a stored message, when its channel converts to FHIR: converted again

@@ -9,6 +9,7 @@
 //! - `channels`: `GET /channels`, `GET /channels/{name}`, `POST /channels/{name}/stop|start`
 //! - `messages`: `GET /messages`, `GET /messages/{id}`, `POST /messages/{id}/reprocess|resend`
 //! - `view`: the parsed view of a v2 message (segments and fields with their standard names)
+//! - `mask`: PHI masking of a message's detail (unless `?reveal=true`)
 //! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
 //! - `events`: `GET /events`
 //!
@@ -17,7 +18,8 @@
 //! - Every route needs a signed-in user: viewer to read, operator to act. Backend clients
 //!   (access tokens) have no role and are refused (403).
 //! - Only `GET /messages/{id}` answers PHI (the payload, its parsed view, its FHIR bundle, the
-//!   ACKs): it is audited as a read before the answer leaves. A search by patient identifier is
+//!   ACKs), masked unless `?reveal=true` (operator role): every read is audited before the
+//!   answer leaves, a revealed one with the query `reveal=true`. A search by patient identifier is
 //!   audited as a search (it ties a patient to messages). Everything else (summaries, counters,
 //!   events, error texts) carries no PHI by the store's own rules; operator actions are audited
 //!   too, as who changed what.
@@ -28,6 +30,7 @@
 mod channels;
 mod config;
 mod events;
+mod mask;
 mod messages;
 mod queues;
 mod view;
