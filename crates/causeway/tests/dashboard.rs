@@ -21,6 +21,9 @@ use serde_json::json;
 use support::webdriver::Browser;
 use support::{Ack, Listener, Mllp, Server, toml_path, write_config};
 
+/// The WebDriver key code of Enter.
+const ENTER: char = '\u{E007}';
+
 /// Longest an MLLP exchange may take.
 const MLLP_LIMIT: Duration = Duration::from_secs(20);
 
@@ -117,9 +120,11 @@ fhir = {{}}
     browser
         .text_is("#login-error", "Wrong user name or password.")
         .await;
-    browser.type_into("#password", &password).await;
     browser.screenshot("01-login").await;
-    browser.click_on("#login button[type=submit]").await;
+    // From the keyboard: Enter in the password field signs in.
+    browser
+        .type_into("#password", &format!("{password}{ENTER}"))
+        .await;
     browser
         .text_where("#who", "the admin signed in", |t| t.starts_with("admin"))
         .await;
@@ -127,6 +132,7 @@ fhir = {{}}
     // The overview: the channel, its counters at zero, then moving as messages arrive.
     let received = "#channels tr[data-channel=\"wards\"] td.c-received";
     browser.text_is(received, "0").await;
+    browser.element("#live-status[aria-live=\"polite\"]").await;
     browser.screenshot("02-overview-empty").await;
     // A mark in the page: it survives only if the page is not reloaded.
     browser
