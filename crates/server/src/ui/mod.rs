@@ -168,4 +168,31 @@ mod tests {
         assert!(!index.contains("<script>"), "no inline script");
         assert!(!index.contains(" style="), "no inline style");
     }
+
+    #[test]
+    fn every_answer_carries_the_security_headers_and_unknown_names_are_404() {
+        for (name, status, content_type) in [
+            ("index.html", StatusCode::OK, "text/html; charset=utf-8"),
+            ("app.js", StatusCode::OK, JS),
+            (
+                "../Cargo.toml",
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+            ),
+            (
+                "nothing.js",
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+            ),
+        ] {
+            let r = asset_named(name);
+            assert_eq!(r.status(), status, "{name}");
+            let h = r.headers();
+            assert_eq!(h[header::CONTENT_TYPE], content_type, "{name}");
+            assert_eq!(h[header::CONTENT_SECURITY_POLICY], CSP, "{name}");
+            assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{name}");
+            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY", "{name}");
+        }
+        assert!(!CSP.contains("unsafe"), "{CSP}");
+    }
 }
