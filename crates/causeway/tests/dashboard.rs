@@ -16,6 +16,8 @@ mod support;
 
 use std::time::Duration;
 
+use causeway_server::auth::{self, Role};
+use causeway_store::{NewUser, SqliteOptions, SqliteStore, Store};
 use reqwest::StatusCode;
 use serde_json::json;
 use support::webdriver::Browser;
@@ -196,6 +198,12 @@ fhir = {{}}
         .element("#results tbody tr[data-control=\"DASH-2\"]")
         .await;
     browser.click_on("#results tbody tr a.open").await;
+    let message_url = browser
+        .wait("the message page", || async {
+            let url = browser.url().await;
+            url.contains("#/message/").then_some(url)
+        })
+        .await;
 
     // The message: fields labelled by name, the patient masked everywhere on the page.
     let pid5 = "#segments tr[data-position=\"PID-5\"]";
@@ -350,15 +358,62 @@ fhir = {{}}
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
     // Sign out: the sign-in page, and the API refuses the old session.
+    browser.resize(1280, 900).await;
     browser.click_on("#logout").await;
     browser.element("#login #username").await;
     let me = browser
         .script("return fetch('/auth/me').then((r) => r.status);")
         .await;
     assert_eq!(me, json!(401), "signed out");
+
+    // A viewer sees the message masked, with no way to reveal it and no operator buttons.
+    add_user(&dir.path().join("data"), "vera", Role::Viewer).await;
+    browser.type_into("#username", "vera").await;
+    browser
+        .type_into("#password", &format!("{VIEWER_PASSWORD}{ENTER}"))
+        .await;
+    browser
+        .text_where("#who", "the viewer signed in", |t| t.starts_with("vera"))
+        .await;
+    browser.goto(&message_url).await;
+    browser.text_is(&format!("{pid5} td.f-value"), "***").await;
+    browser
+        .text_where("#masked-banner", "no reveal for a viewer", |t| {
+            t.contains("Operators and admins can reveal it")
+        })
+        .await;
+    assert!(browser.find("#reveal").await.is_none());
+    assert!(browser.find("#reprocess").await.is_none());
+    browser.screenshot("13-message-as-viewer").await;
+    browser.goto(&format!("{base}/ui/#/channel/wards")).await;
+    browser.text_is("#card-received .value", "4").await;
+    browser.element("#channel-state").await;
+    assert!(
+        browser.find("#stop").await.is_none(),
+        "a viewer cannot stop"
+    );
     browser.quit().await;
     let (status, log) = server.stop();
     assert!(status.success(), "serve exited cleanly:\n{log}");
+}
+
+/// The password of the users [`add_user`] creates.
+const VIEWER_PASSWORD: &str = "a viewer's long passphrase";
+
+/// Adds a user to the running server's store (the store is shared with the server process,
+/// as a second `causeway` process would share it).
+async fn add_user(data_dir: &std::path::Path, username: &str, role: Role) {
+    let store = SqliteStore::open(data_dir, SqliteOptions::default())
+        .await
+        .expect("open the store");
+    store
+        .create_user(NewUser {
+            username: username.into(),
+            password_hash: auth::hash_password(VIEWER_PASSWORD).expect("hash"),
+            role,
+        })
+        .await
+        .expect("create the user");
 }
 
 /// A session cookie for the API, as the browser has.
@@ -399,7 +454,7 @@ async fn alert_appears_and_clears(
             t.contains("ehr")
         })
         .await;
-    browser.screenshot("13-alert-active").await;
+    browser.screenshot("14-alert-active").await;
     let back = Listener::start(port, &out);
     browser
         .text_where("#alerts-active-area", "the alert cleared", |t| t == "None.")
@@ -409,6 +464,6 @@ async fn alert_appears_and_clears(
             t.contains("ehr")
         })
         .await;
-    browser.screenshot("14-alert-cleared").await;
+    browser.screenshot("15-alert-cleared").await;
     drop(back);
 }
