@@ -106,6 +106,7 @@ logout.addEventListener('click', async () => {
   try { await api('/auth/logout', { method: 'POST', quiet401: true }); } catch { /* signed out either way */ }
   signingOut = false;
   session.user = null;
+  document.getElementById('toast').textContent = '';
   if (path() === 'login') route();
   else window.location.hash = '#/login';
 });
