@@ -166,6 +166,34 @@ fhir = {{}}
     browser
         .text_is("#channels tr[data-channel=\"wards\"] td.c-queue", "0")
         .await;
+    // With the engine's monitor (`/api/monitor`, `/api/stream`) the page is fed live and
+    // shows the time to ACK; a server without it is polled and says so.
+    let cookie = login_cookie(&http, &base, &password).await;
+    let monitor = http
+        .get(format!("{base}/api/monitor?seconds=0"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("GET /api/monitor");
+    if monitor.status() == StatusCode::OK {
+        browser
+            .text_where("#live-status", "the live stream", |t| {
+                t.contains(" · live · ")
+            })
+            .await;
+        browser
+            .text_where(
+                "#channels tr[data-channel=\"wards\"] td.c-p95",
+                "a time to ACK",
+                |t| t.ends_with(" ms") || t.ends_with(" s"),
+            )
+            .await;
+    } else {
+        assert_eq!(monitor.status(), StatusCode::NOT_FOUND);
+        browser
+            .text_where("#live-status", "polling", |t| t.contains("polling"))
+            .await;
+    }
     browser.screenshot("03-overview-live").await;
 
     // The message browser: by control id.
@@ -289,7 +317,6 @@ fhir = {{}}
     browser.screenshot("09-channel").await;
 
     // Alerts.
-    let cookie = login_cookie(&http, &base, &password).await;
     let alerts = http
         .get(format!("{base}/api/alerts"))
         .header("cookie", &cookie)
