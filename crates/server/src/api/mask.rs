@@ -23,9 +23,12 @@
 //!
 //! # Invariants
 //!
-//! Masking only removes: a masked detail never holds a value of a masked field that is three
-//! characters or longer (shorter values such as `F` are masked where they stand, not searched
-//! for). Codes and URIs that say what a value is (`system`, `use`, coding `code`) stay.
+//! - Masking only removes; positions, field names and the message's structure stay.
+//! - The masked FHIR bundle holds no value of three characters or more that appears only in
+//!   masked fields (shorter values such as `F` are masked where they stand, not searched for;
+//!   a value also shown in an unmasked field, such as a facility in MSH-4 and PID-3.4, is not
+//!   a secret and stays). Codes and URIs that say what a value is (`system`, `use`, coding
+//!   `code`) stay.
 
 use std::collections::BTreeSet;
 
@@ -133,6 +136,9 @@ impl Secrets {
 /// and every decoded leaf become [`MASK`]. Returns the decoded values taken out.
 pub fn parsed(view: &mut ParsedMessage) -> Secrets {
     let mut secrets = Secrets::default();
+    // Values the view shows anyway (a facility, a ward): not secrets, even where they also
+    // stand in a masked field.
+    let mut shown = Secrets::default();
     for seg in &mut view.segments {
         let value_type = seg
             .fields
@@ -148,6 +154,10 @@ pub fn parsed(view: &mut ParsedMessage) -> Secrets {
                 .and_then(|n| n.parse::<usize>().ok())
                 .unwrap_or(0);
             if !masks(&seg.id, n, &value_type) {
+                shown.add(&field.value);
+                for leaf in field.repetitions.iter().flatten().flatten() {
+                    shown.add(leaf);
+                }
                 continue;
             }
             secrets.add(&field.value);
@@ -158,6 +168,7 @@ pub fn parsed(view: &mut ParsedMessage) -> Secrets {
             field.repetitions = vec![vec![vec![MASK.to_owned()]]];
         }
     }
+    secrets.0.retain(|s| !shown.0.contains(s));
     secrets
 }
 
@@ -280,7 +291,7 @@ mod tests {
     use super::*;
 
     const ADT: &str = "MSH|^~\\&|EHR|CLINIC|||20240101||ADT^A01|C1|P|2.5.1\r\
-        PID|1||12345^^^HOSP^MR||DOE^JANE||19800517|F|||1 MAIN ST^^LEEDS\r\
+        PID|1||12345^^^HOSP^MR||DOE^JANE||19800517|F|||1 MAIN ST^^LEEDS|CLINIC\r\
         NK1|1|DOE^JOHN|SPO\r\
         PV1|1|I|WARD^1|||||1234^WELBY^MARCUS|||||||||||V-778|||||\r\
         OBX|1|TX|NOTE^Note||Jane was seen by her sister||||||F\r\
@@ -294,7 +305,7 @@ mod tests {
             lines[0],
             "MSH|^~\\&|EHR|CLINIC|||20240101||ADT^A01|C1|P|2.5.1"
         );
-        assert_eq!(lines[1], "PID|1||***||***||***|***|||***");
+        assert_eq!(lines[1], "PID|1||***||***||***|***|||***|***");
         assert_eq!(lines[2], "NK1|1|***|***");
         assert_eq!(lines[3], "PV1|1|I|WARD^1|||||***|||||||||||***|||||");
         assert_eq!(lines[4], "OBX|1|TX|NOTE^Note||***||||||F");
@@ -323,6 +334,11 @@ mod tests {
         assert_eq!(pid.fields[0].value, "1", "Set ID stays");
         let glucose = &view.segments[5].fields[3];
         assert_eq!(glucose.value, "5.4", "numeric results stay");
+        assert!(secrets.0.contains("12345") && secrets.0.contains("HOSP"));
+        assert!(
+            !secrets.0.contains("CLINIC"),
+            "a value shown in MSH-4 is no secret"
+        );
 
         let mut bundle = json!({"resourceType": "Bundle", "entry": [
             {"fullUrl": "urn:uuid:1", "request": {"method": "PUT", "url": "Patient?identifier=HOSP|12345"},
