@@ -11,6 +11,7 @@
 //! - `view`: the parsed view of a v2 message (segments and fields with their standard names)
 //! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
 //! - `events`: `GET /events`
+//! - `monitor`: `GET /monitor` (live figures and their history), `GET /stream` (pushed)
 //!
 //! # Invariants
 //!
@@ -29,6 +30,7 @@ mod channels;
 mod config;
 mod events;
 mod messages;
+mod monitor;
 mod queues;
 mod view;
 
@@ -100,6 +102,8 @@ fn table() -> Vec<Route> {
         route(Get, "/errors", queues::errors),
         route(Get, "/unmapped", queues::unmapped),
         route(Get, "/events", events::list),
+        route(Get, "/monitor", monitor::figures),
+        route(Get, "/stream", monitor::stream),
         route(Get, "/openapi.json", openapi_json),
     ]
 }
@@ -148,6 +152,8 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         queues::errors,
         queues::unmapped,
         events::list,
+        monitor::figures,
+        monitor::stream,
         openapi_json,
     ),
     components(schemas(ErrorBody)),
@@ -158,6 +164,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "messages", description = "Stored messages: search, detail, reprocess, resend"),
         (name = "queues", description = "Error queues and unmapped code values"),
         (name = "events", description = "The event log"),
+        (name = "monitor", description = "Live figures: counters, queue gauges, latency"),
         (name = "meta", description = "This document"),
     ),
 )]
