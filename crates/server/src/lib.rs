@@ -1,6 +1,11 @@
+<<<<<<< HEAD
 //! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), the management
 //! API (`/api`), authentication (`/auth`), the web dashboard (`/ui`), and the anonymous probes
 //! (`/health`, `/ready`).
+=======
+//! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), authentication
+//! (`/auth`), the management API (`/api`), and the probes (`/health`, `/ready`, `/metrics`).
+>>>>>>> main
 //!
 //! # Map
 //!
@@ -11,8 +16,13 @@
 //!
 //! # Invariants
 //!
+<<<<<<< HEAD
 //! - Every route but `/health`, `/ready`, the login/token endpoints and the dashboard's
 //!   static files (`/ui`, which hold no data) needs a principal.
+=======
+//! - Every route but `/health`, `/ready`, `/metrics` (unless `[server.metrics] token_env` is set)
+//!   and the login/token endpoints needs a principal.
+>>>>>>> main
 //! - Every read or write of PHI appends an audit record before the response leaves.
 //! - Errors are [`ApiError`]: a 4xx says why, a 5xx is logged once and says nothing more.
 
@@ -21,7 +31,11 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod fhir;
+<<<<<<< HEAD
 pub mod ui;
+=======
+pub mod metrics;
+>>>>>>> main
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -46,6 +60,11 @@ pub struct AppState {
     /// How `POST /api/config/reload` hands a checked configuration to `serve`; `None` when
     /// the process cannot reload (tests, benchmarks).
     pub reload: Option<Arc<Reload>>,
+    /// The engine's live figures (`/metrics`, `/api/monitor`, `/api/stream`); `None` when no
+    /// engine runs behind the server.
+    pub monitor: Option<Arc<causeway_engine::monitor::Monitor>>,
+    /// `[server.metrics] token_env`: the bearer token `/metrics` asks for; `None`: open.
+    pub metrics_token: Option<Arc<str>>,
 }
 
 /// A running server's way to take a new configuration: the file it was started from, the
@@ -79,9 +98,13 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+<<<<<<< HEAD
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
+=======
+        .route("/metrics", get(metrics::metrics))
+>>>>>>> main
         .nest("/auth", auth::routes())
         .merge(limited)
         .with_state(state)

@@ -286,18 +286,21 @@ impl Server {
         });
         // As `causeway serve` builds it: the router gets the engine's channels and address.
         let api_store = store.clone();
-        let engine = Engine::start_with_api(&config, store.clone(), move |channels, addr| {
-            Some(router(AppState {
-                audit: Arc::new(Audit::new(api_store.clone())),
-                store: api_store,
-                auth,
-                fhir_base: format!("http://{addr}/fhir").into(),
-                channels: Arc::new(channels.clone()),
-                reload: Some(reload),
-            }))
-        })
-        .await
-        .expect("engine starts");
+        let engine =
+            Engine::start_with_api(&config, store.clone(), move |channels, addr, monitor| {
+                Some(router(AppState {
+                    audit: Arc::new(Audit::new(api_store.clone())),
+                    store: api_store,
+                    auth,
+                    fhir_base: format!("http://{addr}/fhir").into(),
+                    channels: Arc::new(channels.clone()),
+                    reload: Some(reload),
+                    monitor: Some(monitor.clone()),
+                    metrics_token: None,
+                }))
+            })
+            .await
+            .expect("engine starts");
         let addr = engine.http_addr().expect("the HTTP server is bound");
 
         let mut server = Server {
@@ -663,6 +666,7 @@ struct Route {
 const TABLE: &str = "
 GET    /health                              anonymous                 200 -         -
 GET    /ready                               anonymous                 200 -         -
+GET    /metrics                             anonymous                 200 -         -
 GET    /ui                                  anonymous                 200 -         -
 GET    /ui/                                 anonymous                 200 -         -
 GET    /ui/{file}                           anonymous                 200 -         /ui/app.js
@@ -699,6 +703,8 @@ POST   /api/messages/{id}/reprocess         operator                  200 -     
 GET    /api/errors                          viewer                    200 -         -
 GET    /api/unmapped                        viewer                    200 -         -
 GET    /api/events                          viewer                    200 -         -
+GET    /api/monitor                         viewer                    200 -         /api/monitor?seconds=60
+GET    /api/stream                          viewer                    200 -         -
 POST   /auth/logout                         anonymous                 204 -         -
 ";
 

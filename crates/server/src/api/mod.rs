@@ -12,6 +12,7 @@
 //! - `mask`: PHI masking of a message's detail (unless `?reveal=true`)
 //! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
 //! - `events`: `GET /events`
+//! - `monitor`: `GET /monitor` (live figures and their history), `GET /stream` (pushed)
 //!
 //! # Invariants
 //!
@@ -32,6 +33,7 @@ mod config;
 mod events;
 mod mask;
 mod messages;
+mod monitor;
 mod queues;
 mod view;
 
@@ -103,6 +105,8 @@ fn table() -> Vec<Route> {
         route(Get, "/errors", queues::errors),
         route(Get, "/unmapped", queues::unmapped),
         route(Get, "/events", events::list),
+        route(Get, "/monitor", monitor::figures),
+        route(Get, "/stream", monitor::stream),
         route(Get, "/openapi.json", openapi_json),
     ]
 }
@@ -151,6 +155,8 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         queues::errors,
         queues::unmapped,
         events::list,
+        monitor::figures,
+        monitor::stream,
         openapi_json,
     ),
     components(schemas(ErrorBody)),
@@ -161,6 +167,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "messages", description = "Stored messages: search, detail, reprocess, resend"),
         (name = "queues", description = "Error queues and unmapped code values"),
         (name = "events", description = "The event log"),
+        (name = "monitor", description = "Live figures: counters, queue gauges, latency"),
         (name = "meta", description = "This document"),
     ),
 )]
