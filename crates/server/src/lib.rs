@@ -1,11 +1,6 @@
-<<<<<<< HEAD
-//! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), the management
-//! API (`/api`), authentication (`/auth`), the web dashboard (`/ui`), and the anonymous probes
-//! (`/health`, `/ready`).
-=======
 //! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), authentication
-//! (`/auth`), the management API (`/api`), and the probes (`/health`, `/ready`, `/metrics`).
->>>>>>> main
+//! (`/auth`), the management API (`/api`), the web dashboard (`/ui`), and the probes
+//! (`/health`, `/ready`, `/metrics`).
 //!
 //! # Map
 //!
@@ -16,13 +11,9 @@
 //!
 //! # Invariants
 //!
-<<<<<<< HEAD
-//! - Every route but `/health`, `/ready`, the login/token endpoints and the dashboard's
-//!   static files (`/ui`, which hold no data) needs a principal.
-=======
-//! - Every route but `/health`, `/ready`, `/metrics` (unless `[server.metrics] token_env` is set)
-//!   and the login/token endpoints needs a principal.
->>>>>>> main
+//! - Every route but `/health`, `/ready`, `/metrics` (unless `[server.metrics] token_env` is set),
+//!   the login/token endpoints and the dashboard's static files (`/ui`, which hold no data)
+//!   needs a principal.
 //! - Every read or write of PHI appends an audit record before the response leaves.
 //! - Errors are [`ApiError`]: a 4xx says why, a 5xx is logged once and says nothing more.
 
@@ -31,11 +22,8 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod fhir;
-<<<<<<< HEAD
-pub mod ui;
-=======
 pub mod metrics;
->>>>>>> main
+pub mod ui;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -98,13 +86,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-<<<<<<< HEAD
+        .route("/metrics", get(metrics::metrics))
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
-=======
-        .route("/metrics", get(metrics::metrics))
->>>>>>> main
         .nest("/auth", auth::routes())
         .merge(limited)
         .with_state(state)
