@@ -53,6 +53,8 @@ pub struct ChannelStats {
     pub script_errors: AtomicU64,
     /// Messages refused (AE, not stored, not counted as received) while the channel was stopped.
     pub refused_stopped: AtomicU64,
+    /// Drift findings: changes from the feed's learned profile (see [`crate::drift`]).
+    pub drift_findings: AtomicU64,
 }
 
 impl ChannelStats {
@@ -75,7 +77,7 @@ pub struct Channel {
     pub stats: Arc<ChannelStats>,
     /// `[channel.fhir]`: conversion to the unified model at ingest (for a `fhir-api` channel:
     /// the EHR's profiles, used the other way, FHIR -> v2, by the API).
-    pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
+    pub fhir: crate::fhir::SharedConversion,
     /// `[channel.write_back]`: this channel carries FHIR API writes to an EHR.
     pub write_back: Option<crate::config::WriteBack>,
     /// The source's kind (`mllp`, `http`, `directory`), for the management API; empty when the
@@ -84,6 +86,8 @@ pub struct Channel {
     /// Set while the channel is stopped; shared with its destination workers, which stop
     /// claiming while it is set. Kept in memory only: a restart starts every channel.
     pub paused: Arc<AtomicBool>,
+    /// `[channel.drift]`: the feed's learned profile; `None` when drift detection is off.
+    pub drift: Option<Arc<crate::drift::DriftTracker>>,
     ack_ids: AckIds,
 }
 
@@ -242,9 +246,10 @@ impl Channel {
             store,
             wake,
             stats: Arc::new(ChannelStats::default()),
-            fhir: None,
+            fhir: crate::fhir::SharedConversion::default(),
             write_back: None,
             source_kind: "",
+            drift: None,
             paused: Arc::new(AtomicBool::new(false)),
             ack_ids: AckIds::new(),
         }
@@ -306,6 +311,7 @@ impl Channel {
             }
         };
         let mode = AckMode::of(&msg);
+        let drift = self.observe_drift(&msg, received_at);
         let (decision, unmapped) = self.decide(&msg);
         let (state, queues, outbound, code, errors) = match decision {
             Decision::Hold { outbound } => (
@@ -374,6 +380,11 @@ impl Channel {
             events: unmapped
                 .into_iter()
                 .map(|u| (causeway_store::EventKind::UnmappedCode, u.detail))
+                .chain(
+                    drift
+                        .iter()
+                        .map(|f| (causeway_store::EventKind::Drift, f.detail())),
+                )
                 .collect(),
             // Only a routed message can be accepted by the EHR; otherwise the write is refused.
             pending_resource: pending_resource.filter(|_| !queues_empty),
@@ -459,12 +470,30 @@ impl Channel {
         }
     }
 
+    /// Drift findings of a parsed message (none when drift detection is off), counted and logged
+    /// by kind and names only.
+    fn observe_drift(&self, msg: &Message<'_>, at: UnixMillis) -> Vec<crate::drift::Finding> {
+        let Some(tracker) = &self.drift else {
+            return Vec::new();
+        };
+        let findings = tracker.observe(msg, at.0);
+        if !findings.is_empty() {
+            self.stats
+                .drift_findings
+                .fetch_add(findings.len() as u64, Ordering::Relaxed);
+            for f in &findings {
+                tracing::info!(channel = %self.name, control_id = %msg.control_id().unwrap_or_default(), finding = %f.detail(), "drift");
+            }
+        }
+        findings
+    }
+
     fn decide(&self, msg: &Message<'_>) -> (Decision, Vec<Unmapped>) {
         let decision = self.route(msg);
         // A write-back message was made from FHIR: converting it back would be wasted work.
-        match (decision, &self.fhir) {
+        match (decision, self.fhir.get()) {
             (Decision::Route { outbound }, Some(fhir)) if self.write_back.is_none() => {
-                self.convert(msg, outbound, fhir)
+                self.convert(msg, outbound, &fhir)
             }
             (decision, _) => (decision, Vec::new()),
         }

@@ -11,6 +11,8 @@
 //! - `view`: the parsed view of a v2 message (segments and fields with their standard names)
 //! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
 //! - `events`: `GET /events`
+//! - `drift`: `GET /drift`, `GET /channels/{name}/drift/profile`, `POST /channels/{name}/drift/reset`
+//! - `profiles`: `GET /profiles` (sender profiles and code maps), `POST /profiles/mappings`
 //!
 //! # Invariants
 //!
@@ -27,8 +29,10 @@
 
 mod channels;
 mod config;
+mod drift;
 mod events;
 mod messages;
+mod profiles;
 mod queues;
 mod view;
 
@@ -100,6 +104,11 @@ fn table() -> Vec<Route> {
         route(Get, "/errors", queues::errors),
         route(Get, "/unmapped", queues::unmapped),
         route(Get, "/events", events::list),
+        route(Get, "/drift", drift::overview),
+        route(Get, "/channels/{name}/drift/profile", drift::profile),
+        route(Post, "/channels/{name}/drift/reset", drift::reset),
+        route(Get, "/profiles", profiles::list),
+        route(Post, "/profiles/mappings", profiles::add_mapping),
         route(Get, "/openapi.json", openapi_json),
     ]
 }
@@ -148,6 +157,11 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         queues::errors,
         queues::unmapped,
         events::list,
+        drift::overview,
+        drift::profile,
+        drift::reset,
+        profiles::list,
+        profiles::add_mapping,
         openapi_json,
     ),
     components(schemas(ErrorBody)),
@@ -158,6 +172,8 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "messages", description = "Stored messages: search, detail, reprocess, resend"),
         (name = "queues", description = "Error queues and unmapped code values"),
         (name = "events", description = "The event log"),
+        (name = "drift", description = "Each feed's learned profile and its changes"),
+        (name = "profiles", description = "Sender profiles and their code maps"),
         (name = "meta", description = "This document"),
     ),
 )]
