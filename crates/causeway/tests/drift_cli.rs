@@ -16,7 +16,7 @@ fn adt(i: usize) -> String {
     format!(
         "MSH|^~\\&|EHR|NORTH|CAUSEWAY|HUB|20240101120000||ADT^A01^ADT_A01|DRIFT-{i}|P|2.5.1\r\
          EVN|A01|20240101120000\r\
-         PID|1||{i}^^^NORTH^MR||TEST^PATIENT||19800101|F|||||||||||||||X\r\
+         PID|1||{i}^^^NORTH^MR||TEST^PATIENT||19800101|F||||||||||||||||X\r\
          PV1|1|I|WARD^1^1\r\
          ZPV|{i}|VIP^Very important^L\r"
     )
@@ -38,7 +38,7 @@ fn the_exported_profile_validates_the_feed_it_was_learned_from() {
     let config = write_config(
         dir.path(),
         &format!(
-            "[server]\ndata_dir = {data}\n\
+            "[server]\ndata_dir = {data}\nlog_format = \"json\"\n\
              [[channel]]\nname = \"adt\"\nsource = {{ type = \"mllp\", listen = \"127.0.0.1:0\" }}\n\
              drift = {{ baseline_messages = 5, min_samples = 5 }}\n"
         ),
