@@ -1118,7 +1118,7 @@ async fn a_mapping_added_through_the_api_converts_the_next_message() {
     assert_eq!(entries[1]["target"]["code"], "8517006");
 
     // Refused, each with its reason.
-    let mut with = |key: &str, value: Value| {
+    let with = |key: &str, value: Value| {
         let mut m = mapping.clone();
         m[key] = value;
         m

@@ -208,11 +208,9 @@ impl FieldStats {
 
     /// Mean length of its filled values.
     pub fn typical_len(&self) -> u32 {
-        if self.filled == 0 {
-            0
-        } else {
-            (self.total_len / self.filled) as u32
-        }
+        self.total_len
+            .checked_div(self.filled)
+            .map_or(0, |n| u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     fn set_bit(&mut self, slot: usize, words: usize, filled: bool) {

@@ -117,7 +117,7 @@ pub struct DriftReset {
     pub state: String,
 }
 
-fn tracker<'a>(c: &'a Channel) -> ApiResult<&'a Arc<DriftTracker>> {
+fn tracker(c: &Channel) -> ApiResult<&Arc<DriftTracker>> {
     c.drift.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
