@@ -1170,6 +1170,18 @@ async fn a_mapping_added_through_the_api_converts_the_next_message() {
         std::fs::read_to_string(file).unwrap(),
         "refusals change nothing"
     );
+
+    // Audited: who changed which map, with the outcome (the refusals too).
+    let audit = h.audit_entries("Profile/*/code_map/smoking-status").await;
+    let outcomes: Vec<(String, u16)> = audit.iter().map(|a| (a.agent.clone(), a.outcome)).collect();
+    assert!(
+        outcomes.contains(&("operator".to_string(), 200)),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&("operator".to_string(), 409)),
+        "{outcomes:?}"
+    );
 }
 
 /// `GET /api/drift` shows what each channel learned; the learned profile exports as a

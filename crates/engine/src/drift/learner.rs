@@ -22,6 +22,7 @@
 //!   [`MAX_FIELD_NUMBER`].
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 use hl7v2::Message;
 use serde::{Deserialize, Serialize};
@@ -157,6 +158,9 @@ pub struct TypeProfile {
     pub fields: BTreeMap<String, FieldStats>,
     /// Segment ids past [`MAX_SEGMENTS`] or fields past [`MAX_FIELDS`] were met.
     pub truncated: bool,
+    /// Per segment id, which field numbers are coded (from the definitions, looked up once).
+    #[serde(skip)]
+    coded: std::collections::HashMap<String, Vec<bool>>,
 }
 
 /// One segment id in one message type.
@@ -199,6 +203,9 @@ pub struct FieldStats {
     /// A fill-rate finding is standing (re-armed when the rate comes back).
     #[serde(default)]
     pub fill_alerted: bool,
+    /// The type's message number it was last filled in (this message's, while observing).
+    #[serde(skip)]
+    seen_in: u64,
 }
 
 impl FieldStats {
@@ -228,14 +235,6 @@ impl FieldStats {
     fn recent_count(&self) -> u32 {
         self.recent.iter().map(|w| w.count_ones()).sum()
     }
-}
-
-/// What one message filled, per field: (filled, longest occurrence length, codes).
-#[derive(Default)]
-struct Seen {
-    filled: bool,
-    len: u32,
-    codes: Vec<String>,
 }
 
 impl FeedProfile {
@@ -299,9 +298,11 @@ impl FeedProfile {
             t.baseline_messages += 1;
         }
 
-        // What this message holds, per segment and field.
+        // One pass over the message: segments counted, fields updated in place. A field's
+        // `seen_in` marks the message it was last filled in, so it counts once per message.
+        let msg_no = t.messages;
         let mut occurs: BTreeMap<&str, u32> = BTreeMap::new();
-        let mut seen: BTreeMap<(String, usize), Seen> = BTreeMap::new();
+        let mut name = String::with_capacity(8);
         for seg in msg.segments() {
             let id = seg.id();
             if settings.ignores_segment(id) {
@@ -309,6 +310,9 @@ impl FeedProfile {
             }
             *occurs.entry(id).or_insert(0) += 1;
             let header = id == "MSH";
+            if !t.coded.contains_key(id) {
+                t.coded.insert(id.to_string(), coded_fields(&t.version, id));
+            }
             for n in 1..=seg.field_count().min(MAX_FIELD_NUMBER) {
                 // MSH-1 and MSH-2 are the delimiters, not data.
                 if header && n <= 2 {
@@ -318,22 +322,72 @@ impl FeedProfile {
                 if node.is_empty() || settings.ignores_field(id, n) {
                     continue;
                 }
-                let s = seen.entry((id.to_string(), n)).or_default();
-                s.filled = true;
-                s.len = s.len.max(char_len(node.raw()));
-                let coded = hl7v2::validate::field_type(&t.version, id, n)
-                    .is_some_and(|ft| is_coded_type(ft.data_type));
-                if coded {
-                    for rep in node.repetitions() {
-                        let code = rep.component(1).map(|c| c.decoded()).unwrap_or_default();
-                        let code = code.trim();
-                        if !code.is_empty()
-                            && code.chars().count() <= MAX_CODE_LEN
-                            && !code.chars().any(char::is_control)
-                            && !s.codes.iter().any(|c| c == code)
-                        {
-                            s.codes.push(code.to_string());
+                name.clear();
+                let _ = write!(name, "{id}-{n}");
+                if !t.fields.contains_key(&name) {
+                    if t.fields.len() >= MAX_FIELDS {
+                        t.truncated = true;
+                        continue;
+                    }
+                    let ft = hl7v2::validate::field_type(&t.version, id, n);
+                    t.fields.insert(
+                        name.clone(),
+                        FieldStats {
+                            data_type: ft.map(|f| f.data_type.to_string()),
+                            table: ft.map_or(0, |f| f.table),
+                            ..FieldStats::default()
+                        },
+                    );
+                }
+                let Some(f) = t.fields.get_mut(&name) else {
+                    continue;
+                };
+                let len = char_len(node.raw());
+                f.max_len = f.max_len.max(len);
+                if f.seen_in != msg_no {
+                    f.seen_in = msg_no;
+                    f.filled += 1;
+                    f.total_len += u64::from(len);
+                    if !comparing {
+                        f.baseline_filled += 1;
+                    }
+                }
+                let coded = t
+                    .coded
+                    .get(id)
+                    .is_some_and(|c| c.get(n - 1).copied().unwrap_or(false));
+                if !coded || f.open_ended {
+                    continue;
+                }
+                for rep in node.repetitions() {
+                    let Some(first) = rep.component(1) else {
+                        continue;
+                    };
+                    let text = first.decoded();
+                    let code = text.trim();
+                    if code.is_empty()
+                        || code.len() > MAX_CODE_LEN * 4
+                        || code.chars().count() > MAX_CODE_LEN
+                        || code.chars().any(char::is_control)
+                    {
+                        continue;
+                    }
+                    if let Some(c) = f.values.get_mut(code) {
+                        *c += 1;
+                    } else if f.values.len() >= settings.max_values {
+                        // Not a closed code set after all: stop tracking (and reporting) values.
+                        f.open_ended = true;
+                        f.values.clear();
+                        break;
+                    } else {
+                        if comparing {
+                            findings.push(Finding::NewCode {
+                                message_type: key.clone(),
+                                field: name.clone(),
+                                code: code.to_string(),
+                            });
                         }
+                        f.values.insert(code.to_string(), 1);
                     }
                 }
             }
@@ -366,68 +420,30 @@ impl FeedProfile {
             }
         }
 
-        let filled_now: std::collections::BTreeSet<String> =
-            seen.keys().map(|(seg, n)| format!("{seg}-{n}")).collect();
-        for ((seg, n), s) in seen {
-            let name = format!("{seg}-{n}");
-            if !t.fields.contains_key(&name) {
-                if t.fields.len() >= MAX_FIELDS {
-                    t.truncated = true;
-                    continue;
-                }
-                let ft = hl7v2::validate::field_type(&t.version, &seg, n);
-                t.fields.insert(
-                    name.clone(),
-                    FieldStats {
-                        data_type: ft.map(|f| f.data_type.to_string()),
-                        table: ft.map_or(0, |f| f.table),
-                        ..FieldStats::default()
-                    },
-                );
-            }
-            let Some(f) = t.fields.get_mut(&name) else {
-                continue;
-            };
-            f.filled += 1;
-            if !comparing {
-                f.baseline_filled += 1;
-            }
-            f.max_len = f.max_len.max(s.len);
-            f.total_len += u64::from(s.len);
-            for code in s.codes {
-                let full = f.values.len() >= settings.max_values;
-                match f.values.get_mut(&code) {
-                    Some(c) => *c += 1,
-                    None if f.open_ended => {}
-                    None if full => {
-                        // Not a closed code set after all: stop tracking (and reporting) values.
-                        f.open_ended = true;
-                        f.values.clear();
-                    }
-                    None => {
-                        if comparing {
-                            findings.push(Finding::NewCode {
-                                message_type: key.clone(),
-                                field: name.clone(),
-                                code: code.clone(),
-                            });
-                        }
-                        f.values.insert(code, 1);
-                    }
-                }
-            }
-        }
-
         // The fill-rate window: one bit per field for this message.
         let window = settings.window.max(1);
         let words = window.div_ceil(64);
         let slot = ((t.messages - 1) % window as u64) as usize;
         let window_full = t.compared >= window as u64;
+        let threshold = settings.fill_rate_change;
         for (name, f) in t.fields.iter_mut() {
-            f.set_bit(slot, words, filled_now.contains(name));
+            f.set_bit(slot, words, f.seen_in == msg_no);
             if !window_full || t.baseline_messages == 0 {
                 continue;
             }
+            let baseline = f.baseline_filled as f64 / t.baseline_messages as f64;
+            let recent = f64::from(f.recent_count()) / window as f64;
+            let change = (recent - baseline).abs();
+            if f.fill_alerted {
+                if change < threshold / 2.0 {
+                    f.fill_alerted = false;
+                }
+                continue;
+            }
+            if change < threshold {
+                continue;
+            }
+            // Fields of a segment reported as new are covered by that finding.
             let segment_is_new = name
                 .split_once('-')
                 .and_then(|(seg, _)| t.segments.get(seg))
@@ -435,26 +451,29 @@ impl FeedProfile {
             if segment_is_new {
                 continue;
             }
-            let baseline = f.baseline_filled as f64 / t.baseline_messages as f64;
-            let recent = f64::from(f.recent_count()) / window as f64;
-            let change = (recent - baseline).abs();
-            if f.fill_alerted {
-                if change < settings.fill_rate_change / 2.0 {
-                    f.fill_alerted = false;
-                }
-            } else if change >= settings.fill_rate_change {
-                f.fill_alerted = true;
-                findings.push(Finding::FillRate {
-                    message_type: key.clone(),
-                    field: name.clone(),
-                    baseline,
-                    recent,
-                    window: window as u32,
-                });
-            }
+            f.fill_alerted = true;
+            findings.push(Finding::FillRate {
+                message_type: key.clone(),
+                field: name.clone(),
+                baseline,
+                recent,
+                window: window as u32,
+            });
         }
         findings
     }
+}
+
+/// Which fields of segment `id` are coded in `version` (index = field number - 1).
+fn coded_fields(version: &str, id: &str) -> Vec<bool> {
+    let mut out = Vec::new();
+    while let Some(ft) = hl7v2::validate::field_type(version, id, out.len() + 1) {
+        out.push(is_coded_type(ft.data_type));
+        if out.len() >= MAX_FIELD_NUMBER {
+            break;
+        }
+    }
+    out
 }
 
 /// MSH-9 as `type^trigger`, reduced to letters, digits, `^` and `_`, and cut short.
