@@ -27,12 +27,7 @@ pub fn conformance_profile(channel: &str, profile: &FeedProfile) -> Value {
             z_fields.entry(id.clone()).or_insert(0);
         }
         for (name, f) in &t.fields {
-            let Some((seg, n)) = name
-                .split_once('-')
-                .and_then(|(s, n)| Some((s, n.parse::<usize>().ok()?)))
-            else {
-                continue;
-            };
+            let (seg, n) = (name.segment(), name.field());
             if seg.starts_with('Z') {
                 let most = z_fields.entry(seg.to_string()).or_insert(0);
                 *most = (*most).max(n);

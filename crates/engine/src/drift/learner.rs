@@ -22,7 +22,6 @@
 //!   [`MAX_FIELD_NUMBER`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use hl7v2::Message;
 use serde::{Deserialize, Serialize};
@@ -129,6 +128,64 @@ fn labelled(field: &str) -> String {
     }
 }
 
+/// A field of a segment, `PID-8`: compared as numbers (cheap on the per-message path), written as
+/// text in the persisted JSON and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FieldKey {
+    segment: [u8; 3],
+    field: u16,
+}
+
+impl FieldKey {
+    fn new(segment: &str, field: usize) -> FieldKey {
+        let b = segment.as_bytes();
+        let mut id = [b'?'; 3];
+        for (i, c) in b.iter().take(3).enumerate() {
+            id[i] = *c;
+        }
+        FieldKey {
+            segment: id,
+            field: u16::try_from(field).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// `PID-8` back into a key.
+    pub fn parse(text: &str) -> Option<FieldKey> {
+        let (seg, n) = text.split_once('-')?;
+        let n: usize = n.parse().ok()?;
+        (seg.len() == 3 && seg.is_ascii() && (1..=MAX_FIELD_NUMBER).contains(&n))
+            .then(|| FieldKey::new(seg, n))
+    }
+
+    pub fn segment(&self) -> &str {
+        std::str::from_utf8(&self.segment).unwrap_or("???")
+    }
+
+    pub fn field(&self) -> usize {
+        usize::from(self.field)
+    }
+}
+
+impl std::fmt::Display for FieldKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.segment(), self.field)
+    }
+}
+
+impl Serialize for FieldKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FieldKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        FieldKey::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a field like PID-8")))
+    }
+}
+
 /// A feed's learned profile (persisted as JSON).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FeedProfile {
@@ -155,12 +212,12 @@ pub struct TypeProfile {
     /// Messages compared since the baseline ended (fill rates need a full window of them).
     pub compared: u64,
     pub segments: BTreeMap<String, SegmentStats>,
-    pub fields: BTreeMap<String, FieldStats>,
+    pub fields: BTreeMap<FieldKey, FieldStats>,
     /// Segment ids past [`MAX_SEGMENTS`] or fields past [`MAX_FIELDS`] were met.
     pub truncated: bool,
     /// Per segment id, which field numbers are coded (from the definitions, looked up once).
     #[serde(skip)]
-    coded: std::collections::HashMap<String, Vec<bool>>,
+    coded: std::collections::HashMap<[u8; 3], Vec<bool>>,
 }
 
 /// One segment id in one message type.
@@ -302,7 +359,6 @@ impl FeedProfile {
         // `seen_in` marks the message it was last filled in, so it counts once per message.
         let msg_no = t.messages;
         let mut occurs: BTreeMap<&str, u32> = BTreeMap::new();
-        let mut name = String::with_capacity(8);
         for seg in msg.segments() {
             let id = seg.id();
             if settings.ignores_segment(id) {
@@ -310,9 +366,11 @@ impl FeedProfile {
             }
             *occurs.entry(id).or_insert(0) += 1;
             let header = id == "MSH";
-            if !t.coded.contains_key(id) {
-                t.coded.insert(id.to_string(), coded_fields(&t.version, id));
-            }
+            let seg_key = FieldKey::new(id, 0).segment;
+            let coded_row: &[bool] = t
+                .coded
+                .entry(seg_key)
+                .or_insert_with(|| coded_fields(&t.version, id));
             for n in 1..=seg.field_count().min(MAX_FIELD_NUMBER) {
                 // MSH-1 and MSH-2 are the delimiters, not data.
                 if header && n <= 2 {
@@ -322,25 +380,22 @@ impl FeedProfile {
                 if node.is_empty() || settings.ignores_field(id, n) {
                     continue;
                 }
-                name.clear();
-                let _ = write!(name, "{id}-{n}");
-                if !t.fields.contains_key(&name) {
-                    if t.fields.len() >= MAX_FIELDS {
+                let name = FieldKey::new(id, n);
+                let tracked = t.fields.len();
+                let f = match t.fields.entry(name) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(_) if tracked >= MAX_FIELDS => {
                         t.truncated = true;
                         continue;
                     }
-                    let ft = hl7v2::validate::field_type(&t.version, id, n);
-                    t.fields.insert(
-                        name.clone(),
-                        FieldStats {
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let ft = hl7v2::validate::field_type(&t.version, id, n);
+                        e.insert(FieldStats {
                             data_type: ft.map(|f| f.data_type.to_string()),
                             table: ft.map_or(0, |f| f.table),
                             ..FieldStats::default()
-                        },
-                    );
-                }
-                let Some(f) = t.fields.get_mut(&name) else {
-                    continue;
+                        })
+                    }
                 };
                 let len = char_len(node.raw());
                 f.max_len = f.max_len.max(len);
@@ -352,10 +407,7 @@ impl FeedProfile {
                         f.baseline_filled += 1;
                     }
                 }
-                let coded = t
-                    .coded
-                    .get(id)
-                    .is_some_and(|c| c.get(n - 1).copied().unwrap_or(false));
+                let coded = coded_row.get(n - 1).copied().unwrap_or(false);
                 if !coded || f.open_ended {
                     continue;
                 }
@@ -383,7 +435,7 @@ impl FeedProfile {
                         if comparing {
                             findings.push(Finding::NewCode {
                                 message_type: key.clone(),
-                                field: name.clone(),
+                                field: name.to_string(),
                                 code: code.to_string(),
                             });
                         }
@@ -444,17 +496,14 @@ impl FeedProfile {
                 continue;
             }
             // Fields of a segment reported as new are covered by that finding.
-            let segment_is_new = name
-                .split_once('-')
-                .and_then(|(seg, _)| t.segments.get(seg))
-                .is_some_and(|s| s.new);
+            let segment_is_new = t.segments.get(name.segment()).is_some_and(|s| s.new);
             if segment_is_new {
                 continue;
             }
             f.fill_alerted = true;
             findings.push(Finding::FillRate {
                 message_type: key.clone(),
-                field: name.clone(),
+                field: name.to_string(),
                 baseline,
                 recent,
                 window: window as u32,
@@ -495,6 +544,10 @@ fn char_len(raw: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key(text: &str) -> FieldKey {
+        FieldKey::parse(text).unwrap()
+    }
 
     fn settings(baseline: u64) -> DriftSettings {
         DriftSettings {
@@ -558,15 +611,15 @@ mod tests {
         let t = &p.types["ADT^A01"];
         assert_eq!(t.messages, 320);
         assert_eq!(t.baseline_messages, 20);
-        let sex = &t.fields["PID-8"];
+        let sex = &t.fields[&key("PID-8")];
         assert_eq!(sex.data_type.as_deref(), Some("IS"));
         assert_eq!(sex.table, 1);
         assert_eq!(sex.values.keys().collect::<Vec<_>>(), ["F", "M"]);
         // Identifiers, names and dates are never kept as values.
         for f in ["PID-3", "PID-5", "PID-7", "MSH-10", "MSH-7"] {
-            assert!(t.fields[f].values.is_empty(), "{f}");
+            assert!(t.fields[&key(f)].values.is_empty(), "{f}");
         }
-        assert_eq!(t.fields["PV1-2"].values.len(), 3);
+        assert_eq!(t.fields[&key("PV1-2")].values.len(), 3);
     }
 
     #[test]
@@ -676,7 +729,7 @@ mod tests {
             &s,
             (0..50).map(|i| adt(i, &format!("S{i}"), "I", true, "")),
         );
-        let sex = &p.types["ADT^A01"].fields["PID-8"];
+        let sex = &p.types["ADT^A01"].fields[&key("PID-8")];
         assert!(sex.open_ended && sex.values.is_empty());
         assert!(
             found.iter().all(|f| !matches!(f, Finding::NewCode { .. })),
@@ -708,7 +761,7 @@ mod tests {
             (100..130).map(|i| adt(i, "X", "I", true, "ZPD|1\r")),
         );
         assert_eq!(found, []);
-        assert!(!p.types["ADT^A01"].fields.contains_key("PID-8"));
+        assert!(!p.types["ADT^A01"].fields.contains_key(&key("PID-8")));
     }
 
     #[test]

@@ -154,30 +154,24 @@ fn types_of(p: &FeedProfile) -> Vec<TypeDrift> {
                 fields: t
                     .fields
                     .iter()
-                    .map(|(name, f)| {
-                        let (seg, n) = name.split_once('-').unwrap_or((name, ""));
-                        FieldDrift {
-                            field: name.clone(),
-                            name: n
-                                .parse()
-                                .ok()
-                                .and_then(|n| hl7v2::validate::field_name(&t.version, seg, n)),
-                            fill_rate: rate(f.filled, t.messages),
-                            baseline_fill_rate: rate(f.baseline_filled, t.baseline_messages),
-                            max_length: f.max_len,
-                            typical_length: f.typical_len(),
-                            data_type: f.data_type.clone(),
-                            table: f.table,
-                            values: f
-                                .values
-                                .iter()
-                                .map(|(code, count)| CodeCount {
-                                    code: code.clone(),
-                                    count: *count,
-                                })
-                                .collect(),
-                            open_ended: f.open_ended,
-                        }
+                    .map(|(key, f)| FieldDrift {
+                        field: key.to_string(),
+                        name: hl7v2::validate::field_name(&t.version, key.segment(), key.field()),
+                        fill_rate: rate(f.filled, t.messages),
+                        baseline_fill_rate: rate(f.baseline_filled, t.baseline_messages),
+                        max_length: f.max_len,
+                        typical_length: f.typical_len(),
+                        data_type: f.data_type.clone(),
+                        table: f.table,
+                        values: f
+                            .values
+                            .iter()
+                            .map(|(code, count)| CodeCount {
+                                code: code.clone(),
+                                count: *count,
+                            })
+                            .collect(),
+                        open_ended: f.open_ended,
                     })
                     .collect(),
             }
