@@ -553,10 +553,22 @@ fn form_encode(s: &str) -> String {
         .collect()
 }
 
-async fn answer(r: reqwest::Response) -> Answer {
+async fn answer(mut r: reqwest::Response) -> Answer {
     let status = r.status();
     let headers = r.headers().clone();
-    let text = r.text().await.expect("body");
+    // An event stream does not end: its first event is the answer.
+    let streaming = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let text = if streaming {
+        let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .expect("the stream's first event within 10 s")
+            .expect("stream");
+        String::from_utf8_lossy(&first.unwrap_or_default()).into_owned()
+    } else {
+        r.text().await.expect("body")
+    };
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Answer {
         status,
