@@ -243,6 +243,8 @@ impl Harness {
             store: store.clone(),
             channels: Arc::new(channels),
             reload: None,
+            monitor: None,
+            metrics_token: None,
         };
         let app = causeway_server::router(state);
         tokio::spawn(async move {

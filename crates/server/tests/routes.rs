@@ -295,18 +295,21 @@ impl Server {
         });
         // As `causeway serve` builds it: the router gets the engine's channels and address.
         let api_store = store.clone();
-        let engine = Engine::start_with_api(&config, store.clone(), move |channels, addr| {
-            Some(router(AppState {
-                audit: Arc::new(Audit::new(api_store.clone())),
-                store: api_store,
-                auth,
-                fhir_base: format!("http://{addr}/fhir").into(),
-                channels: Arc::new(channels.clone()),
-                reload: Some(reload),
-            }))
-        })
-        .await
-        .expect("engine starts");
+        let engine =
+            Engine::start_with_api(&config, store.clone(), move |channels, addr, monitor| {
+                Some(router(AppState {
+                    audit: Arc::new(Audit::new(api_store.clone())),
+                    store: api_store,
+                    auth,
+                    fhir_base: format!("http://{addr}/fhir").into(),
+                    channels: Arc::new(channels.clone()),
+                    reload: Some(reload),
+                    monitor: Some(monitor.clone()),
+                    metrics_token: None,
+                }))
+            })
+            .await
+            .expect("engine starts");
         let addr = engine.http_addr().expect("the HTTP server is bound");
 
         let mut server = Server {
@@ -559,10 +562,22 @@ fn form_encode(s: &str) -> String {
         .collect()
 }
 
-async fn answer(r: reqwest::Response) -> Answer {
+async fn answer(mut r: reqwest::Response) -> Answer {
     let status = r.status();
     let headers = r.headers().clone();
-    let text = r.text().await.expect("body");
+    // An event stream does not end: its first event is the answer.
+    let streaming = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let text = if streaming {
+        let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .expect("the stream's first event within 10 s")
+            .expect("stream");
+        String::from_utf8_lossy(&first.unwrap_or_default()).into_owned()
+    } else {
+        r.text().await.expect("body")
+    };
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Answer {
         status,
@@ -672,6 +687,7 @@ struct Route {
 const TABLE: &str = "
 GET    /health                              anonymous                 200 -         -
 GET    /ready                               anonymous                 200 -         -
+GET    /metrics                             anonymous                 200 -         -
 POST   /auth/token                          sign-in                   200 -         -
 POST   /auth/login                          sign-in                   200 -         -
 GET    /auth/me                             anyone                    200 -         -
@@ -710,6 +726,8 @@ GET    /api/channels/{name}/drift/profile   viewer                    200 -     
 POST   /api/channels/{name}/drift/reset     operator                  200 -         /api/channels/feed/drift/reset
 GET    /api/profiles                        viewer                    200 -         -
 POST   /api/profiles/mappings               operator                  200 mapping   -
+GET    /api/monitor                         viewer                    200 -         /api/monitor?seconds=60
+GET    /api/stream                          viewer                    200 -         -
 POST   /auth/logout                         anonymous                 204 -         -
 ";
 

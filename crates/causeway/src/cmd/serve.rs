@@ -171,7 +171,14 @@ async fn start(
     );
     let api_store = store.clone();
     let reload = reload.clone();
-    let api = move |channels: &BTreeMap<String, Arc<Channel>>, addr: SocketAddr| {
+    let metrics_token = config
+        .server
+        .metrics_token
+        .as_ref()
+        .map(|t| Arc::<str>::from(t.0.as_str()));
+    let api = move |channels: &BTreeMap<String, Arc<Channel>>,
+                    addr: SocketAddr,
+                    monitor: &Arc<causeway_engine::monitor::Monitor>| {
         let state = causeway_server::AppState {
             audit: Arc::new(causeway_server::audit::Audit::new(api_store.clone())),
             store: api_store,
@@ -179,6 +186,8 @@ async fn start(
             fhir_base: fhir_base(addr, https).into(),
             channels: Arc::new(channels.clone()),
             reload: Some(reload),
+            monitor: Some(monitor.clone()),
+            metrics_token,
         };
         Some(causeway_server::router(state))
     };

@@ -29,7 +29,8 @@
 //! message; a duplicate arriving after a crash gets exactly the ACK the first copy earned.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
 
 use causeway_store::{Header, MessageState, NewMessage, Store, UnixMillis};
 use hl7v2::{AckCode, AckError, AckHeader, AckMode, Message};
@@ -55,6 +56,10 @@ pub struct ChannelStats {
     pub refused_stopped: AtomicU64,
     /// Drift findings: changes from the feed's learned profile (see [`crate::drift`]).
     pub drift_findings: AtomicU64,
+    /// When the last message came in (Unix ms; 0 = none yet).
+    pub last_received_ms: AtomicI64,
+    /// From a message's arrival at the channel to its acknowledgement (stored, or refused).
+    pub ack_time: crate::monitor::LatencyHistogram,
 }
 
 impl ChannelStats {
@@ -88,6 +93,8 @@ pub struct Channel {
     pub paused: Arc<AtomicBool>,
     /// `[channel.drift]`: the feed's learned profile; `None` when drift detection is off.
     pub drift: Option<Arc<crate::drift::DriftTracker>>,
+    /// Its destinations with their counters (shared with their workers), for the monitor.
+    pub destinations: Vec<crate::monitor::DestinationHandle>,
     ack_ids: AckIds,
 }
 
@@ -251,6 +258,7 @@ impl Channel {
             source_kind: "",
             drift: None,
             paused: Arc::new(AtomicBool::new(false)),
+            destinations: Vec::new(),
             ack_ids: AckIds::new(),
         }
     }
@@ -291,6 +299,19 @@ impl Channel {
         peer: &str,
         pending_resource: Option<causeway_store::ResourcePut>,
     ) -> Reply {
+        let arrived = Instant::now();
+        let reply = self.answer(raw, peer, pending_resource).await;
+        self.stats.ack_time.record(arrived.elapsed());
+        reply
+    }
+
+    /// [`Channel::ingest_with`] without the timing.
+    async fn answer(
+        &self,
+        raw: &[u8],
+        peer: &str,
+        pending_resource: Option<causeway_store::ResourcePut>,
+    ) -> Reply {
         let ack_id = self.ack_ids.next();
         let timestamp = hl7_timestamp();
         let header = AckHeader {
@@ -302,6 +323,9 @@ impl Channel {
         }
         ChannelStats::bump(&self.stats.received);
         let received_at = UnixMillis::now();
+        self.stats
+            .last_received_ms
+            .store(received_at.0, Ordering::Relaxed);
         let msg = match hl7v2::parse(raw) {
             Ok(msg) => msg,
             Err(e) => {

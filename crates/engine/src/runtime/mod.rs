@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::config::{ChannelConfig, Config, DestinationKind, PayloadFormat, SourceConfig};
 use crate::destinations::{self, Sender, Worker};
 use crate::fhir::SharedConversion;
+use crate::monitor::Monitor;
 use crate::net::client::MllpClient;
 use crate::net::{https, tls};
 use crate::sources::{
@@ -65,6 +66,7 @@ pub struct Engine {
     mllp_addrs: BTreeMap<String, SocketAddr>,
     source_stats: BTreeMap<String, Arc<SourceStats>>,
     http_addr: Option<SocketAddr>,
+    monitor: Arc<Monitor>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -87,20 +89,24 @@ pub fn queue_name(channel: &str, destination: &str) -> String {
 impl Engine {
     /// Starts every enabled channel of `config` on `store`.
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<Engine, StartError> {
-        Self::start_with_api(config, store, |_, _| None).await
+        Self::start_with_api(config, store, |_, _, _| None).await
     }
 
     /// Starts the engine with an HTTP API beside the HTTP sources, on `[server] http`: `api`
     /// gets the built channels (the API needs them for write-back and management) and the
-    /// bound address, and returns the routes to serve. Without `[server] http` there is no
-    /// HTTP server and `api` is not called.
+    /// bound address and the engine's monitor, and returns the routes to serve. Without
+    /// `[server] http` there is no HTTP server and `api` is not called.
     pub async fn start_with_api<F>(
         config: &Config,
         store: Arc<dyn Store>,
         api: F,
     ) -> Result<Engine, StartError>
     where
-        F: FnOnce(&BTreeMap<String, Arc<Channel>>, SocketAddr) -> Option<axum::Router>,
+        F: FnOnce(
+            &BTreeMap<String, Arc<Channel>>,
+            SocketAddr,
+            &Arc<Monitor>,
+        ) -> Option<axum::Router>,
     {
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Woken by every write into the resource store, so notifications go out at once.
@@ -111,6 +117,8 @@ impl Engine {
             mllp_addrs: BTreeMap::new(),
             source_stats: BTreeMap::new(),
             http_addr: None,
+            // Replaced once the channels are built.
+            monitor: Arc::new(Monitor::new(Vec::new(), BTreeMap::new(), store.clone())),
             shutdown,
             tasks: JoinSet::new(),
         };
@@ -163,7 +171,9 @@ impl Engine {
                         tls,
                     };
                     engine.mllp_addrs.insert(cfg.name.clone(), addr);
-                    pending.push(Pending::Mllp(listener, options, channel.clone()));
+                    let stats = Arc::new(SourceStats::default());
+                    engine.source_stats.insert(cfg.name.clone(), stats.clone());
+                    pending.push(Pending::Mllp(listener, options, channel.clone(), stats));
                 }
                 SourceConfig::Http(src) => {
                     if config.server.http.is_none() {
@@ -212,15 +222,20 @@ impl Engine {
             _ => None,
         };
 
+        engine.monitor = Arc::new(Monitor::new(
+            engine.channels.values().cloned().collect(),
+            engine.source_stats.clone(),
+            store.clone(),
+        ));
+        engine
+            .tasks
+            .spawn(engine.monitor.clone().run(shutdown_rx.clone()));
+
         // Nothing failed: start it all.
         for p in pending {
             let rx = shutdown_rx.clone();
             match p {
-                Pending::Mllp(listener, options, channel) => {
-                    let stats = Arc::new(SourceStats::default());
-                    engine
-                        .source_stats
-                        .insert(channel.name.clone(), stats.clone());
+                Pending::Mllp(listener, options, channel, stats) => {
                     engine
                         .tasks
                         .spawn(sources::mllp::run(listener, options, channel, stats, rx));
@@ -240,7 +255,7 @@ impl Engine {
             let bound = engine
                 .http_addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-            if let Some(api) = api(&engine.channels, bound) {
+            if let Some(api) = api(&engine.channels, bound, &engine.monitor) {
                 app = app.merge(api);
             }
             let mut rx = shutdown_rx.clone();
@@ -339,6 +354,11 @@ impl Engine {
         self.mllp_addrs.get(channel).copied()
     }
 
+    /// The live figures of every channel (what `/metrics`, the dashboard and alerts read).
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
     pub fn source_stats(&self, channel: &str) -> Option<&Arc<SourceStats>> {
         self.source_stats.get(channel)
     }
@@ -427,7 +447,12 @@ fn node_name() -> String {
 }
 
 enum Pending {
-    Mllp(TcpListener, MllpSourceOptions, Arc<Channel>),
+    Mllp(
+        TcpListener,
+        MllpSourceOptions,
+        Arc<Channel>,
+        Arc<SourceStats>,
+    ),
     Directory(DirectoryOptions, Arc<Channel>),
     Worker(Box<Worker>),
 }
@@ -444,8 +469,15 @@ fn build_channel(
     let conversion = SharedConversion::new(cfg.fhir.clone());
     let mut workers = Vec::new();
     let mut queues = Vec::new();
+    let mut handles = Vec::new();
     for dest in &cfg.destinations {
         let queue = queue_name(&cfg.name, &dest.name);
+        let stats = Arc::new(crate::monitor::DestinationStats::default());
+        handles.push(crate::monitor::DestinationHandle {
+            name: dest.name.clone(),
+            queue: queue.clone(),
+            stats: stats.clone(),
+        });
         let retry = dest.retry;
         let parallel = dest.parallel.max(1);
         for i in 0..parallel {
@@ -488,6 +520,7 @@ fn build_channel(
                 store: store.clone(),
                 wake: wake.clone(),
                 paused: paused.clone(),
+                stats: stats.clone(),
             });
         }
         queues.push(queue);
@@ -503,6 +536,7 @@ fn build_channel(
     );
     channel.source_kind = cfg.source.kind();
     channel.paused = paused;
+    channel.destinations = handles;
     channel.fhir = conversion;
     channel.write_back = cfg.write_back.clone();
     Ok((channel, workers))

@@ -13,6 +13,7 @@
 //! - `events`: `GET /events`
 //! - `drift`: `GET /drift`, `GET /channels/{name}/drift/profile`, `POST /channels/{name}/drift/reset`
 //! - `profiles`: `GET /profiles` (sender profiles and code maps), `POST /profiles/mappings`
+//! - `monitor`: `GET /monitor` (live figures and their history), `GET /stream` (pushed)
 //!
 //! # Invariants
 //!
@@ -32,6 +33,7 @@ mod config;
 mod drift;
 mod events;
 mod messages;
+mod monitor;
 mod profiles;
 mod queues;
 mod view;
@@ -109,6 +111,8 @@ fn table() -> Vec<Route> {
         route(Post, "/channels/{name}/drift/reset", drift::reset),
         route(Get, "/profiles", profiles::list),
         route(Post, "/profiles/mappings", profiles::add_mapping),
+        route(Get, "/monitor", monitor::figures),
+        route(Get, "/stream", monitor::stream),
         route(Get, "/openapi.json", openapi_json),
     ]
 }
@@ -162,6 +166,8 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         drift::reset,
         profiles::list,
         profiles::add_mapping,
+        monitor::figures,
+        monitor::stream,
         openapi_json,
     ),
     components(schemas(ErrorBody)),
@@ -174,6 +180,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "events", description = "The event log"),
         (name = "drift", description = "Each feed's learned profile and its changes"),
         (name = "profiles", description = "Sender profiles and their code maps"),
+        (name = "monitor", description = "Live figures: counters, queue gauges, latency"),
         (name = "meta", description = "This document"),
     ),
 )]
