@@ -49,6 +49,8 @@ enum Command {
     Profile(cmd::profile::Args),
     /// Check the audit log: `audit verify` recomputes its hash chain.
     Audit(cmd::audit::Args),
+    /// Drift detection: `drift export` prints a channel's learned profile as a conformance profile.
+    Drift(cmd::drift::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Test(args) => cmd::test::run(args),
         Command::Profile(args) => cmd::profile::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Drift(args) => cmd::drift::run(args),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 //! gives the same bundle (the conversion is deterministic) without storing a second copy of the PHI.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use v2fhir::{Conversion, Profile};
 
@@ -49,6 +50,28 @@ pub fn load_profiles(path: &Path) -> Result<Vec<Profile>, Vec<String>> {
         Ok(profiles)
     } else {
         Err(errors)
+    }
+}
+
+/// A channel's conversion, shared by its ingest path and its `format = "fhir"` destinations, and
+/// replaceable while they run: a code map entry added through the management API takes effect for
+/// the next message without restarting anything.
+#[derive(Debug, Clone, Default)]
+pub struct SharedConversion(Arc<RwLock<Option<Arc<FhirConversion>>>>);
+
+impl SharedConversion {
+    pub fn new(conversion: Option<Arc<FhirConversion>>) -> Self {
+        SharedConversion(Arc::new(RwLock::new(conversion)))
+    }
+
+    /// The conversion now (`None`: the channel has no `[channel.fhir]`).
+    pub fn get(&self) -> Option<Arc<FhirConversion>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the profiles (read again from `source` by the caller); the next message uses them.
+    pub fn replace(&self, conversion: Arc<FhirConversion>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Some(conversion);
     }
 }
 

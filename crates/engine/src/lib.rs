@@ -9,13 +9,15 @@
 //!   stores a message and only then acknowledges it lives in [`runtime::channel`];
 //! - [`sources`]: MLLP listeners (plain or TLS), HTTP POST, directory watchers;
 //! - [`destinations`]: MLLP, HTTP and file delivery, each fed by a durable FIFO queue;
-//! - [`net`]: MLLP client and server plumbing, TLS configuration.
+//! - [`net`]: MLLP client and server plumbing, TLS configuration;
+//! - [`drift`]: each feed's learned profile and the changes from it (drift findings).
 //!
 //! Components never write to the store themselves: the runtime's ingest path is the only
 //! writer of inbound messages, which makes the ACK promise checkable in one place.
 
 pub mod config;
 pub mod destinations;
+pub mod drift;
 pub mod fhir;
 pub mod fhir_query;
 pub mod filter;

@@ -182,6 +182,19 @@ fn syntax_errors_are_all_reported_and_stop_there() {
 fn error_table() {
     let cases: &[(&str, &[&str])] = &[
         (
+            "[[channel]]\nname = \"a\"\nsource = { type = \"mllp\", listen = \"127.0.0.1:0\" }\n\
+             [channel.drift]\nbaseline_messages = 0\nfill_rate_change = 0\nwindow = 100000\n\
+             baseline_duration = \"soon\"\nignore = [\"PID-8\", \"pid\", \"PID-0\"]\n",
+            &[
+                "causeway.toml:5:21: channel[0].drift.baseline_messages: 0 needs a baseline_duration: the baseline would be empty",
+                "causeway.toml:6:20: channel[0].drift.fill_rate_change: must be from 1 to 100",
+                "causeway.toml:7:10: channel[0].drift.window: must be from 1 to 10000",
+                "causeway.toml:8:21: channel[0].drift.baseline_duration: invalid duration \"soon\": expected a whole number and a unit (ms, s, m, h, d), e.g. \"30s\"",
+                "causeway.toml:9:20: channel[0].drift.ignore[1]: \"pid\" is not a segment (\"ZPD\") or a field (\"PID-8\", 1 to 200)",
+                "causeway.toml:9:27: channel[0].drift.ignore[2]: \"PID-0\" is not a segment (\"ZPD\") or a field (\"PID-8\", 1 to 200)",
+            ],
+        ),
+        (
             "[[channel]]\nenabled = false\n",
             &[
                 "causeway.toml:1:1: channel[0].name: missing key (every channel needs a name)",
@@ -826,6 +839,16 @@ fn every_key() -> RawConfig {
             version: t("2.5.1"),
             order_message: t("ORM^O01"),
             sync_timeout: t("30s"),
+        })),
+        drift: Some(s(RawDrift {
+            enabled: Some(s(true)),
+            baseline_messages: n(500),
+            baseline_duration: t("1d"),
+            fill_rate_change: n(50),
+            window: n(100),
+            min_samples: n(50),
+            max_values: n(256),
+            ignore: list(&["ZPD"]),
         })),
     };
     RawConfig {

@@ -79,7 +79,7 @@ fn smoking_oru(control_id: &str, code: &str) -> Vec<u8> {
 }
 
 /// A sender profile whose smoking-status map knows code 3 and passes the others on, flagged.
-const PROFILE: &str = "name = \"CLINIC_P\"\n[sender]\napplication = \"LAB\"\nfacility = \"CLINIC_P\"\n\
+const PROFILE: &str = "# Clinic P's lab, reviewed with its interface team.\nname = \"CLINIC_P\"\n[sender]\napplication = \"LAB\"\nfacility = \"CLINIC_P\"\n\
     [defaults]\ntime_zone = \"-0500\"\n\
     [[code_map]]\nname = \"smoking-status\"\nfields = [\"OBX-5\"]\nobservation = \"72166-2\"\nunmapped = \"pass\"\n\
     [[code_map.entry]]\ncode = \"3\"\n\
@@ -1087,4 +1087,218 @@ async fn unmapped_codes_are_counted_per_value_and_the_fhir_bundle_is_shown() {
     assert_eq!(results["fhir_profiles"], json!(["CLINIC_P"]));
     assert_eq!(results["stats"]["unmapped_codes"], 3);
     assert_eq!(results["destinations"], json!([]));
+}
+
+/// The "add a mapping" button: a code the sender's map does not know is seen, an operator maps
+/// it, and the very next message converts with the new meaning, without a restart. The profile
+/// file keeps its comments and records who added the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mapping_added_through_the_api_converts_the_next_message() {
+    let h = Harness::start().await;
+    let viewer = h.login("viewer").await;
+    let operator = h.login("operator").await;
+    let observation_code = |detail: &Value| -> Value {
+        detail["fhir"]["entry"]
+            .as_array()
+            .expect("a bundle")
+            .iter()
+            .map(|e| &e["resource"])
+            .find(|r| r["resourceType"] == "Observation")
+            .expect("an Observation")["valueCodeableConcept"]["coding"][0]
+            .clone()
+    };
+    assert_eq!(h.send("results", &smoking_oru("M1", "8")).await.0, "AA");
+    let m1 = h.id_of("M1", &viewer).await;
+    let before = observation_code(&h.get(&format!("/api/messages/{m1}"), &viewer).await);
+    assert_eq!(before["code"], "8", "unmapped: kept as sent");
+    let unmapped = h.get("/api/unmapped?channel=results", &viewer).await;
+    assert_eq!(unmapped["codes"][0]["code"], "8");
+
+    let mapping = json!({
+        "channel": "results",
+        "map": "smoking-status",
+        "code": "8",
+        "target": {"system": "http://snomed.info/sct", "code": "8517006", "display": "Ex-smoker"}
+    });
+    let (status, _) = h
+        .call(
+            Method::POST,
+            "/api/profiles/mappings",
+            Some(&viewer),
+            Some(mapping.clone()),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a viewer cannot add mappings"
+    );
+    let added = h
+        .post("/api/profiles/mappings", &operator, Some(mapping.clone()))
+        .await;
+    assert_eq!(added["profile"], "CLINIC_P");
+    assert_eq!(added["added_by"], "operator");
+    assert_eq!(added["channels"], json!(["results"]));
+
+    // The same message again converts with the new target.
+    assert_eq!(h.send("results", &smoking_oru("M2", "8")).await.0, "AA");
+    let m2 = h.id_of("M2", &viewer).await;
+    let after = observation_code(&h.get(&format!("/api/messages/{m2}"), &viewer).await);
+    assert_eq!(after["system"], "http://snomed.info/sct");
+    assert_eq!(after["code"], "8517006");
+
+    // The file still reads as a profile, with its comment and the entry's author and date.
+    let file = added["file"].as_str().expect("file");
+    let text = std::fs::read_to_string(file).expect("profile file");
+    assert!(
+        text.starts_with("# Clinic P's lab, reviewed with its interface team.\n"),
+        "{text}"
+    );
+    assert!(text.contains("added_by = \"operator\""), "{text}");
+    let profile = v2fhir::Profile::from_toml(&text, file).expect("still a profile");
+    assert_eq!(profile.code_maps[0].entries.len(), 2);
+    let listed = h.get("/api/profiles", &viewer).await;
+    let entries = &listed["channels"][0]["profiles"][0]["code_maps"][0]["entries"];
+    assert_eq!(entries[1]["code"], "8");
+    assert_eq!(entries[1]["target"]["code"], "8517006");
+
+    // Refused, each with its reason.
+    let with = |key: &str, value: Value| {
+        let mut m = mapping.clone();
+        m[key] = value;
+        m
+    };
+    for (body, want, why) in [
+        (mapping.clone(), StatusCode::CONFLICT, "already mapped"),
+        (
+            with("channel", json!("nowhere")),
+            StatusCode::NOT_FOUND,
+            "not running here",
+        ),
+        (
+            with("map", json!("allergies")),
+            StatusCode::NOT_FOUND,
+            "no profile of channel",
+        ),
+        (
+            with("channel", json!("adt")),
+            StatusCode::CONFLICT,
+            "has no sender profiles",
+        ),
+        (
+            with("code", json!("")),
+            StatusCode::BAD_REQUEST,
+            "code: must not be empty",
+        ),
+        (
+            json!({"channel": "results"}),
+            StatusCode::BAD_REQUEST,
+            "missing field",
+        ),
+    ] {
+        let (status, answer) = h
+            .call(
+                Method::POST,
+                "/api/profiles/mappings",
+                Some(&operator),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, want, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap_or("").contains(why),
+            "{body}: {answer}"
+        );
+    }
+    assert_eq!(
+        text,
+        std::fs::read_to_string(file).unwrap(),
+        "refusals change nothing"
+    );
+
+    // Audited: who changed which map, with the outcome (the refusals too).
+    let audit = h.audit_entries("Profile/*/code_map/smoking-status").await;
+    let outcomes: Vec<(String, u16)> = audit.iter().map(|a| (a.agent.clone(), a.outcome)).collect();
+    assert!(
+        outcomes.contains(&("operator".to_string(), 200)),
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&("operator".to_string(), 409)),
+        "{outcomes:?}"
+    );
+}
+
+/// `GET /api/drift` shows what each channel learned; the learned profile exports as a
+/// conformance profile; an operator can make a channel learn again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_state_is_shown_exported_and_reset() {
+    let h = Harness::start().await;
+    let viewer = h.login("viewer").await;
+    let operator = h.login("operator").await;
+    for i in 0..3 {
+        assert_eq!(h.send("adt", &adt(&format!("D{i}"), "MRN-D")).await.0, "AA");
+    }
+    let drift = h.get("/api/drift", &viewer).await;
+    let adt_drift = drift["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "adt")
+        .expect("channel adt");
+    assert_eq!(adt_drift["state"], "learning");
+    assert_eq!(adt_drift["messages"], 3);
+    assert_eq!(adt_drift["baseline_messages"], 500);
+    let t = &adt_drift["message_types"][0];
+    assert_eq!(t["message_type"], "ADT^A01");
+    let sex = t["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "PID-8")
+        .expect("PID-8");
+    assert_eq!(sex["name"], "Administrative Sex");
+    assert_eq!(sex["fill_rate"], 1.0);
+    assert_eq!(sex["values"], json!([{"code": "F", "count": 3}]));
+    // No identifier, name or date is ever a value.
+    let text = drift.to_string();
+    for phi in ["MRN-D", "DOE", "JANE", "19800101"] {
+        assert!(!text.contains(phi), "{phi} in {text}");
+    }
+
+    let exported = h.get("/api/channels/adt/drift/profile", &viewer).await;
+    assert_eq!(exported["name"], "adt-learned");
+    hl7v2::validate::Profile::from_json_str(&exported.to_string()).expect("a conformance profile");
+
+    let (status, _) = h
+        .call(
+            Method::POST,
+            "/api/channels/adt/drift/reset",
+            Some(&viewer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = h
+        .call(
+            Method::POST,
+            "/api/channels/nope/drift/reset",
+            Some(&operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let reset = h
+        .post("/api/channels/adt/drift/reset", &operator, None)
+        .await;
+    assert_eq!(reset["state"], "learning");
+    let drift = h.get("/api/drift", &viewer).await;
+    let adt_drift = drift["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["channel"] == "adt")
+        .unwrap();
+    assert_eq!(adt_drift["messages"], 0);
+    assert_eq!(adt_drift["message_types"], json!([]));
 }

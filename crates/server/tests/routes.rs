@@ -246,8 +246,17 @@ impl Server {
              [[channel]]\nname = \"orders\"\nsource = {{ type = \"fhir-api\" }}\n\
                [channel.write_back]\n  receiving_application = \"EHR\"\n  sync_timeout = \"15s\"\n\
                [[channel.destination]]\n  name = \"ehr\"\n  type = \"mllp\"\n  connect = \"{ehr_addr}\"\n\
-               connect_timeout = \"2s\"\n  ack_timeout = \"5s\"\n  retry = {{ initial = \"20ms\", max = \"100ms\" }}\n"
+               connect_timeout = \"2s\"\n  ack_timeout = \"5s\"\n  retry = {{ initial = \"20ms\", max = \"100ms\" }}\n\
+             [[channel]]\nname = \"lab\"\nsource = {{ type = \"mllp\", listen = \"127.0.0.1:0\" }}\n\
+             fhir = {{ profiles = \"lab.toml\" }}\n"
         );
+        // The lab's sender profile, for `POST /api/profiles/mappings` to add to.
+        std::fs::write(
+            dir.path().join("lab.toml"),
+            "name = \"lab\"\n[sender]\napplication = \"LABAPP\"\n\
+             [[code_map]]\nname = \"result-flags\"\nfields = [\"OBX-8\"]\nunmapped = \"pass\"\n",
+        )
+        .expect("write the lab profile");
         // On disk too, for `POST /api/config/reload` to read back.
         let config_file = dir.path().join("causeway.toml");
         std::fs::write(&config_file, &text).expect("write the configuration");
@@ -553,10 +562,22 @@ fn form_encode(s: &str) -> String {
         .collect()
 }
 
-async fn answer(r: reqwest::Response) -> Answer {
+async fn answer(mut r: reqwest::Response) -> Answer {
     let status = r.status();
     let headers = r.headers().clone();
-    let text = r.text().await.expect("body");
+    // An event stream does not end: its first event is the answer.
+    let streaming = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let text = if streaming {
+        let first = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+            .await
+            .expect("the stream's first event within 10 s")
+            .expect("stream");
+        String::from_utf8_lossy(&first.unwrap_or_default()).into_owned()
+    } else {
+        r.text().await.expect("body")
+    };
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
     Answer {
         status,
@@ -703,6 +724,11 @@ POST   /api/messages/{id}/reprocess         operator                  200 -     
 GET    /api/errors                          viewer                    200 -         -
 GET    /api/unmapped                        viewer                    200 -         -
 GET    /api/events                          viewer                    200 -         -
+GET    /api/drift                           viewer                    200 -         -
+GET    /api/channels/{name}/drift/profile   viewer                    200 -         /api/channels/feed/drift/profile
+POST   /api/channels/{name}/drift/reset     operator                  200 -         /api/channels/feed/drift/reset
+GET    /api/profiles                        viewer                    200 -         -
+POST   /api/profiles/mappings               operator                  200 mapping   -
 GET    /api/monitor                         viewer                    200 -         /api/monitor?seconds=60
 GET    /api/stream                          viewer                    200 -         -
 POST   /auth/logout                         anonymous                 204 -         -
@@ -735,6 +761,12 @@ fn table(ids: &Ids) -> Vec<Route> {
                 "order" => Some(Body::Fhir(order(&ids.patient, "ORD-WALK-1", None))),
                 "order-put" => Some(Body::Fhir(rescheduled.clone())),
                 "resend" => Some(Body::Json(json!({ "destination": "unified" }))),
+                "mapping" => Some(Body::Json(json!({
+                    "channel": "lab",
+                    "map": "result-flags",
+                    "code": "HH",
+                    "target": {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", "code": "HH"}
+                }))),
                 other => panic!("no body {other:?}: {line}"),
             };
             let need = match need {

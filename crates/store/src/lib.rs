@@ -664,13 +664,17 @@ pub enum EventKind {
     /// A coded value no code map of its sender knew (written by the engine; the detail names the
     /// map, field, system and code, which are vocabulary, not patient data).
     UnmappedCode,
+    /// A feed changed from its learned profile: a new message type, segment or code, or a
+    /// field's fill rate (written by the engine; the detail names types, segments, fields, codes
+    /// of coded fields and rates, never other values).
+    Drift,
     /// Anything else worth recording (written by the engine).
     Note,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         Self::Duplicate,
         Self::ControlIdReused,
         Self::StateChanged,
@@ -683,6 +687,7 @@ impl EventKind {
         Self::Lifecycle,
         Self::Alert,
         Self::UnmappedCode,
+        Self::Drift,
         Self::Note,
     ];
 
@@ -701,6 +706,7 @@ impl EventKind {
             Self::Lifecycle => "lifecycle",
             Self::Alert => "alert",
             Self::UnmappedCode => "unmapped_code",
+            Self::Drift => "drift",
             Self::Note => "note",
         }
     }

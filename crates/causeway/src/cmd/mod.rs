@@ -5,6 +5,7 @@ pub mod audit;
 pub mod check;
 pub mod convert;
 pub mod convert_v2;
+pub mod drift;
 pub mod get;
 pub mod listen;
 pub mod parse;

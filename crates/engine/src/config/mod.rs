@@ -286,6 +286,8 @@ pub struct ChannelConfig {
     pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
     /// `[channel.write_back]`, for a `fhir-api` source: how API writes become v2 messages.
     pub write_back: Option<WriteBack>,
+    /// `[channel.drift]`: learning the feed's profile and reporting changes (on by default).
+    pub drift: crate::drift::DriftSettings,
 }
 
 /// Resource types the FHIR API writes back to an EHR (the FHIR -> v2 mapping's inputs).
@@ -773,6 +775,7 @@ impl Config {
                 }],
                 fhir: None,
                 write_back: None,
+                drift: crate::drift::DriftSettings::default(),
             }],
         }
     }

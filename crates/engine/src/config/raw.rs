@@ -127,6 +127,31 @@ pub struct RawChannel {
     pub fhir: Option<Spanned<RawFhir>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_back: Option<Spanned<RawWriteBack>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Spanned<RawDrift>>,
+}
+
+/// `[channel.drift]`: learning the feed's profile and reporting changes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrift {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<Spanned<bool>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_messages: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline_duration: Text,
+    /// Percent points, 1 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_rate_change: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_samples: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_values: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore: TextList,
 }
 
 /// `[channel.write_back]`: how FHIR API writes become HL7 v2 messages to the EHR.

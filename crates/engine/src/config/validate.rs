@@ -16,6 +16,7 @@ use super::error::{ConfigError, ConfigErrorKind as K, Errors};
 use super::raw::*;
 use super::units::{self, check_name, format_duration, parse_address, parse_duration, parse_size};
 use super::*;
+use crate::drift::{self, DriftSettings};
 use crate::fhir::FhirConversion;
 use crate::filter::{Accept, Condition, Filter, TypePattern, Wildcard};
 use crate::transform::{Anchor, CodeTable, InvalidTransform, ScriptEngine, Transform, Transforms};
@@ -664,7 +665,12 @@ impl<'a> Validator<'a> {
             }
         }
         let write_back = self.write_back(key, ch, &source, &destinations);
+        let drift = match &ch.drift {
+            Some(d) => self.drift(&format!("{key}.drift"), d),
+            None => DriftSettings::default(),
+        };
         ChannelConfig {
+            drift,
             fhir,
             write_back,
             name,
@@ -849,6 +855,75 @@ impl<'a> Validator<'a> {
                 }
                 None
             }
+        }
+    }
+
+    /// `[channel.drift]`: every value checked, every problem reported.
+    fn drift(&mut self, key: &str, raw: &Spanned<RawDrift>) -> DriftSettings {
+        let d = raw.get_ref();
+        let defaults = DriftSettings::default();
+        let k = |name: &str| format!("{key}.{name}");
+        let baseline_messages = self.int(
+            &k("baseline_messages"),
+            &d.baseline_messages,
+            0..=1_000_000_000,
+            defaults.baseline_messages as i64,
+        ) as u64;
+        let baseline_duration = self.opt_duration(&k("baseline_duration"), &d.baseline_duration);
+        if baseline_messages == 0
+            && baseline_duration.is_none_or(|d| d.is_zero())
+            && let Some(v) = &d.baseline_messages
+        {
+            self.err(
+                K::Invalid,
+                &k("baseline_messages"),
+                v.span(),
+                "0 needs a baseline_duration: the baseline would be empty",
+            );
+        }
+        let fill_rate_change = self.int(
+            &k("fill_rate_change"),
+            &d.fill_rate_change,
+            1..=100,
+            (defaults.fill_rate_change * 100.0) as i64,
+        ) as f64
+            / 100.0;
+        let window = self.int(
+            &k("window"),
+            &d.window,
+            1..=drift::MAX_WINDOW as i64,
+            defaults.window as i64,
+        ) as usize;
+        let min_samples = self.int(
+            &k("min_samples"),
+            &d.min_samples,
+            1..=1_000_000_000,
+            defaults.min_samples as i64,
+        ) as u64;
+        let max_values = self.int(
+            &k("max_values"),
+            &d.max_values,
+            1..=drift::DEFAULT_MAX_VALUES as i64 * 16,
+            defaults.max_values as i64,
+        ) as usize;
+        let mut ignore = std::collections::BTreeSet::new();
+        for (i, item) in self.list(&k("ignore"), &d.ignore).iter().enumerate() {
+            match drift::check_ignore_entry(item.get_ref()) {
+                Ok(()) => {
+                    ignore.insert(item.get_ref().clone());
+                }
+                Err(e) => self.err(K::Invalid, &format!("{}[{i}]", k("ignore")), item.span(), e),
+            }
+        }
+        DriftSettings {
+            enabled: d.enabled.as_ref().is_none_or(|e| *e.get_ref()),
+            baseline_messages,
+            baseline_duration,
+            fill_rate_change,
+            window,
+            min_samples,
+            max_values,
+            ignore,
         }
     }
 

@@ -82,7 +82,7 @@ pub struct Worker {
     pub store: Arc<dyn Store>,
     pub wake: Arc<Notify>,
     /// `format = "fhir"`: the message's FHIR bundle (JSON) is delivered instead of the v2 message.
-    pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
+    pub fhir: Option<crate::fhir::SharedConversion>,
     /// The channel's stopped flag ([`crate::runtime::channel::Channel::stop`]): while it is set
     /// the worker claims nothing; starting the channel wakes it.
     pub paused: Arc<AtomicBool>,
@@ -210,7 +210,8 @@ impl Worker {
         let header = &stored.summary.header;
         let control_id = header.control_id.clone();
         let bundle;
-        let payload = match &self.fhir {
+        let fhir = self.fhir.as_ref().and_then(|f| f.get());
+        let payload = match fhir {
             None => payload,
             Some(fhir) => match fhir.bundle_json(payload) {
                 Ok(json) => {

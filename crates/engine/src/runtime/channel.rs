@@ -54,7 +54,7 @@ pub struct ChannelStats {
     pub script_errors: AtomicU64,
     /// Messages refused (AE, not stored, not counted as received) while the channel was stopped.
     pub refused_stopped: AtomicU64,
-    /// Drift findings raised by this feed's traffic.
+    /// Drift findings: changes from the feed's learned profile (see [`crate::drift`]).
     pub drift_findings: AtomicU64,
     /// When the last message came in (Unix ms; 0 = none yet).
     pub last_received_ms: AtomicI64,
@@ -82,7 +82,7 @@ pub struct Channel {
     pub stats: Arc<ChannelStats>,
     /// `[channel.fhir]`: conversion to the unified model at ingest (for a `fhir-api` channel:
     /// the EHR's profiles, used the other way, FHIR -> v2, by the API).
-    pub fhir: Option<Arc<crate::fhir::FhirConversion>>,
+    pub fhir: crate::fhir::SharedConversion,
     /// `[channel.write_back]`: this channel carries FHIR API writes to an EHR.
     pub write_back: Option<crate::config::WriteBack>,
     /// The source's kind (`mllp`, `http`, `directory`), for the management API; empty when the
@@ -91,6 +91,8 @@ pub struct Channel {
     /// Set while the channel is stopped; shared with its destination workers, which stop
     /// claiming while it is set. Kept in memory only: a restart starts every channel.
     pub paused: Arc<AtomicBool>,
+    /// `[channel.drift]`: the feed's learned profile; `None` when drift detection is off.
+    pub drift: Option<Arc<crate::drift::DriftTracker>>,
     /// Its destinations with their counters (shared with their workers), for the monitor.
     pub destinations: Vec<crate::monitor::DestinationHandle>,
     ack_ids: AckIds,
@@ -251,9 +253,10 @@ impl Channel {
             store,
             wake,
             stats: Arc::new(ChannelStats::default()),
-            fhir: None,
+            fhir: crate::fhir::SharedConversion::default(),
             write_back: None,
             source_kind: "",
+            drift: None,
             paused: Arc::new(AtomicBool::new(false)),
             destinations: Vec::new(),
             ack_ids: AckIds::new(),
@@ -332,6 +335,7 @@ impl Channel {
             }
         };
         let mode = AckMode::of(&msg);
+        let drift = self.observe_drift(&msg, received_at);
         let (decision, unmapped) = self.decide(&msg);
         let (state, queues, outbound, code, errors) = match decision {
             Decision::Hold { outbound } => (
@@ -400,6 +404,11 @@ impl Channel {
             events: unmapped
                 .into_iter()
                 .map(|u| (causeway_store::EventKind::UnmappedCode, u.detail))
+                .chain(
+                    drift
+                        .iter()
+                        .map(|f| (causeway_store::EventKind::Drift, f.detail())),
+                )
                 .collect(),
             // Only a routed message can be accepted by the EHR; otherwise the write is refused.
             pending_resource: pending_resource.filter(|_| !queues_empty),
@@ -485,12 +494,30 @@ impl Channel {
         }
     }
 
+    /// Drift findings of a parsed message (none when drift detection is off), counted and logged
+    /// by kind and names only.
+    fn observe_drift(&self, msg: &Message<'_>, at: UnixMillis) -> Vec<crate::drift::Finding> {
+        let Some(tracker) = &self.drift else {
+            return Vec::new();
+        };
+        let findings = tracker.observe(msg, at.0);
+        if !findings.is_empty() {
+            self.stats
+                .drift_findings
+                .fetch_add(findings.len() as u64, Ordering::Relaxed);
+            for f in &findings {
+                tracing::info!(channel = %self.name, control_id = %msg.control_id().unwrap_or_default(), finding = %f.detail(), "drift");
+            }
+        }
+        findings
+    }
+
     fn decide(&self, msg: &Message<'_>) -> (Decision, Vec<Unmapped>) {
         let decision = self.route(msg);
         // A write-back message was made from FHIR: converting it back would be wasted work.
-        match (decision, &self.fhir) {
+        match (decision, self.fhir.get()) {
             (Decision::Route { outbound }, Some(fhir)) if self.write_back.is_none() => {
-                self.convert(msg, outbound, fhir)
+                self.convert(msg, outbound, &fhir)
             }
             (decision, _) => (decision, Vec::new()),
         }

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{ChannelConfig, Config, DestinationKind, PayloadFormat, SourceConfig};
 use crate::destinations::{self, Sender, Worker};
+use crate::fhir::SharedConversion;
 use crate::monitor::Monitor;
 use crate::net::client::MllpClient;
 use crate::net::{https, tls};
@@ -124,8 +125,18 @@ impl Engine {
         let mut http_routes = Vec::new();
         // Build everything first: a failure must leave nothing running.
         let mut pending: Vec<Pending> = Vec::new();
+        let mut drift_trackers = Vec::new();
         for cfg in config.channels.iter().filter(|c| c.enabled) {
-            let (channel, workers) = build_channel(cfg, &store, &subscription_wake)?;
+            let (mut channel, workers) = build_channel(cfg, &store, &subscription_wake)?;
+            if cfg.drift.enabled {
+                let tracker = Arc::new(crate::drift::DriftTracker::open(
+                    cfg.drift.clone(),
+                    Some(&config.server.data_dir),
+                    &cfg.name,
+                ));
+                drift_trackers.push(tracker.clone());
+                channel.drift = Some(tracker);
+            }
             let channel = Arc::new(channel);
             match &cfg.source {
                 SourceConfig::Mllp(src) => {
@@ -321,6 +332,11 @@ impl Engine {
                 let _ = handle.task.await;
             });
         }
+        if !drift_trackers.is_empty() {
+            engine
+                .tasks
+                .spawn(save_drift_profiles(drift_trackers, shutdown_rx.clone()));
+        }
         tracing::info!(channels = engine.channels.len(), "engine started");
         Ok(engine)
     }
@@ -387,6 +403,37 @@ pub fn build_channel_only(
     }
 }
 
+/// Writes the channels' learned drift profiles every [`crate::drift::SAVE_EVERY`] while they
+/// change, and once more when the engine stops (shutdown or reload), so learning carries over.
+async fn save_drift_profiles(
+    trackers: Vec<Arc<crate::drift::DriftTracker>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let save_all = |trackers: Vec<Arc<crate::drift::DriftTracker>>| async move {
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in &trackers {
+                if let Err(e) = t.save() {
+                    tracing::error!(path = %t.path().map(|p| p.display().to_string()).unwrap_or_default(), error = %e, "saving a drift profile failed");
+                }
+            }
+        })
+        .await;
+    };
+    let mut every = tokio::time::interval(crate::drift::SAVE_EVERY);
+    every.tick().await;
+    loop {
+        let stopped = async {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = stopped => break,
+        }
+        save_all(trackers.clone()).await;
+    }
+    save_all(trackers).await;
+}
+
 /// This machine's name, part of each destination worker's identity: stable across restarts
 /// (so a restarted worker resumes its own in-flight delivery at once) and distinct between
 /// machines sharing one database.
@@ -418,6 +465,8 @@ fn build_channel(
 ) -> Result<(Channel, Vec<Worker>), StartError> {
     let wake = Arc::new(Notify::new());
     let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // One conversion for the ingest path and the destinations, replaceable while they run.
+    let conversion = SharedConversion::new(cfg.fhir.clone());
     let mut workers = Vec::new();
     let mut queues = Vec::new();
     let mut handles = Vec::new();
@@ -446,12 +495,15 @@ fn build_channel(
                         h.content_type = destinations::http::FHIR_MEDIA_TYPE;
                     }
                     // Without `[channel.fhir]` the plain reading (no vendor profile) applies.
-                    Some(cfg.fhir.clone().unwrap_or_else(|| {
-                        Arc::new(crate::fhir::FhirConversion {
-                            source: Default::default(),
-                            profiles: Vec::new(),
-                        })
-                    }))
+                    Some(match &cfg.fhir {
+                        Some(_) => conversion.clone(),
+                        None => {
+                            SharedConversion::new(Some(Arc::new(crate::fhir::FhirConversion {
+                                source: Default::default(),
+                                profiles: Vec::new(),
+                            })))
+                        }
+                    })
                 }
             };
             workers.push(Worker {
@@ -485,7 +537,7 @@ fn build_channel(
     channel.source_kind = cfg.source.kind();
     channel.paused = paused;
     channel.destinations = handles;
-    channel.fhir = cfg.fhir.clone();
+    channel.fhir = conversion;
     channel.write_back = cfg.write_back.clone();
     Ok((channel, workers))
 }

@@ -813,6 +813,35 @@ pub fn field_name(version: &str, segment: &str, field: usize) -> Option<String> 
     (!def.name.is_empty()).then(|| def.name.to_string())
 }
 
+/// What the definitions say of one field, for tools that treat coded fields apart from text
+/// (drift detection learns value sets of coded fields only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldType {
+    /// Data type code, e.g. `ID`, `CWE`, `XPN`.
+    pub data_type: &'static str,
+    /// HL7 table number; 0 = none.
+    pub table: u32,
+    /// Maximum length in characters; 0 = not given.
+    pub max_length: u32,
+}
+
+/// The standard type of a field, e.g. `("2.5.1", "PID", 8)` -> `IS`, table 1. Same fallback as
+/// [`field_name`]: the newest version when `version` is unknown; `None` for Z segments and
+/// fields past the definition.
+pub fn field_type(version: &str, segment: &str, field: usize) -> Option<FieldType> {
+    let data = definitions::data().ok()?;
+    let defs = data
+        .versions
+        .get(version)
+        .or_else(|| data.versions.values().next_back())?;
+    let def = defs.segments.get(segment)?.get(field.checked_sub(1)?)?;
+    Some(FieldType {
+        data_type: &def.data_type,
+        table: def.table,
+        max_length: def.max_length,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -870,6 +899,15 @@ mod tests {
             last.text,
             format!("5 more findings not reported (limit {MAX_FINDINGS})")
         );
+    }
+
+    #[test]
+    fn field_types_come_from_the_definitions() {
+        let sex = field_type("2.5.1", "PID", 8).unwrap();
+        assert_eq!((sex.data_type, sex.table), ("IS", 1));
+        assert_eq!(field_type("2.5.1", "PID", 3).unwrap().data_type, "CX");
+        assert_eq!(field_type("2.5.1", "ZPD", 1), None);
+        assert_eq!(field_type("9.9", "PID", 8), field_type("2.8.2", "PID", 8));
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct ChannelCounters {
     pub script_errors: u64,
     /// Answered AE because the channel was stopped (not stored, not counted as received).
     pub refused_stopped: u64,
+    /// Changes from the feed's learned profile (`GET /api/drift`).
+    pub drift_findings: u64,
 }
 
 impl From<&ChannelStats> for ChannelCounters {
@@ -91,6 +93,7 @@ impl From<&ChannelStats> for ChannelCounters {
             unmapped_codes: n(&s.unmapped_codes),
             script_errors: n(&s.script_errors),
             refused_stopped: n(&s.refused_stopped),
+            drift_findings: n(&s.drift_findings),
         }
     }
 }
@@ -145,7 +148,7 @@ async fn summary(state: &AppState, c: &Channel) -> ApiResult<ChannelSummary> {
         name: c.name.clone(),
         source: c.source_kind.to_owned(),
         running: c.is_running(),
-        fhir: c.fhir.is_some(),
+        fhir: c.fhir.get().is_some(),
         destinations,
         stats: ChannelCounters::from(&*c.stats),
     })
@@ -225,6 +228,7 @@ pub(super) async fn detail(
             transforms: c.transforms.len(),
             fhir_profiles: c
                 .fhir
+                .get()
                 .iter()
                 .flat_map(|f| f.profiles.iter().map(|p| p.name.clone()))
                 .collect(),

@@ -450,7 +450,7 @@ async fn fhir_of(
         return (None, None);
     };
     // A write-back channel's messages were made from FHIR: there is nothing to convert back.
-    let (Some(conversion), None) = (c.fhir.clone(), &c.write_back) else {
+    let (Some(conversion), None) = (c.fhir.get(), &c.write_back) else {
         return (None, None);
     };
     let Some(payload) = stored.outbound.clone().or_else(|| stored.raw.clone()) else {

@@ -12,6 +12,8 @@
 //! - `mask`: PHI masking of a message's detail (unless `?reveal=true`)
 //! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
 //! - `events`: `GET /events`
+//! - `drift`: `GET /drift`, `GET /channels/{name}/drift/profile`, `POST /channels/{name}/drift/reset`
+//! - `profiles`: `GET /profiles` (sender profiles and code maps), `POST /profiles/mappings`
 //! - `monitor`: `GET /monitor` (live figures and their history), `GET /stream` (pushed)
 //!
 //! # Invariants
@@ -30,10 +32,12 @@
 
 mod channels;
 mod config;
+mod drift;
 mod events;
 mod mask;
 mod messages;
 mod monitor;
+mod profiles;
 mod queues;
 mod view;
 
@@ -105,6 +109,11 @@ fn table() -> Vec<Route> {
         route(Get, "/errors", queues::errors),
         route(Get, "/unmapped", queues::unmapped),
         route(Get, "/events", events::list),
+        route(Get, "/drift", drift::overview),
+        route(Get, "/channels/{name}/drift/profile", drift::profile),
+        route(Post, "/channels/{name}/drift/reset", drift::reset),
+        route(Get, "/profiles", profiles::list),
+        route(Post, "/profiles/mappings", profiles::add_mapping),
         route(Get, "/monitor", monitor::figures),
         route(Get, "/stream", monitor::stream),
         route(Get, "/openapi.json", openapi_json),
@@ -155,6 +164,11 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         queues::errors,
         queues::unmapped,
         events::list,
+        drift::overview,
+        drift::profile,
+        drift::reset,
+        profiles::list,
+        profiles::add_mapping,
         monitor::figures,
         monitor::stream,
         openapi_json,
@@ -167,6 +181,8 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "messages", description = "Stored messages: search, detail, reprocess, resend"),
         (name = "queues", description = "Error queues and unmapped code values"),
         (name = "events", description = "The event log"),
+        (name = "drift", description = "Each feed's learned profile and its changes"),
+        (name = "profiles", description = "Sender profiles and their code maps"),
         (name = "monitor", description = "Live figures: counters, queue gauges, latency"),
         (name = "meta", description = "This document"),
     ),

@@ -259,8 +259,8 @@ async fn write(
         };
         let refs = load_references(&state, &who, &value).await?;
         let fallback = v2fhir::Profile::default();
-        let profile = channel
-            .fhir
+        let conversion = channel.fhir.get();
+        let profile = conversion
             .as_ref()
             .and_then(|f| f.profiles.first())
             .unwrap_or(&fallback);
