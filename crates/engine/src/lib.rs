@@ -9,11 +9,13 @@
 //!   stores a message and only then acknowledges it lives in [`runtime::channel`];
 //! - [`sources`]: MLLP listeners (plain or TLS), HTTP POST, directory watchers;
 //! - [`destinations`]: MLLP, HTTP and file delivery, each fed by a durable FIFO queue;
-//! - [`net`]: MLLP client and server plumbing, TLS configuration.
+//! - [`net`]: MLLP client and server plumbing, TLS configuration;
+//! - [`alerts`]: alert rules evaluated against the monitor, and their notifiers.
 //!
 //! Components never write to the store themselves: the runtime's ingest path is the only
 //! writer of inbound messages, which makes the ACK promise checkable in one place.
 
+pub mod alerts;
 pub mod config;
 pub mod destinations;
 pub mod fhir;

@@ -43,6 +43,8 @@ pub struct AppState {
     /// How `POST /api/config/reload` hands a checked configuration to `serve`; `None` when
     /// the process cannot reload (tests, benchmarks).
     pub reload: Option<Arc<Reload>>,
+    /// The engine's alerts (`GET /api/alerts`); `None` when no engine runs beside the API.
+    pub alerts: Option<Arc<causeway_engine::alerts::AlertBoard>>,
 }
 
 /// A running server's way to take a new configuration: the file it was started from, the

@@ -197,6 +197,7 @@ async fn start(config: AuthConfig) -> Server {
         store: store.clone(),
         channels: Arc::new(BTreeMap::new()),
         reload: None,
+        alerts: None,
     };
     let app = Router::new()
         .nest("/auth", auth::routes())

@@ -286,14 +286,15 @@ impl Server {
         });
         // As `causeway serve` builds it: the router gets the engine's channels and address.
         let api_store = store.clone();
-        let engine = Engine::start_with_api(&config, store.clone(), move |channels, addr| {
+        let engine = Engine::start_with_api(&config, store.clone(), move |ctx| {
             Some(router(AppState {
                 audit: Arc::new(Audit::new(api_store.clone())),
                 store: api_store,
                 auth,
-                fhir_base: format!("http://{addr}/fhir").into(),
-                channels: Arc::new(channels.clone()),
+                fhir_base: format!("http://{}/fhir", ctx.addr).into(),
+                channels: Arc::new(ctx.channels.clone()),
                 reload: Some(reload),
+                alerts: Some(ctx.alerts.clone()),
             }))
         })
         .await
@@ -696,6 +697,7 @@ POST   /api/messages/{id}/reprocess         operator                  200 -     
 GET    /api/errors                          viewer                    200 -         -
 GET    /api/unmapped                        viewer                    200 -         -
 GET    /api/events                          viewer                    200 -         -
+GET    /api/alerts                          viewer                    200 -         -
 POST   /auth/logout                         anonymous                 204 -         -
 ";
 

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::alerts::{AlertBoard, Evaluator};
 use crate::config::{ChannelConfig, Config, DestinationKind, PayloadFormat, SourceConfig};
 use crate::destinations::{self, Sender, Worker};
 use crate::net::client::MllpClient;
@@ -55,6 +56,19 @@ pub enum StartError {
     },
     #[error("channel {channel} has an HTTP source but [server] http is not set")]
     NoHttpServer { channel: String },
+    #[error(transparent)]
+    Notifier(#[from] crate::alerts::notify::NotifierError),
+}
+
+/// What the HTTP API gets from the engine being started (see [`Engine::start_with_api`]).
+#[derive(Debug)]
+pub struct ApiContext<'a> {
+    /// The built channels (write-back, management).
+    pub channels: &'a BTreeMap<String, Arc<Channel>>,
+    /// The bound HTTP address.
+    pub addr: SocketAddr,
+    /// The alerts the rules raise (`GET /api/alerts`).
+    pub alerts: &'a Arc<AlertBoard>,
 }
 
 /// A running engine.
@@ -64,6 +78,7 @@ pub struct Engine {
     mllp_addrs: BTreeMap<String, SocketAddr>,
     source_stats: BTreeMap<String, Arc<SourceStats>>,
     http_addr: Option<SocketAddr>,
+    alerts: Arc<AlertBoard>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -86,12 +101,12 @@ pub fn queue_name(channel: &str, destination: &str) -> String {
 impl Engine {
     /// Starts every enabled channel of `config` on `store`.
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<Engine, StartError> {
-        Self::start_with_api(config, store, |_, _| None).await
+        Self::start_with_api(config, store, |_| None).await
     }
 
     /// Starts the engine with an HTTP API beside the HTTP sources, on `[server] http`: `api`
-    /// gets the built channels (the API needs them for write-back and management) and the
-    /// bound address, and returns the routes to serve. Without `[server] http` there is no
+    /// gets the built channels (the API needs them for write-back and management), the
+    /// bound address and the alert board, and returns the routes to serve. Without `[server] http` there is no
     /// HTTP server and `api` is not called.
     pub async fn start_with_api<F>(
         config: &Config,
@@ -99,7 +114,7 @@ impl Engine {
         api: F,
     ) -> Result<Engine, StartError>
     where
-        F: FnOnce(&BTreeMap<String, Arc<Channel>>, SocketAddr) -> Option<axum::Router>,
+        F: FnOnce(ApiContext<'_>) -> Option<axum::Router>,
     {
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Woken by every write into the resource store, so notifications go out at once.
@@ -110,6 +125,7 @@ impl Engine {
             mllp_addrs: BTreeMap::new(),
             source_stats: BTreeMap::new(),
             http_addr: None,
+            alerts: Arc::new(AlertBoard::default()),
             shutdown,
             tasks: JoinSet::new(),
         };
@@ -201,6 +217,8 @@ impl Engine {
             _ => None,
         };
 
+        let notifiers = crate::alerts::Notifiers::build(&config.alerts.notifiers)?;
+
         // Nothing failed: start it all.
         for p in pending {
             let rx = shutdown_rx.clone();
@@ -229,7 +247,12 @@ impl Engine {
             let bound = engine
                 .http_addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-            if let Some(api) = api(&engine.channels, bound) {
+            let context = ApiContext {
+                channels: &engine.channels,
+                addr: bound,
+                alerts: &engine.alerts,
+            };
+            if let Some(api) = api(context) {
                 app = app.merge(api);
             }
             let mut rx = shutdown_rx.clone();
@@ -306,6 +329,20 @@ impl Engine {
                 let _ = handle.task.await;
             });
         }
+        let notifiers = notifiers.start(&mut engine.tasks, &shutdown_rx);
+        if !config.alerts.rules.is_empty() {
+            let evaluator = Evaluator::new(
+                &config.alerts,
+                store.clone(),
+                engine.alerts.clone(),
+                notifiers,
+                causeway_store::UnixMillis::now(),
+            );
+            let source = snapshot_source(&engine.channels, &store);
+            engine
+                .tasks
+                .spawn(evaluator.run(source, shutdown_rx.clone()));
+        }
         tracing::info!(channels = engine.channels.len(), "engine started");
         Ok(engine)
     }
@@ -325,6 +362,11 @@ impl Engine {
 
     pub fn source_stats(&self, channel: &str) -> Option<&Arc<SourceStats>> {
         self.source_stats.get(channel)
+    }
+
+    /// The alerts the rules raise.
+    pub fn alerts(&self) -> &Arc<AlertBoard> {
+        &self.alerts
     }
 
     /// The address HTTP sources are served on, when any.
@@ -370,7 +412,7 @@ pub fn build_channel_only(
 /// This machine's name, part of each destination worker's identity: stable across restarts
 /// (so a restarted worker resumes its own in-flight delivery at once) and distinct between
 /// machines sharing one database.
-fn node_name() -> String {
+pub(crate) fn node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
@@ -528,5 +570,59 @@ fn build_sender(
                 wake: None,
             })
         }
+    })
+}
+
+/// TEMPORARY until the monitor lands: snapshots read from the channels' counters and the
+/// store's queues.
+fn snapshot_source(
+    channels: &BTreeMap<String, Arc<Channel>>,
+    store: &Arc<dyn Store>,
+) -> crate::alerts::SnapshotSource {
+    use std::sync::atomic::Ordering::Relaxed;
+    let channels: Vec<Arc<Channel>> = channels.values().cloned().collect();
+    let store = store.clone();
+    Box::new(move || {
+        let channels = channels.clone();
+        let store = store.clone();
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for ch in &channels {
+                let s = &ch.stats;
+                let mut destinations = Vec::new();
+                for q in &ch.queues {
+                    let name = q.split_once('/').map_or(q.as_str(), |(_, d)| d);
+                    destinations.push(crate::alerts::DestinationSnapshot {
+                        name: name.to_string(),
+                        queue: q.clone(),
+                        queue_depth: store.queue_depth(q).await.unwrap_or(0),
+                        oldest_age_ms: store
+                            .oldest_queued_age(q)
+                            .await
+                            .ok()
+                            .flatten()
+                            .map(|d| d.as_millis() as u64),
+                        ..Default::default()
+                    });
+                }
+                out.push(crate::alerts::ChannelSnapshot {
+                    name: ch.name.clone(),
+                    running: !ch.paused.load(Relaxed),
+                    source: ch.source_kind,
+                    received: s.received.load(Relaxed),
+                    accepted: s.accepted.load(Relaxed),
+                    rejected: s.rejected.load(Relaxed),
+                    filtered: s.filtered.load(Relaxed),
+                    errored: s.errored.load(Relaxed),
+                    unmapped_codes: s.unmapped_codes.load(Relaxed),
+                    destinations,
+                    ..Default::default()
+                });
+            }
+            crate::alerts::Snapshot {
+                at: causeway_store::UnixMillis::now(),
+                channels: out,
+            }
+        })
     })
 }

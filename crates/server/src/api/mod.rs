@@ -11,6 +11,7 @@
 //! - `view`: the parsed view of a v2 message (segments and fields with their standard names)
 //! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
 //! - `events`: `GET /events`
+//! - `alerts`: `GET /alerts` (what the alert rules raise)
 //!
 //! # Invariants
 //!
@@ -25,6 +26,7 @@
 //! - The router is built from one table ([`route_table`]); the document from the handlers'
 //!   `#[utoipa::path]` attributes. A test checks the two name the same routes.
 
+mod alerts;
 mod channels;
 mod config;
 mod events;
@@ -100,6 +102,7 @@ fn table() -> Vec<Route> {
         route(Get, "/errors", queues::errors),
         route(Get, "/unmapped", queues::unmapped),
         route(Get, "/events", events::list),
+        route(Get, "/alerts", alerts::list),
         route(Get, "/openapi.json", openapi_json),
     ]
 }
@@ -129,7 +132,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
 #[openapi(
     info(
         title = "Causeway management API",
-        description = "Channels, stored messages, error queues, unmapped codes and events of a \
+        description = "Channels, stored messages, error queues, unmapped codes, events and alerts of a \
             Causeway engine. Every operation needs a signed-in user (`POST /auth/login` sets the \
             session cookie): the viewer role reads, the operator role acts. Errors are \
             `{\"error\", \"code\"}`.",
@@ -148,6 +151,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         queues::errors,
         queues::unmapped,
         events::list,
+        alerts::list,
         openapi_json,
     ),
     components(schemas(ErrorBody)),
@@ -158,6 +162,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "messages", description = "Stored messages: search, detail, reprocess, resend"),
         (name = "queues", description = "Error queues and unmapped code values"),
         (name = "events", description = "The event log"),
+        (name = "alerts", description = "What the alert rules raise"),
         (name = "meta", description = "This document"),
     ),
 )]
