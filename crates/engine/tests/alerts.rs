@@ -123,7 +123,7 @@ fn mllp_channel_to(name: &str, destination: &str, connect: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_destination_outage_raises_each_queue_alert_once_and_clears_each_once() {
+async fn a_destination_outage_raises_each_destination_alert_once_and_clears_each_once() {
     let (hook, smtp) = (AlertHook::start().await, SmtpSink::start().await);
     // Nothing listens there yet: every delivery attempt fails, and the queue grows.
     let lab = free_addr().await;
@@ -131,7 +131,10 @@ async fn a_destination_outage_raises_each_queue_alert_once_and_clears_each_once(
         "{}{}\
          [[alert]]\nname = \"lab-backlog\"\ntype = \"queue_depth\"\nchannel = \"adt\"\n\
          destination = \"lab\"\nmax = 2\nnotify = [\"hook\", \"mail\"]\nseverity = \"critical\"\n\n\
-         [[alert]]\nname = \"lab-stale\"\ntype = \"oldest_age\"\nmax_age = \"300ms\"\nnotify = [\"hook\"]\n",
+         [[alert]]\nname = \"lab-stale\"\ntype = \"oldest_age\"\nmax_age = \"300ms\"\nnotify = [\"hook\"]\n\n\
+         [[alert]]\nname = \"lab-down\"\ntype = \"destination_down\"\nfailures = 3\nnotify = [\"hook\"]\n\n\
+         [[alert]]\nname = \"lab-stalled\"\ntype = \"destination_down\"\nno_success_for = \"300ms\"\n\
+         notify = [\"hook\", \"mail\"]\n",
         mllp_channel_to("adt", "lab", &lab.to_string()),
         notifiers(&hook, &smtp)
     );
@@ -139,9 +142,11 @@ async fn a_destination_outage_raises_each_queue_alert_once_and_clears_each_once(
     for cid in ["Q1", "Q2", "Q3"] {
         assert_eq!(ack_of(&h.send("adt", &msg(cid).build()).await).code, "AA");
     }
-    hook.wait_for("lab-backlog", "firing").await;
-    hook.wait_for("lab-stale", "firing").await;
+    for rule in ["lab-backlog", "lab-stale", "lab-down", "lab-stalled"] {
+        hook.wait_for(rule, "firing").await;
+    }
     smtp.wait_for("FIRING: lab-backlog").await;
+    smtp.wait_for("FIRING: lab-stalled").await;
     let firing = &hook
         .notices()
         .into_iter()
@@ -168,12 +173,26 @@ async fn a_destination_outage_raises_each_queue_alert_once_and_clears_each_once(
         .expect("rebind the lab's port");
     let receiver = Receiver::on(listener).await;
     receiver.wait_received(3).await;
-    hook.wait_for("lab-backlog", "resolved").await;
-    hook.wait_for("lab-stale", "resolved").await;
+    for rule in ["lab-backlog", "lab-stale", "lab-down", "lab-stalled"] {
+        hook.wait_for(rule, "resolved").await;
+    }
     smtp.wait_for("RESOLVED: lab-backlog").await;
+    smtp.wait_for("RESOLVED: lab-stalled").await;
     a_few_evaluations().await;
     one_alert_one_all_clear(&h, &hook, &smtp, "lab-backlog", true).await;
     one_alert_one_all_clear(&h, &hook, &smtp, "lab-stale", false).await;
+    one_alert_one_all_clear(&h, &hook, &smtp, "lab-down", false).await;
+    one_alert_one_all_clear(&h, &hook, &smtp, "lab-stalled", true).await;
+    let down = hook
+        .notices()
+        .into_iter()
+        .find(|n| n["rule"] == "lab-down")
+        .unwrap();
+    assert_eq!(
+        (down["kind"].as_str(), down["unit"].as_str()),
+        (Some("destination_down"), Some("failures"))
+    );
+    assert!(down["value"].as_f64().unwrap() >= 3.0, "{down}");
     let mail = smtp.wait_for("FIRING: lab-backlog").await;
     assert_eq!(mail.from, "causeway@example.org");
     assert_eq!(mail.to, ["oncall@example.org"]);
@@ -314,4 +333,45 @@ async fn without_rules_the_board_stays_empty() {
     })
     .await;
     assert!(alert_events(&h).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_silent_feed_raises_one_alert_and_clears_once_traffic_resumes() {
+    let (hook, smtp) = (AlertHook::start().await, SmtpSink::start().await);
+    let config = format!(
+        "[[channel]]\nname = \"adt\"\nsource = {{ type = \"mllp\", listen = \"127.0.0.1:0\" }}\n\n{}\
+         [[alert]]\nname = \"adt-quiet\"\ntype = \"silence\"\nwindow = \"500ms\"\nnotify = [\"hook\", \"mail\"]\n",
+        notifiers(&hook, &smtp)
+    );
+    let h = Harness::start(&config).await;
+    // Nothing arrives: the feed is silent from the start.
+    hook.wait_for("adt-quiet", "firing").await;
+    let fired = hook.notices()[0].clone();
+    assert_eq!(fired["kind"], "silence");
+    assert_eq!(fired["threshold"], 500.0);
+    assert!(fired["value"].as_f64().unwrap() >= 500.0, "{fired}");
+    // Traffic resumes and keeps flowing (a message every 100 ms, well inside the window).
+    let mut client = h.client("adt").await;
+    let mut n = 0;
+    let mut sent = || {
+        n += 1;
+        msg(&format!("S{n}")).build()
+    };
+    support::send(&mut client, &sent()).await;
+    let deadline = tokio::time::Instant::now() + support::DEADLINE;
+    while !hook
+        .statuses_of("adt-quiet")
+        .contains(&"resolved".to_string())
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never resolved");
+        support::send(&mut client, &sent()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Still flowing for a few more evaluations: nothing more is sent.
+    for _ in 0..5 {
+        support::send(&mut client, &sent()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    smtp.wait_for("RESOLVED: adt-quiet").await;
+    one_alert_one_all_clear(&h, &hook, &smtp, "adt-quiet", true).await;
 }

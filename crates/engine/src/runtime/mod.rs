@@ -582,17 +582,56 @@ fn snapshot_source(
     use std::sync::atomic::Ordering::Relaxed;
     let channels: Vec<Arc<Channel>> = channels.values().cloned().collect();
     let store = store.clone();
+    // Per channel: the received count last seen and when it last changed.
+    type LastSeen = BTreeMap<String, (u64, Option<causeway_store::UnixMillis>)>;
+    let seen: Arc<std::sync::Mutex<LastSeen>> = Arc::default();
     Box::new(move || {
         let channels = channels.clone();
         let store = store.clone();
+        let seen = seen.clone();
         Box::pin(async move {
+            let now = causeway_store::UnixMillis::now();
             let mut out = Vec::new();
             for ch in &channels {
                 let s = &ch.stats;
+                let received = s.received.load(Relaxed);
+                let last_received = {
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let entry = seen.entry(ch.name.clone()).or_insert((0, None));
+                    if received != entry.0 {
+                        *entry = (received, Some(now));
+                    }
+                    entry.1
+                };
                 let mut destinations = Vec::new();
                 for q in &ch.queues {
                     let name = q.split_once('/').map_or(q.as_str(), |(_, d)| d);
+                    // Consecutive failures and the last success, from the delivery events.
+                    let events = store
+                        .events(causeway_store::EventFilter {
+                            destination: Some(q.clone()),
+                            newest_first: true,
+                            limit: 200,
+                            ..Default::default()
+                        })
+                        .await
+                        .unwrap_or_default();
+                    let mut consecutive_failures = 0;
+                    let mut last_success = None;
+                    for e in &events {
+                        match e.kind {
+                            causeway_store::EventKind::Delivered => {
+                                last_success = Some(e.at);
+                                break;
+                            }
+                            causeway_store::EventKind::Retrying
+                            | causeway_store::EventKind::Failed => consecutive_failures += 1,
+                            _ => {}
+                        }
+                    }
                     destinations.push(crate::alerts::DestinationSnapshot {
+                        consecutive_failures,
+                        last_success,
                         name: name.to_string(),
                         queue: q.clone(),
                         queue_depth: store.queue_depth(q).await.unwrap_or(0),
@@ -609,18 +648,19 @@ fn snapshot_source(
                     name: ch.name.clone(),
                     running: !ch.paused.load(Relaxed),
                     source: ch.source_kind,
-                    received: s.received.load(Relaxed),
                     accepted: s.accepted.load(Relaxed),
                     rejected: s.rejected.load(Relaxed),
                     filtered: s.filtered.load(Relaxed),
                     errored: s.errored.load(Relaxed),
                     unmapped_codes: s.unmapped_codes.load(Relaxed),
+                    received,
+                    last_received,
                     destinations,
                     ..Default::default()
                 });
             }
             crate::alerts::Snapshot {
-                at: causeway_store::UnixMillis::now(),
+                at: now,
                 channels: out,
             }
         })
