@@ -322,6 +322,8 @@ async fn bench() -> Result<(), String> {
         store: store.clone(),
         channels: Arc::default(),
         reload: None,
+        monitor: None,
+        metrics_token: None,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {

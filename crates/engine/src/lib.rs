@@ -21,6 +21,7 @@ pub mod destinations;
 pub mod fhir;
 pub mod fhir_query;
 pub mod filter;
+pub mod monitor;
 pub mod net;
 pub mod runtime;
 pub mod sources;

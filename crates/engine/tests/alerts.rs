@@ -11,7 +11,7 @@ mod support;
 use std::time::Duration;
 
 use causeway_store::{EventFilter, EventKind};
-use support::alerting::{AlertHook, SmtpSink};
+use support::alerting::{AlertHook, SlowPeer, SmtpSink};
 use support::{Harness, Receiver, ack_of, eventually, free_addr, msg};
 
 /// `[alerts]` every 100 ms, a webhook notifier `hook` and an e-mail notifier `mail`.
@@ -374,4 +374,55 @@ async fn a_silent_feed_raises_one_alert_and_clears_once_traffic_resumes() {
     }
     smtp.wait_for("RESOLVED: adt-quiet").await;
     one_alert_one_all_clear(&h, &hook, &smtp, "adt-quiet", true).await;
+}
+
+#[tokio::test]
+async fn a_slow_destination_breaches_the_ack_time_objective_once() {
+    let (hook, smtp) = (AlertHook::start().await, SmtpSink::start().await);
+    let peer = SlowPeer::start(Duration::from_millis(300)).await;
+    let config = format!(
+        "{}{}\
+         [[alert]]\nname = \"lab-slow\"\ntype = \"ack_time\"\ndestination = \"lab\"\nwindow = \"2s\"\n\
+         quantile = 0.9\nobjective = \"100ms\"\nnotify = [\"hook\", \"mail\"]\n",
+        mllp_channel_to("adt", "lab", &peer.addr.to_string()),
+        notifiers(&hook, &smtp)
+    );
+    let h = Harness::start(&config).await;
+    for cid in ["T1", "T2"] {
+        assert_eq!(ack_of(&h.send("adt", &msg(cid).build()).await).code, "AA");
+    }
+    hook.wait_for("lab-slow", "firing").await;
+    let fired = hook.notices()[0].clone();
+    assert_eq!(fired["kind"], "ack_time");
+    assert_eq!(fired["destination"], "lab");
+    assert_eq!(fired["threshold"], 100.0);
+    assert!(fired["value"].as_f64().unwrap() > 100.0, "{fired}");
+    // The slow answers leave the window: resolved.
+    hook.wait_for("lab-slow", "resolved").await;
+    smtp.wait_for("RESOLVED: lab-slow").await;
+    a_few_evaluations().await;
+    one_alert_one_all_clear(&h, &hook, &smtp, "lab-slow", true).await;
+    assert_eq!(peer.answered(), 2);
+}
+
+#[tokio::test]
+async fn a_drift_finding_raises_one_alert_which_clears_after_the_window() {
+    let (hook, smtp) = (AlertHook::start().await, SmtpSink::start().await);
+    let config = format!(
+        "[[channel]]\nname = \"adt\"\nsource = {{ type = \"mllp\", listen = \"127.0.0.1:0\" }}\n\n{}\
+         [[alert]]\nname = \"adt-drift\"\ntype = \"drift\"\nwindow = \"1s\"\nnotify = [\"hook\", \"mail\"]\n",
+        notifiers(&hook, &smtp)
+    );
+    let h = Harness::start(&config).await;
+    // Drift detection counts its findings on the channel, as it records each one.
+    let stats = &h.engine().channel("adt").expect("channel").stats;
+    stats
+        .drift_findings
+        .fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+    hook.wait_for("adt-drift", "firing").await;
+    assert_eq!(hook.notices()[0]["value"], 2.0);
+    hook.wait_for("adt-drift", "resolved").await;
+    smtp.wait_for("RESOLVED: adt-drift").await;
+    a_few_evaluations().await;
+    one_alert_one_all_clear(&h, &hook, &smtp, "adt-drift", true).await;
 }

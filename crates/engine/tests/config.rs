@@ -148,7 +148,7 @@ source = { type = "directory", path = "inbox", listen = "0.0.0.0:1" }
         dir.path(),
         text,
         &[
-            "causeway.toml:2:1: server.htp: unknown field `htp`, expected one of `data_dir`, `http`, `log_format`, `tls`, `auth`".to_string(),
+            "causeway.toml:2:1: server.htp: unknown field `htp`, expected one of `data_dir`, `http`, `log_format`, `tls`, `auth`, `metrics`".to_string(),
             "causeway.toml:6:10: channel[0].source.listen: missing key (required by mllp sources)".to_string(),
             "causeway.toml:6:27: channel[0].source.lisen: unknown field `lisen`, expected one of `type`, `listen`, `max_connections`, `idle_timeout`, `read_timeout`, `max_frame`, `tls`, `path`, `max_body`, `pattern`, `poll`, `done`, `error`, `max_file`".to_string(),
             format!("causeway.toml:6:66: channel[0].source.tls.cert: file not found: {d}/c.pem"),
@@ -850,6 +850,9 @@ fn every_key() -> RawConfig {
                     public_key: t("c.pem"),
                     scopes: list(&["system/*.read"]),
                 })],
+            })),
+            metrics: Some(s(RawMetrics {
+                token_env: t("CAUSEWAY_METRICS_TOKEN"),
             })),
         })),
         store: Some(s(RawStore {

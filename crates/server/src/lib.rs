@@ -1,5 +1,5 @@
 //! Causeway's HTTP surface: the FHIR R4 API over the unified model (`/fhir`), authentication
-//! (`/auth`), and the anonymous probes (`/health`, `/ready`).
+//! (`/auth`), the management API (`/api`), and the probes (`/health`, `/ready`, `/metrics`).
 //!
 //! # Map
 //!
@@ -10,7 +10,8 @@
 //!
 //! # Invariants
 //!
-//! - Every route but `/health`, `/ready` and the login/token endpoints needs a principal.
+//! - Every route but `/health`, `/ready`, `/metrics` (unless `[server.metrics] token_env` is set)
+//!   and the login/token endpoints needs a principal.
 //! - Every read or write of PHI appends an audit record before the response leaves.
 //! - Errors are [`ApiError`]: a 4xx says why, a 5xx is logged once and says nothing more.
 
@@ -19,6 +20,7 @@ pub mod audit;
 pub mod auth;
 pub mod error;
 pub mod fhir;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +45,11 @@ pub struct AppState {
     /// How `POST /api/config/reload` hands a checked configuration to `serve`; `None` when
     /// the process cannot reload (tests, benchmarks).
     pub reload: Option<Arc<Reload>>,
+    /// The engine's live figures (`/metrics`, `/api/monitor`, `/api/stream`); `None` when no
+    /// engine runs behind the server.
+    pub monitor: Option<Arc<causeway_engine::monitor::Monitor>>,
+    /// `[server.metrics] token_env`: the bearer token `/metrics` asks for; `None`: open.
+    pub metrics_token: Option<Arc<str>>,
     /// The engine's alerts (`GET /api/alerts`); `None` when no engine runs beside the API.
     pub alerts: Option<Arc<causeway_engine::alerts::AlertBoard>>,
 }
@@ -78,6 +85,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics::metrics))
         .nest("/auth", auth::routes())
         .merge(limited)
         .with_state(state)

@@ -248,6 +248,8 @@ impl Harness {
             store: store.clone(),
             channels: Arc::new(channels),
             reload: None,
+            monitor: Some(engine.monitor().clone()),
+            metrics_token: None,
             alerts: Some(engine.alerts().clone()),
         };
         let app = causeway_server::router(state);

@@ -197,6 +197,8 @@ async fn start(config: AuthConfig) -> Server {
         store: store.clone(),
         channels: Arc::new(BTreeMap::new()),
         reload: None,
+        monitor: None,
+        metrics_token: None,
         alerts: None,
     };
     let app = Router::new()

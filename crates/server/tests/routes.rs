@@ -294,6 +294,8 @@ impl Server {
                 fhir_base: format!("http://{}/fhir", ctx.addr).into(),
                 channels: Arc::new(ctx.channels.clone()),
                 reload: Some(reload),
+                monitor: Some(ctx.monitor.clone()),
+                metrics_token: None,
                 alerts: Some(ctx.alerts.clone()),
             }))
         })
@@ -664,6 +666,7 @@ struct Route {
 const TABLE: &str = "
 GET    /health                              anonymous                 200 -         -
 GET    /ready                               anonymous                 200 -         -
+GET    /metrics                             anonymous                 200 -         -
 POST   /auth/token                          sign-in                   200 -         -
 POST   /auth/login                          sign-in                   200 -         -
 GET    /auth/me                             anyone                    200 -         -
@@ -697,6 +700,8 @@ POST   /api/messages/{id}/reprocess         operator                  200 -     
 GET    /api/errors                          viewer                    200 -         -
 GET    /api/unmapped                        viewer                    200 -         -
 GET    /api/events                          viewer                    200 -         -
+GET    /api/monitor                         viewer                    200 -         /api/monitor?seconds=60
+GET    /api/stream                          viewer                    200 -         -
 GET    /api/alerts                          viewer                    200 -         -
 POST   /auth/logout                         anonymous                 204 -         -
 ";

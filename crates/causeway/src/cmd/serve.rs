@@ -169,6 +169,11 @@ async fn start(
     );
     let api_store = store.clone();
     let reload = reload.clone();
+    let metrics_token = config
+        .server
+        .metrics_token
+        .as_ref()
+        .map(|t| Arc::<str>::from(t.0.as_str()));
     let api = move |ctx: ApiContext<'_>| {
         let state = causeway_server::AppState {
             audit: Arc::new(causeway_server::audit::Audit::new(api_store.clone())),
@@ -177,6 +182,8 @@ async fn start(
             fhir_base: fhir_base(ctx.addr, https).into(),
             channels: Arc::new(ctx.channels.clone()),
             reload: Some(reload),
+            monitor: Some(ctx.monitor.clone()),
+            metrics_token,
             alerts: Some(ctx.alerts.clone()),
         };
         Some(causeway_server::router(state))

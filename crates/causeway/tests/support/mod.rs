@@ -172,11 +172,17 @@ impl Server {
     /// Starts the server; `Err` when it exited before logging that it serves (for example
     /// because its port is still taken).
     pub fn try_start(config: &Path) -> Result<Server, StartFailed> {
+        Server::try_start_with(config, &[])
+    }
+
+    /// [`Server::try_start`] with extra environment variables.
+    pub fn try_start_with(config: &Path, env: &[(&str, &str)]) -> Result<Server, StartFailed> {
         let started = Instant::now();
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--config")
             .arg(config)
+            .envs(env.iter().copied())
             // Info level: the ready and address lines are info; no payloads are logged.
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

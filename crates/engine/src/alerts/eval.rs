@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use causeway_store::UnixMillis;
 
-use super::contract::{ChannelSnapshot, DestinationSnapshot, Snapshot};
 use super::state::Observation;
 use crate::config::alerts::{AlertRule, Condition};
+use crate::monitor::{ChannelSnapshot, DestinationSnapshot, Snapshot};
 
 /// One instance of a rule: the channel, and the destination for the kinds about one.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -339,8 +339,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::alerts::contract::Histogram;
     use crate::config::alerts::Severity;
+    use crate::monitor::Histogram;
 
     fn rule(condition: Condition) -> AlertRule {
         AlertRule {

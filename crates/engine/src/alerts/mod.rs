@@ -14,21 +14,18 @@
 //! recovery is recorded as an `alert` event in the store (names, numbers, no PHI) and shown on
 //! the board; state is kept in memory, so a restart (or a reload) evaluates afresh.
 
-mod contract;
 pub mod eval;
 pub mod notify;
 pub mod state;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use causeway_store::{EventKind, NewEvent, Store, UnixMillis};
 use tokio::sync::watch;
 
-pub use contract::{ChannelSnapshot, DestinationSnapshot, Histogram, Snapshot};
+pub use crate::monitor::{ChannelSnapshot, DestinationSnapshot, Histogram, Snapshot};
 use eval::Reading;
 pub use eval::Target;
 pub use notify::{Notice, Notifiers};
@@ -104,9 +101,6 @@ impl AlertBoard {
     }
 }
 
-/// Where the evaluator gets its snapshots: the monitor's `snapshot()`.
-pub type SnapshotSource = Box<dyn Fn() -> Pin<Box<dyn Future<Output = Snapshot> + Send>> + Send>;
-
 struct Instance {
     state: AlertState,
     notified: u32,
@@ -162,8 +156,13 @@ impl Evaluator {
         }
     }
 
-    /// Evaluates every `every` until `shutdown`.
-    pub async fn run(mut self, source: SnapshotSource, mut shutdown: watch::Receiver<bool>) {
+    /// Evaluates every `every` until `shutdown`, on snapshots from `source` (the monitor's
+    /// `snapshot()`: the counters now).
+    pub async fn run(
+        mut self,
+        source: impl Fn() -> Snapshot + Send,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut tick = tokio::time::interval(self.every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -171,7 +170,7 @@ impl Evaluator {
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
-            let snapshot = source().await;
+            let snapshot = source();
             self.evaluate(Arc::new(snapshot)).await;
         }
     }

@@ -183,6 +183,18 @@ pub struct ServerConfig {
     pub log_format: LogFormat,
     /// `[server.auth]`: who may use the HTTP API.
     pub auth: AuthSettings,
+    /// `[server.metrics] token_env`: the bearer token `/metrics` asks for; `None`: open.
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// The bearer token scrapers send to `/metrics`; kept out of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
 }
 
 /// `[server.auth]`: users sign in with a password (session cookie); backend clients get access
@@ -743,6 +755,7 @@ impl Config {
                 http_tls: None,
                 log_format: LogFormat::Text,
                 auth: AuthSettings::default(),
+                metrics_token: None,
             },
             store: StoreConfig::default(),
             tables: BTreeMap::new(),

@@ -159,6 +159,17 @@ pub struct RawServer {
     pub tls: Option<Spanned<RawServerTls>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<Spanned<RawAuth>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Spanned<RawMetrics>>,
+}
+
+/// `[server.metrics]`: who may read `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// The environment variable holding the bearer token scrapers must send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Text,
 }
 
 /// `[server.auth]`: sign-in of users and of backend clients to the HTTP API.

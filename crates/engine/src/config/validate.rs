@@ -350,12 +350,44 @@ impl<'a> Validator<'a> {
             }
             self.server_tls("server.tls", t)
         });
+        let metrics_token = s.metrics.as_ref().and_then(|m| self.metrics_token(m));
         ServerConfig {
             data_dir,
             http,
             http_tls,
             log_format,
             auth,
+            metrics_token,
+        }
+    }
+
+    /// `[server.metrics] token_env`: the variable must be set and not empty when the
+    /// configuration is read, so a scraper is never locked out by a typo found later.
+    fn metrics_token(&mut self, m: &Spanned<RawMetrics>) -> Option<MetricsToken> {
+        let Some(name) = &m.get_ref().token_env else {
+            return None;
+        };
+        let var = name.get_ref();
+        if var.is_empty() {
+            self.err(
+                K::Invalid,
+                "server.metrics.token_env",
+                name.span(),
+                "the variable name is empty",
+            );
+            return None;
+        }
+        match std::env::var(var) {
+            Ok(token) if !token.trim().is_empty() => Some(MetricsToken(token.trim().to_string())),
+            _ => {
+                self.err(
+                    K::Invalid,
+                    "server.metrics.token_env",
+                    name.span(),
+                    format!("the environment variable {var} is not set (or is empty)"),
+                );
+                None
+            }
         }
     }
 

@@ -86,6 +86,8 @@ pub struct Worker {
     /// The channel's stopped flag ([`crate::runtime::channel::Channel::stop`]): while it is set
     /// the worker claims nothing; starting the channel wakes it.
     pub paused: Arc<AtomicBool>,
+    /// The destination's counters, shared by its workers and read by the monitor.
+    pub stats: Arc<crate::monitor::DestinationStats>,
 }
 
 /// Most deliveries a FIFO worker claims at once: each batch costs two store writes (claim,
@@ -218,7 +220,15 @@ impl Worker {
                 Err(error) => return Outcome::Failed { error, ack: None },
             },
         };
+        let sent = std::time::Instant::now();
         let attempt = self.sender.deliver(payload, header, delivery).await;
+        let finished = match &attempt {
+            Attempt::Delivered { .. } => Some(true),
+            Attempt::Retry { .. } if self.retry.exhausted(delivery.attempts) => Some(false),
+            Attempt::Retry { .. } => None,
+            Attempt::Fail { .. } => Some(false),
+        };
+        self.stats.record(finished, sent.elapsed());
         // The claim already counted this attempt (`attempts` is the store's fencing token).
         let attempts = delivery.attempts;
         match attempt {

@@ -29,7 +29,8 @@
 //! message; a duplicate arriving after a crash gets exactly the ACK the first copy earned.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Instant;
 
 use causeway_store::{Header, MessageState, NewMessage, Store, UnixMillis};
 use hl7v2::{AckCode, AckError, AckHeader, AckMode, Message};
@@ -53,6 +54,12 @@ pub struct ChannelStats {
     pub script_errors: AtomicU64,
     /// Messages refused (AE, not stored, not counted as received) while the channel was stopped.
     pub refused_stopped: AtomicU64,
+    /// Drift findings raised by this feed's traffic.
+    pub drift_findings: AtomicU64,
+    /// When the last message came in (Unix ms; 0 = none yet).
+    pub last_received_ms: AtomicI64,
+    /// From a message's arrival at the channel to its acknowledgement (stored, or refused).
+    pub ack_time: crate::monitor::LatencyHistogram,
 }
 
 impl ChannelStats {
@@ -84,6 +91,8 @@ pub struct Channel {
     /// Set while the channel is stopped; shared with its destination workers, which stop
     /// claiming while it is set. Kept in memory only: a restart starts every channel.
     pub paused: Arc<AtomicBool>,
+    /// Its destinations with their counters (shared with their workers), for the monitor.
+    pub destinations: Vec<crate::monitor::DestinationHandle>,
     ack_ids: AckIds,
 }
 
@@ -246,6 +255,7 @@ impl Channel {
             write_back: None,
             source_kind: "",
             paused: Arc::new(AtomicBool::new(false)),
+            destinations: Vec::new(),
             ack_ids: AckIds::new(),
         }
     }
@@ -286,6 +296,19 @@ impl Channel {
         peer: &str,
         pending_resource: Option<causeway_store::ResourcePut>,
     ) -> Reply {
+        let arrived = Instant::now();
+        let reply = self.answer(raw, peer, pending_resource).await;
+        self.stats.ack_time.record(arrived.elapsed());
+        reply
+    }
+
+    /// [`Channel::ingest_with`] without the timing.
+    async fn answer(
+        &self,
+        raw: &[u8],
+        peer: &str,
+        pending_resource: Option<causeway_store::ResourcePut>,
+    ) -> Reply {
         let ack_id = self.ack_ids.next();
         let timestamp = hl7_timestamp();
         let header = AckHeader {
@@ -297,6 +320,9 @@ impl Channel {
         }
         ChannelStats::bump(&self.stats.received);
         let received_at = UnixMillis::now();
+        self.stats
+            .last_received_ms
+            .store(received_at.0, Ordering::Relaxed);
         let msg = match hl7v2::parse(raw) {
             Ok(msg) => msg,
             Err(e) => {

@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use crate::alerts::{AlertBoard, Evaluator};
 use crate::config::{ChannelConfig, Config, DestinationKind, PayloadFormat, SourceConfig};
 use crate::destinations::{self, Sender, Worker};
+use crate::monitor::Monitor;
 use crate::net::client::MllpClient;
 use crate::net::{https, tls};
 use crate::sources::{
@@ -67,6 +68,8 @@ pub struct ApiContext<'a> {
     pub channels: &'a BTreeMap<String, Arc<Channel>>,
     /// The bound HTTP address.
     pub addr: SocketAddr,
+    /// The engine's live figures (`/metrics`, `/api/monitor`, `/api/stream`).
+    pub monitor: &'a Arc<Monitor>,
     /// The alerts the rules raise (`GET /api/alerts`).
     pub alerts: &'a Arc<AlertBoard>,
 }
@@ -78,6 +81,7 @@ pub struct Engine {
     mllp_addrs: BTreeMap<String, SocketAddr>,
     source_stats: BTreeMap<String, Arc<SourceStats>>,
     http_addr: Option<SocketAddr>,
+    monitor: Arc<Monitor>,
     alerts: Arc<AlertBoard>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -105,9 +109,9 @@ impl Engine {
     }
 
     /// Starts the engine with an HTTP API beside the HTTP sources, on `[server] http`: `api`
-    /// gets the built channels (the API needs them for write-back and management), the
-    /// bound address and the alert board, and returns the routes to serve. Without `[server] http` there is no
-    /// HTTP server and `api` is not called.
+    /// gets an [`ApiContext`] (the built channels, which the API needs for write-back and
+    /// management, the bound address, the monitor and the alert board) and returns the routes
+    /// to serve. Without `[server] http` there is no HTTP server and `api` is not called.
     pub async fn start_with_api<F>(
         config: &Config,
         store: Arc<dyn Store>,
@@ -125,6 +129,8 @@ impl Engine {
             mllp_addrs: BTreeMap::new(),
             source_stats: BTreeMap::new(),
             http_addr: None,
+            // Replaced once the channels are built.
+            monitor: Arc::new(Monitor::new(Vec::new(), BTreeMap::new(), store.clone())),
             alerts: Arc::new(AlertBoard::default()),
             shutdown,
             tasks: JoinSet::new(),
@@ -168,7 +174,9 @@ impl Engine {
                         tls,
                     };
                     engine.mllp_addrs.insert(cfg.name.clone(), addr);
-                    pending.push(Pending::Mllp(listener, options, channel.clone()));
+                    let stats = Arc::new(SourceStats::default());
+                    engine.source_stats.insert(cfg.name.clone(), stats.clone());
+                    pending.push(Pending::Mllp(listener, options, channel.clone(), stats));
                 }
                 SourceConfig::Http(src) => {
                     if config.server.http.is_none() {
@@ -217,17 +225,21 @@ impl Engine {
             _ => None,
         };
 
+        engine.monitor = Arc::new(Monitor::new(
+            engine.channels.values().cloned().collect(),
+            engine.source_stats.clone(),
+            store.clone(),
+        ));
+        engine
+            .tasks
+            .spawn(engine.monitor.clone().run(shutdown_rx.clone()));
         let notifiers = crate::alerts::Notifiers::build(&config.alerts.notifiers)?;
 
         // Nothing failed: start it all.
         for p in pending {
             let rx = shutdown_rx.clone();
             match p {
-                Pending::Mllp(listener, options, channel) => {
-                    let stats = Arc::new(SourceStats::default());
-                    engine
-                        .source_stats
-                        .insert(channel.name.clone(), stats.clone());
+                Pending::Mllp(listener, options, channel, stats) => {
                     engine
                         .tasks
                         .spawn(sources::mllp::run(listener, options, channel, stats, rx));
@@ -250,6 +262,7 @@ impl Engine {
             let context = ApiContext {
                 channels: &engine.channels,
                 addr: bound,
+                monitor: &engine.monitor,
                 alerts: &engine.alerts,
             };
             if let Some(api) = api(context) {
@@ -338,10 +351,10 @@ impl Engine {
                 notifiers,
                 causeway_store::UnixMillis::now(),
             );
-            let source = snapshot_source(&engine.channels, &store);
+            let monitor = engine.monitor.clone();
             engine
                 .tasks
-                .spawn(evaluator.run(source, shutdown_rx.clone()));
+                .spawn(evaluator.run(move || monitor.snapshot(), shutdown_rx.clone()));
         }
         tracing::info!(channels = engine.channels.len(), "engine started");
         Ok(engine)
@@ -358,6 +371,11 @@ impl Engine {
     /// The address an MLLP channel is listening on (the real port when configured with 0).
     pub fn mllp_addr(&self, channel: &str) -> Option<SocketAddr> {
         self.mllp_addrs.get(channel).copied()
+    }
+
+    /// The live figures of every channel (what `/metrics`, the dashboard and alerts read).
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
     }
 
     pub fn source_stats(&self, channel: &str) -> Option<&Arc<SourceStats>> {
@@ -422,7 +440,12 @@ pub(crate) fn node_name() -> String {
 }
 
 enum Pending {
-    Mllp(TcpListener, MllpSourceOptions, Arc<Channel>),
+    Mllp(
+        TcpListener,
+        MllpSourceOptions,
+        Arc<Channel>,
+        Arc<SourceStats>,
+    ),
     Directory(DirectoryOptions, Arc<Channel>),
     Worker(Box<Worker>),
 }
@@ -437,8 +460,15 @@ fn build_channel(
     let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();
     let mut queues = Vec::new();
+    let mut handles = Vec::new();
     for dest in &cfg.destinations {
         let queue = queue_name(&cfg.name, &dest.name);
+        let stats = Arc::new(crate::monitor::DestinationStats::default());
+        handles.push(crate::monitor::DestinationHandle {
+            name: dest.name.clone(),
+            queue: queue.clone(),
+            stats: stats.clone(),
+        });
         let retry = dest.retry;
         let parallel = dest.parallel.max(1);
         for i in 0..parallel {
@@ -478,6 +508,7 @@ fn build_channel(
                 store: store.clone(),
                 wake: wake.clone(),
                 paused: paused.clone(),
+                stats: stats.clone(),
             });
         }
         queues.push(queue);
@@ -493,6 +524,7 @@ fn build_channel(
     );
     channel.source_kind = cfg.source.kind();
     channel.paused = paused;
+    channel.destinations = handles;
     channel.fhir = cfg.fhir.clone();
     channel.write_back = cfg.write_back.clone();
     Ok((channel, workers))
@@ -570,99 +602,5 @@ fn build_sender(
                 wake: None,
             })
         }
-    })
-}
-
-/// TEMPORARY until the monitor lands: snapshots read from the channels' counters and the
-/// store's queues.
-fn snapshot_source(
-    channels: &BTreeMap<String, Arc<Channel>>,
-    store: &Arc<dyn Store>,
-) -> crate::alerts::SnapshotSource {
-    use std::sync::atomic::Ordering::Relaxed;
-    let channels: Vec<Arc<Channel>> = channels.values().cloned().collect();
-    let store = store.clone();
-    // Per channel: the received count last seen and when it last changed.
-    type LastSeen = BTreeMap<String, (u64, Option<causeway_store::UnixMillis>)>;
-    let seen: Arc<std::sync::Mutex<LastSeen>> = Arc::default();
-    Box::new(move || {
-        let channels = channels.clone();
-        let store = store.clone();
-        let seen = seen.clone();
-        Box::pin(async move {
-            let now = causeway_store::UnixMillis::now();
-            let mut out = Vec::new();
-            for ch in &channels {
-                let s = &ch.stats;
-                let received = s.received.load(Relaxed);
-                let last_received = {
-                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                    let entry = seen.entry(ch.name.clone()).or_insert((0, None));
-                    if received != entry.0 {
-                        *entry = (received, Some(now));
-                    }
-                    entry.1
-                };
-                let mut destinations = Vec::new();
-                for q in &ch.queues {
-                    let name = q.split_once('/').map_or(q.as_str(), |(_, d)| d);
-                    // Consecutive failures and the last success, from the delivery events.
-                    let events = store
-                        .events(causeway_store::EventFilter {
-                            destination: Some(q.clone()),
-                            newest_first: true,
-                            limit: 200,
-                            ..Default::default()
-                        })
-                        .await
-                        .unwrap_or_default();
-                    let mut consecutive_failures = 0;
-                    let mut last_success = None;
-                    for e in &events {
-                        match e.kind {
-                            causeway_store::EventKind::Delivered => {
-                                last_success = Some(e.at);
-                                break;
-                            }
-                            causeway_store::EventKind::Retrying
-                            | causeway_store::EventKind::Failed => consecutive_failures += 1,
-                            _ => {}
-                        }
-                    }
-                    destinations.push(crate::alerts::DestinationSnapshot {
-                        consecutive_failures,
-                        last_success,
-                        name: name.to_string(),
-                        queue: q.clone(),
-                        queue_depth: store.queue_depth(q).await.unwrap_or(0),
-                        oldest_age_ms: store
-                            .oldest_queued_age(q)
-                            .await
-                            .ok()
-                            .flatten()
-                            .map(|d| d.as_millis() as u64),
-                        ..Default::default()
-                    });
-                }
-                out.push(crate::alerts::ChannelSnapshot {
-                    name: ch.name.clone(),
-                    running: !ch.paused.load(Relaxed),
-                    source: ch.source_kind,
-                    accepted: s.accepted.load(Relaxed),
-                    rejected: s.rejected.load(Relaxed),
-                    filtered: s.filtered.load(Relaxed),
-                    errored: s.errored.load(Relaxed),
-                    unmapped_codes: s.unmapped_codes.load(Relaxed),
-                    received,
-                    last_received,
-                    destinations,
-                    ..Default::default()
-                });
-            }
-            crate::alerts::Snapshot {
-                at: now,
-                channels: out,
-            }
-        })
     })
 }

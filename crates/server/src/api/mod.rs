@@ -11,6 +11,7 @@
 //! - `view`: the parsed view of a v2 message (segments and fields with their standard names)
 //! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
 //! - `events`: `GET /events`
+//! - `monitor`: `GET /monitor` (live figures and their history), `GET /stream` (pushed)
 //! - `alerts`: `GET /alerts` (what the alert rules raise)
 //!
 //! # Invariants
@@ -31,6 +32,7 @@ mod channels;
 mod config;
 mod events;
 mod messages;
+mod monitor;
 mod queues;
 mod view;
 
@@ -102,6 +104,8 @@ fn table() -> Vec<Route> {
         route(Get, "/errors", queues::errors),
         route(Get, "/unmapped", queues::unmapped),
         route(Get, "/events", events::list),
+        route(Get, "/monitor", monitor::figures),
+        route(Get, "/stream", monitor::stream),
         route(Get, "/alerts", alerts::list),
         route(Get, "/openapi.json", openapi_json),
     ]
@@ -151,6 +155,8 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         queues::errors,
         queues::unmapped,
         events::list,
+        monitor::figures,
+        monitor::stream,
         alerts::list,
         openapi_json,
     ),
@@ -162,6 +168,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "messages", description = "Stored messages: search, detail, reprocess, resend"),
         (name = "queues", description = "Error queues and unmapped code values"),
         (name = "events", description = "The event log"),
+        (name = "monitor", description = "Live figures: counters, queue gauges, latency"),
         (name = "alerts", description = "What the alert rules raise"),
         (name = "meta", description = "This document"),
     ),

@@ -476,7 +476,14 @@ impl Validator<'_> {
             }),
         };
         let pending_for = self.duration(&k("for"), &a.pending_for, Duration::ZERO);
-        let clear_for = self.duration(&k("clear_for"), &a.clear_for, evaluate_every);
+        // Queue gauges are sampled once a second while counters are read live: a recovery must
+        // be seen across at least one gauge refresh, or a stale gauge beside a fresh counter
+        // could clear and raise the same alert again.
+        let clear_for = self.duration(
+            &k("clear_for"),
+            &a.clear_for,
+            evaluate_every.max(crate::monitor::SAMPLE_EVERY),
+        );
         let renotify = match &a.renotify {
             None => Some(DEFAULT_RENOTIFY),
             Some(r) if r.get_ref() == "off" => None,
