@@ -324,6 +324,7 @@ async fn bench() -> Result<(), String> {
         reload: None,
         monitor: None,
         metrics_token: None,
+        alerts: None,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {

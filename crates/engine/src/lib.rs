@@ -10,11 +10,13 @@
 //! - [`sources`]: MLLP listeners (plain or TLS), HTTP POST, directory watchers;
 //! - [`destinations`]: MLLP, HTTP and file delivery, each fed by a durable FIFO queue;
 //! - [`net`]: MLLP client and server plumbing, TLS configuration;
-//! - [`drift`]: each feed's learned profile and the changes from it (drift findings).
+//! - [`drift`]: each feed's learned profile and the changes from it (drift findings);
+//! - [`alerts`]: alert rules evaluated against the monitor, and their notifiers.
 //!
 //! Components never write to the store themselves: the runtime's ingest path is the only
 //! writer of inbound messages, which makes the ACK promise checkable in one place.
 
+pub mod alerts;
 pub mod config;
 pub mod destinations;
 pub mod drift;

@@ -364,7 +364,7 @@ accept = { types = ["ADT^A01^X"], processing_ids = [""] }
             // now without conditions, a transform without a key) is not reported again.
             "[sever]\nhttp = \"x\"\n\n[[channel]]\nname = \"a\"\nsource = \"mllp\"\n  [[channel.filter]]\n  tipes = [\"ADT\"]\n  [[channel.transform]]\n  set = \"x\"\n",
             &[
-                "causeway.toml:1:2: sever: unknown field `sever`, expected one of `server`, `store`, `tables`, `channel`",
+                "causeway.toml:1:2: sever: unknown field `sever`, expected one of `server`, `store`, `tables`, `channel`, `alerts`, `notifier`, `alert`",
                 "causeway.toml:6:10: channel[0].source: invalid type: string \"mllp\", expected a table",
                 "causeway.toml:8:3: channel[0].filter[0].tipes: unknown field `tipes`, expected one of `types`, `structures`, `versions`, `sending_applications`, `sending_facilities`, `when`",
                 "causeway.toml:10:9: channel[0].transform[0].set: invalid type: string \"x\", expected a table",
@@ -888,6 +888,49 @@ fn every_key() -> RawConfig {
         )]
         .into(),
         channel: vec![s(channel)],
+        alerts: Some(s(RawAlerts {
+            evaluate_every: t("10s"),
+        })),
+        notifier: vec![s(RawNotifier {
+            name: t("n"),
+            kind: t("webhook"),
+            url: t("http://h"),
+            headers: Some(s([("Authorization".to_string(), s("v".to_string()))].into())),
+            timeout: t("1s"),
+            retries: n(1),
+            host: t("smtp.example.org"),
+            port: n(587),
+            security: t("starttls"),
+            username: t("u"),
+            password: t("p"),
+            password_env: t("P"),
+            from: t("a@example.org"),
+            to: list(&["b@example.org"]),
+            subject_prefix: t("[x]"),
+        })],
+        alert: vec![s(RawAlert {
+            name: t("a"),
+            kind: t("error_rate"),
+            channel: t("c"),
+            destination: t("d"),
+            pending_for: t("1m"),
+            clear_for: t("1m"),
+            notify: list(&["n"]),
+            renotify: t("1h"),
+            severity: t("critical"),
+            window: t("5m"),
+            threshold: Some(s(0.1)),
+            min_messages: n(10),
+            max: n(10),
+            max_age: t("1m"),
+            days: list(&["mon"]),
+            hours: t("07:00-19:00"),
+            timezone: t("UTC"),
+            failures: n(3),
+            no_success_for: t("1m"),
+            quantile: Some(s(0.95)),
+            objective: t("1s"),
+        })],
     }
 }
 
@@ -941,4 +984,103 @@ fn every_key_is_in_the_reference() {
     // And the documented example of every key is itself accepted by the parser.
     let back: RawConfig = toml::from_str(&text).unwrap();
     assert_eq!(back.channel.len(), 1);
+}
+
+#[test]
+fn alert_rules_and_notifiers_are_checked_all_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"[[channel]]
+name = "adt"
+source = { type = "mllp", listen = "127.0.0.1:0" }
+  [[channel.destination]]
+  name = "lab"
+  type = "mllp"
+  connect = "127.0.0.1:2575"
+
+[alerts]
+evaluate_every = "1ms"
+
+[[notifier]]
+name = "hook"
+type = "webhook"
+url = "ftp://x"
+host = "smtp.example.org"
+
+[[notifier]]
+name = "mail"
+type = "email"
+from = "not an address"
+password_env = "CAUSEWAY_TEST_UNSET_VARIABLE"
+
+[[notifier]]
+name = "hook"
+type = "log"
+
+[[alert]]
+name = "a1"
+type = "error_rate"
+notify = ["hook", "pager"]
+threshold = 1.5
+
+[[alert]]
+name = "a2"
+type = "queue_depth"
+channel = "nope"
+destination = "lab"
+
+[[alert]]
+name = "a3"
+type = "destination_down"
+destination = "ris"
+window = "5m"
+
+[[alert]]
+name = "a4"
+type = "silence"
+days = ["mon", "fry"]
+hours = "7-19"
+timezone = "Mars/Olympus"
+
+[[alert]]
+name = "a5"
+type = "ack_time"
+quantile = 95
+objective = "soon"
+for = "2 m"
+
+[[alert]]
+name = "a1"
+type = "errors"
+"#;
+    assert_errors(
+        dir.path(),
+        text,
+        &strings(&[
+            "causeway.toml:10:18: alerts.evaluate_every: must be at least 10ms",
+            "causeway.toml:15:7: notifier[0].url: invalid url \"ftp://x\": expected http:// or https://",
+            "causeway.toml:16:8: notifier[0].host: does not apply to webhook notifiers",
+            "causeway.toml:18:1: notifier[1].host: missing key (the SMTP server of email notifiers)",
+            "causeway.toml:18:1: notifier[1].to: missing key (the recipients of email notifiers)",
+            "causeway.toml:21:8: notifier[1].from: invalid e-mail address \"not an address\": expected name@domain or \"Name <name@domain>\"",
+            "causeway.toml:22:16: notifier[1].password_env: the environment variable \"CAUSEWAY_TEST_UNSET_VARIABLE\" is not set",
+            "causeway.toml:22:16: notifier[1].username: a password needs a `username` to sign in with",
+            "causeway.toml:25:8: notifier[2].name: duplicate notifier name \"hook\" (first at line 13)",
+            "causeway.toml:31:19: alert[0].notify[1]: unknown notifier \"pager\" (defined: hook, mail)",
+            "causeway.toml:32:13: alert[0].threshold: must be from 0 to below 1 (a share of the messages received: 0.05 is 5%)",
+            "causeway.toml:34:1: alert[1].max: missing key (the queue depth above which the alert fires)",
+            "causeway.toml:37:11: alert[1].channel: unknown channel \"nope\"",
+            "causeway.toml:40:1: alert[2].failures: missing key (`failures` (consecutive failed attempts) or `no_success_for` (a duration), or both)",
+            "causeway.toml:43:15: alert[2].destination: no channel has a destination \"ris\"",
+            "causeway.toml:44:10: alert[2].window: does not apply to destination_down alerts",
+            "causeway.toml:46:1: alert[3].window: missing key (how long without a message before the alert fires)",
+            "causeway.toml:49:16: alert[3].days[1]: unknown day \"fry\": expected \"mon\", \"tue\", \"wed\", \"thu\", \"fri\", \"sat\" or \"sun\"",
+            "causeway.toml:50:9: alert[3].hours: invalid hours \"7-19\": expected \"HH:MM-HH:MM\", e.g. \"07:00-19:00\"",
+            "causeway.toml:51:12: alert[3].timezone: unknown time zone \"Mars/Olympus\": expected \"UTC\", an offset such as \"+01:00\", or a name such as \"Europe/Paris\"",
+            "causeway.toml:56:12: alert[4].quantile: must be between 0 and 1 (0.95 is the 95th percentile)",
+            "causeway.toml:57:13: alert[4].objective: invalid duration \"soon\": expected a whole number and a unit (ms, s, m, h, d), e.g. \"30s\"",
+            "causeway.toml:58:7: alert[4].for: invalid duration \"2 m\": expected a whole number and a unit (ms, s, m, h, d), e.g. \"30s\"",
+            "causeway.toml:61:8: alert[5].name: duplicate alert name \"a1\" (first at line 29)",
+            "causeway.toml:62:8: alert[5].type: unknown alert type \"errors\": expected \"error_rate\", \"queue_depth\", \"oldest_age\", \"silence\", \"destination_down\", \"ack_time\", \"unmapped_code\" or \"drift\"",
+        ]),
+    );
 }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub monitor: Option<Arc<causeway_engine::monitor::Monitor>>,
     /// `[server.metrics] token_env`: the bearer token `/metrics` asks for; `None`: open.
     pub metrics_token: Option<Arc<str>>,
+    /// The engine's alerts (`GET /api/alerts`); `None` when no engine runs beside the API.
+    pub alerts: Option<Arc<causeway_engine::alerts::AlertBoard>>,
 }
 
 /// A running server's way to take a new configuration: the file it was started from, the

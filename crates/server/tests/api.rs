@@ -174,6 +174,11 @@ impl Harness {
     /// Channel `adt` (MLLP in, MLLP out to the scripted peer) and channel `results` (MLLP in,
     /// converted to FHIR at ingest, no destination); users `viewer` and `operator`.
     async fn start() -> Harness {
+        Harness::start_with("").await
+    }
+
+    /// [`Harness::start`] with `extra` appended to the configuration (alert rules).
+    async fn start_with(extra: &str) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("profiles")).expect("profiles dir");
         std::fs::write(dir.path().join("profiles/CLINIC_P.toml"), PROFILE).expect("profile");
@@ -195,7 +200,7 @@ impl Harness {
                [[channel.destination]]\n  name = \"lab\"\n  type = \"mllp\"\n  connect = \"{peer_addr}\"\n\
                connect_timeout = \"2s\"\n  ack_timeout = \"5s\"\n  retry = {{ initial = \"20ms\", max = \"100ms\" }}\n\
              [[channel]]\nname = \"results\"\nsource = {{ type = \"mllp\", listen = \"127.0.0.1:0\" }}\n\
-             fhir = {{ profiles = \"profiles\" }}\n"
+             fhir = {{ profiles = \"profiles\" }}\n{extra}"
         );
         let config = Config::from_str(&text, dir.path()).unwrap_or_else(|errors| {
             let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -243,8 +248,9 @@ impl Harness {
             store: store.clone(),
             channels: Arc::new(channels),
             reload: None,
-            monitor: None,
+            monitor: Some(engine.monitor().clone()),
             metrics_token: None,
+            alerts: Some(engine.alerts().clone()),
         };
         let app = causeway_server::router(state);
         tokio::spawn(async move {
@@ -1301,4 +1307,59 @@ async fn drift_state_is_shown_exported_and_reset() {
         .unwrap();
     assert_eq!(adt_drift["messages"], 0);
     assert_eq!(adt_drift["message_types"], json!([]));
+}
+
+// ---------------------------------------------------------------------------------------
+// Alerts
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_alert_appears_in_the_api_while_it_fires_and_then_among_the_recent_ones() {
+    let h = Harness::start_with(
+        "[alerts]\nevaluate_every = \"50ms\"\n\
+         [[alert]]\nname = \"results-codes\"\ntype = \"unmapped_code\"\nchannel = \"results\"\n\
+         window = \"1s\"\nseverity = \"info\"\n",
+    )
+    .await;
+    let viewer = h.login("viewer").await;
+    let none = h.get("/api/alerts", &viewer).await;
+    assert_eq!(none, json!({"active": [], "recent": []}));
+
+    assert_eq!(h.send("results", &smoking_oru("A1", "9")).await.0, "AA");
+    let active = eventually("the alert to fire", || async {
+        let list = h.get("/api/alerts", &viewer).await;
+        let active = list["active"].as_array().cloned().unwrap_or_default();
+        active
+            .iter()
+            .any(|a| a["state"] == "firing")
+            .then_some(active)
+    })
+    .await;
+    assert_eq!(active.len(), 1, "{active:?}");
+    let a = &active[0];
+    assert_eq!(a["rule"], "results-codes");
+    assert_eq!(a["kind"], "unmapped_code");
+    assert_eq!(a["severity"], "info");
+    assert_eq!(a["channel"], "results");
+    assert_eq!(a["destination"], Value::Null);
+    assert_eq!(a["value"], 1.0);
+    assert_eq!(a["unit"], "codes");
+    assert_eq!(a["notified"], 1);
+    assert!(a["since"].as_str().unwrap().ends_with('Z'), "{a}");
+
+    // A second later the code is out of the window: resolved, listed among the recent ones.
+    let recent = eventually("the alert to clear", || async {
+        let list = h.get("/api/alerts", &viewer).await;
+        (list["active"].as_array().is_some_and(|a| a.is_empty())
+            && list["recent"].as_array().is_some_and(|r| r.len() == 2))
+        .then(|| list["recent"].as_array().cloned().unwrap_or_default())
+    })
+    .await;
+    assert_eq!(recent[0]["state"], "resolved");
+    assert!(recent[0]["resolved_at"].is_string());
+    assert_eq!(recent[1]["state"], "firing");
+    assert_eq!(recent[0]["since"], recent[1]["since"]);
+    // Without a session: 401, as every /api route.
+    let (status, _) = h.call(Method::GET, "/api/alerts", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -199,6 +199,7 @@ async fn start(config: AuthConfig) -> Server {
         reload: None,
         monitor: None,
         metrics_token: None,
+        alerts: None,
     };
     let app = Router::new()
         .nest("/auth", auth::routes())

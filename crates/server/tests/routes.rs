@@ -295,21 +295,21 @@ impl Server {
         });
         // As `causeway serve` builds it: the router gets the engine's channels and address.
         let api_store = store.clone();
-        let engine =
-            Engine::start_with_api(&config, store.clone(), move |channels, addr, monitor| {
-                Some(router(AppState {
-                    audit: Arc::new(Audit::new(api_store.clone())),
-                    store: api_store,
-                    auth,
-                    fhir_base: format!("http://{addr}/fhir").into(),
-                    channels: Arc::new(channels.clone()),
-                    reload: Some(reload),
-                    monitor: Some(monitor.clone()),
-                    metrics_token: None,
-                }))
-            })
-            .await
-            .expect("engine starts");
+        let engine = Engine::start_with_api(&config, store.clone(), move |ctx| {
+            Some(router(AppState {
+                audit: Arc::new(Audit::new(api_store.clone())),
+                store: api_store,
+                auth,
+                fhir_base: format!("http://{}/fhir", ctx.addr).into(),
+                channels: Arc::new(ctx.channels.clone()),
+                reload: Some(reload),
+                monitor: Some(ctx.monitor.clone()),
+                metrics_token: None,
+                alerts: Some(ctx.alerts.clone()),
+            }))
+        })
+        .await
+        .expect("engine starts");
         let addr = engine.http_addr().expect("the HTTP server is bound");
 
         let mut server = Server {
@@ -731,6 +731,7 @@ GET    /api/profiles                        viewer                    200 -     
 POST   /api/profiles/mappings               operator                  200 mapping   -
 GET    /api/monitor                         viewer                    200 -         /api/monitor?seconds=60
 GET    /api/stream                          viewer                    200 -         -
+GET    /api/alerts                          viewer                    200 -         -
 POST   /auth/logout                         anonymous                 204 -         -
 ";
 

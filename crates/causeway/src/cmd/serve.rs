@@ -10,15 +10,13 @@
 //! open, so queues resume where they were). An invalid one is refused and logged, and the
 //! running configuration stays; one that fails to start (a port taken) falls back to it.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use causeway_engine::config::{Config, LogFormat};
-use causeway_engine::runtime::Engine;
-use causeway_engine::runtime::channel::Channel;
+use causeway_engine::runtime::{ApiContext, Engine};
 use causeway_store::{SqliteOptions, SqliteStore, Store};
 
 #[derive(Debug, clap::Args)]
@@ -176,18 +174,17 @@ async fn start(
         .metrics_token
         .as_ref()
         .map(|t| Arc::<str>::from(t.0.as_str()));
-    let api = move |channels: &BTreeMap<String, Arc<Channel>>,
-                    addr: SocketAddr,
-                    monitor: &Arc<causeway_engine::monitor::Monitor>| {
+    let api = move |ctx: ApiContext<'_>| {
         let state = causeway_server::AppState {
             audit: Arc::new(causeway_server::audit::Audit::new(api_store.clone())),
             store: api_store,
             auth,
-            fhir_base: fhir_base(addr, https).into(),
-            channels: Arc::new(channels.clone()),
+            fhir_base: fhir_base(ctx.addr, https).into(),
+            channels: Arc::new(ctx.channels.clone()),
             reload: Some(reload),
-            monitor: Some(monitor.clone()),
+            monitor: Some(ctx.monitor.clone()),
             metrics_token,
+            alerts: Some(ctx.alerts.clone()),
         };
         Some(causeway_server::router(state))
     };

@@ -17,6 +17,7 @@
 //!
 //! The key reference is `docs/configuration.md`; a test keeps it and [`raw`] in step.
 
+pub mod alerts;
 pub mod error;
 mod parse;
 pub mod raw;
@@ -29,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use alerts::AlertsConfig;
 pub use error::{ConfigError, ConfigErrorKind, LineCol};
 pub use raw::RawConfig;
 
@@ -166,6 +168,8 @@ pub struct Config {
     pub tables: BTreeMap<String, Arc<CodeTable>>,
     /// Channels in file order.
     pub channels: Vec<ChannelConfig>,
+    /// `[alerts]`, `[[notifier]]`, `[[alert]]`: alert rules and where they notify.
+    pub alerts: AlertsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -777,6 +781,7 @@ impl Config {
                 write_back: None,
                 drift: crate::drift::DriftSettings::default(),
             }],
+            alerts: AlertsConfig::default(),
         }
     }
 

@@ -35,6 +35,115 @@ pub struct RawConfig {
     pub tables: BTreeMap<String, Spanned<BTreeMap<String, String>>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channel: Vec<Spanned<RawChannel>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<Spanned<RawAlerts>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifier: Vec<Spanned<RawNotifier>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert: Vec<Spanned<RawAlert>>,
+}
+
+/// `[alerts]`: how often the alert rules are evaluated.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluate_every: Text,
+}
+
+/// `[[notifier]]`: where alerts are sent. Every key of every type; `type` says which apply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotifier {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Text,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Text,
+    // webhook
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
+    // webhook and email
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Int,
+    // email
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_prefix: Text,
+}
+
+/// `[[alert]]`: one rule. Every key of every type; `type` says which apply.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Text,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Text,
+    #[serde(rename = "for", default, skip_serializing_if = "Option::is_none")]
+    pub pending_for: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clear_for: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renotify: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Text,
+    // error_rate, silence, ack_time, unmapped_code, drift
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Text,
+    // error_rate
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<Spanned<f64>>,
+    // error_rate, ack_time
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_messages: Int,
+    // queue_depth
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Int,
+    // oldest_age
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Text,
+    // silence
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: TextList,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hours: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Text,
+    // destination_down
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_success_for: Text,
+    // ack_time
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<Spanned<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Text,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

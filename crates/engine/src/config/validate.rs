@@ -21,6 +21,8 @@ use crate::fhir::FhirConversion;
 use crate::filter::{Accept, Condition, Filter, TypePattern, Wildcard};
 use crate::transform::{Anchor, CodeTable, InvalidTransform, ScriptEngine, Transform, Transforms};
 
+mod alerts;
+
 /// Most connections per MLLP source that may be configured (file descriptors are finite).
 const MAX_CONNECTIONS_LIMIT: i64 = 100_000;
 
@@ -292,6 +294,7 @@ impl<'a> Validator<'a> {
         }
         self.write_back_types(&raw, &channels);
         self.listeners(&raw, &server);
+        let alerts = self.alerts(&raw, &channels);
         Config {
             file,
             base_dir: self.base_dir.to_path_buf(),
@@ -299,6 +302,7 @@ impl<'a> Validator<'a> {
             store,
             tables: std::mem::take(&mut self.tables),
             channels,
+            alerts,
         }
     }
 
@@ -1541,33 +1545,7 @@ impl<'a> Validator<'a> {
                             String::new()
                         }
                     };
-                    let mut headers = Vec::new();
-                    if let Some(h) = &d.headers {
-                        for (name, value) in h.get_ref() {
-                            let hk = format!("{}.{name}", k("headers"));
-                            let token = |c: char| {
-                                c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
-                            };
-                            if name.is_empty() || !name.chars().all(token) {
-                                self.err(
-                                    K::Invalid,
-                                    &hk,
-                                    value.span(),
-                                    format!("invalid header name {name:?}"),
-                                );
-                            }
-                            if value.get_ref().contains(['\r', '\n', '\0']) {
-                                // The value may be a secret: never echo it.
-                                self.err(
-                                    K::Invalid,
-                                    &hk,
-                                    value.span(),
-                                    "the header value contains a line break or nul",
-                                );
-                            }
-                            headers.push((name.clone(), value.get_ref().clone()));
-                        }
-                    }
+                    let headers = self.headers(&k("headers"), d.headers.as_ref());
                     DestinationKind::Http(HttpDestination {
                         url,
                         headers,
@@ -1661,6 +1639,39 @@ impl<'a> Validator<'a> {
     }
 
     /// A listener's `tls = { cert, key, client_ca }`: the files must exist.
+    /// HTTP request headers (an HTTP destination's, a webhook's): names are tokens, values
+    /// hold no line break. Values may be secrets and are never echoed.
+    fn headers(
+        &mut self,
+        key: &str,
+        raw: Option<&Spanned<BTreeMap<String, Spanned<String>>>>,
+    ) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        let Some(h) = raw else { return headers };
+        for (name, value) in h.get_ref() {
+            let hk = format!("{key}.{name}");
+            let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+            if name.is_empty() || !name.chars().all(token) {
+                self.err(
+                    K::Invalid,
+                    &hk,
+                    value.span(),
+                    format!("invalid header name {name:?}"),
+                );
+            }
+            if value.get_ref().contains(['\r', '\n', '\0']) {
+                self.err(
+                    K::Invalid,
+                    &hk,
+                    value.span(),
+                    "the header value contains a line break or nul",
+                );
+            }
+            headers.push((name.clone(), value.get_ref().clone()));
+        }
+        headers
+    }
+
     fn server_tls(&mut self, key: &str, t: &Spanned<RawServerTls>) -> ServerTls {
         let t_ref = t.get_ref();
         let cert = self.required_file(&format!("{key}.cert"), &t_ref.cert, t.span());

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
+use crate::alerts::{AlertBoard, Evaluator};
 use crate::config::{ChannelConfig, Config, DestinationKind, PayloadFormat, SourceConfig};
 use crate::destinations::{self, Sender, Worker};
 use crate::fhir::SharedConversion;
@@ -57,6 +58,21 @@ pub enum StartError {
     },
     #[error("channel {channel} has an HTTP source but [server] http is not set")]
     NoHttpServer { channel: String },
+    #[error(transparent)]
+    Notifier(#[from] crate::alerts::notify::NotifierError),
+}
+
+/// What the HTTP API gets from the engine being started (see [`Engine::start_with_api`]).
+#[derive(Debug)]
+pub struct ApiContext<'a> {
+    /// The built channels (write-back, management).
+    pub channels: &'a BTreeMap<String, Arc<Channel>>,
+    /// The bound HTTP address.
+    pub addr: SocketAddr,
+    /// The engine's live figures (`/metrics`, `/api/monitor`, `/api/stream`).
+    pub monitor: &'a Arc<Monitor>,
+    /// The alerts the rules raise (`GET /api/alerts`).
+    pub alerts: &'a Arc<AlertBoard>,
 }
 
 /// A running engine.
@@ -67,6 +83,7 @@ pub struct Engine {
     source_stats: BTreeMap<String, Arc<SourceStats>>,
     http_addr: Option<SocketAddr>,
     monitor: Arc<Monitor>,
+    alerts: Arc<AlertBoard>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -89,24 +106,20 @@ pub fn queue_name(channel: &str, destination: &str) -> String {
 impl Engine {
     /// Starts every enabled channel of `config` on `store`.
     pub async fn start(config: &Config, store: Arc<dyn Store>) -> Result<Engine, StartError> {
-        Self::start_with_api(config, store, |_, _, _| None).await
+        Self::start_with_api(config, store, |_| None).await
     }
 
     /// Starts the engine with an HTTP API beside the HTTP sources, on `[server] http`: `api`
-    /// gets the built channels (the API needs them for write-back and management) and the
-    /// bound address and the engine's monitor, and returns the routes to serve. Without
-    /// `[server] http` there is no HTTP server and `api` is not called.
+    /// gets an [`ApiContext`] (the built channels, which the API needs for write-back and
+    /// management, the bound address, the monitor and the alert board) and returns the routes
+    /// to serve. Without `[server] http` there is no HTTP server and `api` is not called.
     pub async fn start_with_api<F>(
         config: &Config,
         store: Arc<dyn Store>,
         api: F,
     ) -> Result<Engine, StartError>
     where
-        F: FnOnce(
-            &BTreeMap<String, Arc<Channel>>,
-            SocketAddr,
-            &Arc<Monitor>,
-        ) -> Option<axum::Router>,
+        F: FnOnce(ApiContext<'_>) -> Option<axum::Router>,
     {
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Woken by every write into the resource store, so notifications go out at once.
@@ -119,6 +132,7 @@ impl Engine {
             http_addr: None,
             // Replaced once the channels are built.
             monitor: Arc::new(Monitor::new(Vec::new(), BTreeMap::new(), store.clone())),
+            alerts: Arc::new(AlertBoard::default()),
             shutdown,
             tasks: JoinSet::new(),
         };
@@ -230,6 +244,7 @@ impl Engine {
         engine
             .tasks
             .spawn(engine.monitor.clone().run(shutdown_rx.clone()));
+        let notifiers = crate::alerts::Notifiers::build(&config.alerts.notifiers)?;
 
         // Nothing failed: start it all.
         for p in pending {
@@ -255,7 +270,13 @@ impl Engine {
             let bound = engine
                 .http_addr
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-            if let Some(api) = api(&engine.channels, bound, &engine.monitor) {
+            let context = ApiContext {
+                channels: &engine.channels,
+                addr: bound,
+                monitor: &engine.monitor,
+                alerts: &engine.alerts,
+            };
+            if let Some(api) = api(context) {
                 app = app.merge(api);
             }
             let mut rx = shutdown_rx.clone();
@@ -337,6 +358,20 @@ impl Engine {
                 .tasks
                 .spawn(save_drift_profiles(drift_trackers, shutdown_rx.clone()));
         }
+        let notifiers = notifiers.start(&mut engine.tasks, &shutdown_rx);
+        if !config.alerts.rules.is_empty() {
+            let evaluator = Evaluator::new(
+                &config.alerts,
+                store.clone(),
+                engine.alerts.clone(),
+                notifiers,
+                causeway_store::UnixMillis::now(),
+            );
+            let monitor = engine.monitor.clone();
+            engine
+                .tasks
+                .spawn(evaluator.run(move || monitor.snapshot(), shutdown_rx.clone()));
+        }
         tracing::info!(channels = engine.channels.len(), "engine started");
         Ok(engine)
     }
@@ -361,6 +396,11 @@ impl Engine {
 
     pub fn source_stats(&self, channel: &str) -> Option<&Arc<SourceStats>> {
         self.source_stats.get(channel)
+    }
+
+    /// The alerts the rules raise.
+    pub fn alerts(&self) -> &Arc<AlertBoard> {
+        &self.alerts
     }
 
     /// The address HTTP sources are served on, when any.
@@ -437,7 +477,7 @@ async fn save_drift_profiles(
 /// This machine's name, part of each destination worker's identity: stable across restarts
 /// (so a restarted worker resumes its own in-flight delivery at once) and distinct between
 /// machines sharing one database.
-fn node_name() -> String {
+pub(crate) fn node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod alerting;
+
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;

@@ -15,6 +15,7 @@
 //! - `drift`: `GET /drift`, `GET /channels/{name}/drift/profile`, `POST /channels/{name}/drift/reset`
 //! - `profiles`: `GET /profiles` (sender profiles and code maps), `POST /profiles/mappings`
 //! - `monitor`: `GET /monitor` (live figures and their history), `GET /stream` (pushed)
+//! - `alerts`: `GET /alerts` (what the alert rules raise)
 //!
 //! # Invariants
 //!
@@ -30,6 +31,7 @@
 //! - The router is built from one table ([`route_table`]); the document from the handlers'
 //!   `#[utoipa::path]` attributes. A test checks the two name the same routes.
 
+mod alerts;
 mod channels;
 mod config;
 mod drift;
@@ -116,6 +118,7 @@ fn table() -> Vec<Route> {
         route(Post, "/profiles/mappings", profiles::add_mapping),
         route(Get, "/monitor", monitor::figures),
         route(Get, "/stream", monitor::stream),
+        route(Get, "/alerts", alerts::list),
         route(Get, "/openapi.json", openapi_json),
     ]
 }
@@ -145,7 +148,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
 #[openapi(
     info(
         title = "Causeway management API",
-        description = "Channels, stored messages, error queues, unmapped codes and events of a \
+        description = "Channels, stored messages, error queues, unmapped codes, events and alerts of a \
             Causeway engine. Every operation needs a signed-in user (`POST /auth/login` sets the \
             session cookie): the viewer role reads, the operator role acts. Errors are \
             `{\"error\", \"code\"}`.",
@@ -171,6 +174,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         profiles::add_mapping,
         monitor::figures,
         monitor::stream,
+        alerts::list,
         openapi_json,
     ),
     components(schemas(ErrorBody)),
@@ -184,6 +188,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         (name = "drift", description = "Each feed's learned profile and its changes"),
         (name = "profiles", description = "Sender profiles and their code maps"),
         (name = "monitor", description = "Live figures: counters, queue gauges, latency"),
+        (name = "alerts", description = "What the alert rules raise"),
         (name = "meta", description = "This document"),
     ),
 )]
