@@ -6,7 +6,8 @@
 //! The walk: sign in; watch the channel's counters move on the overview, without a reload,
 //! as messages arrive over MLLP; search a message by control id; open it and see its fields
 //! labelled by name with the patient's fields masked; reveal them (admin); reprocess it; stop
-//! and start the channel from its page; the alert page (see [`ALERTS_MERGED`]); the same
+//! and start the channel from its page; an alert appears and clears as the EHR goes away and
+//! comes back; the same
 //! pages at tablet width (800 px); sign out. Screenshots of each step are written to
 //! `target/dashboard-screenshots/NN-name.png`.
 //!
@@ -29,14 +30,20 @@ const ENTER: char = '\u{E007}';
 /// Longest an MLLP exchange may take.
 const MLLP_LIMIT: Duration = Duration::from_secs(20);
 
-/// The alert step needs the alert rules of issue 6 (built on another branch): once they are
-/// merged, set this to `true` and fill in [`ALERT_RULE`]. While it is `false` the test checks
-/// that the server indeed has no `/api/alerts`, so the step cannot be forgotten.
-const ALERTS_MERGED: bool = false;
+/// A rule that fires while the channel's destination is down (one failed attempt), evaluated
+/// often so the test need not wait.
+const ALERT_RULE: &str = r#"
+[alerts]
+evaluate_every = "200ms"
 
-/// The configuration of a rule that fires while the channel's destination is down (appended
-/// to the channel's configuration when [`ALERTS_MERGED`]).
-const ALERT_RULE: &str = "";
+[[alert]]
+name = "ehr-down"
+type = "destination_down"
+channel = "wards"
+destination = "ehr"
+failures = 1
+severity = "critical"
+"#;
 
 /// Test data only: no real patient.
 fn adt(control_id: &str) -> String {
@@ -85,7 +92,7 @@ fhir = {{}}
 "#,
             data = toml_path(&dir.path().join("data")),
             ehr = ehr.addr,
-            rule = if ALERTS_MERGED { ALERT_RULE } else { "" },
+            rule = ALERT_RULE,
         ),
     );
     let server = Server::start(&config);
@@ -323,22 +330,13 @@ fhir = {{}}
         .send()
         .await
         .expect("GET /api/alerts");
-    if ALERTS_MERGED {
-        alert_appears_and_clears(&browser, &base, ehr, mllp).await;
-    } else {
-        assert_eq!(
-            alerts.status(),
-            StatusCode::NOT_FOUND,
-            "/api/alerts exists now: set ALERTS_MERGED and ALERT_RULE to drive the alert step"
-        );
-        browser.goto(&format!("{base}/ui/#/alerts")).await;
-        browser
-            .text_where("#alerts-active-area", "the page saying so", |t| {
-                t.contains("does not offer alerts")
-            })
-            .await;
-        drop(ehr);
-    }
+    assert_eq!(alerts.status(), StatusCode::OK);
+    assert_eq!(
+        alerts.json::<serde_json::Value>().await.expect("JSON")["active"],
+        json!([]),
+        "no alert while the EHR answers"
+    );
+    alert_appears_and_clears(&browser, &base, ehr, mllp).await;
 
     // The other pages render what their APIs answer (or say the route is missing).
     browser.goto(&format!("{base}/ui/#/unmapped")).await;
@@ -413,7 +411,8 @@ fhir = {{}}
     assert!(browser.find("#reprocess").await.is_none());
     browser.screenshot("13-message-as-viewer").await;
     browser.goto(&format!("{base}/ui/#/channel/wards")).await;
-    browser.text_is("#card-received .value", "4").await;
+    // Four from the walk and one sent while the EHR was away (the alert step).
+    browser.text_is("#card-received .value", "5").await;
     browser.element("#channel-state").await;
     assert!(
         browser.find("#stop").await.is_none(),
@@ -461,7 +460,7 @@ async fn login_cookie(http: &reqwest::Client, base: &str, password: &str) -> Str
         .to_owned()
 }
 
-/// The alert step (enabled by [`ALERTS_MERGED`]): the EHR goes away, a message cannot be
+/// The alert step: the EHR goes away, a message cannot be
 /// delivered, the destination-down alert appears on the alert page; the EHR comes back, the
 /// alert clears.
 async fn alert_appears_and_clears(
