@@ -1533,18 +1533,7 @@ impl<'a> Validator<'a> {
                         &present,
                         &["url", "headers", "timeout"],
                     );
-                    let url = match &d.url {
-                        Some(u) => {
-                            if let Err(e) = check_url(u.get_ref()) {
-                                self.err(K::Invalid, &k("url"), u.span(), e);
-                            }
-                            u.get_ref().clone()
-                        }
-                        None => {
-                            self.missing(&k("url"), raw.span(), "required by http destinations");
-                            String::new()
-                        }
-                    };
+                    let url = self.required_url(&k("url"), &d.url, raw.span(), "http destinations");
                     let headers = self.headers(&k("headers"), d.headers.as_ref());
                     DestinationKind::Http(HttpDestination {
                         url,
@@ -1639,6 +1628,29 @@ impl<'a> Validator<'a> {
     }
 
     /// A listener's `tls = { cert, key, client_ca }`: the files must exist.
+    /// A required `http(s)` URL (an HTTP destination's, a webhook's); empty when missing or
+    /// invalid, with the error recorded.
+    fn required_url(
+        &mut self,
+        key: &str,
+        value: &Text,
+        owner: Range<usize>,
+        required_by: &str,
+    ) -> String {
+        match value {
+            Some(u) => {
+                if let Err(e) = check_url(u.get_ref()) {
+                    self.err(K::Invalid, key, u.span(), e);
+                }
+                u.get_ref().clone()
+            }
+            None => {
+                self.missing(key, owner, &format!("required by {required_by}"));
+                String::new()
+            }
+        }
+    }
+
     /// HTTP request headers (an HTTP destination's, a webhook's): names are tokens, values
     /// hold no line break. Values may be secrets and are never echoed.
     fn headers(

@@ -195,18 +195,7 @@ impl Validator<'_> {
                     &present,
                     &["url", "headers", "timeout", "retries"],
                 );
-                let url = match &n.url {
-                    Some(u) => {
-                        if let Err(e) = check_url(u.get_ref()) {
-                            self.err(K::Invalid, &k("url"), u.span(), e);
-                        }
-                        u.get_ref().clone()
-                    }
-                    None => {
-                        self.missing(&k("url"), raw.span(), "required by webhook notifiers");
-                        String::new()
-                    }
-                };
+                let url = self.required_url(&k("url"), &n.url, raw.span(), "webhook notifiers");
                 let headers = self.headers(&k("headers"), n.headers.as_ref());
                 NotifierKind::Webhook(WebhookNotifier {
                     url,
