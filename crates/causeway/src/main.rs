@@ -49,6 +49,8 @@ enum Command {
     Profile(cmd::profile::Args),
     /// Check the audit log: `audit verify` recomputes its hash chain.
     Audit(cmd::audit::Args),
+    /// Import HL7 v2 archives (folders, .gz, .zst, .zip) as FHIR NDJSON or into the store.
+    Import(cmd::import::Args),
     /// Drift detection: `drift export` prints a channel's learned profile as a conformance profile.
     Drift(cmd::drift::Args),
 }
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Profile(args) => cmd::profile::run(args),
         Command::Audit(args) => cmd::audit::run(args),
         Command::Drift(args) => cmd::drift::run(args),
+        Command::Import(args) => cmd::import::run(args),
     };
     match result {
         Ok(code) => code,

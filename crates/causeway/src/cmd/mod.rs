@@ -7,6 +7,7 @@ pub mod convert;
 pub mod convert_v2;
 pub mod drift;
 pub mod get;
+pub mod import;
 pub mod listen;
 pub mod parse;
 pub mod profile;

@@ -1,0 +1,90 @@
+//! Loading the final resources into Causeway's resource store, so the FHIR API serves the
+//! archive's history beside what live feeds send.
+//!
+//! Writes go in groups (one store transaction each). A resource the store already holds is
+//! merged with the live version winning where both have an element: the archive is older than
+//! what the feeds have sent since. Loading the same import again changes nothing (the store
+//! makes no new version of equal content), which is what lets a killed load simply run again.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use causeway_engine::destinations::fhir_store::resource_put;
+use causeway_store::Store;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::finish::{FinalResources, merge};
+use crate::stage::Staged;
+
+/// Resources per store transaction.
+pub const STORE_BATCH: usize = 500;
+
+/// What a load did, per resource type.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct LoadCounts {
+    pub created: BTreeMap<String, u64>,
+    pub updated: u64,
+    pub unchanged: u64,
+}
+
+/// Writes every final resource of `staged` into `store`.
+///
+/// # Errors
+/// A staged resource cannot be read, or the store refuses a write.
+pub async fn load(
+    staged: &Staged,
+    store: Arc<dyn Store>,
+    mut progress: impl FnMut(u64),
+) -> Result<LoadCounts> {
+    let mut resources = FinalResources::new(staged)?;
+    let mut counts = LoadCounts::default();
+    let mut written = 0u64;
+    let store_error = |e: String| Error::new(&staged.dir, ErrorKind::Store(e));
+    loop {
+        let mut batch = Vec::with_capacity(STORE_BATCH);
+        while batch.len() < STORE_BATCH {
+            match resources.next_resource() {
+                Some(r) => {
+                    let r = r?;
+                    batch.push((r.resource_type.to_owned(), r.id.to_owned(), r.json));
+                }
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let mut puts = Vec::with_capacity(batch.len());
+        for (resource_type, id, json) in batch {
+            let current = store
+                .resource(&resource_type, &id, None)
+                .await
+                .map_err(|e| store_error(e.to_string()))?;
+            let json = match current.filter(|c| !c.deleted) {
+                // The live version's elements win over the archive's.
+                Some(c) => merge(&[json, c.json]).map_err(store_error)?,
+                None => json,
+            };
+            let value: serde_json::Value =
+                serde_json::from_slice(&json).map_err(|e| store_error(e.to_string()))?;
+            puts.push(resource_put(&resource_type, &id, value, None).map_err(store_error)?);
+        }
+        let types: Vec<String> = puts.iter().map(|p| p.resource_type.clone()).collect();
+        let outcomes = store
+            .put_resources(puts)
+            .await
+            .map_err(|e| store_error(e.to_string()))?;
+        for (t, o) in types.into_iter().zip(outcomes) {
+            if o.created {
+                *counts.created.entry(t).or_default() += 1;
+            } else if o.unchanged {
+                counts.unchanged += 1;
+            } else {
+                counts.updated += 1;
+            }
+        }
+        written += STORE_BATCH as u64;
+        progress(written);
+    }
+    Ok(counts)
+}
