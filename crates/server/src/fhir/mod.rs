@@ -6,6 +6,7 @@
 //! every answer that carries PHI is recorded in the audit log before it leaves.
 
 mod capability;
+pub mod export;
 pub mod query;
 pub mod subscription;
 pub mod write;
@@ -39,6 +40,17 @@ pub fn routes() -> Router<AppState> {
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(history_all))
         .route("/_write/{message}", get(write::status))
+        .route("/$export", get(export::system).post(export::system_post))
+        .route(
+            "/Patient/$export",
+            get(export::patient).post(export::patient_post),
+        )
+        .route(
+            "/Group/{id}/$export",
+            get(export::group).post(export::group_post),
+        )
+        .route("/_export/{job}", get(export::status).delete(export::cancel))
+        .route("/_export/{job}/{file}", get(export::download))
         .route(
             "/Subscription",
             get(subscription::list).post(subscription::create),
