@@ -62,10 +62,16 @@ pub fn capability_statement(base: &str) -> Value {
                 r["searchInclude"] = json!(includes);
             }
             if *t == "Patient" {
-                r["operation"] = json!([{
-                    "name": "everything",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
-                }]);
+                r["operation"] = json!([
+                    {
+                        "name": "everything",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                    },
+                    {
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+                    }
+                ]);
             }
             r
         })
@@ -79,6 +85,7 @@ pub fn capability_statement(base: &str) -> Value {
         "software": {"name": "Causeway", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Causeway FHIR API", "url": base},
         "fhirVersion": "4.0.1",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["json"],
         "rest": [{
             "mode": "server",
@@ -94,7 +101,18 @@ pub fn capability_statement(base: &str) -> Value {
                 }]
             },
             "resource": resources,
-            "interaction": [{"code": "history-system"}]
+            "interaction": [{"code": "history-system"}],
+            // Bulk Data export (see export.rs); Group/[id]/$export reads Groups from the store.
+            "operation": [
+                {
+                    "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+                },
+                {
+                    "name": "group-export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+                }
+            ]
         }]
     })
 }

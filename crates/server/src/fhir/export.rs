@@ -105,6 +105,9 @@ pub struct ExportConfig {
     pub file_expiry: Duration,
     /// Size past which a type's output continues in a new file.
     pub max_file_bytes: u64,
+    /// Tests only (`None` otherwise): a job takes a permit of this before it reads the store,
+    /// so that a test holds jobs running for as long as it needs, without timing guesses.
+    pub hold: Option<Arc<Semaphore>>,
 }
 
 impl ExportConfig {
@@ -115,6 +118,7 @@ impl ExportConfig {
             max_jobs: DEFAULT_MAX_JOBS,
             file_expiry: DEFAULT_FILE_EXPIRY,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            hold: None,
         }
     }
 }
@@ -636,7 +640,12 @@ async fn run(
     scope: Scope,
     permit: OwnedSemaphorePermit,
 ) {
+    let held = match &exports.config.hold {
+        Some(hold) => hold.acquire().await.ok(),
+        None => None,
+    };
     let result = write_all(&state, &exports.config, &job, &scope).await;
+    drop(held);
     // The slot is free once writing ends; the files' wait below takes none.
     drop(permit);
     let (outcome, summary) = match result {
