@@ -798,6 +798,9 @@ GET    /fhir/Patient/$export                Patient.read              202 async 
 POST   /fhir/Patient/$export                Patient.read              202 no-params -
 GET    /fhir/Group/{id}/$export             *.read                    202 async     /fhir/Group/{group}/$export
 POST   /fhir/Group/{id}/$export             *.read                    202 no-params /fhir/Group/{group}/$export
+POST   /fhir/Group                          Group.write               201 group     -
+GET    /fhir/Group/{id}                     Group.read                200 -         /fhir/Group/{group}
+PUT    /fhir/Group/{id}                     Group.write               200 group     /fhir/Group/{group}
 GET    /fhir/_export/{job}                  admin                     200 -         /fhir/_export/{export}
 GET    /fhir/_export/{job}/{file}           admin                     200 -         {export_file}
 DELETE /fhir/_export/{job}                  admin                     202 -         /fhir/_export/{doomed_export}
@@ -865,6 +868,10 @@ fn table(ids: &Ids) -> Vec<Route> {
                     "resourceType": "Parameters",
                     "parameter": [{"name": "_type", "valueString": "Observation"}]
                 })))),
+                "group" => Some(Body::Fhir(json!({
+                    "resourceType": "Group", "id": ids.group, "type": "person", "actual": true,
+                    "member": [{"entity": {"reference": format!("Patient/{}", ids.patient)}}]
+                }))),
                 "no-params" => Some(Body::Export(Some(json!({"resourceType": "Parameters"})))),
                 "sub" => Some(Body::Fhir(subscription(None))),
                 "sub-put" => Some(Body::Fhir(subscription(Some(&ids.subscription)))),

@@ -7,6 +7,7 @@
 
 mod capability;
 pub mod export;
+mod group;
 pub mod query;
 pub mod subscription;
 pub mod write;
@@ -17,7 +18,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use causeway_store::{HistoryQuery, ResourceQuery, StoredResource, UnixMillis, ValueTest};
 use serde_json::{Value, json};
 
@@ -51,6 +52,16 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/_export/{job}", get(export::status).delete(export::cancel))
         .route("/_export/{job}/{file}", get(export::download))
+        .route(
+            "/Group",
+            post(group::create).layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
+        )
+        .route(
+            "/Group/{id}",
+            get(group::read)
+                .put(group::update)
+                .layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
+        )
         .route(
             "/Subscription",
             get(subscription::list).post(subscription::create),
