@@ -30,7 +30,7 @@ fn kind_name(kind: ParamKind) -> &'static str {
 
 /// The statement for a server whose FHIR base is `base`.
 pub fn capability_statement(base: &str) -> Value {
-    let resources: Vec<Value> = fhir::RESOURCE_TYPES
+    let mut resources: Vec<Value> = fhir::RESOURCE_TYPES
         .iter()
         .filter(|t| !matches!(**t, "Bundle" | "OperationOutcome"))
         .map(|t| {
@@ -76,6 +76,16 @@ pub fn capability_statement(base: &str) -> Value {
             r
         })
         .collect();
+    // Groups are kept by the API itself (group.rs), as cohorts for Group/[id]/$export.
+    resources.push(json!({
+        "type": "Group",
+        "interaction": [{"code": "read"}, {"code": "create"}, {"code": "update"}],
+        "versioning": "versioned",
+        "operation": [{
+            "name": "export",
+            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+        }]
+    }));
     let token_url = format!("{}/auth/token", base.trim_end_matches("/fhir"));
     json!({
         "resourceType": "CapabilityStatement",
