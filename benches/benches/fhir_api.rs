@@ -325,6 +325,7 @@ async fn bench() -> Result<(), String> {
         monitor: None,
         metrics_token: None,
         alerts: None,
+        exports: None,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {

@@ -55,6 +55,8 @@ pub struct AppState {
     pub metrics_token: Option<Arc<str>>,
     /// The engine's alerts (`GET /api/alerts`); `None` when no engine runs beside the API.
     pub alerts: Option<Arc<causeway_engine::alerts::AlertBoard>>,
+    /// FHIR Bulk Data export jobs (`$export`); `None`: export is not offered (404).
+    pub exports: Option<Arc<fhir::export::Exports>>,
 }
 
 /// A running server's way to take a new configuration: the file it was started from, the

@@ -251,6 +251,7 @@ impl Harness {
             monitor: Some(engine.monitor().clone()),
             metrics_token: None,
             alerts: Some(engine.alerts().clone()),
+            exports: None,
         };
         let app = causeway_server::router(state);
         tokio::spawn(async move {

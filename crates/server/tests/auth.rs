@@ -200,6 +200,7 @@ async fn start(config: AuthConfig) -> Server {
         monitor: None,
         metrics_token: None,
         alerts: None,
+        exports: None,
     };
     let app = Router::new()
         .nest("/auth", auth::routes())

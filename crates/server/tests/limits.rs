@@ -42,6 +42,7 @@ async fn an_address_over_its_requests_per_minute_is_told_to_wait() {
         monitor: None,
         metrics_token: None,
         alerts: None,
+        exports: None,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     tokio::spawn(async move {

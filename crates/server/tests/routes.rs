@@ -181,6 +181,13 @@ struct Ids {
     doomed_subscription: String,
     /// The stored ADT (management API message routes).
     message: i64,
+    /// A Group whose member is the patient.
+    group: String,
+    /// A completed export of the admin's, and the path of one of its files.
+    export: String,
+    export_file: String,
+    /// An export the walk deletes.
+    doomed_export: String,
 }
 
 struct Server {
@@ -293,6 +300,16 @@ impl Server {
             data_dir: config.server.data_dir.clone(),
             tx: reload_tx,
         });
+        // Room for every kick-off of the walk, which does not wait for each job to end.
+        let exports = Arc::new(
+            causeway_server::fhir::export::Exports::new(
+                causeway_server::fhir::export::ExportConfig {
+                    max_jobs: 100,
+                    ..causeway_server::fhir::export::ExportConfig::new(&config.server.data_dir)
+                },
+            )
+            .expect("export directory"),
+        );
         // As `causeway serve` builds it: the router gets the engine's channels and address.
         let api_store = store.clone();
         let engine = Engine::start_with_api(&config, store.clone(), move |ctx| {
@@ -306,6 +323,7 @@ impl Server {
                 monitor: Some(ctx.monitor.clone()),
                 metrics_token: None,
                 alerts: Some(ctx.alerts.clone()),
+                exports: Some(exports),
             }))
         })
         .await
@@ -435,6 +453,15 @@ impl Server {
                 .header("content-type", "application/fhir+json")
                 .header("prefer", "respond-sync")
                 .body(v.to_string()),
+            Some(Body::Export(v)) => {
+                let r = r.header("prefer", "respond-async");
+                match v {
+                    Some(v) => r
+                        .header("content-type", "application/fhir+json")
+                        .body(v.to_string()),
+                    None => r,
+                }
+            }
         };
         answer(r.send().await.expect("request")).await
     }
@@ -539,6 +566,62 @@ impl Server {
             assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
             subscriptions.push(a.body["id"].as_str().expect("id").to_owned());
         }
+        // A Group (stored directly: it is not a type the API writes back to the EHR).
+        let group = "routes-group".to_owned();
+        self.store
+            .put_resources(vec![causeway_store::ResourcePut {
+                resource_type: "Group".into(),
+                id: group.clone(),
+                json: json!({
+                    "resourceType": "Group", "type": "person", "actual": true,
+                    "member": [{"entity": {"reference": format!("Patient/{patient}")}}]
+                })
+                .to_string()
+                .into_bytes(),
+                index: Vec::new(),
+                if_match: None,
+                source: None,
+                delete: false,
+            }])
+            .await
+            .expect("put the group");
+        // Two exports of the admin's: one to read and download, one to delete.
+        let mut exports = Vec::new();
+        for _ in 0..2 {
+            let a = self
+                .call(
+                    Method::GET,
+                    "/fhir/$export?_type=Patient",
+                    &admin,
+                    Some(&Body::Export(None)),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+            let location = a.headers["content-location"].to_str().expect("location");
+            let path = location
+                .strip_prefix(&self.base)
+                .expect("under the server")
+                .to_owned();
+            exports.push(path.rsplit('/').next().expect("a job id").to_owned());
+        }
+        let export = exports[0].clone();
+        let export_file = eventually("the export to complete", || async {
+            let a = self
+                .call(
+                    Method::GET,
+                    &format!("/fhir/_export/{export}"),
+                    &admin,
+                    None,
+                )
+                .await;
+            (a.status == StatusCode::OK).then(|| {
+                let url = a.body["output"][0]["url"].as_str().expect("a file url");
+                url.strip_prefix(&self.base)
+                    .expect("under the server")
+                    .to_owned()
+            })
+        })
+        .await;
         Ids {
             patient,
             order: order_id,
@@ -546,6 +629,10 @@ impl Server {
             doomed_subscription: subscriptions.pop().expect("two"),
             subscription: subscriptions.pop().expect("two"),
             message,
+            group,
+            export,
+            export_file,
+            doomed_export: exports[1].clone(),
         }
     }
 }
@@ -630,6 +717,8 @@ enum Body {
     Json(Value),
     /// `application/fhir+json`, with `Prefer: respond-sync`.
     Fhir(Value),
+    /// A Bulk Data kick-off: `Prefer: respond-async`, and a Parameters body for a POST.
+    Export(Option<Value>),
 }
 
 /// What a route needs.
@@ -683,7 +772,8 @@ struct Route {
 /// method; path as the router spells it; what it needs (`anonymous`, `sign-in`, `anyone`, a
 /// role, `<Type>.read|write`, `<Type>.write-back`); the answer to a caller that may; the body
 /// (`-`: none); the path requested (`-`: the same), with the seeded `{patient}`, `{order}`,
-/// `{write}`, `{sub}`, `{doomed}` and `{message}`.
+/// `{write}`, `{sub}`, `{doomed}`, `{message}`, `{group}`, `{export}`, `{export_file}` and
+/// `{doomed_export}`.
 const TABLE: &str = "
 GET    /health                              anonymous                 200 -         -
 GET    /ready                               anonymous                 200 -         -
@@ -702,6 +792,18 @@ POST   /fhir/Subscription                   Subscription.write        201 sub   
 GET    /fhir/Subscription/{id}              Subscription.read         200 -         /fhir/Subscription/{sub}
 PUT    /fhir/Subscription/{id}              Subscription.write        200 sub-put   /fhir/Subscription/{sub}
 DELETE /fhir/Subscription/{id}              Subscription.write        200 -         /fhir/Subscription/{doomed}
+GET    /fhir/$export                        Observation.read          202 async     /fhir/$export?_type=Observation
+POST   /fhir/$export                        Observation.read          202 params    -
+GET    /fhir/Patient/$export                Patient.read              202 async     -
+POST   /fhir/Patient/$export                Patient.read              202 no-params -
+GET    /fhir/Group/{id}/$export             *.read                    202 async     /fhir/Group/{group}/$export
+POST   /fhir/Group/{id}/$export             *.read                    202 no-params /fhir/Group/{group}/$export
+POST   /fhir/Group                          Group.write               201 group     -
+GET    /fhir/Group/{id}                     Group.read                200 -         /fhir/Group/{group}
+PUT    /fhir/Group/{id}                     Group.write               200 group     /fhir/Group/{group}
+GET    /fhir/_export/{job}                  admin                     200 -         /fhir/_export/{export}
+GET    /fhir/_export/{job}/{file}           admin                     200 -         {export_file}
+DELETE /fhir/_export/{job}                  admin                     202 -         /fhir/_export/{doomed_export}
 GET    /fhir/{type}                         Observation.read          200 -         /fhir/Observation?code=2345-7
 POST   /fhir/{type}                         ServiceRequest.write-back 201 order     /fhir/ServiceRequest
 GET    /fhir/{type}/_history                Observation.read          200 -         /fhir/Observation/_history
@@ -754,9 +856,23 @@ fn table(ids: &Ids) -> Vec<Route> {
                 .replace("{write}", &ids.write.to_string())
                 .replace("{sub}", &ids.subscription)
                 .replace("{doomed}", &ids.doomed_subscription)
-                .replace("{message}", &ids.message.to_string());
+                .replace("{message}", &ids.message.to_string())
+                .replace("{group}", &ids.group)
+                .replace("{export_file}", &ids.export_file)
+                .replace("{doomed_export}", &ids.doomed_export)
+                .replace("{export}", &ids.export);
             let body = match body {
                 "-" => None,
+                "async" => Some(Body::Export(None)),
+                "params" => Some(Body::Export(Some(json!({
+                    "resourceType": "Parameters",
+                    "parameter": [{"name": "_type", "valueString": "Observation"}]
+                })))),
+                "group" => Some(Body::Fhir(json!({
+                    "resourceType": "Group", "id": ids.group, "type": "person", "actual": true,
+                    "member": [{"entity": {"reference": format!("Patient/{}", ids.patient)}}]
+                }))),
+                "no-params" => Some(Body::Export(Some(json!({"resourceType": "Parameters"})))),
                 "sub" => Some(Body::Fhir(subscription(None))),
                 "sub-put" => Some(Body::Fhir(subscription(Some(&ids.subscription)))),
                 "order" => Some(Body::Fhir(order(&ids.patient, "ORD-WALK-1", None))),

@@ -174,6 +174,13 @@ async fn start(
         .metrics_token
         .as_ref()
         .map(|t| Arc::<str>::from(t.0.as_str()));
+    // Bulk Data export jobs write under the data directory; a restart forgets them.
+    let exports = Some(Arc::new(
+        causeway_server::fhir::export::Exports::new(
+            causeway_server::fhir::export::ExportConfig::new(&config.server.data_dir),
+        )
+        .map_err(|e| anyhow::anyhow!("the export directory: {e}"))?,
+    ));
     let api = move |ctx: ApiContext<'_>| {
         let state = causeway_server::AppState {
             audit: Arc::new(causeway_server::audit::Audit::new(api_store.clone())),
@@ -185,6 +192,7 @@ async fn start(
             monitor: Some(ctx.monitor.clone()),
             metrics_token,
             alerts: Some(ctx.alerts.clone()),
+            exports,
         };
         Some(causeway_server::router(state))
     };

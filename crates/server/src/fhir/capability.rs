@@ -30,7 +30,7 @@ fn kind_name(kind: ParamKind) -> &'static str {
 
 /// The statement for a server whose FHIR base is `base`.
 pub fn capability_statement(base: &str) -> Value {
-    let resources: Vec<Value> = fhir::RESOURCE_TYPES
+    let mut resources: Vec<Value> = fhir::RESOURCE_TYPES
         .iter()
         .filter(|t| !matches!(**t, "Bundle" | "OperationOutcome"))
         .map(|t| {
@@ -62,14 +62,30 @@ pub fn capability_statement(base: &str) -> Value {
                 r["searchInclude"] = json!(includes);
             }
             if *t == "Patient" {
-                r["operation"] = json!([{
-                    "name": "everything",
-                    "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
-                }]);
+                r["operation"] = json!([
+                    {
+                        "name": "everything",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                    },
+                    {
+                        "name": "export",
+                        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+                    }
+                ]);
             }
             r
         })
         .collect();
+    // Groups are kept by the API itself (group.rs), as cohorts for Group/[id]/$export.
+    resources.push(json!({
+        "type": "Group",
+        "interaction": [{"code": "read"}, {"code": "create"}, {"code": "update"}],
+        "versioning": "versioned",
+        "operation": [{
+            "name": "export",
+            "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+        }]
+    }));
     let token_url = format!("{}/auth/token", base.trim_end_matches("/fhir"));
     json!({
         "resourceType": "CapabilityStatement",
@@ -79,6 +95,7 @@ pub fn capability_statement(base: &str) -> Value {
         "software": {"name": "Causeway", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Causeway FHIR API", "url": base},
         "fhirVersion": "4.0.1",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "format": ["json"],
         "rest": [{
             "mode": "server",
@@ -94,7 +111,18 @@ pub fn capability_statement(base: &str) -> Value {
                 }]
             },
             "resource": resources,
-            "interaction": [{"code": "history-system"}]
+            "interaction": [{"code": "history-system"}],
+            // Bulk Data export (see export.rs); Group/[id]/$export reads Groups from the store.
+            "operation": [
+                {
+                    "name": "export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+                },
+                {
+                    "name": "group-export",
+                    "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+                }
+            ]
         }]
     })
 }

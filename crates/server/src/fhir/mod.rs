@@ -6,6 +6,8 @@
 //! every answer that carries PHI is recorded in the audit log before it leaves.
 
 mod capability;
+pub mod export;
+mod group;
 pub mod query;
 pub mod subscription;
 pub mod write;
@@ -16,7 +18,7 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use causeway_store::{HistoryQuery, ResourceQuery, StoredResource, UnixMillis, ValueTest};
 use serde_json::{Value, json};
 
@@ -39,6 +41,27 @@ pub fn routes() -> Router<AppState> {
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(history_all))
         .route("/_write/{message}", get(write::status))
+        .route("/$export", get(export::system).post(export::system_post))
+        .route(
+            "/Patient/$export",
+            get(export::patient).post(export::patient_post),
+        )
+        .route(
+            "/Group/{id}/$export",
+            get(export::group).post(export::group_post),
+        )
+        .route("/_export/{job}", get(export::status).delete(export::cancel))
+        .route("/_export/{job}/{file}", get(export::download))
+        .route(
+            "/Group",
+            post(group::create).layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
+        )
+        .route(
+            "/Group/{id}",
+            get(group::read)
+                .put(group::update)
+                .layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
+        )
         .route(
             "/Subscription",
             get(subscription::list).post(subscription::create),
