@@ -1043,7 +1043,7 @@ fn orm_body(index: u32, time: &str, r: &mut Rng, out: &mut String) {
     );
 }
 
-/// Renders broken message `n`; returns the text of the `no_msh` block or the message.
+/// Renders broken message `n` (or, for `no_msh`, its block of lines) into `out`.
 fn render_broken(ctx: &Ctx<'_>, kind: BrokenKind, n: u32, encoding: Encoding, out: &mut String) {
     let seed = ctx.spec.seed;
     let mut r = stream(seed, TAG_BROKEN, u64::from(n));
@@ -1517,5 +1517,283 @@ fn shuffle<T>(items: &mut [T], r: &mut Rng) {
     for i in (1..items.len()).rev() {
         let j = r.below(i + 1);
         items.swap(i, j);
+    }
+}
+
+#[cfg(all(test, feature = "hl7v2"))]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+    use std::io::Read;
+
+    use super::*;
+
+    fn small(seed: u64) -> ArchiveSpec {
+        ArchiveSpec {
+            seed,
+            messages: 3_000,
+            patients: 150,
+            years: 2,
+            messages_per_file: 150,
+            // Enough of everything to see each feature in a small archive.
+            broken_fraction: 0.01,
+            duplicate_fraction: 0.02,
+            batch_fraction: 0.3,
+            latin1_with_msh18_fraction: 0.15,
+            latin1_without_msh18_fraction: 0.15,
+            gzip_fraction: 0.6,
+            accented_fraction: 0.3,
+            sample_patients: 20,
+            ..ArchiveSpec::default()
+        }
+    }
+
+    /// Every file of an archive as (relative path, text after gunzip).
+    fn read_all(dir: &Path, m: &ArchiveManifest) -> Vec<(String, Vec<u8>)> {
+        m.file_list
+            .iter()
+            .map(|f| {
+                let raw = fs::read(dir.join(&f.path)).unwrap();
+                let text = if f.gzip {
+                    let mut out = Vec::new();
+                    flate2::read::GzDecoder::new(&raw[..])
+                        .read_to_end(&mut out)
+                        .unwrap();
+                    out
+                } else {
+                    raw
+                };
+                (f.path.clone(), text)
+            })
+            .collect()
+    }
+
+    fn files_on_disk(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let p = entry.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                    out.insert(rel, fs::read(&p).unwrap());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_spec_same_bytes_other_seed_other_bytes() {
+        let (a, b, c) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        let ma = write_archive(a.path(), &small(7)).unwrap();
+        let mb = write_archive(b.path(), &small(7)).unwrap();
+        let mc = write_archive(c.path(), &small(8)).unwrap();
+        assert_eq!(ma, mb);
+        let (fa, fb) = (files_on_disk(a.path()), files_on_disk(b.path()));
+        assert_eq!(fa.len(), ma.file_list.len());
+        assert!(fa == fb, "same spec, different bytes");
+        assert_ne!(fa, files_on_disk(c.path()));
+        assert_ne!(ma.sample_patients, mc.sample_patients);
+    }
+
+    #[test]
+    fn manifest_counts_match_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = small(42);
+        let m = write_archive(dir.path(), &spec).unwrap();
+        let files = read_all(dir.path(), &m);
+        let broken_at: HashMap<(String, Option<u64>, u64), String> = m
+            .broken_messages
+            .iter()
+            .map(|b| ((b.file.clone(), b.message, b.offset), b.kind.clone()))
+            .collect();
+        assert_eq!(broken_at.len() as u64, m.broken);
+        let supported: BTreeSet<&str> = [
+            "ADT^A01", "ADT^A03", "ADT^A04", "ADT^A08", "ORU^R01", "ORM^O01",
+        ]
+        .into();
+
+        let (mut read, mut valid_copies, mut broken_seen, mut msh_lines) = (0u64, 0u64, 0u64, 0u64);
+        let mut copies: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut control_ids = BTreeSet::new();
+        let mut kinds_seen: BTreeMap<String, u64> = BTreeMap::new();
+        for ((path, text), entry) in files.iter().zip(&m.file_list) {
+            msh_lines += text
+                .split(|&b| b == b'\r' || b == b'\n')
+                .filter(|line| line.starts_with(b"MSH|"))
+                .count() as u64;
+            let mut in_file = 0;
+            for item in hl7v2::split_file(text) {
+                in_file += 1;
+                match item {
+                    Err(e) => {
+                        let key = (path.clone(), None, e.position.byte as u64);
+                        assert_eq!(broken_at.get(&key).map(String::as_str), Some("no_msh"));
+                        broken_seen += 1;
+                        *kinds_seen.entry("no_msh".into()).or_default() += 1;
+                    }
+                    Ok(raw) => {
+                        let key = (path.clone(), Some(raw.number as u64), raw.offset as u64);
+                        let parsed = hl7v2::parse(raw.bytes);
+                        if let Some(kind) = broken_at.get(&key) {
+                            broken_seen += 1;
+                            *kinds_seen.entry(kind.clone()).or_default() += 1;
+                            // Rejected by the parser, or of a type the converter refuses.
+                            if let Ok(msg) = parsed {
+                                let t = msg.message_type();
+                                assert!(!supported.contains(t.as_str()), "{kind}: {t}");
+                            }
+                            continue;
+                        }
+                        let msg = parsed.unwrap_or_else(|e| panic!("{path} #{}: {e}", raw.number));
+                        let t = msg.message_type();
+                        assert!(supported.contains(t.as_str()), "{path}: {t}");
+                        valid_copies += 1;
+                        let n = copies.entry(raw.bytes.to_vec()).or_default();
+                        *n += 1;
+                        if *n == 1 {
+                            let id = msg.control_id().unwrap().into_owned();
+                            assert!(control_ids.insert(id), "MSH-10 repeated");
+                        }
+                    }
+                }
+            }
+            read += in_file;
+            assert_eq!(in_file, entry.messages, "{path}");
+        }
+        let distinct = copies.len() as u64;
+        let twice = copies.values().filter(|&&n| n == 2).count() as u64;
+        assert!(copies.values().all(|&n| n <= 2));
+        assert_eq!(read, m.messages_written);
+        assert_eq!(
+            m.messages_written,
+            m.distinct_valid + m.duplicates + m.broken
+        );
+        assert_eq!(distinct, m.distinct_valid);
+        assert_eq!(distinct, spec.messages as u64);
+        assert_eq!(valid_copies - distinct, m.duplicates);
+        assert_eq!(twice, m.duplicates);
+        assert!(m.duplicates > 0 && m.out_of_order > 0);
+        assert_eq!(broken_seen, m.broken);
+        assert_eq!(kinds_seen, m.broken_by_kind);
+        assert_eq!(kinds_seen.len(), BrokenKind::ALL.len(), "{kinds_seen:?}");
+        // Every message but a no_msh block starts at an MSH line.
+        assert_eq!(msh_lines, m.messages_written - m.broken_by_kind["no_msh"]);
+        let f = &m.files;
+        assert_eq!(f.total, m.file_list.len() as u64);
+        assert!(f.gzip > 0 && f.plain > 0 && f.batch > 0 && f.backfill > 0);
+        assert!(f.latin1_msh18 > 0 && f.latin1_no_msh18 > 0 && f.cr > 0 && f.lf > 0 && f.crlf > 0);
+    }
+
+    #[test]
+    fn sample_patients_final_state_is_the_latest_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = write_archive(dir.path(), &small(3)).unwrap();
+        assert_eq!(m.sample_patients.len(), 20);
+        let wanted: BTreeSet<&str> = m.sample_patients.iter().map(|p| p.mrn.as_str()).collect();
+        // Per sample MRN: (latest instant, address line, city, phone, family), visits, count.
+        type Latest = (String, String, String, String, String);
+        let mut latest: HashMap<String, (i64, Latest)> = HashMap::new();
+        let mut visits: HashMap<String, BTreeSet<String>> = HashMap::new();
+        let mut seen = BTreeSet::new();
+        let mut counts: HashMap<String, u64> = HashMap::new();
+        for (_, text) in read_all(dir.path(), &m) {
+            for raw in hl7v2::split_file(&text).flatten() {
+                let Ok(msg) = hl7v2::parse(raw.bytes) else {
+                    continue;
+                };
+                if !seen.insert(raw.bytes.to_vec()) {
+                    continue; // the second copy of a duplicate
+                }
+                let Some(mrn) = msg.text("PID-3.1") else {
+                    continue;
+                };
+                if !wanted.contains(mrn.as_ref()) || msg.text("MSH-9.1").is_none() {
+                    continue;
+                }
+                assert_eq!(msg.text("PID-3.4").as_deref(), Some(MRN_AUTHORITY));
+                let mrn = mrn.into_owned();
+                *counts.entry(mrn.clone()).or_default() += 1;
+                let when = instant(&msg.text("MSH-7").unwrap());
+                let get = |p: &str| msg.text(p).unwrap_or_default().into_owned();
+                if let Some(v) = msg.text("PV1-19.1") {
+                    visits
+                        .entry(mrn.clone())
+                        .or_default()
+                        .insert(v.into_owned());
+                }
+                let state = (
+                    get("PID-11.1"),
+                    get("PID-11.3"),
+                    get("PID-13.1"),
+                    get("PID-5.1"),
+                    get("MSH-7"),
+                );
+                let slot = latest.entry(mrn).or_insert((i64::MIN, state.clone()));
+                assert_ne!(slot.0, when, "two messages of one patient at one instant");
+                if when > slot.0 {
+                    *slot = (when, state);
+                }
+            }
+        }
+        let mut accented = 0;
+        for p in &m.sample_patients {
+            let (_, (line, city, phone, family, time)) = &latest[&p.mrn];
+            assert_eq!(
+                (line, city, phone, family, time),
+                (
+                    &p.address_line,
+                    &p.city,
+                    &p.phone,
+                    &p.family,
+                    &p.last_message_time
+                ),
+                "{}",
+                p.mrn
+            );
+            assert_eq!(visits[&p.mrn].len() as u64, p.visits, "{}", p.mrn);
+            assert_eq!(counts[&p.mrn], p.messages, "{}", p.mrn);
+            accented += usize::from(!format!("{}{}{line}{city}", p.family, p.given).is_ascii());
+        }
+        assert!(accented > 0, "no sample patient has Latin-1 letters");
+    }
+
+    /// Unix seconds of `YYYYMMDDHHMMSS±ZZZZ`.
+    fn instant(ts: &str) -> i64 {
+        let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().unwrap();
+        let days = days_from_civil(n(0..4), n(4..6), n(6..8));
+        let sign = if &ts[14..15] == "-" { -1 } else { 1 };
+        let offset = sign * (n(15..17) * 3600 + n(17..19) * 60);
+        days * 86_400 + n(8..10) * 3600 + n(10..12) * 60 + n(12..14) - offset
+    }
+
+    #[test]
+    fn local_time_round_trips() {
+        for t in [
+            0i64,
+            1_552_550_400,
+            1_560_513_600,
+            1_572_750_000,
+            1_700_000_000,
+        ] {
+            assert_eq!(instant(&ts(t)), t);
+        }
+        // March is standard time in the simplification, June daylight time.
+        assert_eq!(ts(1_552_550_400), "20190314030000-0500");
+        assert_eq!(ts(1_560_513_600), "20190614080000-0400");
+        assert_eq!(ts(1_548_979_200), "20190131190000-0500");
+    }
+
+    #[test]
+    fn scaled_keeps_the_shape() {
+        let s = ArchiveSpec::scaled(10_000);
+        assert_eq!((s.messages, s.patients), (10_000, 500));
+        assert_eq!(ArchiveSpec::default().patients, 50_000);
     }
 }
