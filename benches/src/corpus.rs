@@ -205,14 +205,14 @@ impl Stats {
 /// SplitMix64: tiny, fast, and fixed forever, which is what a reproducible
 /// corpus needs (statistical quality beyond "looks varied" does not matter).
 #[derive(Debug, Clone)]
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -222,25 +222,25 @@ impl Rng {
 
     /// Uniform in `0..n` (`n > 0`), by multiply-high: no modulo bias worth
     /// caring about at these sizes.
-    fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
     }
 
     /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below((hi - lo + 1) as usize) as u64
     }
 
     /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: usize) -> bool {
+    pub(crate) fn chance(&mut self, percent: usize) -> bool {
         self.below(100) < percent
     }
 
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+    pub(crate) fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len())]
     }
 
-    fn digits(&mut self, n: usize) -> String {
+    pub(crate) fn digits(&mut self, n: usize) -> String {
         (0..n)
             .map(|i| {
                 let d = self.below(10) as u8;
@@ -252,7 +252,7 @@ impl Rng {
 }
 
 // Synthetic pools. Values are stored already ER7-encoded.
-const FAMILY: &[&str] = &[
+pub(crate) const FAMILY: &[&str] = &[
     "Okafor",
     "Lindqvist",
     "Moreau",
@@ -282,12 +282,12 @@ const FAMILY: &[&str] = &[
     "Sato-Whitfield",
     "Abernathy",
 ];
-const GIVEN: &[&str] = &[
+pub(crate) const GIVEN: &[&str] = &[
     "Amara", "Bjorn", "Celine", "Dmitri", "Elif", "Farid", "Greta", "Hiro", "Ines", "Jonah",
     "Kamala", "Lars", "Maren", "Nikhil", "Odette", "Pavel", "Quinn", "Rosa", "Soren", "Talia",
     "Ugo", "Vera", "Wendell", "Ximena", "Yusuf", "Zora",
 ];
-const STREET: &[&str] = &[
+pub(crate) const STREET: &[&str] = &[
     "Maple Ave",
     "Harbour Rd",
     "Willow Ln",
@@ -299,7 +299,7 @@ const STREET: &[&str] = &[
     "Larkspur Blvd",
     "Old Mill Rd",
 ];
-const CITY: &[(&str, &str, &str)] = &[
+pub(crate) const CITY: &[(&str, &str, &str)] = &[
     ("Fairhaven", "MA", "027"),
     ("Millbrook", "NY", "125"),
     ("Cedar Falls", "IA", "506"),
@@ -311,7 +311,7 @@ const CITY: &[(&str, &str, &str)] = &[
 ];
 const FACILITY: &[&str] = &["NGH", "SMC", "RVH", "EVMC", "PCH"];
 const SENDING_APP: &[&str] = &["EPICADT", "CERNERPM", "MEDIPAC", "LABSYS", "OPENHIS"];
-const UNIT: &[&str] = &["4WEST", "ICU", "MEDSURG", "ONC", "CARD", "ED"];
+pub(crate) const UNIT: &[&str] = &["4WEST", "ICU", "MEDSURG", "ONC", "CARD", "ED"];
 const ORG_NAME: &[&str] = &[
     r"Baker \T\ Sons Ltd",
     "Northwind Logistics",
@@ -343,7 +343,7 @@ const REACTION: &[&str] = &[
     "Nausea",
     "Swelling",
 ];
-const DIAGNOSIS: &[(&str, &str)] = &[
+pub(crate) const DIAGNOSIS: &[(&str, &str)] = &[
     ("I21.4", "Non-ST elevation myocardial infarction"),
     ("J18.9", "Pneumonia, unspecified organism"),
     ("E11.9", "Type 2 diabetes mellitus without complications"),
@@ -356,7 +356,7 @@ const DIAGNOSIS: &[(&str, &str)] = &[
     ),
 ];
 /// Numeric results: LOINC code, name, UCUM unit, low, high, decimals.
-const NUMERIC_TEST: &[(&str, &str, &str, f64, f64, usize)] = &[
+pub(crate) const NUMERIC_TEST: &[(&str, &str, &str, f64, f64, usize)] = &[
     (
         "2345-7",
         "Glucose [Mass/volume] in Serum or Plasma",
@@ -477,7 +477,7 @@ const STRING_TEST: &[(&str, &str, &[&str])] = &[
         &["O Pos", "A Neg", r"AB Pos \S\ weak D"],
     ),
 ];
-const PANEL: &[(&str, &str)] = &[
+pub(crate) const PANEL: &[(&str, &str)] = &[
     (
         "24323-8",
         "Comprehensive metabolic 2000 panel - Serum or Plasma",
@@ -498,7 +498,7 @@ const NARRATIVE: &[&str] = &[
     r"Interpretation: values consistent with prior\.br\No further action required.",
     r"Sample labelled with 2 identifiers \T\ barcode matched.",
 ];
-const ORDER_TEST: &[(&str, &str)] = &[
+pub(crate) const ORDER_TEST: &[(&str, &str)] = &[
     ("80053", "Comprehensive metabolic panel"),
     ("85025", "Complete blood count with differential"),
     ("71046", "X-ray chest 2 views"),

@@ -1,6 +1,9 @@
 //! Benchmarks of Causeway against peer implementations, run side by side.
 //!
 //! Map:
+//! - [`archive`]: a generator of legacy HL7 v2 archives (years of ADT/ORU/ORM in gzip and
+//!   plain files, Latin-1, batches, duplicates, broken messages) with a manifest of ground
+//!   truth, for `causeway import`; `src/bin/gen-archive.rs` is its command line.
 //! - [`corpus`]: the seedable generator of realistic synthetic HL7 v2.5.1
 //!   messages (ADT^A01/A08, ORU^R01, ORM^O01, about 2 KB each). Later benches
 //!   (MLLP, conversion) reuse it.
@@ -16,6 +19,7 @@
 //! count); a row that errors or panics on any message is reported as failed,
 //! never dropped.
 
+pub mod archive;
 pub mod cases;
 pub mod corpus;
 pub mod heap;
