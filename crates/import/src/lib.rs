@@ -359,6 +359,8 @@ pub struct Summary {
     pub profile: ArchiveProfile,
     pub quarantine: QuarantineSummary,
     pub seconds: f64,
+    /// Of `seconds`, the time spent reading, converting and staging (the rest merged and wrote).
+    pub staging_seconds: f64,
     pub messages_per_second: f64,
     pub megabytes_per_second: f64,
 }
@@ -452,6 +454,7 @@ impl Summary {
                 folder: quarantine_dir,
             },
             seconds,
+            staging_seconds: result.elapsed.as_secs_f64(),
             messages_per_second: s.messages_read as f64 / seconds,
             megabytes_per_second: s.bytes as f64 / 1e6 / seconds,
         }

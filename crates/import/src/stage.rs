@@ -354,8 +354,12 @@ impl Stager {
             stats.last_time = Some(stats.last_time.map_or(t, |l| l.max(t)));
         }
         let file = self.label(&outcome.file);
-        self.messages.write_record(&outcome.hash, &file, outcome.number)?;
-        if let Some(first) = self.seen.get(&outcome.hash) {
+        let converted = outcome.result.is_ok();
+        self.messages
+            .write_record(&outcome.hash, &file, outcome.number, converted)?;
+        // Only a message that converts has copies: a broken message is quarantined wherever
+        // it is, since each place may need its own fix (and stray text often repeats).
+        if let Some(first) = self.seen.get(&outcome.hash).filter(|_| converted) {
             self.stats.duplicates += 1;
             let row = DuplicateRow {
                 file: file.to_string(),
@@ -367,13 +371,15 @@ impl Stager {
             };
             return self.duplicates.write_json(&row);
         }
-        self.seen.insert(
-            outcome.hash,
-            FirstSeen {
-                file: file.clone(),
-                number: outcome.number,
-            },
-        );
+        if converted {
+            self.seen.insert(
+                outcome.hash,
+                FirstSeen {
+                    file: file.clone(),
+                    number: outcome.number,
+                },
+            );
+        }
         match outcome.result {
             Ok(converted) => {
                 self.stats.converted += 1;
@@ -516,11 +522,14 @@ impl Stager {
         let mut reader = BufReader::with_capacity(1 << 20, open_read(&path)?);
         let mut offset = 0u64;
         while offset < self.messages.len {
-            let (hash, file, number, len) = read_message_record(&mut reader).map_err(|e| {
-                Error::new(&path, ErrorKind::Staging(format!("at byte {offset}: {e}")))
-            })?;
-            let file = self.label(&Arc::from(file));
-            self.seen.entry(hash).or_insert(FirstSeen { file, number });
+            let (hash, converted, file, number, len) = read_message_record(&mut reader)
+                .map_err(|e| {
+                    Error::new(&path, ErrorKind::Staging(format!("at byte {offset}: {e}")))
+                })?;
+            if converted {
+                let file = self.label(&Arc::from(file));
+                self.seen.entry(hash).or_insert(FirstSeen { file, number });
+            }
             offset += len;
         }
         Ok(())
@@ -631,10 +640,18 @@ impl Appender {
         Ok((offset, body_len))
     }
 
-    /// Message record: `hash (16), u64 number + 1 (0: none), u32 file length, file`.
-    fn write_record(&mut self, hash: &[u8; 16], file: &str, number: Option<usize>) -> Result<()> {
+    /// Message record: `hash (16), u8 converted, u64 number + 1 (0: none), u32 file length,
+    /// file`.
+    fn write_record(
+        &mut self,
+        hash: &[u8; 16],
+        file: &str,
+        number: Option<usize>,
+        converted: bool,
+    ) -> Result<()> {
         let mut record = Vec::with_capacity(32 + file.len());
         record.extend_from_slice(hash);
+        record.push(u8::from(converted));
         record.extend_from_slice(&number.map_or(0u64, |n| n as u64 + 1).to_le_bytes());
         record.extend_from_slice(&(file.len() as u32).to_le_bytes());
         record.extend_from_slice(file.as_bytes());
@@ -694,16 +711,19 @@ fn read_resource_header(r: &mut impl BufRead) -> std::io::Result<ResourceHeader>
     })
 }
 
-fn read_message_record(
-    r: &mut impl BufRead,
-) -> std::io::Result<([u8; 16], String, Option<usize>, u64)> {
+/// A message record: its hash, whether it converted, its file and number, the record's length.
+type MessageRecord = ([u8; 16], bool, String, Option<usize>, u64);
+
+fn read_message_record(r: &mut impl BufRead) -> std::io::Result<MessageRecord> {
     let mut hash = [0; 16];
     r.read_exact(&mut hash)?;
+    let mut converted = [0; 1];
+    r.read_exact(&mut converted)?;
     let number = read_u64(r)?;
     let file_len = read_u32(r)?;
     let file = read_string(r, file_len)?;
     let number = number.checked_sub(1).map(|n| n as usize);
-    Ok((hash, file, number, 28 + u64::from(file_len)))
+    Ok((hash, converted[0] == 1, file, number, 29 + u64::from(file_len)))
 }
 
 #[cfg(test)]
