@@ -8,23 +8,28 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::stage::{DuplicateRow, QuarantineRow, Staged, Version};
+use crate::stage::{DuplicateRow, Index, QuarantineRow, Staged, Version, read_resource_header};
 
-/// The final resources, by type then id (so the output does not depend on thread timing or
-/// on a resume).
+/// The final resources, in the order they were first staged (reading order): one sequential
+/// pass over the staged versions, so the output depends only on the inputs, not on thread
+/// timing or on a resume (staging is written in reading order, byte for byte the same).
 pub struct FinalResources<'a> {
+    index: &'a Index,
+    reader: BufReader<File>,
+    /// For the later versions of a resource seen more than once.
     spill: File,
-    spill_path: std::path::PathBuf,
-    keys: Vec<(&'a str, &'a str, &'a [Version])>,
-    next: usize,
+    spill_path: PathBuf,
+    offset: u64,
+    end: u64,
 }
 
 /// One resource in its final state.
@@ -42,29 +47,27 @@ impl<'a> FinalResources<'a> {
     pub fn new(staged: &'a Staged) -> Result<FinalResources<'a>> {
         let spill_path = staged.resources_path();
         let spill = File::open(&spill_path).map_err(Error::io(&spill_path))?;
-        let mut keys: Vec<(&str, &str, &[Version])> = staged
-            .index
-            .iter()
-            .filter_map(|(k, v)| {
-                let (t, id) = k.split_once('/')?;
-                Some((t, id, v.as_slice()))
-            })
-            .collect();
-        keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let reader = BufReader::with_capacity(
+            1 << 20,
+            spill.try_clone().map_err(Error::io(&spill_path))?,
+        );
         Ok(FinalResources {
+            index: &staged.index,
+            reader,
             spill,
             spill_path,
-            keys,
-            next: 0,
+            offset: 0,
+            end: staged.resources_len,
         })
     }
 
+    /// How many resources there are.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.index.is_empty()
     }
 
     /// The next resource, merged.
@@ -72,9 +75,47 @@ impl<'a> FinalResources<'a> {
     /// # Errors
     /// A staged version cannot be read or is not a JSON object.
     pub fn next_resource(&mut self) -> Option<Result<FinalResource<'a>>> {
-        let (resource_type, id, versions) = *self.keys.get(self.next)?;
-        self.next += 1;
-        Some(self.resolve(versions).map(|json| FinalResource {
+        loop {
+            if self.offset >= self.end {
+                return None;
+            }
+            match self.next_record() {
+                Ok(Some(r)) => return Some(Ok(r)),
+                Ok(None) => {}
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    /// Reads one record; a resource when it is the first version of its resource.
+    fn next_record(&mut self) -> Result<Option<FinalResource<'a>>> {
+        let damaged = |e: std::io::Error, at: u64| {
+            Error::new(&self.spill_path, ErrorKind::Staging(format!("at byte {at}: {e}")))
+        };
+        let at = self.offset;
+        let header = read_resource_header(&mut self.reader).map_err(|e| damaged(e, at))?;
+        let body_offset = at + header.header_len;
+        self.offset = body_offset + u64::from(header.body_len);
+        if header.body_len == 0 {
+            return Ok(None);
+        }
+        let mut body = vec![0; header.body_len as usize];
+        self.reader
+            .read_exact(&mut body)
+            .map_err(|e| damaged(e, body_offset))?;
+        let Some((key, versions)) = self.index.get_key_value(header.key.as_str()) else {
+            return Err(damaged(std::io::Error::other("a record not in the index"), at));
+        };
+        if versions.first().map(|v| v.offset) != Some(body_offset) {
+            return Ok(None);
+        }
+        let json = if versions.len() == 1 {
+            body
+        } else {
+            self.merged(versions)?
+        };
+        let (resource_type, id) = key.split_once('/').unwrap_or((key, ""));
+        Ok(Some(FinalResource {
             resource_type,
             id,
             json,
@@ -82,7 +123,7 @@ impl<'a> FinalResources<'a> {
         }))
     }
 
-    fn resolve(&self, versions: &[Version]) -> Result<Vec<u8>> {
+    fn merged(&self, versions: &[Version]) -> Result<Vec<u8>> {
         let read = |v: &Version| -> Result<Vec<u8>> {
             let mut buf = vec![0; v.len as usize];
             self.spill
@@ -90,9 +131,6 @@ impl<'a> FinalResources<'a> {
                 .map_err(Error::io(&self.spill_path))?;
             Ok(buf)
         };
-        if let [only] = versions {
-            return read(only);
-        }
         let mut ordered: Vec<&Version> = versions.iter().collect();
         ordered.sort_by_key(|v| (v.time, v.seq));
         let bodies = ordered.into_iter().map(read).collect::<Result<Vec<_>>>()?;
@@ -166,45 +204,43 @@ pub fn write_ndjson(
 ) -> Result<BTreeMap<String, u64>> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let mut resources = FinalResources::new(staged)?;
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    let mut current: Option<(String, BufWriter<File>)> = None;
+    let mut files: HashMap<&str, (BufWriter<File>, u64)> = HashMap::new();
     let mut written = 0u64;
-    let close = |current: Option<(String, BufWriter<File>)>| -> Result<()> {
-        if let Some((t, mut out)) = current {
-            let done = dir.join(format!("{t}.ndjson"));
-            out.flush().map_err(Error::io(&done))?;
-            out.get_ref().sync_data().map_err(Error::io(&done))?;
-            std::fs::rename(partial_path(dir, &t), &done).map_err(Error::io(&done))?;
-        }
-        Ok(())
-    };
     while let Some(resource) = resources.next_resource() {
         let resource = resource?;
-        if current.as_ref().map(|(t, _)| t.as_str()) != Some(resource.resource_type) {
-            close(current.take())?;
-            let path = partial_path(dir, resource.resource_type);
-            let file = File::create(&path).map_err(Error::io(&path))?;
-            current = Some((
-                resource.resource_type.to_owned(),
-                BufWriter::with_capacity(1 << 20, file),
-            ));
-        }
-        let (t, out) = current.as_mut().expect("opened above");
+        let t = resource.resource_type;
         let path = dir.join(format!("{t}.ndjson"));
+        let (out, count) = match files.get_mut(t) {
+            Some(f) => f,
+            None => {
+                let partial = partial_path(dir, t);
+                let file = File::create(&partial).map_err(Error::io(&partial))?;
+                files
+                    .entry(t)
+                    .or_insert((BufWriter::with_capacity(1 << 18, file), 0))
+            }
+        };
         out.write_all(&resource.json).map_err(Error::io(&path))?;
         out.write_all(b"\n").map_err(Error::io(&path))?;
-        *counts.entry(t.clone()).or_default() += 1;
+        *count += 1;
         written += 1;
         if written % 10_000 == 0 {
             progress(written);
         }
     }
-    close(current)?;
+    let mut counts = BTreeMap::new();
+    for (t, (mut out, count)) in files {
+        let done = dir.join(format!("{t}.ndjson"));
+        out.flush().map_err(Error::io(&done))?;
+        out.get_ref().sync_data().map_err(Error::io(&done))?;
+        std::fs::rename(partial_path(dir, t), &done).map_err(Error::io(&done))?;
+        counts.insert(t.to_owned(), count);
+    }
     progress(written);
     Ok(counts)
 }
 
-fn partial_path(dir: &Path, resource_type: &str) -> std::path::PathBuf {
+fn partial_path(dir: &Path, resource_type: &str) -> PathBuf {
     dir.join(format!(".{resource_type}.ndjson.partial"))
 }
 

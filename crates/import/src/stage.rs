@@ -144,6 +144,8 @@ pub struct Staged {
     pub dir: PathBuf,
     pub index: Index,
     pub stats: Stats,
+    /// The length of `resources.bin` at the last checkpoint (what is staged).
+    pub resources_len: u64,
 }
 
 impl Staged {
@@ -314,6 +316,7 @@ impl Stager {
             dir: self.dir,
             index: self.index,
             stats: self.stats,
+            resources_len: self.resources.len,
         })
     }
 
@@ -667,13 +670,14 @@ impl Appender {
     }
 }
 
-struct ResourceHeader {
-    key: String,
-    time: i64,
-    seq: u64,
-    content: u64,
-    body_len: u32,
-    header_len: u64,
+/// The fixed part of a staged resource record.
+pub(crate) struct ResourceHeader {
+    pub key: String,
+    pub time: i64,
+    pub seq: u64,
+    pub content: u64,
+    pub body_len: u32,
+    pub header_len: u64,
 }
 
 fn read_u32(r: &mut impl Read) -> std::io::Result<u32> {
@@ -694,7 +698,7 @@ fn read_string(r: &mut impl Read, len: u32) -> std::io::Result<String> {
     String::from_utf8(b).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
-fn read_resource_header(r: &mut impl BufRead) -> std::io::Result<ResourceHeader> {
+pub(crate) fn read_resource_header(r: &mut impl BufRead) -> std::io::Result<ResourceHeader> {
     let key_len = read_u32(r)?;
     let key = read_string(r, key_len)?;
     let time = read_u64(r)? as i64;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use sha2::{Digest, Sha256};
 
@@ -406,9 +406,12 @@ pub const ARCHIVE_SYSTEM: &str = "urn:causeway:import";
 /// writes it: no space after the colon; a uuid needs no escaping).
 pub fn rewrite_references(json: &[u8], local: &HashMap<String, String>) -> Vec<u8> {
     const NEEDLE: &[u8] = b"\"reference\":\"urn:";
+    // Built once: building a finder costs as much as a short search.
+    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(NEEDLE));
     let mut out = Vec::with_capacity(json.len() + 64);
     let mut copied = 0;
-    for at in memchr::memmem::find_iter(json, NEEDLE) {
+    for at in FINDER.find_iter(json) {
         let start = at + NEEDLE.len() - 4;
         let Some(len) = memchr::memchr(b'"', &json[start..]) else {
             break;
