@@ -58,7 +58,13 @@ fn a_generated_archive_reconciles_with_its_ground_truth() {
     let truth = archive(&arch, 2000, 250);
     let out = dir.path().join("out");
     let s = summary(&causeway(
-        &["import", arch.to_str().unwrap(), "--to", "ndjson", out.to_str().unwrap()],
+        &[
+            "import",
+            arch.to_str().unwrap(),
+            "--to",
+            "ndjson",
+            out.to_str().unwrap(),
+        ],
         dir.path(),
     ));
     let m = &s["messages"];
@@ -85,13 +91,20 @@ fn a_generated_archive_reconciles_with_its_ground_truth() {
             .unwrap_or_else(|| panic!("{broken:?} not in the report"));
         assert_eq!(row["message"].as_u64(), broken.message, "{broken:?}");
         assert!(row["reason"].as_str().unwrap().len() > 10, "{row}");
-        assert!(out.join("quarantine").join(row["quarantine_file"].as_str().unwrap()).is_file());
+        assert!(
+            out.join("quarantine")
+                .join(row["quarantine_file"].as_str().unwrap())
+                .is_file()
+        );
     }
 
     // One Patient per MRN, one Encounter per visit; sample patients as their latest message.
     let patients = ndjson(&out.join("Patient.ndjson"));
     assert_eq!(patients.len() as u64, truth.patients);
-    assert_eq!(ndjson(&out.join("Encounter.ndjson")).len() as u64, truth.visits);
+    assert_eq!(
+        ndjson(&out.join("Encounter.ndjson")).len() as u64,
+        truth.visits
+    );
     let by_mrn: BTreeMap<&str, &Value> = patients
         .iter()
         .map(|p| (p["identifier"][0]["value"].as_str().unwrap(), p))
@@ -100,23 +113,41 @@ fn a_generated_archive_reconciles_with_its_ground_truth() {
     for t in &truth.sample_patients {
         let p = by_mrn[t.mrn.as_str()];
         assert_eq!(p["name"][0]["family"], t.family.as_str(), "{}", t.mrn);
-        assert_eq!(p["address"][0]["line"][0], t.address_line.as_str(), "{}", t.mrn);
+        assert_eq!(
+            p["address"][0]["line"][0],
+            t.address_line.as_str(),
+            "{}",
+            t.mrn
+        );
         assert_eq!(p["address"][0]["city"], t.city.as_str(), "{}", t.mrn);
         // Compared by digits: the converter writes XTN's parts as one international number.
         let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
         let phones: Vec<String> = p["telecom"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t["value"].as_str()).map(digits).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t["value"].as_str())
+                    .map(digits)
+                    .collect()
+            })
             .unwrap_or_default();
-        assert!(phones.iter().any(|p| p.ends_with(&digits(&t.phone))), "{}: {phones:?}", t.mrn);
+        assert!(
+            phones.iter().any(|p| p.ends_with(&digits(&t.phone))),
+            "{}: {phones:?}",
+            t.mrn
+        );
     }
     // The Bulk Data manifest lists every file with its count.
-    let manifest: Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     for o in manifest["output"].as_array().unwrap() {
         let lines = ndjson(&out.join(o["url"].as_str().unwrap())).len() as u64;
         assert_eq!(o["count"], lines, "{o}");
     }
-    assert!(!out.join(".staging").exists(), "staging is removed after a whole import");
+    assert!(
+        !out.join(".staging").exists(),
+        "staging is removed after a whole import"
+    );
 }
 
 /// Waits until the staging journal has at least `lines` lines (checkpoints), or the process ends.
@@ -126,7 +157,9 @@ fn wait_for_checkpoints(child: &mut std::process::Child, journal: &Path, lines: 
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        let n = std::fs::read_to_string(journal).map(|t| t.lines().count()).unwrap_or(0);
+        let n = std::fs::read_to_string(journal)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         if n >= lines {
             return true;
         }
@@ -169,13 +202,25 @@ fn an_import_killed_twice_and_resumed_writes_what_an_uninterrupted_one_writes() 
     archive(&arch, 4000, 200);
     let whole = dir.path().join("whole");
     let uninterrupted = summary(&causeway(
-        &["import", arch.to_str().unwrap(), "--to", "ndjson", whole.to_str().unwrap()],
+        &[
+            "import",
+            arch.to_str().unwrap(),
+            "--to",
+            "ndjson",
+            whole.to_str().unwrap(),
+        ],
         dir.path(),
     ));
 
     let resumed = dir.path().join("resumed");
     let journal = resumed.join(".staging/journal");
-    let args = ["import", arch.to_str().unwrap(), "--to", "ndjson", resumed.to_str().unwrap()];
+    let args = [
+        "import",
+        arch.to_str().unwrap(),
+        "--to",
+        "ndjson",
+        resumed.to_str().unwrap(),
+    ];
     let spawn = |extra: &[&str]| {
         Command::new(BIN)
             .args(args)
@@ -188,7 +233,10 @@ fn an_import_killed_twice_and_resumed_writes_what_an_uninterrupted_one_writes() 
     };
     // Killed after its first checkpoint, then again one checkpoint into the resume.
     let mut first = spawn(&[]);
-    assert!(wait_for_checkpoints(&mut first, &journal, 2), "finished before it could be killed");
+    assert!(
+        wait_for_checkpoints(&mut first, &journal, 2),
+        "finished before it could be killed"
+    );
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(!resumed.join("summary.json").exists());
@@ -197,10 +245,7 @@ fn an_import_killed_twice_and_resumed_writes_what_an_uninterrupted_one_writes() 
     let killed_again = wait_for_checkpoints(&mut second, &journal, seen + 1);
     second.kill().unwrap();
     second.wait().unwrap();
-    let last = summary(&causeway(
-        &[&args[..], &["--resume"]].concat(),
-        dir.path(),
-    ));
+    let last = summary(&causeway(&[&args[..], &["--resume"]].concat(), dir.path()));
     assert!(killed_again || resumed.join("summary.json").exists());
     assert_eq!(last["resumed"], true);
     assert_eq!(last["messages"], uninterrupted["messages"]);
@@ -210,7 +255,11 @@ fn an_import_killed_twice_and_resumed_writes_what_an_uninterrupted_one_writes() 
     let b = files_under(&resumed);
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (path, bytes) in &a {
-        assert!(bytes == &b[path], "{} differs after the resume", path.display());
+        assert!(
+            bytes == &b[path],
+            "{} differs after the resume",
+            path.display()
+        );
     }
     assert!(a.keys().any(|p| p.ends_with("Patient.ndjson")));
 }
@@ -221,7 +270,10 @@ fn the_dry_run_profiles_the_archive_and_writes_nothing() {
     let arch = dir.path().join("arch");
     let truth = archive(&arch, 600, 100);
     let before = walk(&arch).len();
-    let s = summary(&causeway(&["import", arch.to_str().unwrap(), "--dry-run"], dir.path()));
+    let s = summary(&causeway(
+        &["import", arch.to_str().unwrap(), "--dry-run"],
+        dir.path(),
+    ));
     assert_eq!(s["target"], "dry-run");
     assert_eq!(s["messages"]["read"], truth.messages_written);
     assert_eq!(s["messages"]["duplicates"], truth.duplicates);
@@ -231,10 +283,18 @@ fn the_dry_run_profiles_the_archive_and_writes_nothing() {
     }
     let versions = s["profile"]["versions"].as_object().unwrap();
     assert_eq!(versions.len(), truth.by_version.len());
-    assert!(s["profile"]["encodings"].as_object().unwrap().contains_key("8859/1"));
+    assert!(
+        s["profile"]["encodings"]
+            .as_object()
+            .unwrap()
+            .contains_key("8859/1")
+    );
     assert!(s["profile"]["first_message_time"].is_string());
     // Nothing written: no work folder, the archive untouched.
-    let entries: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(entries, ["arch"]);
     assert_eq!(walk(&arch).len(), before);
 }
@@ -251,23 +311,53 @@ fn bad_invocations_are_refused_with_the_reason() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(expect), "{args:?}: {err}");
     };
-    fail(&["import", "no/such/dir", "--to", "ndjson", "x"], "no/such/dir: not found");
-    fail(&["import", a, "--to", "ndjson"], "--to ndjson needs a folder");
+    fail(
+        &["import", "no/such/dir", "--to", "ndjson", "x"],
+        "no/such/dir: not found",
+    );
+    fail(
+        &["import", a, "--to", "ndjson"],
+        "--to ndjson needs a folder",
+    );
     fail(&["import", a, "--to", "parquet", "x"], "--to parquet");
-    fail(&["import", a, "--to", "ndjson", "x", "--encoding", "klingon"], "not a known encoding");
-    fail(&["import", a, "--to", "ndjson", "x", "--timezone", "EST"], "--timezone");
-    fail(&["import", a, "--to", "ndjson", "out", "--resume"], "no earlier import");
+    fail(
+        &["import", a, "--to", "ndjson", "x", "--encoding", "klingon"],
+        "not a known encoding",
+    );
+    fail(
+        &["import", a, "--to", "ndjson", "x", "--timezone", "EST"],
+        "--timezone",
+    );
+    fail(
+        &["import", a, "--to", "ndjson", "out", "--resume"],
+        "no earlier import",
+    );
     // A finished import's folder is not written over.
-    summary(&causeway(&["import", a, "--to", "ndjson", "done"], dir.path()));
-    fail(&["import", a, "--to", "ndjson", "done"], "holds files already");
+    summary(&causeway(
+        &["import", a, "--to", "ndjson", "done"],
+        dir.path(),
+    ));
+    fail(
+        &["import", a, "--to", "ndjson", "done"],
+        "holds files already",
+    );
     // A resume must read the same inputs with the same options.
     std::fs::create_dir_all(dir.path().join("half/.staging")).unwrap();
-    std::fs::write(dir.path().join("half/.staging/journal"), "causeway-import staging v1\tabc\n").unwrap();
-    fail(&["import", a, "--to", "ndjson", "half", "--resume"], "other inputs");
+    std::fs::write(
+        dir.path().join("half/.staging/journal"),
+        "causeway-import staging v1\tabc\n",
+    )
+    .unwrap();
+    fail(
+        &["import", a, "--to", "ndjson", "half", "--resume"],
+        "other inputs",
+    );
 }
 
 async fn searches(data_dir: &Path) -> Vec<(String, u64, Vec<String>)> {
-    let store = SqliteStore::open(data_dir, SqliteOptions::default()).await.unwrap();
+    let store = SqliteStore::open(data_dir, SqliteOptions::default())
+        .await
+        .unwrap();
     let mut out = Vec::new();
     let query = |t: &str, clauses: Vec<Vec<IndexTest>>| ResourceQuery {
         resource_type: t.into(),
@@ -275,29 +365,58 @@ async fn searches(data_dir: &Path) -> Vec<(String, u64, Vec<String>)> {
         count: 1000,
         ..Default::default()
     };
-    let test = |param: &str, test: ValueTest| vec![IndexTest { param: param.into(), test }];
+    let test = |param: &str, test: ValueTest| {
+        vec![IndexTest {
+            param: param.into(),
+            test,
+        }]
+    };
     let mut asked = vec![
         ("all patients".to_owned(), query("Patient", vec![])),
         ("all encounters".to_owned(), query("Encounter", vec![])),
         ("all observations".to_owned(), query("Observation", vec![])),
         (
             "glucose".to_owned(),
-            query("Observation", vec![test("Observation.code", ValueTest::SystemCode {
-                system: "http://loinc.org".into(),
-                code: "2345-7".into(),
-            })]),
+            query(
+                "Observation",
+                vec![test(
+                    "Observation.code",
+                    ValueTest::SystemCode {
+                        system: "http://loinc.org".into(),
+                        code: "2345-7".into(),
+                    },
+                )],
+            ),
         ),
         (
             "family prefix".to_owned(),
-            query("Patient", vec![test("Patient.family", ValueTest::TextPrefix("s".into()))]),
+            query(
+                "Patient",
+                vec![test("Patient.family", ValueTest::TextPrefix("s".into()))],
+            ),
         ),
     ];
     // Each of the first patients' encounters and observations, by reference.
-    let patients = store.search_resources(query("Patient", vec![])).await.unwrap();
+    let patients = store
+        .search_resources(query("Patient", vec![]))
+        .await
+        .unwrap();
     for p in patients.resources.iter().take(5) {
         let r = format!("Patient/{}", p.id);
-        asked.push((format!("encounters of {r}"), query("Encounter", vec![test("Encounter.subject", ValueTest::Reference(r.clone()))])));
-        asked.push((format!("observations of {r}"), query("Observation", vec![test("Observation.subject", ValueTest::Reference(r.clone()))])));
+        asked.push((
+            format!("encounters of {r}"),
+            query(
+                "Encounter",
+                vec![test("Encounter.subject", ValueTest::Reference(r.clone()))],
+            ),
+        ));
+        asked.push((
+            format!("observations of {r}"),
+            query(
+                "Observation",
+                vec![test("Observation.subject", ValueTest::Reference(r.clone()))],
+            ),
+        ));
     }
     for (name, q) in asked {
         let page = store.search_resources(q).await.unwrap();
@@ -318,14 +437,26 @@ fn the_store_loaded_from_the_archive_and_from_its_export_answer_alike() {
         let path = dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &path,
-            format!("[server]\ndata_dir = \"{}\"\n", dir.path().join(name).display()),
+            format!(
+                "[server]\ndata_dir = \"{}\"\n",
+                dir.path().join(name).display()
+            ),
         )
         .unwrap();
         path
     };
     let (direct, reloaded) = (config("direct"), config("reloaded"));
     let loaded = summary(&causeway(
-        &["import", arch.to_str().unwrap(), "--to", "store", "--config", direct.to_str().unwrap(), "--work", "w1"],
+        &[
+            "import",
+            arch.to_str().unwrap(),
+            "--to",
+            "store",
+            "--config",
+            direct.to_str().unwrap(),
+            "--work",
+            "w1",
+        ],
         dir.path(),
     ));
     assert_eq!(loaded["target"], "store");
@@ -334,18 +465,44 @@ fn the_store_loaded_from_the_archive_and_from_its_export_answer_alike() {
         dir.path(),
     ));
     summary(&causeway(
-        &["import", "export", "--to", "store", "--config", reloaded.to_str().unwrap(), "--work", "w2"],
+        &[
+            "import",
+            "export",
+            "--to",
+            "store",
+            "--config",
+            reloaded.to_str().unwrap(),
+            "--work",
+            "w2",
+        ],
         dir.path(),
     ));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let a = rt.block_on(searches(&dir.path().join("direct")));
     let b = rt.block_on(searches(&dir.path().join("reloaded")));
-    assert!(a.iter().find(|(n, ..)| n == "all patients").unwrap().1 > 10, "{a:?}");
-    assert!(a.iter().find(|(n, ..)| n == "glucose").is_some_and(|g| g.1 > 0), "{a:?}");
+    assert!(
+        a.iter().find(|(n, ..)| n == "all patients").unwrap().1 > 10,
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .find(|(n, ..)| n == "glucose")
+            .is_some_and(|g| g.1 > 0),
+        "{a:?}"
+    );
     assert_eq!(a, b);
     // Loading the same archive again changes nothing.
     let again = summary(&causeway(
-        &["import", arch.to_str().unwrap(), "--to", "store", "--config", direct.to_str().unwrap(), "--work", "w3"],
+        &[
+            "import",
+            arch.to_str().unwrap(),
+            "--to",
+            "store",
+            "--config",
+            direct.to_str().unwrap(),
+            "--work",
+            "w3",
+        ],
         dir.path(),
     ));
     assert_eq!(again["messages"], loaded["messages"]);

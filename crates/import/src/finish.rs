@@ -7,8 +7,8 @@
 //! and the A08 of 2021 wins over the A08 of 2019 even when the 2019 file is read last.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -47,10 +47,8 @@ impl<'a> FinalResources<'a> {
     pub fn new(staged: &'a Staged) -> Result<FinalResources<'a>> {
         let spill_path = staged.resources_path();
         let spill = File::open(&spill_path).map_err(Error::io(&spill_path))?;
-        let reader = BufReader::with_capacity(
-            1 << 20,
-            spill.try_clone().map_err(Error::io(&spill_path))?,
-        );
+        let reader =
+            BufReader::with_capacity(1 << 20, spill.try_clone().map_err(Error::io(&spill_path))?);
         Ok(FinalResources {
             index: &staged.index,
             reader,
@@ -90,7 +88,10 @@ impl<'a> FinalResources<'a> {
     /// Reads one record; a resource when it is the first version of its resource.
     fn next_record(&mut self) -> Result<Option<FinalResource<'a>>> {
         let damaged = |e: std::io::Error, at: u64| {
-            Error::new(&self.spill_path, ErrorKind::Staging(format!("at byte {at}: {e}")))
+            Error::new(
+                &self.spill_path,
+                ErrorKind::Staging(format!("at byte {at}: {e}")),
+            )
         };
         let at = self.offset;
         let header = read_resource_header(&mut self.reader).map_err(|e| damaged(e, at))?;
@@ -104,7 +105,10 @@ impl<'a> FinalResources<'a> {
             .read_exact(&mut body)
             .map_err(|e| damaged(e, body_offset))?;
         let Some((key, versions)) = self.index.get_key_value(header.key.as_str()) else {
-            return Err(damaged(std::io::Error::other("a record not in the index"), at));
+            return Err(damaged(
+                std::io::Error::other("a record not in the index"),
+                at,
+            ));
         };
         if versions.first().map(|v| v.offset) != Some(body_offset) {
             return Ok(None);
@@ -149,7 +153,10 @@ impl<'de> Deserialize<'de> for Members<'de> {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
                 let mut members = Vec::new();
                 while let Some((k, v)) = map.next_entry::<String, &'de RawValue>()? {
                     members.push((k, v));
@@ -224,7 +231,7 @@ pub fn write_ndjson(
         out.write_all(b"\n").map_err(Error::io(&path))?;
         *count += 1;
         written += 1;
-        if written % 10_000 == 0 {
+        if written.is_multiple_of(10_000) {
             progress(written);
         }
     }
@@ -327,9 +334,8 @@ fn read_rows<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
     let mut rows = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(Error::io(path))?;
-        let row = serde_json::from_str(&line).map_err(|e| {
-            Error::new(path, ErrorKind::Staging(format!("line {}: {e}", i + 1)))
-        })?;
+        let row = serde_json::from_str(&line)
+            .map_err(|e| Error::new(path, ErrorKind::Staging(format!("line {}: {e}", i + 1))))?;
         rows.push(row);
     }
     Ok(rows)

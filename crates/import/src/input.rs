@@ -88,8 +88,7 @@ pub fn discover(inputs: &[PathBuf], exclude: &[PathBuf]) -> Result<Vec<InputFile
         .collect();
     let mut files = Vec::new();
     for input in inputs {
-        let meta =
-            std::fs::metadata(input).map_err(|_| Error::new(input, ErrorKind::NotFound))?;
+        let meta = std::fs::metadata(input).map_err(|_| Error::new(input, ErrorKind::NotFound))?;
         if meta.is_file() {
             files.push(InputFile {
                 path: input.clone(),
@@ -148,7 +147,8 @@ pub fn read(file: &InputFile, each: &mut dyn FnMut(Entry) -> Result<()>) -> Resu
             each(entry(label.clone(), &label, compression, data, damaged))
         }
         Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(open()?).map_err(Error::io(&file.path))?;
+            let decoder =
+                zstd::stream::read::Decoder::new(open()?).map_err(Error::io(&file.path))?;
             let (data, damaged) = read_to_end(decoder);
             each(entry(label.clone(), &label, compression, data, damaged))
         }
@@ -162,7 +162,10 @@ fn read_zip(
     each: &mut dyn FnMut(Entry) -> Result<()>,
 ) -> Result<()> {
     let bad = |e: zip::result::ZipError| {
-        Error::new(&file.path, std::io::Error::other(format!("not a readable zip: {e}")))
+        Error::new(
+            &file.path,
+            std::io::Error::other(format!("not a readable zip: {e}")),
+        )
     };
     let mut archive = zip::ZipArchive::new(reader).map_err(bad)?;
     // Entries in name order, like a folder.
@@ -185,9 +188,7 @@ fn read_zip(
         };
         // A compressed file inside a zip is unpacked too.
         let (data, damaged) = match (Compression::of(&name), damaged) {
-            (Compression::Gzip, None) => {
-                read_to_end(flate2::read::MultiGzDecoder::new(&data[..]))
-            }
+            (Compression::Gzip, None) => read_to_end(flate2::read::MultiGzDecoder::new(&data[..])),
             (Compression::Zstd, None) => match zstd::stream::read::Decoder::new(&data[..]) {
                 Ok(d) => read_to_end(d),
                 Err(e) => (Vec::new(), Some(e.to_string())),
@@ -238,8 +239,8 @@ pub fn classify(name: &str, data: &[u8]) -> Content {
         "ndjson" | "jsonl" => return Content::Ndjson,
         // Named as HL7: read as HL7 whatever it holds, so garbage is quarantined, not skipped.
         "hl7" | "er7" | "hl7v2" | "msg" | "batch" => return Content::Hl7,
-        "md" | "json" | "xml" | "tsv" | "csv" | "html" | "htm" | "pdf" | "png" | "jpg"
-        | "jpeg" | "gif" | "toml" | "yaml" | "yml" | "rs" | "py" | "js" | "java" | "cs" => {
+        "md" | "json" | "xml" | "tsv" | "csv" | "html" | "htm" | "pdf" | "png" | "jpg" | "jpeg"
+        | "gif" | "toml" | "yaml" | "yml" | "rs" | "py" | "js" | "java" | "cs" => {
             return Content::Skip("not an HL7 v2 or NDJSON file (by its name)");
         }
         _ => {}
@@ -273,9 +274,15 @@ mod tests {
         assert_eq!(classify("a/b.hl7", b"junk"), Content::Hl7);
         assert_eq!(classify("a/b.HL7.gz", b"junk"), Content::Hl7);
         assert_eq!(classify("out/Patient.ndjson", b"{}"), Content::Ndjson);
-        assert!(matches!(classify("README.md", b"MSH|^~\\&|"), Content::Skip(_)));
+        assert!(matches!(
+            classify("README.md", b"MSH|^~\\&|"),
+            Content::Skip(_)
+        ));
         assert_eq!(classify("x.txt", b"\r\nMSH|^~\\&|A"), Content::Hl7);
-        assert_eq!(classify("LICENSE", b"Apache License"), Content::Skip("no MSH, FHS or BHS segment: not an HL7 v2 file"));
+        assert_eq!(
+            classify("LICENSE", b"Apache License"),
+            Content::Skip("no MSH, FHS or BHS segment: not an HL7 v2 file")
+        );
         assert_eq!(classify("feed", b"\xEF\xBB\xBFFHS|^~\\&|"), Content::Hl7);
     }
 

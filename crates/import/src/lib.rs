@@ -37,7 +37,7 @@ pub use stage::{Staged, Stats};
 pub use work::Settings;
 
 use input::{Content, InputFile};
-use work::{FileNote, Item, Unit, UnitBody, UNIT_MESSAGES};
+use work::{FileNote, Item, UNIT_MESSAGES, Unit, UnitBody};
 
 /// The name of the staging folder inside the work folder.
 pub const STAGING_DIR: &str = ".staging";
@@ -292,7 +292,8 @@ fn split_hl7(data: &[u8]) -> Vec<Item> {
                     .find_map(|n| n.as_ref().ok().map(|r| r.offset))
                     .unwrap_or(data.len())
                     .max(start);
-                let found = String::from_utf8_lossy(&data[start..(start + 3).min(end)]).into_owned();
+                let found =
+                    String::from_utf8_lossy(&data[start..(start + 3).min(end)]).into_owned();
                 items.push(Item::Stray {
                     line: hl7v2::batch::line_of(data, start),
                     range: start..end,
@@ -481,7 +482,14 @@ mod tests {
             }
             other => panic!("expected stray text, got {other:?}"),
         }
-        assert!(matches!(&items[1], Item::Message { number: 1, line: 3, .. }));
+        assert!(matches!(
+            &items[1],
+            Item::Message {
+                number: 1,
+                line: 3,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -222,7 +222,10 @@ impl Stager {
         let header = text.lines().next().unwrap_or("");
         let (magic, found) = header.split_once('\t').unwrap_or((header, ""));
         if magic != JOURNAL_MAGIC {
-            return Err(Error::new(&journal_path, ErrorKind::Staging("not an import journal".into())));
+            return Err(Error::new(
+                &journal_path,
+                ErrorKind::Staging("not an import journal".into()),
+            ));
         }
         if found != fingerprint {
             return Err(Error::new(
@@ -437,9 +440,9 @@ impl Stager {
             }
             return Ok(());
         }
-        let (offset, len) = self
-            .resources
-            .write_resource(&key, time, seq, content, Some(&candidate.json))?;
+        let (offset, len) =
+            self.resources
+                .write_resource(&key, time, seq, content, Some(&candidate.json))?;
         versions.push(Version {
             content,
             time,
@@ -479,9 +482,8 @@ impl Stager {
             stats: self.stats.clone(),
             complete: self.complete,
         };
-        let line = serde_json::to_string(&checkpoint).map_err(|e| {
-            Error::new(&self.dir, std::io::Error::other(e.to_string()))
-        })?;
+        let line = serde_json::to_string(&checkpoint)
+            .map_err(|e| Error::new(&self.dir, std::io::Error::other(e.to_string())))?;
         let path = self.dir.join("journal");
         if let Some(journal) = &mut self.journal {
             writeln!(journal, "{line}").map_err(Error::io(&path))?;
@@ -502,8 +504,11 @@ impl Stager {
             })?;
             let body_offset = offset + record.header_len;
             if record.body_len > 0 {
-                std::io::copy(&mut (&mut reader).take(record.body_len.into()), &mut std::io::sink())
-                    .map_err(Error::io(&path))?;
+                std::io::copy(
+                    &mut (&mut reader).take(record.body_len.into()),
+                    &mut std::io::sink(),
+                )
+                .map_err(Error::io(&path))?;
             }
             let versions = self.index.entry(record.key.into_boxed_str()).or_default();
             match versions.iter_mut().find(|v| v.content == record.content) {
@@ -525,8 +530,8 @@ impl Stager {
         let mut reader = BufReader::with_capacity(1 << 20, open_read(&path)?);
         let mut offset = 0u64;
         while offset < self.messages.len {
-            let (hash, converted, file, number, len) = read_message_record(&mut reader)
-                .map_err(|e| {
+            let (hash, converted, file, number, len) =
+                read_message_record(&mut reader).map_err(|e| {
                     Error::new(&path, ErrorKind::Staging(format!("at byte {offset}: {e}")))
                 })?;
             if converted {
@@ -628,7 +633,10 @@ impl Appender {
     ) -> Result<(u64, u32)> {
         let body = body.unwrap_or(&[]);
         let body_len = u32::try_from(body.len()).map_err(|_| {
-            Error::new(&self.path, ErrorKind::Staging("a resource over 4 GiB".into()))
+            Error::new(
+                &self.path,
+                ErrorKind::Staging("a resource over 4 GiB".into()),
+            )
         })?;
         let mut header = Vec::with_capacity(key.len() + 32);
         header.extend_from_slice(&(key.len() as u32).to_le_bytes());
@@ -727,7 +735,13 @@ fn read_message_record(r: &mut impl BufRead) -> std::io::Result<MessageRecord> {
     let file_len = read_u32(r)?;
     let file = read_string(r, file_len)?;
     let number = number.checked_sub(1).map(|n| n as usize);
-    Ok((hash, converted[0] == 1, file, number, 29 + u64::from(file_len)))
+    Ok((
+        hash,
+        converted[0] == 1,
+        file,
+        number,
+        29 + u64::from(file_len),
+    ))
 }
 
 #[cfg(test)]

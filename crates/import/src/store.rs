@@ -6,11 +6,11 @@
 //! what the feeds have sent since. Loading the same import again changes nothing (the store
 //! makes no new version of equal content), which is what lets a killed load simply run again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use causeway_engine::destinations::fhir_store::resource_put;
-use causeway_store::Store;
+use causeway_store::{ResourceQuery, Store};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::finish::{FinalResources, merge};
@@ -54,15 +54,32 @@ pub async fn load(
         if batch.is_empty() {
             break;
         }
-        let mut puts = Vec::with_capacity(batch.len());
-        for (resource_type, id, json) in batch {
-            let current = store
-                .resource(&resource_type, &id, None)
+        // What the store holds already, one search per type in the batch (a read per
+        // resource made loading twenty times slower).
+        let mut current: HashMap<(String, String), Vec<u8>> = HashMap::new();
+        let mut by_type: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for (t, id, _) in &batch {
+            by_type.entry(t.as_str()).or_default().push(id.clone());
+        }
+        for (t, ids) in by_type {
+            let page = store
+                .search_resources(ResourceQuery {
+                    resource_type: t.to_owned(),
+                    count: ids.len() as u32,
+                    ids,
+                    ..Default::default()
+                })
                 .await
                 .map_err(|e| store_error(e.to_string()))?;
-            let json = match current.filter(|c| !c.deleted) {
+            for r in page.resources {
+                current.insert((r.resource_type, r.id), r.json);
+            }
+        }
+        let mut puts = Vec::with_capacity(batch.len());
+        for (resource_type, id, json) in batch {
+            let json = match current.remove(&(resource_type.clone(), id.clone())) {
                 // The live version's elements win over the archive's.
-                Some(c) => merge(&[json, c.json]).map_err(store_error)?,
+                Some(live) => merge(&[json, live]).map_err(store_error)?,
                 None => json,
             };
             let value: serde_json::Value =

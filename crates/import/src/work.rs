@@ -199,7 +199,9 @@ fn outcome(seq: u64, file: &Arc<str>, data: &[u8], item: Item, settings: &Settin
             line,
             range,
         } => (Some(*number), *line, range.clone()),
-        Item::Stray { line, range, .. } | Item::Json { line, range } => (None, *line, range.clone()),
+        Item::Stray { line, range, .. } | Item::Json { line, range } => {
+            (None, *line, range.clone())
+        }
     };
     let bytes = &data[range.clone()];
     let hash = content_hash(bytes);
@@ -378,7 +380,14 @@ impl Origin {
     /// Provenance wherever the archive is read from.
     fn provenance_id(&self) -> String {
         let h: String = self.hash.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
     }
 }
 
@@ -443,8 +452,8 @@ fn ndjson_line(bytes: &[u8], facts: &mut Facts) -> Result<Converted, Quarantine>
     facts.message_type = Some(resource_type.to_owned());
     facts.encoding = Some("UTF-8 (NDJSON)".into());
     // The export's lastUpdated orders versions of one resource; the store sets its own.
-    let mut value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| quarantine(format!("not JSON: {e}")))?;
+    let mut value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| quarantine(format!("not JSON: {e}")))?;
     let time = value
         .pointer("/meta/lastUpdated")
         .and_then(|v| v.as_str())
@@ -554,11 +563,23 @@ mod tests {
     fn message_time_reads_precision_and_zone() {
         let utc = message_time("20240102030405", None).unwrap();
         assert_eq!(utc, 1_704_164_645_000);
-        assert_eq!(message_time("20240102030405-0500", None), Some(utc + 5 * 3_600_000));
-        assert_eq!(message_time("20240102030405.25+0100", None), Some(utc - 3_600_000 + 250));
-        assert_eq!(message_time("202401", None), message_time("20240101000000", None));
+        assert_eq!(
+            message_time("20240102030405-0500", None),
+            Some(utc + 5 * 3_600_000)
+        );
+        assert_eq!(
+            message_time("20240102030405.25+0100", None),
+            Some(utc - 3_600_000 + 250)
+        );
+        assert_eq!(
+            message_time("202401", None),
+            message_time("20240101000000", None)
+        );
         let est = jiff::tz::Offset::from_hours(-5).unwrap();
-        assert_eq!(message_time("20240102030405", Some(est)), Some(utc + 5 * 3_600_000));
+        assert_eq!(
+            message_time("20240102030405", Some(est)),
+            Some(utc + 5 * 3_600_000)
+        );
         assert_eq!(message_time("2024013", None), None);
         assert_eq!(message_time("yesterday", None), None);
         assert_eq!(message_time("20241301", None), None);

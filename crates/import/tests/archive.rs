@@ -61,24 +61,33 @@ fn the_whole_corpus_imports_reconciled_valid_and_traceable() {
         .skip(1)
         .map(|l| l.split('\t').nth(2).unwrap().parse::<u64>().unwrap())
         .sum();
-    let stray = stats.quarantined_by_stage.get("split").copied().unwrap_or(0);
-    assert_eq!(stats.messages_read, indexed + stray, "messages read vs INDEX.tsv");
+    let stray = stats
+        .quarantined_by_stage
+        .get("split")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(
+        stats.messages_read,
+        indexed + stray,
+        "messages read vs INDEX.tsv"
+    );
     assert!(stats.converted > 400, "{stats:?}");
     assert_eq!(stats.files_damaged, 0);
     // Only files that are not messages are skipped.
     for (file, reason) in &stats.skipped {
         let name = file.rsplit('/').next().unwrap();
         let known = name.starts_with("LICENSE")
-            || [".md", ".json", ".xml", ".tsv"].iter().any(|e| name.ends_with(e))
+            || [".md", ".json", ".xml", ".tsv"]
+                .iter()
+                .any(|e| name.ends_with(e))
             || name.starts_with("uuencoded");
         assert!(known, "skipped {file}: {reason}");
     }
 
     // Every quarantined message has a reason and is kept byte for byte where the report says.
-    let report: Vec<Value> = serde_json::from_slice(
-        &std::fs::read(work.path().join("quarantine/report.json")).unwrap(),
-    )
-    .unwrap();
+    let report: Vec<Value> =
+        serde_json::from_slice(&std::fs::read(work.path().join("quarantine/report.json")).unwrap())
+            .unwrap();
     assert_eq!(report.len() as u64, stats.quarantined);
     for row in &report {
         let reason = row["reason"].as_str().unwrap();
@@ -101,7 +110,10 @@ fn the_whole_corpus_imports_reconciled_valid_and_traceable() {
     for (t, lines) in &output {
         for r in lines {
             assert_eq!(r["resourceType"], t.as_str());
-            assert!(ids.insert(format!("{t}/{}", r["id"].as_str().unwrap())), "{t} id twice");
+            assert!(
+                ids.insert(format!("{t}/{}", r["id"].as_str().unwrap())),
+                "{t} id twice"
+            );
             let errors = support::schema_errors(r);
             assert!(errors.is_empty(), "{t}/{}: {errors:?}", r["id"]);
         }
@@ -183,7 +195,11 @@ fn identity_and_time_order_hold_across_files_and_containers() {
     std::fs::create_dir_all(archive.join("2021")).unwrap();
     // Read first (name order), but the latest in time: its name and city must win.
     let late = adt("A08", "C3", "20210301120000-0500", "ROE", "SPRINGFIELD");
-    std::fs::write(archive.join("2019/a-late-update.hl7.gz"), gzip(late.as_bytes())).unwrap();
+    std::fs::write(
+        archive.join("2019/a-late-update.hl7.gz"),
+        gzip(late.as_bytes()),
+    )
+    .unwrap();
     // The admission, earlier, read later; with LF endings.
     let admit = adt("A01", "C1", "20190105080000-0500", "DOE", "BOSTON").replace('\r', "\n");
     std::fs::write(archive.join("2021/b-admit.hl7"), &admit).unwrap();
@@ -195,8 +211,14 @@ fn identity_and_time_order_hold_across_files_and_containers() {
     )
     .unwrap();
     // A zip holding a Latin-1 batch file (MSH-18 8859/1) and a copy of the admission with CRLF.
-    let latin = adt("A08", "C2", "20200101000000-0500", "M\u{fc}LLER", "K\u{f6}LN")
-        .replace("|P|2.5.1\r", "|P|2.5.1||||||8859/1\r");
+    let latin = adt(
+        "A08",
+        "C2",
+        "20200101000000-0500",
+        "M\u{fc}LLER",
+        "K\u{f6}LN",
+    )
+    .replace("|P|2.5.1\r", "|P|2.5.1||||||8859/1\r");
     let (latin1, _, bad) = encoding_rs::WINDOWS_1252.encode(&latin);
     assert!(!bad);
     let mut batch = b"FHS|^~\\&|REG\rBHS|^~\\&|REG\r".to_vec();
@@ -207,7 +229,8 @@ fn identity_and_time_order_hold_across_files_and_containers() {
     zip.start_file("old/batch.hl7", opts).unwrap();
     zip.write_all(&batch).unwrap();
     zip.start_file("old/copy.txt", opts).unwrap();
-    zip.write_all(admit.replace('\n', "\r\n").as_bytes()).unwrap();
+    zip.write_all(admit.replace('\n', "\r\n").as_bytes())
+        .unwrap();
     zip.start_file("old/readme.md", opts).unwrap();
     zip.write_all(b"# notes").unwrap();
     std::fs::write(
@@ -226,7 +249,12 @@ fn identity_and_time_order_hold_across_files_and_containers() {
     let (result, output) = import(&options(vec![archive.clone()], &work));
     let stats = &result.staged.stats;
     assert_eq!(
-        (stats.messages_read, stats.converted, stats.quarantined, stats.duplicates),
+        (
+            stats.messages_read,
+            stats.converted,
+            stats.quarantined,
+            stats.duplicates
+        ),
         (7, 4, 2, 1),
         "{stats:?}"
     );
@@ -236,15 +264,24 @@ fn identity_and_time_order_hold_across_files_and_containers() {
         .iter()
         .map(|(k, v)| (k.as_str(), *v))
         .collect();
-    assert_eq!(by_compression, [("gzip", 1), ("none", 2), ("zip", 2), ("zstd", 1)]);
+    assert_eq!(
+        by_compression,
+        [("gzip", 1), ("none", 2), ("zip", 2), ("zstd", 1)]
+    );
     assert_eq!(stats.encodings.get("8859/1"), Some(&1));
 
     // One patient across all files, in the state of the latest message by time.
     let patients = &output["Patient"];
     assert_eq!(patients.len(), 1, "{patients:?}");
     let p = &patients[0];
-    assert_eq!(p["name"][0]["family"], "ROE", "the ORU of 2022 sent a name: latest wins");
-    assert_eq!(p["address"][0]["city"], "SPRINGFIELD", "A08 of 2021 over A08 of 2020");
+    assert_eq!(
+        p["name"][0]["family"], "ROE",
+        "the ORU of 2022 sent a name: latest wins"
+    );
+    assert_eq!(
+        p["address"][0]["city"], "SPRINGFIELD",
+        "A08 of 2021 over A08 of 2020"
+    );
     assert_eq!(p["birthDate"], "1970-01-01", "kept from the ADTs");
     // Three visits, each an Encounter of the same patient.
     let encounters = &output["Encounter"];
@@ -253,11 +290,17 @@ fn identity_and_time_order_hold_across_files_and_containers() {
     for e in encounters {
         assert_eq!(e["subject"]["reference"], subject.as_str());
     }
-    assert_eq!(output["Observation"][0]["subject"]["reference"], subject.as_str());
+    assert_eq!(
+        output["Observation"][0]["subject"]["reference"],
+        subject.as_str()
+    );
     // The Latin-1 name was decoded on the way (visible in the Provenance-linked history only
     // through the 2020 message; its city is overridden, so look at the duplicates and counts).
     let duplicates = std::fs::read_to_string(work.join("quarantine/duplicates.csv")).unwrap();
-    assert!(duplicates.contains("d-legacy.zip!old/copy.txt"), "{duplicates}");
+    assert!(
+        duplicates.contains("d-legacy.zip!old/copy.txt"),
+        "{duplicates}"
+    );
     assert!(duplicates.contains("b-admit.hl7"), "{duplicates}");
     let report = std::fs::read_to_string(work.join("quarantine/report.csv")).unwrap();
     assert!(report.contains(",split,"), "{report}");
@@ -267,10 +310,19 @@ fn identity_and_time_order_hold_across_files_and_containers() {
 #[test]
 fn latin1_text_is_decoded_by_msh18_or_the_fallback_encoding() {
     let dir = tempfile::tempdir().unwrap();
-    let text = adt("A04", "L1", "20200101000000+0100", "M\u{fc}LLER", "K\u{f6}LN");
+    let text = adt(
+        "A04",
+        "L1",
+        "20200101000000+0100",
+        "M\u{fc}LLER",
+        "K\u{f6}LN",
+    );
     let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&text);
     std::fs::write(dir.path().join("latin1.hl7"), &bytes).unwrap();
-    for charset in [None, Some(hl7v2::Charset::Legacy(encoding_rs::WINDOWS_1252))] {
+    for charset in [
+        None,
+        Some(hl7v2::Charset::Legacy(encoding_rs::WINDOWS_1252)),
+    ] {
         let work = tempfile::tempdir().unwrap();
         let mut o = options(vec![dir.path().join("latin1.hl7")], work.path());
         o.settings.charset = charset;
@@ -297,6 +349,9 @@ fn an_earlier_export_loads_back_as_the_same_resources() {
     let (result, reloaded) = import(&options(vec![first.clone()], &second));
     assert_eq!(result.staged.stats.quarantined, 0);
     assert_eq!(exported, reloaded);
-    let types: HashMap<&str, usize> = reloaded.iter().map(|(t, l)| (t.as_str(), l.len())).collect();
+    let types: HashMap<&str, usize> = reloaded
+        .iter()
+        .map(|(t, l)| (t.as_str(), l.len()))
+        .collect();
     assert_eq!(types["Patient"], 1);
 }

@@ -156,7 +156,13 @@ fn target(args: &Args) -> anyhow::Result<Target> {
     if args.dry_run {
         return Ok(Target::DryRun);
     }
-    match args.to.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    match args
+        .to
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["ndjson", dir] => Ok(Target::Ndjson(PathBuf::from(dir))),
         ["ndjson"] => bail!("--to ndjson needs a folder: --to ndjson DIR"),
         ["store"] => Ok(Target::Store),
@@ -214,7 +220,9 @@ fn settings(args: &Args, parse_only: bool) -> anyhow::Result<(Settings, String)>
 fn profile_fingerprint(path: &Path) -> anyhow::Result<String> {
     let mut files = Vec::new();
     if path.is_dir() {
-        for entry in std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))? {
+        for entry in
+            std::fs::read_dir(path).with_context(|| format!("cannot read {}", path.display()))?
+        {
             files.push(entry?.path());
         }
         files.sort();
@@ -224,7 +232,11 @@ fn profile_fingerprint(path: &Path) -> anyhow::Result<String> {
     let mut text = String::new();
     for f in files {
         let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
-        text.push_str(&format!("\0profile={}:{}", f.display(), String::from_utf8_lossy(&bytes)));
+        text.push_str(&format!(
+            "\0profile={}:{}",
+            f.display(),
+            String::from_utf8_lossy(&bytes)
+        ));
     }
     Ok(text)
 }
@@ -326,7 +338,11 @@ fn print_human(s: &Summary, result: &causeway_import::StageResult) {
         s.messages.converted,
         s.messages.quarantined,
         s.messages.duplicates,
-        if s.reconciled { "reconciled" } else { "NOT RECONCILED" }
+        if s.reconciled {
+            "reconciled"
+        } else {
+            "NOT RECONCILED"
+        }
     ));
     e(format!(
         "rate: {:.0} messages/s, {:.1} MB/s",
@@ -335,7 +351,11 @@ fn print_human(s: &Summary, result: &causeway_import::StageResult) {
     let list = |title: &str, map: &std::collections::BTreeMap<String, u64>| {
         let mut items: Vec<_> = map.iter().collect();
         items.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        let shown: Vec<String> = items.iter().take(12).map(|(k, v)| format!("{k} {v}")).collect();
+        let shown: Vec<String> = items
+            .iter()
+            .take(12)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let more = if items.len() > 12 {
             format!(", and {} more", items.len() - 12)
         } else {
@@ -347,7 +367,8 @@ fn print_human(s: &Summary, result: &causeway_import::StageResult) {
     list("versions", &s.profile.versions);
     list("senders (MSH-3|MSH-4)", &s.profile.senders);
     list("encodings", &s.profile.encodings);
-    if let (Some(first), Some(last)) = (&s.profile.first_message_time, &s.profile.last_message_time) {
+    if let (Some(first), Some(last)) = (&s.profile.first_message_time, &s.profile.last_message_time)
+    {
         eprintln!("message times: {first} to {last}");
     }
     if !s.resources.is_empty() {
