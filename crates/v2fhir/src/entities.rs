@@ -311,34 +311,8 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
-    let (namespace, universal, kind) = hd_parts(hd);
-    let mut identifier = Vec::new();
-    if let Some(ns) = &namespace {
-        identifier.push(Identifier {
-            value: Some(ns.clone()),
-            ..Default::default()
-        });
-    }
-    let mut conditional = None;
-    if let Some(u) = &universal {
-        let (value, system) = match universal_uri(Some(u), kind.as_deref()) {
-            Some(uri) => (uri, Some("urn:ietf:rfc:3986")),
-            None => (u.clone(), None),
-        };
-        let id = Identifier {
-            value: Some(value),
-            system: system.map(str::to_owned),
-            r#type: kind.as_ref().map(|k| CodeableConcept {
-                coding: vec![Coding::new(V2_0301, k.clone(), v2_0301_display(k))],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        if system.is_some() {
-            conditional = Some(id.clone());
-        }
-        identifier.push(id);
-    }
+    let (namespace, universal, _) = hd_parts(hd);
+    let (identifier, conditional) = hd_identifiers(hd);
     if identifier.is_empty() {
         return None;
     }
@@ -356,6 +330,42 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
         ..Default::default()
     };
     Some(ctx.add(resource, conditional.as_ref()))
+}
+
+/// The identifiers of an HD per `HD[Organization]` and `HD[Device]`: [1] the namespace id HD.1;
+/// [2] the universal id HD.2 typed by HD.3 (table 0301), as a URI (`urn:oid:`, `urn:uuid:`) in system
+/// `urn:ietf:rfc:3986` when HD.3 is ISO, UUID or URI and HD.2 is one. The second is also returned
+/// alone when it has that system (the identity for a conditional update).
+fn hd_identifiers(hd: Node<'_>) -> (Vec<Identifier>, Option<Identifier>) {
+    let (namespace, universal, kind) = hd_parts(hd);
+    let mut identifier = Vec::new();
+    if let Some(ns) = namespace {
+        identifier.push(Identifier {
+            value: Some(ns),
+            ..Default::default()
+        });
+    }
+    let mut conditional = None;
+    if let Some(u) = universal {
+        let (value, system) = match universal_uri(Some(&u), kind.as_deref()) {
+            Some(uri) => (uri, Some("urn:ietf:rfc:3986")),
+            None => (u, None),
+        };
+        let id = Identifier {
+            value: Some(value),
+            system: system.map(str::to_owned),
+            r#type: kind.map(|k| CodeableConcept {
+                coding: vec![Coding::new(V2_0301, k.clone(), v2_0301_display(&k))],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        if system.is_some() {
+            conditional = Some(id.clone());
+        }
+        identifier.push(id);
+    }
+    (identifier, conditional)
 }
 
 /// HD (a facility where something happened, EVN-7) -> Location per `HD[Location]`: name HD.1; identifier
@@ -401,21 +411,15 @@ pub fn location_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     Some(ctx.add(resource, conditional.as_ref()))
 }
 
-/// HD (an application, MSH-3/5) -> Device identified by the namespace id.
+/// HD (an application, MSH-3/5) -> Device per `HD[Device]`: identifier[1] the namespace id HD.1,
+/// identifier[2] the universal id HD.2 typed by HD.3 (as for `HD[Organization]`).
 pub fn device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
-    let namespace = comp(hd, 1);
-    let universal = comp(hd, 2);
-    let identifier: Vec<Identifier> = namespace
-        .iter()
-        .map(|ns| Identifier {
-            value: Some(ns.clone()),
-            ..Default::default()
-        })
-        .collect();
-    if identifier.is_empty() && universal.is_none() {
+    let (namespace, universal, _) = hd_parts(hd);
+    let (identifier, conditional) = hd_identifiers(hd);
+    if identifier.is_empty() {
         return None;
     }
     let id = ctx.id(
@@ -430,7 +434,7 @@ pub fn device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
         identifier,
         ..Default::default()
     };
-    Some(ctx.add(resource, None))
+    Some(ctx.add(resource, conditional.as_ref()))
 }
 
 /// The PL levels, most specific first: (component, physical type). A bed is part of its room, the

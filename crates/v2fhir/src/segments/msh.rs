@@ -3,8 +3,10 @@
 //! its sender and its time.
 
 use fhir::{
-    CodeableConcept, Coding, Identifier, MessageHeader, MessageHeaderDestination,
-    MessageHeaderSource, Meta, Provenance, ProvenanceAgent, ProvenanceEntity, Reference,
+    Address, Annotation, CodeableConcept, Coding, Device, DeviceDeviceName, DeviceVersion, Element,
+    Extension, ExtensionValue, Identifier, MessageHeader, MessageHeaderDestination,
+    MessageHeaderSource, Meta, Organization, Provenance, ProvenanceAgent, ProvenanceEntity,
+    Reference,
 };
 use hl7v2::Segment;
 
@@ -14,33 +16,87 @@ use crate::read::{comp, field, field_comp, field_text};
 
 /// `http://terminology.hl7.org/CodeSystem/v2-0003`, the event types.
 pub const V2_0003: &str = "http://terminology.hl7.org/CodeSystem/v2-0003";
+/// The data-absent-reason extension (a required element that was not sent).
+const DATA_ABSENT_REASON: &str = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
 /// `http://terminology.hl7.org/CodeSystem/v2-0103`, the processing ids.
 pub const V2_0103: &str = "http://terminology.hl7.org/CodeSystem/v2-0103";
 
 /// MSH -> MessageHeader; returns its index.
+///
+/// The facilities are Organizations per `HD[Organization]`: the sending facility MSH-4 is the `sender`,
+/// with the country of the message MSH-17 as its `address.country` (IG) and `partOf` the sending
+/// responsible organization MSH-22 (the business accountable for the message); the receiving facility
+/// MSH-6 is likewise `partOf` the receiving responsible organization MSH-23, which is the `receiver`
+/// when sent (IG), else MSH-6 is. The applications are Devices per `HD[Device]`: the receiving one
+/// MSH-5 is the destination's `target` (IG); the sending one MSH-3 is named in the Provenance.
 pub fn message_header(ctx: &mut Ctx<'_>, msh: &Segment<'_>) -> usize {
     let sender_org = field(msh, 4).and_then(|hd| entities::organization_hd(ctx, hd));
-    // IG: the receiving responsible organization (MSH-23, XON) when sent, else the facility (MSH-6).
-    let receiver_org = match field(msh, 23) {
-        Some(xon) => entities::organization(ctx, xon),
-        None => field(msh, 6).and_then(|hd| entities::organization_hd(ctx, hd)),
-    };
     let responsible_org = field(msh, 22).and_then(|xon| entities::organization(ctx, xon));
+    if let Some(s) = sender_org {
+        let country = field_comp(msh, 17, 1);
+        let part_of = responsible_org.map(|i| ctx.reference(i));
+        if let Some(org) = ctx.get_mut::<Organization>(s) {
+            if let Some(c) = country
+                && !org.address.iter().any(|a| a.country.is_some())
+            {
+                org.address.push(Address {
+                    country: Some(c),
+                    ..Default::default()
+                });
+            }
+            if org.part_of.is_none() {
+                org.part_of = part_of;
+            }
+        }
+    }
+    let receiving_facility = field(msh, 6).and_then(|hd| entities::organization_hd(ctx, hd));
+    let receiving_responsible = field(msh, 23).and_then(|xon| entities::organization(ctx, xon));
+    if let (Some(f), Some(r)) = (receiving_facility, receiving_responsible) {
+        let part_of = ctx.reference(r);
+        if let Some(org) = ctx.get_mut::<Organization>(f)
+            && org.part_of.is_none()
+        {
+            org.part_of = Some(part_of);
+        }
+    }
+    // IG: the receiving responsible organization (MSH-23, XON) when sent, else the facility (MSH-6).
+    let receiver_org = receiving_responsible.or(receiving_facility);
+    let target = field(msh, 5).and_then(|hd| entities::device_hd(ctx, hd));
     let endpoint = |n: usize, app: usize| {
         field(msh, n)
             .and_then(entities::hd_system)
             .or_else(|| field(msh, app).and_then(entities::hd_system))
     };
+    // A source needs an endpoint (1..1 in R4): when neither the network address nor the application
+    // is sent, it is marked absent (IG: data-absent-reason `unknown`).
+    let absent = |endpoint: &Option<String>| {
+        endpoint.is_none().then(|| {
+            Box::new(Element {
+                extension: vec![Extension::new(
+                    DATA_ABSENT_REASON,
+                    ExtensionValue::Code("unknown".into()),
+                )],
+                ..Default::default()
+            })
+        })
+    };
+    let source_endpoint = endpoint(24, 3);
     let source = MessageHeaderSource {
         name: field_comp(msh, 3, 1),
-        endpoint: endpoint(24, 3),
+        endpoint_ext: absent(&source_endpoint),
+        endpoint: source_endpoint,
         ..Default::default()
     };
+    // IG: the destination's name is the receiving network address's namespace id (MSH-25.1,
+    // `HD[MessageHeader.destination-endpoint]`) when MSH-25 is sent, else the application's (MSH-5.1).
+    let destination_endpoint = endpoint(25, 5);
     let destination: Vec<MessageHeaderDestination> =
         (field(msh, 5).is_some() || field(msh, 6).is_some() || field(msh, 25).is_some())
             .then(|| MessageHeaderDestination {
-                name: field_comp(msh, 5, 1),
-                endpoint: endpoint(25, 5),
+                name: field_comp(msh, 25, 1).or_else(|| field_comp(msh, 5, 1)),
+                target: target.map(|i| ctx.reference(i)),
+                endpoint_ext: absent(&destination_endpoint),
+                endpoint: destination_endpoint,
                 receiver: receiver_org.map(|i| ctx.reference(i)),
                 ..Default::default()
             })
@@ -76,10 +132,59 @@ pub fn message_header(ctx: &mut Ctx<'_>, msh: &Segment<'_>) -> usize {
     ctx.add(header, None)
 }
 
-/// SFT -> the MessageHeader's source software and version (the last SFT is the system that sent it).
+/// SFT -> the MessageHeader's source software and version (the last SFT is the system that sent it,
+/// `SFT[MessageHeader]`), and a Device for the software per `SFT[Device]`: manufacturer the vendor's
+/// name SFT-1.1 (when it has no organization identifier, XON.10), version SFT-2, device name SFT-3
+/// (type `manufacturer-name`), model number the binary id SFT-4, note the product information SFT-5.
 pub fn sft(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let software = field_text(seg, 3);
     let version = field_text(seg, 2);
+    let vendor = field(seg, 1)
+        .filter(|xon| comp(*xon, 10).is_none())
+        .and_then(|xon| comp(xon, 1));
+    let binary = field_text(seg, 4);
+    let information = field_text(seg, 5);
+    if software.is_some() || version.is_some() || vendor.is_some() || binary.is_some() {
+        let id = ctx.id(
+            "Device",
+            &[
+                "sft",
+                field_text(seg, 1).as_deref().unwrap_or(""),
+                software.as_deref().unwrap_or(""),
+                version.as_deref().unwrap_or(""),
+                binary.as_deref().unwrap_or(""),
+            ],
+        );
+        let device = Device {
+            id: Some(id),
+            manufacturer: vendor,
+            device_name: software
+                .iter()
+                .map(|name| DeviceDeviceName {
+                    name: Some(name.clone()),
+                    r#type: Some("manufacturer-name".into()),
+                    ..Default::default()
+                })
+                .collect(),
+            model_number: binary,
+            version: version
+                .iter()
+                .map(|v| DeviceVersion {
+                    value: Some(v.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            note: information
+                .map(|text| Annotation {
+                    text: Some(text),
+                    ..Default::default()
+                })
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        ctx.add(device, None);
+    }
     let Some(header) = ctx
         .resources()
         .position(|r| r.resource_type() == "MessageHeader")
@@ -198,6 +303,19 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
         who: ctx.reference(i),
         ..Default::default()
     });
+    // IG MSH[Provenance-Source]: the sending application MSH-3 is a source entity, as a Device.
+    let application = field(&msh, 3)
+        .and_then(|hd| entities::device_hd(ctx, hd))
+        .map(|i| ProvenanceEntity {
+            role: Some("source".into()),
+            what: ctx.reference(i),
+            ..Default::default()
+        });
+    let reason: Vec<CodeableConcept> = message
+        .find_segment("EVN", 1)
+        .and_then(|evn| event_reason(ctx, &evn))
+        .into_iter()
+        .collect();
     let event = ctx.event.clone();
     let provenance = Provenance {
         id: Some(ctx.message_scoped_id("Provenance", "")),
@@ -208,8 +326,45 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
             .then(|| CodeableConcept::coding(V2_0003, event, field_text(&msh, 9).as_deref())),
         agent: std::iter::once(agent).chain(enterer).collect(),
         location: facility.map(|i| ctx.reference(i)),
-        entity: vec![source_entity],
+        entity: std::iter::once(source_entity).chain(application).collect(),
+        reason,
         ..Default::default()
     };
     ctx.add(provenance, None);
+}
+
+/// The IG's EventReason concept map: table 0062 -> v3 ActReason (O and U stay in table 0062).
+const EVENT_REASON: [(&str, &str, &str, &str); 5] = [
+    ("01", V3_ACT_REASON, "PATRQT", "patient requested"),
+    ("02", V3_ACT_REASON, "TREAT", "treatment"),
+    ("03", V3_ACT_REASON, "HOPERAT", "healthcare operations"),
+    ("O", V2_0062, "O", "Other"),
+    ("U", V2_0062, "U", "Unknown"),
+];
+const V3_ACT_REASON: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
+const V2_0062: &str = "http://terminology.hl7.org/CodeSystem/v2-0062";
+
+/// EVN-4 (event reason, table 0062) -> Provenance.reason per `EVN[Provenance]`: the IG's EventReason
+/// map first, then the code as sent.
+fn event_reason(ctx: &mut Ctx<'_>, evn: &Segment<'_>) -> Option<CodeableConcept> {
+    let saved = std::mem::replace(&mut ctx.at_segment, "EVN".into());
+    let mut concept = ctx.code(field(evn, 4), "EVN-4");
+    ctx.at_segment = saved;
+    let code = field_comp(evn, 4, 1);
+    if let Some(&(_, system, code, display)) = EVENT_REASON
+        .iter()
+        .find(|(v2, ..)| code.as_deref() == Some(*v2))
+    {
+        let concept = concept.get_or_insert_with(CodeableConcept::default);
+        if !concept
+            .coding
+            .iter()
+            .any(|c| c.system.as_deref() == Some(system) && c.code.as_deref() == Some(code))
+        {
+            concept
+                .coding
+                .insert(0, Coding::new(system, code.to_owned(), Some(display)));
+        }
+    }
+    concept
 }
