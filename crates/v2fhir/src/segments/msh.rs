@@ -62,10 +62,18 @@ pub fn message_header(ctx: &mut Ctx<'_>, msh: &Segment<'_>) -> usize {
     // IG: the receiving responsible organization (MSH-23, XON) when sent, else the facility (MSH-6).
     let receiver_org = receiving_responsible.or(receiving_facility);
     let target = field(msh, 5).and_then(|hd| entities::device_hd(ctx, hd));
+    // IG `HD[MessageHeader.source-endpoint]` / `destination-endpoint`: the endpoint is the universal
+    // id HD.2 of the network address (MSH-24/25), else of the application (MSH-3/5), as a URI
+    // (`urn:oid:` for ISO...); a namespace id alone names the application, not an address.
     let endpoint = |n: usize, app: usize| {
-        field(msh, n)
-            .and_then(entities::hd_system)
-            .or_else(|| field(msh, app).and_then(entities::hd_system))
+        let of = |n: usize| {
+            field(msh, n).and_then(|hd| {
+                let (_, universal, kind) = entities::hd_parts(hd);
+                entities::universal_uri(universal.as_deref(), kind.as_deref())
+                    .or_else(|| universal.map(|u| crate::vocab::local_system(&u).into_owned()))
+            })
+        };
+        of(n).or_else(|| of(app))
     };
     // A source needs an endpoint (1..1 in R4): when neither the network address nor the application
     // is sent, it is marked absent (IG: data-absent-reason `unknown`).
