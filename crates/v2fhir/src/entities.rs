@@ -167,7 +167,7 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
         name: name.into_iter().collect(),
         ..Default::default()
     };
-    let conditional = identifier.filter(|i| i.system.is_some());
+    let conditional = identifier.filter(|i| i.system.is_some() && i.value.is_some());
     Some(ctx.add(resource, conditional.as_ref()))
 }
 
@@ -289,17 +289,29 @@ pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
         ),
         None => ctx.id("Organization", &["name", name.as_deref().unwrap_or("")]),
     };
-    let identifier = identifier.map(|mut i| {
-        i.assigner = xon.component(6).and_then(|hd| assigner(ctx, hd));
-        i
-    });
+    // IG: XON.6/XON.7 give the identifier's system and type even when no value is sent (the
+    // organization is known to have an identifier of that kind; the id stays the name's).
+    let identifier = identifier
+        .or_else(|| {
+            let r#type = comp(xon, 7).map(identifier_type);
+            r#type.as_ref()?;
+            Some(Identifier {
+                system: xon.component(6).and_then(hd_system),
+                r#type,
+                ..Default::default()
+            })
+        })
+        .map(|mut i| {
+            i.assigner = xon.component(6).and_then(|hd| assigner(ctx, hd));
+            i
+        });
     let resource = Organization {
         id: Some(id),
         name,
         identifier: identifier.clone().into_iter().collect(),
         ..Default::default()
     };
-    let conditional = identifier.filter(|i| i.system.is_some());
+    let conditional = identifier.filter(|i| i.system.is_some() && i.value.is_some());
     Some(ctx.add(resource, conditional.as_ref()))
 }
 
