@@ -341,15 +341,18 @@ fn candidates(bundle: fhir::Bundle, origin: &Origin) -> Result<Vec<Candidate>, f
         }
     }
     let mut out = Vec::with_capacity(bundle.entry.len());
+    let mut provenances = 0;
     for entry in bundle.entry {
         let Some(mut resource) = entry.resource else {
             continue;
         };
         if let Some(provenance) = resource.downcast_mut::<fhir::Provenance>() {
-            // One Provenance per distinct message: the converter derives its id from the
-            // control id, which archives reuse across years and senders.
-            provenance.id = Some(origin.provenance_id());
+            // The message's Provenance (and its event's, the second, when it has an EVN) per
+            // distinct message: the converter derives their ids from the control id, which
+            // archives reuse across years and senders.
+            provenance.id = Some(origin.provenance_id(provenances));
             provenance.entity.push(archive_entity(&origin.location));
+            provenances += 1;
         }
         let resource_type = resource.resource_type();
         if resource_type == "MessageHeader" {
@@ -376,10 +379,18 @@ struct Origin {
 }
 
 impl Origin {
-    /// A uuid-shaped id from the message's content: the same message gives the same
-    /// Provenance wherever the archive is read from.
-    fn provenance_id(&self) -> String {
-        let h: String = self.hash.iter().map(|b| format!("{b:02x}")).collect();
+    /// A uuid-shaped id from the message's content and the Provenance's place among the
+    /// message's (`n`: 0 for the message, 1 for its event): the same message gives the same
+    /// Provenances wherever the archive is read from.
+    fn provenance_id(&self, n: u8) -> String {
+        let mut hash = self.hash;
+        if n > 0 {
+            let mut hasher = Sha256::new();
+            hasher.update(self.hash);
+            hasher.update([n]);
+            hash.copy_from_slice(&hasher.finalize()[..16]);
+        }
+        let h: String = hash.iter().map(|b| format!("{b:02x}")).collect();
         format!(
             "{}-{}-{}-{}-{}",
             &h[..8],

@@ -113,7 +113,10 @@ fn coverage_payor_from_what_the_in1_names() {
 #[test]
 fn evn_operator_and_facility_on_the_provenance() {
     let (b, _) = convert(ADT);
-    let provenance = &of_type(&b, "Provenance")[0];
+    // The message's Provenance (MSH) comes first, the event's (EVN) second.
+    let provenances = of_type(&b, "Provenance");
+    assert_eq!(provenances.len(), 2);
+    let provenance = &provenances[1];
     let enterer = provenance["agent"]
         .as_array()
         .unwrap()
@@ -129,6 +132,18 @@ fn evn_operator_and_facility_on_the_provenance() {
         location["identifier"][0]["value"],
         "urn:oid:1.3.6.1.4.1.44750.1.4"
     );
+    // EVN-4 01 through the IG's EventReason map; EVN-2 recorded, EVN-6 occurred.
+    assert_eq!(provenance["reason"][0]["coding"][0]["code"], "PATRQT");
+    assert_eq!(provenance["recorded"], "2024-05-01T10:15:30+02:00");
+    assert_eq!(provenance["occurredDateTime"], "2024-05-01T10:10:00+02:00");
+    // The message's Provenance names the sending application (MSH-3) as a source Device.
+    let device = provenances[0]["entity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e["what"].get("reference").map(|_| resolve(&b, &e["what"])))
+        .expect("a Device entity");
+    assert_eq!(device["resourceType"], "Device");
 }
 
 #[test]

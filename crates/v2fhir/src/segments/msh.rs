@@ -226,38 +226,18 @@ fn evn_entities(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> (Option<usize>, Option<
     (operator, facility)
 }
 
-/// One Provenance for the bundle: what it was made from (the message, by control id), who sent it (the
-/// sending facility, else application; the `author`), who entered the event (EVN-5, the `enterer`),
-/// where it happened (EVN-7), when (MSH-7 recorded, as an instant; EVN-6 else EVN-2 occurred), and
-/// which resources came from it.
+/// The Provenances of the bundle, both targeting every resource made from the message:
+///
+/// - the message (`MSH[Provenance-Source]`): what it was made from (the message, by control id, and
+///   the sending application MSH-3 as a Device), who is accountable for it (the `author`: the sending
+///   responsible organization MSH-22, else the sending facility MSH-4, else the application), when
+///   (MSH-7, recorded and occurred) and which event (MSH-9);
+/// - the event, when there is an EVN (`EVN[Provenance]`): when it was recorded (EVN-2) and when it
+///   occurred (EVN-6), why (EVN-4), who entered it (EVN-5, the `enterer`) and where (EVN-7).
 pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
     let message = ctx.message;
     let Some(msh) = message.segment(1) else {
         return;
-    };
-    let recorded = ctx.instant(msh.field(7), "MSH-7");
-    let occurred = message
-        .find_segment("EVN", 1)
-        .and_then(|evn| {
-            let node = field(&evn, 6).or_else(|| field(&evn, 2));
-            ctx.dtm(node, "EVN-6")
-        })
-        .or_else(|| recorded.clone());
-    let who = field(&msh, 4)
-        .and_then(|hd| entities::organization_hd(ctx, hd))
-        .or_else(|| field(&msh, 3).and_then(|hd| entities::device_hd(ctx, hd)));
-    // The EVN's operator and facility were added when the EVN was converted: found again by id, with
-    // issue locations naming the EVN (an issue raised the first time is not raised twice).
-    let (operator, facility) = match message.find_segment("EVN", 1) {
-        Some(evn) => {
-            let saved = std::mem::replace(&mut ctx.at_segment, "EVN".into());
-            let issues = ctx.issues.len();
-            let found = evn_entities(ctx, &evn);
-            ctx.issues.truncate(issues);
-            ctx.at_segment = saved;
-            found
-        }
-        None => (None, None),
     };
     let targets: Vec<Reference> = ctx
         .resources()
@@ -268,6 +248,32 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
         .into_iter()
         .map(|i| ctx.reference(i))
         .collect();
+    let event = ctx.event.clone();
+    let activity = (!event.is_empty()).then(|| {
+        let display = field_text(&msh, 9);
+        CodeableConcept {
+            coding: vec![Coding::new(V2_0003, event, display.as_deref())],
+            text: display,
+            ..Default::default()
+        }
+    });
+    let participant = |code: &str, display: &str| {
+        Some(CodeableConcept::coding(
+            "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+            code,
+            Some(display),
+        ))
+    };
+
+    let recorded = ctx.instant(msh.field(7), "MSH-7");
+    // The same time as a dateTime (kept when it has no zone); its issues were raised for `recorded`.
+    let issues = ctx.issues.len();
+    let occurred = ctx.dtm(field(&msh, 7), "MSH-7");
+    ctx.issues.truncate(issues);
+    let who = field(&msh, 22)
+        .and_then(|xon| entities::organization(ctx, xon))
+        .or_else(|| field(&msh, 4).and_then(|hd| entities::organization_hd(ctx, hd)))
+        .or_else(|| field(&msh, 3).and_then(|hd| entities::device_hd(ctx, hd)));
     let control_id = message.control_id().map(|c| c.into_owned());
     let source_entity = ProvenanceEntity {
         role: Some("source".into()),
@@ -290,28 +296,7 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
         },
         ..Default::default()
     };
-    let agent = ProvenanceAgent {
-        r#type: Some(CodeableConcept::coding(
-            "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-            "author",
-            Some("Author"),
-        )),
-        who: who.map(|i| ctx.reference(i)).unwrap_or_else(|| Reference {
-            display: comp(msh.field(3).unwrap_or(msh.field(1).expect("MSH-1")), 1),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let enterer = operator.map(|i| ProvenanceAgent {
-        r#type: Some(CodeableConcept::coding(
-            "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
-            "enterer",
-            Some("Enterer"),
-        )),
-        who: ctx.reference(i),
-        ..Default::default()
-    });
-    // IG MSH[Provenance-Source]: the sending application MSH-3 is a source entity, as a Device.
+    // The sending application MSH-3 is a source entity, as a Device.
     let application = field(&msh, 3)
         .and_then(|hd| entities::device_hd(ctx, hd))
         .map(|i| ProvenanceEntity {
@@ -319,23 +304,66 @@ pub fn provenance(ctx: &mut Ctx<'_>, header: usize) {
             what: ctx.reference(i),
             ..Default::default()
         });
-    let reason: Vec<CodeableConcept> = message
-        .find_segment("EVN", 1)
-        .and_then(|evn| event_reason(ctx, &evn))
-        .into_iter()
-        .collect();
-    let event = ctx.event.clone();
-    let provenance = Provenance {
+    let author = ProvenanceAgent {
+        r#type: participant("author", "Author"),
+        who: who.map(|i| ctx.reference(i)).unwrap_or_else(|| Reference {
+            display: comp(msh.field(3).unwrap_or(msh.field(1).expect("MSH-1")), 1),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let source = Provenance {
         id: Some(ctx.message_scoped_id("Provenance", "")),
+        target: targets.clone(),
+        occurred: occurred.map(fhir::ProvenanceOccurred::DateTime),
+        recorded,
+        activity: activity.clone(),
+        agent: vec![author.clone()],
+        entity: std::iter::once(source_entity).chain(application).collect(),
+        ..Default::default()
+    };
+    ctx.add(source, None);
+
+    let Some(evn) = message.find_segment("EVN", 1) else {
+        return;
+    };
+    // The EVN's operator and facility were added when the EVN was converted: found again by id, with
+    // issue locations naming the EVN (an issue raised the first time is not raised twice).
+    let saved = std::mem::replace(&mut ctx.at_segment, "EVN".into());
+    let issues = ctx.issues.len();
+    let (operator, facility) = evn_entities(ctx, &evn);
+    ctx.issues.truncate(issues);
+    let recorded = ctx.instant(evn.field(2), "EVN-2");
+    let occurred = ctx.dtm(field(&evn, 6), "EVN-6");
+    let reason: Vec<CodeableConcept> = event_reason(ctx, &evn).into_iter().collect();
+    let id = ctx.message_scoped_id("Provenance", "");
+    ctx.at_segment = saved;
+    if recorded.is_none()
+        && occurred.is_none()
+        && reason.is_empty()
+        && operator.is_none()
+        && facility.is_none()
+    {
+        return;
+    }
+    // An agent is required: without an operator, the event was recorded by the message's author.
+    let agent = match operator {
+        Some(i) => ProvenanceAgent {
+            r#type: participant("enterer", "Enterer"),
+            who: ctx.reference(i),
+            ..Default::default()
+        },
+        None => author,
+    };
+    let provenance = Provenance {
+        id: Some(id),
         target: targets,
         occurred: occurred.map(fhir::ProvenanceOccurred::DateTime),
         recorded,
-        activity: (!event.is_empty())
-            .then(|| CodeableConcept::coding(V2_0003, event, field_text(&msh, 9).as_deref())),
-        agent: std::iter::once(agent).chain(enterer).collect(),
-        location: facility.map(|i| ctx.reference(i)),
-        entity: std::iter::once(source_entity).chain(application).collect(),
+        activity,
         reason,
+        agent: vec![agent],
+        location: facility.map(|i| ctx.reference(i)),
         ..Default::default()
     };
     ctx.add(provenance, None);
@@ -355,9 +383,7 @@ const V2_0062: &str = "http://terminology.hl7.org/CodeSystem/v2-0062";
 /// EVN-4 (event reason, table 0062) -> Provenance.reason per `EVN[Provenance]`: the IG's EventReason
 /// map first, then the code as sent.
 fn event_reason(ctx: &mut Ctx<'_>, evn: &Segment<'_>) -> Option<CodeableConcept> {
-    let saved = std::mem::replace(&mut ctx.at_segment, "EVN".into());
     let mut concept = ctx.code(field(evn, 4), "EVN-4");
-    ctx.at_segment = saved;
     let code = field_comp(evn, 4, 1);
     if let Some(&(_, system, code, display)) = EVENT_REASON
         .iter()
