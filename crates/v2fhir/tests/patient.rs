@@ -101,10 +101,13 @@ fn pid_maps_demographics() {
     let period = p.identifier[0].period.as_ref().unwrap();
     assert_eq!(period.start.as_deref(), Some("1924-10-11"));
     assert_eq!(period.end.as_deref(), Some("1924-10-12"));
-    // Names PID-5 (two repetitions) and the alias PID-9.
-    assert_eq!(p.name.len(), 3);
+    // Names PID-5 (two repetitions, the first with XPN.15 "called by" as a nickname name after it) and
+    // the alias PID-9.
+    assert_eq!(p.name.len(), 4);
     assert_eq!(p.name[0].family.as_deref(), Some("EVERYMAN"));
-    assert_eq!(p.name[2].family.as_deref(), Some("elbert"));
+    assert_eq!(p.name[1].given, ["Addsm"]);
+    assert_eq!(p.name[1].r#use.as_deref(), Some("nickname"));
+    assert_eq!(p.name[3].family.as_deref(), Some("elbert"));
     // Marital status M through table 0002 -> v3.
     let marital = &p.marital_status.as_ref().unwrap().coding[0];
     assert_eq!(

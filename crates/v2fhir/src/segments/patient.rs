@@ -182,17 +182,19 @@ fn dr_period(
     })
 }
 
-/// XPN repetitions of field `n` as names, with their validity periods.
+/// XPN repetitions of field `n` as names, with their validity periods; a repetition's XPN.15 (called
+/// by) follows it as a `nickname` name (IG `XPN[HumanName]`).
 fn names(ctx: &mut Ctx<'_>, seg: &Segment<'_>, n: usize) -> Vec<HumanName> {
     let at = ctx.at(n);
-    reps(seg, n)
-        .into_iter()
-        .filter_map(|r| {
-            let mut name = crate::xpn(r)?;
+    let mut out = Vec::new();
+    for r in reps(seg, n) {
+        if let Some(mut name) = crate::xpn(r) {
             name.period = dr_period(ctx, r, 10, 12, &at);
-            Some(name)
-        })
-        .collect()
+            out.push(name);
+        }
+        out.extend(crate::xpn_called_by(r));
+    }
+    out
 }
 
 /// XAD repetitions of field `n` as addresses, with their validity periods.
@@ -448,16 +450,17 @@ pub fn pid(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     birth(ctx, seg, &mut patient);
     patient.gender = sex(ctx, seg, 8);
     race(seg, &mut patient);
-    // Addresses PID-11; county PID-12 fills the district of a lone address.
+    // Addresses PID-11; county PID-12 fills the district of a lone address without one, else it is an
+    // address of its own unless the lone address already names that county (IG PID-12).
     patient.address = addresses(ctx, seg, 11);
     if let Some(county) = field_comp(seg, 12, 1) {
         match patient.address.as_mut_slice() {
             [one] if one.district.is_none() => one.district = Some(county),
-            [] => patient.address.push(Address {
+            [one] if one.district.as_deref() == Some(county.as_str()) => {}
+            _ => patient.address.push(Address {
                 district: Some(county),
                 ..Default::default()
             }),
-            _ => {}
         }
     }
     // Telecoms: PID-13 (home unless XTN.2 says otherwise), PID-14 (work), PID-40.
@@ -598,7 +601,7 @@ const OMB_RACE: [&str; 7] = [
     "1002-5", "2028-9", "2054-5", "2076-8", "2106-3", "2131-1", "UNK",
 ];
 
-/// The CDC displays of the OMB race categories, for a code sent without one.
+/// The CDC displays of the OMB race categories.
 fn omb_display(code: &str) -> Option<&'static str> {
     Some(match code {
         "1002-5" => "American Indian or Alaska Native",
@@ -612,56 +615,68 @@ fn omb_display(code: &str) -> Option<&'static str> {
 }
 
 /// PID-10 -> US Core race, PID-22 -> US Core ethnicity (the IG leaves both to the realm's extension).
-/// Codes are the CDC race and ethnicity codes v2 table 0005 and 0189 use; the ethnicity table's letters
-/// (H, N, U) are mapped to them.
 fn race(seg: &Segment<'_>, patient: &mut Patient) {
-    for (n, url, omb) in [
-        (10, US_CORE_RACE, &OMB_RACE[..]),
-        (22, US_CORE_ETHNICITY, &["2135-2", "2186-5", "UNK"][..]),
-    ] {
-        let mut parts = Vec::new();
-        let mut texts = Vec::new();
-        for r in reps(seg, n) {
-            let Some(code) = comp(r, 1) else { continue };
-            let display = comp(r, 2).or_else(|| omb_display(&code).map(str::to_owned));
-            let (code, display) = match (n, code.as_str()) {
-                (22, "H") => ("2135-2".to_owned(), Some("Hispanic or Latino".to_owned())),
-                (22, "N") => (
-                    "2186-5".to_owned(),
-                    Some("Not Hispanic or Latino".to_owned()),
-                ),
-                (22, "U") => ("UNK".to_owned(), Some("Unknown".to_owned())),
-                _ => (code, display),
-            };
-            let system = if code == "UNK" || code == "ASKU" {
-                "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
-            } else {
-                CDC_RACE_ETHNICITY
-            };
-            let slice = if omb.contains(&code.as_str()) || code == "ASKU" {
-                "ombCategory"
-            } else {
-                "detailed"
-            };
-            texts.push(display.clone().unwrap_or_else(|| code.clone()));
-            parts.push(Extension::new(
-                slice,
-                ExtensionValue::Coding(Box::new(Coding::new(system, code, display.as_deref()))),
-            ));
-        }
-        if parts.is_empty() {
-            continue;
-        }
-        parts.push(Extension::new(
-            "text",
-            ExtensionValue::String(texts.join(", ")),
-        ));
-        patient.extension.push(Extension {
-            url: Some(url.into()),
-            extension: parts,
-            ..Default::default()
-        });
+    for (n, url) in [(10, US_CORE_RACE), (22, US_CORE_ETHNICITY)] {
+        patient.extension.extend(race_extension(seg, n, url));
     }
+}
+
+/// A race (`url` US Core race) or ethnicity (US Core ethnicity) field `n` as its US Core extension.
+/// Codes are the CDC race and ethnicity codes v2 tables 0005 and 0189 use; the ethnicity table's letters
+/// (H, N, U) are mapped to them. An OMB category gets the CDC display (the code system's), other codes
+/// the display sent.
+fn race_extension(seg: &Segment<'_>, n: usize, url: &str) -> Option<Extension> {
+    let race = url == US_CORE_RACE;
+    let omb: &[&str] = if race {
+        &OMB_RACE
+    } else {
+        &["2135-2", "2186-5", "UNK"]
+    };
+    let mut parts = Vec::new();
+    let mut texts = Vec::new();
+    for r in reps(seg, n) {
+        let Some(code) = comp(r, 1) else { continue };
+        let display = omb_display(&code)
+            .filter(|_| race)
+            .map(str::to_owned)
+            .or_else(|| comp(r, 2));
+        let (code, display) = match (race, code.as_str()) {
+            (false, "H") => ("2135-2".to_owned(), Some("Hispanic or Latino".to_owned())),
+            (false, "N") => (
+                "2186-5".to_owned(),
+                Some("Not Hispanic or Latino".to_owned()),
+            ),
+            (false, "U") => ("UNK".to_owned(), Some("Unknown".to_owned())),
+            _ => (code, display),
+        };
+        let system = if code == "UNK" || code == "ASKU" {
+            "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
+        } else {
+            CDC_RACE_ETHNICITY
+        };
+        let slice = if omb.contains(&code.as_str()) || code == "ASKU" {
+            "ombCategory"
+        } else {
+            "detailed"
+        };
+        texts.push(display.clone().unwrap_or_else(|| code.clone()));
+        parts.push(Extension::new(
+            slice,
+            ExtensionValue::Coding(Box::new(Coding::new(system, code, display.as_deref()))),
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    parts.push(Extension::new(
+        "text",
+        ExtensionValue::String(texts.join(", ")),
+    ));
+    Some(Extension {
+        url: Some(url.into()),
+        extension: parts,
+        ..Default::default()
+    })
 }
 
 /// PID-35 (species) and PID-36 (breed) -> the patient-animal extension.
@@ -841,9 +856,10 @@ pub fn nk1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// NK1 -> RelatedPerson per `NK1[RelatedPerson]`: what the contact has (name, relationships, address,
-/// telecoms, period, gender), plus identifiers NK1-12, NK1-33 and NK1-37 (SSN), birth date NK1-16,
-/// language NK1-20, contact person name NK1-30, telecom NK1-31, address NK1-32. Its id comes from the
+/// NK1 -> RelatedPerson per `NK1[RelatedPerson]`: what the contact has (names with XPN.15 nicknames,
+/// relationships, address, telecoms, period, gender), plus identifiers NK1-12, NK1-33 and NK1-37 (SSN),
+/// birth date NK1-16, language NK1-20, contact person name NK1-30, telecom NK1-31, address NK1-32, race
+/// NK1-35 (US Core race). Its id comes from the
 /// patient and the first identifier, else the patient, NK1-1 and the name.
 fn nk1_related_person(
     ctx: &mut Ctx<'_>,
@@ -861,7 +877,7 @@ fn nk1_related_person(
             ..Default::default()
         });
     }
-    let mut name: Vec<HumanName> = contact.name.clone().into_iter().collect();
+    let mut name: Vec<HumanName> = names(ctx, seg, 2);
     name.extend(names(ctx, seg, 30));
     let mut address: Vec<Address> = addresses(ctx, seg, 4);
     address.extend(addresses(ctx, seg, 32));
@@ -903,6 +919,8 @@ fn nk1_related_person(
     };
     Some(RelatedPerson {
         id: Some(id),
+        // NK1-35 race: the realm's race extension (IG), US Core's as for PID-10.
+        extension: race_extension(seg, 35, US_CORE_RACE).into_iter().collect(),
         identifier,
         patient,
         relationship: contact.relationship.clone(),
@@ -1615,7 +1633,7 @@ pub fn gt1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let party = if relationship.as_deref() == Some("SEL") {
         Some(patient_ref.clone())
     } else {
-        related_person(ctx, seg, 3, 5, &[6, 7], 8, 9, 11).map(|i| ctx.reference(i))
+        guarantor_person(ctx, seg).map(|i| ctx.reference(i))
     };
     let Some(party) = party else { return };
     let at = ctx.at(13);
@@ -1648,20 +1666,67 @@ pub fn gt1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// A RelatedPerson of the current patient from the fields of a guarantor (GT1) or insured (IN1).
+/// A guarantor who is not the patient (GT1) -> RelatedPerson (the IG has no GT1 map): name GT1-3,
+/// address GT1-5, home phone GT1-6 (use home unless XTN.2 says otherwise), business phone GT1-7 (work),
+/// birth date GT1-8, sex GT1-9, relationship GT1-11; identifiers GT1-2 (guarantor number), GT1-12
+/// (SSN) and GT1-19 (the guarantor's employee id); primary language GT1-36.
+fn guarantor_person(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let i = related_person(
+        ctx,
+        seg,
+        3,
+        5,
+        &[(6, Some("home")), (7, Some("work"))],
+        8,
+        9,
+        11,
+    )?;
+    let mut identifier = identifiers(ctx, seg, 2);
+    if let Some(ssn) = field_comp(seg, 12, 1) {
+        identifier.push(Identifier {
+            value: Some(ssn),
+            system: Some("http://hl7.org/fhir/sid/us-ssn".into()),
+            r#type: Some(entities::identifier_type("SS".into())),
+            ..Default::default()
+        });
+    }
+    identifier.extend(identifiers(ctx, seg, 19));
+    let at = ctx.at(36);
+    let language = ctx.code(field(seg, 36), &at).map(language_concept);
+    if let Some(person) = ctx.get_mut::<RelatedPerson>(i) {
+        for id in identifier {
+            if !person.identifier.contains(&id) {
+                person.identifier.push(id);
+            }
+        }
+        if let Some(language) = language
+            && person.communication.is_empty()
+        {
+            person.communication.push(fhir::RelatedPersonCommunication {
+                language,
+                preferred: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    Some(i)
+}
+
+/// A RelatedPerson of the current patient from the fields of a guarantor (GT1) or insured (IN1); phones
+/// are (field, use when XTN.2 is empty).
 #[allow(clippy::too_many_arguments)]
 fn related_person(
     ctx: &mut Ctx<'_>,
     seg: &Segment<'_>,
     name: usize,
     address: usize,
-    phones: &[usize],
+    phones: &[(usize, Option<&str>)],
     birth: usize,
     sex: usize,
     relationship: usize,
 ) -> Option<usize> {
     let patient = ctx.patient_ref()?;
-    let names: Vec<HumanName> = reps(seg, name).into_iter().filter_map(crate::xpn).collect();
+    let names: Vec<HumanName> = names(ctx, seg, name);
     if names.is_empty() {
         return None;
     }
@@ -1673,11 +1738,11 @@ fn related_person(
         .map(relationship_concept)
         .into_iter()
         .collect();
-    let telecom: Vec<ContactPoint> = phones
-        .iter()
-        .flat_map(|&n| reps(seg, n))
-        .filter_map(crate::xtn)
-        .collect();
+    let mut telecom: Vec<ContactPoint> = Vec::new();
+    for &(n, default_use) in phones {
+        let found = telecoms(ctx, seg, n, default_use);
+        telecom.extend(found);
+    }
     let sex_code = self::sex(ctx, seg, sex);
     let id = ctx.id(
         "RelatedPerson",
@@ -1695,10 +1760,7 @@ fn related_person(
         telecom,
         gender: sex_code,
         birth_date,
-        address: reps(seg, address)
-            .into_iter()
-            .filter_map(crate::xad)
-            .collect(),
+        address: addresses(ctx, seg, address),
         ..Default::default()
     };
     Some(ctx.add(person, None))
