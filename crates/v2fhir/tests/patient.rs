@@ -68,8 +68,8 @@ fn pid_maps_demographics() {
         birth_time.url.as_deref(),
         Some("http://hl7.org/fhir/StructureDefinition/patient-birthTime")
     );
-    // Identifiers: PID-2, PID-3 (two), PID-4, PID-19 (SSN), PID-20 (driver's licence); nothing from
-    // GT1 or DB1 (PID is the authority on the patient's identifiers).
+    // Identifiers: PID-2, PID-3 (two), PID-4, PID-19 (SSN), PID-20 (driver's licence), then DB1-3 (the
+    // DB1 is the patient's: DB1-2 PT); nothing from the GT1 (a guarantor's numbers, even when SEL).
     let values: Vec<&str> = p
         .identifier
         .iter()
@@ -83,7 +83,8 @@ fn pid_maps_demographics() {
             "123456789",
             "PATID567",
             "PSSN123121234",
-            "DLN-123"
+            "DLN-123",
+            "DB123"
         ]
     );
     let mr = &p.identifier[1];

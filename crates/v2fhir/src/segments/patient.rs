@@ -9,7 +9,7 @@
 //! for the same visit name one Encounter.
 //!
 //! Not mapped (recorded nowhere): PID-27 (veteran status, the IG's extension is undefined),
-//! PID-32-34, PID-37-38; DB1, PDA, ACC, IN3 (no IG map; see docs/conformance-notes/patient.md).
+//! PID-32-34, PID-37-38; DB1-4-8, PDA, ACC, IN3 (no IG map; see docs/conformance-notes/patient.md).
 
 use fhir::{
     Account, AccountGuarantor, Address, CodeableConcept, Coding, ContactPoint, Coverage,
@@ -1491,9 +1491,28 @@ fn xml_escape(text: &str) -> String {
     out
 }
 
-/// DB1: not mapped. The IG has no DB1 map; FHIR-Converter copies DB1-3 onto the Patient's identifiers
-/// and writes its own disability extensions, but PID stays the authority on the patient's identifiers.
-pub fn db1(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// DB1 (disability) whose disabled person is the patient (DB1-2 `PT`, table 0334) -> DB1-3 (disabled
+/// person identifier) as identifiers of the Patient (the IG has no DB1 map). DB1 for the guarantor or
+/// insured (`GT`, `IN`, `AP`...) names another person: not the patient's identifiers. DB1-4 to DB1-8
+/// (indicator and dates) have no element or published extension: not mapped.
+pub fn db1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(p) = ctx.patient else { return };
+    if field_comp(seg, 2, 1).as_deref() != Some("PT") {
+        return;
+    }
+    let found = identifiers(ctx, seg, 3);
+    if let Some(patient) = ctx.get_mut::<Patient>(p) {
+        for id in found {
+            let known = patient
+                .identifier
+                .iter()
+                .any(|i| i.value == id.value && i.system == id.system);
+            if !known {
+                patient.identifier.push(id);
+            }
+        }
+    }
+}
 
 /// PDA: not mapped (no IG map).
 pub fn pda(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
