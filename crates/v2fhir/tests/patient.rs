@@ -528,3 +528,67 @@ fn related_people_and_roles() {
 fn p_role<'c>(c: &'c v2fhir::Conversion, r: &fhir::Reference) -> &'c fhir::PractitionerRole {
     resolve(c, r)
 }
+
+#[test]
+fn prd_is_a_practitioner_in_a_role_of_the_referral() {
+    let c = sample("REF-I12-01.hl7");
+    let roles = all::<fhir::PractitionerRole>(&c);
+    let role = |code: &str| {
+        roles
+            .iter()
+            .find(|r| r.code.iter().any(|c| c.code_in(V2_0443) == Some(code)))
+            .unwrap_or_else(|| panic!("a {code} role"))
+    };
+    let referring = role("RP");
+    let p: &Practitioner = resolve(&c, referring.practitioner.as_ref().unwrap());
+    assert_eq!(p.name[0].family.as_deref(), Some("POWELL"));
+    // PRD-7 PLN `PLN1001^SL^^20240112`: a state licence number valid until PLN.4.
+    let id = &p.identifier[0];
+    assert_eq!(id.value.as_deref(), Some("PLN1001"));
+    assert_eq!(
+        id.r#type.as_ref().unwrap().code_in(v2fhir::V2_0203_SYSTEM),
+        Some("SL")
+    );
+    assert_eq!(
+        id.period.as_ref().unwrap().end.as_deref(),
+        Some("2024-01-12")
+    );
+    assert_eq!(p.telecom[0].r#use.as_deref(), Some("work"));
+    // PRD-8/9 period, PRD-4 location, PRD-10 organization with PRD-11 address and PRD-13 telecom.
+    assert_eq!(
+        referring.period.as_ref().unwrap().start.as_deref(),
+        Some("2020-01-12")
+    );
+    assert_eq!(referring.location.len(), 1);
+    let org: &Organization = resolve(&c, referring.organization.as_ref().unwrap());
+    assert_eq!(org.name.as_deref(), Some("GOOD HEALTH HOSPITAL"));
+    assert!(!org.address.is_empty() && !org.telecom.is_empty());
+    // The referral's requester is the referring provider, a performer the referred-to one.
+    let referred_to = role("RT");
+    let sr = all::<fhir::ServiceRequest>(&c)
+        .into_iter()
+        .find(|s| {
+            s.category
+                .iter()
+                .any(|c| c.code_in("http://snomed.info/sct") == Some("3457005"))
+        })
+        .expect("the referral");
+    let target = |r: &fhir::PractitionerRole| {
+        c.bundle
+            .entry
+            .iter()
+            .find(|e| e.resource.as_ref().and_then(|x| x.id()) == r.id.as_deref())
+            .and_then(|e| e.full_url.clone())
+    };
+    assert_eq!(
+        sr.requester.as_ref().and_then(|r| r.reference.clone()),
+        target(referring)
+    );
+    assert!(
+        sr.performer
+            .iter()
+            .any(|p| p.reference.clone() == target(referred_to))
+    );
+}
+
+const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";

@@ -1,5 +1,5 @@
 //! PID, PD1, NK1, MRG -> Patient, its contacts, related people and links; PV1, PV2 -> Encounter;
-//! ROL -> PractitionerRoles of the patient or the visit; ARV -> security labels; GT1, IN1, IN2 ->
+//! ROL, PRD -> PractitionerRoles of the patient, the visit or the referral; ARV -> security labels; GT1, IN1, IN2 ->
 //! Account and Coverage with the payer Organization and the subscriber.
 //!
 //! After the IG tables `PID[Patient]`, `PID[Account]`, `PD1[Patient]`, `NK1[Patient]`, `PV1[Encounter]`,
@@ -1638,6 +1638,141 @@ pub fn rol(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         && let Some(patient) = ctx.get_mut::<Patient>(p)
     {
         patient.general_practitioner.extend(roles);
+    }
+}
+
+/// PRD (provider data, referral messages) -> a Practitioner and its PractitionerRole (the IG has no PRD
+/// map; FHIR-Converter's rendering):
+///
+/// - Practitioner: name PRD-2 (XPN), address PRD-3, telecom PRD-5 (use work when XTN.2 is empty),
+///   identifiers PRD-7 (PLN: value PLN.1, type PLN.2 in table 0203, which holds table 0338's
+///   practitioner id types, period end PLN.4); its id from the first identifier, else the name;
+/// - PractitionerRole: code PRD-1 (table 0286 provider role, whose codes RP, RT, PP, CP are those of
+///   table 0443), location PRD-4, period PRD-8/9, organization PRD-10 (XON) with its address PRD-11 and
+///   telecom PRD-13 when it has none yet;
+/// - the referral ServiceRequest (RF1) of the message: a referring provider (RP) is its requester, a
+///   referred-to provider (RT) one of its performers.
+pub fn prd(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let name = names(ctx, seg, 2);
+    let at = ctx.at(7);
+    let mut identifier = Vec::new();
+    for pln in reps(seg, 7) {
+        let Some(value) = comp(pln, 1) else { continue };
+        let end = ctx.date(pln.component(4), &at);
+        identifier.push(Identifier {
+            value: Some(value),
+            r#type: comp(pln, 2).map(entities::identifier_type),
+            period: entities::period(None, end),
+            ..Default::default()
+        });
+    }
+    if name.is_empty() && identifier.is_empty() {
+        return;
+    }
+    let id = match identifier.first() {
+        Some(i) => ctx.id("Practitioner", &["", i.value.as_deref().unwrap_or("")]),
+        None => ctx.id(
+            "Practitioner",
+            &["name", &field_text(seg, 2).unwrap_or_default()],
+        ),
+    };
+    let practitioner = fhir::Practitioner {
+        id: Some(id),
+        identifier,
+        name,
+        telecom: telecoms(ctx, seg, 5, Some("work")),
+        address: addresses(ctx, seg, 3),
+        ..Default::default()
+    };
+    let p = ctx.add(practitioner, None);
+    let practitioner = ctx.reference(p);
+
+    let at = ctx.at(1);
+    let code = coded(ctx, field(seg, 1), &at, &v2_table("0443")).map(|mut c| {
+        for coding in &mut c.coding {
+            let shared = matches!(coding.code.as_deref(), Some("CP" | "PP" | "RP" | "RT"));
+            if shared
+                && coding
+                    .system
+                    .as_deref()
+                    .is_some_and(|s| s.ends_with("v2-0286"))
+            {
+                coding.system = Some(v2_table("0443"));
+            }
+        }
+        c
+    });
+    let role_code = code
+        .as_ref()
+        .and_then(|c| c.code_in(&v2_table("0443")))
+        .map(str::to_owned);
+    let location = field(seg, 4)
+        .and_then(|pl| entities::location(ctx, pl))
+        .map(|i| ctx.reference(i));
+    let at = ctx.at(8);
+    let start = ctx.date(field(seg, 8), &at);
+    let at = ctx.at(9);
+    let end = ctx.date(field(seg, 9), &at);
+    let org = field(seg, 10).and_then(|x| entities::organization(ctx, x));
+    if let Some(o) = org {
+        let address = addresses(ctx, seg, 11);
+        let telecom = telecoms(ctx, seg, 13, Some("work"));
+        if let Some(org) = ctx.get_mut::<Organization>(o) {
+            if org.address.is_empty() {
+                org.address = address;
+            }
+            if org.telecom.is_empty() {
+                org.telecom = telecom;
+            }
+        }
+    }
+    let organization = org.map(|i| ctx.reference(i));
+    let key = |r: &Option<Reference>| {
+        r.as_ref()
+            .and_then(|r| r.reference.clone())
+            .unwrap_or_default()
+    };
+    let id = ctx.id(
+        "PractitionerRole",
+        &[
+            practitioner.reference.as_deref().unwrap_or(""),
+            &field_text(seg, 1).unwrap_or_default(),
+            &key(&organization),
+            &key(&location),
+        ],
+    );
+    let role = fhir::PractitionerRole {
+        id: Some(id),
+        practitioner: Some(practitioner),
+        code: code.into_iter().collect(),
+        period: entities::period(start, end),
+        location: location.into_iter().collect(),
+        organization,
+        ..Default::default()
+    };
+    let r = ctx.add(role, None);
+    let role = ctx.reference(r);
+    let referral = ctx
+        .resources()
+        .enumerate()
+        .filter(|(_, res)| {
+            res.downcast_ref::<fhir::ServiceRequest>()
+                .is_some_and(|sr| {
+                    sr.category.iter().any(|c| {
+                        c.coding
+                            .iter()
+                            .any(|x| x.code.as_deref() == Some("3457005"))
+                    })
+                })
+        })
+        .map(|(i, _)| i)
+        .last();
+    if let Some(sr) = referral.and_then(|i| ctx.get_mut::<fhir::ServiceRequest>(i)) {
+        match role_code.as_deref() {
+            Some("RP") if sr.requester.is_none() => sr.requester = Some(role),
+            Some("RT") if !sr.performer.contains(&role) => sr.performer.push(role),
+            _ => {}
+        }
     }
 }
 
