@@ -1,6 +1,7 @@
 //! PID, PD1, NK1, MRG -> Patient, its contacts, related people and links; PV1, PV2 -> Encounter;
-//! ROL, PRD -> PractitionerRoles of the patient, the visit or the referral; ARV -> security labels; GT1, IN1, IN2 ->
-//! Account and Coverage with the payer Organization and the subscriber.
+//! ROL, PRD -> PractitionerRoles of the patient, the visit or the referral; ARV -> security labels;
+//! GT1, IN1, IN2 -> Account and Coverage with the payer Organization and the subscriber; DB1 -> the
+//! patient's identifiers.
 //!
 //! After the IG tables `PID[Patient]`, `PID[Account]`, `PD1[Patient]`, `NK1[Patient]`, `PV1[Encounter]`,
 //! `PV2[Encounter]`, `IN1[Coverage]`, `ROL[...]`, and FHIR-Converter's values where the IG leaves a
