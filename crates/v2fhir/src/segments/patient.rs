@@ -641,14 +641,21 @@ fn race_extension(seg: &Segment<'_>, n: usize, url: &str) -> Option<Extension> {
             .filter(|_| race)
             .map(str::to_owned)
             .or_else(|| comp(r, 2));
-        let (code, display) = match (race, code.as_str()) {
-            (false, "H") => ("2135-2".to_owned(), Some("Hispanic or Latino".to_owned())),
+        // CWE.7 (coding system version) stays with a code kept as sent; table 0189's letters are
+        // rewritten into another code system, whose version the sender did not give.
+        let (code, display, version) = match (race, code.as_str()) {
+            (false, "H") => (
+                "2135-2".to_owned(),
+                Some("Hispanic or Latino".to_owned()),
+                None,
+            ),
             (false, "N") => (
                 "2186-5".to_owned(),
                 Some("Not Hispanic or Latino".to_owned()),
+                None,
             ),
-            (false, "U") => ("UNK".to_owned(), Some("Unknown".to_owned())),
-            _ => (code, display),
+            (false, "U") => ("UNK".to_owned(), Some("Unknown".to_owned()), None),
+            _ => (code, display, comp(r, 7)),
         };
         let system = if code == "UNK" || code == "ASKU" {
             "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
@@ -661,9 +668,11 @@ fn race_extension(seg: &Segment<'_>, n: usize, url: &str) -> Option<Extension> {
             "detailed"
         };
         texts.push(display.clone().unwrap_or_else(|| code.clone()));
+        let mut coding = Coding::new(system, code, display.as_deref());
+        coding.version = version;
         parts.push(Extension::new(
             slice,
-            ExtensionValue::Coding(Box::new(Coding::new(system, code, display.as_deref()))),
+            ExtensionValue::Coding(Box::new(coding)),
         ));
     }
     if parts.is_empty() {
