@@ -592,3 +592,39 @@ fn prd_is_a_practitioner_in_a_role_of_the_referral() {
 }
 
 const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
+
+#[test]
+fn pda_is_a_death_certification_and_an_autopsy() {
+    let c = sample("ADT-A01-01.hl7");
+    // PDA|...|Y|20211102123000+0115|005454^DeathCert^Robin^B|Y|...^...|002324^Autopsy^John^K|N
+    let certification = all::<fhir::Procedure>(&c)
+        .into_iter()
+        .find(|p| {
+            p.code
+                .as_ref()
+                .and_then(|c| c.code_in("http://snomed.info/sct"))
+                == Some("308646001")
+        })
+        .expect("the death certification");
+    assert_eq!(certification.status.as_deref(), Some("completed"));
+    let certifier: &Practitioner = resolve(&c, &certification.performer[0].actor);
+    // 005454 is also DG1-16's diagnosing clinician: one Practitioner per identifier.
+    assert_eq!(certifier.identifier[0].value.as_deref(), Some("005454"));
+    let autopsy = all::<fhir::Observation>(&c)
+        .into_iter()
+        .find(|o| o.code.code_in("http://loinc.org") == Some("85699-7"))
+        .expect("the autopsy");
+    let Some(fhir::ObservationValue::CodeableConcept(done)) = &autopsy.value else {
+        panic!("a coded value");
+    };
+    assert_eq!(
+        done.code_in("http://terminology.hl7.org/CodeSystem/v2-0136"),
+        Some("Y")
+    );
+    let pathologist: &Practitioner = resolve(&c, &autopsy.performer[0]);
+    assert_eq!(pathologist.name[0].family.as_deref(), Some("Autopsy"));
+    assert!(matches!(
+        autopsy.effective,
+        Some(fhir::ObservationEffective::Period(_))
+    ));
+}

@@ -10,7 +10,7 @@
 //! for the same visit name one Encounter.
 //!
 //! Not mapped (recorded nowhere): PID-27 (veteran status, the IG's extension is undefined),
-//! PID-32-34, PID-37-38; DB1-4-8, PDA, ACC, IN3 (no IG map; see docs/conformance-notes/patient.md).
+//! PID-32-34, PID-37-38; DB1-4-8, PDA-1/2/9, ACC, IN3 (no IG map; see docs/conformance-notes/patient.md).
 
 use fhir::{
     Account, AccountGuarantor, Address, CodeableConcept, Coding, ContactPoint, Coverage,
@@ -1524,8 +1524,79 @@ pub fn db1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// PDA: not mapped (no IG map).
-pub fn pda(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// PDA (patient death and autopsy; no IG map) after the HL7 Vital Records Death Reporting IG's
+/// resources:
+///
+/// - death certification (PDA-3 `Y`, or a PDA-4 time or PDA-5 certifier): a completed Procedure, SNOMED CT
+///   308646001 "Death certification", performed PDA-4 (certificate signed), performer PDA-5
+///   (Practitioner);
+/// - autopsy (PDA-6 `Y`/`N`): an Observation, LOINC 85699-7 "Autopsy was performed", value PDA-6 in
+///   table 0136, effective PDA-7 (start and end), performer PDA-8 (Practitioner).
+///
+/// Not mapped: PDA-1 (death cause), PDA-2 (death location: R4 has no element for it), PDA-9 (coroner
+/// indicator).
+pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    let certified = field_comp(seg, 3, 1);
+    let at = ctx.at(4);
+    let signed = ctx.dtm(field(seg, 4), at);
+    let certifier = field(seg, 5).and_then(|x| entities::practitioner(ctx, x));
+    if certified.as_deref() == Some("Y") || signed.is_some() || certifier.is_some() {
+        let performer = certifier
+            .map(|i| fhir::ProcedurePerformer {
+                actor: ctx.reference(i),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        let procedure = fhir::Procedure {
+            id: Some(ctx.message_scoped_id("Procedure", "death-certification")),
+            status: Some("completed".into()),
+            code: Some(CodeableConcept::coding(
+                "http://snomed.info/sct",
+                "308646001",
+                Some("Death certification"),
+            )),
+            subject: subject.clone(),
+            performed: signed.map(fhir::ProcedurePerformed::DateTime),
+            performer,
+            ..Default::default()
+        };
+        ctx.add(procedure, None);
+    }
+    let autopsy = field_comp(seg, 6, 1).filter(|v| v == "Y" || v == "N");
+    if let Some(done) = autopsy {
+        let period = field(seg, 7).and_then(|dr| {
+            let at = ctx.at(7);
+            node_period(ctx, dr.component(1), dr.component(2), &at)
+        });
+        let performer: Vec<Reference> = field(seg, 8)
+            .and_then(|x| entities::practitioner(ctx, x))
+            .map(|i| ctx.reference(i))
+            .into_iter()
+            .collect();
+        let display = if done == "Y" { "Yes" } else { "No" };
+        let observation = fhir::Observation {
+            id: Some(ctx.message_scoped_id("Observation", "autopsy")),
+            status: Some("final".into()),
+            code: CodeableConcept::coding(
+                "http://loinc.org",
+                "85699-7",
+                Some("Autopsy was performed"),
+            ),
+            subject: Some(subject),
+            effective: period.map(|p| fhir::ObservationEffective::Period(Box::new(p))),
+            performer,
+            value: Some(fhir::ObservationValue::CodeableConcept(Box::new(
+                CodeableConcept::coding(v2_table("0136"), done, Some(display)),
+            ))),
+            ..Default::default()
+        };
+        ctx.add(observation, None);
+    }
+}
 
 /// ACC: not mapped (no IG map).
 pub fn acc(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
