@@ -628,3 +628,24 @@ fn pda_is_a_death_certification_and_an_autopsy() {
         Some(fhir::ObservationEffective::Period(_))
     ));
 }
+
+#[test]
+fn acc_is_an_injury_incident_observation() {
+    let c = sample("ADT-A01-01.hl7");
+    // ACC|20140317||Route 50 intersection||Y|N|10535^Goldbergn&van^Ludwig^...|vehicle acident||...|5348
+    let incident = all::<fhir::Observation>(&c)
+        .into_iter()
+        .find(|o| o.code.code_in("http://loinc.org") == Some("11374-6"))
+        .expect("the accident");
+    assert_eq!(incident.identifier[0].value.as_deref(), Some("5348"));
+    assert_eq!(
+        incident.value,
+        Some(fhir::ObservationValue::String("vehicle acident".into()))
+    );
+    assert_eq!(
+        incident.effective,
+        Some(fhir::ObservationEffective::DateTime("2014-03-17".into()))
+    );
+    let entered_by: &Practitioner = resolve(&c, &incident.performer[0]);
+    assert_eq!(entered_by.name[0].family.as_deref(), Some("Goldbergn"));
+}

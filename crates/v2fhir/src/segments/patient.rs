@@ -10,7 +10,7 @@
 //! for the same visit name one Encounter.
 //!
 //! Not mapped (recorded nowhere): PID-27 (veteran status, the IG's extension is undefined),
-//! PID-32-34, PID-37-38; DB1-4-8, PDA-1/2/9, ACC, IN3 (no IG map; see docs/conformance-notes/patient.md).
+//! PID-32-34, PID-37-38; DB1-4-8, PDA-1/2/9, ACC-2-6/9-12, IN3 (see docs/conformance-notes/patient.md).
 
 use fhir::{
     Account, AccountGuarantor, Address, CodeableConcept, Coding, ContactPoint, Coverage,
@@ -1598,8 +1598,61 @@ pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// ACC: not mapped (no IG map).
-pub fn acc(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// ACC (accident; the IG's ACC map is unfinished) -> an injury incident Observation after the HL7 Vital
+/// Records IGs' (LOINC 11374-6 "Injury incident description Narrative"): identifier ACC-13, effective
+/// ACC-1 (accident date/time), value ACC-8 (description) as a string, performer ACC-7 (entered by, the
+/// one who answers for the record). Not mapped: ACC-2 (accident code), ACC-3/11 (place), ACC-4, the
+/// indicators ACC-5/6/10 (the IGs' components for them are death-specific), ACC-9, ACC-12.
+pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    let at = ctx.at(1);
+    let when = ctx.dtm(field(seg, 1), at);
+    let description = field_text(seg, 8);
+    let identifier = field(seg, 13).and_then(|ei| {
+        Some(Identifier {
+            value: Some(comp(ei, 1)?),
+            system: entities::authority_system(comp(ei, 2), comp(ei, 3), comp(ei, 4).as_deref()),
+            ..Default::default()
+        })
+    });
+    if when.is_none() && description.is_none() && identifier.is_none() {
+        return;
+    }
+    let performer: Vec<Reference> = field(seg, 7)
+        .and_then(|x| entities::practitioner(ctx, x))
+        .map(|i| ctx.reference(i))
+        .into_iter()
+        .collect();
+    let id = match &identifier {
+        Some(i) => ctx.id(
+            "Observation",
+            &[
+                "accident",
+                i.system.as_deref().unwrap_or(""),
+                i.value.as_deref().unwrap_or(""),
+            ],
+        ),
+        None => ctx.message_scoped_id("Observation", "accident"),
+    };
+    let observation = fhir::Observation {
+        id: Some(id),
+        identifier: identifier.into_iter().collect(),
+        status: Some("final".into()),
+        code: CodeableConcept::coding(
+            "http://loinc.org",
+            "11374-6",
+            Some("Injury incident description Narrative"),
+        ),
+        subject: Some(subject),
+        effective: when.map(fhir::ObservationEffective::DateTime),
+        performer,
+        value: description.map(fhir::ObservationValue::String),
+        ..Default::default()
+    };
+    ctx.add(observation, None);
+}
 
 /// ARV (access restrictions) -> security labels (`meta.security`, v3 ActCode) on the Encounter when it
 /// follows a PV1, else on the Patient: ARV-2 action (table 0206: A -> LABEL, X -> PERSISTLABEL), ARV-3
