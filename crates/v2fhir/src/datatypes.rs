@@ -28,8 +28,8 @@ fn absent(node: Node<'_>) -> bool {
 /// XPN -> HumanName: family XPN.1.1, given XPN.2 then XPN.3 (kept whole: splitting on spaces would
 /// break compound names), suffix XPN.4, XPN.6, XPN.14, prefix XPN.5, use from XPN.7 via table 0200.
 ///
-/// Not mapped: XPN.10-13 (validity period), XPN.11 (assembly order extension), XPN.15 (called-by, which
-/// the IG maps to a second, `nickname` HumanName).
+/// Not mapped here: XPN.10-13 (validity period), XPN.11 (assembly order extension), XPN.15 (called-by,
+/// which the IG maps to a second, `nickname` HumanName: [`xpn_called_by`]).
 pub fn xpn(node: Node<'_>) -> Option<HumanName> {
     if absent(node) {
         return None;
@@ -49,8 +49,39 @@ pub fn xpn(node: Node<'_>) -> Option<HumanName> {
     has_part.then_some(name)
 }
 
-/// XAD -> Address: line XAD.1.1-3 (street, street name, dwelling number) then XAD.2, city XAD.3, state
-/// XAD.4, postalCode XAD.5, country XAD.6, district XAD.9.1, use and type from XAD.7 via table 0190.
+/// A CWE component (its parts are subcomponents) as a string per the IG's `CWE[string]`: the original
+/// text CWE.9, else the text CWE.2, else the code CWE.1 (what a sender of v2.6 or earlier, where such
+/// components were IS codes, puts there).
+pub fn cwe_string(node: Node<'_>) -> Option<String> {
+    if absent(node) {
+        return None;
+    }
+    let part = |s: usize| -> Option<String> {
+        if node.level() == hl7v2::Level::Component {
+            crate::read::text(node.subcomponent(s))
+        } else {
+            comp(node, s)
+        }
+    };
+    part(9).or_else(|| part(2)).or_else(|| part(1))
+}
+
+/// XPN.15 (called by) -> the IG's second HumanName: `given` XPN.15 with use `nickname`, for elements that
+/// hold several names (Patient.name, RelatedPerson.name, Practitioner.name). `None` when XPN.15 is empty.
+pub fn xpn_called_by(node: Node<'_>) -> Option<HumanName> {
+    if absent(node) {
+        return None;
+    }
+    comp(node, 15).map(|called| HumanName {
+        given: vec![called],
+        r#use: Some("nickname".into()),
+        ..Default::default()
+    })
+}
+
+/// XAD -> Address: line XAD.1.1-3 (street, street name, dwelling number) then XAD.2, then XAD.19
+/// (addressee, the IG's line[5]), city XAD.3, state XAD.4, postalCode XAD.5, country XAD.6, district
+/// XAD.9 read as `CWE[string]` (see [`cwe_string`]), use and type from XAD.7 via table 0190.
 ///
 /// Not mapped: XAD.7's iso21090 extensions, XAD.10 census tract, XAD.12-14 period.
 pub fn xad(node: Node<'_>) -> Option<Address> {
@@ -59,7 +90,7 @@ pub fn xad(node: Node<'_>) -> Option<Address> {
     }
     let kind = comp(node, 7);
     let address = Address {
-        line: [(1, 1), (1, 2), (1, 3), (2, 1)]
+        line: [(1, 1), (1, 2), (1, 3), (2, 1), (19, 1)]
             .iter()
             .filter_map(|&(c, s)| sub(node, c, s))
             .collect(),
@@ -67,7 +98,7 @@ pub fn xad(node: Node<'_>) -> Option<Address> {
         state: comp(node, 4),
         postal_code: comp(node, 5),
         country: comp(node, 6),
-        district: comp(node, 9),
+        district: node.component(9).and_then(cwe_string),
         r#use: kind.as_deref().and_then(address_use).map(str::to_owned),
         r#type: kind.as_deref().and_then(address_type).map(str::to_owned),
         ..Default::default()

@@ -54,6 +54,7 @@ pub fn v2_0203_display(code: &str) -> Option<&'static str> {
         "PRN" => "Provider number",
         "PT" => "Patient external identifier",
         "SB" => "Social Beneficiary Identifier",
+        "SL" => "State license",
         "SN" => "Subscriber Number",
         "SR" => "State registry ID",
         "SS" => "Social Security number",

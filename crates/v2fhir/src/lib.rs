@@ -36,7 +36,7 @@ pub mod segments;
 mod vocab;
 
 pub use context::{Coded, Ctx, Issue, IssueKind, Severity};
-pub use datatypes::{cwe, cx, quantity, xad, xpn, xtn};
+pub use datatypes::{cwe, cwe_string, cx, quantity, xad, xpn, xpn_called_by, xtn};
 pub use dtm::{DateTime, MAX_FRACTION_DIGITS, Precision, date, dtm};
 pub use error::{Error, ErrorKind};
 pub use message::{Conversion, MESSAGE_CODES, convert};

@@ -87,10 +87,11 @@ fn xad_matches_fhir_converter() {
         v2fhir::xad(rep(&oru, "PID-11", 1)),
         Some(json::<Address>(expected))
     );
-    // FHIR-Converter adds line "Near Highway" (XAD.19, addressee, which the IG does not map to a line),
-    // district "W" (XAD.9.2; the IG's district is the county code XAD.9.1, empty here) and the XAD.12
-    // period (not mapped yet). The trailing space of "Ann Arbor " is the sender's and kept by both.
-    let expected = r#"{"line":["1000","Hospital Lane","Ste. 123"],"city":"Ann Arbor ","state":"MI","postalCode":"99999","country":"USA","type":"postal"}"#;
+    // Line "Near Highway" is XAD.19 (addressee, the IG's line[5]); district "W" is XAD.9 read as the IG's
+    // CWE[string] (CWE.9, else CWE.2: `&W`). FHIR-Converter also writes the XAD.12 period, which the
+    // field layer adds (the data type alone has no context for its dates). The trailing space of
+    // "Ann Arbor " is the sender's and kept by both.
+    let expected = r#"{"line":["1000","Hospital Lane","Ste. 123","Near Highway"],"city":"Ann Arbor ","district":"W","state":"MI","postalCode":"99999","country":"USA","type":"postal"}"#;
     assert_eq!(
         v2fhir::xad(rep(&adt, "PID-11", 1)),
         Some(json::<Address>(expected))

@@ -1312,21 +1312,23 @@ fn round_trip(
     }
 }
 
-/// PID fields; v2 -> FHIR merges PID-2/3/4/19/20 into `Patient.identifier` (all written back to PID-3)
-/// and PID-5/9 into `Patient.name`.
+/// PID fields; v2 -> FHIR merges PID-2/3/4/19/20 (and DB1-3 when the disabled person is the patient)
+/// into `Patient.identifier` (all written back to PID-3)
+/// and PID-5/9 into `Patient.name` (an XPN.15 "called by" is a `nickname` name, written back before
+/// v2.7 as a repetition of its own with name type N).
 const PID_PATHS: &[&str] = &[
-    "PID-3.1<PID-2.1<PID-4.1<PID-19<PID-20.1",
-    "PID-3.4.1<PID-2.4.1<PID-4.4.1<PID-20.2<=USSSA",
-    "PID-3.4.2<PID-2.4.2<PID-4.4.2",
-    "PID-3.5<PID-2.5<PID-4.5<=SS<=DL",
+    "PID-3.1<PID-2.1<PID-4.1<PID-19<PID-20.1<DB1-3.1",
+    "PID-3.4.1<PID-2.4.1<PID-4.4.1<PID-20.2<=USSSA<DB1-3.4.1",
+    "PID-3.4.2<PID-2.4.2<PID-4.4.2<DB1-3.4.2",
+    "PID-3.5<PID-2.5<PID-4.5<=SS<=DL<DB1-3.5",
     "PID-5.1.1<PID-9.1.1",
-    "PID-5:2,3<PID-9:2,3",
+    "PID-5:2,3<PID-9:2,3<PID-5.15<PID-9.15",
     "PID-5.4<PID-9.4",
     "PID-5.5<PID-9.5",
-    "PID-5.7<PID-9.7",
+    "PID-5.7<PID-9.7<=N",
     "PID-7",
     "PID-8",
-    "PID-11:1.1,1.2,1.3,2",
+    "PID-11:1.1,1.2,1.3,2,19",
     "PID-11.3",
     "PID-11.4",
     "PID-11.5",
@@ -1351,7 +1353,7 @@ PV1|1|N\n";
             "NK1-2.2",
             "NK1-3.1",
             "NK1-3.3",
-            "NK1-4:1.1,1.2,1.3,2",
+            "NK1-4:1.1,1.2,1.3,2,19",
             "NK1-4.3",
             "NK1-5:12|1<NK1-6:12|1<NK1-40:12|1<NK1-41:12|1",
             "NK1-7.1",

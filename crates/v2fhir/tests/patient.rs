@@ -68,8 +68,8 @@ fn pid_maps_demographics() {
         birth_time.url.as_deref(),
         Some("http://hl7.org/fhir/StructureDefinition/patient-birthTime")
     );
-    // Identifiers: PID-2, PID-3 (two), PID-4, PID-19 (SSN), PID-20 (driver's licence); nothing from
-    // GT1 or DB1 (PID is the authority on the patient's identifiers).
+    // Identifiers: PID-2, PID-3 (two), PID-4, PID-19 (SSN), PID-20 (driver's licence), then DB1-3 (the
+    // DB1 is the patient's: DB1-2 PT); nothing from the GT1 (a guarantor's numbers, even when SEL).
     let values: Vec<&str> = p
         .identifier
         .iter()
@@ -83,7 +83,8 @@ fn pid_maps_demographics() {
             "123456789",
             "PATID567",
             "PSSN123121234",
-            "DLN-123"
+            "DLN-123",
+            "DB123"
         ]
     );
     let mr = &p.identifier[1];
@@ -101,10 +102,13 @@ fn pid_maps_demographics() {
     let period = p.identifier[0].period.as_ref().unwrap();
     assert_eq!(period.start.as_deref(), Some("1924-10-11"));
     assert_eq!(period.end.as_deref(), Some("1924-10-12"));
-    // Names PID-5 (two repetitions) and the alias PID-9.
-    assert_eq!(p.name.len(), 3);
+    // Names PID-5 (two repetitions, the first with XPN.15 "called by" as a nickname name after it) and
+    // the alias PID-9.
+    assert_eq!(p.name.len(), 4);
     assert_eq!(p.name[0].family.as_deref(), Some("EVERYMAN"));
-    assert_eq!(p.name[2].family.as_deref(), Some("elbert"));
+    assert_eq!(p.name[1].given, ["Addsm"]);
+    assert_eq!(p.name[1].r#use.as_deref(), Some("nickname"));
+    assert_eq!(p.name[3].family.as_deref(), Some("elbert"));
     // Marital status M through table 0002 -> v3.
     let marital = &p.marital_status.as_ref().unwrap().coding[0];
     assert_eq!(
@@ -523,4 +527,125 @@ fn related_people_and_roles() {
 
 fn p_role<'c>(c: &'c v2fhir::Conversion, r: &fhir::Reference) -> &'c fhir::PractitionerRole {
     resolve(c, r)
+}
+
+#[test]
+fn prd_is_a_practitioner_in_a_role_of_the_referral() {
+    let c = sample("REF-I12-01.hl7");
+    let roles = all::<fhir::PractitionerRole>(&c);
+    let role = |code: &str| {
+        roles
+            .iter()
+            .find(|r| r.code.iter().any(|c| c.code_in(V2_0443) == Some(code)))
+            .unwrap_or_else(|| panic!("a {code} role"))
+    };
+    let referring = role("RP");
+    let p: &Practitioner = resolve(&c, referring.practitioner.as_ref().unwrap());
+    assert_eq!(p.name[0].family.as_deref(), Some("POWELL"));
+    // PRD-7 PLN `PLN1001^SL^^20240112`: a state licence number valid until PLN.4.
+    let id = &p.identifier[0];
+    assert_eq!(id.value.as_deref(), Some("PLN1001"));
+    assert_eq!(
+        id.r#type.as_ref().unwrap().code_in(v2fhir::V2_0203_SYSTEM),
+        Some("SL")
+    );
+    assert_eq!(
+        id.period.as_ref().unwrap().end.as_deref(),
+        Some("2024-01-12")
+    );
+    assert_eq!(p.telecom[0].r#use.as_deref(), Some("work"));
+    // PRD-8/9 period, PRD-4 location, PRD-10 organization with PRD-11 address and PRD-13 telecom.
+    assert_eq!(
+        referring.period.as_ref().unwrap().start.as_deref(),
+        Some("2020-01-12")
+    );
+    assert_eq!(referring.location.len(), 1);
+    let org: &Organization = resolve(&c, referring.organization.as_ref().unwrap());
+    assert_eq!(org.name.as_deref(), Some("GOOD HEALTH HOSPITAL"));
+    assert!(!org.address.is_empty() && !org.telecom.is_empty());
+    // The referral's requester is the referring provider, a performer the referred-to one.
+    let referred_to = role("RT");
+    let sr = all::<fhir::ServiceRequest>(&c)
+        .into_iter()
+        .find(|s| {
+            s.category
+                .iter()
+                .any(|c| c.code_in("http://snomed.info/sct") == Some("3457005"))
+        })
+        .expect("the referral");
+    let target = |r: &fhir::PractitionerRole| {
+        c.bundle
+            .entry
+            .iter()
+            .find(|e| e.resource.as_ref().and_then(|x| x.id()) == r.id.as_deref())
+            .and_then(|e| e.full_url.clone())
+    };
+    assert_eq!(
+        sr.requester.as_ref().and_then(|r| r.reference.clone()),
+        target(referring)
+    );
+    assert!(
+        sr.performer
+            .iter()
+            .any(|p| p.reference.clone() == target(referred_to))
+    );
+}
+
+const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
+
+#[test]
+fn pda_is_a_death_certification_and_an_autopsy() {
+    let c = sample("ADT-A01-01.hl7");
+    // PDA|...|Y|20211102123000+0115|005454^DeathCert^Robin^B|Y|...^...|002324^Autopsy^John^K|N
+    let certification = all::<fhir::Procedure>(&c)
+        .into_iter()
+        .find(|p| {
+            p.code
+                .as_ref()
+                .and_then(|c| c.code_in("http://snomed.info/sct"))
+                == Some("308646001")
+        })
+        .expect("the death certification");
+    assert_eq!(certification.status.as_deref(), Some("completed"));
+    let certifier: &Practitioner = resolve(&c, &certification.performer[0].actor);
+    // 005454 is also DG1-16's diagnosing clinician: one Practitioner per identifier.
+    assert_eq!(certifier.identifier[0].value.as_deref(), Some("005454"));
+    let autopsy = all::<fhir::Observation>(&c)
+        .into_iter()
+        .find(|o| o.code.code_in("http://loinc.org") == Some("85699-7"))
+        .expect("the autopsy");
+    let Some(fhir::ObservationValue::CodeableConcept(done)) = &autopsy.value else {
+        panic!("a coded value");
+    };
+    assert_eq!(
+        done.code_in("http://terminology.hl7.org/CodeSystem/v2-0136"),
+        Some("Y")
+    );
+    let pathologist: &Practitioner = resolve(&c, &autopsy.performer[0]);
+    assert_eq!(pathologist.name[0].family.as_deref(), Some("Autopsy"));
+    assert!(matches!(
+        autopsy.effective,
+        Some(fhir::ObservationEffective::Period(_))
+    ));
+}
+
+#[test]
+fn acc_is_an_injury_incident_observation() {
+    let c = sample("ADT-A01-01.hl7");
+    // ACC|20140317||Route 50 intersection||Y|N|10535^Goldbergn&van^Ludwig^...|vehicle acident||...|5348
+    let incident = all::<fhir::Observation>(&c)
+        .into_iter()
+        .find(|o| o.code.code_in("http://loinc.org") == Some("11374-6"))
+        .expect("the accident");
+    assert_eq!(incident.identifier[0].value.as_deref(), Some("5348"));
+    assert_eq!(
+        incident.value,
+        Some(fhir::ObservationValue::String("vehicle acident".into()))
+    );
+    assert_eq!(
+        incident.effective,
+        Some(fhir::ObservationEffective::DateTime("2014-03-17".into()))
+    );
+    let entered_by: &Practitioner = resolve(&c, &incident.performer[0]);
+    assert_eq!(entered_by.name[0].family.as_deref(), Some("Goldbergn"));
 }

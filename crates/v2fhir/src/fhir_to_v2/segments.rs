@@ -148,7 +148,7 @@ pub(crate) fn pid(w: &mut Writer, cx: &Cx<'_>, p: &Patient) -> Result<()> {
             .find(|i| i.system.as_deref() == Some(types::US_SSN));
         w.put_opt("19", ssn.and_then(|i| i.value.as_deref()))?;
     }
-    repeat(w, "5", &p.name, xpn)?;
+    names(w, "5", &p.name)?;
     put_dtm(w, "7", p.birth_date.as_deref(), "Patient.birthDate")?;
     w.put_opt("8", p.gender.as_deref().and_then(vocab::sex))?;
     repeat(w, "11", &p.address, xad)?;
@@ -288,6 +288,27 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// Writes each item with `f` into repetitions of `field`, numbering only the items written.
+/// HumanNames -> XPN repetitions of `field`; from v2.7 on, a `nickname` name of one given name (what
+/// v2 -> FHIR makes of XPN.15) goes back into XPN.15 (called by) of the name before it.
+fn names(w: &mut Writer, field: &str, names: &[fhir::HumanName]) -> Result<usize> {
+    let mut n = 0;
+    for name in names {
+        let called_by = name.r#use.as_deref() == Some("nickname")
+            && name.family.is_none()
+            && name.prefix.is_empty()
+            && name.suffix.is_empty()
+            && name.given.len() == 1;
+        if called_by && w.v27 && n > 0 {
+            w.put(&format!("{field}({n}).15"), &name.given[0])?;
+            continue;
+        }
+        if xpn(w, &format!("{field}({})", n + 1), name)? {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 pub(crate) fn repeat<T>(
     w: &mut Writer,
     field: &str,

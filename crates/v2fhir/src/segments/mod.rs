@@ -33,6 +33,7 @@ pub fn convert(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Result<(), Error> {
         "ACC" => patient::acc(ctx, seg),
         "ARV" => patient::arv(ctx, seg),
         "ROL" => patient::rol(ctx, seg),
+        "PRD" => patient::prd(ctx, seg),
         "GT1" => patient::gt1(ctx, seg),
         "IN1" => patient::in1(ctx, seg),
         "IN2" => patient::in2(ctx, seg),

@@ -1,6 +1,7 @@
 //! PID, PD1, NK1, MRG -> Patient, its contacts, related people and links; PV1, PV2 -> Encounter;
-//! ROL -> PractitionerRoles of the patient or the visit; ARV -> security labels; GT1, IN1, IN2 ->
-//! Account and Coverage with the payer Organization and the subscriber.
+//! ROL, PRD -> PractitionerRoles of the patient, the visit or the referral; ARV -> security labels;
+//! GT1, IN1, IN2 -> Account and Coverage with the payer Organization and the subscriber; DB1 -> the
+//! patient's identifiers.
 //!
 //! After the IG tables `PID[Patient]`, `PID[Account]`, `PD1[Patient]`, `NK1[Patient]`, `PV1[Encounter]`,
 //! `PV2[Encounter]`, `IN1[Coverage]`, `ROL[...]`, and FHIR-Converter's values where the IG leaves a
@@ -9,7 +10,7 @@
 //! for the same visit name one Encounter.
 //!
 //! Not mapped (recorded nowhere): PID-27 (veteran status, the IG's extension is undefined),
-//! PID-32-34, PID-37-38; DB1, PDA, ACC, IN3 (no IG map; see docs/conformance-notes/patient.md).
+//! PID-32-34, PID-37-38; DB1-4-8, PDA-1/2/9, ACC-2-6/9-12, IN3 (see docs/conformance-notes/patient.md).
 
 use fhir::{
     Account, AccountGuarantor, Address, CodeableConcept, Coding, ContactPoint, Coverage,
@@ -182,17 +183,19 @@ fn dr_period(
     })
 }
 
-/// XPN repetitions of field `n` as names, with their validity periods.
+/// XPN repetitions of field `n` as names, with their validity periods; a repetition's XPN.15 (called
+/// by) follows it as a `nickname` name (IG `XPN[HumanName]`).
 fn names(ctx: &mut Ctx<'_>, seg: &Segment<'_>, n: usize) -> Vec<HumanName> {
     let at = ctx.at(n);
-    reps(seg, n)
-        .into_iter()
-        .filter_map(|r| {
-            let mut name = crate::xpn(r)?;
+    let mut out = Vec::new();
+    for r in reps(seg, n) {
+        if let Some(mut name) = crate::xpn(r) {
             name.period = dr_period(ctx, r, 10, 12, &at);
-            Some(name)
-        })
-        .collect()
+            out.push(name);
+        }
+        out.extend(crate::xpn_called_by(r));
+    }
+    out
 }
 
 /// XAD repetitions of field `n` as addresses, with their validity periods.
@@ -448,16 +451,17 @@ pub fn pid(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     birth(ctx, seg, &mut patient);
     patient.gender = sex(ctx, seg, 8);
     race(seg, &mut patient);
-    // Addresses PID-11; county PID-12 fills the district of a lone address.
+    // Addresses PID-11; county PID-12 fills the district of a lone address without one, else it is an
+    // address of its own unless the lone address already names that county (IG PID-12).
     patient.address = addresses(ctx, seg, 11);
     if let Some(county) = field_comp(seg, 12, 1) {
         match patient.address.as_mut_slice() {
             [one] if one.district.is_none() => one.district = Some(county),
-            [] => patient.address.push(Address {
+            [one] if one.district.as_deref() == Some(county.as_str()) => {}
+            _ => patient.address.push(Address {
                 district: Some(county),
                 ..Default::default()
             }),
-            _ => {}
         }
     }
     // Telecoms: PID-13 (home unless XTN.2 says otherwise), PID-14 (work), PID-40.
@@ -598,7 +602,7 @@ const OMB_RACE: [&str; 7] = [
     "1002-5", "2028-9", "2054-5", "2076-8", "2106-3", "2131-1", "UNK",
 ];
 
-/// The CDC displays of the OMB race categories, for a code sent without one.
+/// The CDC displays of the OMB race categories.
 fn omb_display(code: &str) -> Option<&'static str> {
     Some(match code {
         "1002-5" => "American Indian or Alaska Native",
@@ -612,56 +616,77 @@ fn omb_display(code: &str) -> Option<&'static str> {
 }
 
 /// PID-10 -> US Core race, PID-22 -> US Core ethnicity (the IG leaves both to the realm's extension).
-/// Codes are the CDC race and ethnicity codes v2 table 0005 and 0189 use; the ethnicity table's letters
-/// (H, N, U) are mapped to them.
 fn race(seg: &Segment<'_>, patient: &mut Patient) {
-    for (n, url, omb) in [
-        (10, US_CORE_RACE, &OMB_RACE[..]),
-        (22, US_CORE_ETHNICITY, &["2135-2", "2186-5", "UNK"][..]),
-    ] {
-        let mut parts = Vec::new();
-        let mut texts = Vec::new();
-        for r in reps(seg, n) {
-            let Some(code) = comp(r, 1) else { continue };
-            let display = comp(r, 2).or_else(|| omb_display(&code).map(str::to_owned));
-            let (code, display) = match (n, code.as_str()) {
-                (22, "H") => ("2135-2".to_owned(), Some("Hispanic or Latino".to_owned())),
-                (22, "N") => (
-                    "2186-5".to_owned(),
-                    Some("Not Hispanic or Latino".to_owned()),
-                ),
-                (22, "U") => ("UNK".to_owned(), Some("Unknown".to_owned())),
-                _ => (code, display),
-            };
-            let system = if code == "UNK" || code == "ASKU" {
-                "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
-            } else {
-                CDC_RACE_ETHNICITY
-            };
-            let slice = if omb.contains(&code.as_str()) || code == "ASKU" {
-                "ombCategory"
-            } else {
-                "detailed"
-            };
-            texts.push(display.clone().unwrap_or_else(|| code.clone()));
-            parts.push(Extension::new(
-                slice,
-                ExtensionValue::Coding(Box::new(Coding::new(system, code, display.as_deref()))),
-            ));
-        }
-        if parts.is_empty() {
-            continue;
-        }
-        parts.push(Extension::new(
-            "text",
-            ExtensionValue::String(texts.join(", ")),
-        ));
-        patient.extension.push(Extension {
-            url: Some(url.into()),
-            extension: parts,
-            ..Default::default()
-        });
+    for (n, url) in [(10, US_CORE_RACE), (22, US_CORE_ETHNICITY)] {
+        patient.extension.extend(race_extension(seg, n, url));
     }
+}
+
+/// A race (`url` US Core race) or ethnicity (US Core ethnicity) field `n` as its US Core extension.
+/// Codes are the CDC race and ethnicity codes v2 tables 0005 and 0189 use; the ethnicity table's letters
+/// (H, N, U) are mapped to them. An OMB category gets the CDC display (the code system's), other codes
+/// the display sent.
+fn race_extension(seg: &Segment<'_>, n: usize, url: &str) -> Option<Extension> {
+    let race = url == US_CORE_RACE;
+    let omb: &[&str] = if race {
+        &OMB_RACE
+    } else {
+        &["2135-2", "2186-5", "UNK"]
+    };
+    let mut parts = Vec::new();
+    let mut texts = Vec::new();
+    for r in reps(seg, n) {
+        let Some(code) = comp(r, 1) else { continue };
+        let display = omb_display(&code)
+            .filter(|_| race)
+            .map(str::to_owned)
+            .or_else(|| comp(r, 2));
+        // CWE.7 (coding system version) stays with a code kept as sent; table 0189's letters are
+        // rewritten into another code system, whose version the sender did not give.
+        let (code, display, version) = match (race, code.as_str()) {
+            (false, "H") => (
+                "2135-2".to_owned(),
+                Some("Hispanic or Latino".to_owned()),
+                None,
+            ),
+            (false, "N") => (
+                "2186-5".to_owned(),
+                Some("Not Hispanic or Latino".to_owned()),
+                None,
+            ),
+            (false, "U") => ("UNK".to_owned(), Some("Unknown".to_owned()), None),
+            _ => (code, display, comp(r, 7)),
+        };
+        let system = if code == "UNK" || code == "ASKU" {
+            "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
+        } else {
+            CDC_RACE_ETHNICITY
+        };
+        let slice = if omb.contains(&code.as_str()) || code == "ASKU" {
+            "ombCategory"
+        } else {
+            "detailed"
+        };
+        texts.push(display.clone().unwrap_or_else(|| code.clone()));
+        let mut coding = Coding::new(system, code, display.as_deref());
+        coding.version = version;
+        parts.push(Extension::new(
+            slice,
+            ExtensionValue::Coding(Box::new(coding)),
+        ));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    parts.push(Extension::new(
+        "text",
+        ExtensionValue::String(texts.join(", ")),
+    ));
+    Some(Extension {
+        url: Some(url.into()),
+        extension: parts,
+        ..Default::default()
+    })
 }
 
 /// PID-35 (species) and PID-36 (breed) -> the patient-animal extension.
@@ -841,9 +866,10 @@ pub fn nk1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// NK1 -> RelatedPerson per `NK1[RelatedPerson]`: what the contact has (name, relationships, address,
-/// telecoms, period, gender), plus identifiers NK1-12, NK1-33 and NK1-37 (SSN), birth date NK1-16,
-/// language NK1-20, contact person name NK1-30, telecom NK1-31, address NK1-32. Its id comes from the
+/// NK1 -> RelatedPerson per `NK1[RelatedPerson]`: what the contact has (names with XPN.15 nicknames,
+/// relationships, address, telecoms, period, gender), plus identifiers NK1-12, NK1-33 and NK1-37 (SSN),
+/// birth date NK1-16, language NK1-20, contact person name NK1-30, telecom NK1-31, address NK1-32, race
+/// NK1-35 (US Core race). Its id comes from the
 /// patient and the first identifier, else the patient, NK1-1 and the name.
 fn nk1_related_person(
     ctx: &mut Ctx<'_>,
@@ -861,7 +887,7 @@ fn nk1_related_person(
             ..Default::default()
         });
     }
-    let mut name: Vec<HumanName> = contact.name.clone().into_iter().collect();
+    let mut name: Vec<HumanName> = names(ctx, seg, 2);
     name.extend(names(ctx, seg, 30));
     let mut address: Vec<Address> = addresses(ctx, seg, 4);
     address.extend(addresses(ctx, seg, 32));
@@ -903,6 +929,8 @@ fn nk1_related_person(
     };
     Some(RelatedPerson {
         id: Some(id),
+        // NK1-35 race: the realm's race extension (IG), US Core's as for PID-10.
+        extension: race_extension(seg, 35, US_CORE_RACE).into_iter().collect(),
         identifier,
         patient,
         relationship: contact.relationship.clone(),
@@ -1473,15 +1501,158 @@ fn xml_escape(text: &str) -> String {
     out
 }
 
-/// DB1: not mapped. The IG has no DB1 map; FHIR-Converter copies DB1-3 onto the Patient's identifiers
-/// and writes its own disability extensions, but PID stays the authority on the patient's identifiers.
-pub fn db1(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// DB1 (disability) whose disabled person is the patient (DB1-2 `PT`, table 0334) -> DB1-3 (disabled
+/// person identifier) as identifiers of the Patient (the IG has no DB1 map). DB1 for the guarantor or
+/// insured (`GT`, `IN`, `AP`...) names another person: not the patient's identifiers. DB1-4 to DB1-8
+/// (indicator and dates) have no element or published extension: not mapped.
+pub fn db1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(p) = ctx.patient else { return };
+    if field_comp(seg, 2, 1).as_deref() != Some("PT") {
+        return;
+    }
+    let found = identifiers(ctx, seg, 3);
+    if let Some(patient) = ctx.get_mut::<Patient>(p) {
+        for id in found {
+            let known = patient
+                .identifier
+                .iter()
+                .any(|i| i.value == id.value && i.system == id.system);
+            if !known {
+                patient.identifier.push(id);
+            }
+        }
+    }
+}
 
-/// PDA: not mapped (no IG map).
-pub fn pda(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// PDA (patient death and autopsy; no IG map) after the HL7 Vital Records Death Reporting IG's
+/// resources:
+///
+/// - death certification (PDA-3 `Y`, or a PDA-4 time or PDA-5 certifier): a completed Procedure, SNOMED CT
+///   308646001 "Death certification", performed PDA-4 (certificate signed), performer PDA-5
+///   (Practitioner);
+/// - autopsy (PDA-6 `Y`/`N`): an Observation, LOINC 85699-7 "Autopsy was performed", value PDA-6 in
+///   table 0136, effective PDA-7 (start and end), performer PDA-8 (Practitioner).
+///
+/// Not mapped: PDA-1 (death cause), PDA-2 (death location: R4 has no element for it), PDA-9 (coroner
+/// indicator).
+pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    let certified = field_comp(seg, 3, 1);
+    let at = ctx.at(4);
+    let signed = ctx.dtm(field(seg, 4), at);
+    let certifier = field(seg, 5).and_then(|x| entities::practitioner(ctx, x));
+    if certified.as_deref() == Some("Y") || signed.is_some() || certifier.is_some() {
+        let performer = certifier
+            .map(|i| fhir::ProcedurePerformer {
+                actor: ctx.reference(i),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        let procedure = fhir::Procedure {
+            id: Some(ctx.message_scoped_id("Procedure", "death-certification")),
+            status: Some("completed".into()),
+            code: Some(CodeableConcept::coding(
+                "http://snomed.info/sct",
+                "308646001",
+                Some("Death certification"),
+            )),
+            subject: subject.clone(),
+            performed: signed.map(fhir::ProcedurePerformed::DateTime),
+            performer,
+            ..Default::default()
+        };
+        ctx.add(procedure, None);
+    }
+    let autopsy = field_comp(seg, 6, 1).filter(|v| v == "Y" || v == "N");
+    if let Some(done) = autopsy {
+        let period = field(seg, 7).and_then(|dr| {
+            let at = ctx.at(7);
+            node_period(ctx, dr.component(1), dr.component(2), &at)
+        });
+        let performer: Vec<Reference> = field(seg, 8)
+            .and_then(|x| entities::practitioner(ctx, x))
+            .map(|i| ctx.reference(i))
+            .into_iter()
+            .collect();
+        let display = if done == "Y" { "Yes" } else { "No" };
+        let observation = fhir::Observation {
+            id: Some(ctx.message_scoped_id("Observation", "autopsy")),
+            status: Some("final".into()),
+            code: CodeableConcept::coding(
+                "http://loinc.org",
+                "85699-7",
+                Some("Autopsy was performed"),
+            ),
+            subject: Some(subject),
+            effective: period.map(|p| fhir::ObservationEffective::Period(Box::new(p))),
+            performer,
+            value: Some(fhir::ObservationValue::CodeableConcept(Box::new(
+                CodeableConcept::coding(v2_table("0136"), done, Some(display)),
+            ))),
+            ..Default::default()
+        };
+        ctx.add(observation, None);
+    }
+}
 
-/// ACC: not mapped (no IG map).
-pub fn acc(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// ACC (accident; the IG's ACC map is unfinished) -> an injury incident Observation after the HL7 Vital
+/// Records IGs' (LOINC 11374-6 "Injury incident description Narrative"): identifier ACC-13, effective
+/// ACC-1 (accident date/time), value ACC-8 (description) as a string, performer ACC-7 (entered by, the
+/// one who answers for the record). Not mapped: ACC-2 (accident code), ACC-3/11 (place), ACC-4, the
+/// indicators ACC-5/6/10 (the IGs' components for them are death-specific), ACC-9, ACC-12.
+pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    let at = ctx.at(1);
+    let when = ctx.dtm(field(seg, 1), at);
+    let description = field_text(seg, 8);
+    let identifier = field(seg, 13).and_then(|ei| {
+        Some(Identifier {
+            value: Some(comp(ei, 1)?),
+            system: entities::authority_system(comp(ei, 2), comp(ei, 3), comp(ei, 4).as_deref()),
+            ..Default::default()
+        })
+    });
+    if when.is_none() && description.is_none() && identifier.is_none() {
+        return;
+    }
+    let performer: Vec<Reference> = field(seg, 7)
+        .and_then(|x| entities::practitioner(ctx, x))
+        .map(|i| ctx.reference(i))
+        .into_iter()
+        .collect();
+    let id = match &identifier {
+        Some(i) => ctx.id(
+            "Observation",
+            &[
+                "accident",
+                i.system.as_deref().unwrap_or(""),
+                i.value.as_deref().unwrap_or(""),
+            ],
+        ),
+        None => ctx.message_scoped_id("Observation", "accident"),
+    };
+    let observation = fhir::Observation {
+        id: Some(id),
+        identifier: identifier.into_iter().collect(),
+        status: Some("final".into()),
+        code: CodeableConcept::coding(
+            "http://loinc.org",
+            "11374-6",
+            Some("Injury incident description Narrative"),
+        ),
+        subject: Some(subject),
+        effective: when.map(fhir::ObservationEffective::DateTime),
+        performer,
+        value: description.map(fhir::ObservationValue::String),
+        ..Default::default()
+    };
+    ctx.add(observation, None);
+}
 
 /// ARV (access restrictions) -> security labels (`meta.security`, v3 ActCode) on the Encounter when it
 /// follows a PV1, else on the Patient: ARV-2 action (table 0206: A -> LABEL, X -> PERSISTLABEL), ARV-3
@@ -1604,6 +1775,141 @@ pub fn rol(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
+/// PRD (provider data, referral messages) -> a Practitioner and its PractitionerRole (the IG has no PRD
+/// map; FHIR-Converter's rendering):
+///
+/// - Practitioner: name PRD-2 (XPN), address PRD-3, telecom PRD-5 (use work when XTN.2 is empty),
+///   identifiers PRD-7 (PLN: value PLN.1, type PLN.2 in table 0203, which holds table 0338's
+///   practitioner id types, period end PLN.4); its id from the first identifier, else the name;
+/// - PractitionerRole: code PRD-1 (table 0286 provider role, whose codes RP, RT, PP, CP are those of
+///   table 0443), location PRD-4, period PRD-8/9, organization PRD-10 (XON) with its address PRD-11 and
+///   telecom PRD-13 when it has none yet;
+/// - the referral ServiceRequest (RF1) of the message: a referring provider (RP) is its requester, a
+///   referred-to provider (RT) one of its performers.
+pub fn prd(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let name = names(ctx, seg, 2);
+    let at = ctx.at(7);
+    let mut identifier = Vec::new();
+    for pln in reps(seg, 7) {
+        let Some(value) = comp(pln, 1) else { continue };
+        let end = ctx.date(pln.component(4), &at);
+        identifier.push(Identifier {
+            value: Some(value),
+            r#type: comp(pln, 2).map(entities::identifier_type),
+            period: entities::period(None, end),
+            ..Default::default()
+        });
+    }
+    if name.is_empty() && identifier.is_empty() {
+        return;
+    }
+    let id = match identifier.first() {
+        Some(i) => ctx.id("Practitioner", &["", i.value.as_deref().unwrap_or("")]),
+        None => ctx.id(
+            "Practitioner",
+            &["name", &field_text(seg, 2).unwrap_or_default()],
+        ),
+    };
+    let practitioner = fhir::Practitioner {
+        id: Some(id),
+        identifier,
+        name,
+        telecom: telecoms(ctx, seg, 5, Some("work")),
+        address: addresses(ctx, seg, 3),
+        ..Default::default()
+    };
+    let p = ctx.add(practitioner, None);
+    let practitioner = ctx.reference(p);
+
+    let at = ctx.at(1);
+    let code = coded(ctx, field(seg, 1), &at, &v2_table("0443")).map(|mut c| {
+        for coding in &mut c.coding {
+            let shared = matches!(coding.code.as_deref(), Some("CP" | "PP" | "RP" | "RT"));
+            if shared
+                && coding
+                    .system
+                    .as_deref()
+                    .is_some_and(|s| s.ends_with("v2-0286"))
+            {
+                coding.system = Some(v2_table("0443"));
+            }
+        }
+        c
+    });
+    let role_code = code
+        .as_ref()
+        .and_then(|c| c.code_in(&v2_table("0443")))
+        .map(str::to_owned);
+    let location = field(seg, 4)
+        .and_then(|pl| entities::location(ctx, pl))
+        .map(|i| ctx.reference(i));
+    let at = ctx.at(8);
+    let start = ctx.date(field(seg, 8), &at);
+    let at = ctx.at(9);
+    let end = ctx.date(field(seg, 9), &at);
+    let org = field(seg, 10).and_then(|x| entities::organization(ctx, x));
+    if let Some(o) = org {
+        let address = addresses(ctx, seg, 11);
+        let telecom = telecoms(ctx, seg, 13, Some("work"));
+        if let Some(org) = ctx.get_mut::<Organization>(o) {
+            if org.address.is_empty() {
+                org.address = address;
+            }
+            if org.telecom.is_empty() {
+                org.telecom = telecom;
+            }
+        }
+    }
+    let organization = org.map(|i| ctx.reference(i));
+    let key = |r: &Option<Reference>| {
+        r.as_ref()
+            .and_then(|r| r.reference.clone())
+            .unwrap_or_default()
+    };
+    let id = ctx.id(
+        "PractitionerRole",
+        &[
+            practitioner.reference.as_deref().unwrap_or(""),
+            &field_text(seg, 1).unwrap_or_default(),
+            &key(&organization),
+            &key(&location),
+        ],
+    );
+    let role = fhir::PractitionerRole {
+        id: Some(id),
+        practitioner: Some(practitioner),
+        code: code.into_iter().collect(),
+        period: entities::period(start, end),
+        location: location.into_iter().collect(),
+        organization,
+        ..Default::default()
+    };
+    let r = ctx.add(role, None);
+    let role = ctx.reference(r);
+    let referral = ctx
+        .resources()
+        .enumerate()
+        .filter(|(_, res)| {
+            res.downcast_ref::<fhir::ServiceRequest>()
+                .is_some_and(|sr| {
+                    sr.category.iter().any(|c| {
+                        c.coding
+                            .iter()
+                            .any(|x| x.code.as_deref() == Some("3457005"))
+                    })
+                })
+        })
+        .map(|(i, _)| i)
+        .last();
+    if let Some(sr) = referral.and_then(|i| ctx.get_mut::<fhir::ServiceRequest>(i)) {
+        match role_code.as_deref() {
+            Some("RP") if sr.requester.is_none() => sr.requester = Some(role),
+            Some("RT") if !sr.performer.contains(&role) => sr.performer.push(role),
+            _ => {}
+        }
+    }
+}
+
 /// GT1 -> the Account's guarantor: the patient when GT1-11 says self (`SEL`), else a RelatedPerson from
 /// GT1-3 (name), GT1-5 (address), GT1-6/7 (phones), GT1-8 (birth date), GT1-9 (sex), GT1-11
 /// (relationship); period GT1-13/14. Without a PID-18 Account, one is made for the patient.
@@ -1615,7 +1921,7 @@ pub fn gt1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let party = if relationship.as_deref() == Some("SEL") {
         Some(patient_ref.clone())
     } else {
-        related_person(ctx, seg, 3, 5, &[6, 7], 8, 9, 11).map(|i| ctx.reference(i))
+        guarantor_person(ctx, seg).map(|i| ctx.reference(i))
     };
     let Some(party) = party else { return };
     let at = ctx.at(13);
@@ -1648,20 +1954,67 @@ pub fn gt1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// A RelatedPerson of the current patient from the fields of a guarantor (GT1) or insured (IN1).
+/// A guarantor who is not the patient (GT1) -> RelatedPerson (the IG has no GT1 map): name GT1-3,
+/// address GT1-5, home phone GT1-6 (use home unless XTN.2 says otherwise), business phone GT1-7 (work),
+/// birth date GT1-8, sex GT1-9, relationship GT1-11; identifiers GT1-2 (guarantor number), GT1-12
+/// (SSN) and GT1-19 (the guarantor's employee id); primary language GT1-36.
+fn guarantor_person(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let i = related_person(
+        ctx,
+        seg,
+        3,
+        5,
+        &[(6, Some("home")), (7, Some("work"))],
+        8,
+        9,
+        11,
+    )?;
+    let mut identifier = identifiers(ctx, seg, 2);
+    if let Some(ssn) = field_comp(seg, 12, 1) {
+        identifier.push(Identifier {
+            value: Some(ssn),
+            system: Some("http://hl7.org/fhir/sid/us-ssn".into()),
+            r#type: Some(entities::identifier_type("SS".into())),
+            ..Default::default()
+        });
+    }
+    identifier.extend(identifiers(ctx, seg, 19));
+    let at = ctx.at(36);
+    let language = ctx.code(field(seg, 36), &at).map(language_concept);
+    if let Some(person) = ctx.get_mut::<RelatedPerson>(i) {
+        for id in identifier {
+            if !person.identifier.contains(&id) {
+                person.identifier.push(id);
+            }
+        }
+        if let Some(language) = language
+            && person.communication.is_empty()
+        {
+            person.communication.push(fhir::RelatedPersonCommunication {
+                language,
+                preferred: Some(true),
+                ..Default::default()
+            });
+        }
+    }
+    Some(i)
+}
+
+/// A RelatedPerson of the current patient from the fields of a guarantor (GT1) or insured (IN1); phones
+/// are (field, use when XTN.2 is empty).
 #[allow(clippy::too_many_arguments)]
 fn related_person(
     ctx: &mut Ctx<'_>,
     seg: &Segment<'_>,
     name: usize,
     address: usize,
-    phones: &[usize],
+    phones: &[(usize, Option<&str>)],
     birth: usize,
     sex: usize,
     relationship: usize,
 ) -> Option<usize> {
     let patient = ctx.patient_ref()?;
-    let names: Vec<HumanName> = reps(seg, name).into_iter().filter_map(crate::xpn).collect();
+    let names: Vec<HumanName> = names(ctx, seg, name);
     if names.is_empty() {
         return None;
     }
@@ -1673,11 +2026,11 @@ fn related_person(
         .map(relationship_concept)
         .into_iter()
         .collect();
-    let telecom: Vec<ContactPoint> = phones
-        .iter()
-        .flat_map(|&n| reps(seg, n))
-        .filter_map(crate::xtn)
-        .collect();
+    let mut telecom: Vec<ContactPoint> = Vec::new();
+    for &(n, default_use) in phones {
+        let found = telecoms(ctx, seg, n, default_use);
+        telecom.extend(found);
+    }
     let sex_code = self::sex(ctx, seg, sex);
     let id = ctx.id(
         "RelatedPerson",
@@ -1695,10 +2048,7 @@ fn related_person(
         telecom,
         gender: sex_code,
         birth_date,
-        address: reps(seg, address)
-            .into_iter()
-            .filter_map(crate::xad)
-            .collect(),
+        address: addresses(ctx, seg, address),
         ..Default::default()
     };
     Some(ctx.add(person, None))
