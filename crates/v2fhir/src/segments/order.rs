@@ -57,8 +57,8 @@ fn part(node: Node<'_>, n: usize) -> Option<String> {
 }
 
 /// EI (entity id, namespace id, universal id, universal id type) -> Identifier: value EI.1, system the
-/// universal id as a URI (`urn:oid:` for ISO, `urn:uuid:` for UUID, as given for URI), else the
-/// namespace id as given; what a `uri` cannot carry (a space) is percent-encoded
+/// universal id as a URI (`urn:oid:` for ISO or any universal id in OID form, `urn:uuid:` for UUID, as
+/// given for URI), else the namespace id as given; what a `uri` cannot carry (a space) is percent-encoded
 /// ([`crate::vocab::local_system`]). `type` is a v2 table 0203 code (`PLAC`, `FILL`) when given.
 fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
     if !present(node) {
@@ -70,6 +70,8 @@ fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
         (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
         (Some(u), Some("UUID" | "GUID")) => Some(format!("urn:uuid:{u}")),
         (Some(u), Some("URI")) => Some(u),
+        // An OID whatever EI.4 claims (a CLIA number, DNS name or local id is never dotted digits).
+        (Some(u), _) if is_oid(&u) => Some(format!("urn:oid:{u}")),
         (u, _) => part(node, 2).or(u),
     }
     .map(|s| crate::vocab::local_system(&s).into_owned());
@@ -79,6 +81,13 @@ fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
         r#type: kind.map(|k| CodeableConcept::coding(V2_0203, k, None)),
         ..Default::default()
     })
+}
+
+/// Dotted decimal arcs (at least two): the form of an ISO OID.
+fn is_oid(u: &str) -> bool {
+    u.contains('.')
+        && u.split('.')
+            .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The identity parts of an identifier for [`Ctx::id`].
@@ -2300,4 +2309,101 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
         _ => {}
     }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// ACC
+// ---------------------------------------------------------------------------------------------------
+
+/// The extension pointing an injury Observation at the place of the injury (VRDR).
+const INJURY_LOCATION: &str =
+    "http://hl7.org/fhir/us/vrdr/StructureDefinition/Observation-Location";
+
+/// v2 table 0136 (yes/no) as a coded value; other codes are not a yes/no answer.
+fn yes_no_concept(code: &str) -> Option<CodeableConcept> {
+    let display = match code {
+        "Y" => "Yes",
+        "N" => "No",
+        _ => return None,
+    };
+    Some(CodeableConcept::coding(
+        "http://terminology.hl7.org/CodeSystem/v2-0136",
+        code,
+        Some(display),
+    ))
+}
+
+/// ACC (accident) -> an injury incident Observation about the patient. The IG has no ACC map; the shape
+/// is FHIR-Converter's and VRDR's Injury Incident: code LOINC 11374-6 "Injury incident description
+/// Narrative", value ACC-8 (description), effective ACC-1 (accident time), identifier ACC-13, performer
+/// ACC-7 (entered by, the person who recorded the accident), the place of the accident (ACC-3 name,
+/// ACC-11 address) as a Location in VRDR's Observation-Location extension, and the yes/no indicators
+/// ACC-5 (job related), ACC-6 (death) and ACC-10 (police notified) as components in table 0136. No
+/// code system names those indicators, so each component's code is the v2 field's name as text.
+pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let effective = ctx
+        .dtm(field(seg, 1), ctx.at(1))
+        .map(ObservationEffective::DateTime);
+    let description = field_text(seg, 8);
+    let mut component = Vec::new();
+    for (n, name) in [
+        (5, "Accident Job Related Indicator"),
+        (6, "Accident Death Indicator"),
+        (10, "Police Notified Indicator"),
+    ] {
+        if let Some(v) = field_comp(seg, n, 1).and_then(|c| yes_no_concept(&c)) {
+            component.push(ObservationComponent {
+                code: CodeableConcept::text(name),
+                value: Some(ObservationComponentValue::CodeableConcept(Box::new(v))),
+                ..Default::default()
+            });
+        }
+    }
+    let place = field_text(seg, 3);
+    let address = field(seg, 11).and_then(crate::xad);
+    if effective.is_none() && description.is_none() && component.is_empty() && place.is_none() {
+        return;
+    }
+    let mut extension = Vec::new();
+    if place.is_some() || address.is_some() {
+        let location = fhir::Location {
+            id: Some(ctx.message_scoped_id("Location", "accident")),
+            name: place,
+            address,
+            ..Default::default()
+        };
+        let l = ctx.add(location, None);
+        extension.push(Extension::new(
+            INJURY_LOCATION,
+            ExtensionValue::Reference(Box::new(ctx.reference(l))),
+        ));
+    }
+    let identifier: Vec<Identifier> = field(seg, 13)
+        .and_then(|f| ei(f, None))
+        .into_iter()
+        .collect();
+    let performer: Vec<Reference> = field(seg, 7)
+        .and_then(|x| entities::practitioner(ctx, x))
+        .map(|p| ctx.reference(p))
+        .into_iter()
+        .collect();
+    let observation = Observation {
+        id: Some(ctx.message_scoped_id("Observation", "accident")),
+        extension,
+        identifier,
+        status: Some("final".into()),
+        code: CodeableConcept::coding(
+            "http://loinc.org",
+            "11374-6",
+            Some("Injury incident description Narrative"),
+        ),
+        subject: ctx.patient_ref(),
+        encounter: ctx.encounter_ref(),
+        effective,
+        performer,
+        value: description.map(ObservationValue::String),
+        component,
+        ..Default::default()
+    };
+    ctx.add(observation, None);
 }

@@ -1480,8 +1480,10 @@ pub fn db1(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
 /// PDA: not mapped (no IG map).
 pub fn pda(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
 
-/// ACC: not mapped (no IG map).
-pub fn acc(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// ACC: an injury incident Observation (see [`super::order::acc`]).
+pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    super::order::acc(ctx, seg);
+}
 
 /// ARV (access restrictions) -> security labels (`meta.security`, v3 ActCode) on the Encounter when it
 /// follows a PV1, else on the Patient: ARV-2 action (table 0206: A -> LABEL, X -> PERSISTLABEL), ARV-3
