@@ -63,6 +63,7 @@ pub fn convert(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Result<(), Error> {
         "TXA" => document::txa(ctx, seg),
         "FT1" => financial::ft1(ctx, seg),
         "RF1" => financial::rf1(ctx, seg),
+        "BLG" => financial::blg(ctx, seg),
         _ => {
             let at = ctx.at_segment.clone();
             ctx.issue(
