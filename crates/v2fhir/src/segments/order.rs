@@ -152,6 +152,17 @@ fn table_concept(code: String, table: &str, display: Option<String>) -> Codeable
     }
 }
 
+/// Codings of `c` that were sent without a coding system are codes of the field's v2 table (the field's
+/// vocabulary in the IG): they get `http://terminology.hl7.org/CodeSystem/v2-<table>`.
+fn in_table(mut c: CodeableConcept, table: &str) -> CodeableConcept {
+    for coding in &mut c.coding {
+        if coding.system.is_none() && coding.code.is_some() {
+            coding.system = Some(format!("http://terminology.hl7.org/CodeSystem/v2-{table}"));
+        }
+    }
+    c
+}
+
 /// True for the result structures, where OBR also reports (DiagnosticReport).
 fn is_result_message(ctx: &Ctx<'_>) -> bool {
     ctx.code == "ORU" || ctx.code == "OUL"
@@ -1625,7 +1636,8 @@ fn availability(code: &str) -> Option<&'static str> {
 }
 
 /// SPM -> Specimen (IG `SPM[Specimen]`): identifiers SPM-2 (placer, filler), type SPM-4, additive SPM-6,
-/// collection method SPM-7, body site SPM-8, quantity SPM-12, note SPM-14, collected SPM-17 (a period
+/// collection method SPM-7, body site SPM-8, quantity SPM-12, note SPM-14, handling SPM-15 (the
+/// `specimen-specialHandling` extension on collection; the IG leaves SPM-15 unmapped), collected SPM-17 (a period
 /// when both ends are sent), receivedTime SPM-18, status SPM-20, condition SPM-24, container type SPM-27,
 /// accession SPM-30, other identifiers SPM-31, parent SPM-3. Linked from the current report and order
 /// (in OUL_R22/R23, where the specimen comes first, from the orders that follow it).
@@ -1645,9 +1657,25 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
         .collect();
     identifier.extend(reps(seg, 31).into_iter().filter_map(|r| ctx.identifier(r)));
-    let r#type = ctx.code(field(seg, 4), &ctx.at(4));
-    let additive = ctx.code(field(seg, 6), &ctx.at(6));
-    let method = ctx.code(field(seg, 7), &ctx.at(7));
+    let r#type = ctx
+        .code(field(seg, 4), &ctx.at(4))
+        .map(|c| in_table(c, "0487"));
+    let additive = ctx
+        .code(field(seg, 6), &ctx.at(6))
+        .map(|c| in_table(c, "0371"));
+    let method = ctx
+        .code(field(seg, 7), &ctx.at(7))
+        .map(|c| in_table(c, "0488"));
+    let handling: Vec<Extension> = reps(seg, 15)
+        .into_iter()
+        .filter_map(|r| ctx.code(Some(r), &ctx.at(15)))
+        .map(|c| {
+            Extension::new(
+                "http://hl7.org/fhir/StructureDefinition/specimen-specialHandling",
+                ExtensionValue::CodeableConcept(Box::new(in_table(c, "0376"))),
+            )
+        })
+        .collect();
     let body_site = ctx.code(field(seg, 8), &ctx.at(8));
     let quantity = cq(ctx, field(seg, 12), ctx.at(12));
     let note: Vec<Annotation> = field_text(seg, 14)
@@ -1676,6 +1704,7 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let condition: Vec<CodeableConcept> = reps(seg, 24)
         .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(24)))
+        .map(|c| in_table(c, "0493"))
         .collect();
     let container_type = ctx.code(field(seg, 27), &ctx.at(27));
     // SPM-3: each parent specimen, by its placer and filler ids.
@@ -1697,15 +1726,19 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         parent.push(ctx.reference(p));
     }
     let accession = field(seg, 30).and_then(|f| ctx.identifier(f));
-    let collection =
-        (collected.is_some() || quantity.is_some() || method.is_some() || body_site.is_some())
-            .then(|| SpecimenCollection {
-                collected,
-                quantity,
-                method,
-                body_site,
-                ..Default::default()
-            });
+    let collection = (collected.is_some()
+        || quantity.is_some()
+        || method.is_some()
+        || body_site.is_some()
+        || !handling.is_empty())
+    .then(|| SpecimenCollection {
+        extension: handling,
+        collected,
+        quantity,
+        method,
+        body_site,
+        ..Default::default()
+    });
     let container: Vec<SpecimenContainer> = (additive.is_some() || container_type.is_some())
         .then(|| SpecimenContainer {
             r#type: container_type,
