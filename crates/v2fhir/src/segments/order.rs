@@ -547,12 +547,72 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         r.order_detail.extend(detail);
         r.identifier.extend(alternate);
     }
+    order_tq(ctx, seg, g, sr);
     if is_result_message(ctx) {
         report(ctx, seg, g, sr, code);
     }
     obr_specimen(ctx, seg, g, sr);
     if specimen_first(ctx) {
         link_group_specimen(ctx, seg, sr);
+    }
+}
+
+/// The order's quantity/timing before v2.5 (IG `ORC-7` / `OBR-27` -> `TQ[ServiceRequest]`): ORC-7, else
+/// OBR-27 when ORC-6 and ORC-7 are empty; its first repetition gives quantityQuantity TQ.1 and
+/// occurrenceTiming (repeat pattern TQ.2, duration TQ.3, bounds TQ.4-5, total occurrences TQ.12), priority
+/// TQ.6. A TQ1 segment, when sent, has the last word (its values are kept); a timing replaces OBR-6's
+/// occurrenceDateTime (the timing carries the requested start as its bounds).
+fn order_tq(ctx: &mut Ctx<'_>, obr: &Segment<'_>, g: Group, sr: usize) {
+    let orc = g.orc.and_then(|i| ctx.message.segment(i));
+    let from_orc = orc
+        .as_ref()
+        .and_then(|o| field(o, 7))
+        .and_then(|f| f.repetition(1));
+    let orc6 = orc.as_ref().and_then(|o| field(o, 6)).is_some();
+    let (tq, at) = match from_orc {
+        Some(t) => (t, "ORC-7".to_owned()),
+        None if !orc6 => match field(obr, 27).and_then(|f| f.repetition(1)) {
+            Some(t) => (t, ctx.at(27)),
+            None => return,
+        },
+        None => return,
+    };
+    if !present(tq) {
+        return;
+    }
+    // TQ.1 is a CQ inside a component: quantity and units are its subcomponents.
+    let quantity = tq.component(1).and_then(|c| {
+        let value = text(c.subcomponent(1))?;
+        match crate::quantity(&value, None) {
+            Ok(Some(mut q)) => {
+                q.unit = text(c.subcomponent(2));
+                Some(q)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                ctx.issue(
+                    Severity::Warning,
+                    at.clone(),
+                    IssueKind::Invalid,
+                    e.to_string(),
+                );
+                None
+            }
+        }
+    });
+    let (timing, _, prio) = crate::segments::pharmacy::tq_timing(ctx, tq, &at);
+    if let Some(r) = ctx.get_mut::<ServiceRequest>(sr) {
+        if let Some(q) = quantity.filter(|_| r.quantity.is_none()) {
+            r.quantity = Some(ServiceRequestQuantity::Quantity(Box::new(q)));
+        }
+        if let Some(t) = timing
+            && !matches!(r.occurrence, Some(ServiceRequestOccurrence::Timing(_)))
+        {
+            r.occurrence = Some(ServiceRequestOccurrence::Timing(Box::new(t)));
+        }
+        if let Some(p) = prio.filter(|_| r.priority.is_none()) {
+            r.priority = Some(p.into());
+        }
     }
 }
 
