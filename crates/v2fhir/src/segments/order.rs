@@ -476,11 +476,54 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
         r.location_code.extend(location_code);
     }
+    parent_order(ctx, seg, sr);
+}
+
+/// ORC-8 (parent order, EIP) -> the parent ServiceRequest this order is `basedOn`: identifiers EIP.1
+/// (`PLAC`) and EIP.2 (`FILL`), code ORC-31 (parent universal service identifier), subject the patient.
+/// Its status and intent are not in the message: `unknown` and `order`. (The IG leaves ORC-8 to a
+/// future edition; FHIR-Converter makes the same parent ServiceRequest.)
+fn parent_order(ctx: &mut Ctx<'_>, orc: &Segment<'_>, sr: usize) {
+    let Some(eip) = field(orc, 8).and_then(|f| f.repetition(1)) else {
+        return;
+    };
+    let identifier: Vec<Identifier> = [(1, "PLAC"), (2, "FILL")]
+        .into_iter()
+        .filter_map(|(c, k)| eip.component(c).and_then(|n| ei(n, Some(k))))
+        .collect();
+    let Some(first) = identifier.first() else {
+        return;
+    };
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    let id = ctx.id("ServiceRequest", &key(first));
+    let identity = conditional(Some(first)).cloned();
+    let code = ctx.code(field(orc, 31), &ctx.at(31));
+    let parent = ServiceRequest {
+        id: Some(id),
+        identifier,
+        status: Some("unknown".into()),
+        intent: Some("order".into()),
+        code,
+        subject,
+        ..Default::default()
+    };
+    let p = ctx.add(parent, identity.as_ref());
+    if p == sr {
+        return;
+    }
+    let reference = ctx.reference(p);
+    if let Some(r) = ctx.get_mut::<ServiceRequest>(sr)
+        && !r.based_on.contains(&reference)
+    {
+        r.based_on.push(reference);
+    }
 }
 
 /// OBR -> ServiceRequest (IG `OBR[ServiceRequest]`): code OBR-4, priority OBR-5, occurrence OBR-6,
-/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, reasonCode OBR-31,
-/// orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
+/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, basedOn OBR-29 (the
+/// parent order by identifier), reasonCode OBR-31, orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
 ///
 /// In result messages (ORU, OUL) also -> DiagnosticReport (IG `OBR[DiagnosticReport]`), see [`report`].
 /// Sets `ctx.order` (and `ctx.report`).
@@ -526,6 +569,20 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .collect();
     let prio = field_comp(seg, 5, 1).and_then(|p| priority(&p));
     let reflex = field_text(seg, 11).as_deref() == Some("G");
+    // OBR-29 (parent, EIP) -> basedOn the parent order by its placer number, else its filler number
+    // (IG: a logical reference, type ServiceRequest), when OBR-50 does not name the parent instead.
+    let parent_result = field(seg, 29)
+        .filter(|_| field(seg, 50).is_none())
+        .and_then(|eip| {
+            [(1, "PLAC"), (2, "FILL")]
+                .into_iter()
+                .find_map(|(c, k)| eip.component(c).and_then(|n| ei(n, Some(k))))
+        })
+        .map(|i| Reference {
+            r#type: Some("ServiceRequest".into()),
+            identifier: Some(Box::new(i)),
+            ..Default::default()
+        });
     if let Some(r) = ctx.get_mut::<ServiceRequest>(sr) {
         if code.is_some() {
             r.code = code.clone();
@@ -546,6 +603,9 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         r.reason_code.extend(reason);
         r.order_detail.extend(detail);
         r.identifier.extend(alternate);
+        if let Some(b) = parent_result.filter(|b| !r.based_on.contains(b)) {
+            r.based_on.push(b);
+        }
     }
     order_tq(ctx, seg, g, sr);
     if is_result_message(ctx) {
