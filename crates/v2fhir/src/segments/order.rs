@@ -2560,3 +2560,94 @@ pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     };
     ctx.add(observation, None);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// PDA
+// ---------------------------------------------------------------------------------------------------
+
+/// PDA (patient death and autopsy) -> the death's clinical record (the IG has no PDA map; the shape is
+/// FHIR-Converter's): each death cause PDA-1 a Condition (code, subject); the yes/no indicators PDA-3
+/// (death certified), PDA-6 (autopsy) and PDA-9 (coroner) each an Observation valued in table 0136;
+/// the death certification (signed PDA-4, by PDA-5) and the autopsy (period PDA-7, by PDA-8) each a
+/// completed Procedure with its performer. No code system names these indicators and acts, so their
+/// codes are text. PDA-2 (death location) is not mapped: no element of these resources is the place of
+/// death.
+pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    for r in reps(seg, 1) {
+        let Some(code) = ctx.code(Some(r), &ctx.at(1)) else {
+            continue;
+        };
+        let key = code
+            .coding
+            .first()
+            .and_then(|c| c.code.clone())
+            .or_else(|| code.text.clone())
+            .unwrap_or_default();
+        let condition = Condition {
+            id: Some(ctx.message_scoped_id("Condition", &format!("death-cause|{key}"))),
+            code: Some(code),
+            subject: subject.clone(),
+            ..Default::default()
+        };
+        ctx.add(condition, None);
+    }
+    for (n, name) in [
+        (3, "Death Certified Indicator"),
+        (6, "Autopsy Indicator"),
+        (9, "Coroner Indicator"),
+    ] {
+        let Some(value) = field_comp(seg, n, 1).and_then(|c| yes_no_concept(&c)) else {
+            continue;
+        };
+        let observation = Observation {
+            id: Some(ctx.message_scoped_id("Observation", &format!("PDA-{n}"))),
+            status: Some("final".into()),
+            code: CodeableConcept::text(name),
+            subject: Some(subject.clone()),
+            encounter: ctx.encounter_ref(),
+            value: Some(ObservationValue::CodeableConcept(Box::new(value))),
+            ..Default::default()
+        };
+        ctx.add(observation, None);
+    }
+    let certified = ctx
+        .dtm(field(seg, 4), ctx.at(4))
+        .map(ProcedurePerformed::DateTime);
+    let autopsy = {
+        let f = field(seg, 7);
+        let start = ctx.dtm(f.and_then(|f| f.component(1)), ctx.at(7));
+        let end = ctx.dtm(f.and_then(|f| f.component(2)), ctx.at(7));
+        entities::period(start, end).map(|p| ProcedurePerformed::Period(Box::new(p)))
+    };
+    for (what, performed, by, function) in [
+        ("Death certification", certified, 5, "Death Certified By"),
+        ("Autopsy", autopsy, 8, "Autopsy Performed By"),
+    ] {
+        let performer: Vec<ProcedurePerformer> = field(seg, by)
+            .and_then(|x| entities::practitioner(ctx, x))
+            .map(|p| ProcedurePerformer {
+                function: Some(CodeableConcept::text(function)),
+                actor: ctx.reference(p),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        if performed.is_none() && performer.is_empty() {
+            continue;
+        }
+        let procedure = Procedure {
+            id: Some(ctx.message_scoped_id("Procedure", what)),
+            status: Some("completed".into()),
+            code: Some(CodeableConcept::text(what)),
+            subject: subject.clone(),
+            encounter: ctx.encounter_ref(),
+            performed,
+            performer,
+            ..Default::default()
+        };
+        ctx.add(procedure, None);
+    }
+}

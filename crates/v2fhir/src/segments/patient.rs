@@ -1477,8 +1477,10 @@ fn xml_escape(text: &str) -> String {
 /// and writes its own disability extensions, but PID stays the authority on the patient's identifiers.
 pub fn db1(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
 
-/// PDA: not mapped (no IG map).
-pub fn pda(_ctx: &mut Ctx<'_>, _seg: &Segment<'_>) {}
+/// PDA: the death's Conditions, Observations and Procedures (see [`super::order::pda`]).
+pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    super::order::pda(ctx, seg);
+}
 
 /// ACC: an injury incident Observation (see [`super::order::acc`]).
 pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
