@@ -2570,12 +2570,26 @@ pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 /// (death certified), PDA-6 (autopsy) and PDA-9 (coroner) each an Observation valued in table 0136;
 /// the death certification (signed PDA-4, by PDA-5) and the autopsy (period PDA-7, by PDA-8) each a
 /// completed Procedure with its performer. No code system names these indicators and acts, so their
-/// codes are text. PDA-2 (death location) is not mapped: no element of these resources is the place of
-/// death.
+/// codes are text. PDA-2 (death location) is a `completed` location of the current Encounter (where the
+/// patient was at the end of the stay).
 pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(subject) = ctx.patient_ref() else {
         return;
     };
+    if let Some(e) = ctx.encounter
+        && let Some(l) = field(seg, 2).and_then(|pl| entities::location(ctx, pl))
+    {
+        let location = ctx.reference(l);
+        if let Some(enc) = ctx.get_mut::<Encounter>(e)
+            && !enc.location.iter().any(|x| x.location == location)
+        {
+            enc.location.push(fhir::EncounterLocation {
+                location,
+                status: Some("completed".into()),
+                ..Default::default()
+            });
+        }
+    }
     for r in reps(seg, 1) {
         let Some(code) = ctx.code(Some(r), &ctx.at(1)) else {
             continue;
