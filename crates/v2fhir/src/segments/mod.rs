@@ -43,6 +43,7 @@ pub fn convert(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Result<(), Error> {
         "OBX" => order::obx(ctx, seg),
         "NTE" => order::nte(ctx, seg),
         "SPM" => order::spm(ctx, seg),
+        "SAC" => order::sac(ctx, seg),
         "AL1" => order::al1(ctx, seg),
         "IAM" => order::iam(ctx, seg),
         "DG1" => order::dg1(ctx, seg),

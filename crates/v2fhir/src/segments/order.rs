@@ -2665,3 +2665,59 @@ pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         ctx.add(procedure, None);
     }
 }
+
+// ---------------------------------------------------------------------------------------------------
+// SAC
+// ---------------------------------------------------------------------------------------------------
+
+/// SAC (specimen container) -> the container of the Specimen of the SPM before it (the IG has no SAC map;
+/// the specimen group of OML/OUL holds SPM then its SAC): container identifier SAC-3, capacity SAC-21 and
+/// available specimen volume SAC-22 in the units SAC-24; the accession identifier SAC-2 when SPM-30 gave
+/// none. Primary (parent) container SAC-4 and the equipment fields are not mapped.
+pub fn sac(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(spm) = crate::segments::pharmacy::preceding(ctx, seg, "SPM", &["ORC", "PID", "MSH"])
+    else {
+        return;
+    };
+    let (id, _) = spm_id(ctx, &spm);
+    let Some(i) = crate::segments::pharmacy::find(ctx, "Specimen", &id) else {
+        return;
+    };
+    let container_id: Vec<Identifier> = field(seg, 3)
+        .and_then(|f| ei(f, None))
+        .into_iter()
+        .collect();
+    let accession = field(seg, 2).and_then(|f| ei(f, None));
+    let unit = field_comp(seg, 24, 1);
+    let volume = |n: usize| -> Option<Quantity> {
+        let v = field_comp(seg, n, 1)?;
+        let mut q = crate::quantity(&v, None).ok().flatten()?;
+        q.unit = unit.clone();
+        Some(q)
+    };
+    let (capacity, available) = (volume(21), volume(22));
+    let Some(s) = ctx.get_mut::<Specimen>(i) else {
+        return;
+    };
+    if s.accession_identifier.is_none() {
+        s.accession_identifier = accession;
+    }
+    if container_id.is_empty() && capacity.is_none() && available.is_none() {
+        return;
+    }
+    if s.container.is_empty() {
+        s.container.push(SpecimenContainer::default());
+    }
+    let c = &mut s.container[0];
+    for identifier in container_id {
+        if !c.identifier.contains(&identifier) {
+            c.identifier.push(identifier);
+        }
+    }
+    if capacity.is_some() {
+        c.capacity = capacity;
+    }
+    if available.is_some() {
+        c.specimen_quantity = available;
+    }
+}
