@@ -2006,8 +2006,53 @@ pub fn al1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     ctx.last = Some(i);
 }
 
+/// IAM-17 (table 0438, which despite its name holds the verification state) -> verificationStatus and
+/// clinicalStatus, whose R4 bindings are required: `C` confirmed, `I` confirmed and inactive, `D`/`P`/`S`/`U`
+/// unconfirmed (clinical status stays `active`), `E` entered-in-error (then no clinical status, R4 ait-2).
+/// A code the sender's map already put into `allergyintolerance-clinical` is the clinical status; any
+/// other code has no FHIR counterpart and is left out.
+fn allergy_status(a: &mut AllergyIntolerance, status: CodeableConcept) {
+    const V2_0438: &str = "http://terminology.hl7.org/CodeSystem/v2-0438";
+    const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+    const VERIFICATION: &str =
+        "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+    let Some(coding) = status.coding.first() else {
+        return;
+    };
+    if coding.system.as_deref() == Some(CLINICAL) {
+        a.clinical_status = Some(status);
+        return;
+    }
+    if coding.system.as_deref().is_some_and(|s| s != V2_0438) {
+        return;
+    }
+    let verification = match coding.code.as_deref() {
+        Some("C" | "I") => ("confirmed", "Confirmed"),
+        Some("D" | "P" | "S" | "U") => ("unconfirmed", "Unconfirmed"),
+        Some("E") => ("entered-in-error", "Entered in Error"),
+        _ => return,
+    };
+    a.verification_status = Some(CodeableConcept::coding(
+        VERIFICATION,
+        verification.0,
+        Some(verification.1),
+    ));
+    match coding.code.as_deref() {
+        Some("I") => {
+            a.clinical_status = Some(CodeableConcept::coding(
+                CLINICAL,
+                "inactive",
+                Some("Inactive"),
+            ));
+        }
+        Some("E") => a.clinical_status = None,
+        _ => {}
+    }
+}
+
 /// IAM -> AllergyIntolerance (IG `IAM[AllergyIntolerance]`): as AL1 for fields 2-5, identifier IAM-7,
-/// onset IAM-11 (else the text IAM-12), recordedDate IAM-13, clinicalStatus IAM-17 when sent.
+/// onset IAM-11 (else the text IAM-12), recordedDate IAM-13, verification and clinical status IAM-17
+/// ([`allergy_status`]).
 pub fn iam(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(mut a) = allergy(ctx, seg) else {
         return;
@@ -2023,7 +2068,7 @@ pub fn iam(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .or_else(|| field_text(seg, 12).map(AllergyIntoleranceOnset::String));
     a.recorded_date = ctx.dtm(field(seg, 13), ctx.at(13));
     if let Some(status) = ctx.code(field(seg, 17), &ctx.at(17)) {
-        a.clinical_status = Some(status);
+        allergy_status(&mut a, status);
     }
     let i = ctx.add(a, conditional(identifier.as_ref()));
     ctx.last = Some(i);
