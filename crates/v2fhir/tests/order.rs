@@ -1,4 +1,4 @@
-//! Orders, results and clinical segments (ORC, OBR, TQ1, OBX, NTE, SPM, AL1, DG1, PR1, PRT) on
+//! Orders, results and clinical segments (ORC, OBR, TQ1, OBX, NTE, SPM, SAC, AL1, IAM, DG1, PR1, PRT, ACC, PDA, BLG) on
 //! FHIR-Converter's sample messages: the FHIR values asserted here are the IG's mapping of the v2 values
 //! in the sample (which agree with FHIR-Converter's expected bundles unless a comment says otherwise).
 
@@ -488,7 +488,11 @@ fn oul_specimen_comes_before_its_orders() {
     // OUL_R22: SPM ... OBR ORC OBX ... SPM ... OBR ORC OBX: each order is on the SPM before it.
     let c = convert("OUL-R22-02.hl7");
     let specimens = all::<Specimen>(&c.bundle);
-    let orders = all::<ServiceRequest>(&c.bundle);
+    // The ORC-8 parent orders (status unknown, no code) are not orders of these specimens.
+    let orders: Vec<&ServiceRequest> = all::<ServiceRequest>(&c.bundle)
+        .into_iter()
+        .filter(|o| o.code.is_some())
+        .collect();
     assert_eq!(orders.len(), 2);
     for (order, accession) in orders
         .iter()
@@ -614,4 +618,130 @@ fn report_issued_without_zone_is_left_out() {
     assert!(c.issues.iter().any(|i| i.at.starts_with("OBR")
         && i.at.ends_with("-22")
         && i.severity == v2fhir::Severity::Warning));
+}
+
+#[test]
+fn acc_is_an_injury_incident_and_pda_the_death_record() {
+    // ACC|20140317||Route 50 intersection||Y|N|10535^...|vehicle acident||Y|Route 50&Fairfax^VA^^^20324||5348
+    // PDA|I21^Acute myocardial infarction^I10|ICCU^Room1^Bed25^GHH|Y|20211102123000+0115|005454^DeathCert
+    //    ^Robin^B|Y|20211102103000+0115^20211102113000+0115|002324^Autopsy^John^K|N
+    let c = convert("ADT-A01-01.hl7");
+    let observations = all::<Observation>(&c.bundle);
+    let injury = observations
+        .iter()
+        .find(|o| o.code.coding.first().and_then(|c| c.code.as_deref()) == Some("11374-6"))
+        .expect("ACC observation");
+    assert_eq!(injury.status.as_deref(), Some("final"));
+    assert_eq!(
+        injury.value,
+        Some(ObservationValue::String("vehicle acident".into()))
+    );
+    assert_eq!(injury.identifier[0].value.as_deref(), Some("5348"));
+    let components: Vec<(&str, &str)> = injury
+        .component
+        .iter()
+        .map(|c| {
+            let Some(fhir::ObservationComponentValue::CodeableConcept(v)) = &c.value else {
+                panic!()
+            };
+            (
+                c.code.text.as_deref().unwrap(),
+                v.coding[0].code.as_deref().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        components,
+        [
+            ("Accident Job Related Indicator", "Y"),
+            ("Accident Death Indicator", "N"),
+            ("Police Notified Indicator", "Y"),
+        ]
+    );
+    assert_eq!(
+        injury.extension[0].url.as_deref(),
+        Some("http://hl7.org/fhir/us/vrdr/StructureDefinition/Observation-Location")
+    );
+    // PDA-3/6/9 indicators; PDA-1 cause; certification and autopsy procedures.
+    let indicator = |name: &str| {
+        let o = observations
+            .iter()
+            .find(|o| o.code.text.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("{name}"));
+        let Some(ObservationValue::CodeableConcept(v)) = &o.value else {
+            panic!()
+        };
+        v.coding[0].code.clone().unwrap()
+    };
+    assert_eq!(indicator("Death Certified Indicator"), "Y");
+    assert_eq!(indicator("Autopsy Indicator"), "Y");
+    assert_eq!(indicator("Coroner Indicator"), "N");
+    assert!(all::<Condition>(&c.bundle).iter().any(|c| {
+        c.code
+            .as_ref()
+            .is_some_and(|k| k.coding[0].code.as_deref() == Some("I21"))
+    }));
+    let autopsy = all::<Procedure>(&c.bundle)
+        .into_iter()
+        .find(|p| p.code.as_ref().and_then(|c| c.text.as_deref()) == Some("Autopsy"))
+        .expect("autopsy");
+    assert_eq!(autopsy.status.as_deref(), Some("completed"));
+    let Some(fhir::ProcedurePerformed::Period(p)) = &autopsy.performed else {
+        panic!()
+    };
+    assert_eq!(p.start.as_deref(), Some("2021-11-02T10:30:00+01:15"));
+}
+
+#[test]
+fn parent_order_blg_account_and_sac_container() {
+    // OML-O21-01: ORC-8 PAI-8.1^FAI-8.2, ORC-31 PS-31 -> the parent ServiceRequest the order is basedOn.
+    let c = convert("OML-O21-01.hl7");
+    let orders = all::<ServiceRequest>(&c.bundle);
+    let parent = orders
+        .iter()
+        .find(|o| {
+            o.identifier
+                .iter()
+                .any(|i| i.value.as_deref() == Some("PAI-8.1"))
+        })
+        .expect("parent order");
+    assert_eq!(parent.status.as_deref(), Some("unknown"));
+    assert!(
+        orders
+            .iter()
+            .any(|o| o.based_on.contains(&uuid_ref(*parent)))
+    );
+    // SAC|1|EA54678|A59032|C487892|...|10|5|7|ML -> the SPM's container.
+    let specimen = all::<Specimen>(&c.bundle)
+        .into_iter()
+        .find(|s| !s.container.is_empty())
+        .expect("specimen with container");
+    let container = &specimen.container[0];
+    assert_eq!(container.identifier[0].value.as_deref(), Some("A59032"));
+    assert_eq!(
+        container.capacity.as_ref().and_then(|q| q.unit.as_deref()),
+        Some("ML")
+    );
+    // ORM-O01-03: BLG|...|AI167^...^MR -> an Account the order's FT1 charges.
+    let c = convert("ORM-O01-03.hl7");
+    let accounts = all::<fhir::Account>(&c.bundle);
+    let ai167 = accounts
+        .iter()
+        .find(|a| a.identifier[0].value.as_deref() == Some("AI167"))
+        .expect("BLG account");
+    assert_eq!(ai167.status.as_deref(), Some("active"));
+}
+
+#[test]
+fn iam_17_is_the_verification_status() {
+    // IAM-17 C^Confirmed or verified (table 0438).
+    let c = convert("ADT-A60-01.hl7");
+    let a = all::<AllergyIntolerance>(&c.bundle)[0];
+    let code = |c: &Option<fhir::CodeableConcept>| {
+        c.as_ref()
+            .and_then(|c| c.coding[0].code.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(code(&a.verification_status), "confirmed");
+    assert_eq!(code(&a.clinical_status), "active");
 }

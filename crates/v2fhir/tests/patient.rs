@@ -613,19 +613,25 @@ fn pda_is_a_death_certification_and_an_autopsy() {
     let autopsy = all::<fhir::Observation>(&c)
         .into_iter()
         .find(|o| o.code.code_in("http://loinc.org") == Some("85699-7"))
-        .expect("the autopsy");
+        .expect("the autopsy indicator");
     let Some(fhir::ObservationValue::CodeableConcept(done)) = &autopsy.value else {
         panic!("a coded value");
     };
-    assert_eq!(
-        done.code_in("http://terminology.hl7.org/CodeSystem/v2-0136"),
-        Some("Y")
-    );
-    let pathologist: &Practitioner = resolve(&c, &autopsy.performer[0]);
+    assert_eq!(done.coding[0].code.as_deref(), Some("Y"));
+    let examination = all::<fhir::Procedure>(&c)
+        .into_iter()
+        .find(|p| {
+            p.code
+                .as_ref()
+                .and_then(|c| c.code_in("http://snomed.info/sct"))
+                == Some("29240004")
+        })
+        .expect("the autopsy examination");
+    let pathologist: &Practitioner = resolve(&c, &examination.performer[0].actor);
     assert_eq!(pathologist.name[0].family.as_deref(), Some("Autopsy"));
     assert!(matches!(
-        autopsy.effective,
-        Some(fhir::ObservationEffective::Period(_))
+        examination.performed,
+        Some(fhir::ProcedurePerformed::Period(_))
     ));
 }
 

@@ -28,7 +28,8 @@ pub const V2_0272: &str = "http://terminology.hl7.org/CodeSystem/v2-0272";
 ///   `entered-in-error`, and `entered-in-error` for T11 (document cancelled); docStatus from TXA-17
 ///   (table 0271): `LA` legally authenticated is `final`, the earlier states are `preliminary`;
 /// - date (an instant) and content.attachment.creation TXA-6 (origination), context.period.start TXA-4
-///   (the activity's time), context.related TXA-5 (the provider of the activity), author TXA-9,
+///   (the activity's time), context.related TXA-5 (the provider of the activity) and the current order (the IG's MDM message maps),
+///   author TXA-9,
 ///   authenticator TXA-10, else TXA-22 (who authenticated);
 /// - relatesTo TXA-13 (the parent document) as a logical reference: `appends` for an addendum (T05/T06),
 ///   `replaces` for a replacement (T09/T10);
@@ -77,13 +78,19 @@ pub fn txa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let origination = ctx.dtm(field(seg, 6), ctx.at(6));
     let date = ctx.instant(field(seg, 6), ctx.at(6));
     let activity = ctx.dtm(field(seg, 4), ctx.at(4));
-    let related: Vec<Reference> = reps(seg, 5)
+    let mut related: Vec<Reference> = reps(seg, 5)
         .into_iter()
         .filter_map(|x| entities::practitioner(ctx, x))
         .collect::<Vec<_>>()
         .into_iter()
         .map(|i| ctx.reference(i))
         .collect();
+    // The order the document belongs to (IG MDM message maps: context.related = the ServiceRequest).
+    if let Some(order) = ctx.order.map(|o| ctx.reference(o))
+        && !related.contains(&order)
+    {
+        related.push(order);
+    }
     let author: Vec<Reference> = reps(seg, 9)
         .into_iter()
         .filter_map(|x| entities::practitioner(ctx, x))

@@ -1,7 +1,7 @@
 //! FT1 -> ChargeItem (with a MedicationDispense for a drug charge); RF1 -> a referral ServiceRequest.
 
 use fhir::{
-    Annotation, ChargeItem, ChargeItemOccurrence, ChargeItemPerformer, ChargeItemProduct,
+    Account, Annotation, ChargeItem, ChargeItemOccurrence, ChargeItemPerformer, ChargeItemProduct,
     CodeableConcept, Device, Identifier, Money, Organization, Period, Procedure, Quantity,
     Reference, ServiceRequest, ServiceRequestOccurrence,
 };
@@ -34,7 +34,8 @@ const V2_0443: &str = "http://terminology.hl7.org/CodeSystem/v2-0443";
 /// - service: a Procedure for FT1-25 (procedure code) and the MedicationDispense for FT1-29 (NDC code,
 ///   [`crate::segments::pharmacy::ft1_dispense`]); the PR1 after the FT1 add theirs (`order::pr1`);
 /// - product: a Device for FT1-34 (item number) / FT1-35 (model number), else FT1-29 as a code;
-/// - subject the patient, context the encounter, account the visit's Account, supportingInformation the
+/// - subject the patient, context the encounter, account the visit's Account (and the BLG-3 Account of
+///   the order group, [`blg`]), supportingInformation the
 ///   current order.
 pub fn ft1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let before = ctx.resources().count();
@@ -166,7 +167,7 @@ pub fn ft1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             .code(field(seg, 29), &ctx.at(29))
             .map(|c| ChargeItemProduct::CodeableConcept(Box::new(c))),
     };
-    let account: Vec<Reference> = ctx
+    let mut account: Vec<Reference> = ctx
         .resources()
         .enumerate()
         .filter(|(_, r)| r.resource_type() == "Account")
@@ -174,6 +175,18 @@ pub fn ft1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .map(|(i, _)| ctx.reference(i))
         .into_iter()
         .collect();
+    // The order's billing account: a BLG after the FT1 in its order group (ORM, RDE, OML).
+    let blg = crate::segments::pharmacy::following(ctx, seg, &["FT1", "CTI", "BLG", "NTE"])
+        .into_iter()
+        .find(|s| s.id() == "BLG");
+    if let Some(b) = blg
+        && let Some(a) = blg_account(ctx, &b)
+    {
+        let r = ctx.reference(a);
+        if !account.contains(&r) {
+            account.push(r);
+        }
+    }
 
     let charge = ChargeItem {
         id: Some(id),
@@ -416,4 +429,30 @@ pub fn rf1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let conditional = identity.filter(|i| i.system.is_some());
     let i = ctx.add(request, conditional.as_ref());
     ctx.last = Some(i);
+}
+
+/// BLG (billing, in an order group) -> the Account the order is billed to: identifier BLG-3 (CX), status
+/// `active`, subject the patient. The IG has no BLG map (the order messages list it unmapped); an
+/// account number is an Account, as for PID-18 (`PID[Account]`). The order's ChargeItems (the FT1 just
+/// before the BLG) are charged to it as well ([`ft1`]). BLG-1 (when to charge) and BLG-2 (charge type,
+/// table 0122) have no element on Account or ChargeItem.
+pub fn blg(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    blg_account(ctx, seg);
+}
+
+/// The Account of BLG segment `seg` (made once; an FT1 before it makes it first).
+fn blg_account(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let node = field(seg, 3)?;
+    let at = format!("BLG-3 (segment {})", seg.index() + 1);
+    let identifier = entities::identifier(ctx, node, &at)?;
+    let id = ctx.id("Account", &key(&identifier));
+    let account = Account {
+        id: Some(id),
+        identifier: vec![identifier.clone()],
+        status: Some("active".into()),
+        subject: ctx.patient_ref().into_iter().collect(),
+        ..Default::default()
+    };
+    let conditional = identifier.system.is_some().then_some(&identifier);
+    Some(ctx.add(account, conditional))
 }

@@ -44,6 +44,7 @@ pub fn convert(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Result<(), Error> {
         "OBX" => order::obx(ctx, seg),
         "NTE" => order::nte(ctx, seg),
         "SPM" => order::spm(ctx, seg),
+        "SAC" => order::sac(ctx, seg),
         "AL1" => order::al1(ctx, seg),
         "IAM" => order::iam(ctx, seg),
         "DG1" => order::dg1(ctx, seg),
@@ -64,6 +65,7 @@ pub fn convert(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Result<(), Error> {
         "TXA" => document::txa(ctx, seg),
         "FT1" => financial::ft1(ctx, seg),
         "RF1" => financial::rf1(ctx, seg),
+        "BLG" => financial::blg(ctx, seg),
         _ => {
             let at = ctx.at_segment.clone();
             ctx.issue(

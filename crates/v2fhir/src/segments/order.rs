@@ -57,8 +57,8 @@ fn part(node: Node<'_>, n: usize) -> Option<String> {
 }
 
 /// EI (entity id, namespace id, universal id, universal id type) -> Identifier: value EI.1, system the
-/// universal id as a URI (`urn:oid:` for ISO, `urn:uuid:` for UUID, as given for URI), else the
-/// namespace id as given; what a `uri` cannot carry (a space) is percent-encoded
+/// universal id as a URI (`urn:oid:` for ISO or any universal id in OID form, `urn:uuid:` for UUID, as
+/// given for URI), else the namespace id as given; what a `uri` cannot carry (a space) is percent-encoded
 /// ([`crate::vocab::local_system`]). `type` is a v2 table 0203 code (`PLAC`, `FILL`) when given.
 fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
     if !present(node) {
@@ -70,6 +70,8 @@ fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
         (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
         (Some(u), Some("UUID" | "GUID")) => Some(format!("urn:uuid:{u}")),
         (Some(u), Some("URI")) => Some(u),
+        // An OID whatever EI.4 claims (a CLIA number, DNS name or local id is never dotted digits).
+        (Some(u), _) if is_oid(&u) => Some(format!("urn:oid:{u}")),
         (u, _) => part(node, 2).or(u),
     }
     .map(|s| crate::vocab::local_system(&s).into_owned());
@@ -79,6 +81,13 @@ fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
         r#type: kind.map(|k| CodeableConcept::coding(V2_0203, k, None)),
         ..Default::default()
     })
+}
+
+/// Dotted decimal arcs (at least two): the form of an ISO OID.
+fn is_oid(u: &str) -> bool {
+    u.contains('.')
+        && u.split('.')
+            .all(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The identity parts of an identifier for [`Ctx::id`].
@@ -141,6 +150,17 @@ fn table_concept(code: String, table: &str, display: Option<String>) -> Codeable
         }],
         ..Default::default()
     }
+}
+
+/// Codings of `c` that were sent without a coding system are codes of the field's v2 table (the field's
+/// vocabulary in the IG): they get `http://terminology.hl7.org/CodeSystem/v2-<table>`.
+fn in_table(mut c: CodeableConcept, table: &str) -> CodeableConcept {
+    for coding in &mut c.coding {
+        if coding.system.is_none() && coding.code.is_some() {
+            coding.system = Some(format!("http://terminology.hl7.org/CodeSystem/v2-{table}"));
+        }
+    }
+    c
 }
 
 /// True for the result structures, where OBR also reports (DiagnosticReport).
@@ -456,11 +476,54 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
         r.location_code.extend(location_code);
     }
+    parent_order(ctx, seg, sr);
+}
+
+/// ORC-8 (parent order, EIP) -> the parent ServiceRequest this order is `basedOn`: identifiers EIP.1
+/// (`PLAC`) and EIP.2 (`FILL`), code ORC-31 (parent universal service identifier), subject the patient.
+/// Its status and intent are not in the message: `unknown` and `order`. (The IG leaves ORC-8 to a
+/// future edition; FHIR-Converter makes the same parent ServiceRequest.)
+fn parent_order(ctx: &mut Ctx<'_>, orc: &Segment<'_>, sr: usize) {
+    let Some(eip) = field(orc, 8).and_then(|f| f.repetition(1)) else {
+        return;
+    };
+    let identifier: Vec<Identifier> = [(1, "PLAC"), (2, "FILL")]
+        .into_iter()
+        .filter_map(|(c, k)| eip.component(c).and_then(|n| ei(n, Some(k))))
+        .collect();
+    let Some(first) = identifier.first() else {
+        return;
+    };
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    let id = ctx.id("ServiceRequest", &key(first));
+    let identity = conditional(Some(first)).cloned();
+    let code = ctx.code(field(orc, 31), &ctx.at(31));
+    let parent = ServiceRequest {
+        id: Some(id),
+        identifier,
+        status: Some("unknown".into()),
+        intent: Some("order".into()),
+        code,
+        subject,
+        ..Default::default()
+    };
+    let p = ctx.add(parent, identity.as_ref());
+    if p == sr {
+        return;
+    }
+    let reference = ctx.reference(p);
+    if let Some(r) = ctx.get_mut::<ServiceRequest>(sr)
+        && !r.based_on.contains(&reference)
+    {
+        r.based_on.push(reference);
+    }
 }
 
 /// OBR -> ServiceRequest (IG `OBR[ServiceRequest]`): code OBR-4, priority OBR-5, occurrence OBR-6,
-/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, reasonCode OBR-31,
-/// orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
+/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, basedOn OBR-29 (the
+/// parent order by identifier), reasonCode OBR-31, orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
 ///
 /// In result messages (ORU, OUL) also -> DiagnosticReport (IG `OBR[DiagnosticReport]`), see [`report`].
 /// Sets `ctx.order` (and `ctx.report`).
@@ -506,6 +569,20 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .collect();
     let prio = field_comp(seg, 5, 1).and_then(|p| priority(&p));
     let reflex = field_text(seg, 11).as_deref() == Some("G");
+    // OBR-29 (parent, EIP) -> basedOn the parent order by its placer number, else its filler number
+    // (IG: a logical reference, type ServiceRequest), when OBR-50 does not name the parent instead.
+    let parent_result = field(seg, 29)
+        .filter(|_| field(seg, 50).is_none())
+        .and_then(|eip| {
+            [(1, "PLAC"), (2, "FILL")]
+                .into_iter()
+                .find_map(|(c, k)| eip.component(c).and_then(|n| ei(n, Some(k))))
+        })
+        .map(|i| Reference {
+            r#type: Some("ServiceRequest".into()),
+            identifier: Some(Box::new(i)),
+            ..Default::default()
+        });
     if let Some(r) = ctx.get_mut::<ServiceRequest>(sr) {
         if code.is_some() {
             r.code = code.clone();
@@ -526,13 +603,76 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         r.reason_code.extend(reason);
         r.order_detail.extend(detail);
         r.identifier.extend(alternate);
+        if let Some(b) = parent_result.filter(|b| !r.based_on.contains(b)) {
+            r.based_on.push(b);
+        }
     }
+    order_tq(ctx, seg, g, sr);
     if is_result_message(ctx) {
         report(ctx, seg, g, sr, code);
     }
     obr_specimen(ctx, seg, g, sr);
     if specimen_first(ctx) {
         link_group_specimen(ctx, seg, sr);
+    }
+}
+
+/// The order's quantity/timing before v2.5 (IG `ORC-7` / `OBR-27` -> `TQ[ServiceRequest]`): ORC-7, else
+/// OBR-27 when ORC-6 and ORC-7 are empty; its first repetition gives quantityQuantity TQ.1 and
+/// occurrenceTiming (repeat pattern TQ.2, duration TQ.3, bounds TQ.4-5, total occurrences TQ.12), priority
+/// TQ.6. A TQ1 segment, when sent, has the last word (its values are kept); a timing replaces OBR-6's
+/// occurrenceDateTime (the timing carries the requested start as its bounds).
+fn order_tq(ctx: &mut Ctx<'_>, obr: &Segment<'_>, g: Group, sr: usize) {
+    let orc = g.orc.and_then(|i| ctx.message.segment(i));
+    let from_orc = orc
+        .as_ref()
+        .and_then(|o| field(o, 7))
+        .and_then(|f| f.repetition(1));
+    let orc6 = orc.as_ref().and_then(|o| field(o, 6)).is_some();
+    let (tq, at) = match from_orc {
+        Some(t) => (t, "ORC-7".to_owned()),
+        None if !orc6 => match field(obr, 27).and_then(|f| f.repetition(1)) {
+            Some(t) => (t, ctx.at(27)),
+            None => return,
+        },
+        None => return,
+    };
+    if !present(tq) {
+        return;
+    }
+    // TQ.1 is a CQ inside a component: quantity and units are its subcomponents.
+    let quantity = tq.component(1).and_then(|c| {
+        let value = text(c.subcomponent(1))?;
+        match crate::quantity(&value, None) {
+            Ok(Some(mut q)) => {
+                q.unit = text(c.subcomponent(2));
+                Some(q)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                ctx.issue(
+                    Severity::Warning,
+                    at.clone(),
+                    IssueKind::Invalid,
+                    e.to_string(),
+                );
+                None
+            }
+        }
+    });
+    let (timing, _, prio) = crate::segments::pharmacy::tq_timing(ctx, tq, &at);
+    if let Some(r) = ctx.get_mut::<ServiceRequest>(sr) {
+        if let Some(q) = quantity.filter(|_| r.quantity.is_none()) {
+            r.quantity = Some(ServiceRequestQuantity::Quantity(Box::new(q)));
+        }
+        if let Some(t) = timing
+            && !matches!(r.occurrence, Some(ServiceRequestOccurrence::Timing(_)))
+        {
+            r.occurrence = Some(ServiceRequestOccurrence::Timing(Box::new(t)));
+        }
+        if let Some(p) = prio.filter(|_| r.priority.is_none()) {
+            r.priority = Some(p.into());
+        }
     }
 }
 
@@ -1616,7 +1756,8 @@ fn availability(code: &str) -> Option<&'static str> {
 }
 
 /// SPM -> Specimen (IG `SPM[Specimen]`): identifiers SPM-2 (placer, filler), type SPM-4, additive SPM-6,
-/// collection method SPM-7, body site SPM-8, quantity SPM-12, note SPM-14, collected SPM-17 (a period
+/// collection method SPM-7, body site SPM-8, quantity SPM-12, note SPM-14, handling SPM-15 (the
+/// `specimen-specialHandling` extension on collection; the IG leaves SPM-15 unmapped), collected SPM-17 (a period
 /// when both ends are sent), receivedTime SPM-18, status SPM-20, condition SPM-24, container type SPM-27,
 /// accession SPM-30, other identifiers SPM-31, parent SPM-3. Linked from the current report and order
 /// (in OUL_R22/R23, where the specimen comes first, from the orders that follow it).
@@ -1636,9 +1777,25 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
         .collect();
     identifier.extend(reps(seg, 31).into_iter().filter_map(|r| ctx.identifier(r)));
-    let r#type = ctx.code(field(seg, 4), &ctx.at(4));
-    let additive = ctx.code(field(seg, 6), &ctx.at(6));
-    let method = ctx.code(field(seg, 7), &ctx.at(7));
+    let r#type = ctx
+        .code(field(seg, 4), &ctx.at(4))
+        .map(|c| in_table(c, "0487"));
+    let additive = ctx
+        .code(field(seg, 6), &ctx.at(6))
+        .map(|c| in_table(c, "0371"));
+    let method = ctx
+        .code(field(seg, 7), &ctx.at(7))
+        .map(|c| in_table(c, "0488"));
+    let handling: Vec<Extension> = reps(seg, 15)
+        .into_iter()
+        .filter_map(|r| ctx.code(Some(r), &ctx.at(15)))
+        .map(|c| {
+            Extension::new(
+                "http://hl7.org/fhir/StructureDefinition/specimen-specialHandling",
+                ExtensionValue::CodeableConcept(Box::new(in_table(c, "0376"))),
+            )
+        })
+        .collect();
     let body_site = ctx.code(field(seg, 8), &ctx.at(8));
     let quantity = cq(ctx, field(seg, 12), ctx.at(12));
     let note: Vec<Annotation> = field_text(seg, 14)
@@ -1667,6 +1824,7 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let condition: Vec<CodeableConcept> = reps(seg, 24)
         .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(24)))
+        .map(|c| in_table(c, "0493"))
         .collect();
     let container_type = ctx.code(field(seg, 27), &ctx.at(27));
     // SPM-3: each parent specimen, by its placer and filler ids.
@@ -1688,15 +1846,19 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         parent.push(ctx.reference(p));
     }
     let accession = field(seg, 30).and_then(|f| ctx.identifier(f));
-    let collection =
-        (collected.is_some() || quantity.is_some() || method.is_some() || body_site.is_some())
-            .then(|| SpecimenCollection {
-                collected,
-                quantity,
-                method,
-                body_site,
-                ..Default::default()
-            });
+    let collection = (collected.is_some()
+        || quantity.is_some()
+        || method.is_some()
+        || body_site.is_some()
+        || !handling.is_empty())
+    .then(|| SpecimenCollection {
+        extension: handling,
+        collected,
+        quantity,
+        method,
+        body_site,
+        ..Default::default()
+    });
     let container: Vec<SpecimenContainer> = (additive.is_some() || container_type.is_some())
         .then(|| SpecimenContainer {
             r#type: container_type,
@@ -1844,8 +2006,53 @@ pub fn al1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     ctx.last = Some(i);
 }
 
+/// IAM-17 (table 0438, which despite its name holds the verification state) -> verificationStatus and
+/// clinicalStatus, whose R4 bindings are required: `C` confirmed, `I` confirmed and inactive, `D`/`P`/`S`/`U`
+/// unconfirmed (clinical status stays `active`), `E` entered-in-error (then no clinical status, R4 ait-2).
+/// A code the sender's map already put into `allergyintolerance-clinical` is the clinical status; any
+/// other code has no FHIR counterpart and is left out.
+fn allergy_status(a: &mut AllergyIntolerance, status: CodeableConcept) {
+    const V2_0438: &str = "http://terminology.hl7.org/CodeSystem/v2-0438";
+    const CLINICAL: &str = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical";
+    const VERIFICATION: &str =
+        "http://terminology.hl7.org/CodeSystem/allergyintolerance-verification";
+    let Some(coding) = status.coding.first() else {
+        return;
+    };
+    if coding.system.as_deref() == Some(CLINICAL) {
+        a.clinical_status = Some(status);
+        return;
+    }
+    if coding.system.as_deref().is_some_and(|s| s != V2_0438) {
+        return;
+    }
+    let verification = match coding.code.as_deref() {
+        Some("C" | "I") => ("confirmed", "Confirmed"),
+        Some("D" | "P" | "S" | "U") => ("unconfirmed", "Unconfirmed"),
+        Some("E") => ("entered-in-error", "Entered in Error"),
+        _ => return,
+    };
+    a.verification_status = Some(CodeableConcept::coding(
+        VERIFICATION,
+        verification.0,
+        Some(verification.1),
+    ));
+    match coding.code.as_deref() {
+        Some("I") => {
+            a.clinical_status = Some(CodeableConcept::coding(
+                CLINICAL,
+                "inactive",
+                Some("Inactive"),
+            ));
+        }
+        Some("E") => a.clinical_status = None,
+        _ => {}
+    }
+}
+
 /// IAM -> AllergyIntolerance (IG `IAM[AllergyIntolerance]`): as AL1 for fields 2-5, identifier IAM-7,
-/// onset IAM-11 (else the text IAM-12), recordedDate IAM-13, clinicalStatus IAM-17 when sent.
+/// onset IAM-11 (else the text IAM-12), recordedDate IAM-13, verification and clinical status IAM-17
+/// ([`allergy_status`]).
 pub fn iam(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(mut a) = allergy(ctx, seg) else {
         return;
@@ -1861,7 +2068,7 @@ pub fn iam(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .or_else(|| field_text(seg, 12).map(AllergyIntoleranceOnset::String));
     a.recorded_date = ctx.dtm(field(seg, 13), ctx.at(13));
     if let Some(status) = ctx.code(field(seg, 17), &ctx.at(17)) {
-        a.clinical_status = Some(status);
+        allergy_status(&mut a, status);
     }
     let i = ctx.add(a, conditional(identifier.as_ref()));
     ctx.last = Some(i);
@@ -2299,5 +2506,301 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             }
         }
         _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// ACC
+// ---------------------------------------------------------------------------------------------------
+
+/// The extension pointing an injury Observation at the place of the injury (VRDR).
+const INJURY_LOCATION: &str =
+    "http://hl7.org/fhir/us/vrdr/StructureDefinition/Observation-Location";
+
+/// v2 table 0136 (yes/no) as a coded value; other codes are not a yes/no answer.
+fn yes_no_concept(code: &str) -> Option<CodeableConcept> {
+    let display = match code {
+        "Y" => "Yes",
+        "N" => "No",
+        _ => return None,
+    };
+    Some(CodeableConcept::coding(
+        "http://terminology.hl7.org/CodeSystem/v2-0136",
+        code,
+        Some(display),
+    ))
+}
+
+/// ACC (accident) -> an injury incident Observation about the patient. The IG has no ACC map; the shape
+/// is FHIR-Converter's and VRDR's Injury Incident: code LOINC 11374-6 "Injury incident description
+/// Narrative", value ACC-8 (description), effective ACC-1 (accident time), identifier ACC-13, performer
+/// ACC-7 (entered by, the person who recorded the accident), the place of the accident (ACC-3 name,
+/// ACC-11 address) as a Location in VRDR's Observation-Location extension, and the yes/no indicators
+/// ACC-5 (job related), ACC-6 (death) and ACC-10 (police notified) as components in table 0136. No
+/// code system names those indicators, so each component's code is the v2 field's name as text.
+pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let effective = ctx
+        .dtm(field(seg, 1), ctx.at(1))
+        .map(ObservationEffective::DateTime);
+    let description = field_text(seg, 8);
+    let mut component = Vec::new();
+    for (n, name) in [
+        (5, "Accident Job Related Indicator"),
+        (6, "Accident Death Indicator"),
+        (10, "Police Notified Indicator"),
+    ] {
+        if let Some(v) = field_comp(seg, n, 1).and_then(|c| yes_no_concept(&c)) {
+            component.push(ObservationComponent {
+                code: CodeableConcept::text(name),
+                value: Some(ObservationComponentValue::CodeableConcept(Box::new(v))),
+                ..Default::default()
+            });
+        }
+    }
+    let place = field_text(seg, 3);
+    let address = field(seg, 11).and_then(crate::xad);
+    if effective.is_none() && description.is_none() && component.is_empty() && place.is_none() {
+        return;
+    }
+    let mut extension = Vec::new();
+    if place.is_some() || address.is_some() {
+        let location = fhir::Location {
+            id: Some(ctx.message_scoped_id("Location", "accident")),
+            name: place,
+            address,
+            ..Default::default()
+        };
+        let l = ctx.add(location, None);
+        extension.push(Extension::new(
+            INJURY_LOCATION,
+            ExtensionValue::Reference(Box::new(ctx.reference(l))),
+        ));
+    }
+    let identifier: Vec<Identifier> = field(seg, 13)
+        .and_then(|f| ei(f, None))
+        .into_iter()
+        .collect();
+    let performer: Vec<Reference> = field(seg, 7)
+        .and_then(|x| entities::practitioner(ctx, x))
+        .map(|p| ctx.reference(p))
+        .into_iter()
+        .collect();
+    let observation = Observation {
+        id: Some(ctx.message_scoped_id("Observation", "accident")),
+        extension,
+        identifier,
+        status: Some("final".into()),
+        code: CodeableConcept::coding(
+            "http://loinc.org",
+            "11374-6",
+            Some("Injury incident description Narrative"),
+        ),
+        subject: ctx.patient_ref(),
+        encounter: ctx.encounter_ref(),
+        effective,
+        performer,
+        value: description.map(ObservationValue::String),
+        component,
+        ..Default::default()
+    };
+    ctx.add(observation, None);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// PDA
+// ---------------------------------------------------------------------------------------------------
+
+/// PDA (patient death and autopsy) -> the death's clinical record (the IG has no PDA map; the shape is
+/// FHIR-Converter's): each death cause PDA-1 a Condition (code, subject); the yes/no indicators PDA-3
+/// (death certified), PDA-6 (autopsy) and PDA-9 (coroner) each an Observation valued in table 0136;
+/// the death certification (signed PDA-4, by PDA-5) and the autopsy (period PDA-7, by PDA-8) each a
+/// completed Procedure with its performer. Where a published code names the act or question it is
+/// coded (VRDR's: LOINC 85699-7 autopsy performed, 74497-9 medical examiner or coroner contacted; SNOMED
+/// CT 308646001 death certification, 29240004 autopsy examination), with the v2 field name as text;
+/// "death certified" has no such code and is text only. PDA-2 (death location) is a `completed` location of the current Encounter (where the
+/// patient was at the end of the stay).
+pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(subject) = ctx.patient_ref() else {
+        return;
+    };
+    if let Some(e) = ctx.encounter
+        && let Some(l) = field(seg, 2).and_then(|pl| entities::location(ctx, pl))
+    {
+        let location = ctx.reference(l);
+        if let Some(enc) = ctx.get_mut::<Encounter>(e)
+            && !enc.location.iter().any(|x| x.location == location)
+        {
+            enc.location.push(fhir::EncounterLocation {
+                location,
+                status: Some("completed".into()),
+                ..Default::default()
+            });
+        }
+    }
+    for r in reps(seg, 1) {
+        let Some(code) = ctx.code(Some(r), &ctx.at(1)) else {
+            continue;
+        };
+        let key = code
+            .coding
+            .first()
+            .and_then(|c| c.code.clone())
+            .or_else(|| code.text.clone())
+            .unwrap_or_default();
+        let condition = Condition {
+            id: Some(ctx.message_scoped_id("Condition", &format!("death-cause|{key}"))),
+            code: Some(code),
+            subject: subject.clone(),
+            ..Default::default()
+        };
+        ctx.add(condition, None);
+    }
+    for (n, name, loinc) in [
+        (3, "Death Certified Indicator", None),
+        (
+            6,
+            "Autopsy Indicator",
+            Some(("85699-7", "Autopsy was performed")),
+        ),
+        (
+            9,
+            "Coroner Indicator",
+            Some((
+                "74497-9",
+                "Medical examiner or coroner was contacted [US Standard Certificate of Death]",
+            )),
+        ),
+    ] {
+        let Some(value) = field_comp(seg, n, 1).and_then(|c| yes_no_concept(&c)) else {
+            continue;
+        };
+        let observation = Observation {
+            id: Some(ctx.message_scoped_id("Observation", &format!("PDA-{n}"))),
+            status: Some("final".into()),
+            code: coded_text(loinc.map(|(c, d)| ("http://loinc.org", c, d)), name),
+            subject: Some(subject.clone()),
+            encounter: ctx.encounter_ref(),
+            value: Some(ObservationValue::CodeableConcept(Box::new(value))),
+            ..Default::default()
+        };
+        ctx.add(observation, None);
+    }
+    let certified = ctx
+        .dtm(field(seg, 4), ctx.at(4))
+        .map(ProcedurePerformed::DateTime);
+    let autopsy = {
+        let f = field(seg, 7);
+        let start = ctx.dtm(f.and_then(|f| f.component(1)), ctx.at(7));
+        let end = ctx.dtm(f.and_then(|f| f.component(2)), ctx.at(7));
+        entities::period(start, end).map(|p| ProcedurePerformed::Period(Box::new(p)))
+    };
+    for (what, snomed, performed, by, function) in [
+        (
+            "Death certification",
+            ("308646001", "Death certification"),
+            certified,
+            5,
+            "Death Certified By",
+        ),
+        (
+            "Autopsy",
+            ("29240004", "Autopsy examination"),
+            autopsy,
+            8,
+            "Autopsy Performed By",
+        ),
+    ] {
+        let performer: Vec<ProcedurePerformer> = field(seg, by)
+            .and_then(|x| entities::practitioner(ctx, x))
+            .map(|p| ProcedurePerformer {
+                function: Some(CodeableConcept::text(function)),
+                actor: ctx.reference(p),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect();
+        if performed.is_none() && performer.is_empty() {
+            continue;
+        }
+        let procedure = Procedure {
+            id: Some(ctx.message_scoped_id("Procedure", what)),
+            status: Some("completed".into()),
+            code: Some(coded_text(
+                Some(("http://snomed.info/sct", snomed.0, snomed.1)),
+                what,
+            )),
+            subject: subject.clone(),
+            encounter: ctx.encounter_ref(),
+            performed,
+            performer,
+            ..Default::default()
+        };
+        ctx.add(procedure, None);
+    }
+}
+
+/// A concept with a published code when there is one, and always the v2 name as its text.
+fn coded_text(code: Option<(&str, &str, &str)>, text: &str) -> CodeableConcept {
+    let mut concept = match code {
+        Some((system, code, display)) => CodeableConcept::coding(system, code, Some(display)),
+        None => CodeableConcept::default(),
+    };
+    concept.text = Some(text.into());
+    concept
+}
+
+// ---------------------------------------------------------------------------------------------------
+// SAC
+// ---------------------------------------------------------------------------------------------------
+
+/// SAC (specimen container) -> the container of the Specimen of the SPM before it (the IG has no SAC map;
+/// the specimen group of OML/OUL holds SPM then its SAC): container identifier SAC-3, capacity SAC-21 and
+/// available specimen volume SAC-22 in the units SAC-24; the accession identifier SAC-2 when SPM-30 gave
+/// none. Primary (parent) container SAC-4 and the equipment fields are not mapped.
+pub fn sac(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(spm) = crate::segments::pharmacy::preceding(ctx, seg, "SPM", &["ORC", "PID", "MSH"])
+    else {
+        return;
+    };
+    let (id, _) = spm_id(ctx, &spm);
+    let Some(i) = crate::segments::pharmacy::find(ctx, "Specimen", &id) else {
+        return;
+    };
+    let container_id: Vec<Identifier> = field(seg, 3)
+        .and_then(|f| ei(f, None))
+        .into_iter()
+        .collect();
+    let accession = field(seg, 2).and_then(|f| ei(f, None));
+    let unit = field_comp(seg, 24, 1);
+    let volume = |n: usize| -> Option<Quantity> {
+        let v = field_comp(seg, n, 1)?;
+        let mut q = crate::quantity(&v, None).ok().flatten()?;
+        q.unit = unit.clone();
+        Some(q)
+    };
+    let (capacity, available) = (volume(21), volume(22));
+    let Some(s) = ctx.get_mut::<Specimen>(i) else {
+        return;
+    };
+    if s.accession_identifier.is_none() {
+        s.accession_identifier = accession;
+    }
+    if container_id.is_empty() && capacity.is_none() && available.is_none() {
+        return;
+    }
+    if s.container.is_empty() {
+        s.container.push(SpecimenContainer::default());
+    }
+    let c = &mut s.container[0];
+    for identifier in container_id {
+        if !c.identifier.contains(&identifier) {
+            c.identifier.push(identifier);
+        }
+    }
+    if capacity.is_some() {
+        c.capacity = capacity;
+    }
+    if available.is_some() {
+        c.specimen_quantity = available;
     }
 }

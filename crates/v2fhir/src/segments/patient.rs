@@ -1,7 +1,8 @@
 //! PID, PD1, NK1, MRG -> Patient, its contacts, related people and links; PV1, PV2 -> Encounter;
 //! ROL, PRD -> PractitionerRoles of the patient, the visit or the referral; ARV -> security labels;
 //! GT1, IN1, IN2 -> Account and Coverage with the payer Organization and the subscriber; DB1 -> the
-//! patient's identifiers.
+//! patient's identifiers; PDA and ACC are handed to the order module (the death's record, the injury
+//! incident).
 //!
 //! After the IG tables `PID[Patient]`, `PID[Account]`, `PD1[Patient]`, `NK1[Patient]`, `PV1[Encounter]`,
 //! `PV2[Encounter]`, `IN1[Coverage]`, `ROL[...]`, and FHIR-Converter's values where the IG leaves a
@@ -10,7 +11,7 @@
 //! for the same visit name one Encounter.
 //!
 //! Not mapped (recorded nowhere): PID-27 (veteran status, the IG's extension is undefined),
-//! PID-32-34, PID-37-38; DB1-4-8, PDA-1/2/9, ACC-2-6/9-12, IN3 (see docs/conformance-notes/patient.md).
+//! PID-32-34, PID-37-38; DB1-4-8, IN3 (see docs/conformance-notes/patient.md).
 
 use fhir::{
     Account, AccountGuarantor, Address, CodeableConcept, Coding, ContactPoint, Coverage,
@@ -1524,134 +1525,14 @@ pub fn db1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     }
 }
 
-/// PDA (patient death and autopsy; no IG map) after the HL7 Vital Records Death Reporting IG's
-/// resources:
-///
-/// - death certification (PDA-3 `Y`, or a PDA-4 time or PDA-5 certifier): a completed Procedure, SNOMED CT
-///   308646001 "Death certification", performed PDA-4 (certificate signed), performer PDA-5
-///   (Practitioner);
-/// - autopsy (PDA-6 `Y`/`N`): an Observation, LOINC 85699-7 "Autopsy was performed", value PDA-6 in
-///   table 0136, effective PDA-7 (start and end), performer PDA-8 (Practitioner).
-///
-/// Not mapped: PDA-1 (death cause), PDA-2 (death location: R4 has no element for it), PDA-9 (coroner
-/// indicator).
+/// PDA: the death's Conditions, Observations and Procedures (see [`super::order::pda`]).
 pub fn pda(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
-    let Some(subject) = ctx.patient_ref() else {
-        return;
-    };
-    let certified = field_comp(seg, 3, 1);
-    let at = ctx.at(4);
-    let signed = ctx.dtm(field(seg, 4), at);
-    let certifier = field(seg, 5).and_then(|x| entities::practitioner(ctx, x));
-    if certified.as_deref() == Some("Y") || signed.is_some() || certifier.is_some() {
-        let performer = certifier
-            .map(|i| fhir::ProcedurePerformer {
-                actor: ctx.reference(i),
-                ..Default::default()
-            })
-            .into_iter()
-            .collect();
-        let procedure = fhir::Procedure {
-            id: Some(ctx.message_scoped_id("Procedure", "death-certification")),
-            status: Some("completed".into()),
-            code: Some(CodeableConcept::coding(
-                "http://snomed.info/sct",
-                "308646001",
-                Some("Death certification"),
-            )),
-            subject: subject.clone(),
-            performed: signed.map(fhir::ProcedurePerformed::DateTime),
-            performer,
-            ..Default::default()
-        };
-        ctx.add(procedure, None);
-    }
-    let autopsy = field_comp(seg, 6, 1).filter(|v| v == "Y" || v == "N");
-    if let Some(done) = autopsy {
-        let period = field(seg, 7).and_then(|dr| {
-            let at = ctx.at(7);
-            node_period(ctx, dr.component(1), dr.component(2), &at)
-        });
-        let performer: Vec<Reference> = field(seg, 8)
-            .and_then(|x| entities::practitioner(ctx, x))
-            .map(|i| ctx.reference(i))
-            .into_iter()
-            .collect();
-        let display = if done == "Y" { "Yes" } else { "No" };
-        let observation = fhir::Observation {
-            id: Some(ctx.message_scoped_id("Observation", "autopsy")),
-            status: Some("final".into()),
-            code: CodeableConcept::coding(
-                "http://loinc.org",
-                "85699-7",
-                Some("Autopsy was performed"),
-            ),
-            subject: Some(subject),
-            effective: period.map(|p| fhir::ObservationEffective::Period(Box::new(p))),
-            performer,
-            value: Some(fhir::ObservationValue::CodeableConcept(Box::new(
-                CodeableConcept::coding(v2_table("0136"), done, Some(display)),
-            ))),
-            ..Default::default()
-        };
-        ctx.add(observation, None);
-    }
+    super::order::pda(ctx, seg);
 }
 
-/// ACC (accident; the IG's ACC map is unfinished) -> an injury incident Observation after the HL7 Vital
-/// Records IGs' (LOINC 11374-6 "Injury incident description Narrative"): identifier ACC-13, effective
-/// ACC-1 (accident date/time), value ACC-8 (description) as a string, performer ACC-7 (entered by, the
-/// one who answers for the record). Not mapped: ACC-2 (accident code), ACC-3/11 (place), ACC-4, the
-/// indicators ACC-5/6/10 (the IGs' components for them are death-specific), ACC-9, ACC-12.
+/// ACC: an injury incident Observation (see [`super::order::acc`]).
 pub fn acc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
-    let Some(subject) = ctx.patient_ref() else {
-        return;
-    };
-    let at = ctx.at(1);
-    let when = ctx.dtm(field(seg, 1), at);
-    let description = field_text(seg, 8);
-    let identifier = field(seg, 13).and_then(|ei| {
-        Some(Identifier {
-            value: Some(comp(ei, 1)?),
-            system: entities::authority_system(comp(ei, 2), comp(ei, 3), comp(ei, 4).as_deref()),
-            ..Default::default()
-        })
-    });
-    if when.is_none() && description.is_none() && identifier.is_none() {
-        return;
-    }
-    let performer: Vec<Reference> = field(seg, 7)
-        .and_then(|x| entities::practitioner(ctx, x))
-        .map(|i| ctx.reference(i))
-        .into_iter()
-        .collect();
-    let id = match &identifier {
-        Some(i) => ctx.id(
-            "Observation",
-            &[
-                "accident",
-                i.system.as_deref().unwrap_or(""),
-                i.value.as_deref().unwrap_or(""),
-            ],
-        ),
-        None => ctx.message_scoped_id("Observation", "accident"),
-    };
-    let observation = fhir::Observation {
-        id: Some(id),
-        identifier: identifier.into_iter().collect(),
-        status: Some("final".into()),
-        code: CodeableConcept::coding(
-            "http://loinc.org",
-            "11374-6",
-            Some("Injury incident description Narrative"),
-        ),
-        subject: Some(subject),
-        effective: when.map(fhir::ObservationEffective::DateTime),
-        performer,
-        value: description.map(fhir::ObservationValue::String),
-        ..Default::default()
-    };
-    ctx.add(observation, None);
+    super::order::acc(ctx, seg);
 }
 
 /// ARV (access restrictions) -> security labels (`meta.security`, v3 ActCode) on the Encounter when it

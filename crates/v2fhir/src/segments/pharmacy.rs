@@ -1078,7 +1078,7 @@ fn join_text(before: Option<String>, after: Option<String>) -> Option<String> {
 /// with explicit times TQ.2.2 as timeOfDay, duration TQ.3 (`S50` is 50 seconds: unit letter S, M, H, D, W,
 /// L months, then the number), bounds TQ.4-5, priority TQ.6 (S stat, A asap, R routine), text TQ.8,
 /// total occurrences TQ.12.
-fn tq_timing(
+pub(crate) fn tq_timing(
     ctx: &mut Ctx<'_>,
     tq: Node<'_>,
     at: &str,

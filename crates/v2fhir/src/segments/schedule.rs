@@ -7,7 +7,7 @@
 //! people) add participants to it; the patient (PID, which comes after SCH) joins at the first RGS.
 
 use fhir::{
-    Appointment, AppointmentParticipant, Device, DeviceDeviceName, Identifier, Period,
+    Appointment, AppointmentParticipant, Device, DeviceDeviceName, Identifier, Period, Reference,
     ServiceRequest, ServiceRequestOccurrence,
 };
 use hl7v2::Segment;
@@ -292,6 +292,59 @@ fn add_participant(ctx: &mut Ctx<'_>, appointment: usize, participant: Appointme
     }
 }
 
+/// The ServiceRequests made from the AIS segments of `seg`'s resource group (from the RGS before it up to
+/// `seg`): the services the group's equipment, locations and people are booked for.
+fn group_requests(ctx: &Ctx<'_>, seg: &Segment<'_>, appointment: usize) -> Vec<usize> {
+    let appointment_id = ctx
+        .resources()
+        .nth(appointment)
+        .and_then(|r| r.id().map(str::to_owned))
+        .unwrap_or_default();
+    let message = ctx.message;
+    let mut out = Vec::new();
+    let mut i = seg.index();
+    while i > 0 {
+        i -= 1;
+        let Some(s) = message.segment(i) else { break };
+        match s.id() {
+            "AIS" => {
+                let k = (0..=i)
+                    .filter(|&j| message.segment(j).is_some_and(|x| x.id() == "AIS"))
+                    .count();
+                let at = if k == 1 {
+                    "AIS".to_owned()
+                } else {
+                    format!("AIS[{k}]")
+                };
+                let n = field_comp(&s, 1, 1).unwrap_or_default();
+                let id = ctx.id("ServiceRequest", &["AIS", &appointment_id, &at, &n]);
+                if let Some(r) = find(ctx, "ServiceRequest", &id) {
+                    out.push(r);
+                }
+            }
+            "RGS" | "SCH" | "MSH" => break,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Adds `reference` to the group's ServiceRequests as a performer (`location` false) or a location.
+fn add_to_requests(ctx: &mut Ctx<'_>, requests: &[usize], reference: &Reference, location: bool) {
+    for &r in requests {
+        if let Some(sr) = ctx.get_mut::<ServiceRequest>(r) {
+            let list = if location {
+                &mut sr.location_reference
+            } else {
+                &mut sr.performer
+            };
+            if !list.contains(reference) {
+                list.push(reference.clone());
+            }
+        }
+    }
+}
+
 /// RGS: a resource group; the patient joins the appointment here (PID comes after SCH).
 pub fn rgs(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     appointment(ctx, seg);
@@ -354,7 +407,8 @@ pub fn ais(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     ctx.last = Some(i);
 }
 
-/// AIG -> a participant: the resource AIG-3 as a Device (identifiers AIG-3.1 and 3.4, name AIG-3.2),
+/// AIG -> a participant (and a performer of the group's AIS ServiceRequests): the resource AIG-3 as a
+/// Device (identifiers AIG-3.1 and 3.4, name AIG-3.2),
 /// type AIG-4, period start AIG-8, status from AIG-14.
 pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(appt) = appointment(ctx, seg) else {
@@ -405,11 +459,14 @@ pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     };
     add_participant(ctx, appt, participant);
     if let Some(d) = device {
+        let requests = group_requests(ctx, seg, appt);
+        add_to_requests(ctx, &requests, &ctx.reference(d), false);
         ctx.last = Some(d);
     }
 }
 
-/// AIL -> a participant: the Location AIL-3, period start AIL-6, status from AIL-12.
+/// AIL -> a participant (and the locationReference of the group's AIS ServiceRequests): the Location
+/// AIL-3, period start AIL-6, status from AIL-12.
 pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(appt) = appointment(ctx, seg) else {
         return;
@@ -422,9 +479,14 @@ pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         ..Default::default()
     };
     add_participant(ctx, appt, participant);
+    if let Some(l) = location {
+        let requests = group_requests(ctx, seg, appt);
+        add_to_requests(ctx, &requests, &ctx.reference(l), true);
+    }
 }
 
-/// AIP -> a participant: the Practitioner AIP-3, type AIP-4 (the role), period start AIP-6, status from
+/// AIP -> a participant (and a performer of the group's AIS ServiceRequests): the Practitioner AIP-3,
+/// type AIP-4 (the role), period start AIP-6, status from
 /// AIP-12.
 pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(appt) = appointment(ctx, seg) else {
@@ -444,4 +506,8 @@ pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         ..Default::default()
     };
     add_participant(ctx, appt, participant);
+    if let Some(p) = practitioner {
+        let requests = group_requests(ctx, seg, appt);
+        add_to_requests(ctx, &requests, &ctx.reference(p), false);
+    }
 }
