@@ -2244,7 +2244,8 @@ fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
 
 /// IN2 -> the IN1 before it: the insured's employee ids IN2-1 and SSN IN2-2 on the subscriber
 /// RelatedPerson; Medicare IN2-6, Medicaid IN2-8 and military IN2-10 numbers as Coverage identifiers;
-/// the patient's member number IN2-61 as a Coverage identifier; the insured's language IN2-34 and phone
+/// the patient's member number IN2-61 as a Coverage identifier and a Patient identifier (IN2-6/8/10
+/// too when the insured is the patient, IN1-17 `SEL`); the insured's language IN2-34 and phone
 /// IN2-63 on the subscriber; the employer's contact person IN2-49/50 and phone IN2-64 on the policy
 /// holder Organization.
 pub fn in2(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
@@ -2303,10 +2304,36 @@ pub fn in2(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             });
         }
     }
-    // IN2-61: the patient's member number in this plan.
-    numbers.extend(identifiers(ctx, seg, 61));
+    // IN2-6/8/10 number the insured; they are also the patient's own numbers when the insured is
+    // the patient (IN1-17 `SEL`: the Coverage's subscriber is the Patient).
+    let patient = ctx.patient;
+    let insured_is_patient = patient.is_some_and(|p| {
+        let patient_ref = ctx.reference(p).reference;
+        ctx.get::<Coverage>(c)
+            .and_then(|cov| cov.subscriber.as_ref())
+            .is_some_and(|s| s.reference.is_some() && s.reference == patient_ref)
+    });
+    let mut patient_ids = if insured_is_patient {
+        numbers.clone()
+    } else {
+        Vec::new()
+    };
+    // IN2-61: the patient's member number in this plan: one of the patient's identifiers (whoever
+    // the insured is) and a number of the coverage.
+    let member = identifiers(ctx, seg, 61);
+    patient_ids.extend(member.iter().cloned());
+    numbers.extend(member);
     if let Some(cov) = ctx.get_mut::<Coverage>(c) {
         cov.identifier.extend(numbers);
+    }
+    if let Some(p) = patient
+        && let Some(pat) = ctx.get_mut::<Patient>(p)
+    {
+        for id in patient_ids {
+            if !pat.identifier.contains(&id) {
+                pat.identifier.push(id);
+            }
+        }
     }
     // IN2-49/50: the insured's employer's contact person, on the policy holder (IN1-11).
     let holder = ctx
