@@ -794,8 +794,19 @@ pub fn pd1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let at = ctx.at(6);
     let disability = ctx.code(field(seg, 6), &at);
     let congregation = field(seg, 14).and_then(|x| comp(x, 1).or_else(|| comp(x, 10)));
+    // PD1-16 immunization registry status (table 0441): `A` active is an active patient record, the
+    // inactive statuses (I, L lost to follow-up, M moved, P permanently inactive) an inactive one;
+    // O (other) and U (unknown) say nothing. The IG leaves PD1-16 unmapped.
+    let active = match field_comp(seg, 16, 1).as_deref() {
+        Some("A") => Some(true),
+        Some("I" | "L" | "M" | "P") => Some(false),
+        _ => None,
+    };
     if let Some(patient) = ctx.get_mut::<Patient>(p) {
         patient.general_practitioner.extend(gps);
+        if patient.active.is_none() {
+            patient.active = active;
+        }
         if let Some(d) = disability {
             patient.extension.push(ext(
                 "patient-disability",
@@ -1935,70 +1946,78 @@ fn related_person(
     Some(ctx.add(person, None))
 }
 
-/// v2 table 0063 relationship -> the IG's Relationship map (v3 RoleCode where it has the concept),
-/// keeping the sent coding.
+/// v2 table 0063 relationship -> the IG's Relationship map (v3 RoleCode where it has the concept).
+/// Each coding of the CWE from table 0063 (or with no system: the field's table) is translated, the
+/// identifier and its alternate (CWE.1-3 and CWE.4-6) alike; other codings are kept as sent.
 fn relationship_concept(mut c: CodeableConcept) -> CodeableConcept {
-    let Some(first) = c.coding.first() else {
-        return c;
-    };
-    let from_0063 = first
-        .system
-        .as_deref()
-        .is_none_or(|s| s.ends_with("v2-0063"));
+    let mut first = true;
+    for coding in &mut c.coding {
+        let from_0063 = coding
+            .system
+            .as_deref()
+            .is_none_or(|s| s.ends_with("v2-0063"));
+        match coding
+            .code
+            .as_deref()
+            .filter(|_| from_0063)
+            .and_then(relationship_code)
+        {
+            Some((system, code, display)) => {
+                *coding = Coding::new(system, code, Some(display));
+            }
+            None if first && coding.system.is_none() => {
+                coding.system = Some(v2_table("0063"));
+            }
+            None => {}
+        }
+        first = false;
+    }
+    c
+}
+
+/// A table 0063 code -> the IG's Relationship map target: (system, code, display).
+fn relationship_code(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
     let role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode";
-    let mapped = match first.code.as_deref().filter(|_| from_0063) {
-        Some("SEL") => Some((role, "ONESELF", "self")),
-        Some("SPO") => Some((role, "SPS", "spouse")),
-        Some("DOM") => Some((role, "SIGOTHR", "significant other")),
-        Some("CHD") => Some((role, "CHILD", "child")),
-        Some("GCH") => Some((role, "GRNDCHILD", "grandchild")),
-        Some("NCH") => Some((role, "NCHILD", "natural child")),
-        Some("SCH") => Some((role, "STPCHLD", "step child")),
-        Some("FCH") => Some((role, "CHLDFOST", "foster child")),
-        Some("PAR") => Some((role, "PRN", "parent")),
-        Some("MTH") => Some((role, "MTH", "mother")),
-        Some("FTH") => Some((role, "FTH", "father")),
-        Some("GRP") => Some((role, "GRPRN", "grandparent")),
-        Some("EXF") => Some((role, "EXT", "extended family member")),
-        Some("SIB") => Some((role, "SIB", "sibling")),
-        Some("BRO") => Some((role, "BRO", "brother")),
-        Some("SIS") => Some((role, "SIS", "sister")),
-        Some("FND") => Some((role, "FRND", "unrelated friend")),
-        Some("EMR") => Some((
+    match code {
+        "SEL" => Some((role, "ONESELF", "self")),
+        "SPO" => Some((role, "SPS", "spouse")),
+        "DOM" => Some((role, "SIGOTHR", "significant other")),
+        "CHD" => Some((role, "CHILD", "child")),
+        "GCH" => Some((role, "GRNDCHILD", "grandchild")),
+        "NCH" => Some((role, "NCHILD", "natural child")),
+        "SCH" => Some((role, "STPCHLD", "step child")),
+        "FCH" => Some((role, "CHLDFOST", "foster child")),
+        "PAR" => Some((role, "PRN", "parent")),
+        "MTH" => Some((role, "MTH", "mother")),
+        "FTH" => Some((role, "FTH", "father")),
+        "GRP" => Some((role, "GRPRN", "grandparent")),
+        "EXF" => Some((role, "EXT", "extended family member")),
+        "SIB" => Some((role, "SIB", "sibling")),
+        "BRO" => Some((role, "BRO", "brother")),
+        "SIS" => Some((role, "SIS", "sister")),
+        "FND" => Some((role, "FRND", "unrelated friend")),
+        "EMR" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "E",
             "Employer",
         )),
-        Some("EMC") => Some((
+        "EMC" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "C",
             "Emergency Contact",
         )),
-        Some("UNK") => Some((
+        "UNK" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "U",
             "Unknown",
         )),
-        Some("OTH") => Some((
+        "OTH" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "O",
             "Other",
         )),
         _ => None,
-    };
-    match mapped {
-        Some((system, code, display)) => {
-            c.coding = vec![Coding::new(system, code, Some(display))];
-        }
-        None => {
-            if let Some(first) = c.coding.first_mut()
-                && first.system.is_none()
-            {
-                first.system = Some(v2_table("0063"));
-            }
-        }
     }
-    c
 }
 
 /// IN1-17 (table 0063) -> Coverage.relationship (subscriber-relationship).
