@@ -1312,15 +1312,16 @@ fn round_trip(
     }
 }
 
-/// PID fields; v2 -> FHIR merges PID-2/3/4/19/20 (and DB1-3 when the disabled person is the patient)
+/// PID fields; v2 -> FHIR merges PID-2/3/4/19/20 (and DB1-3 when the disabled person is the patient,
+/// IN2-61 the patient's member number)
 /// into `Patient.identifier` (all written back to PID-3)
 /// and PID-5/9 into `Patient.name` (an XPN.15 "called by" is a `nickname` name, written back before
 /// v2.7 as a repetition of its own with name type N).
 const PID_PATHS: &[&str] = &[
-    "PID-3.1<PID-2.1<PID-4.1<PID-19<PID-20.1<DB1-3.1",
-    "PID-3.4.1<PID-2.4.1<PID-4.4.1<PID-20.2<=USSSA<DB1-3.4.1",
-    "PID-3.4.2<PID-2.4.2<PID-4.4.2<DB1-3.4.2",
-    "PID-3.5<PID-2.5<PID-4.5<=SS<=DL<DB1-3.5",
+    "PID-3.1<PID-2.1<PID-4.1<PID-19<PID-20.1<DB1-3.1<IN2-61.1",
+    "PID-3.4.1<PID-2.4.1<PID-4.4.1<PID-20.2<=USSSA<DB1-3.4.1<IN2-61.4.1",
+    "PID-3.4.2<PID-2.4.2<PID-4.4.2<DB1-3.4.2<IN2-61.4.2",
+    "PID-3.5<PID-2.5<PID-4.5<=SS<=DL<DB1-3.5<IN2-61.5",
     "PID-5.1.1<PID-9.1.1",
     "PID-5:2,3<PID-9:2,3<PID-5.15<PID-9.15",
     "PID-5.4<PID-9.4",

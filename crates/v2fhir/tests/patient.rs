@@ -69,7 +69,8 @@ fn pid_maps_demographics() {
         Some("http://hl7.org/fhir/StructureDefinition/patient-birthTime")
     );
     // Identifiers: PID-2, PID-3 (two), PID-4, PID-19 (SSN), PID-20 (driver's licence), then DB1-3 (the
-    // DB1 is the patient's: DB1-2 PT); nothing from the GT1 (a guarantor's numbers, even when SEL).
+    // DB1 is the patient's: DB1-2 PT), IN2-61 (the patient's member number); nothing from the GT1 (a
+    // guarantor's numbers, even when SEL) nor IN2-6/8/10 (the insured is the spouse).
     let values: Vec<&str> = p
         .identifier
         .iter()
@@ -84,7 +85,8 @@ fn pid_maps_demographics() {
             "PATID567",
             "PSSN123121234",
             "DLN-123",
-            "DB123"
+            "DB123",
+            "PNM1234"
         ]
     );
     let mr = &p.identifier[1];
@@ -654,4 +656,78 @@ fn acc_is_an_injury_incident_observation() {
     );
     let entered_by: &Practitioner = resolve(&c, &incident.performer[0]);
     assert_eq!(entered_by.name[0].family.as_deref(), Some("Goldbergn"));
+}
+
+#[test]
+fn in2_member_number_and_sel_numbers_on_the_patient() {
+    let msg = [
+        "MSH|^~\\&|REG|HOSP|EHR|CLINIC|20240501101530+0200||ADT^A04^ADT_A01|C1|P|2.5.1",
+        "PID|1||MRN1^^^HOSP^MR||DOE^JANE||19800101|F",
+        "PD1||||||||||||||||A^Active^HL70441",
+        "IN1|1|PLAN1|PAYER1^^^PAY&1.2.3&ISO|Payer||||||||||||DOE^JANE|SEL^Self",
+        "IN2||||||MED-1||MCD-2||MIL-3|||||||||||||||||||||||||||||||||||||||||||||||||||MEM-9^^^PAY&1.2.3&ISO^MB",
+    ];
+    let c = built(&msg);
+    let p = one::<Patient>(&c);
+    let values: Vec<&str> = p
+        .identifier
+        .iter()
+        .filter_map(|i| i.value.as_deref())
+        .collect();
+    assert_eq!(values, ["MRN1", "MED-1", "MCD-2", "MIL-3", "MEM-9"]);
+    // PD1-16 `A`: an active registry record.
+    assert_eq!(p.active, Some(true));
+    // The coverage keeps its numbers.
+    let cov = one::<Coverage>(&c);
+    assert!(
+        cov.identifier
+            .iter()
+            .any(|i| i.value.as_deref() == Some("MEM-9"))
+    );
+}
+
+#[test]
+fn nk1_relationship_alternate_from_table_0063_is_mapped() {
+    let msg = [
+        "MSH|^~\\&|REG|HOSP|EHR|CLINIC|20240501101530+0200||ADT^A04^ADT_A01|C1|P|2.5.1",
+        "PID|1||MRN1^^^HOSP^MR||DOE^JANE||19800101|F",
+        "NK1|1|DOE^JOHN|X1^Local^L^CHD",
+    ];
+    let c = built(&msg);
+    let rp = all::<fhir::RelatedPerson>(&c);
+    let codings: Vec<(Option<&str>, Option<&str>)> = rp
+        .iter()
+        .flat_map(|r| &r.relationship)
+        .flat_map(|r| &r.coding)
+        .map(|c| (c.system.as_deref(), c.code.as_deref()))
+        .collect();
+    assert!(codings.contains(&(Some("L"), Some("X1"))), "{codings:?}");
+    assert!(
+        codings.contains(&(
+            Some("http://terminology.hl7.org/CodeSystem/v3-RoleCode"),
+            Some("CHILD")
+        )),
+        "{codings:?}"
+    );
+}
+
+#[test]
+fn rxa_28_address_on_the_administered_at_locations() {
+    let msg = [
+        "MSH|^~\\&|IZ|CLINIC|IIS|STATE|20240501101530+0200||VXU^V04^VXU_V04|C1|P|2.5.1",
+        "PID|1||MRN1^^^HOSP^MR||DOE^JANE||20200101|F",
+        "ORC|RE||F-1^IZ",
+        "RXA|0|1|20240501||08^HepB^CVX|0.5|mL^mL^UCUM||00^New^NIP001|||||||||||CP|A||||||^^^Clinic One^^^Main Building|1 Main St^^Springfield^IL^62701^USA^M^^^^^20200101&20301231",
+    ];
+    let c = built(&msg);
+    let locations = all::<Location>(&c);
+    assert_eq!(locations.len(), 2, "facility and building");
+    for l in locations {
+        let a = l.address.as_ref().expect("RXA-28 on every level");
+        assert_eq!(a.line, ["1 Main St"]);
+        assert_eq!(a.city.as_deref(), Some("Springfield"));
+        let period = a.period.as_ref().expect("XAD.12 range");
+        assert_eq!(period.start.as_deref(), Some("2020-01-01"));
+        assert_eq!(period.end.as_deref(), Some("2030-12-31"));
+    }
 }

@@ -206,8 +206,8 @@ fn split_codings(concept: &CodeableConcept, suffix: &str) -> (CodeableConcept, C
     (with(mine), rest)
 }
 
-/// Patient.contact -> NK1, one each: NK1-1 set id, NK1-2 name, NK1-3 relationship (table 0063 codings
-/// first), NK1-4 address, NK1-5 phones except work ones, NK1-6 work phones, NK1-7 contact role (the
+/// Patient.contact -> NK1, one each: NK1-1 set id, NK1-2 name, NK1-3 relationship (codings in
+/// the order sent, a v3 RoleCode one as its table 0063 code), NK1-4 address, NK1-5 phones except work ones, NK1-6 work phones, NK1-7 contact role (the
 /// table 0131 codings), NK1-8/9 period, NK1-13 the organization's name, NK1-15 gender (table 0001).
 /// The reverse of the forward NK1[Patient] map.
 pub(crate) fn nk1(w: &mut Writer, cx: &Cx<'_>, p: &Patient) -> Result<()> {
@@ -224,25 +224,31 @@ pub(crate) fn nk1(w: &mut Writer, cx: &Cx<'_>, p: &Patient) -> Result<()> {
                 role = Some(contact_role);
             }
             if !relationship.coding.is_empty() || relationship.text.is_some() {
-                let (table, other) = split_codings(&relationship, "v2-0063");
-                // v3 RoleCode codings (the forward map's) go back to table 0063.
-                let from_role = other.coding.iter().filter_map(|c| {
-                    let role = c.system.as_deref()?.ends_with("v3-RoleCode");
-                    let code = vocab::relationship(c.code.as_deref().filter(|_| role)?)?;
-                    Some(Coding {
-                        display: c.display.clone(),
-                        ..Coding::new(V2_0063, code, None)
+                // In the order sent (the sender's identifier stays NK1-3.1-3), each v3 RoleCode
+                // coding (the forward map's) preceded by its table 0063 code.
+                let coding = relationship
+                    .coding
+                    .iter()
+                    .flat_map(|c| {
+                        let role = c
+                            .system
+                            .as_deref()
+                            .is_some_and(|s| s.ends_with("v3-RoleCode"));
+                        let table = c
+                            .code
+                            .as_deref()
+                            .filter(|_| role)
+                            .and_then(vocab::relationship)
+                            .map(|code| Coding {
+                                display: c.display.clone(),
+                                ..Coding::new(V2_0063, code, None)
+                            });
+                        table.into_iter().chain([c.clone()])
                     })
-                });
+                    .collect();
                 let ordered = CodeableConcept {
-                    coding: table
-                        .coding
-                        .iter()
-                        .cloned()
-                        .chain(from_role)
-                        .chain(other.coding.iter().cloned())
-                        .collect(),
-                    text: other.text.clone(),
+                    coding,
+                    text: relationship.text.clone(),
                     ..Default::default()
                 };
                 if !w.has_value("3") {

@@ -794,8 +794,19 @@ pub fn pd1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let at = ctx.at(6);
     let disability = ctx.code(field(seg, 6), &at);
     let congregation = field(seg, 14).and_then(|x| comp(x, 1).or_else(|| comp(x, 10)));
+    // PD1-16 immunization registry status (table 0441): `A` active is an active patient record, the
+    // inactive statuses (I, L lost to follow-up, M moved, P permanently inactive) an inactive one;
+    // O (other) and U (unknown) say nothing. The IG leaves PD1-16 unmapped.
+    let active = match field_comp(seg, 16, 1).as_deref() {
+        Some("A") => Some(true),
+        Some("I" | "L" | "M" | "P") => Some(false),
+        _ => None,
+    };
     if let Some(patient) = ctx.get_mut::<Patient>(p) {
         patient.general_practitioner.extend(gps);
+        if patient.active.is_none() {
+            patient.active = active;
+        }
         if let Some(d) = disability {
             patient.extension.push(ext(
                 "patient-disability",
@@ -1935,70 +1946,78 @@ fn related_person(
     Some(ctx.add(person, None))
 }
 
-/// v2 table 0063 relationship -> the IG's Relationship map (v3 RoleCode where it has the concept),
-/// keeping the sent coding.
+/// v2 table 0063 relationship -> the IG's Relationship map (v3 RoleCode where it has the concept).
+/// Each coding of the CWE from table 0063 (or with no system: the field's table) is translated, the
+/// identifier and its alternate (CWE.1-3 and CWE.4-6) alike; other codings are kept as sent.
 fn relationship_concept(mut c: CodeableConcept) -> CodeableConcept {
-    let Some(first) = c.coding.first() else {
-        return c;
-    };
-    let from_0063 = first
-        .system
-        .as_deref()
-        .is_none_or(|s| s.ends_with("v2-0063"));
+    let mut first = true;
+    for coding in &mut c.coding {
+        let from_0063 = coding
+            .system
+            .as_deref()
+            .is_none_or(|s| s.ends_with("v2-0063"));
+        match coding
+            .code
+            .as_deref()
+            .filter(|_| from_0063)
+            .and_then(relationship_code)
+        {
+            Some((system, code, display)) => {
+                *coding = Coding::new(system, code, Some(display));
+            }
+            None if first && coding.system.is_none() => {
+                coding.system = Some(v2_table("0063"));
+            }
+            None => {}
+        }
+        first = false;
+    }
+    c
+}
+
+/// A table 0063 code -> the IG's Relationship map target: (system, code, display).
+fn relationship_code(code: &str) -> Option<(&'static str, &'static str, &'static str)> {
     let role = "http://terminology.hl7.org/CodeSystem/v3-RoleCode";
-    let mapped = match first.code.as_deref().filter(|_| from_0063) {
-        Some("SEL") => Some((role, "ONESELF", "self")),
-        Some("SPO") => Some((role, "SPS", "spouse")),
-        Some("DOM") => Some((role, "SIGOTHR", "significant other")),
-        Some("CHD") => Some((role, "CHILD", "child")),
-        Some("GCH") => Some((role, "GRNDCHILD", "grandchild")),
-        Some("NCH") => Some((role, "NCHILD", "natural child")),
-        Some("SCH") => Some((role, "STPCHLD", "step child")),
-        Some("FCH") => Some((role, "CHLDFOST", "foster child")),
-        Some("PAR") => Some((role, "PRN", "parent")),
-        Some("MTH") => Some((role, "MTH", "mother")),
-        Some("FTH") => Some((role, "FTH", "father")),
-        Some("GRP") => Some((role, "GRPRN", "grandparent")),
-        Some("EXF") => Some((role, "EXT", "extended family member")),
-        Some("SIB") => Some((role, "SIB", "sibling")),
-        Some("BRO") => Some((role, "BRO", "brother")),
-        Some("SIS") => Some((role, "SIS", "sister")),
-        Some("FND") => Some((role, "FRND", "unrelated friend")),
-        Some("EMR") => Some((
+    match code {
+        "SEL" => Some((role, "ONESELF", "self")),
+        "SPO" => Some((role, "SPS", "spouse")),
+        "DOM" => Some((role, "SIGOTHR", "significant other")),
+        "CHD" => Some((role, "CHILD", "child")),
+        "GCH" => Some((role, "GRNDCHILD", "grandchild")),
+        "NCH" => Some((role, "NCHILD", "natural child")),
+        "SCH" => Some((role, "STPCHLD", "step child")),
+        "FCH" => Some((role, "CHLDFOST", "foster child")),
+        "PAR" => Some((role, "PRN", "parent")),
+        "MTH" => Some((role, "MTH", "mother")),
+        "FTH" => Some((role, "FTH", "father")),
+        "GRP" => Some((role, "GRPRN", "grandparent")),
+        "EXF" => Some((role, "EXT", "extended family member")),
+        "SIB" => Some((role, "SIB", "sibling")),
+        "BRO" => Some((role, "BRO", "brother")),
+        "SIS" => Some((role, "SIS", "sister")),
+        "FND" => Some((role, "FRND", "unrelated friend")),
+        "EMR" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "E",
             "Employer",
         )),
-        Some("EMC") => Some((
+        "EMC" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "C",
             "Emergency Contact",
         )),
-        Some("UNK") => Some((
+        "UNK" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "U",
             "Unknown",
         )),
-        Some("OTH") => Some((
+        "OTH" => Some((
             "http://terminology.hl7.org/CodeSystem/v2-0131",
             "O",
             "Other",
         )),
         _ => None,
-    };
-    match mapped {
-        Some((system, code, display)) => {
-            c.coding = vec![Coding::new(system, code, Some(display))];
-        }
-        None => {
-            if let Some(first) = c.coding.first_mut()
-                && first.system.is_none()
-            {
-                first.system = Some(v2_table("0063"));
-            }
-        }
     }
-    c
 }
 
 /// IN1-17 (table 0063) -> Coverage.relationship (subscriber-relationship).
@@ -2244,7 +2263,8 @@ fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
 
 /// IN2 -> the IN1 before it: the insured's employee ids IN2-1 and SSN IN2-2 on the subscriber
 /// RelatedPerson; Medicare IN2-6, Medicaid IN2-8 and military IN2-10 numbers as Coverage identifiers;
-/// the patient's member number IN2-61 as a Coverage identifier; the insured's language IN2-34 and phone
+/// the patient's member number IN2-61 as a Coverage identifier and a Patient identifier (IN2-6/8/10
+/// too when the insured is the patient, IN1-17 `SEL`); the insured's language IN2-34 and phone
 /// IN2-63 on the subscriber; the employer's contact person IN2-49/50 and phone IN2-64 on the policy
 /// holder Organization.
 pub fn in2(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
@@ -2303,10 +2323,36 @@ pub fn in2(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             });
         }
     }
-    // IN2-61: the patient's member number in this plan.
-    numbers.extend(identifiers(ctx, seg, 61));
+    // IN2-6/8/10 number the insured; they are also the patient's own numbers when the insured is
+    // the patient (IN1-17 `SEL`: the Coverage's subscriber is the Patient).
+    let patient = ctx.patient;
+    let insured_is_patient = patient.is_some_and(|p| {
+        let patient_ref = ctx.reference(p).reference;
+        ctx.get::<Coverage>(c)
+            .and_then(|cov| cov.subscriber.as_ref())
+            .is_some_and(|s| s.reference.is_some() && s.reference == patient_ref)
+    });
+    let mut patient_ids = if insured_is_patient {
+        numbers.clone()
+    } else {
+        Vec::new()
+    };
+    // IN2-61: the patient's member number in this plan: one of the patient's identifiers (whoever
+    // the insured is) and a number of the coverage.
+    let member = identifiers(ctx, seg, 61);
+    patient_ids.extend(member.iter().cloned());
+    numbers.extend(member);
     if let Some(cov) = ctx.get_mut::<Coverage>(c) {
         cov.identifier.extend(numbers);
+    }
+    if let Some(p) = patient
+        && let Some(pat) = ctx.get_mut::<Patient>(p)
+    {
+        for id in patient_ids {
+            if !pat.identifier.contains(&id) {
+                pat.identifier.push(id);
+            }
+        }
     }
     // IN2-49/50: the insured's employer's contact person, on the policy holder (IN1-11).
     let holder = ctx

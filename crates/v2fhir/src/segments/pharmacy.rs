@@ -11,8 +11,8 @@
 use fhir::{
     CodeableConcept, Coding, Dosage, DosageAsNeeded, DosageDoseAndRate, DosageDoseAndRateDose,
     DosageDoseAndRateRate, Identifier, Immunization, ImmunizationOccurrence, ImmunizationPerformer,
-    Medication, MedicationDispense, MedicationDispenseMedication, MedicationDispensePerformer,
-    MedicationIngredient, MedicationIngredientItem, MedicationRequest,
+    Location, Medication, MedicationDispense, MedicationDispenseMedication,
+    MedicationDispensePerformer, MedicationIngredient, MedicationIngredientItem, MedicationRequest,
     MedicationRequestDispenseRequest, MedicationRequestInitialFill, MedicationRequestMedication,
     MedicationRequestSubstitution, MedicationRequestSubstitutionAllowed, Organization, Quantity,
     Ratio, Reference, Timing,
@@ -296,6 +296,9 @@ pub fn rxa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let location = field(seg, 27)
         .or_else(|| field(seg, 11))
         .and_then(|pl| entities::location(ctx, pl));
+    if let Some(l) = location {
+        administered_at_address(ctx, seg, l);
+    }
 
     let mut imm = Immunization {
         id: Some(id),
@@ -357,6 +360,44 @@ pub fn rxa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let conditional = identity.filter(|i| i.system.is_some());
     let i = ctx.add(imm, conditional.as_ref());
     ctx.last = Some(i);
+}
+
+/// RXA-28 (administered-at address, XAD) -> the address of the RXA-27 Location (IG `RXA[Immunization]`:
+/// `location(Location.address)`), with its period (XAD.13-14, else the range XAD.12). The levels of one
+/// PL (bed, room, point of care, floor, building, facility) are all at that one address, so each level
+/// of the chain that has no address yet gets it.
+fn administered_at_address(ctx: &mut Ctx<'_>, seg: &Segment<'_>, location: usize) {
+    let Some(node) = field(seg, 28) else { return };
+    let Some(mut address) = crate::xad(node) else {
+        return;
+    };
+    let at = ctx.at(28);
+    let start = ctx.dtm(node.component(13), at.as_str());
+    let end = ctx.dtm(node.component(14), at.as_str());
+    address.period = entities::period(start, end).or_else(|| {
+        let range = node.component(12)?;
+        let start = ctx.dtm(range.subcomponent(1), at.as_str());
+        let end = ctx.dtm(range.subcomponent(2), at.as_str());
+        entities::period(start, end)
+    });
+    let mut next = Some(location);
+    // A PL has at most six levels; the bound also guards against a cycle.
+    for _ in 0..8 {
+        let Some(i) = next else { break };
+        let Some(level) = ctx.get_mut::<Location>(i) else {
+            break;
+        };
+        if level.address.is_none() {
+            level.address = Some(address.clone());
+        }
+        let parent = level
+            .part_of
+            .as_ref()
+            .and_then(|r| r.reference.as_deref())
+            .and_then(|r| r.strip_prefix("urn:uuid:"))
+            .map(str::to_owned);
+        next = parent.and_then(|id| find(ctx, "Location", &id));
+    }
 }
 
 /// RXA-17 (CWE) -> the manufacturer Organization: identifier CWE.1 in the CWE.3 system (`MVX` ->
