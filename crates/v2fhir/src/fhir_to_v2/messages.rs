@@ -535,10 +535,14 @@ fn siu(cx: &Cx<'_>, a: &Appointment) -> Result<OwnedMessage> {
     let mut people = 0;
     for p in &a.participant {
         let Some(actor) = &p.actor else { continue };
-        if !matches!(
-            actor_type(cx, actor).as_deref(),
-            Some("Practitioner" | "PractitionerRole")
-        ) {
+        // Information-only participants (the SCH-12/16/20 contacts and enterer) are not booked
+        // resources.
+        if p.required.as_deref() == Some("information-only")
+            || !matches!(
+                actor_type(cx, actor).as_deref(),
+                Some("Practitioner" | "PractitionerRole")
+            )
+        {
             continue;
         }
         let known = cx.lookup.get::<Practitioner>(actor).is_some()

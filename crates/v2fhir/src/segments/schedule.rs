@@ -7,14 +7,16 @@
 //! people) add participants to it; the patient (PID, which comes after SCH) joins at the first RGS.
 
 use fhir::{
-    Appointment, AppointmentParticipant, Device, DeviceDeviceName, Identifier, Period, Reference,
+    Annotation, AnnotationAuthor, Appointment, AppointmentParticipant, CodeableConcept, Device,
+    DeviceDeviceName, Identifier, Location, Period, Practitioner, PractitionerRole, Reference,
     ServiceRequest, ServiceRequestOccurrence,
 };
 use hl7v2::Segment;
 
 use crate::context::{Ctx, IssueKind, Severity};
-use crate::read::{comp, field, field_comp, field_text, reps};
-use crate::segments::pharmacy::{ei, find, following, key, preceding, typed};
+use crate::datatypes::{xad, xtn};
+use crate::read::{comp, field, field_comp, field_text, reps, text};
+use crate::segments::pharmacy::{V2_0443, ei, find, following, key, preceding, typed};
 use crate::vocab::coding_system_uri;
 
 /// `http://terminology.hl7.org/CodeSystem/v2-0276`, appointment reason codes; FHIR binds
@@ -135,8 +137,11 @@ fn reason_display(code: &str) -> Option<&'static str> {
 ///
 /// An SCH whose Appointment would name no participant (FHIR requires one) is left out with an issue.
 ///
-/// Not mapped: SCH-8 (table 0277 has no FHIR counterpart), SCH-12/16/20 (contact persons and the
-/// enterer: not participants of the appointment), SCH-26/27 (the orders are not in the message).
+/// The contact persons SCH-12 (placer contact) and SCH-16 (filler contact) and the enterer SCH-20 are
+/// information-only participants (IG `SCH[Appointment]`), see [`contacts`].
+///
+/// Not mapped: SCH-8 (table 0277 has no FHIR counterpart), SCH-26/27 (the orders are not in the
+/// message).
 pub fn sch(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     if !will_have_participant(ctx, seg) {
         // FHIR requires a participant (the patient, a person, location or device); an Appointment
@@ -246,7 +251,112 @@ pub fn sch(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     };
     let conditional = identity.filter(|i| i.system.is_some());
     let i = ctx.add(appointment, conditional.as_ref());
+    contacts(ctx, seg, i);
     ctx.last = Some(i);
+}
+
+/// `http://terminology.hl7.org/CodeSystem/provenance-participant-type`, the IG's type for the enterer
+/// (SCH-20).
+const PROVENANCE_PARTICIPANT_TYPE: &str =
+    "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
+
+/// SCH-12/16/20 -> the appointment's contact persons and its enterer (IG `SCH[Appointment]`
+/// participant[1..3], `XCN[Practitioner]`): each person is a Practitioner (the first XCN that names
+/// one), with the contact's phone (SCH-13/17/21) and address (SCH-14/18); a PractitionerRole holds the
+/// person's function for this booking and the contact's location (SCH-15/19/22, PL); the Appointment
+/// lists the role as a participant that is `information-only` (the contacts do not attend).
+///
+/// The role: placer and filler contact have no code in any published system (the IG's participant
+/// types `#placer contact#` / `#filler contact#` exist in none), so they are `code.text`; the enterer
+/// is `EP` (Entering Provider, table 0443) on the role and `enterer` (provenance-participant-type, as
+/// the IG gives it) on the participant. One person who is placer and filler contact at one location
+/// is one role with both functions.
+fn contacts(ctx: &mut Ctx<'_>, seg: &Segment<'_>, appointment: usize) {
+    const FIELDS: [(usize, usize, Option<usize>, usize, &str); 3] = [
+        (12, 13, Some(14), 15, "Placer Contact"),
+        (16, 17, Some(18), 19, "Filler Contact"),
+        (20, 21, None, 22, "Enterer"),
+    ];
+    for (person, phone, address, location, function) in FIELDS {
+        let Some(p) = reps(seg, person)
+            .into_iter()
+            .find_map(|x| crate::entities::practitioner(ctx, x))
+        else {
+            continue;
+        };
+        let telecom: Vec<_> = reps(seg, phone).into_iter().filter_map(xtn).collect();
+        let addresses: Vec<_> = address
+            .map(|a| reps(seg, a).into_iter().filter_map(xad).collect())
+            .unwrap_or_default();
+        if let Some(r) = ctx.get_mut::<Practitioner>(p) {
+            for t in telecom {
+                if !r.telecom.contains(&t) {
+                    r.telecom.push(t);
+                }
+            }
+            for a in addresses {
+                if !r.address.contains(&a) {
+                    r.address.push(a);
+                }
+            }
+        }
+        let place = field(seg, location).and_then(|pl| crate::entities::location(ctx, pl));
+        let (code, participant_type) = if function == "Enterer" {
+            (
+                CodeableConcept::coding(V2_0443, "EP", Some("Entering Provider")),
+                CodeableConcept::coding(PROVENANCE_PARTICIPANT_TYPE, "enterer", Some("Enterer")),
+            )
+        } else {
+            let text = CodeableConcept {
+                text: Some(function.into()),
+                ..Default::default()
+            };
+            (text.clone(), text)
+        };
+        let id_of = |ctx: &Ctx<'_>, i: usize| {
+            ctx.resources()
+                .nth(i)
+                .and_then(|r| r.id().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let (p_id, l_id) = (
+            id_of(ctx, p),
+            place.map(|l| id_of(ctx, l)).unwrap_or_default(),
+        );
+        let role = PractitionerRole {
+            id: Some(ctx.id("PractitionerRole", &["SCH contact", &p_id, &l_id])),
+            practitioner: Some(ctx.reference(p)),
+            location: place.map(|l| ctx.reference(l)).into_iter().collect(),
+            ..Default::default()
+        };
+        let role = ctx.add(role, None);
+        if let Some(r) = ctx.get_mut::<PractitionerRole>(role)
+            && !r.code.contains(&code)
+        {
+            r.code.push(code);
+        }
+        let actor = ctx.reference(role);
+        if let Some(a) = ctx.get_mut::<Appointment>(appointment) {
+            match a
+                .participant
+                .iter_mut()
+                .find(|x| x.actor.as_ref() == Some(&actor))
+            {
+                Some(x) => {
+                    if !x.r#type.contains(&participant_type) {
+                        x.r#type.push(participant_type);
+                    }
+                }
+                None => a.participant.push(AppointmentParticipant {
+                    actor: Some(actor),
+                    r#type: vec![participant_type],
+                    required: Some("information-only".into()),
+                    status: Some("accepted".into()),
+                    ..Default::default()
+                }),
+            }
+        }
+    }
 }
 
 /// The Appointment of the SCH before `seg`, with the current patient as a participant.
@@ -283,6 +393,33 @@ fn period(ctx: &mut Ctx<'_>, seg: &Segment<'_>, start_field: usize) -> Option<Pe
         start: Some(start),
         ..Default::default()
     })
+}
+
+/// The NTE segments right after `seg` as annotations: text NTE-3 (repetitions joined by line
+/// breaks), author NTE-5 (a Practitioner), time NTE-6.
+fn notes(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Vec<Annotation> {
+    let mut out = Vec::new();
+    for nte in following(ctx, seg, &["NTE"]) {
+        let parts: Vec<String> = reps(&nte, 3)
+            .into_iter()
+            .filter_map(|r| text(Some(r)))
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        let author = field(&nte, 5)
+            .and_then(|f| f.repetition(1))
+            .and_then(|x| crate::entities::practitioner(ctx, x))
+            .map(|i| AnnotationAuthor::Reference(Box::new(ctx.reference(i))));
+        let time = ctx.dtm(field(&nte, 6), "NTE-6");
+        out.push(Annotation {
+            author,
+            time,
+            text: Some(parts.join("\n")),
+            ..Default::default()
+        });
+    }
+    out
 }
 
 /// Adds `participant` to the Appointment at `appointment`.
@@ -347,6 +484,8 @@ fn add_to_requests(ctx: &mut Ctx<'_>, requests: &[usize], reference: &Reference,
 
 /// RGS: a resource group; the patient joins the appointment here (PID comes after SCH).
 pub fn rgs(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // A new group: the NTE after the previous group's segments do not reach into it.
+    ctx.last = None;
     appointment(ctx, seg);
 }
 
@@ -409,8 +548,11 @@ pub fn ais(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 
 /// AIG -> a participant (and a performer of the group's AIS ServiceRequests): the resource AIG-3 as a
 /// Device (identifiers AIG-3.1 and 3.4, name AIG-3.2),
-/// type AIG-4, period start AIG-8, status from AIG-14.
+/// type AIG-4, period start AIG-8, status from AIG-14; the NTE after it are the Device's notes (the IG
+/// maps none; Device.note is where FHIR keeps free-text remarks on a device).
 pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // Its NTE are read here (Device notes); none reaches the resource before it.
+    ctx.last = None;
     let Some(appt) = appointment(ctx, seg) else {
         return;
     };
@@ -459,19 +601,40 @@ pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     };
     add_participant(ctx, appt, participant);
     if let Some(d) = device {
+        let notes = notes(ctx, seg);
+        if let Some(r) = ctx.get_mut::<Device>(d) {
+            for n in notes {
+                if !r.note.contains(&n) {
+                    r.note.push(n);
+                }
+            }
+        }
         let requests = group_requests(ctx, seg, appt);
         add_to_requests(ctx, &requests, &ctx.reference(d), false);
-        ctx.last = Some(d);
     }
 }
 
 /// AIL -> a participant (and the locationReference of the group's AIS ServiceRequests): the Location
-/// AIL-3, period start AIL-6, status from AIL-12.
+/// AIL-3 (its type AIL-4), period start AIL-6, status from AIL-12.
+///
+/// The NTE after an AIL is not mapped (the IG maps none): R4 Location has no note, and a comment on
+/// the booking is neither an alternate name (`alias`) nor a description of the place.
 pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // Its NTE are not mapped (no note element); they must not reach the resource before it.
+    ctx.last = None;
     let Some(appt) = appointment(ctx, seg) else {
         return;
     };
     let location = field(seg, 3).and_then(|pl| crate::entities::location(ctx, pl));
+    // AIL-4 (table 0305, the kind of location booked: clinic, department, office...) is what the
+    // booked place is for: its Location.type.
+    let kind = ctx.code(field(seg, 4), &ctx.at(4));
+    if let (Some(l), Some(kind)) = (location, kind)
+        && let Some(r) = ctx.get_mut::<Location>(l)
+        && !r.r#type.contains(&kind)
+    {
+        r.r#type.push(kind);
+    }
     let participant = AppointmentParticipant {
         actor: location.map(|l| ctx.reference(l)),
         period: period(ctx, seg, 6),
@@ -489,6 +652,8 @@ pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 /// type AIP-4 (the role), period start AIP-6, status from
 /// AIP-12.
 pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // Its NTE are not mapped (no note element); they must not reach the resource before it.
+    ctx.last = None;
     let Some(appt) = appointment(ctx, seg) else {
         return;
     };
