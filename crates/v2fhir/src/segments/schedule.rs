@@ -385,14 +385,89 @@ fn appointment(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
     Some(i)
 }
 
-/// A resource's start (`start_field`), else nothing: the offset fields (AIx start offset) are relative
-/// to the appointment's start and are not mapped.
+/// A resource's period: start `start_field` (AIS-4, AIG-8, AIL-6, AIP-6) and end = start + the duration
+/// three fields on (AIS-7, AIG-11, AIL-9, AIP-9) in the units after it (seconds, minutes, hours, days;
+/// minutes when empty), as the IG computes it. The start offsets (AIx-5/9/7/7) are relative to an
+/// appointment start the message may not give: not mapped.
 fn period(ctx: &mut Ctx<'_>, seg: &Segment<'_>, start_field: usize) -> Option<Period> {
     let start = ctx.dtm(field(seg, start_field), ctx.at(start_field))?;
+    let seconds = field_comp(seg, start_field + 3, 1).and_then(|n| {
+        let unit = field_comp(seg, start_field + 4, 1);
+        duration_seconds(&n, unit.as_deref())
+    });
+    let end = seconds.and_then(|d| plus_seconds(&start, d));
     Some(Period {
         start: Some(start),
+        end,
         ..Default::default()
     })
+}
+
+/// A v2 duration (NM) in `unit` (CNE.1: s, min, h, d in UCUM/ISO+ spelling; minutes when empty) as
+/// whole seconds; `None` for a negative, fractional-second or unknown-unit duration.
+fn duration_seconds(n: &str, unit: Option<&str>) -> Option<i64> {
+    let n: f64 = n.trim().parse().ok()?;
+    let factor = match unit.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("min" | "m") => 60.0,
+        Some("s" | "sec") => 1.0,
+        Some("h" | "hr") => 3600.0,
+        Some("d") => 86400.0,
+        _ => return None,
+    };
+    let s = n * factor;
+    (s >= 0.0 && s.fract() == 0.0 && s < 1e10).then_some(s as i64)
+}
+
+/// A FHIR dateTime with a time of day (`YYYY-MM-DDThh:mm:ss[.fff]zone`) plus `seconds`, in the same
+/// zone; `None` for a date without a time.
+fn plus_seconds(start: &str, seconds: i64) -> Option<String> {
+    let (date, time) = start.split_once('T')?;
+    let num = |s: Option<&str>| s?.parse::<i64>().ok();
+    let mut d = date.splitn(3, '-');
+    let (y, m, day) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    let (clock, rest) = time.split_at_checked(8)?;
+    let mut c = clock.splitn(3, ':');
+    let (h, mi, sec) = (num(c.next())?, num(c.next())?, num(c.next())?);
+    let total = days_from_civil(y, m, day) * 86400 + h * 3600 + mi * 60 + sec + seconds;
+    let (days, t) = (total.div_euclid(86400), total.rem_euclid(86400));
+    let (y, m, day) = civil_from_days(days);
+    Some(format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}{rest}",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60
+    ))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number since 1970-01-01 (inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 /// The NTE segments right after `seg` as annotations: text NTE-3 (repetitions joined by line
@@ -490,7 +565,7 @@ pub fn rgs(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 }
 
 /// AIS -> the service: Appointment.serviceType AIS-3, and a ServiceRequest the appointment is basedOn
-/// (IG `AIS[ServiceRequest]`): code AIS-3, occurrencePeriod start AIS-4, orderDetail AIS-11/12 (the
+/// (IG `AIS[ServiceRequest]`): code AIS-3, occurrencePeriod AIS-4 (end: start + AIS-7), orderDetail AIS-11/12 (the
 /// supplemental services), subject the patient; the NTE after it are its notes.
 pub fn ais(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(appt) = appointment(ctx, seg) else {
@@ -548,7 +623,7 @@ pub fn ais(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 
 /// AIG -> a participant (and a performer of the group's AIS ServiceRequests): the resource AIG-3 as a
 /// Device (identifiers AIG-3.1 and 3.4, name AIG-3.2),
-/// type AIG-4, period start AIG-8, status from AIG-14; the NTE after it are the Device's notes (the IG
+/// type AIG-4, period AIG-8 (end: start + AIG-11), status from AIG-14; the NTE after it are the Device's notes (the IG
 /// maps none; Device.note is where FHIR keeps free-text remarks on a device).
 pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     // Its NTE are read here (Device notes); none reaches the resource before it.
@@ -615,7 +690,7 @@ pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 }
 
 /// AIL -> a participant (and the locationReference of the group's AIS ServiceRequests): the Location
-/// AIL-3 (its type AIL-4), period start AIL-6, status from AIL-12.
+/// AIL-3 (its type AIL-4), period AIL-6 (end: start + AIL-9), status from AIL-12.
 ///
 /// The NTE after an AIL is not mapped (the IG maps none): R4 Location has no note, and a comment on
 /// the booking is neither an alternate name (`alias`) nor a description of the place.
@@ -649,7 +724,7 @@ pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 }
 
 /// AIP -> a participant (and a performer of the group's AIS ServiceRequests): the Practitioner AIP-3,
-/// type AIP-4 (the role), period start AIP-6, status from
+/// type AIP-4 (the role), period AIP-6 (end: start + AIP-9), status from
 /// AIP-12.
 pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     // Its NTE are not mapped (no note element); they must not reach the resource before it.
@@ -674,5 +749,32 @@ pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     if let Some(p) = practitioner {
         let requests = group_requests(ctx, seg, appt);
         add_to_requests(ctx, &requests, &ctx.reference(p), false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_end_in_the_start_zone() {
+        assert_eq!(
+            plus_seconds("2021-09-24T09:30:00+02:15", 50 * 60).as_deref(),
+            Some("2021-09-24T10:20:00+02:15")
+        );
+        assert_eq!(
+            plus_seconds("2024-02-28T23:30:00.5Z", 3600).as_deref(),
+            Some("2024-02-29T00:30:00.5Z"),
+            "leap day, fraction and zone kept"
+        );
+        assert_eq!(
+            plus_seconds("2023-12-31T23:00:00-05:00", 2 * 3600).as_deref(),
+            Some("2024-01-01T01:00:00-05:00")
+        );
+        assert_eq!(plus_seconds("2024-01-01", 60), None, "no time of day");
+        assert_eq!(duration_seconds("50", Some("min")), Some(3000));
+        assert_eq!(duration_seconds("2", Some("h")), Some(7200));
+        assert_eq!(duration_seconds("1.5", None), Some(90));
+        assert_eq!(duration_seconds("3", Some("wk")), None);
     }
 }
