@@ -1447,15 +1447,20 @@ NTE|1||claustrophobic\n";
 #[test]
 fn round_trip_siu_and_vxu() {
     let siu = "MSH|^~\\&|SCHED|HOSP|EHR|CLINIC|20240501101530+0200||SIU^S12^SIU_S12|C4|P|2.5.1\n\
-SCH|A100^SCHED||||||^Headache|ROUTINE^^HL70276|30|min|^^^20240601090000+0200^20240601093000+0200||||||||||||||Booked\n\
+SCH|A100^SCHED||||||^Headache|ROUTINE^^HL70276|30|min|^^^20240601090000+0200^20240601093000+0200|P12^PLACER^PAT||||F16^FILLER^FRED||||E20^ENTER^ERIN|||||Booked\n\
 PID|1||MRN123^^^HOSP^MR||DOE^JANE||19800101|F\n\
 RGS|1\n\
 AIS|1||MRI^MRI brain^LOCAL|20240601090000+0200\n";
     let paths = [
-        "SCH-1.1", "SCH-8.1", "SCH-9", "SCH-11.4", "SCH-25.1", "AIS-3.1", "AIS-4", "PID-3.1",
+        "SCH-1.1", "SCH-8.1", "SCH-9", "SCH-11.4", "SCH-12.1", "SCH-12.2", "SCH-16.1", "SCH-20.1",
+        "SCH-25.1", "AIS-3.1", "AIS-4", "PID-3.1",
     ];
     let (n, lost, added) = round_trip(siu, &paths, "Appointment", &options());
     println!("SIU^S12: {n} values compared, not carried back: {lost:?}, added: {added:?}");
+    assert!(
+        n > 0 && lost.iter().all(|p| p == "SCH-8.1"),
+        "SIU^S12: all but SCH-8 (not mapped) comes back, contacts and enterer included"
+    );
 
     let vxu = std::fs::read_to_string(format!("{CORPUS}/SampleData/Hl7v2/VXU.hl7")).unwrap();
     let paths = [

@@ -283,16 +283,56 @@ fn siu_appointment_times_type_and_participants() {
                 .expect("type")
         })
         .collect();
-    assert_eq!(kinds, ["Patient", "Device", "Location", "Practitioner"]);
-    let person = &a["participant"][3];
+    assert_eq!(
+        kinds,
+        [
+            "Patient",
+            "PractitionerRole",
+            "PractitionerRole",
+            "Device",
+            "Location",
+            "Practitioner"
+        ]
+    );
+    // SCH-12 and SCH-16 name one person at one location: one role with both functions.
+    let contact = &a["participant"][1];
+    assert_eq!(text(contact, "/required"), "information-only");
+    assert_eq!(text(contact, "/type/0/text"), "Placer Contact");
+    assert_eq!(text(contact, "/type/1/text"), "Filler Contact");
+    let role = resolve(&b, &contact["actor"]);
+    assert_eq!(text(role, "/code/0/text"), "Placer Contact");
+    assert_eq!(text(resolve(&b, &role["location"][0]), "/name"), "FLOOR2");
+    let smith = resolve(&b, &role["practitioner"]);
+    assert_eq!(text(smith, "/identifier/0/value"), "9941339109");
+    assert_eq!(text(smith, "/telecom/0/value"), "(608)271-9000", "SCH-13");
+    assert_eq!(text(smith, "/address/0/city"), "GOODTOWN", "SCH-14");
+    let enterer = &a["participant"][2];
+    assert_eq!(text(enterer, "/type/0/coding/0/code"), "enterer");
+    let role = resolve(&b, &enterer["actor"]);
+    assert_eq!(text(role, "/code/0/coding/0/code"), "EP");
+    assert_eq!(text(resolve(&b, &role["location"][0]), "/name"), "FLOOR1");
+    assert_eq!(
+        text(resolve(&b, &role["practitioner"]), "/telecom/0/value"),
+        "(610)271-9000",
+        "SCH-21"
+    );
+    let person = &a["participant"][5];
     assert_eq!(text(person, "/type/0/coding/0/code"), "010");
     assert_eq!(text(person, "/status"), "accepted");
     assert_eq!(text(person, "/period/start"), "2021-09-24T09:30:00+02:15");
-    let device = resolve(&b, &a["participant"][1]["actor"]);
+    let device = resolve(&b, &a["participant"][3]["actor"]);
     assert_eq!(
         text(device, "/deviceName/0/name"),
         "EVIS X12 Video Colonoscope"
     );
+    assert_eq!(
+        text(device, "/note/0/text"),
+        "Check if this particular equipment is available"
+    );
+    let room = resolve(&b, &a["participant"][4]["actor"]);
+    assert_eq!(text(room, "/name"), "Room01");
+    assert_eq!(text(room, "/type/0/coding/0/code"), "C", "AIL-4");
+    assert!(room.get("alias").is_none(), "the NTE is not an alias");
     let service = resolve(&b, &a["basedOn"][0]);
     assert_eq!(text(service, "/code/coding/0/code"), "76164006");
     assert_eq!(resolve(&b, &service["subject"])["resourceType"], "Patient");
@@ -303,10 +343,28 @@ fn siu_appointment_times_type_and_participants() {
 fn siu_resource_groups_all_join_one_appointment() {
     let b = convert("SIU-S12-02.hl7");
     let a = one(&b, "Appointment");
-    // Patient + 3 RGS groups: 2 AIG, 3 AIL, 3 AIP; no AIx status: tentative.
+    // Patient, 2 SCH contact roles, 3 RGS groups: 2 AIG, 3 AIL, 3 AIP; no AIx status: tentative.
     let participants = a["participant"].as_array().expect("participants");
-    assert_eq!(participants.len(), 1 + 2 + 3 + 3);
-    assert_eq!(text(&participants[1], "/status"), "tentative");
+    assert_eq!(participants.len(), 1 + 2 + 2 + 3 + 3);
+    assert_eq!(text(&participants[3], "/status"), "tentative");
+    // Each NTE stays with its own segment: the AIL's and AIP's NTE reach neither the group's
+    // ServiceRequest nor its Device.
+    for r in b["entry"].as_array().expect("entries") {
+        let r = &r["resource"];
+        let notes: Vec<&str> = r["note"]
+            .as_array()
+            .map(|n| n.iter().filter_map(|x| x["text"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(
+            notes
+                .iter()
+                .all(|n| !n.starts_with("Location") && !n.contains("available")),
+            "{notes:?}"
+        );
+        if r["resourceType"] == "Device" && r["deviceName"][0]["name"] == "XYZ X-Ray Machine" {
+            assert_eq!(notes, ["Equipment booked for imaging"]);
+        }
+    }
     assert_eq!(a["serviceType"].as_array().map(Vec::len), Some(2));
     assert_eq!(a["minutesDuration"], serde_json::json!(70));
 }

@@ -437,7 +437,8 @@ fn actor_type(cx: &Cx<'_>, r: &Reference) -> Option<String> {
 ///
 /// - SCH-1 placer appointment id (identifier typed `PLAC`, else the first untyped), SCH-2 filler id
 ///   (`FILL`), SCH-6 the cancellation reason, SCH-7 the first reason code, SCH-8 the appointment type,
-///   SCH-9/10 the duration in minutes, SCH-11.4/11.5 start and end, SCH-25 the status (table 0278);
+///   SCH-9/10 the duration in minutes, SCH-11.4/11.5 start and end, SCH-12/16/20 the information-only
+///   participants typed placer contact, filler contact, enterer, SCH-25 the status (table 0278);
 /// - AIS-3 service type, AIS-4 start, AIS-7/8 duration; AIL-3 the Location (PL), AIL-6 start; AIP-3
 ///   the practitioner (XCN), AIP-4 the participant type, AIP-6 start.
 ///
@@ -486,6 +487,31 @@ fn siu(cx: &Cx<'_>, a: &Appointment) -> Result<OwnedMessage> {
     }
     put_dtm(&mut w, "11.4", a.start.as_deref(), "Appointment.start")?;
     put_dtm(&mut w, "11.5", a.end.as_deref(), "Appointment.end")?;
+    // SCH-12 placer contact, SCH-16 filler contact, SCH-20 entered by: the information-only
+    // participants, by their type (the forward map writes these types).
+    for p in &a.participant {
+        let Some(actor) = p
+            .actor
+            .as_ref()
+            .filter(|_| p.required.as_deref() == Some("information-only"))
+        else {
+            continue;
+        };
+        for t in &p.r#type {
+            let enterer = t
+                .coding
+                .iter()
+                .any(|c| c.code.as_deref() == Some("enterer"));
+            let text = t.text.as_deref().map(str::to_ascii_lowercase);
+            let at = match text.as_deref() {
+                _ if enterer => "20(1)",
+                Some("placer contact") => "12(1)",
+                Some("filler contact") => "16(1)",
+                _ => continue,
+            };
+            practitioner(&mut w, cx, at, actor)?;
+        }
+    }
     if let Some(s) = a.status.as_deref().and_then(vocab::appointment_status) {
         w.put("25.1", s)?;
         w.put("25.3", "HL70278")?;
@@ -535,10 +561,14 @@ fn siu(cx: &Cx<'_>, a: &Appointment) -> Result<OwnedMessage> {
     let mut people = 0;
     for p in &a.participant {
         let Some(actor) = &p.actor else { continue };
-        if !matches!(
-            actor_type(cx, actor).as_deref(),
-            Some("Practitioner" | "PractitionerRole")
-        ) {
+        // Information-only participants (the SCH-12/16/20 contacts and enterer) are not booked
+        // resources.
+        if p.required.as_deref() == Some("information-only")
+            || !matches!(
+                actor_type(cx, actor).as_deref(),
+                Some("Practitioner" | "PractitionerRole")
+            )
+        {
             continue;
         }
         let known = cx.lookup.get::<Practitioner>(actor).is_some()

@@ -7,14 +7,16 @@
 //! people) add participants to it; the patient (PID, which comes after SCH) joins at the first RGS.
 
 use fhir::{
-    Appointment, AppointmentParticipant, Device, DeviceDeviceName, Identifier, Period, Reference,
+    Annotation, AnnotationAuthor, Appointment, AppointmentParticipant, CodeableConcept, Device,
+    DeviceDeviceName, Identifier, Location, Period, Practitioner, PractitionerRole, Reference,
     ServiceRequest, ServiceRequestOccurrence,
 };
 use hl7v2::Segment;
 
 use crate::context::{Ctx, IssueKind, Severity};
-use crate::read::{comp, field, field_comp, field_text, reps};
-use crate::segments::pharmacy::{ei, find, following, key, preceding, typed};
+use crate::datatypes::{xad, xtn};
+use crate::read::{comp, field, field_comp, field_text, reps, text};
+use crate::segments::pharmacy::{V2_0443, ei, find, following, key, preceding, typed};
 use crate::vocab::coding_system_uri;
 
 /// `http://terminology.hl7.org/CodeSystem/v2-0276`, appointment reason codes; FHIR binds
@@ -135,8 +137,11 @@ fn reason_display(code: &str) -> Option<&'static str> {
 ///
 /// An SCH whose Appointment would name no participant (FHIR requires one) is left out with an issue.
 ///
-/// Not mapped: SCH-8 (table 0277 has no FHIR counterpart), SCH-12/16/20 (contact persons and the
-/// enterer: not participants of the appointment), SCH-26/27 (the orders are not in the message).
+/// The contact persons SCH-12 (placer contact) and SCH-16 (filler contact) and the enterer SCH-20 are
+/// information-only participants (IG `SCH[Appointment]`), see [`contacts`].
+///
+/// Not mapped: SCH-8 (table 0277 has no FHIR counterpart), SCH-26/27 (the orders are not in the
+/// message).
 pub fn sch(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     if !will_have_participant(ctx, seg) {
         // FHIR requires a participant (the patient, a person, location or device); an Appointment
@@ -246,7 +251,112 @@ pub fn sch(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     };
     let conditional = identity.filter(|i| i.system.is_some());
     let i = ctx.add(appointment, conditional.as_ref());
+    contacts(ctx, seg, i);
     ctx.last = Some(i);
+}
+
+/// `http://terminology.hl7.org/CodeSystem/provenance-participant-type`, the IG's type for the enterer
+/// (SCH-20).
+const PROVENANCE_PARTICIPANT_TYPE: &str =
+    "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
+
+/// SCH-12/16/20 -> the appointment's contact persons and its enterer (IG `SCH[Appointment]`
+/// participant[1..3], `XCN[Practitioner]`): each person is a Practitioner (the first XCN that names
+/// one), with the contact's phone (SCH-13/17/21) and address (SCH-14/18); a PractitionerRole holds the
+/// person's function for this booking and the contact's location (SCH-15/19/22, PL); the Appointment
+/// lists the role as a participant that is `information-only` (the contacts do not attend).
+///
+/// The role: placer and filler contact have no code in any published system (the IG's participant
+/// types `#placer contact#` / `#filler contact#` exist in none), so they are `code.text`; the enterer
+/// is `EP` (Entering Provider, table 0443) on the role and `enterer` (provenance-participant-type, as
+/// the IG gives it) on the participant. One person who is placer and filler contact at one location
+/// is one role with both functions.
+fn contacts(ctx: &mut Ctx<'_>, seg: &Segment<'_>, appointment: usize) {
+    const FIELDS: [(usize, usize, Option<usize>, usize, &str); 3] = [
+        (12, 13, Some(14), 15, "Placer Contact"),
+        (16, 17, Some(18), 19, "Filler Contact"),
+        (20, 21, None, 22, "Enterer"),
+    ];
+    for (person, phone, address, location, function) in FIELDS {
+        let Some(p) = reps(seg, person)
+            .into_iter()
+            .find_map(|x| crate::entities::practitioner(ctx, x))
+        else {
+            continue;
+        };
+        let telecom: Vec<_> = reps(seg, phone).into_iter().filter_map(xtn).collect();
+        let addresses: Vec<_> = address
+            .map(|a| reps(seg, a).into_iter().filter_map(xad).collect())
+            .unwrap_or_default();
+        if let Some(r) = ctx.get_mut::<Practitioner>(p) {
+            for t in telecom {
+                if !r.telecom.contains(&t) {
+                    r.telecom.push(t);
+                }
+            }
+            for a in addresses {
+                if !r.address.contains(&a) {
+                    r.address.push(a);
+                }
+            }
+        }
+        let place = field(seg, location).and_then(|pl| crate::entities::location(ctx, pl));
+        let (code, participant_type) = if function == "Enterer" {
+            (
+                CodeableConcept::coding(V2_0443, "EP", Some("Entering Provider")),
+                CodeableConcept::coding(PROVENANCE_PARTICIPANT_TYPE, "enterer", Some("Enterer")),
+            )
+        } else {
+            let text = CodeableConcept {
+                text: Some(function.into()),
+                ..Default::default()
+            };
+            (text.clone(), text)
+        };
+        let id_of = |ctx: &Ctx<'_>, i: usize| {
+            ctx.resources()
+                .nth(i)
+                .and_then(|r| r.id().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let (p_id, l_id) = (
+            id_of(ctx, p),
+            place.map(|l| id_of(ctx, l)).unwrap_or_default(),
+        );
+        let role = PractitionerRole {
+            id: Some(ctx.id("PractitionerRole", &["SCH contact", &p_id, &l_id])),
+            practitioner: Some(ctx.reference(p)),
+            location: place.map(|l| ctx.reference(l)).into_iter().collect(),
+            ..Default::default()
+        };
+        let role = ctx.add(role, None);
+        if let Some(r) = ctx.get_mut::<PractitionerRole>(role)
+            && !r.code.contains(&code)
+        {
+            r.code.push(code);
+        }
+        let actor = ctx.reference(role);
+        if let Some(a) = ctx.get_mut::<Appointment>(appointment) {
+            match a
+                .participant
+                .iter_mut()
+                .find(|x| x.actor.as_ref() == Some(&actor))
+            {
+                Some(x) => {
+                    if !x.r#type.contains(&participant_type) {
+                        x.r#type.push(participant_type);
+                    }
+                }
+                None => a.participant.push(AppointmentParticipant {
+                    actor: Some(actor),
+                    r#type: vec![participant_type],
+                    required: Some("information-only".into()),
+                    status: Some("accepted".into()),
+                    ..Default::default()
+                }),
+            }
+        }
+    }
 }
 
 /// The Appointment of the SCH before `seg`, with the current patient as a participant.
@@ -275,14 +385,116 @@ fn appointment(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
     Some(i)
 }
 
-/// A resource's start (`start_field`), else nothing: the offset fields (AIx start offset) are relative
-/// to the appointment's start and are not mapped.
+/// A resource's period: start `start_field` (AIS-4, AIG-8, AIL-6, AIP-6) and end = start + the duration
+/// three fields on (AIS-7, AIG-11, AIL-9, AIP-9) in the units after it (seconds, minutes, hours, days;
+/// minutes when empty), as the IG computes it. The start offsets (AIx-5/9/7/7) are relative to an
+/// appointment start the message may not give: not mapped.
 fn period(ctx: &mut Ctx<'_>, seg: &Segment<'_>, start_field: usize) -> Option<Period> {
     let start = ctx.dtm(field(seg, start_field), ctx.at(start_field))?;
+    let seconds = field_comp(seg, start_field + 3, 1).and_then(|n| {
+        let unit = field_comp(seg, start_field + 4, 1);
+        duration_seconds(&n, unit.as_deref())
+    });
+    let end = seconds.and_then(|d| plus_seconds(&start, d));
     Some(Period {
         start: Some(start),
+        end,
         ..Default::default()
     })
+}
+
+/// A v2 duration (NM) in `unit` (CNE.1: s, min, h, d in UCUM/ISO+ spelling; minutes when empty) as
+/// whole seconds; `None` for a negative, fractional-second or unknown-unit duration.
+fn duration_seconds(n: &str, unit: Option<&str>) -> Option<i64> {
+    let n: f64 = n.trim().parse().ok()?;
+    let factor = match unit.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("min" | "m") => 60.0,
+        Some("s" | "sec") => 1.0,
+        Some("h" | "hr") => 3600.0,
+        Some("d") => 86400.0,
+        _ => return None,
+    };
+    let s = n * factor;
+    (s >= 0.0 && s.fract() == 0.0 && s < 1e10).then_some(s as i64)
+}
+
+/// A FHIR dateTime with a time of day (`YYYY-MM-DDThh:mm:ss[.fff]zone`) plus `seconds`, in the same
+/// zone; `None` for a date without a time.
+fn plus_seconds(start: &str, seconds: i64) -> Option<String> {
+    let (date, time) = start.split_once('T')?;
+    let num = |s: Option<&str>| s?.parse::<i64>().ok();
+    let mut d = date.splitn(3, '-');
+    let (y, m, day) = (num(d.next())?, num(d.next())?, num(d.next())?);
+    let (clock, rest) = time.split_at_checked(8)?;
+    let mut c = clock.splitn(3, ':');
+    let (h, mi, sec) = (num(c.next())?, num(c.next())?, num(c.next())?);
+    let total = days_from_civil(y, m, day) * 86400 + h * 3600 + mi * 60 + sec + seconds;
+    let (days, t) = (total.div_euclid(86400), total.rem_euclid(86400));
+    let (y, m, day) = civil_from_days(days);
+    Some(format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}{rest}",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60
+    ))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number since 1970-01-01 (inverse of [`days_from_civil`]).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// The NTE segments right after `seg` as annotations: text NTE-3 (repetitions joined by line
+/// breaks), author NTE-5 (a Practitioner), time NTE-6.
+fn notes(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Vec<Annotation> {
+    let mut out = Vec::new();
+    for nte in following(ctx, seg, &["NTE"]) {
+        let parts: Vec<String> = reps(&nte, 3)
+            .into_iter()
+            .filter_map(|r| text(Some(r)))
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        let author = field(&nte, 5)
+            .and_then(|f| f.repetition(1))
+            .and_then(|x| crate::entities::practitioner(ctx, x))
+            .map(|i| AnnotationAuthor::Reference(Box::new(ctx.reference(i))));
+        let time = ctx.dtm(field(&nte, 6), "NTE-6");
+        out.push(Annotation {
+            author,
+            time,
+            text: Some(parts.join("\n")),
+            ..Default::default()
+        });
+    }
+    out
 }
 
 /// Adds `participant` to the Appointment at `appointment`.
@@ -347,11 +559,13 @@ fn add_to_requests(ctx: &mut Ctx<'_>, requests: &[usize], reference: &Reference,
 
 /// RGS: a resource group; the patient joins the appointment here (PID comes after SCH).
 pub fn rgs(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // A new group: the NTE after the previous group's segments do not reach into it.
+    ctx.last = None;
     appointment(ctx, seg);
 }
 
 /// AIS -> the service: Appointment.serviceType AIS-3, and a ServiceRequest the appointment is basedOn
-/// (IG `AIS[ServiceRequest]`): code AIS-3, occurrencePeriod start AIS-4, orderDetail AIS-11/12 (the
+/// (IG `AIS[ServiceRequest]`): code AIS-3, occurrencePeriod AIS-4 (end: start + AIS-7), orderDetail AIS-11/12 (the
 /// supplemental services), subject the patient; the NTE after it are its notes.
 pub fn ais(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(appt) = appointment(ctx, seg) else {
@@ -409,8 +623,11 @@ pub fn ais(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 
 /// AIG -> a participant (and a performer of the group's AIS ServiceRequests): the resource AIG-3 as a
 /// Device (identifiers AIG-3.1 and 3.4, name AIG-3.2),
-/// type AIG-4, period start AIG-8, status from AIG-14.
+/// type AIG-4, period AIG-8 (end: start + AIG-11), status from AIG-14; the NTE after it are the Device's notes (the IG
+/// maps none; Device.note is where FHIR keeps free-text remarks on a device).
 pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // Its NTE are read here (Device notes); none reaches the resource before it.
+    ctx.last = None;
     let Some(appt) = appointment(ctx, seg) else {
         return;
     };
@@ -459,19 +676,40 @@ pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     };
     add_participant(ctx, appt, participant);
     if let Some(d) = device {
+        let notes = notes(ctx, seg);
+        if let Some(r) = ctx.get_mut::<Device>(d) {
+            for n in notes {
+                if !r.note.contains(&n) {
+                    r.note.push(n);
+                }
+            }
+        }
         let requests = group_requests(ctx, seg, appt);
         add_to_requests(ctx, &requests, &ctx.reference(d), false);
-        ctx.last = Some(d);
     }
 }
 
 /// AIL -> a participant (and the locationReference of the group's AIS ServiceRequests): the Location
-/// AIL-3, period start AIL-6, status from AIL-12.
+/// AIL-3 (its type AIL-4), period AIL-6 (end: start + AIL-9), status from AIL-12.
+///
+/// The NTE after an AIL is not mapped (the IG maps none): R4 Location has no note, and a comment on
+/// the booking is neither an alternate name (`alias`) nor a description of the place.
 pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // Its NTE are not mapped (no note element); they must not reach the resource before it.
+    ctx.last = None;
     let Some(appt) = appointment(ctx, seg) else {
         return;
     };
     let location = field(seg, 3).and_then(|pl| crate::entities::location(ctx, pl));
+    // AIL-4 (table 0305, the kind of location booked: clinic, department, office...) is what the
+    // booked place is for: its Location.type.
+    let kind = ctx.code(field(seg, 4), &ctx.at(4));
+    if let (Some(l), Some(kind)) = (location, kind)
+        && let Some(r) = ctx.get_mut::<Location>(l)
+        && !r.r#type.contains(&kind)
+    {
+        r.r#type.push(kind);
+    }
     let participant = AppointmentParticipant {
         actor: location.map(|l| ctx.reference(l)),
         period: period(ctx, seg, 6),
@@ -486,9 +724,11 @@ pub fn ail(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 }
 
 /// AIP -> a participant (and a performer of the group's AIS ServiceRequests): the Practitioner AIP-3,
-/// type AIP-4 (the role), period start AIP-6, status from
+/// type AIP-4 (the role), period AIP-6 (end: start + AIP-9), status from
 /// AIP-12.
 pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    // Its NTE are not mapped (no note element); they must not reach the resource before it.
+    ctx.last = None;
     let Some(appt) = appointment(ctx, seg) else {
         return;
     };
@@ -509,5 +749,32 @@ pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     if let Some(p) = practitioner {
         let requests = group_requests(ctx, seg, appt);
         add_to_requests(ctx, &requests, &ctx.reference(p), false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_end_in_the_start_zone() {
+        assert_eq!(
+            plus_seconds("2021-09-24T09:30:00+02:15", 50 * 60).as_deref(),
+            Some("2021-09-24T10:20:00+02:15")
+        );
+        assert_eq!(
+            plus_seconds("2024-02-28T23:30:00.5Z", 3600).as_deref(),
+            Some("2024-02-29T00:30:00.5Z"),
+            "leap day, fraction and zone kept"
+        );
+        assert_eq!(
+            plus_seconds("2023-12-31T23:00:00-05:00", 2 * 3600).as_deref(),
+            Some("2024-01-01T01:00:00-05:00")
+        );
+        assert_eq!(plus_seconds("2024-01-01", 60), None, "no time of day");
+        assert_eq!(duration_seconds("50", Some("min")), Some(3000));
+        assert_eq!(duration_seconds("2", Some("h")), Some(7200));
+        assert_eq!(duration_seconds("1.5", None), Some(90));
+        assert_eq!(duration_seconds("3", Some("wk")), None);
     }
 }
