@@ -450,7 +450,7 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     } else {
         None
     };
-    let organization = field(seg, 21).and_then(|x| entities::organization(ctx, x));
+    let organization = ordering_facility(ctx, seg);
     let practitioner = field(seg, 12)
         .and_then(|f| f.repetition(1))
         .and_then(|x| entities::practitioner(ctx, x));
@@ -477,6 +477,34 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         r.location_code.extend(location_code);
     }
     parent_order(ctx, seg, sr);
+}
+
+/// The ordering facility of an ORC (IG `ORC[ServiceRequest]`: the requester PractitionerRole's
+/// organization): ORC-21 (XON) -> Organization, with address ORC-22 and telecom ORC-23.
+pub(crate) fn ordering_facility(ctx: &mut Ctx<'_>, orc: &Segment<'_>) -> Option<usize> {
+    let o = field(orc, 21).and_then(|x| entities::organization(ctx, x))?;
+    let address: Vec<fhir::Address> = reps(orc, 22).into_iter().filter_map(crate::xad).collect();
+    let telecom: Vec<fhir::ContactPoint> =
+        reps(orc, 23).into_iter().filter_map(crate::xtn).collect();
+    if let Some(org) = ctx.get_mut::<fhir::Organization>(o) {
+        if org.address.is_empty() {
+            org.address = address;
+        }
+        if org.telecom.is_empty() {
+            org.telecom = telecom;
+        }
+    }
+    Some(o)
+}
+
+/// The ordering provider (`OP`, table 0443) acting for the ordering `facility`: a PractitionerRole.
+pub(crate) fn ordering_role(
+    ctx: &mut Ctx<'_>,
+    practitioner: Option<usize>,
+    facility: usize,
+) -> Option<usize> {
+    let op = CodeableConcept::coding(V2_0443, "OP", Some("Ordering Provider"));
+    role(ctx, practitioner, Some(op), Some(facility))
 }
 
 /// ORC-8 (parent order, EIP) -> the parent ServiceRequest this order is `basedOn`: identifiers EIP.1
@@ -2416,12 +2444,38 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             if coding.system.is_none() {
                 coding.system = Some(V2_0443.into());
             }
+            if coding.system.as_deref() == Some(V2_0443) && coding.display.is_none() {
+                coding.display = coding
+                    .code
+                    .as_deref()
+                    .and_then(provider_role_display)
+                    .map(str::to_owned);
+            }
         }
         c
     });
-    let practitioner = field(seg, 5)
+    let device = prt_device(ctx, seg);
+    let person = field(seg, 5)
         .and_then(|f| f.repetition(1))
-        .and_then(|x| entities::practitioner(ctx, x));
+        .filter(|p| present(*p));
+    if let Some(d) = device {
+        let reference = ctx.reference(d);
+        if let Some(target) = ctx.last
+            && let Some(o) = ctx.get_mut::<Observation>(target)
+            && o.device.is_none()
+        {
+            o.device = Some(reference);
+        }
+    }
+    let has_organization = field(seg, 8).is_some_and(present);
+    // The message maps make a PractitionerRole of an observation's PRT only when PRT-5 is valued; a
+    // PRT naming a device (IG `PRT[Device]`) or only a place (`PRT[Observation-Location]`) and no
+    // person is the participation of that device or place.
+    if person.is_none() && (device.is_some() || !has_organization) {
+        prt_location(ctx, seg);
+        return;
+    }
+    let practitioner = person.and_then(|x| entities::practitioner(ctx, x));
     let organization = field(seg, 8).and_then(|x| entities::organization(ctx, x));
     if practitioner.is_none() && organization.is_none() {
         return;
@@ -2507,6 +2561,120 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
         _ => {}
     }
+}
+
+/// PRT-9 (the place of a participation with no person) -> Location; on an Observation it is the
+/// `event-location` extension (IG `PRT[Observation-Location]`).
+fn prt_location(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
+    let Some(l) = field(seg, 9)
+        .and_then(|f| f.repetition(1))
+        .and_then(|pl| entities::location(ctx, pl))
+    else {
+        return;
+    };
+    let reference = ctx.reference(l);
+    if let Some(target) = ctx.last
+        && let Some(o) = ctx.get_mut::<Observation>(target)
+    {
+        o.extension.push(Extension::new(
+            "http://hl7.org/fhir/StructureDefinition/event-location",
+            ExtensionValue::Reference(Box::new(reference)),
+        ));
+    }
+}
+
+/// The display of a v2 table 0443 (provider role) code.
+fn provider_role_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "AD" => "Admitting Provider",
+        "AI" => "Assistant/Alternate Interpreter",
+        "AP" => "Administering Provider",
+        "ARI" => "Assistant Result Interpreter",
+        "AT" => "Attending Provider",
+        "AUT" => "Author/Event Initiator",
+        "CP" => "Consulting Provider",
+        "DP" => "Dispensing Provider",
+        "EP" => "Entering Provider",
+        "EQUIP" => "Equipment",
+        "FHCP" => "Family Health Care Professional",
+        "IP" => "Initiating Provider",
+        "MDIR" => "Medical Director",
+        "OP" => "Ordering Provider",
+        "PH" => "Pharmacist",
+        "PI" => "Primary Interpreter",
+        "PP" => "Primary Care Provider",
+        "PRI" => "Principal Result Interpreter",
+        "RCT" => "Results Copies To",
+        "RO" => "Responsible Observer",
+        "RP" => "Referring Provider",
+        "RT" => "Referred To Provider",
+        "SB" => "Send by",
+        "SC" => "Specimen Collector",
+        "TN" => "Technician",
+        "TR" => "Transcriptionist",
+        "VP" => "Verifying Provider",
+        "VPS" => "Verifying Pharmacist",
+        "VTS" => "Verifying Treatment Supplier",
+        _ => return None,
+    })
+}
+
+/// PRT with a device (IG `PRT[Device]`) -> Device: identifier PRT-10 (each repetition, EI), udiCarrier
+/// PRT-16 (device identifier EI.1, issuer the universal id EI.3 as a URI), manufactureDate PRT-17,
+/// expirationDate PRT-18, lotNumber PRT-19, serialNumber PRT-20, distinctIdentifier PRT-21 (EI.1), type
+/// PRT-22. The id comes from the first identifier, else the UDI, else the serial number.
+fn prt_device(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let identifier: Vec<Identifier> = reps(seg, 10)
+        .into_iter()
+        .filter_map(|r| ei(r, None))
+        .collect();
+    let udi = field(seg, 16).filter(|n| present(*n)).and_then(|n| {
+        let device_identifier = part(n, 1)?;
+        let issuer = part(n, 3).map(|u| match part(n, 4).as_deref() {
+            Some("ISO") => format!("urn:oid:{u}"),
+            _ if is_oid(&u) => format!("urn:oid:{u}"),
+            Some("UUID" | "GUID") => format!("urn:uuid:{u}"),
+            _ => crate::vocab::local_system(&u).into_owned(),
+        });
+        Some(fhir::DeviceUdiCarrier {
+            device_identifier: Some(device_identifier),
+            issuer,
+            ..Default::default()
+        })
+    });
+    let serial = field_text(seg, 20);
+    let id = match (identifier.first(), &udi, &serial) {
+        (Some(i), _, _) => ctx.id("Device", &key(i)),
+        (None, Some(u), _) => ctx.id(
+            "Device",
+            &[
+                "udi",
+                u.issuer.as_deref().unwrap_or(""),
+                u.device_identifier.as_deref().unwrap_or(""),
+            ],
+        ),
+        (None, None, Some(s)) => ctx.id("Device", &["serial", s]),
+        (None, None, None) => return None,
+    };
+    let manufacture_date = ctx.dtm(field(seg, 17), ctx.at(17));
+    let expiration_date = ctx.dtm(field(seg, 18), ctx.at(18));
+    let r#type = ctx.code(field(seg, 22), &ctx.at(22));
+    let identity = conditional(identifier.first()).cloned();
+    let resource = Device {
+        id: Some(id),
+        identifier,
+        udi_carrier: udi.into_iter().collect(),
+        manufacture_date,
+        expiration_date,
+        lot_number: field_text(seg, 19),
+        serial_number: serial,
+        distinct_identifier: field(seg, 21)
+            .and_then(|n| part(n, 1))
+            .map(|s| s.trim().to_owned()),
+        r#type,
+        ..Default::default()
+    };
+    Some(ctx.add(resource, identity.as_ref()))
 }
 
 // ---------------------------------------------------------------------------------------------------
