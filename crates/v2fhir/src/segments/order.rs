@@ -1489,7 +1489,8 @@ fn absorbed_by_immunization(ctx: &Ctx<'_>, seg: &Segment<'_>, imm: usize) -> boo
 /// component per value with the same code): code OBX-3, value OBX-5 by OBX-2 ([`value`]), reference
 /// range OBX-7, interpretation OBX-8, status OBX-11 (`unknown` when not mapped: the element is required),
 /// effective OBX-14, performer OBX-16 (PractitionerRole `RO`, table 0443), OBX-25 (PractitionerRole
-/// `MDIR` of the performing organization) and OBX-23 (the Organization itself), method OBX-17, device
+/// `MDIR` of the performing organization) and OBX-23 (the Organization itself, address OBX-24), method
+/// OBX-17, device
 /// OBX-18, bodySite OBX-20, identifier OBX-21, category OBX-29; subject the patient, encounter the
 /// visit, basedOn the order, specimen the SPM it follows, else the specimen its OBR describes. An ED or
 /// RP value (a document) makes a DiagnosticReport with it as `presentedForm` instead.
@@ -1575,6 +1576,16 @@ pub fn obx(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
     }
     let organization = field(seg, 23).and_then(|x| entities::organization(ctx, x));
+    if let Some(o) = organization {
+        // OBX-24: the performing organization's address (IG `OBX[Observation]`).
+        let address: Vec<fhir::Address> =
+            reps(seg, 24).into_iter().filter_map(crate::xad).collect();
+        if let Some(org) = ctx.get_mut::<fhir::Organization>(o)
+            && org.address.is_empty()
+        {
+            org.address = address;
+        }
+    }
     if let Some(director) = field(seg, 25).and_then(|x| entities::practitioner(ctx, x)) {
         let c = CodeableConcept::coding(V2_0443, "MDIR", Some("Medical Director"));
         if let Some(i) = role(ctx, Some(director), Some(c), organization) {
@@ -2472,7 +2483,23 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     // PRT naming a device (IG `PRT[Device]`) or only a place (`PRT[Observation-Location]`) and no
     // person is the participation of that device or place.
     if person.is_none() && (device.is_some() || !has_organization) {
-        prt_location(ctx, seg);
+        let location = prt_location(ctx, seg);
+        // The device's organization and place: its owner (PRT-8) and location (PRT-9).
+        if let Some(d) = device {
+            let owner = field(seg, 8)
+                .and_then(|f| f.repetition(1))
+                .and_then(|x| entities::organization(ctx, x))
+                .map(|o| ctx.reference(o));
+            let location = location.map(|l| ctx.reference(l));
+            if let Some(r) = ctx.get_mut::<Device>(d) {
+                if r.owner.is_none() {
+                    r.owner = owner;
+                }
+                if r.location.is_none() {
+                    r.location = location;
+                }
+            }
+        }
         return;
     }
     let practitioner = person.and_then(|x| entities::practitioner(ctx, x));
@@ -2564,14 +2591,11 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 }
 
 /// PRT-9 (the place of a participation with no person) -> Location; on an Observation it is the
-/// `event-location` extension (IG `PRT[Observation-Location]`).
-fn prt_location(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
-    let Some(l) = field(seg, 9)
+/// `event-location` extension (IG `PRT[Observation-Location]`). Returns the Location.
+fn prt_location(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let l = field(seg, 9)
         .and_then(|f| f.repetition(1))
-        .and_then(|pl| entities::location(ctx, pl))
-    else {
-        return;
-    };
+        .and_then(|pl| entities::location(ctx, pl))?;
     let reference = ctx.reference(l);
     if let Some(target) = ctx.last
         && let Some(o) = ctx.get_mut::<Observation>(target)
@@ -2581,6 +2605,7 @@ fn prt_location(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             ExtensionValue::Reference(Box::new(reference)),
         ));
     }
+    Some(l)
 }
 
 /// The display of a v2 table 0443 (provider role) code.
