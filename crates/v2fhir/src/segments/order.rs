@@ -451,7 +451,13 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         None
     };
     let organization = ordering_facility(ctx, seg);
-    let practitioner = field(seg, 12)
+    // ORC-12, else the order's OBR-16 (IG `OBR[ServiceRequest]`: requester when ORC-12 is empty).
+    let ordering_provider = field(seg, 12).or_else(|| {
+        g.obr
+            .and_then(|i| ctx.message.segment(i))
+            .and_then(|obr| field(&obr, 16))
+    });
+    let practitioner = ordering_provider
         .and_then(|f| f.repetition(1))
         .and_then(|x| entities::practitioner(ctx, x));
     let op = CodeableConcept::coding(V2_0443, "OP", Some("Ordering Provider"));
@@ -562,17 +568,15 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     ctx.last = Some(sr);
     ctx.report = None;
     let code = ctx.code(field(seg, 4), &ctx.at(4));
-    let requester = if g
-        .orc
-        .and_then(|i| ctx.message.segment(i))
-        .and_then(|orc| field(&orc, 12))
-        .is_none()
-    {
+    let orc = g.orc.and_then(|i| ctx.message.segment(i));
+    let requester = if orc.as_ref().and_then(|orc| field(orc, 12)).is_none() {
         let p = field(seg, 16)
             .and_then(|f| f.repetition(1))
             .and_then(|x| entities::practitioner(ctx, x));
+        // The ordering facility ORC-21 stays the role's organization (as in [`orc`]).
+        let facility = orc.as_ref().and_then(|o| ordering_facility(ctx, o));
         let op = CodeableConcept::coding(V2_0443, "OP", Some("Ordering Provider"));
-        role(ctx, p, Some(op), None).map(|i| ctx.reference(i))
+        role(ctx, p, Some(op), facility).map(|i| ctx.reference(i))
     } else {
         None
     };
