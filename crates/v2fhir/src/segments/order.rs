@@ -2473,13 +2473,31 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let person = field(seg, 5)
         .and_then(|f| f.repetition(1))
         .filter(|p| present(*p));
-    if let Some(d) = device {
+    // The device is the Observation's device (message maps: `Observation.device`), or one of the
+    // Procedure's performers.
+    if let Some(d) = device
+        && let Some(target) = ctx.last
+    {
         let reference = ctx.reference(d);
-        if let Some(target) = ctx.last
-            && let Some(o) = ctx.get_mut::<Observation>(target)
-            && o.device.is_none()
-        {
-            o.device = Some(reference);
+        match type_of(ctx, target) {
+            "Observation" => {
+                if let Some(o) = ctx.get_mut::<Observation>(target)
+                    && o.device.is_none()
+                {
+                    o.device = Some(reference);
+                }
+            }
+            "Procedure" => {
+                if let Some(p) = ctx.get_mut::<Procedure>(target)
+                    && !p.performer.iter().any(|x| x.actor == reference)
+                {
+                    p.performer.push(ProcedurePerformer {
+                        actor: reference,
+                        ..Default::default()
+                    });
+                }
+            }
+            _ => {}
         }
     }
     let has_organization = field(seg, 8).is_some_and(present);
