@@ -556,8 +556,9 @@ fn parent_order(ctx: &mut Ctx<'_>, orc: &Segment<'_>, sr: usize) {
 }
 
 /// OBR -> ServiceRequest (IG `OBR[ServiceRequest]`): code OBR-4, priority OBR-5, occurrence OBR-6,
-/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, basedOn OBR-29 (the
-/// parent order by identifier), reasonCode OBR-31, orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
+/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, note OBR-18..21
+/// (placer and filler fields), basedOn OBR-29 (the parent order by identifier), reasonCode OBR-31,
+/// orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
 ///
 /// In result messages (ORU, OUL) also -> DiagnosticReport (IG `OBR[DiagnosticReport]`), see [`report`].
 /// Sets `ctx.order` (and `ctx.report`).
@@ -600,6 +601,9 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
         .collect();
     let prio = field_comp(seg, 5, 1).and_then(|p| priority(&p));
+    // OBR-18..21 (placer and filler fields): text the placer or filler asks to have returned; the IG
+    // leaves them to the implementation and names ServiceRequest.note as the place for text.
+    let placer_filler: Vec<String> = (18..=21).filter_map(|n| field_text(seg, n)).collect();
     let reflex = field_text(seg, 11).as_deref() == Some("G");
     // OBR-29 (parent, EIP) -> basedOn the parent order by its placer number, else its filler number
     // (IG: a logical reference, type ServiceRequest), when OBR-50 does not name the parent instead.
@@ -635,6 +639,14 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         r.reason_code.extend(reason);
         r.order_detail.extend(detail);
         r.identifier.extend(alternate);
+        for t in placer_filler {
+            if !r.note.iter().any(|n| n.text.as_deref() == Some(t.as_str())) {
+                r.note.push(Annotation {
+                    text: Some(t),
+                    ..Default::default()
+                });
+            }
+        }
         if let Some(b) = parent_result.filter(|b| !r.based_on.contains(b)) {
             r.based_on.push(b);
         }
