@@ -1801,6 +1801,19 @@ fn spm_id(ctx: &Ctx<'_>, seg: &Segment<'_>) -> (String, Option<Identifier>) {
     }
 }
 
+/// The table 0203 display of an identifier's type code, when the sender gave none.
+fn with_type_display(i: &mut Identifier) {
+    for c in i.r#type.iter_mut().flat_map(|t| t.coding.iter_mut()) {
+        if c.display.is_none() && c.system.as_deref() == Some(V2_0203) {
+            c.display = c
+                .code
+                .as_deref()
+                .and_then(entities::v2_0203_display)
+                .map(str::to_owned);
+        }
+    }
+}
+
 /// v2 table 0136 (SPM-20 availability) -> `specimen-status`.
 fn availability(code: &str) -> Option<&'static str> {
     Some(match code {
@@ -1814,7 +1827,7 @@ fn availability(code: &str) -> Option<&'static str> {
 /// collection method SPM-7, body site SPM-8, quantity SPM-12, note SPM-14, handling SPM-15 (the
 /// `specimen-specialHandling` extension on collection; the IG leaves SPM-15 unmapped), collected SPM-17 (a period
 /// when both ends are sent), receivedTime SPM-18, status SPM-20, condition SPM-24, container type SPM-27,
-/// accession SPM-30, other identifiers SPM-31, parent SPM-3. Linked from the current report and order
+/// accession SPM-30, other identifiers SPM-31, shipment id SPM-32 (`SHIP`), parent SPM-3. Linked from the current report and order
 /// (in OUL_R22/R23, where the specimen comes first, from the orders that follow it).
 pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     if specimen_first(ctx) {
@@ -1832,6 +1845,22 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
         .collect();
     identifier.extend(reps(seg, 31).into_iter().filter_map(|r| ctx.identifier(r)));
+    // SPM-32 shipment id: an identifier typed `SHIP` (IG `SPM[Specimen]`).
+    identifier.extend(
+        field(seg, 32)
+            .and_then(|f| ei(f, Some("SHIP")))
+            .map(|mut i| {
+                i.r#type = Some(CodeableConcept::coding(
+                    V2_0203,
+                    "SHIP",
+                    Some("Shipment Identifier"),
+                ));
+                i
+            }),
+    );
+    for i in &mut identifier {
+        with_type_display(i);
+    }
     let r#type = ctx
         .code(field(seg, 4), &ctx.at(4))
         .map(|c| in_table(c, "0487"));
@@ -1900,7 +1929,10 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         let p = ctx.add(resource, identity.as_ref());
         parent.push(ctx.reference(p));
     }
-    let accession = field(seg, 30).and_then(|f| ctx.identifier(f));
+    let accession = field(seg, 30).and_then(|f| ctx.identifier(f)).map(|mut i| {
+        with_type_display(&mut i);
+        i
+    });
     let collection = (collected.is_some()
         || quantity.is_some()
         || method.is_some()
