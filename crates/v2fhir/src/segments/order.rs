@@ -237,6 +237,54 @@ fn cnn_practitioner(ctx: &mut Ctx<'_>, ndl: Node<'_>) -> Option<usize> {
     Some(ctx.add(resource, conditional(identifier.as_ref())))
 }
 
+/// NDL (OBR-32..35) -> a PractitionerRole: practitioner the CNN (component 1), period NDL.2-3, location
+/// NDL.4-11 (point of care, room, bed, facility, status, type, building, floor: a PL's components).
+fn ndl_role(ctx: &mut Ctx<'_>, ndl: Node<'_>, code: Option<CodeableConcept>) -> Option<usize> {
+    let p = cnn_practitioner(ctx, ndl)?;
+    let i = role(ctx, Some(p), code, None)?;
+    let start = ctx.dtm(ndl.component(2), ctx.at_segment.clone());
+    let end = ctx.dtm(ndl.component(3), ctx.at_segment.clone());
+    let location = ndl_location(ctx, ndl).map(|l| ctx.reference(l));
+    if let Some(r) = ctx.get_mut::<PractitionerRole>(i) {
+        if r.period.is_none() && (start.is_some() || end.is_some()) {
+            r.period = Some(Period {
+                start,
+                end,
+                ..Default::default()
+            });
+        }
+        if r.location.is_empty() {
+            r.location.extend(location);
+        }
+    }
+    Some(i)
+}
+
+/// The place of an NDL (components 4-11, laid out as a PL's 1-8) -> Locations via
+/// [`entities::location`], so a room named here and in a PL is one Location. The components are read
+/// as a PL field of a one-segment message with the message's own delimiters.
+fn ndl_location(ctx: &mut Ctx<'_>, ndl: Node<'_>) -> Option<usize> {
+    let msh = ctx.message.segment(1)?.raw();
+    let fs = *msh.get(3)?;
+    let enc_end = 4 + msh.get(4..)?.iter().position(|&b| b == fs)?;
+    let cs = *msh.get(4)?;
+    let raw = ndl.raw();
+    let mut parts = raw.split(|&b| b == cs).skip(3).peekable();
+    parts.peek()?;
+    let pl: Vec<u8> = parts.collect::<Vec<_>>().join(&cs);
+    if pl.iter().all(|&b| b == cs) {
+        return None;
+    }
+    let mut bytes = msh[..=enc_end].to_vec();
+    bytes.extend_from_slice(b"\rPV1");
+    bytes.extend_from_slice(&[fs, fs, fs]);
+    bytes.extend_from_slice(&pl);
+    let parsed = hl7v2::parse(&bytes).ok()?;
+    let pv1 = parsed.segment(2)?;
+    let node = pv1.field(3)?;
+    entities::location(ctx, node)
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Order groups and identities
 // ---------------------------------------------------------------------------------------------------
@@ -895,17 +943,15 @@ fn report(
         .and_then(|s| report_status(&s))
         .unwrap_or("unknown");
     let interpreter: Vec<Reference> = field(seg, 32)
-        .and_then(|f| cnn_practitioner(ctx, f))
-        .and_then(|p| role(ctx, Some(p), None, None))
+        .and_then(|f| ndl_role(ctx, f, None))
         .map(|i| ctx.reference(i))
         .into_iter()
         .collect();
     let mut performer = Vec::new();
     for (n, code, display) in [(34, "TN", "Technician"), (35, "TR", "Transcriptionist")] {
         for r in reps(seg, n) {
-            let p = cnn_practitioner(ctx, r);
             let c = CodeableConcept::coding(V2_0443, code, Some(display));
-            if let Some(i) = role(ctx, p, Some(c), None) {
+            if let Some(i) = ndl_role(ctx, r, Some(c)) {
                 performer.push(ctx.reference(i));
             }
         }
