@@ -835,3 +835,23 @@ fn ordering_facility_and_pharmacy_carry_address_and_phone() {
     assert_eq!(role.code[0].coding[0].code.as_deref(), Some("OP"));
     assert!(role.organization.is_some() && role.practitioner.is_some());
 }
+
+#[test]
+fn ndl_roles_carry_period_and_place() {
+    // ORU-R01-01: OBR-35 35&Samuel^20021111^20021112^Area23 (transcriptionist, NDL).
+    let c = convert("ORU-R01-01.hl7");
+    let roles = all::<fhir::PractitionerRole>(&c.bundle);
+    let tr = roles
+        .iter()
+        .find(|r| r.code.first().and_then(|c| c.coding[0].code.as_deref()) == Some("TR"))
+        .expect("the transcriptionist");
+    let period = tr.period.as_ref().expect("NDL.2-3");
+    assert_eq!(period.start.as_deref(), Some("2002-11-11"));
+    assert_eq!(period.end.as_deref(), Some("2002-11-12"));
+    let place = tr.location[0].reference.as_deref().unwrap();
+    let area = all::<fhir::Location>(&c.bundle)
+        .into_iter()
+        .find(|l| format!("urn:uuid:{}", l.id.as_deref().unwrap()) == place)
+        .expect("the NDL's Location");
+    assert_eq!(area.name.as_deref(), Some("Area23"));
+}
