@@ -186,6 +186,7 @@ fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion
             );
         }
     }
+    segments::financial::resolve_referrals(&mut ctx);
     ctx.at_segment = "MSH".into();
     segments::msh::provenance(&mut ctx, header);
     if let Some(rejected) = ctx.rejected.take() {

@@ -745,3 +745,113 @@ fn iam_17_is_the_verification_status() {
     assert_eq!(code(&a.verification_status), "confirmed");
     assert_eq!(code(&a.clinical_status), "active");
 }
+
+#[test]
+fn prt_device_after_obx_is_the_observations_device() {
+    // OUL-R24-01: OBX|27|...; PRT||AD||AD||PPT||General Medical Center|Street-5^...|PD-10.1^PD-10.2
+    // (no person: the device's participation, IG PRT[Device]); later PRTs carry the UDI fields
+    // PRT-16..21 (00643169001763^^2.51.1.1^ISO|20140401|20220712|123ABC|21A11F4855|...).
+    let c = convert("OUL-R24-01.hl7");
+    let devices = all::<fhir::Device>(&c.bundle);
+    let udi = devices
+        .iter()
+        .find(|d| !d.udi_carrier.is_empty())
+        .expect("a Device with a UDI");
+    assert_eq!(
+        udi.udi_carrier[0].device_identifier.as_deref(),
+        Some("00643169001763")
+    );
+    assert_eq!(
+        udi.udi_carrier[0].issuer.as_deref(),
+        Some("urn:oid:2.51.1.1")
+    );
+    assert_eq!(udi.manufacture_date.as_deref(), Some("2014-04-01"));
+    assert_eq!(udi.expiration_date.as_deref(), Some("2022-07-12"));
+    assert_eq!(udi.lot_number.as_deref(), Some("123ABC"));
+    assert_eq!(udi.serial_number.as_deref(), Some("21A11F4855"));
+    let pd = devices
+        .iter()
+        .find(|d| {
+            d.identifier
+                .iter()
+                .any(|i| i.value.as_deref() == Some("PD-10.1"))
+        })
+        .expect("the PRT-10 Device");
+    // Its organization (PRT-8) and place (PRT-9) are the Device's owner and location.
+    assert!(pd.owner.is_some());
+    assert!(pd.location.is_some());
+    // After an OBX without OBX-18 the device is the Observation's device.
+    let msg = "MSH|^~\\&|LAB|HOSP|EHR|HOSP|202101010000||ORU^R01^ORU_R01|M1|P|2.8\r\
+        PID|1||P1^^^HOSP^MR||DOE^JOHN\r\
+        OBR|1|PL1^HOSP|FL1^LAB|8867-4^Heart rate^LN\r\
+        OBX|1|NM|8867-4^Heart rate^LN||60|/min^^UCUM|||||F\r\
+        PRT||AD||EQUIP||||||MON-7^^1.2.3.4^ISO\r";
+    let c = convert_bytes(msg.as_bytes());
+    let device = all::<fhir::Device>(&c.bundle)
+        .into_iter()
+        .find(|d| {
+            d.identifier
+                .iter()
+                .any(|i| i.value.as_deref() == Some("MON-7"))
+        })
+        .expect("the PRT-10 Device");
+    assert_eq!(
+        device.identifier[0].system.as_deref(),
+        Some("urn:oid:1.2.3.4")
+    );
+    let o = &all::<Observation>(&c.bundle)[0];
+    assert_eq!(o.device, Some(uuid_ref(device)));
+    // No person (PRT-5): no PractitionerRole.
+    assert!(all::<fhir::PractitionerRole>(&c.bundle).is_empty());
+}
+
+#[test]
+fn ordering_facility_and_pharmacy_carry_address_and_phone() {
+    // RDE-O11-02: ORC-21 LAKE FOREST HOSPITAL IP, ORC-22 1000 N WESTMORELAND RD^^LAKE FOREST^IL^...,
+    // ORC-23 (847)234-5600^WPN^PH; RXE-40 LF_CPM^LFH CPM CAROUSEL PHARMACY^L, RXE-41 Filbert
+    // Street^Oaks Drive, RXE-45 8256487985^^PH.
+    let c = convert("RDE-O11-02.hl7");
+    let orgs = all::<fhir::Organization>(&c.bundle);
+    let facility = orgs
+        .iter()
+        .find(|o| o.name.as_deref() == Some("LAKE FOREST HOSPITAL IP"))
+        .expect("the ordering facility");
+    assert_eq!(facility.address[0].city.as_deref(), Some("LAKE FOREST"));
+    assert_eq!(facility.telecom[0].value.as_deref(), Some("(847)234-5600"));
+    let pharmacy = orgs
+        .iter()
+        .find(|o| o.name.as_deref() == Some("LFH CPM CAROUSEL PHARMACY"))
+        .expect("the dispensing pharmacy");
+    assert_eq!(pharmacy.address[0].line, ["Filbert Street", "Oaks Drive"]);
+    assert_eq!(pharmacy.telecom[0].value.as_deref(), Some("8256487985"));
+    // The requester is the ordering provider acting for the ordering facility.
+    let roles = all::<fhir::PractitionerRole>(&c.bundle);
+    let requests = all::<fhir::MedicationRequest>(&c.bundle);
+    let requester = requests[0].requester.as_ref().expect("a requester");
+    let role = roles
+        .iter()
+        .find(|r| uuid_ref(**r) == *requester)
+        .expect("a PractitionerRole");
+    assert_eq!(role.code[0].coding[0].code.as_deref(), Some("OP"));
+    assert!(role.organization.is_some() && role.practitioner.is_some());
+}
+
+#[test]
+fn ndl_roles_carry_period_and_place() {
+    // ORU-R01-01: OBR-35 35&Samuel^20021111^20021112^Area23 (transcriptionist, NDL).
+    let c = convert("ORU-R01-01.hl7");
+    let roles = all::<fhir::PractitionerRole>(&c.bundle);
+    let tr = roles
+        .iter()
+        .find(|r| r.code.first().and_then(|c| c.coding[0].code.as_deref()) == Some("TR"))
+        .expect("the transcriptionist");
+    let period = tr.period.as_ref().expect("NDL.2-3");
+    assert_eq!(period.start.as_deref(), Some("2002-11-11"));
+    assert_eq!(period.end.as_deref(), Some("2002-11-12"));
+    let place = tr.location[0].reference.as_deref().unwrap();
+    let area = all::<fhir::Location>(&c.bundle)
+        .into_iter()
+        .find(|l| format!("urn:uuid:{}", l.id.as_deref().unwrap()) == place)
+        .expect("the NDL's Location");
+    assert_eq!(area.name.as_deref(), Some("Area23"));
+}

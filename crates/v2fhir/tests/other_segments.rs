@@ -724,8 +724,12 @@ fn ref_referral_service_request() {
     assert_eq!(text(referral, "/occurrencePeriod/start"), "2022-01-25");
     assert_eq!(text(referral, "/occurrencePeriod/end"), "2022-02-10");
     assert_eq!(text(referral, "/reasonCode/0/coding/0/code"), "O");
-    // RF1 comes before PID in REF_I12: the patient by its identifier.
-    assert_eq!(text(referral, "/subject/type"), "Patient");
+    // RF1 comes before PID and PV1 in REF_I12: the Patient and the visit found later.
+    assert_eq!(resolve(&b, &referral["subject"])["resourceType"], "Patient");
+    assert_eq!(
+        resolve(&b, &referral["encounter"])["resourceType"],
+        "Encounter"
+    );
     assert!(support::schema_errors(referral).is_empty());
     let cancelled = convert("REF-I14-01.hl7");
     let same = of_type(&cancelled, "ServiceRequest")

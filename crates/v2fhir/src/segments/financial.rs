@@ -318,6 +318,47 @@ fn later_patient(ctx: &Ctx<'_>) -> Option<Reference> {
     })
 }
 
+/// After the whole message: a referral mapped before its PID (REF_I12 sends RF1 first) names the
+/// patient by identifier only; once the message has a Patient (and a visit), the referral points at
+/// them. In REF messages the visit comes last and is also the orders' encounter. Run by
+/// [`crate::message`] after the last segment.
+pub fn resolve_referrals(ctx: &mut Ctx<'_>) {
+    let Some(patient) = ctx.patient_ref() else {
+        return;
+    };
+    let encounter = ctx.encounter_ref();
+    let pending: Vec<usize> = ctx
+        .resources()
+        .enumerate()
+        .filter(|(_, r)| r.resource_type() == "ServiceRequest")
+        .map(|(i, _)| i)
+        .collect();
+    // REF_I12..I15 send the visit (PV1) after the referral and its orders: it is theirs too.
+    let visit_last = ctx.code == "REF";
+    for i in pending {
+        if visit_last
+            && let Some(r) = ctx.get_mut::<ServiceRequest>(i)
+            && r.encounter.is_none()
+        {
+            r.encounter = encounter.clone();
+        }
+        if let Some(r) = ctx.get_mut::<ServiceRequest>(i)
+            && r.subject.reference.is_none()
+            && r.subject.r#type.as_deref() == Some("Patient")
+            && r.category.iter().any(|c| {
+                c.coding
+                    .iter()
+                    .any(|k| k.code.as_deref() == Some(REFERRAL_CATEGORY.1))
+            })
+        {
+            r.subject = patient.clone();
+            if r.encounter.is_none() {
+                r.encounter = encounter.clone();
+            }
+        }
+    }
+}
+
 /// RF1 -> ServiceRequest (a referral), after FHIR-Converter's REF and ADT output (the IG has no RF1 map).
 ///
 /// - identifier RF1-6 (originating referral id) and RF1-11 (external referral id); the id from the first
@@ -330,7 +371,8 @@ fn later_patient(ctx: &Ctx<'_>) -> Option<Reference> {
 /// - occurrencePeriod RF1-7 to RF1-8 (effective to expiration), authoredOn RF1-9 (process date);
 /// - reasonCode RF1-10, with RF1-14 (reason text) as its text; note RF1-24 (comment);
 /// - performer: RF1-19 (authorized provider) as an Organization, RF1-20 (authorized professional) as a
-///   Practitioner; subject and encounter from the message (RF1 before PID: the patient by identifier).
+///   Practitioner; subject and encounter from the message (RF1 before PID: the patient by identifier,
+///   replaced by the Patient and visit once they are mapped, see [`resolve_referrals`]).
 pub fn rf1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let identifier: Vec<Identifier> = [6, 11]
         .into_iter()

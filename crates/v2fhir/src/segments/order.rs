@@ -237,6 +237,54 @@ fn cnn_practitioner(ctx: &mut Ctx<'_>, ndl: Node<'_>) -> Option<usize> {
     Some(ctx.add(resource, conditional(identifier.as_ref())))
 }
 
+/// NDL (OBR-32..35) -> a PractitionerRole: practitioner the CNN (component 1), period NDL.2-3, location
+/// NDL.4-11 (point of care, room, bed, facility, status, type, building, floor: a PL's components).
+fn ndl_role(ctx: &mut Ctx<'_>, ndl: Node<'_>, code: Option<CodeableConcept>) -> Option<usize> {
+    let p = cnn_practitioner(ctx, ndl)?;
+    let i = role(ctx, Some(p), code, None)?;
+    let start = ctx.dtm(ndl.component(2), ctx.at_segment.clone());
+    let end = ctx.dtm(ndl.component(3), ctx.at_segment.clone());
+    let location = ndl_location(ctx, ndl).map(|l| ctx.reference(l));
+    if let Some(r) = ctx.get_mut::<PractitionerRole>(i) {
+        if r.period.is_none() && (start.is_some() || end.is_some()) {
+            r.period = Some(Period {
+                start,
+                end,
+                ..Default::default()
+            });
+        }
+        if r.location.is_empty() {
+            r.location.extend(location);
+        }
+    }
+    Some(i)
+}
+
+/// The place of an NDL (components 4-11, laid out as a PL's 1-8) -> Locations via
+/// [`entities::location`], so a room named here and in a PL is one Location. The components are read
+/// as a PL field of a one-segment message with the message's own delimiters.
+fn ndl_location(ctx: &mut Ctx<'_>, ndl: Node<'_>) -> Option<usize> {
+    let msh = ctx.message.segment(1)?.raw();
+    let fs = *msh.get(3)?;
+    let enc_end = 4 + msh.get(4..)?.iter().position(|&b| b == fs)?;
+    let cs = *msh.get(4)?;
+    let raw = ndl.raw();
+    let mut parts = raw.split(|&b| b == cs).skip(3).peekable();
+    parts.peek()?;
+    let pl: Vec<u8> = parts.collect::<Vec<_>>().join(&cs);
+    if pl.iter().all(|&b| b == cs) {
+        return None;
+    }
+    let mut bytes = msh[..=enc_end].to_vec();
+    bytes.extend_from_slice(b"\rPV1");
+    bytes.extend_from_slice(&[fs, fs, fs]);
+    bytes.extend_from_slice(&pl);
+    let parsed = hl7v2::parse(&bytes).ok()?;
+    let pv1 = parsed.segment(2)?;
+    let node = pv1.field(3)?;
+    entities::location(ctx, node)
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Order groups and identities
 // ---------------------------------------------------------------------------------------------------
@@ -450,8 +498,14 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     } else {
         None
     };
-    let organization = field(seg, 21).and_then(|x| entities::organization(ctx, x));
-    let practitioner = field(seg, 12)
+    let organization = ordering_facility(ctx, seg);
+    // ORC-12, else the order's OBR-16 (IG `OBR[ServiceRequest]`: requester when ORC-12 is empty).
+    let ordering_provider = field(seg, 12).or_else(|| {
+        g.obr
+            .and_then(|i| ctx.message.segment(i))
+            .and_then(|obr| field(&obr, 16))
+    });
+    let practitioner = ordering_provider
         .and_then(|f| f.repetition(1))
         .and_then(|x| entities::practitioner(ctx, x));
     let op = CodeableConcept::coding(V2_0443, "OP", Some("Ordering Provider"));
@@ -477,6 +531,34 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         r.location_code.extend(location_code);
     }
     parent_order(ctx, seg, sr);
+}
+
+/// The ordering facility of an ORC (IG `ORC[ServiceRequest]`: the requester PractitionerRole's
+/// organization): ORC-21 (XON) -> Organization, with address ORC-22 and telecom ORC-23.
+pub(crate) fn ordering_facility(ctx: &mut Ctx<'_>, orc: &Segment<'_>) -> Option<usize> {
+    let o = field(orc, 21).and_then(|x| entities::organization(ctx, x))?;
+    let address: Vec<fhir::Address> = reps(orc, 22).into_iter().filter_map(crate::xad).collect();
+    let telecom: Vec<fhir::ContactPoint> =
+        reps(orc, 23).into_iter().filter_map(crate::xtn).collect();
+    if let Some(org) = ctx.get_mut::<fhir::Organization>(o) {
+        if org.address.is_empty() {
+            org.address = address;
+        }
+        if org.telecom.is_empty() {
+            org.telecom = telecom;
+        }
+    }
+    Some(o)
+}
+
+/// The ordering provider (`OP`, table 0443) acting for the ordering `facility`: a PractitionerRole.
+pub(crate) fn ordering_role(
+    ctx: &mut Ctx<'_>,
+    practitioner: Option<usize>,
+    facility: usize,
+) -> Option<usize> {
+    let op = CodeableConcept::coding(V2_0443, "OP", Some("Ordering Provider"));
+    role(ctx, practitioner, Some(op), Some(facility))
 }
 
 /// ORC-8 (parent order, EIP) -> the parent ServiceRequest this order is `basedOn`: identifiers EIP.1
@@ -522,8 +604,9 @@ fn parent_order(ctx: &mut Ctx<'_>, orc: &Segment<'_>, sr: usize) {
 }
 
 /// OBR -> ServiceRequest (IG `OBR[ServiceRequest]`): code OBR-4, priority OBR-5, occurrence OBR-6,
-/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, basedOn OBR-29 (the
-/// parent order by identifier), reasonCode OBR-31, orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
+/// intent `reflex-order` when OBR-11 is `G`, requester OBR-16 when ORC-12 is empty, note OBR-18..21
+/// (placer and filler fields), basedOn OBR-29 (the parent order by identifier), reasonCode OBR-31,
+/// orderDetail OBR-46/47, identifier OBR-53 (`PLAC`).
 ///
 /// In result messages (ORU, OUL) also -> DiagnosticReport (IG `OBR[DiagnosticReport]`), see [`report`].
 /// Sets `ctx.order` (and `ctx.report`).
@@ -534,17 +617,15 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     ctx.last = Some(sr);
     ctx.report = None;
     let code = ctx.code(field(seg, 4), &ctx.at(4));
-    let requester = if g
-        .orc
-        .and_then(|i| ctx.message.segment(i))
-        .and_then(|orc| field(&orc, 12))
-        .is_none()
-    {
+    let orc = g.orc.and_then(|i| ctx.message.segment(i));
+    let requester = if orc.as_ref().and_then(|orc| field(orc, 12)).is_none() {
         let p = field(seg, 16)
             .and_then(|f| f.repetition(1))
             .and_then(|x| entities::practitioner(ctx, x));
+        // The ordering facility ORC-21 stays the role's organization (as in [`orc`]).
+        let facility = orc.as_ref().and_then(|o| ordering_facility(ctx, o));
         let op = CodeableConcept::coding(V2_0443, "OP", Some("Ordering Provider"));
-        role(ctx, p, Some(op), None).map(|i| ctx.reference(i))
+        role(ctx, p, Some(op), facility).map(|i| ctx.reference(i))
     } else {
         None
     };
@@ -568,6 +649,9 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
         .collect();
     let prio = field_comp(seg, 5, 1).and_then(|p| priority(&p));
+    // OBR-18..21 (placer and filler fields): text the placer or filler asks to have returned; the IG
+    // leaves them to the implementation and names ServiceRequest.note as the place for text.
+    let placer_filler: Vec<String> = (18..=21).filter_map(|n| field_text(seg, n)).collect();
     let reflex = field_text(seg, 11).as_deref() == Some("G");
     // OBR-29 (parent, EIP) -> basedOn the parent order by its placer number, else its filler number
     // (IG: a logical reference, type ServiceRequest), when OBR-50 does not name the parent instead.
@@ -603,6 +687,14 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         r.reason_code.extend(reason);
         r.order_detail.extend(detail);
         r.identifier.extend(alternate);
+        for t in placer_filler {
+            if !r.note.iter().any(|n| n.text.as_deref() == Some(t.as_str())) {
+                r.note.push(Annotation {
+                    text: Some(t),
+                    ..Default::default()
+                });
+            }
+        }
         if let Some(b) = parent_result.filter(|b| !r.based_on.contains(b)) {
             r.based_on.push(b);
         }
@@ -851,17 +943,15 @@ fn report(
         .and_then(|s| report_status(&s))
         .unwrap_or("unknown");
     let interpreter: Vec<Reference> = field(seg, 32)
-        .and_then(|f| cnn_practitioner(ctx, f))
-        .and_then(|p| role(ctx, Some(p), None, None))
+        .and_then(|f| ndl_role(ctx, f, None))
         .map(|i| ctx.reference(i))
         .into_iter()
         .collect();
     let mut performer = Vec::new();
     for (n, code, display) in [(34, "TN", "Technician"), (35, "TR", "Transcriptionist")] {
         for r in reps(seg, n) {
-            let p = cnn_practitioner(ctx, r);
             let c = CodeableConcept::coding(V2_0443, code, Some(display));
-            if let Some(i) = role(ctx, p, Some(c), None) {
+            if let Some(i) = ndl_role(ctx, r, Some(c)) {
                 performer.push(ctx.reference(i));
             }
         }
@@ -1461,7 +1551,8 @@ fn absorbed_by_immunization(ctx: &Ctx<'_>, seg: &Segment<'_>, imm: usize) -> boo
 /// component per value with the same code): code OBX-3, value OBX-5 by OBX-2 ([`value`]), reference
 /// range OBX-7, interpretation OBX-8, status OBX-11 (`unknown` when not mapped: the element is required),
 /// effective OBX-14, performer OBX-16 (PractitionerRole `RO`, table 0443), OBX-25 (PractitionerRole
-/// `MDIR` of the performing organization) and OBX-23 (the Organization itself), method OBX-17, device
+/// `MDIR` of the performing organization) and OBX-23 (the Organization itself, address OBX-24), method
+/// OBX-17, device
 /// OBX-18, bodySite OBX-20, identifier OBX-21, category OBX-29; subject the patient, encounter the
 /// visit, basedOn the order, specimen the SPM it follows, else the specimen its OBR describes. An ED or
 /// RP value (a document) makes a DiagnosticReport with it as `presentedForm` instead.
@@ -1547,6 +1638,16 @@ pub fn obx(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
     }
     let organization = field(seg, 23).and_then(|x| entities::organization(ctx, x));
+    if let Some(o) = organization {
+        // OBX-24: the performing organization's address (IG `OBX[Observation]`).
+        let address: Vec<fhir::Address> =
+            reps(seg, 24).into_iter().filter_map(crate::xad).collect();
+        if let Some(org) = ctx.get_mut::<fhir::Organization>(o)
+            && org.address.is_empty()
+        {
+            org.address = address;
+        }
+    }
     if let Some(director) = field(seg, 25).and_then(|x| entities::practitioner(ctx, x)) {
         let c = CodeableConcept::coding(V2_0443, "MDIR", Some("Medical Director"));
         if let Some(i) = role(ctx, Some(director), Some(c), organization) {
@@ -1746,6 +1847,19 @@ fn spm_id(ctx: &Ctx<'_>, seg: &Segment<'_>) -> (String, Option<Identifier>) {
     }
 }
 
+/// The table 0203 display of an identifier's type code, when the sender gave none.
+fn with_type_display(i: &mut Identifier) {
+    for c in i.r#type.iter_mut().flat_map(|t| t.coding.iter_mut()) {
+        if c.display.is_none() && c.system.as_deref() == Some(V2_0203) {
+            c.display = c
+                .code
+                .as_deref()
+                .and_then(entities::v2_0203_display)
+                .map(str::to_owned);
+        }
+    }
+}
+
 /// v2 table 0136 (SPM-20 availability) -> `specimen-status`.
 fn availability(code: &str) -> Option<&'static str> {
     Some(match code {
@@ -1759,7 +1873,7 @@ fn availability(code: &str) -> Option<&'static str> {
 /// collection method SPM-7, body site SPM-8, quantity SPM-12, note SPM-14, handling SPM-15 (the
 /// `specimen-specialHandling` extension on collection; the IG leaves SPM-15 unmapped), collected SPM-17 (a period
 /// when both ends are sent), receivedTime SPM-18, status SPM-20, condition SPM-24, container type SPM-27,
-/// accession SPM-30, other identifiers SPM-31, parent SPM-3. Linked from the current report and order
+/// accession SPM-30, other identifiers SPM-31, shipment id SPM-32 (`SHIP`), parent SPM-3. Linked from the current report and order
 /// (in OUL_R22/R23, where the specimen comes first, from the orders that follow it).
 pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     if specimen_first(ctx) {
@@ -1777,6 +1891,22 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
         .collect();
     identifier.extend(reps(seg, 31).into_iter().filter_map(|r| ctx.identifier(r)));
+    // SPM-32 shipment id: an identifier typed `SHIP` (IG `SPM[Specimen]`).
+    identifier.extend(
+        field(seg, 32)
+            .and_then(|f| ei(f, Some("SHIP")))
+            .map(|mut i| {
+                i.r#type = Some(CodeableConcept::coding(
+                    V2_0203,
+                    "SHIP",
+                    Some("Shipment Identifier"),
+                ));
+                i
+            }),
+    );
+    for i in &mut identifier {
+        with_type_display(i);
+    }
     let r#type = ctx
         .code(field(seg, 4), &ctx.at(4))
         .map(|c| in_table(c, "0487"));
@@ -1845,7 +1975,10 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         let p = ctx.add(resource, identity.as_ref());
         parent.push(ctx.reference(p));
     }
-    let accession = field(seg, 30).and_then(|f| ctx.identifier(f));
+    let accession = field(seg, 30).and_then(|f| ctx.identifier(f)).map(|mut i| {
+        with_type_display(&mut i);
+        i
+    });
     let collection = (collected.is_some()
         || quantity.is_some()
         || method.is_some()
@@ -2416,12 +2549,72 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             if coding.system.is_none() {
                 coding.system = Some(V2_0443.into());
             }
+            if coding.system.as_deref() == Some(V2_0443) && coding.display.is_none() {
+                coding.display = coding
+                    .code
+                    .as_deref()
+                    .and_then(provider_role_display)
+                    .map(str::to_owned);
+            }
         }
         c
     });
-    let practitioner = field(seg, 5)
+    let device = prt_device(ctx, seg);
+    let person = field(seg, 5)
         .and_then(|f| f.repetition(1))
-        .and_then(|x| entities::practitioner(ctx, x));
+        .filter(|p| present(*p));
+    // The device is the Observation's device (message maps: `Observation.device`), or one of the
+    // Procedure's performers.
+    if let Some(d) = device
+        && let Some(target) = ctx.last
+    {
+        let reference = ctx.reference(d);
+        match type_of(ctx, target) {
+            "Observation" => {
+                if let Some(o) = ctx.get_mut::<Observation>(target)
+                    && o.device.is_none()
+                {
+                    o.device = Some(reference);
+                }
+            }
+            "Procedure" => {
+                if let Some(p) = ctx.get_mut::<Procedure>(target)
+                    && !p.performer.iter().any(|x| x.actor == reference)
+                {
+                    p.performer.push(ProcedurePerformer {
+                        actor: reference,
+                        ..Default::default()
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let has_organization = field(seg, 8).is_some_and(present);
+    // The message maps make a PractitionerRole of an observation's PRT only when PRT-5 is valued; a
+    // PRT naming a device (IG `PRT[Device]`) or only a place (`PRT[Observation-Location]`) and no
+    // person is the participation of that device or place.
+    if person.is_none() && (device.is_some() || !has_organization) {
+        let location = prt_location(ctx, seg);
+        // The device's organization and place: its owner (PRT-8) and location (PRT-9).
+        if let Some(d) = device {
+            let owner = field(seg, 8)
+                .and_then(|f| f.repetition(1))
+                .and_then(|x| entities::organization(ctx, x))
+                .map(|o| ctx.reference(o));
+            let location = location.map(|l| ctx.reference(l));
+            if let Some(r) = ctx.get_mut::<Device>(d) {
+                if r.owner.is_none() {
+                    r.owner = owner;
+                }
+                if r.location.is_none() {
+                    r.location = location;
+                }
+            }
+        }
+        return;
+    }
+    let practitioner = person.and_then(|x| entities::practitioner(ctx, x));
     let organization = field(seg, 8).and_then(|x| entities::organization(ctx, x));
     if practitioner.is_none() && organization.is_none() {
         return;
@@ -2507,6 +2700,118 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
         _ => {}
     }
+}
+
+/// PRT-9 (the place of a participation with no person) -> Location; on an Observation it is the
+/// `event-location` extension (IG `PRT[Observation-Location]`). Returns the Location.
+fn prt_location(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let l = field(seg, 9)
+        .and_then(|f| f.repetition(1))
+        .and_then(|pl| entities::location(ctx, pl))?;
+    let reference = ctx.reference(l);
+    if let Some(target) = ctx.last
+        && let Some(o) = ctx.get_mut::<Observation>(target)
+    {
+        o.extension.push(Extension::new(
+            "http://hl7.org/fhir/StructureDefinition/event-location",
+            ExtensionValue::Reference(Box::new(reference)),
+        ));
+    }
+    Some(l)
+}
+
+/// The display of a v2 table 0443 (provider role) code.
+fn provider_role_display(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "AD" => "Admitting Provider",
+        "AI" => "Assistant/Alternate Interpreter",
+        "AP" => "Administering Provider",
+        "ARI" => "Assistant Result Interpreter",
+        "AT" => "Attending Provider",
+        "AUT" => "Author/Event Initiator",
+        "CP" => "Consulting Provider",
+        "DP" => "Dispensing Provider",
+        "EP" => "Entering Provider",
+        "EQUIP" => "Equipment",
+        "FHCP" => "Family Health Care Professional",
+        "IP" => "Initiating Provider",
+        "MDIR" => "Medical Director",
+        "OP" => "Ordering Provider",
+        "PH" => "Pharmacist",
+        "PI" => "Primary Interpreter",
+        "PP" => "Primary Care Provider",
+        "PRI" => "Principal Result Interpreter",
+        "RCT" => "Results Copies To",
+        "RO" => "Responsible Observer",
+        "RP" => "Referring Provider",
+        "RT" => "Referred To Provider",
+        "SB" => "Send by",
+        "SC" => "Specimen Collector",
+        "TN" => "Technician",
+        "TR" => "Transcriptionist",
+        "VP" => "Verifying Provider",
+        "VPS" => "Verifying Pharmacist",
+        "VTS" => "Verifying Treatment Supplier",
+        _ => return None,
+    })
+}
+
+/// PRT with a device (IG `PRT[Device]`) -> Device: identifier PRT-10 (each repetition, EI), udiCarrier
+/// PRT-16 (device identifier EI.1, issuer the universal id EI.3 as a URI), manufactureDate PRT-17,
+/// expirationDate PRT-18, lotNumber PRT-19, serialNumber PRT-20, distinctIdentifier PRT-21 (EI.1), type
+/// PRT-22. The id comes from the first identifier, else the UDI, else the serial number.
+fn prt_device(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
+    let identifier: Vec<Identifier> = reps(seg, 10)
+        .into_iter()
+        .filter_map(|r| ei(r, None))
+        .collect();
+    let udi = field(seg, 16).filter(|n| present(*n)).and_then(|n| {
+        let device_identifier = part(n, 1)?;
+        let issuer = part(n, 3).map(|u| match part(n, 4).as_deref() {
+            Some("ISO") => format!("urn:oid:{u}"),
+            _ if is_oid(&u) => format!("urn:oid:{u}"),
+            Some("UUID" | "GUID") => format!("urn:uuid:{u}"),
+            _ => crate::vocab::local_system(&u).into_owned(),
+        });
+        Some(fhir::DeviceUdiCarrier {
+            device_identifier: Some(device_identifier),
+            issuer,
+            ..Default::default()
+        })
+    });
+    let serial = field_text(seg, 20);
+    let id = match (identifier.first(), &udi, &serial) {
+        (Some(i), _, _) => ctx.id("Device", &key(i)),
+        (None, Some(u), _) => ctx.id(
+            "Device",
+            &[
+                "udi",
+                u.issuer.as_deref().unwrap_or(""),
+                u.device_identifier.as_deref().unwrap_or(""),
+            ],
+        ),
+        (None, None, Some(s)) => ctx.id("Device", &["serial", s]),
+        (None, None, None) => return None,
+    };
+    let manufacture_date = ctx.dtm(field(seg, 17), ctx.at(17));
+    let expiration_date = ctx.dtm(field(seg, 18), ctx.at(18));
+    let r#type = ctx.code(field(seg, 22), &ctx.at(22));
+    let identity = conditional(identifier.first()).cloned();
+    let resource = Device {
+        id: Some(id),
+        identifier,
+        udi_carrier: udi.into_iter().collect(),
+        manufacture_date,
+        expiration_date,
+        lot_number: field_text(seg, 19),
+        serial_number: serial,
+        distinct_identifier: field(seg, 21)
+            .and_then(|n| part(n, 1))
+            .map(|s| s.trim().to_owned()),
+        r#type,
+        ..Default::default()
+    };
+    Some(ctx.add(resource, identity.as_ref()))
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -816,8 +816,11 @@ struct OrderFields {
     indication: usize,
     /// RXO-28 dispensing interval (days); RXE has none.
     interval: Option<usize>,
-    /// RXO-32 / RXE-40 dispensing pharmacy (CWE).
+    /// RXO-32 / RXE-40 dispensing pharmacy (CWE), its address (RXO-33 / RXE-41) and phone (RXO-36 /
+    /// RXE-45).
     pharmacy: usize,
+    pharmacy_address: usize,
+    pharmacy_phone: usize,
     /// RXE-39 initial dispense amount; RXO has none.
     initial: Option<usize>,
 }
@@ -840,6 +843,8 @@ const RXO_FIELDS: OrderFields = OrderFields {
     indication: 20,
     interval: Some(28),
     pharmacy: 32,
+    pharmacy_address: 33,
+    pharmacy_phone: 36,
     initial: None,
 };
 
@@ -861,6 +866,8 @@ const RXE_FIELDS: OrderFields = OrderFields {
     indication: 27,
     interval: None,
     pharmacy: 40,
+    pharmacy_address: 41,
+    pharmacy_phone: 45,
     initial: Some(39),
 };
 
@@ -1009,6 +1016,15 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
                 .and_then(|o| field(o, 12))
                 .and_then(|x| entities::practitioner(ctx, x))
         });
+    // With an ordering facility (ORC-21) the requester is the ordering provider acting for it, a
+    // PractitionerRole (as IG `ORC[ServiceRequest]` maps ORC-12 and ORC-21).
+    let requester = match orc
+        .as_ref()
+        .and_then(|o| crate::segments::order::ordering_facility(ctx, o))
+    {
+        Some(facility) => crate::segments::order::ordering_role(ctx, requester, facility),
+        None => requester,
+    };
     let recorder = orc
         .as_ref()
         .and_then(|o| field(o, 10))
@@ -1029,6 +1045,24 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
         ..Default::default()
     });
     let pharmacy = field(seg, f.pharmacy).and_then(|cwe| pharmacy(ctx, cwe));
+    if let Some(o) = pharmacy {
+        let address: Vec<fhir::Address> = reps(seg, f.pharmacy_address)
+            .into_iter()
+            .filter_map(crate::xad)
+            .collect();
+        let telecom: Vec<fhir::ContactPoint> = reps(seg, f.pharmacy_phone)
+            .into_iter()
+            .filter_map(crate::xtn)
+            .collect();
+        if let Some(org) = ctx.get_mut::<Organization>(o) {
+            if org.address.is_empty() {
+                org.address = address;
+            }
+            if org.telecom.is_empty() {
+                org.telecom = telecom;
+            }
+        }
+    }
     let dispense = MedicationRequestDispenseRequest {
         quantity: nm_quantity(ctx, seg, f.dispense_amount, Some(f.dispense_units)),
         number_of_repeats_allowed: field_comp(seg, f.refills, 1).and_then(|r| r.parse().ok()),
