@@ -24,7 +24,7 @@
 //!
 //! Output: per case and per resource type; `CONFORMANCE_TYPE=Patient` limits the detail to one type,
 //! `CONFORMANCE_MISSING=1` lists the missing leaves. The test fails if the agreement falls below the
-//! floor recorded here (raised as the mapping grows; the target is 95%).
+//! floor recorded here (raised as the mapping grows; the target, 95%, is reached).
 
 mod support;
 
@@ -34,8 +34,9 @@ use std::path::Path;
 use serde_json::Value;
 
 /// The lowest accepted share of expected leaves that agree or are documented deviations, in percent:
-/// the figure reached (85.1%), so a change that loses agreement fails here. The target is 95%.
-const FLOOR_PERCENT: f64 = 85.0;
+/// just under the figure reached (95.8%), so a change that loses agreement fails here. The issue's
+/// target is 95%.
+const FLOOR_PERCENT: f64 = 95.5;
 
 #[derive(Default, Clone, Copy)]
 struct Tally {
