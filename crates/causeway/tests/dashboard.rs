@@ -229,10 +229,19 @@ fhir = {{}}
     browser.type_into("#f-patient", "").await;
     browser.type_into("#f-control", "DASH-2").await;
     browser.click_on("#search button[type=submit]").await;
+    // The three rows of the patient search stay until the new answer replaces them.
     browser
-        .element("#results tbody tr[data-control=\"DASH-2\"]")
+        .wait("one result, DASH-2, again", || async {
+            let rows = browser.find_all("#results tbody tr").await;
+            let one = browser
+                .find("#results tbody tr[data-control=\"DASH-2\"]")
+                .await;
+            (rows.len() == 1 && one.is_some()).then_some(())
+        })
         .await;
-    browser.click_on("#results tbody tr a.open").await;
+    browser
+        .click_on("#results tbody tr[data-control=\"DASH-2\"] a.open")
+        .await;
     let message_url = browser
         .wait("the message page", || async {
             let url = browser.url().await;

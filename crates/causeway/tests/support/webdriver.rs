@@ -334,27 +334,46 @@ impl Browser {
         .await;
     }
 
-    /// Waits for `css`, then clicks it.
+    /// Waits for `css`, then clicks it. A page that re-renders between the find and
+    /// the click leaves a stale element behind; the click is then retried on a fresh one.
     pub async fn click_on(&self, css: &str) {
-        let el = self.element(css).await;
-        self.click(&el).await;
+        self.wait(&format!("a clickable element {css}"), || async {
+            let el = self.find(css).await?;
+            let path = format!("{}/element/{}/click", self.session, el.0);
+            match self
+                .try_send(reqwest::Method::POST, &path, Some(json!({})))
+                .await
+            {
+                Ok(_) => Some(()),
+                Err(e) if e.starts_with("stale element reference") => None,
+                Err(e) => panic!("WebDriver POST {path}: {e}"),
+            }
+        })
+        .await
     }
 
-    /// Types `text` into an element after clearing it.
+    /// Types `text` into an element after clearing it; retried on a fresh element when
+    /// the page replaced the one found (as [`Browser::click_on`]).
     pub async fn type_into(&self, css: &str, text: &str) {
-        let el = self.element(css).await;
-        self.session_cmd(
-            reqwest::Method::POST,
-            &format!("/element/{}/clear", el.0),
-            Some(json!({})),
-        )
-        .await;
-        self.session_cmd(
-            reqwest::Method::POST,
-            &format!("/element/{}/value", el.0),
-            Some(json!({ "text": text })),
-        )
-        .await;
+        self.wait(&format!("an editable element {css}"), || async {
+            let el = self.find(css).await?;
+            let base = format!("{}/element/{}", self.session, el.0);
+            for (path, body) in [
+                (format!("{base}/clear"), json!({})),
+                (format!("{base}/value"), json!({ "text": text })),
+            ] {
+                match self
+                    .try_send(reqwest::Method::POST, &path, Some(body))
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.starts_with("stale element reference") => return None,
+                    Err(e) => panic!("WebDriver POST {path}: {e}"),
+                }
+            }
+            Some(())
+        })
+        .await
     }
 
     /// Runs a script in the page (`return ...;`) and returns its value.
