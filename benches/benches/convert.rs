@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use causeway_bench::corpus::{Generator, MessageKind};
 use causeway_bench::{DEFAULT_SEED, ENV_SEED, env_u64};
 
+/// The allocator the `causeway` binary ships with, so the figures are what a channel or an import pays.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The target: parse + convert + serialise, per core.
 const TARGET_MSGS_PER_SEC: f64 = 50_000.0;
 

@@ -83,7 +83,9 @@ pub struct Ctx<'a> {
     /// message-scoped id and the bundle's id.
     pub message_key: [String; 3],
     entries: Vec<Entry>,
-    index: HashMap<(&'static str, String), usize>,
+    /// Entries by resource type, then id: looked up with a borrowed id, so finding a duplicate costs
+    /// no allocation.
+    index: HashMap<&'static str, HashMap<String, usize>>,
     pub issues: Vec<Issue>,
     /// A value under a `hold` unmapped policy was seen: the message waits for review.
     pub held: bool,
@@ -173,28 +175,39 @@ impl<'a> Ctx<'a> {
     pub fn add<T: TypedResource>(&mut self, resource: T, identity: Option<&Identifier>) -> usize {
         let resource: Resource = resource.into();
         let resource_type = resource.resource_type();
-        let id = resource
-            .id()
-            .expect("resources are added with an id")
-            .to_owned();
-        if let Some(&i) = self.index.get(&(resource_type, id.clone())) {
+        let id = resource.id().expect("resources are added with an id");
+        if let Some(i) = self.existing(resource_type, id) {
             return i;
         }
-        let url = match identity.and_then(|i| Some((i.system.as_deref()?, i.value.as_deref()?))) {
-            Some((system, value)) => format!(
-                "{resource_type}?identifier={}|{}",
-                query_escape(system),
-                query_escape(value)
-            ),
-            None => format!("{resource_type}/{id}"),
-        };
+        let mut url = String::with_capacity(resource_type.len() + 64);
+        url.push_str(resource_type);
+        match identity.and_then(|i| Some((i.system.as_deref()?, i.value.as_deref()?))) {
+            Some((system, value)) => {
+                url.push_str("?identifier=");
+                query_escape(system, &mut url);
+                url.push('|');
+                query_escape(value, &mut url);
+            }
+            None => {
+                url.push('/');
+                url.push_str(id);
+            }
+        }
+        let id = id.to_owned();
         self.entries.push(Entry {
             resource,
             request: BundleRequest::new("PUT", url),
         });
         let i = self.entries.len() - 1;
-        self.index.insert((resource_type, id), i);
+        self.index.entry(resource_type).or_default().insert(id, i);
         i
+    }
+
+    /// The index of the `resource_type` with this `id` if the bundle has it already. Builders call it
+    /// with the id they computed before building the rest of a resource that is often named many
+    /// times in one message (an assigning authority, a practitioner, a location).
+    pub fn existing(&self, resource_type: &str, id: &str) -> Option<usize> {
+        self.index.get(resource_type)?.get(id).copied()
     }
 
     /// A reference to the resource at `index` (as `urn:uuid:`, the entry's fullUrl, so a server that
@@ -202,7 +215,7 @@ impl<'a> Ctx<'a> {
     pub fn reference(&self, index: usize) -> Reference {
         let id = self.entries[index].resource.id().unwrap_or_default();
         Reference {
-            reference: Some(format!("urn:uuid:{id}")),
+            reference: Some(urn_uuid(id)),
             ..Default::default()
         }
     }
@@ -343,7 +356,7 @@ impl<'a> Ctx<'a> {
             .entries
             .into_iter()
             .map(|e| BundleEntry {
-                full_url: e.resource.id().map(|id| format!("urn:uuid:{id}")),
+                full_url: e.resource.id().map(urn_uuid),
                 resource: Some(e.resource),
                 request: Some(e.request),
                 ..Default::default()
@@ -353,16 +366,28 @@ impl<'a> Ctx<'a> {
     }
 }
 
-/// Percent-encodes what a query value may not carry unescaped (`|` and `:` are left: FHIR token syntax).
-fn query_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+/// `urn:uuid:{id}`, the fullUrl of an entry and the form references take inside a bundle.
+fn urn_uuid(id: &str) -> String {
+    let mut out = String::with_capacity(9 + id.len());
+    out.push_str("urn:uuid:");
+    out.push_str(id);
+    out
+}
+
+/// Appends `value` to `out`, percent-encoding what a query value may not carry unescaped (`|` and `:`
+/// are left: FHIR token syntax).
+fn query_escape(value: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for b in value.bytes() {
         match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' | b'/' => {
-                out.push(b as char)
+                out.push(char::from(b))
             }
-            _ => out.push_str(&format!("%{b:02X}")),
+            _ => {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
         }
     }
-    out
 }

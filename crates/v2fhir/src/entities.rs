@@ -158,6 +158,9 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
         ),
         None => ctx.id("Practitioner", &["name", &xcn.decoded()]),
     };
+    if let Some(i) = ctx.existing("Practitioner", &id) {
+        return Some(i);
+    }
     let identifier = identifier.map(|mut i| {
         i.assigner = xcn.component(9).and_then(|hd| assigner(ctx, hd));
         i
@@ -290,6 +293,9 @@ pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
         ),
         None => ctx.id("Organization", &["name", name.as_deref().unwrap_or("")]),
     };
+    if let Some(i) = ctx.existing("Organization", &id) {
+        return Some(i);
+    }
     // IG: XON.6/XON.7 give the identifier's system and type even when no value is sent (the
     // organization is known to have an identifier of that kind; the id stays the name's).
     let identifier = identifier
@@ -324,9 +330,8 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
-    let (namespace, universal, _) = hd_parts(hd);
-    let (identifier, conditional) = hd_identifiers(hd);
-    if identifier.is_empty() {
+    let (namespace, universal, kind) = hd_parts(hd);
+    if namespace.is_none() && universal.is_none() {
         return None;
     }
     let id = ctx.id(
@@ -337,6 +342,11 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
             universal.as_deref().unwrap_or(""),
         ],
     );
+    // The same authority is named by most identifiers of a message: build it once.
+    if let Some(i) = ctx.existing("Organization", &id) {
+        return Some(i);
+    }
+    let (identifier, conditional) = hd_identifiers(namespace, universal, kind);
     let resource = Organization {
         id: Some(id),
         identifier,
@@ -349,8 +359,11 @@ pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
 /// [2] the universal id HD.2 typed by HD.3 (table 0301), as a URI (`urn:oid:`, `urn:uuid:`) in system
 /// `urn:ietf:rfc:3986` when HD.3 is ISO, UUID or URI and HD.2 is one. The second is also returned
 /// alone when it has that system (the identity for a conditional update).
-fn hd_identifiers(hd: Node<'_>) -> (Vec<Identifier>, Option<Identifier>) {
-    let (namespace, universal, kind) = hd_parts(hd);
+fn hd_identifiers(
+    namespace: Option<String>,
+    universal: Option<String>,
+    kind: Option<String>,
+) -> (Vec<Identifier>, Option<Identifier>) {
     let mut identifier = Vec::new();
     if let Some(ns) = namespace {
         identifier.push(Identifier {
@@ -401,6 +414,9 @@ pub fn location_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
             universal.as_deref().unwrap_or(""),
         ],
     );
+    if let Some(i) = ctx.existing("Location", &id) {
+        return Some(i);
+    }
     let identifier: Vec<Identifier> = uri
         .map(|u| Identifier {
             value: Some(u),
@@ -430,9 +446,8 @@ pub fn device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
-    let (namespace, universal, _) = hd_parts(hd);
-    let (identifier, conditional) = hd_identifiers(hd);
-    if identifier.is_empty() {
+    let (namespace, universal, kind) = hd_parts(hd);
+    if namespace.is_none() && universal.is_none() {
         return None;
     }
     let id = ctx.id(
@@ -442,6 +457,10 @@ pub fn device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
             universal.as_deref().unwrap_or(""),
         ],
     );
+    if let Some(i) = ctx.existing("Device", &id) {
+        return Some(i);
+    }
+    let (identifier, conditional) = hd_identifiers(namespace, universal, kind);
     let resource = Device {
         id: Some(id),
         identifier,
@@ -490,6 +509,11 @@ pub fn location(ctx: &mut Ctx<'_>, pl: Node<'_>) -> Option<usize> {
         path.push(format!("{c}:{name}"));
         let parts: Vec<&str> = path.iter().map(String::as_str).collect();
         let id = ctx.id("Location", &parts);
+        if let Some(i) = ctx.existing("Location", &id) {
+            parent = Some(i);
+            first = Some(i);
+            continue;
+        }
         let mut identifier: Vec<Identifier> = Vec::new();
         let universal = sub(pl, *c, 2);
         if let Some(u) = universal.filter(|_| sub(pl, *c, 1).is_some()) {

@@ -19,15 +19,22 @@ pub fn id(resource_type: &str, parts: &[&str]) -> String {
     let mut b: [u8; 16] = hash.finalize()[..16].try_into().expect("16 of 32 bytes");
     b[6] = (b[6] & 0x0f) | 0x80; // version 8: custom
     b[8] = (b[8] & 0x3f) | 0x80; // RFC 9562 variant
-    let h = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid_text(&b)
+}
+
+/// 16 bytes as a lowercase 8-4-4-4-12 UUID, written straight into one allocation (ids are made for
+/// every resource of every message, so this avoids an intermediate hex string and a `format!`).
+fn uuid_text(bytes: &[u8; 16]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -42,5 +49,13 @@ mod tests {
         assert_ne!(id("Patient", &["ab", "c"]), id("Patient", &["a", "bc"]));
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "8");
+        assert_eq!(
+            uuid_text(&[0xab; 16]),
+            "abababab-abab-abab-abab-abababababab"
+        );
+        assert_eq!(
+            uuid_text(&core::array::from_fn(|i| i as u8)),
+            "00010203-0405-0607-0809-0a0b0c0d0e0f"
+        );
     }
 }
