@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
-use std::hash::{Hash, Hasher};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -427,9 +426,12 @@ impl Stager {
     }
 
     fn stage_resource(&mut self, candidate: Candidate, time: i64, seq: u64) -> Result<()> {
-        let key = format!("{}/{}", candidate.resource_type, candidate.id);
-        let content = content_hash64(&candidate.json);
-        let versions = self.index.entry(key.clone().into_boxed_str()).or_default();
+        let Candidate { key, json, content } = candidate;
+        // Most resources are named by many messages: look up before allocating a key.
+        let versions = match self.index.get_mut(key.as_str()) {
+            Some(versions) => versions,
+            None => self.index.entry(key.clone().into_boxed_str()).or_default(),
+        };
         if let Some(v) = versions.iter_mut().find(|v| v.content == content) {
             // The same content again: only its place in time can change.
             if (time, seq) > (v.time, v.seq) {
@@ -440,9 +442,9 @@ impl Stager {
             }
             return Ok(());
         }
-        let (offset, len) =
-            self.resources
-                .write_resource(&key, time, seq, content, Some(&candidate.json))?;
+        let (offset, len) = self
+            .resources
+            .write_resource(&key, time, seq, content, Some(&json))?;
         versions.push(Version {
             content,
             time,
@@ -557,14 +559,6 @@ pub fn quarantine_name(file: &str, number: Option<usize>, line: usize) -> String
         None => format!("line-{line}.txt"),
     };
     format!("{}/{leaf}", safe.join("/"))
-}
-
-/// 64-bit hash of a resource's JSON: equal content staged once per resource.
-fn content_hash64(bytes: &[u8]) -> u64 {
-    // SipHash with fixed keys: the same on every run, which a resume relies on.
-    let mut h = std::hash::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
 }
 
 fn open_read(path: &Path) -> Result<File> {

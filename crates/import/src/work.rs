@@ -131,9 +131,36 @@ pub struct Converted {
 /// A resource as one message describes it.
 #[derive(Debug, Clone)]
 pub struct Candidate {
-    pub resource_type: &'static str,
-    pub id: String,
+    /// `Type/id`, the resource's key in staging.
+    pub key: String,
     pub json: Vec<u8>,
+    /// [`content_hash64`] of `json`.
+    pub content: u64,
+}
+
+impl Candidate {
+    /// Its key and content hash are computed here, on the worker threads, so the thread that
+    /// applies outcomes in order only looks them up.
+    pub fn new(resource_type: &str, id: &str, json: Vec<u8>) -> Candidate {
+        let mut key = String::with_capacity(resource_type.len() + 1 + id.len());
+        key.push_str(resource_type);
+        key.push('/');
+        key.push_str(id);
+        Candidate {
+            key,
+            content: content_hash64(&json),
+            json,
+        }
+    }
+}
+
+/// 64-bit hash of a resource's JSON: equal content staged once per resource.
+pub(crate) fn content_hash64(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same on every run, which a resume relies on.
+    let mut h = std::hash::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// A message kept aside, with the reason.
@@ -358,15 +385,11 @@ fn candidates(bundle: fhir::Bundle, origin: &Origin) -> Result<Vec<Candidate>, f
         if resource_type == "MessageHeader" {
             continue;
         }
-        let Some(id) = resource.id().map(str::to_owned) else {
+        let Some(id) = resource.id() else {
             continue;
         };
         let json = rewrite_references(&fhir::to_vec(&resource)?, &local);
-        out.push(Candidate {
-            resource_type,
-            id,
-            json,
-        });
+        out.push(Candidate::new(resource_type, id, json));
     }
     Ok(out)
 }
@@ -483,11 +506,7 @@ fn ndjson_line(bytes: &[u8], facts: &mut Facts) -> Result<Converted, Quarantine>
     let json = serde_json::to_vec(&value).map_err(|e| quarantine(e.to_string()))?;
     Ok(Converted {
         time: time.unwrap_or(i64::MIN),
-        resources: vec![Candidate {
-            resource_type,
-            id,
-            json,
-        }],
+        resources: vec![Candidate::new(resource_type, &id, json)],
         issues: 0,
     })
 }
