@@ -100,10 +100,6 @@ impl<'a> FinalResources<'a> {
         if header.body_len == 0 {
             return Ok(None);
         }
-        let mut body = vec![0; header.body_len as usize];
-        self.reader
-            .read_exact(&mut body)
-            .map_err(|e| damaged(e, body_offset))?;
         let Some((key, versions)) = self.index.get_key_value(header.key.as_str()) else {
             return Err(damaged(
                 std::io::Error::other("a record not in the index"),
@@ -111,8 +107,16 @@ impl<'a> FinalResources<'a> {
             ));
         };
         if versions.first().map(|v| v.offset) != Some(body_offset) {
+            // A later version: it is read with the first, when the resource is merged.
+            self.reader
+                .seek_relative(i64::from(header.body_len))
+                .map_err(|e| damaged(e, body_offset))?;
             return Ok(None);
         }
+        let mut body = vec![0; header.body_len as usize];
+        self.reader
+            .read_exact(&mut body)
+            .map_err(|e| damaged(e, body_offset))?;
         let json = if versions.len() == 1 {
             body
         } else {
