@@ -207,15 +207,7 @@ fhir = {{}}
     browser.click_on("nav a[href=\"#/messages\"]").await;
     browser.type_into("#f-control", "DASH-2").await;
     browser.click_on("#search button[type=submit]").await;
-    browser
-        .wait("one result, DASH-2", || async {
-            let rows = browser.find_all("#results tbody tr").await;
-            let one = browser
-                .find("#results tbody tr[data-control=\"DASH-2\"]")
-                .await;
-            (rows.len() == 1 && one.is_some()).then_some(())
-        })
-        .await;
+    only_result(&browser, "DASH-2").await;
     browser.screenshot("04-search").await;
     // A search by patient identifier never puts the identifier in the URL.
     browser.type_into("#f-control", "").await;
@@ -230,15 +222,7 @@ fhir = {{}}
     browser.type_into("#f-control", "DASH-2").await;
     browser.click_on("#search button[type=submit]").await;
     // The three rows of the patient search stay until the new answer replaces them.
-    browser
-        .wait("one result, DASH-2, again", || async {
-            let rows = browser.find_all("#results tbody tr").await;
-            let one = browser
-                .find("#results tbody tr[data-control=\"DASH-2\"]")
-                .await;
-            (rows.len() == 1 && one.is_some()).then_some(())
-        })
-        .await;
+    only_result(&browser, "DASH-2").await;
     browser
         .click_on("#results tbody tr[data-control=\"DASH-2\"] a.open")
         .await;
@@ -437,6 +421,18 @@ const VIEWER_PASSWORD: &str = "a viewer's long passphrase";
 
 /// Adds a user to the running server's store (the store is shared with the server process,
 /// as a second `causeway` process would share it).
+/// Waits until the message browser's results are exactly one row, the message `control_id`.
+async fn only_result(browser: &Browser, control_id: &str) {
+    let row = format!("#results tbody tr[data-control=\"{control_id}\"]");
+    browser
+        .wait(&format!("one result, {control_id}"), || async {
+            let rows = browser.find_all("#results tbody tr").await;
+            let one = browser.find(&row).await;
+            (rows.len() == 1 && one.is_some()).then_some(())
+        })
+        .await;
+}
+
 async fn add_user(data_dir: &std::path::Path, username: &str, role: Role) {
     let store = SqliteStore::open(data_dir, SqliteOptions::default())
         .await

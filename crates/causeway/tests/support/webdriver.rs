@@ -324,46 +324,30 @@ impl Browser {
         }
     }
 
-    /// Clicks an element (scrolled into view first by the driver).
-    pub async fn click(&self, el: &Element) {
-        self.session_cmd(
-            reqwest::Method::POST,
-            &format!("/element/{}/click", el.0),
-            Some(json!({})),
-        )
-        .await;
+    /// Waits for `css`, then clicks it (scrolled into view first by the driver).
+    pub async fn click_on(&self, css: &str) {
+        self.act_on(css, &[("click", json!({}))]).await
     }
 
-    /// Waits for `css`, then clicks it. A page that re-renders between the find and
-    /// the click leaves a stale element behind; the click is then retried on a fresh one.
-    pub async fn click_on(&self, css: &str) {
-        self.wait(&format!("a clickable element {css}"), || async {
-            let el = self.find(css).await?;
-            let path = format!("{}/element/{}/click", self.session, el.0);
-            match self
-                .try_send(reqwest::Method::POST, &path, Some(json!({})))
-                .await
-            {
-                Ok(_) => Some(()),
-                Err(e) if e.starts_with("stale element reference") => None,
-                Err(e) => panic!("WebDriver POST {path}: {e}"),
-            }
-        })
+    /// Types `text` into an element after clearing it.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        self.act_on(
+            css,
+            &[("clear", json!({})), ("value", json!({ "text": text }))],
+        )
         .await
     }
 
-    /// Types `text` into an element after clearing it; retried on a fresh element when
-    /// the page replaced the one found (as [`Browser::click_on`]).
-    pub async fn type_into(&self, css: &str, text: &str) {
-        self.wait(&format!("an editable element {css}"), || async {
+    /// Waits for `css` and sends the element `commands` (`POST .../element/{id}/{command}`)
+    /// in order. A page that re-renders between the find and a command leaves a stale element
+    /// behind; the commands are then sent again to a fresh one. Any other driver error fails.
+    async fn act_on(&self, css: &str, commands: &[(&str, Value)]) {
+        self.wait(&format!("an element {css} to act on"), || async {
             let el = self.find(css).await?;
-            let base = format!("{}/element/{}", self.session, el.0);
-            for (path, body) in [
-                (format!("{base}/clear"), json!({})),
-                (format!("{base}/value"), json!({ "text": text })),
-            ] {
+            for (command, body) in commands {
+                let path = format!("{}/element/{}/{command}", self.session, el.0);
                 match self
-                    .try_send(reqwest::Method::POST, &path, Some(body))
+                    .try_send(reqwest::Method::POST, &path, Some(body.clone()))
                     .await
                 {
                     Ok(_) => {}
