@@ -121,6 +121,15 @@ pub const PURGE_CHUNK: i64 = 500;
 /// space a huge burst used.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// Page cache per connection, in KiB (8 MiB: 2,048 pages of 4 KiB).
+///
+/// Enough for the hot index pages of a busy store, and no more: when a commit's B-tree rebalance
+/// has parked a page at SQLite's lock-byte page number (a temporary key far past the end of the
+/// file), ending that transaction scans the cache's whole hash table, so each commit pays in
+/// proportion to this size. With 32 MiB that scan was a tenth of the writer's CPU; pages that
+/// do not fit are read back from the OS page cache in microseconds.
+const PAGE_CACHE_KIB: i64 = 8 * 1024;
+
 /// Payloads above this size are hashed in the blocking pool rather than on the async worker.
 ///
 /// SHA-256 runs at roughly 0.5 GB/s here: 1 MiB costs about 2 ms, the most a tokio worker
@@ -220,8 +229,7 @@ fn open_connection(path: &Path, busy_timeout: Duration, read_only: bool) -> Resu
     pragma("synchronous", &"FULL").map_err(db)?;
     // Savepoint journals in memory: every group commit uses one savepoint per job.
     pragma("temp_store", &"MEMORY").map_err(db)?;
-    // 32 MiB of page cache keeps the hot index pages of a busy store in memory.
-    pragma("cache_size", &-32768).map_err(db)?;
+    pragma("cache_size", &-PAGE_CACHE_KIB).map_err(db)?;
     pragma("journal_size_limit", &WAL_SIZE_LIMIT).map_err(db)?;
     // Plans that do not depend on bound values: without this, SQLite re-prepares a cached
     // statement when some parameters are rebound (a fifth of the writer's CPU in profiles).
@@ -287,9 +295,14 @@ impl SqliteStore {
 
         let cipher = Arc::new(cipher);
         let stats = Arc::new(Stats::default());
-        // Checkpoints run on their own thread, off the commit path (see `checkpoint`).
-        conn.pragma_update(None, "wal_autocheckpoint", 0)
-            .map_err(|e| Error::db("open database", e))?;
+        // Checkpoints run on their own thread, off the commit path; the writer checkpoints
+        // itself only when that thread could not keep the WAL short (see `checkpoint`).
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpoint::WRITER_FALLBACK_FRAMES,
+        )
+        .map_err(|e| Error::db("open database", e))?;
         let checkpoint_conn = open_connection(&db_path, options.busy_timeout, false)?;
         let (nudge, nudges) = mpsc::sync_channel(1);
         let checkpointer = std::thread::Builder::new()
