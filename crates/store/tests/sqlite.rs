@@ -168,7 +168,14 @@ async fn the_wal_starts_over_under_continuous_writes() {
             for i in 0..PER_WRITER {
                 let mut m = adt("adt", &format!("WAL{w}-{i}"), "MRN-WAL", &["lab"]);
                 m.raw.extend_from_slice(b"NTE|1||");
-                m.raw.extend(std::iter::repeat_n(b'x', NOTE_BYTES));
+                // Letters from a xorshift: text that compression cannot shrink to nothing.
+                let mut x = 0x9e37_79b9_u32 ^ (w * PER_WRITER + i) as u32;
+                m.raw.extend((0..NOTE_BYTES).map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    b'A' + (x % 26) as u8
+                }));
                 m.raw.push(b'\r');
                 store.insert_inbound(m).await.expect("insert");
             }

@@ -25,6 +25,16 @@ pub(crate) struct PreparedInsert {
     pub(crate) patient_macs: Vec<[u8; 32]>,
     /// Destinations, duplicates removed, order kept.
     pub(crate) destinations: Vec<String>,
+    /// zstd frames of the payload and the outbound bytes, when compressing them paid
+    /// ([`crate::crypto::compress`], run before the write reached the writer thread).
+    pub(crate) payload_zstd: Option<Vec<u8>>,
+    pub(crate) outbound_zstd: Option<Vec<u8>>,
+}
+
+/// A message row's sealed columns.
+struct Sealed<'a> {
+    payload: Option<&'a [u8]>,
+    outbound: Option<&'a [u8]>,
 }
 
 /// The first pending delivery a claim looks at.
@@ -167,12 +177,28 @@ impl<'c> WriteCx<'c> {
         }
 
         let id = MessageId(self.allocate_message_id()?);
-        let sealed = self.cipher.seal(Record::MessagePayload(id), &m.raw)?;
+        let sealed = self.cipher.seal_compressed(
+            Record::MessagePayload(id),
+            &m.raw,
+            p.payload_zstd.as_deref(),
+        )?;
+        let outbound = m
+            .outbound
+            .as_ref()
+            .map(|o| {
+                self.cipher.seal_compressed(
+                    Record::MessageOutbound(id),
+                    o,
+                    p.outbound_zstd.as_deref(),
+                )
+            })
+            .transpose()?;
         let flags = if reused { FLAG_CONTROL_ID_REUSED } else { 0 };
-        self.insert_message_row(&p, id, m.state, Some(&sealed), flags, None)?;
-        if let Some(outbound) = &m.outbound {
-            self.put_outbound(id, outbound)?;
-        }
+        let row = Sealed {
+            payload: Some(&sealed),
+            outbound: outbound.as_deref(),
+        };
+        self.insert_message_row(&p, id, m.state, row, flags, None)?;
 
         let mut ids = self
             .conn
@@ -245,7 +271,11 @@ impl<'c> WriteCx<'c> {
     ) -> Result<InsertOutcome> {
         let id = MessageId(self.allocate_message_id()?);
         // The bytes are the original's (same SHA-256): no second copy of the payload.
-        self.insert_message_row(p, id, MessageState::Duplicate, None, 0, Some(original))?;
+        let row = Sealed {
+            payload: None,
+            outbound: None,
+        };
+        self.insert_message_row(p, id, MessageState::Duplicate, row, 0, Some(original))?;
         let ack = self.ack_of(original)?;
         if let (None, Some(own)) = (&ack, &p.msg.ack) {
             // The caller will send its own ACK, since the original has none on record.
@@ -276,7 +306,7 @@ impl<'c> WriteCx<'c> {
         p: &PreparedInsert,
         id: MessageId,
         state: MessageState,
-        sealed: Option<&[u8]>,
+        sealed: Sealed<'_>,
         flags: i64,
         duplicate_of: Option<MessageId>,
     ) -> Result<()> {
@@ -286,8 +316,8 @@ impl<'c> WriteCx<'c> {
             .prepare_cached(
                 "INSERT INTO messages (id, channel, received_at, peer, sending_app,
                      sending_facility, message_type, control_id, version, state, payload,
-                     payload_sha256, size, flags, duplicate_of)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     payload_sha256, size, flags, duplicate_of, outbound)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -301,24 +331,16 @@ impl<'c> WriteCx<'c> {
                     h.control_id,
                     h.version,
                     state.as_str(),
-                    sealed,
+                    sealed.payload,
                     &p.sha256[..],
                     i64::try_from(m.raw.len()).unwrap_or(i64::MAX),
                     flags,
                     duplicate_of.map(|d| d.0),
+                    sealed.outbound,
                 ])
             })
             .map(|_| ())
             .map_err(db("insert_inbound"))
-    }
-
-    fn put_outbound(&self, id: MessageId, outbound: &[u8]) -> Result<()> {
-        let sealed = self.cipher.seal(Record::MessageOutbound(id), outbound)?;
-        self.conn
-            .prepare_cached("UPDATE messages SET outbound = ?2 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![id.0, sealed]))
-            .map(|_| ())
-            .map_err(db("outbound"))
     }
 
     pub(crate) fn reprocess(
@@ -337,7 +359,11 @@ impl<'c> WriteCx<'c> {
             .map_err(db(OP))?;
         let channel = channel.ok_or(Error::MessageNotFound(id))?;
         let sealed = outbound
-            .map(|o| self.cipher.seal(Record::MessageOutbound(id), o))
+            .map(|o| {
+                let frame = crate::crypto::compress(o);
+                self.cipher
+                    .seal_compressed(Record::MessageOutbound(id), o, frame.as_deref())
+            })
             .transpose()?;
         self.conn
             .prepare_cached("UPDATE messages SET state = ?2, outbound = ?3 WHERE id = ?1")
