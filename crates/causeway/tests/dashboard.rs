@@ -419,8 +419,6 @@ fhir = {{}}
 /// The password of the users [`add_user`] creates.
 const VIEWER_PASSWORD: &str = "a viewer's long passphrase";
 
-/// Adds a user to the running server's store (the store is shared with the server process,
-/// as a second `causeway` process would share it).
 /// Waits until the message browser's results are exactly one row, the message `control_id`.
 async fn only_result(browser: &Browser, control_id: &str) {
     let row = format!("#results tbody tr[data-control=\"{control_id}\"]");
@@ -433,6 +431,8 @@ async fn only_result(browser: &Browser, control_id: &str) {
         .await;
 }
 
+/// Adds a user to the running server's store (the store is shared with the server process,
+/// as a second `causeway` process would share it).
 async fn add_user(data_dir: &std::path::Path, username: &str, role: Role) {
     let store = SqliteStore::open(data_dir, SqliteOptions::default())
         .await

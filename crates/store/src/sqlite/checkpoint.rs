@@ -10,7 +10,7 @@
 //! the time a passive pass ends. The WAL then grows without end (700 MB in ten seconds at 2,000
 //! msg/s), and every commit appends to new blocks of the file, which costs the kernel a block
 //! allocation and the zeroing of fresh page-cache folios, and makes each fsync flush file
-//! metadata too: together a fifth of the writer's time, and slower fsyncs. So the writer keeps
+//! metadata too: up to a fifth of the writer's time, and slower fsyncs. So the writer keeps
 //! SQLite's own automatic checkpoint as a fallback at [`WRITER_FALLBACK_FRAMES`]: by then this
 //! thread has copied most frames, the writer copies the rest, and the next group rewrites the
 //! WAL from its start, in blocks the file already has.

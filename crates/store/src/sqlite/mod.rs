@@ -133,8 +133,9 @@ const PAGE_CACHE_KIB: i64 = 8 * 1024;
 /// Payloads above this size are hashed and compressed in the blocking pool rather than on the
 /// async worker.
 ///
-/// SHA-256 runs at roughly 0.5 GB/s here and zstd level 1 faster: 1 MiB costs a few ms, the most a tokio worker
-/// should be held; a 16 MiB ORU with PDFs would otherwise stall other connections for ~30 ms.
+/// SHA-256 runs at roughly 0.5 GB/s here and zstd level 1 faster: 1 MiB costs a few ms, the
+/// most a tokio worker should be held; a 16 MiB ORU with PDFs would otherwise stall other
+/// connections for tens of ms.
 const HASH_INLINE_LIMIT: usize = 1024 * 1024;
 
 /// Semaphore units are KiB of payload, so a permit count fits in `u32`.
@@ -691,8 +692,13 @@ impl Store for SqliteStore {
                 check_name("destination", d)?;
             }
             let bytes = outbound.as_ref().map_or(0, Vec::len);
+            // Compressed here, as an insert's payload is, so the writer only seals.
+            let outbound_zstd = outbound.as_deref().and_then(crypto::compress);
             self.write(bytes, false, move |cx| {
-                cx.reprocess(id, state, outbound.as_deref(), &destinations)
+                let outbound = outbound
+                    .as_deref()
+                    .map(|bytes| (bytes, outbound_zstd.as_deref()));
+                cx.reprocess(id, state, outbound, &destinations)
             })
             .await
         })

@@ -347,7 +347,8 @@ impl<'c> WriteCx<'c> {
         &mut self,
         id: MessageId,
         state: MessageState,
-        outbound: Option<&[u8]>,
+        // The transformed bytes, and their zstd frame when compressing them paid.
+        outbound: Option<(&[u8], Option<&[u8]>)>,
         destinations: &[String],
     ) -> Result<Vec<DeliverySeq>> {
         const OP: &str = "reprocess";
@@ -359,10 +360,9 @@ impl<'c> WriteCx<'c> {
             .map_err(db(OP))?;
         let channel = channel.ok_or(Error::MessageNotFound(id))?;
         let sealed = outbound
-            .map(|o| {
-                let frame = crate::crypto::compress(o);
+            .map(|(bytes, frame)| {
                 self.cipher
-                    .seal_compressed(Record::MessageOutbound(id), o, frame.as_deref())
+                    .seal_compressed(Record::MessageOutbound(id), bytes, frame)
             })
             .transpose()?;
         self.conn
