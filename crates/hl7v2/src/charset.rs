@@ -68,7 +68,11 @@ impl Charset {
     /// at parse time.
     pub fn decode<'a>(&self, bytes: &'a [u8]) -> Cow<'a, str> {
         match self {
-            Charset::Utf8 => String::from_utf8_lossy(bytes),
+            // `from_utf8` checks ASCII a word at a time; the lossy path only for invalid text.
+            Charset::Utf8 => match std::str::from_utf8(bytes) {
+                Ok(text) => Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(bytes),
+            },
             Charset::Legacy(enc) => {
                 if bytes.is_ascii() {
                     // ASCII is a subset of every legacy charset we map (Shift_JIS aside for

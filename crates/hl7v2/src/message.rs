@@ -936,6 +936,43 @@ impl<'a> Iterator for Children<'a> {
             }
         }
     }
+
+    /// Skips `n` children in one scan for their delimiters, building no node for them:
+    /// `component(k)` is called for every component a mapping reads.
+    #[inline]
+    fn nth(&mut self, n: usize) -> Option<Node<'a>> {
+        if n > 0 && self.state == ChildState::Splitting {
+            let mut seen = 0;
+            let mut skip = None;
+            for (i, &b) in self.rest.iter().enumerate() {
+                if b == self.sep {
+                    seen += 1;
+                    if seen == n {
+                        skip = Some(i + 1);
+                        break;
+                    }
+                }
+            }
+            let Some(skip) = skip else {
+                self.state = ChildState::Done;
+                return None;
+            };
+            self.rest = &self.rest[skip..];
+            let l = &mut self.template.loc;
+            let n = u16::try_from(n).unwrap_or(u16::MAX);
+            match l.level {
+                Level::Repetition => l.repetition = l.repetition.saturating_add(n),
+                Level::Component => l.component = l.component.saturating_add(n),
+                Level::Subcomponent => l.subcomponent = l.subcomponent.saturating_add(n),
+                Level::Field => {}
+            }
+            l.offset = l.offset.saturating_add(skip as u32);
+        } else if n > 0 {
+            self.state = ChildState::Done;
+            return None;
+        }
+        self.next()
+    }
 }
 
 #[cfg(test)]
@@ -962,6 +999,41 @@ mod tests {
         assert!(m.get("OBX-6").unwrap().unwrap().is_empty());
         assert!(m.get("OBX-99").unwrap().is_none());
         assert!(m.get("ZZZ-1").unwrap().is_none());
+    }
+
+    #[test]
+    fn skipping_children_matches_walking_them() {
+        let m = parse(b"MSH|^~\\&|A\rPID|1||a^b&c&&d^^e~f^g|x\r").unwrap();
+        let pid = m.segment(2).unwrap();
+        for field in [pid.field(3).unwrap(), pid.field(4).unwrap()] {
+            let nodes = [Some(field), field.repetition(1), field.component(2)];
+            for node in nodes.into_iter().flatten() {
+                for children in [node.repetitions(), node.components(), node.subcomponents()] {
+                    let walked: Vec<Node<'_>> = children.clone().collect();
+                    for k in 0..walked.len() + 2 {
+                        let skipped = children.clone().nth(k);
+                        match (walked.get(k), skipped) {
+                            (Some(w), Some(s)) => {
+                                assert_eq!(w.raw(), s.raw());
+                                assert_eq!(w.position(), s.position());
+                                // The iterator goes on from there as a walk does.
+                                let mut rest = children.clone();
+                                rest.nth(k);
+                                assert_eq!(
+                                    rest.map(|n| n.position()).collect::<Vec<_>>(),
+                                    walked[k + 1..]
+                                        .iter()
+                                        .map(|n| n.position())
+                                        .collect::<Vec<_>>()
+                                );
+                            }
+                            (None, None) => {}
+                            (w, s) => panic!("child {k}: walked {w:?}, skipped {s:?}"),
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]

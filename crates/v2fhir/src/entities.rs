@@ -144,10 +144,7 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
             ..Default::default()
         }
     });
-    let name = xcn_name(ctx, xcn);
-    if identifier.is_none() && name.is_none() {
-        return None;
-    }
+    // The id first: a practitioner named in several fields of one message is built once.
     let id = match &identifier {
         Some(i) => ctx.id(
             "Practitioner",
@@ -160,6 +157,10 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
     };
     if let Some(i) = ctx.existing("Practitioner", &id) {
         return Some(i);
+    }
+    let name = xcn_name(ctx, xcn);
+    if identifier.is_none() && name.is_none() {
+        return None;
     }
     let identifier = identifier.map(|mut i| {
         i.assigner = xcn.component(9).and_then(|hd| assigner(ctx, hd));
@@ -253,7 +254,7 @@ pub fn universal_uri(universal: Option<&str>, kind: Option<&str>) -> Option<Stri
             .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()));
     let uuid = u.len() == 36 && u.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
     match kind? {
-        "ISO" if oid => Some(format!("urn:oid:{u}")),
+        "ISO" if oid => Some(["urn:oid:", u].concat()),
         "UUID" | "GUID" if uuid => Some(format!("urn:uuid:{}", u.to_ascii_lowercase())),
         "URI" if !u.contains(char::is_whitespace) && u.contains(':') => Some(u.to_owned()),
         _ => None,

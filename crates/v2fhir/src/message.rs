@@ -135,16 +135,21 @@ fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion
     }
     ctx.at_segment = "MSH".into();
     let header = segments::msh::message_header(&mut ctx, &msh);
-    let mut counts: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    // Occurrences per segment id; a message has a dozen kinds at most, so a scan beats hashing.
+    let mut counts: Vec<(&str, usize)> = Vec::new();
     let mut z_pending = Vec::new();
     for seg in message.segments().skip(1) {
-        let n = counts.entry(seg.id()).or_insert(0);
-        *n += 1;
-        ctx.at_segment = if *n == 1 {
-            seg.id().to_owned()
-        } else {
-            format!("{}[{n}]", seg.id())
+        let n = match counts.iter_mut().find(|(id, _)| *id == seg.id()) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                counts.push((seg.id(), 1));
+                1
+            }
         };
+        ctx.set_segment(seg.id(), n);
         if seg.id().starts_with('Z')
             && profile
                 .z_segments

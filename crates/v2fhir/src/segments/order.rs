@@ -67,11 +67,11 @@ fn ei(node: Node<'_>, kind: Option<&str>) -> Option<Identifier> {
     let value = part(node, 1)?;
     let universal = part(node, 3);
     let system = match (universal, part(node, 4).as_deref()) {
-        (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
-        (Some(u), Some("UUID" | "GUID")) => Some(format!("urn:uuid:{u}")),
+        (Some(u), Some("ISO")) => Some(["urn:oid:", &u].concat()),
+        (Some(u), Some("UUID" | "GUID")) => Some(["urn:uuid:", &u].concat()),
         (Some(u), Some("URI")) => Some(u),
         // An OID whatever EI.4 claims (a CLIA number, DNS name or local id is never dotted digits).
-        (Some(u), _) if is_oid(&u) => Some(format!("urn:oid:{u}")),
+        (Some(u), _) if is_oid(&u) => Some(["urn:oid:", &u].concat()),
         (u, _) => part(node, 2).or(u),
     }
     .map(|s| crate::vocab::local_system(&s).into_owned());
@@ -208,7 +208,7 @@ fn cnn_practitioner(ctx: &mut Ctx<'_>, ndl: Node<'_>) -> Option<usize> {
         return None;
     }
     let system = match (s(10), s(11).as_deref()) {
-        (Some(u), Some("ISO")) => Some(format!("urn:oid:{u}")),
+        (Some(u), Some("ISO")) => Some(["urn:oid:", &u].concat()),
         (u, _) => s(9).or(u),
     }
     .map(|s| crate::vocab::local_system(&s).into_owned());
@@ -2768,9 +2768,9 @@ fn prt_device(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
     let udi = field(seg, 16).filter(|n| present(*n)).and_then(|n| {
         let device_identifier = part(n, 1)?;
         let issuer = part(n, 3).map(|u| match part(n, 4).as_deref() {
-            Some("ISO") => format!("urn:oid:{u}"),
-            _ if is_oid(&u) => format!("urn:oid:{u}"),
-            Some("UUID" | "GUID") => format!("urn:uuid:{u}"),
+            Some("ISO") => ["urn:oid:", &u].concat(),
+            _ if is_oid(&u) => ["urn:oid:", &u].concat(),
+            Some("UUID" | "GUID") => ["urn:uuid:", &u].concat(),
             _ => crate::vocab::local_system(&u).into_owned(),
         });
         Some(fhir::DeviceUdiCarrier {
