@@ -146,7 +146,11 @@ pub fn to_string_pretty<T: Serialize + ?Sized>(value: &T) -> Result<String, Erro
 /// # Errors
 /// As [`to_string`].
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
-    serde_json::to_vec(value).map_err(Error::from)
+    // serde_json starts at 128 bytes; a converted bundle is tens of KiB, so start larger and
+    // regrow fewer times.
+    let mut out = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut out, value).map_err(Error::from)?;
+    Ok(out)
 }
 
 /// Converts a FHIR type into a `serde_json::Value` (decimals become `f64` there, see [`from_value`]).

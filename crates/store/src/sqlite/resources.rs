@@ -154,9 +154,12 @@ fn put_in_tx(cx: &mut WriteCx<'_>, puts: &[ResourcePut]) -> Result<Vec<PutOutcom
             ])
         })
         .map_err(db(OP))?;
-        conn.prepare_cached("DELETE FROM resource_index WHERE key = ?1")
-            .and_then(|mut s| s.execute([key]))
-            .map_err(db(OP))?;
+        // A new resource has a key never used before (AUTOINCREMENT): nothing to remove.
+        if current.is_some() {
+            conn.prepare_cached("DELETE FROM resource_index WHERE key = ?1")
+                .and_then(|mut s| s.execute([key]))
+                .map_err(db(OP))?;
+        }
         if !p.delete {
             let mut insert = conn
                 .prepare_cached(
