@@ -33,10 +33,11 @@ pub fn text(node: Option<Node<'_>>) -> Option<String> {
 /// returns `value` untouched.
 pub fn normalise_space(value: String) -> String {
     let odd = |c: char| c.is_whitespace() && !matches!(c, ' ' | '\r' | '\n' | '\t');
-    // Only non-ASCII text or ASCII controls (VT, FF) can hold such whitespace.
+    // Only non-ASCII text or ASCII controls (VT, FF) can hold such whitespace; printable ASCII,
+    // the common case, is one range check per byte.
     if value
         .bytes()
-        .all(|b| b.is_ascii() && b != 0x0b && b != 0x0c)
+        .all(|b| matches!(b, b' '..=b'~' | b'\t' | b'\n' | b'\r'))
         || !value.contains(odd)
     {
         return value;
@@ -89,4 +90,32 @@ pub fn field_comp(seg: &Segment<'_>, n: usize, c: usize) -> Option<String> {
     field(seg, n)
         .and_then(|f| f.repetition(1))
         .and_then(|r| comp(r, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_space;
+
+    #[test]
+    fn only_whitespace_fhir_strings_forbid_is_replaced() {
+        for kept in [
+            "plain text",
+            "tab\there",
+            "two\r\nlines",
+            "Zoë",
+            "ctrl\u{1}",
+            "del\u{7f}",
+        ] {
+            assert_eq!(normalise_space(kept.to_owned()), kept);
+        }
+        for (odd, fixed) in [
+            ("a\u{b}b", "a b"),
+            ("a\u{c}b", "a b"),
+            ("no\u{a0}break", "no break"),
+            ("em\u{2003}space", "em space"),
+            ("next\u{85}line", "next line"),
+        ] {
+            assert_eq!(normalise_space(odd.to_owned()), fixed);
+        }
+    }
 }
