@@ -44,13 +44,7 @@ pub fn decode<'a>(
     leniency: Leniency,
     position: Position,
 ) -> Result<Cow<'a, str>, Error> {
-    // Most values are a few bytes long, where a plain loop beats `memchr`'s set-up.
-    let first = if raw.len() < 32 {
-        raw.iter().position(|&b| b == seps.escape)
-    } else {
-        memchr::memchr(seps.escape, raw)
-    };
-    let Some(first) = first else {
+    let Some(first) = crate::message::find_byte(seps.escape, raw) else {
         return Ok(charset.decode(raw));
     };
     let mut out: Vec<u8> = Vec::with_capacity(raw.len());

@@ -653,6 +653,16 @@ pub(crate) struct Loc {
 }
 
 impl Loc {
+    /// Moves this node's own counter (repetition, component or subcomponent) on by `by`.
+    fn count_children(&mut self, by: u16) {
+        match self.level {
+            Level::Repetition => self.repetition = self.repetition.saturating_add(by),
+            Level::Component => self.component = self.component.saturating_add(by),
+            Level::Subcomponent => self.subcomponent = self.subcomponent.saturating_add(by),
+            Level::Field => {}
+        }
+    }
+
     pub(crate) fn from_position(p: Position, level: Level) -> Loc {
         Loc {
             offset: p.byte.min(u32::MAX as usize) as u32,
@@ -679,7 +689,7 @@ pub struct Node<'a> {
 /// Finds `byte` in a value; values are mostly short, where a plain loop beats `memchr`'s
 /// set-up cost.
 #[inline]
-fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
+pub(crate) fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
     if hay.len() < 32 {
         hay.iter().position(|&b| b == byte)
     } else {
@@ -922,13 +932,7 @@ impl<'a> Iterator for Children<'a> {
                         (rest, rest.len())
                     }
                 };
-                let l = &mut self.template.loc;
-                match l.level {
-                    Level::Repetition => l.repetition = l.repetition.saturating_add(1),
-                    Level::Component => l.component = l.component.saturating_add(1),
-                    Level::Subcomponent => l.subcomponent = l.subcomponent.saturating_add(1),
-                    Level::Field => {}
-                }
+                self.template.loc.count_children(1);
                 let mut node = self.template;
                 node.raw = item;
                 self.template.loc.offset = self.template.loc.offset.saturating_add(len as u32 + 1);
@@ -959,13 +963,7 @@ impl<'a> Iterator for Children<'a> {
             };
             self.rest = &self.rest[skip..];
             let l = &mut self.template.loc;
-            let n = u16::try_from(n).unwrap_or(u16::MAX);
-            match l.level {
-                Level::Repetition => l.repetition = l.repetition.saturating_add(n),
-                Level::Component => l.component = l.component.saturating_add(n),
-                Level::Subcomponent => l.subcomponent = l.subcomponent.saturating_add(n),
-                Level::Field => {}
-            }
+            l.count_children(u16::try_from(n).unwrap_or(u16::MAX));
             l.offset = l.offset.saturating_add(skip as u32);
         } else if n > 0 {
             self.state = ChildState::Done;

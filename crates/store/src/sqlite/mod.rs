@@ -692,8 +692,21 @@ impl Store for SqliteStore {
                 check_name("destination", d)?;
             }
             let bytes = outbound.as_ref().map_or(0, Vec::len);
-            // Compressed here, as an insert's payload is, so the writer only seals.
-            let outbound_zstd = outbound.as_deref().and_then(crypto::compress);
+            // Compressed before the writer, as an insert's payload is (in the blocking pool
+            // when large), so the writer only seals.
+            let (outbound, outbound_zstd) = match outbound {
+                Some(o) if o.len() > HASH_INLINE_LIMIT => tokio::task::spawn_blocking(move || {
+                    let frame = crypto::compress(&o);
+                    (Some(o), frame)
+                })
+                .await
+                .map_err(|e| Error::db("reprocess", e))?,
+                Some(o) => {
+                    let frame = crypto::compress(&o);
+                    (Some(o), frame)
+                }
+                None => (None, None),
+            };
             self.write(bytes, false, move |cx| {
                 let outbound = outbound
                     .as_deref()
