@@ -347,7 +347,7 @@ impl Cipher {
             .filter(|&n| n <= MAX_UNPACKED_LEN)
             .ok_or_else(fail)?;
         let len = usize::try_from(len).map_err(|_| fail())?;
-        let out = zstd::bulk::decompress(&body, len).map_err(|_| fail())?;
+        let out = decompress(&body, len).ok_or_else(fail)?;
         if out.len() != len {
             return Err(fail());
         }
@@ -390,6 +390,22 @@ pub fn compress(plaintext: &[u8]) -> Option<Vec<u8>> {
         }
         let frame = slot.as_mut()?.compress(plaintext).ok()?;
         (frame.len() < plaintext.len()).then_some(frame)
+    })
+}
+
+/// Decompresses a frame that claims `len` bytes, on a context kept per thread (building one
+/// costs more than decompressing a typical message, the same as for [`compress`]).
+fn decompress(frame: &[u8], len: usize) -> Option<Vec<u8>> {
+    thread_local! {
+        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = zstd::bulk::Decompressor::new().ok();
+        }
+        slot.as_mut()?.decompress(frame, len).ok()
     })
 }
 
