@@ -466,7 +466,7 @@ async fn migrations_apply_once_and_refuse_a_newer_schema() {
     let first = schema_of(&db);
     assert_eq!(first.0, SCHEMA_VERSION);
     assert!(first.1.contains(&"table messages".to_owned()));
-    assert!(first.1.contains(&"index deliveries_queue".to_owned()));
+    assert!(first.1.contains(&"index deliveries_failed".to_owned()));
 
     for _ in 0..2 {
         let store = SqliteStore::open(dir.path(), SqliteOptions::default())
@@ -496,6 +496,44 @@ async fn migrations_apply_once_and_refuse_a_newer_schema() {
             dir.path().join(DB_FILE_NAME).display()
         )
     );
+}
+
+/// Message ids are handed out before the writer (so payloads are sealed on the callers'
+/// threads); two processes writing one database must still never share an id, and every
+/// payload must open under the id it was stored with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_inserting_in_turn_never_share_a_message_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open a");
+    let b = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open b");
+    let mut stored = Vec::new();
+    for i in 0..6 {
+        let (store, name) = if i % 3 == 0 { (&b, "b") } else { (&a, "a") };
+        let mut msg = adt("adt", &format!("ID{i}"), "MRN-ID", &["lab"]);
+        msg.outbound = Some(format!("outbound {i} via {name}").into_bytes());
+        let raw = msg.raw.clone();
+        let outcome = store.insert_inbound(msg).await.expect("insert");
+        assert!(outcome.duplicate_of.is_none());
+        stored.push((outcome.id, raw, i));
+    }
+    let mut ids: Vec<_> = stored.iter().map(|(id, _, _)| *id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 6, "{stored:?}");
+    for (id, raw, i) in &stored {
+        for reader in [&a, &b] {
+            let m = reader.message(*id).await.expect("read").expect("present");
+            assert_eq!(m.raw.as_deref(), Some(&raw[..]), "message {id}");
+            let outbound = m.outbound.expect("outbound");
+            assert!(outbound.starts_with(format!("outbound {i} ").as_bytes()));
+        }
+    }
+    a.close().await.expect("close a");
+    b.close().await.expect("close b");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,11 +4,12 @@
 //! migrations run in one `BEGIN IMMEDIATE` transaction together with the version bump, so a crash
 //! leaves the schema either before or after, never half-way, and two processes opening a fresh
 //! file at once cannot both apply it (the second sees the new version and does nothing).
-//! Migrations are append-only: a released file is never edited.
+//! Migrations are append-only: a released file is never edited. A version may add a step in Rust
+//! after its SQL, for what SQL cannot say ([`rewrite_in_list_checks`]).
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::{Error, Result};
 
@@ -18,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/0002_held_state.sql"),
     include_str!("../../migrations/0003_resources.sql"),
     include_str!("../../migrations/0004_users_audit.sql"),
+    include_str!("../../migrations/0005_leaner_indexes.sql"),
 ];
 
 /// The schema version this build writes.
@@ -46,11 +48,93 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<i64> {
         .skip(usize::try_from(found).unwrap_or(0))
     {
         tx.execute_batch(sql).map_err(db)?;
+        if index + 1 == 5 {
+            rewrite_in_list_checks(&tx)?;
+        }
         tx.pragma_update(None, "user_version", index as i64 + 1)
             .map_err(db)?;
     }
     tx.commit().map_err(db)?;
     Ok(found)
+}
+
+/// Version 5's CHECK constraints, as (table, text written by versions 1 to 4, text from now on).
+/// Each accepts exactly the same values as before.
+const CHECK_REWRITES: &[(&str, &str, &str)] = &[
+    (
+        "messages",
+        "CHECK (state IN
+                          ('received', 'accepted', 'rejected', 'duplicate', 'filtered', 'error',
+                           'held'))",
+        "CHECK (state = 'received' OR state = 'accepted' OR state = 'rejected'
+                          OR state = 'duplicate' OR state = 'filtered' OR state = 'error'
+                          OR state = 'held')",
+    ),
+    (
+        "deliveries",
+        "CHECK (state IN
+                        ('queued', 'in_flight', 'delivered', 'retrying', 'failed'))",
+        "CHECK (state = 'queued' OR state = 'in_flight' OR state = 'delivered'
+                        OR state = 'retrying' OR state = 'failed')",
+    ),
+    (
+        "notifications",
+        "CHECK (state IN
+                        ('queued', 'in_flight', 'delivered', 'retrying', 'failed'))",
+        "CHECK (state = 'queued' OR state = 'in_flight' OR state = 'delivered'
+                        OR state = 'retrying' OR state = 'failed')",
+    ),
+    (
+        "pending_resources",
+        "CHECK (state IN ('pending', 'applied', 'rejected'))",
+        "CHECK (state = 'pending' OR state = 'applied' OR state = 'rejected')",
+    ),
+];
+
+/// Rewrites the `state IN (a, b, c, ...)` CHECK constraints of the tables written for every
+/// message as chains of equalities. SQLite evaluates an IN list of more than two constants by
+/// building a temporary B-tree of them each time a statement checks the constraint: every
+/// insert, and every update of the state; that was a fifth of the store writer's instructions.
+///
+/// The constraints accept the same values and every stored row still satisfies them, so only
+/// the schema text changes, by the procedure SQLite documents for such changes (ALTER TABLE,
+/// "making other kinds of table schema changes"): `writable_schema`, the new text, and
+/// `schema_version` + 1 so that every connection reads the schema again. A text that is not
+/// exactly what versions 1 to 4 wrote stops the migration (the transaction rolls back).
+fn rewrite_in_list_checks(tx: &Transaction<'_>) -> Result<()> {
+    let db = |e| Error::db("migrate to version 5", e);
+    let cookie: i64 = tx
+        .pragma_query_value(None, "schema_version", |r| r.get(0))
+        .map_err(db)?;
+    tx.pragma_update(None, "writable_schema", true)
+        .map_err(db)?;
+    for (table, old, new) in CHECK_REWRITES {
+        let (row, sql): (i64, String) = tx
+            .query_row(
+                "SELECT rowid, sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db)?;
+        if sql.matches(old).count() != 1 {
+            return Err(Error::Corrupt {
+                table: "sqlite_schema",
+                column: "sql",
+                row,
+                detail: format!("table {table} does not have the CHECK constraint version 4 wrote"),
+            });
+        }
+        tx.execute(
+            "UPDATE sqlite_schema SET sql = ?2 WHERE type = 'table' AND name = ?1",
+            params![table, sql.replacen(old, new, 1)],
+        )
+        .map_err(db)?;
+    }
+    tx.pragma_update(None, "schema_version", cookie + 1)
+        .map_err(db)?;
+    tx.pragma_update(None, "writable_schema", false)
+        .map_err(db)?;
+    Ok(())
 }
 
 /// The schema version recorded in an open database.
@@ -123,6 +207,88 @@ mod tests {
             )
             .expect("indexes");
         assert_eq!(indexes, 6);
+    }
+
+    /// Version 5 rewrote the state CHECK constraints: they must refuse and accept exactly what
+    /// they did, and the statements run for every message must no longer build temporary
+    /// B-trees (`OpenEphemeral`), which is what the rewrite was for.
+    #[test]
+    fn version_5_checks_accept_the_same_states_without_temporary_trees() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        migrate(&mut conn, Path::new(":memory:")).expect("migrate");
+        let schema: String = conn
+            .query_row(
+                "SELECT group_concat(sql, ';') FROM sqlite_schema
+                 WHERE name IN ('messages', 'deliveries', 'notifications', 'pending_resources')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("schema");
+        assert!(!schema.contains("state IN"), "{schema}");
+
+        let message = |state: &str| {
+            conn.execute(
+                "INSERT INTO messages (channel, received_at, peer, sending_app, sending_facility,
+                     message_type, control_id, version, state, payload_sha256, size)
+                 VALUES ('c', 1, 'p', 'a', 'f', 'ADT^A01', 'x', '2.5', ?1, x'00', 1)",
+                [state],
+            )
+        };
+        for state in [
+            "received",
+            "accepted",
+            "rejected",
+            "duplicate",
+            "filtered",
+            "error",
+            "held",
+        ] {
+            message(state).unwrap_or_else(|e| panic!("{state}: {e}"));
+        }
+        for state in ["Accepted", "", "queued"] {
+            assert!(message(state).is_err(), "{state:?} must be refused");
+        }
+        let delivery = |state: &str| {
+            conn.execute(
+                "INSERT INTO deliveries (message_id, channel, destination, state, created_at,
+                                         updated_at)
+                 VALUES (1, 'c', 'd', ?1, 1, 1)",
+                [state],
+            )
+        };
+        for state in ["queued", "in_flight", "delivered", "retrying", "failed"] {
+            delivery(state).unwrap_or_else(|e| panic!("{state}: {e}"));
+        }
+        for state in ["accepted", "done"] {
+            assert!(delivery(state).is_err(), "{state:?} must be refused");
+        }
+        let ok: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .expect("integrity");
+        assert_eq!(ok, "ok");
+
+        for sql in [
+            "INSERT INTO messages (channel, received_at, peer, sending_app, sending_facility,
+                 message_type, control_id, version, state, payload_sha256, size)
+             VALUES ('c', 1, 'p', 'a', 'f', 'ADT^A01', 'x', '2.5', 'accepted', x'00', 1)",
+            "INSERT INTO deliveries (message_id, channel, destination, state, created_at,
+                                     updated_at)
+             VALUES (1, 'c', 'd', 'queued', 1, 1)",
+            "UPDATE deliveries SET state = 'in_flight' WHERE seq = 1",
+            "UPDATE deliveries SET state = 'delivered' WHERE seq = 1",
+            "UPDATE notifications SET state = 'in_flight' WHERE seq = 1",
+        ] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN {sql}")).expect("explain");
+            let ops = stmt
+                .query_map([], |r| r.get::<_, String>(1))
+                .expect("ops")
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .expect("ops");
+            assert!(
+                !ops.iter().any(|op| op == "OpenEphemeral"),
+                "{sql}: {ops:?}"
+            );
+        }
     }
 
     #[test]

@@ -41,6 +41,7 @@
 
 mod auth;
 mod checkpoint;
+mod ids;
 mod migrations;
 mod notify;
 mod read;
@@ -63,6 +64,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, oneshot};
 
+use ids::MessageIds;
 pub use migrations::SCHEMA_VERSION;
 use write::{PreparedInsert, WriteCx};
 use writer::{Batching, Msg, Op, Stats};
@@ -183,6 +185,8 @@ struct Inner {
     db_path: PathBuf,
     options: SqliteOptions,
     cipher: Arc<Cipher>,
+    /// Message ids, handed out when a message is prepared so that it is sealed off the writer.
+    ids: Arc<MessageIds>,
     /// `None` once closed.
     sender: Mutex<Option<Sender<Msg>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -318,12 +322,12 @@ impl SqliteStore {
             max_wait: options.max_wait,
             checkpoint: Some((nudge, checkpointer)),
         };
+        let ids = Arc::new(MessageIds::after(last_message_id(&conn)?));
         let writer = {
-            let cipher = Arc::clone(&cipher);
-            let stats = Arc::clone(&stats);
+            let (cipher, ids, stats) = (Arc::clone(&cipher), Arc::clone(&ids), Arc::clone(&stats));
             std::thread::Builder::new()
                 .name("causeway-writer".into())
-                .spawn(move || writer::run(conn, rx, cipher, stats, batching))
+                .spawn(move || writer::run(conn, rx, cipher, ids, stats, batching))
                 .map_err(|e| Error::io("start writer thread for", &db_path, e))?
         };
         let total_permits =
@@ -333,6 +337,7 @@ impl SqliteStore {
                 dir,
                 db_path,
                 cipher,
+                ids,
                 sender: Mutex::new(Some(tx)),
                 writer: Mutex::new(Some(writer)),
                 permits: Arc::new(Semaphore::new(total_permits as usize)),
@@ -370,7 +375,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, payload_len: usize, inbound: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&mut WriteCx<'_>) -> Result<T> + Send + 'static,
+        F: FnMut(&mut WriteCx<'_>) -> Result<T> + Send + 'static,
     {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -458,7 +463,18 @@ fn check_name(field: &'static str, value: &str) -> Result<()> {
 }
 
 /// Validates an inbound message and does the hashing outside the writer thread.
-fn prepare(msg: NewMessage, cipher: &Cipher) -> Result<PreparedInsert> {
+/// The highest message id the database has given out, purged rows included.
+fn last_message_id(conn: &Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0),
+                    coalesce((SELECT max(id) FROM messages), 0))",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(|e| Error::db("read message ids", e))
+}
+
+fn prepare(msg: NewMessage, cipher: &Cipher, ids: &MessageIds) -> Result<PreparedInsert> {
     check_name("channel", &msg.channel)?;
     check_field("peer", &msg.peer)?;
     check_field("header.sending_app", &msg.header.sending_app)?;
@@ -529,16 +545,18 @@ fn prepare(msg: NewMessage, cipher: &Cipher) -> Result<PreparedInsert> {
     }
     let sha256: [u8; 32] = Sha256::digest(&msg.raw).into();
     // A duplicate stores no payload, but whether this is one is known only to the writer;
-    // compressing here keeps that work off the writer for the common case.
-    let payload_zstd = crypto::compress(&msg.raw);
-    let outbound_zstd = msg.outbound.as_deref().and_then(crypto::compress);
+    // sealing here keeps that work off the writer for the common case.
+    let id = ids.issue();
+    let (payload_sealed, outbound_sealed) =
+        write::seal_message(cipher, id, &msg.raw, msg.outbound.as_deref())?;
     Ok(PreparedInsert {
         msg,
         sha256,
         patient_macs,
         destinations,
-        payload_zstd,
-        outbound_zstd,
+        id,
+        payload_sealed,
+        outbound_sealed,
     })
 }
 
@@ -548,13 +566,13 @@ impl Store for SqliteStore {
             let len = msg.raw.len();
             let prepared = if len > HASH_INLINE_LIMIT {
                 let inner = Arc::clone(&self.inner);
-                tokio::task::spawn_blocking(move || prepare(msg, &inner.cipher))
+                tokio::task::spawn_blocking(move || prepare(msg, &inner.cipher, &inner.ids))
                     .await
                     .map_err(|e| Error::db("insert_inbound", e))??
             } else {
-                prepare(msg, &self.inner.cipher)?
+                prepare(msg, &self.inner.cipher, &self.inner.ids)?
             };
-            self.write(len, true, move |cx| cx.insert_inbound(prepared))
+            self.write(len, true, move |cx| cx.insert_inbound(&prepared))
                 .await
         })
     }

@@ -108,6 +108,16 @@ pub(crate) fn queue(
     .map_err(db(OP))
 }
 
+/// The oldest claimable notifications. The first term is the WHERE of the partial index
+/// `notifications_pending` (seq), which SQLite then walks in order, past no settled entry.
+const CLAIMABLE: &str = "SELECT seq, subscription, resource_type, resource_id, version, attempts
+     FROM notifications
+     WHERE state NOT IN ('delivered', 'failed')
+       AND (state = 'queued'
+            OR (state = 'retrying' AND coalesce(next_attempt_at, 0) <= ?1)
+            OR (state = 'in_flight' AND coalesce(lease_until, 0) <= ?1))
+     ORDER BY seq LIMIT ?2";
+
 pub(crate) fn claim(
     cx: &mut WriteCx<'_>,
     worker: &str,
@@ -119,15 +129,7 @@ pub(crate) fn claim(
     let now = UnixMillis::now();
     let until = now.plus(lease);
     let mut found = conn
-        .prepare_cached(
-            "SELECT seq, subscription, resource_type, resource_id, version, attempts
-             FROM notifications
-             WHERE state IN ('queued', 'retrying', 'in_flight')
-               AND (state = 'queued'
-                    OR (state = 'retrying' AND coalesce(next_attempt_at, 0) <= ?1)
-                    OR (state = 'in_flight' AND coalesce(lease_until, 0) <= ?1))
-             ORDER BY seq LIMIT ?2",
-        )
+        .prepare_cached(CLAIMABLE)
         .and_then(|mut s| {
             s.query_map(
                 params![now.0, i64::try_from(max.max(1)).unwrap_or(1)],
@@ -205,4 +207,23 @@ pub(crate) fn settle(
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn claiming_walks_only_the_pending_notifications() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        super::super::migrations::migrate(&mut conn, Path::new(":memory:")).expect("migrate");
+        let plan: String = conn
+            .query_row(&format!("EXPLAIN QUERY PLAN {CLAIMABLE}"), [0, 1], |r| {
+                r.get(3)
+            })
+            .expect("plan");
+        assert!(plan.contains("notifications_pending"), "{plan}");
+    }
 }

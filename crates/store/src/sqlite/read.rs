@@ -6,12 +6,12 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use super::rows::{self, DELIVERY_COLUMNS, EVENT_COLUMNS, PENDING_STATES, SUMMARY_COLUMNS};
+use super::rows::{self, DELIVERY_COLUMNS, EVENT_COLUMNS, SETTLED_STATES, SUMMARY_COLUMNS};
 use crate::crypto::Cipher;
 use crate::error::Record;
 use crate::{
-    Delivery, Error, Event, EventFilter, MAX_PAGE_LEN, MessageId, MessageSummary, Result,
-    SearchFilter, StoredMessage, UnixMillis,
+    Delivery, Error, Event, EventFilter, MAX_PAGE_LEN, MessageId, MessageState, MessageSummary,
+    Result, SearchFilter, StoredMessage, UnixMillis,
 };
 
 fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
@@ -82,6 +82,18 @@ pub(crate) fn search(
     f: &SearchFilter,
 ) -> Result<Vec<MessageSummary>> {
     const OP: &str = "search";
+    let (sql, args) = search_sql(cipher, f);
+    let mut stmt = conn.prepare(&sql).map_err(db(OP))?;
+    let mut found = stmt.query(params_from_iter(args)).map_err(db(OP))?;
+    let mut out = Vec::new();
+    while let Some(row) = found.next().map_err(db(OP))? {
+        out.push(rows::summary(row)?);
+    }
+    Ok(out)
+}
+
+/// The statement and arguments of a message search.
+fn search_sql(cipher: &Cipher, f: &SearchFilter) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM messages WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
     let mut add = |clause: &str, v: Value, sql: &mut String| {
@@ -100,6 +112,10 @@ pub(crate) fn search(
             Value::Text(v.as_str().to_owned()),
             &mut sql,
         );
+        if v != MessageState::Accepted {
+            // Lets SQLite see that the partial index `messages_unusual_state` holds every match.
+            sql.push_str(" AND state <> 'accepted'");
+        }
     }
     if let Some(v) = &f.control_id {
         add(" AND control_id = ?", Value::Text(v.clone()), &mut sql);
@@ -128,13 +144,7 @@ pub(crate) fn search(
         Value::Integer(i64::try_from(f.offset).unwrap_or(i64::MAX)),
         &mut sql,
     );
-    let mut stmt = conn.prepare(&sql).map_err(db(OP))?;
-    let mut found = stmt.query(params_from_iter(args)).map_err(db(OP))?;
-    let mut out = Vec::new();
-    while let Some(row) = found.next().map_err(db(OP))? {
-        out.push(rows::summary(row)?);
-    }
-    Ok(out)
+    (sql, args)
 }
 
 pub(crate) fn deliveries(
@@ -159,7 +169,7 @@ pub(crate) fn deliveries(
 pub(crate) fn queue_depth(conn: &Connection, destination: &str) -> Result<u64> {
     let n: i64 = conn
         .prepare_cached(&format!(
-            "SELECT count(*) FROM deliveries WHERE destination = ?1 AND state IN {PENDING_STATES}"
+            "SELECT count(*) FROM deliveries WHERE destination = ?1 AND state NOT IN {SETTLED_STATES}"
         ))
         .and_then(|mut s| s.query_row([destination], |r| r.get(0)))
         .map_err(db("queue_depth"))?;
@@ -172,7 +182,7 @@ pub(crate) fn oldest_queued_age(
 ) -> Result<Option<std::time::Duration>> {
     let created: Option<i64> = conn
         .prepare_cached(&format!(
-            "SELECT created_at FROM deliveries WHERE destination = ?1 AND state IN {PENDING_STATES}
+            "SELECT created_at FROM deliveries WHERE destination = ?1 AND state NOT IN {SETTLED_STATES}
              ORDER BY seq LIMIT 1"
         ))
         .and_then(|mut s| s.query_row([destination], |r| r.get(0)).optional())
@@ -236,9 +246,15 @@ pub(crate) fn key_check(conn: &Connection) -> Result<Option<Vec<u8>>> {
     .map_err(db("read key check"))
 }
 
+/// Which deliveries are in the error queue of destination `?1`.
+const IN_ERROR_QUEUE: &str = "destination = ?1 AND state = 'failed' AND NOT EXISTS (
+             SELECT 1 FROM deliveries later
+             WHERE later.message_id = deliveries.message_id
+               AND later.destination = deliveries.destination AND later.seq > deliveries.seq)";
+
 /// A destination's error queue: failed deliveries with no later delivery of the same message to
-/// the same destination. Both the count and the page walk the `deliveries_queue` index
-/// (destination, state, seq) and probe `deliveries_message` for a later delivery.
+/// the same destination. Both the count and the page walk the partial index `deliveries_failed`
+/// (destination, seq) and probe `deliveries_message` for a later delivery.
 pub(crate) fn error_queue(
     conn: &Connection,
     cipher: &Cipher,
@@ -247,17 +263,15 @@ pub(crate) fn error_queue(
     offset: u64,
 ) -> Result<crate::ErrorQueue> {
     const OP: &str = "error_queue";
-    const IN_QUEUE: &str = "destination = ?1 AND state = 'failed' AND NOT EXISTS (
-             SELECT 1 FROM deliveries later
-             WHERE later.message_id = deliveries.message_id
-               AND later.destination = deliveries.destination AND later.seq > deliveries.seq)";
     let total: i64 = conn
-        .prepare_cached(&format!("SELECT count(*) FROM deliveries WHERE {IN_QUEUE}"))
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM deliveries WHERE {IN_ERROR_QUEUE}"
+        ))
         .and_then(|mut s| s.query_row([destination], |r| r.get(0)))
         .map_err(db(OP))?;
     let mut stmt = conn
         .prepare_cached(&format!(
-            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {IN_QUEUE}
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE {IN_ERROR_QUEUE}
              ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
         ))
         .map_err(db(OP))?;
@@ -291,4 +305,64 @@ pub(crate) fn error_queue(
         total: u64::try_from(total).unwrap_or(0),
         entries,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    /// SQLite's plan for `sql`, one line per step.
+    fn plan_of(conn: &Connection, sql: &str, args: Vec<Value>) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("prepare");
+        let steps = stmt
+            .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+            .expect("plan")
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .expect("steps");
+        steps.join("\n")
+    }
+
+    fn schema() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("open");
+        super::super::migrations::migrate(&mut conn, Path::new(":memory:")).expect("migrate");
+        conn
+    }
+
+    /// The indexes that hold only the rare rows must still serve the searches for them, or a
+    /// search for errors among millions of accepted messages would read the whole table.
+    #[test]
+    fn searches_for_rare_rows_use_the_partial_indexes() {
+        let conn = schema();
+        let cipher = Cipher::new(&MasterKey::generate(Path::new("key")).expect("key"));
+        let by_state = |state| SearchFilter {
+            state: Some(state),
+            ..SearchFilter::default()
+        };
+        for state in [
+            MessageState::Error,
+            MessageState::Held,
+            MessageState::Rejected,
+        ] {
+            let (sql, args) = search_sql(&cipher, &by_state(state));
+            let plan = plan_of(&conn, &sql, args);
+            assert!(plan.contains("messages_unusual_state"), "{state:?}: {plan}");
+        }
+        // Nearly every row is accepted: newest first through the table finds a page at once.
+        let (sql, args) = search_sql(&cipher, &by_state(MessageState::Accepted));
+        let plan = plan_of(&conn, &sql, args);
+        assert!(!plan.contains("messages_unusual_state"), "{plan}");
+
+        for sql in [
+            format!("SELECT count(*) FROM deliveries WHERE {IN_ERROR_QUEUE}"),
+            format!("SELECT seq FROM deliveries WHERE {IN_ERROR_QUEUE} ORDER BY seq DESC"),
+        ] {
+            let plan = plan_of(&conn, &sql, vec![Value::Text("out".into())]);
+            assert!(plan.contains("deliveries_failed"), "{plan}");
+        }
+    }
 }

@@ -12,8 +12,11 @@ use crate::{
 /// Bit 0 of `messages.flags`.
 pub(crate) const FLAG_CONTROL_ID_REUSED: i64 = 1;
 
-/// The SQL list of pending delivery states, matching the `deliveries_pending` partial index.
-pub(crate) const PENDING_STATES: &str = "('queued', 'in_flight', 'retrying')";
+/// The delivery (and notification) states that are settled; every other state (queued,
+/// in_flight, retrying) is pending. Written `state NOT IN {SETTLED_STATES}` exactly as in the
+/// `deliveries_pending` partial index's WHERE, so that SQLite matches the term with the index,
+/// and with two constants so that SQLite compares instead of building a temporary B-tree.
+pub(crate) const SETTLED_STATES: &str = "('delivered', 'failed')";
 
 /// Columns read by [`summary`], in order.
 pub(crate) const SUMMARY_COLUMNS: &str = "id, channel, received_at, peer, sending_app, \

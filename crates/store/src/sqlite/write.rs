@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::{self, DELIVERY_COLUMNS, FLAG_CONTROL_ID_REUSED, PENDING_STATES};
-use crate::crypto::Cipher;
+use super::ids::MessageIds;
+use super::rows::{self, DELIVERY_COLUMNS, FLAG_CONTROL_ID_REUSED, SETTLED_STATES};
+use crate::crypto::{self, Cipher};
 use crate::error::Record;
 use crate::{
     Claim, ClaimMode, Delivery, DeliverySeq, DeliveryState, Duplicate, Error, EventKind,
@@ -25,16 +26,36 @@ pub(crate) struct PreparedInsert {
     pub(crate) patient_macs: Vec<[u8; 32]>,
     /// Destinations, duplicates removed, order kept.
     pub(crate) destinations: Vec<String>,
-    /// zstd frames of the payload and the outbound bytes, when compressing them paid
-    /// ([`crate::crypto::compress`], run before the write reached the writer thread).
-    pub(crate) payload_zstd: Option<Vec<u8>>,
-    pub(crate) outbound_zstd: Option<Vec<u8>>,
+    /// The id handed out for this message ([`MessageIds`]), which the sealed copies below are
+    /// bound to.
+    pub(crate) id: MessageId,
+    /// The payload and the outbound bytes, compressed when that paid, sealed under `id`.
+    pub(crate) payload_sealed: Vec<u8>,
+    pub(crate) outbound_sealed: Option<Vec<u8>>,
 }
 
 /// A message row's sealed columns.
 struct Sealed<'a> {
     payload: Option<&'a [u8]>,
     outbound: Option<&'a [u8]>,
+}
+
+/// The payload and the outbound copy of message `id`, each compressed when that pays (zstd costs
+/// a few microseconds per kilobyte) and sealed under the id.
+pub(crate) fn seal_message(
+    cipher: &Cipher,
+    id: MessageId,
+    raw: &[u8],
+    outbound: Option<&[u8]>,
+) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+    let seal = |record, bytes: &[u8]| {
+        cipher.seal_compressed(record, bytes, crypto::compress(bytes).as_deref())
+    };
+    let payload = seal(Record::MessagePayload(id), raw)?;
+    let outbound = outbound
+        .map(|o| seal(Record::MessageOutbound(id), o))
+        .transpose()?;
+    Ok((payload, outbound))
 }
 
 /// The first pending delivery a claim looks at.
@@ -50,8 +71,9 @@ struct Candidate {
 pub(crate) struct WriteCx<'c> {
     conn: &'c Connection,
     cipher: &'c Cipher,
-    /// Next message id to hand out in this transaction, read once from `sqlite_sequence`.
-    next_message_id: Option<i64>,
+    ids: &'c MessageIds,
+    /// Whether `ids` has seen this transaction's `sqlite_sequence`.
+    ids_synced: bool,
 }
 
 fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
@@ -59,11 +81,12 @@ fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
 }
 
 impl<'c> WriteCx<'c> {
-    pub(crate) fn new(conn: &'c Connection, cipher: &'c Cipher) -> Self {
+    pub(crate) fn new(conn: &'c Connection, cipher: &'c Cipher, ids: &'c MessageIds) -> Self {
         Self {
             conn,
             cipher,
-            next_message_id: None,
+            ids,
+            ids_synced: false,
         }
     }
 
@@ -76,28 +99,20 @@ impl<'c> WriteCx<'c> {
         self.cipher
     }
 
-    /// Drops ids allocated by a job that was rolled back.
-    pub(crate) fn forget_allocations(&mut self) {
-        self.next_message_id = None;
-    }
-
-    /// Allocates a message id before the row exists, because the id is bound into the payload's
-    /// encryption. Safe because the group holds SQLite's write lock (`BEGIN IMMEDIATE`), even
-    /// against other processes; AUTOINCREMENT's `sqlite_sequence` guarantees ids are never reused.
-    fn allocate_message_id(&mut self) -> Result<i64> {
-        let next = match self.next_message_id {
-            Some(n) => n,
-            None => {
-                let last: Option<i64> = self
-                    .conn
-                    .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
-                    .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
-                    .map_err(db("allocate message id"))?;
-                last.unwrap_or(0) + 1
-            }
-        };
-        self.next_message_id = Some(next + 1);
-        Ok(next)
+    /// Whether the id handed out for `p` is still this process's own (see [`MessageIds`]):
+    /// the first call in a transaction compares the ids with `sqlite_sequence`, which no other
+    /// process can move while this transaction holds the write lock.
+    fn id_is_ours(&mut self, id: MessageId) -> Result<bool> {
+        if !self.ids_synced {
+            let sequence: Option<i64> = self
+                .conn
+                .prepare_cached("SELECT seq FROM sqlite_sequence WHERE name = 'messages'")
+                .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
+                .map_err(db("check message ids"))?;
+            self.ids.sync(sequence.unwrap_or(0));
+            self.ids_synced = true;
+        }
+        Ok(self.ids.usable(id))
     }
 
     fn event(&self, at: UnixMillis, e: &NewEvent) -> Result<()> {
@@ -121,7 +136,7 @@ impl<'c> WriteCx<'c> {
     }
 
     /// Stores an inbound message: duplicate check, row, identifiers, deliveries, ACK.
-    pub(crate) fn insert_inbound(&mut self, p: PreparedInsert) -> Result<InsertOutcome> {
+    pub(crate) fn insert_inbound(&mut self, p: &PreparedInsert) -> Result<InsertOutcome> {
         const OP: &str = "insert_inbound";
         let now = UnixMillis::now();
         let m = &p.msg;
@@ -154,7 +169,7 @@ impl<'c> WriteCx<'c> {
                 })
                 .map_err(db(OP))?;
             if let Some(original) = original {
-                return self.insert_duplicate(&p, MessageId(original), now);
+                return self.insert_duplicate(p, MessageId(original), now);
             }
             reused = self
                 .conn
@@ -176,29 +191,22 @@ impl<'c> WriteCx<'c> {
                 .map_err(db(OP))?;
         }
 
-        let id = MessageId(self.allocate_message_id()?);
-        let sealed = self.cipher.seal_compressed(
-            Record::MessagePayload(id),
-            &m.raw,
-            p.payload_zstd.as_deref(),
-        )?;
-        let outbound = m
-            .outbound
-            .as_ref()
-            .map(|o| {
-                self.cipher.seal_compressed(
-                    Record::MessageOutbound(id),
-                    o,
-                    p.outbound_zstd.as_deref(),
-                )
-            })
-            .transpose()?;
+        let resealed;
+        let (id, sealed, outbound) = if self.id_is_ours(p.id)? {
+            (p.id, &p.payload_sealed, p.outbound_sealed.as_ref())
+        } else {
+            // Another process may hold this id: a fresh one, and the copies sealed again.
+            let id = self.ids.issue();
+            resealed = seal_message(self.cipher, id, &m.raw, m.outbound.as_deref())?;
+            (id, &resealed.0, resealed.1.as_ref())
+        };
         let flags = if reused { FLAG_CONTROL_ID_REUSED } else { 0 };
         let row = Sealed {
-            payload: Some(&sealed),
-            outbound: outbound.as_deref(),
+            payload: Some(sealed),
+            outbound: outbound.map(Vec::as_slice),
         };
-        self.insert_message_row(&p, id, m.state, row, flags, None)?;
+        self.insert_message_row(p, id, m.state, row, flags, None)?;
+        self.ids.wrote(id);
 
         let mut ids = self
             .conn
@@ -269,13 +277,19 @@ impl<'c> WriteCx<'c> {
         original: MessageId,
         now: UnixMillis,
     ) -> Result<InsertOutcome> {
-        let id = MessageId(self.allocate_message_id()?);
+        // Nothing sealed is stored, so any fresh id will do.
+        let id = if self.id_is_ours(p.id)? {
+            p.id
+        } else {
+            self.ids.issue()
+        };
         // The bytes are the original's (same SHA-256): no second copy of the payload.
         let row = Sealed {
             payload: None,
             outbound: None,
         };
         self.insert_message_row(p, id, MessageState::Duplicate, row, 0, Some(original))?;
+        self.ids.wrote(id);
         let ack = self.ack_of(original)?;
         if let (None, Some(own)) = (&ack, &p.msg.ack) {
             // The caller will send its own ACK, since the original has none on record.
@@ -385,7 +399,7 @@ impl<'c> WriteCx<'c> {
                 .conn
                 .prepare_cached(&format!(
                     "SELECT 1 FROM deliveries
-                     WHERE message_id = ?1 AND destination = ?2 AND state IN {PENDING_STATES}"
+                     WHERE message_id = ?1 AND destination = ?2 AND state NOT IN {SETTLED_STATES}"
                 ))
                 .and_then(|mut s| s.exists(params![id.0, destination]))
                 .map_err(db(OP))?;
@@ -518,7 +532,7 @@ impl<'c> WriteCx<'c> {
                 .conn
                 .prepare_cached(&format!(
                     "SELECT seq, state, next_attempt_at, lease_until, claimed_by FROM deliveries
-                     WHERE destination = ?1 AND seq > ?2 AND state IN {PENDING_STATES}
+                     WHERE destination = ?1 AND seq > ?2 AND state NOT IN {SETTLED_STATES}
                      ORDER BY seq LIMIT 1"
                 ))
                 .and_then(|mut s| {
@@ -529,7 +543,7 @@ impl<'c> WriteCx<'c> {
                 .conn
                 .prepare_cached(&format!(
                     "SELECT seq, state, next_attempt_at, lease_until, claimed_by FROM deliveries
-                     WHERE destination = ?1 AND seq > ?5 AND state IN {PENDING_STATES}
+                     WHERE destination = ?1 AND seq > ?5 AND state NOT IN {SETTLED_STATES}
                        AND (state = 'queued'
                             OR (state = 'retrying' AND coalesce(next_attempt_at, 0) <= ?2)
                             OR (state = 'in_flight' AND (coalesce(lease_until, 0) <= ?2
@@ -572,19 +586,28 @@ impl<'c> WriteCx<'c> {
         });
         let Some(seq) = seq else { return Ok(None) };
         let lease_until = now.plus(claim.lease);
-        let mut stmt = self
+        // Read back with a SELECT rather than `RETURNING`, which SQLite buffers in a temporary
+        // B-tree built for each run of the statement.
+        let changed = self
             .conn
-            .prepare_cached(&format!(
+            .prepare_cached(
                 "UPDATE deliveries
                  SET state = 'in_flight', claimed_by = ?2, lease_until = ?3,
                      attempts = attempts + 1, updated_at = ?4
-                 WHERE seq = ?1
-                 RETURNING {DELIVERY_COLUMNS}"
+                 WHERE seq = ?1",
+            )
+            .and_then(|mut s| s.execute(params![seq, claim.worker, lease_until.0, now.0]))
+            .map_err(db(OP))?;
+        if changed == 0 {
+            return Err(Error::DeliveryNotFound(DeliverySeq(seq)));
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE seq = ?1"
             ))
             .map_err(db(OP))?;
-        let mut result = stmt
-            .query(params![seq, claim.worker, lease_until.0, now.0])
-            .map_err(db(OP))?;
+        let mut result = stmt.query([seq]).map_err(db(OP))?;
         match result.next().map_err(db(OP))? {
             Some(row) => rows::delivery(row, self.cipher).map(Some),
             None => Err(Error::DeliveryNotFound(DeliverySeq(seq))),
@@ -770,7 +793,7 @@ impl<'c> WriteCx<'c> {
             .conn
             .prepare_cached(&format!(
                 "SELECT 1 FROM deliveries
-                 WHERE message_id = ?1 AND destination = ?2 AND state IN {PENDING_STATES}"
+                 WHERE message_id = ?1 AND destination = ?2 AND state NOT IN {SETTLED_STATES}"
             ))
             .and_then(|mut s| s.exists(params![id.0, destination]))
             .map_err(db(OP))?;
@@ -820,7 +843,7 @@ impl<'c> WriteCx<'c> {
         // Messages still waiting for a delivery keep everything: purging them would lose data.
         let not_pending = format!(
             "NOT EXISTS (SELECT 1 FROM deliveries d
-                         WHERE d.message_id = messages.id AND d.state IN {PENDING_STATES})"
+                         WHERE d.message_id = messages.id AND d.state NOT IN {SETTLED_STATES})"
         );
         if let Some(before) = metadata_before {
             let ids: Vec<i64> = {

@@ -7,7 +7,9 @@
 //!      ^                                 │ take 1 job (blocking), then drain up to max_batch
 //!      │                                 │ (waiting at most max_wait for more)
 //!      │                                 │ BEGIN IMMEDIATE
-//!      │                                 │   per job: SAVEPOINT; run; RELEASE or ROLLBACK TO
+//!      │                                 │   run every job
+//!      │                                 │   (one failed: ROLLBACK, BEGIN IMMEDIATE, and again
+//!      │                                 │    per job: SAVEPOINT; run; RELEASE or ROLLBACK TO)
 //!      │                                 │ COMMIT  (synchronous=FULL: the WAL is fsynced here)
 //!      └──────── oneshot reply ──────────┘ only now is each caller released
 //! ```
@@ -16,7 +18,10 @@
 //!
 //! - A caller's future resolves `Ok` only after the COMMIT of the transaction holding its write
 //!   returned, i.e. after the fsync. A failed COMMIT fails every job of the group.
-//! - A job that fails is rolled back to its savepoint; the rest of the group still commits.
+//! - A job that fails is undone alone; the rest of the group still commits. Jobs run without
+//!   savepoints first, since a savepoint copies every page a job touches and jobs rarely fail;
+//!   when one does, the group starts over with a savepoint per job. So a job may run twice
+//!   (`FnMut`), and must do nothing outside the transaction that a second run would repeat.
 //! - Jobs run in arrival order, so the duplicate check of a message sees every message that
 //!   arrived before it, committed or still in the same group.
 //! - Back-pressure: callers hold semaphore permits (weighted by payload size) from submission
@@ -33,13 +38,15 @@ use rusqlite::Connection;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::checkpoint;
+use super::ids::MessageIds;
 use super::write::WriteCx;
 use crate::crypto::Cipher;
 use crate::{Error, Result, WriteStats};
 
 /// One unit of work for the writer.
 pub(crate) trait Job: Send {
-    /// Runs inside the group's transaction (already inside this job's savepoint).
+    /// Runs inside the group's transaction. Runs again (from the start, in a new transaction)
+    /// when the group starts over because a job failed.
     fn run(&mut self, cx: &mut WriteCx<'_>);
     /// Whether `run` failed, so its savepoint must be rolled back.
     fn failed(&self) -> bool;
@@ -58,7 +65,7 @@ pub(crate) enum Msg {
 
 /// A job built from a closure; the common shape of every write.
 pub(crate) struct Op<T, F> {
-    f: Option<F>,
+    f: F,
     out: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
     inbound: bool,
@@ -68,7 +75,7 @@ pub(crate) struct Op<T, F> {
 impl<T, F> Op<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&mut WriteCx<'_>) -> Result<T> + Send + 'static,
+    F: FnMut(&mut WriteCx<'_>) -> Result<T> + Send + 'static,
 {
     pub(crate) fn job(
         f: F,
@@ -77,7 +84,7 @@ where
     ) -> (Box<dyn Job>, oneshot::Receiver<Result<T>>) {
         let (reply, rx) = oneshot::channel();
         let op = Self {
-            f: Some(f),
+            f,
             out: None,
             reply,
             inbound,
@@ -90,12 +97,10 @@ where
 impl<T, F> Job for Op<T, F>
 where
     T: Send + 'static,
-    F: FnOnce(&mut WriteCx<'_>) -> Result<T> + Send + 'static,
+    F: FnMut(&mut WriteCx<'_>) -> Result<T> + Send + 'static,
 {
     fn run(&mut self, cx: &mut WriteCx<'_>) {
-        if let Some(f) = self.f.take() {
-            self.out = Some(f(cx));
-        }
+        self.out = Some((self.f)(cx));
     }
 
     fn failed(&self) -> bool {
@@ -156,6 +161,7 @@ pub(crate) fn run(
     conn: Connection,
     rx: Receiver<Msg>,
     cipher: Arc<Cipher>,
+    ids: Arc<MessageIds>,
     stats: Arc<Stats>,
     batching: Batching,
 ) {
@@ -199,7 +205,7 @@ pub(crate) fn run(
                 }
             }
         }
-        commit_group(&conn, &cipher, &stats, &mut batch);
+        commit_group(&conn, &cipher, &ids, &stats, &mut batch);
         commits_since_nudge += 1;
         if commits_since_nudge >= checkpoint::NUDGE_EVERY_COMMITS {
             commits_since_nudge = 0;
@@ -221,12 +227,21 @@ pub(crate) fn run(
 }
 
 /// Runs every job of `batch` in one transaction, commits, then answers all of them.
-fn commit_group(conn: &Connection, cipher: &Cipher, stats: &Stats, batch: &mut Vec<Box<dyn Job>>) {
-    let outcome = run_group(conn, cipher, stats, batch);
+/// `run_group` says whether there was anything to commit.
+fn commit_group(
+    conn: &Connection,
+    cipher: &Cipher,
+    ids: &MessageIds,
+    stats: &Stats,
+    batch: &mut Vec<Box<dyn Job>>,
+) {
+    let outcome = run_group(conn, cipher, ids, stats, batch);
     match &outcome {
-        Ok(()) => {
+        Ok(committed) => {
             let messages: u64 = batch.iter().map(|j| j.messages()).sum();
-            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats
+                .commits
+                .fetch_add(u64::from(*committed), Ordering::Relaxed);
             stats.messages.fetch_add(messages, Ordering::Relaxed);
             let ops = batch.iter().filter(|j| !j.failed()).count() as u64;
             stats.operations.fetch_add(ops, Ordering::Relaxed);
@@ -248,22 +263,42 @@ fn commit_group(conn: &Connection, cipher: &Cipher, stats: &Stats, batch: &mut V
 fn run_group(
     conn: &Connection,
     cipher: &Cipher,
+    ids: &MessageIds,
     stats: &Stats,
     batch: &mut [Box<dyn Job>],
-) -> Result<()> {
+) -> Result<bool> {
     let started = Instant::now();
     exec(conn, "BEGIN IMMEDIATE", "begin group")?;
-    let mut cx = WriteCx::new(conn, cipher);
+    let mut cx = WriteCx::new(conn, cipher, ids);
+    let mut failed = false;
     for job in batch.iter_mut() {
-        exec(conn, "SAVEPOINT job", "savepoint")?;
         job.run(&mut cx);
         if job.failed() {
-            // If the failure already ended the transaction (I/O error, disk full), this fails
-            // too and the whole group is reported failed.
-            exec(conn, "ROLLBACK TO job", "rollback job")?;
-            cx.forget_allocations();
+            failed = true;
+            break;
         }
-        exec(conn, "RELEASE job", "release savepoint")?;
+    }
+    if failed {
+        // SQLite may already have ended the transaction (I/O error, disk full).
+        if !conn.is_autocommit() {
+            exec(conn, "ROLLBACK", "roll back group")?;
+        }
+        if batch.len() == 1 {
+            // Nothing else to keep: the job's own error is its answer, and nothing is committed.
+            return Ok(false);
+        }
+        exec(conn, "BEGIN IMMEDIATE", "begin group")?;
+        let mut cx = WriteCx::new(conn, cipher, ids);
+        for job in batch.iter_mut() {
+            exec(conn, "SAVEPOINT job", "savepoint")?;
+            job.run(&mut cx);
+            if job.failed() {
+                // If the failure already ended the transaction, this fails too and the whole
+                // group is reported failed.
+                exec(conn, "ROLLBACK TO job", "rollback job")?;
+            }
+            exec(conn, "RELEASE job", "release savepoint")?;
+        }
     }
     let committing = Instant::now();
     let committed = exec(conn, "COMMIT", "commit");
@@ -274,7 +309,7 @@ fn run_group(
     stats
         .commit_nanos
         .fetch_add(nanos(committing.elapsed()), Ordering::Relaxed);
-    committed
+    committed.map(|()| true)
 }
 
 fn exec(conn: &Connection, sql: &str, op: &'static str) -> Result<()> {
@@ -302,8 +337,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_failed_job_is_rolled_back_alone_and_the_group_commits() {
+    /// What one group of jobs left behind.
+    struct GroupRun {
+        /// Each job's answer, in order.
+        answers: Vec<Result<()>>,
+        /// How many times each job ran.
+        runs: Vec<usize>,
+        /// Event details committed, in order.
+        committed: Vec<String>,
+        stats: super::super::WriteStats,
+        permits_left: usize,
+    }
+
+    /// Runs jobs that each write one event (`Some(detail)`) or write one and then fail
+    /// (`None`), all queued before the writer starts so that they share one group.
+    fn run_one_group(jobs: &[Option<&str>]) -> GroupRun {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("w.db");
         let mut conn =
@@ -313,27 +361,33 @@ mod tests {
         let cipher = Arc::new(Cipher::new(&key));
         let stats = Arc::new(Stats::default());
         let permits = Arc::new(Semaphore::new(8));
-        let permit = || Arc::clone(&permits).try_acquire_owned().expect("permit");
+        let runs: Vec<Arc<AtomicU64>> = jobs.iter().map(|_| Arc::default()).collect();
 
         let (tx, rx) = mpsc::channel();
-        let (bad, bad_reply) = Op::job(
-            |cx: &mut WriteCx<'_>| {
-                cx.add_event(&event("written then rolled back"))?;
-                Err::<(), _>(Error::invalid("test", "boom"))
-            },
-            false,
-            permit(),
-        );
-        let (good, good_reply) = Op::job(
-            |cx: &mut WriteCx<'_>| cx.add_event(&event("kept")),
-            false,
-            permit(),
-        );
+        let mut replies = Vec::new();
+        for (job, count) in jobs.iter().zip(&runs) {
+            let detail = job.map(str::to_owned);
+            let count = Arc::clone(count);
+            let permit = Arc::clone(&permits).try_acquire_owned().expect("permit");
+            let (op, reply) = Op::job(
+                move |cx: &mut WriteCx<'_>| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    match &detail {
+                        Some(d) => cx.add_event(&event(d)),
+                        None => {
+                            cx.add_event(&event("written then rolled back"))?;
+                            Err(Error::invalid("test", "boom"))
+                        }
+                    }
+                },
+                false,
+                permit,
+            );
+            tx.send(Msg::Job(op)).expect("send");
+            replies.push(reply);
+        }
         let (close, closed) = oneshot::channel();
-        tx.send(Msg::Job(bad)).expect("send");
-        tx.send(Msg::Job(good)).expect("send");
         tx.send(Msg::Close(close)).expect("send");
-        // Everything is queued before the writer starts, so both jobs share one group.
         let batching = Batching {
             max_batch: 16,
             max_wait: Duration::ZERO,
@@ -341,32 +395,63 @@ mod tests {
         };
         let thread = {
             let (cipher, stats) = (Arc::clone(&cipher), Arc::clone(&stats));
-            std::thread::spawn(move || run(conn, rx, cipher, stats, batching))
+            let ids = Arc::new(MessageIds::after(0));
+            std::thread::spawn(move || run(conn, rx, cipher, ids, stats, batching))
         };
         closed.blocking_recv().expect("closed");
         thread.join().expect("writer thread");
 
-        let err = bad_reply
-            .blocking_recv()
-            .expect("reply")
-            .expect_err("bad job fails");
-        assert_eq!(err.to_string(), "invalid test: boom");
-        good_reply
-            .blocking_recv()
-            .expect("reply")
-            .expect("good job commits");
+        let answers = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().expect("reply"))
+            .collect();
         let conn = Connection::open(&path).expect("reopen");
-        let details: Vec<String> = conn
+        let committed: Vec<String> = conn
             .prepare("SELECT detail FROM events ORDER BY id")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
             .expect("events");
-        assert_eq!(details, ["kept"]);
-        let s = stats.snapshot();
-        assert_eq!((s.commits, s.operations, s.failed_commits), (1, 1, 0));
-        assert_eq!(
-            permits.available_permits(),
-            8,
-            "permits return when jobs finish"
-        );
+        GroupRun {
+            answers,
+            runs: runs
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed) as usize)
+                .collect(),
+            committed,
+            stats: stats.snapshot(),
+            permits_left: permits.available_permits(),
+        }
+    }
+
+    #[test]
+    fn a_group_without_failures_runs_each_job_once() {
+        let g = run_one_group(&[Some("a"), Some("b"), Some("c")]);
+        assert!(g.answers.iter().all(Result::is_ok));
+        assert_eq!(g.runs, [1, 1, 1]);
+        assert_eq!(g.committed, ["a", "b", "c"]);
+        assert_eq!((g.stats.commits, g.stats.operations), (1, 3));
+        assert_eq!(g.permits_left, 8, "permits return when jobs finish");
+    }
+
+    #[test]
+    fn a_failed_job_is_rolled_back_alone_and_the_group_commits() {
+        let g = run_one_group(&[Some("before"), None, Some("after")]);
+        let err = g.answers[1].as_ref().expect_err("bad job fails");
+        assert_eq!(err.to_string(), "invalid test: boom");
+        assert!(g.answers[0].is_ok() && g.answers[2].is_ok());
+        // The group started over with savepoints: the jobs up to the failure ran twice.
+        assert_eq!(g.runs, [2, 2, 1]);
+        assert_eq!(g.committed, ["before", "after"]);
+        let s = g.stats;
+        assert_eq!((s.commits, s.operations, s.failed_commits), (1, 2, 0));
+        assert_eq!(g.permits_left, 8, "permits return when jobs finish");
+    }
+
+    #[test]
+    fn a_lone_failed_job_leaves_nothing() {
+        let g = run_one_group(&[None]);
+        assert!(g.answers[0].is_err());
+        assert_eq!(g.runs, [1]);
+        assert!(g.committed.is_empty(), "{:?}", g.committed);
+        assert_eq!((g.stats.commits, g.stats.failed_commits), (0, 0));
     }
 }
