@@ -853,6 +853,13 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// A message with its payload decrypted; `None` if there is no such row.
     fn message(&self, id: MessageId) -> BoxFuture<'_, Result<Option<StoredMessage>>>;
 
+    /// A message as a destination sends it: metadata, and the transformed copy (`outbound`)
+    /// when there is one, else the raw bytes (`raw`); the other copy and the ACK are left out
+    /// (`None`), which spares a backend their decryption. The default reads everything.
+    fn outgoing(&self, id: MessageId) -> BoxFuture<'_, Result<Option<StoredMessage>>> {
+        self.message(id)
+    }
+
     /// Message metadata matching `filter`, newest first.
     fn search(&self, filter: SearchFilter) -> BoxFuture<'_, Result<Vec<MessageSummary>>>;
 

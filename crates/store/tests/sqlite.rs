@@ -498,6 +498,36 @@ async fn migrations_apply_once_and_refuse_a_newer_schema() {
     );
 }
 
+/// A destination reads only what it sends: the transformed copy when there is one, else the
+/// raw bytes; never the ACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outgoing_reads_only_the_bytes_destinations_send() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .expect("open");
+    let mut transformed = adt("adt", "OUT1", "MRN-OUT", &["lab"]);
+    transformed.outbound = Some(b"MSH|transformed".to_vec());
+    transformed.ack = Some(b"MSH|ack".to_vec());
+    let plain = adt("adt", "OUT2", "MRN-OUT", &["lab"]);
+    let plain_raw = plain.raw.clone();
+    let a = store.insert_inbound(transformed).await.expect("insert").id;
+    let b = store.insert_inbound(plain).await.expect("insert").id;
+
+    let full = store.message(a).await.expect("read").expect("present");
+    assert!(full.raw.is_some() && full.ack.as_deref() == Some(&b"MSH|ack"[..]));
+    let out = store.outgoing(a).await.expect("read").expect("present");
+    assert_eq!(out.outbound.as_deref(), Some(&b"MSH|transformed"[..]));
+    assert_eq!((out.raw, out.ack), (None, None));
+    assert_eq!(out.summary, full.summary);
+
+    let out = store.outgoing(b).await.expect("read").expect("present");
+    assert_eq!(out.raw.as_deref(), Some(&plain_raw[..]));
+    assert_eq!(out.outbound, None);
+    assert_eq!(store.outgoing(MessageId(9_999)).await.expect("read"), None);
+    store.close().await.expect("close");
+}
+
 /// Message ids are handed out before the writer (so payloads are sealed on the callers'
 /// threads); two processes writing one database must still never share an id, and every
 /// payload must open under the id it was stored with.

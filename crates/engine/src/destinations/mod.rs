@@ -184,7 +184,7 @@ impl Worker {
     }
 
     async fn attempt(&mut self, delivery: &Delivery) -> Outcome {
-        let stored = match self.store.message(delivery.message_id).await {
+        let stored = match self.store.outgoing(delivery.message_id).await {
             Ok(Some(m)) => m,
             Ok(None) => {
                 return Outcome::Failed {

@@ -595,7 +595,15 @@ impl Store for SqliteStore {
     }
 
     fn message(&self, id: MessageId) -> BoxFuture<'_, Result<Option<StoredMessage>>> {
-        Box::pin(self.read("message", move |c, k| read::message(c, k, id)))
+        Box::pin(self.read("message", move |c, k| {
+            read::message(c, k, id, read::Parts::All)
+        }))
+    }
+
+    fn outgoing(&self, id: MessageId) -> BoxFuture<'_, Result<Option<StoredMessage>>> {
+        Box::pin(self.read("outgoing message", move |c, k| {
+            read::message(c, k, id, read::Parts::Outgoing)
+        }))
     }
 
     fn search(&self, filter: SearchFilter) -> BoxFuture<'_, Result<Vec<MessageSummary>>> {

@@ -26,10 +26,20 @@ fn page_len(limit: u32) -> i64 {
     })
 }
 
+/// Which sealed parts of a message [`message`] opens (each costs a decryption).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parts {
+    /// The raw bytes, the transformed copy and the ACK.
+    All,
+    /// What destinations send: the transformed copy when there is one, else the raw bytes.
+    Outgoing,
+}
+
 pub(crate) fn message(
     conn: &Connection,
     cipher: &Cipher,
     id: MessageId,
+    parts: Parts,
 ) -> Result<Option<StoredMessage>> {
     const OP: &str = "message";
     let mut stmt = conn
@@ -48,6 +58,7 @@ pub(crate) fn message(
         .map(|s| cipher.open(Record::MessageOutbound(id), &s))
         .transpose()?;
     let raw = match (sealed, summary.duplicate_of) {
+        _ if parts == Parts::Outgoing && outbound.is_some() => None,
         (Some(sealed), _) => Some(cipher.open(Record::MessagePayload(id), &sealed)?),
         (None, Some(original)) => {
             let sealed: Option<Vec<u8>> = conn
@@ -61,10 +72,13 @@ pub(crate) fn message(
         }
         (None, None) => None,
     };
-    let ack: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT ack FROM acks WHERE message_id = ?1")
-        .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
-        .map_err(db(OP))?;
+    let ack: Option<Vec<u8>> = match parts {
+        Parts::All => conn
+            .prepare_cached("SELECT ack FROM acks WHERE message_id = ?1")
+            .and_then(|mut s| s.query_row([id.0], |r| r.get(0)).optional())
+            .map_err(db(OP))?,
+        Parts::Outgoing => None,
+    };
     let ack = ack
         .map(|a| cipher.open(Record::InboundAck(id), &a))
         .transpose()?;
