@@ -62,6 +62,7 @@ conformance_tests!(SqliteHarness::new();
     renewed_lease_keeps_the_claim,
     a_restarted_worker_takes_over_its_own_lease_at_once,
     batches_claim_in_order_and_release_what_was_not_attempted,
+    settling_and_claiming_share_one_commit_and_keep_fifo,
     in_flight_after_restart_is_delivered_again,
     requeue_appends_at_the_tail,
     outbound_bytes_are_kept_and_reprocess_requeues,

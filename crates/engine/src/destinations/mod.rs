@@ -1,7 +1,8 @@
 //! Destinations: each one drains its own durable FIFO queue in the store.
 //!
 //! A worker claims the head of its queue under a lease, sends the message, and settles the
-//! claim with the outcome; the store records each transition as an event. By default one
+//! claim with the outcome; the store records each transition as an event. A busy worker
+//! settles a batch in the same store write that claims the next one. By default one
 //! worker per destination and FIFO claims: a failing head blocks the queue (order is kept)
 //! and is retried with exponential backoff. `parallel = N` runs N workers with parallel
 //! claims (order no longer guaranteed).
@@ -19,7 +20,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use causeway_store::{Claim, ClaimMode, Delivery, Header, Outcome, Store, UnixMillis};
+use causeway_store::{
+    Claim, ClaimMode, Delivery, Error as StoreError, Header, Outcome, Store, UnixMillis,
+};
 use tokio::sync::{Notify, watch};
 
 pub use crate::config::RetryPolicy;
@@ -90,9 +93,9 @@ pub struct Worker {
     pub stats: Arc<crate::monitor::DestinationStats>,
 }
 
-/// Most deliveries a FIFO worker claims at once: each batch costs two store writes (claim,
-/// settle) instead of two per message, which lets delivery keep up with group-committed
-/// ingest, while a crash re-delivers at most this many messages.
+/// Most deliveries a FIFO worker claims at once: each batch costs one store write (settling
+/// the previous batch and claiming this one) instead of two per message, which lets delivery
+/// keep up with group-committed ingest, while a crash re-delivers at most this many messages.
 pub const DELIVERY_BATCH: usize = 16;
 
 impl Worker {
@@ -113,6 +116,10 @@ impl Worker {
             ClaimMode::Fifo => DELIVERY_BATCH,
             ClaimMode::Parallel => 1,
         };
+        // The last batch sent, not yet recorded: it is settled in the same store write that
+        // claims the next batch (one commit per batch instead of two), or on its own before
+        // the worker idles or stops.
+        let mut unsettled: Vec<(Delivery, Outcome)> = Vec::new();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -122,6 +129,7 @@ impl Worker {
             let wake = self.wake.clone();
             let woken = wake.notified();
             if self.paused.load(Ordering::SeqCst) {
+                self.settle(std::mem::take(&mut unsettled)).await;
                 tokio::select! {
                     _ = woken => {}
                     _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -129,9 +137,30 @@ impl Worker {
                 }
                 continue;
             }
-            match self.store.claim_batch(&self.queue, &claim, batch).await {
+            let claimed = if unsettled.is_empty() {
+                self.store.claim_batch(&self.queue, &claim, batch).await
+            } else {
+                let settled = std::mem::take(&mut unsettled);
+                let written = self
+                    .store
+                    .settle_and_claim(settled.clone(), &self.queue, &claim, batch)
+                    .await;
+                match written {
+                    Ok(done) => {
+                        self.report_settled(&settled, done.settled);
+                        Ok(done.claimed)
+                    }
+                    Err(e) => {
+                        // Nothing was settled: the leases expire (or this worker resumes them)
+                        // and the batch is sent again: at-least-once.
+                        tracing::error!(queue = %self.queue, error = %e, "settling a batch failed");
+                        Err(e)
+                    }
+                }
+            };
+            match claimed {
                 Ok(deliveries) if !deliveries.is_empty() => {
-                    self.attempt_batch(deliveries, lease).await
+                    unsettled = self.attempt_batch(deliveries, lease).await;
                 }
                 Ok(_) => {
                     tokio::select! {
@@ -149,12 +178,18 @@ impl Worker {
                 }
             }
         }
+        self.settle(unsettled).await;
     }
 
-    /// Sends a claimed batch in order. In FIFO mode the first delivery that does not succeed
-    /// ends the batch: the ones behind it are released untried, so order is kept. A batch
-    /// also ends once half its lease is spent, so the lease never runs out under it.
-    async fn attempt_batch(&mut self, batch: Vec<Delivery>, lease: Duration) {
+    /// Sends a claimed batch in order and returns each delivery with its outcome, to be
+    /// settled. In FIFO mode the first delivery that does not succeed ends the batch: the ones
+    /// behind it are released untried, so order is kept. A batch also ends once half its
+    /// lease is spent, so the lease never runs out under it.
+    async fn attempt_batch(
+        &mut self,
+        batch: Vec<Delivery>,
+        lease: Duration,
+    ) -> Vec<(Delivery, Outcome)> {
         let started = tokio::time::Instant::now();
         let mut settled = Vec::with_capacity(batch.len());
         let mut stopped = false;
@@ -168,18 +203,32 @@ impl Worker {
             stopped = self.mode == ClaimMode::Fifo && !matches!(outcome, Outcome::Delivered { .. });
             settled.push((delivery, outcome));
         }
+        settled
+    }
+
+    /// Records a sent batch on its own (before idling or stopping).
+    async fn settle(&mut self, settled: Vec<(Delivery, Outcome)>) {
+        if settled.is_empty() {
+            return;
+        }
         match self.store.complete_batch(settled.clone()).await {
-            Ok(results) => {
-                for ((delivery, _), result) in settled.iter().zip(results) {
-                    if let Err(e) = result {
-                        // Another worker took it over after our lease ran out: its result wins.
-                        tracing::warn!(queue = %self.queue, seq = %delivery.seq, error = %e, "settling a delivery failed");
-                    }
-                }
-            }
+            Ok(results) => self.report_settled(&settled, results),
             // Nothing was settled: the leases expire (or this worker resumes them) and the
             // batch is sent again: at-least-once.
             Err(e) => tracing::error!(queue = %self.queue, error = %e, "settling a batch failed"),
+        }
+    }
+
+    fn report_settled(
+        &self,
+        settled: &[(Delivery, Outcome)],
+        results: Vec<Result<(), StoreError>>,
+    ) {
+        for ((delivery, _), result) in settled.iter().zip(results) {
+            if let Err(e) = result {
+                // Another worker took it over after our lease ran out: its result wins.
+                tracing::warn!(queue = %self.queue, seq = %delivery.seq, error = %e, "settling a delivery failed");
+            }
         }
     }
 

@@ -75,8 +75,8 @@ use crate::{
     InsertOutcome, MAX_DESTINATIONS, MAX_FIELD_LEN, MAX_PATIENT_IDS, MAX_PAYLOAD_LEN, MessageId,
     MessageState, MessageSummary, NewEvent, NewMessage, NewNotification, Notification,
     NotificationOutcome, Outcome, PendingWrite, PurgeReport, PutOutcome, ResourceChange,
-    ResourcePage, ResourcePut, ResourceQuery, Result, SearchFilter, Store, StoredMessage,
-    StoredResource, UnixMillis, WriteStats,
+    ResourcePage, ResourcePut, ResourceQuery, Result, SearchFilter, SettledAndClaimed, Store,
+    StoredMessage, StoredResource, UnixMillis, WriteStats,
 };
 
 /// Name of the database file inside the data directory.
@@ -463,6 +463,23 @@ fn check_name(field: &'static str, value: &str) -> Result<()> {
 }
 
 /// Validates an inbound message and does the hashing outside the writer thread.
+/// The bytes of the ACKs a batch of settled deliveries records (for back-pressure), or an
+/// error if one is longer than any payload may be.
+fn settled_ack_len(settled: &[(Delivery, Outcome)]) -> Result<usize> {
+    let mut len = 0;
+    for (_, outcome) in settled {
+        let ack = outcome.ack().map_or(0, <[u8]>::len);
+        if ack > MAX_PAYLOAD_LEN {
+            return Err(Error::invalid(
+                "ack",
+                format!("longer than {MAX_PAYLOAD_LEN} bytes"),
+            ));
+        }
+        len += ack;
+    }
+    Ok(len)
+}
+
 /// The highest message id the database has given out, purged rows included.
 fn last_message_id(conn: &Connection) -> Result<i64> {
     conn.query_row(
@@ -653,26 +670,43 @@ impl Store for SqliteStore {
         settled: Vec<(Delivery, Outcome)>,
     ) -> BoxFuture<'_, Result<Vec<Result<()>>>> {
         Box::pin(async move {
-            let len: usize = settled
-                .iter()
-                .map(|(_, o)| o.ack().map_or(0, <[u8]>::len))
-                .sum();
-            if settled
-                .iter()
-                .any(|(_, o)| o.ack().is_some_and(|a| a.len() > MAX_PAYLOAD_LEN))
-            {
-                return Err(Error::invalid(
-                    "ack",
-                    format!("longer than {MAX_PAYLOAD_LEN} bytes"),
-                ));
-            }
-            // One savepoint for the whole batch: each delivery's result is reported, and a
-            // lost lease changes nothing for that delivery (its UPDATE matched no row).
+            let len = settled_ack_len(&settled)?;
+            // One job for the whole batch: each delivery's result is reported, and a lost
+            // lease changes nothing for that delivery (its UPDATE matched no row).
             self.write(len, false, move |cx| {
                 Ok(settled
                     .iter()
                     .map(|(d, o)| cx.complete(d, o))
                     .collect::<Vec<_>>())
+            })
+            .await
+        })
+    }
+
+    fn settle_and_claim<'a>(
+        &'a self,
+        settled: Vec<(Delivery, Outcome)>,
+        destination: &'a str,
+        claim: &'a Claim,
+        max: usize,
+    ) -> BoxFuture<'a, Result<SettledAndClaimed>> {
+        Box::pin(async move {
+            check_name("destination", destination)?;
+            check_name("claim.worker", &claim.worker)?;
+            let len = settled_ack_len(&settled)?;
+            let destination = destination.to_owned();
+            let claim = claim.clone();
+            let max = max.clamp(1, MAX_CLAIM_BATCH);
+            self.write(len, false, move |cx| {
+                let results = settled
+                    .iter()
+                    .map(|(d, o)| cx.complete(d, o))
+                    .collect::<Vec<_>>();
+                let next = cx.claim_batch(&destination, &claim, max)?;
+                Ok(SettledAndClaimed {
+                    settled: results,
+                    claimed: next,
+                })
             })
             .await
         })

@@ -735,6 +735,74 @@ pub async fn batches_claim_in_order_and_release_what_was_not_attempted(h: &dyn H
     store.close().await.expect("close");
 }
 
+pub async fn settling_and_claiming_share_one_commit_and_keep_fifo(h: &dyn Harness) {
+    let store = h.open().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let m = adt("adt", &format!("SC{n}"), "MRN-20", &["lab"]);
+        ids.push(store.insert_inbound(m).await.expect("insert").id);
+    }
+    let w = claim("w", LONG, ClaimMode::Fifo);
+    let first = store.claim_batch("lab", &w, 2).await.expect("claim");
+    let commits = store.stats().commits;
+    let settled = first
+        .iter()
+        .map(|d| (d.clone(), Outcome::Delivered { ack: None }))
+        .collect();
+    let done = store
+        .settle_and_claim(settled, "lab", &w, 2)
+        .await
+        .expect("settle and claim");
+    let (results, second) = (done.settled, done.claimed);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(store.stats().commits, commits + 1, "one commit for both");
+    for id in &ids[..2] {
+        let d = store.deliveries(*id).await.expect("deliveries");
+        assert_eq!(d[0].state, DeliveryState::Delivered);
+    }
+    let got: Vec<MessageId> = second.iter().map(|d| d.message_id).collect();
+    assert_eq!(got, ids[2..4].to_vec(), "the claim sees the batch settled");
+
+    // A failed head is claimed again first: order is kept across the combined writes.
+    let settled = vec![
+        (
+            second[0].clone(),
+            Outcome::Retry {
+                error: "AE".into(),
+                next_attempt_at: UnixMillis(0),
+                ack: None,
+            },
+        ),
+        (second[1].clone(), Outcome::Released),
+    ];
+    let done = store
+        .settle_and_claim(settled, "lab", &w, 10)
+        .await
+        .expect("settle and claim");
+    let (results, third) = (done.settled, done.claimed);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let got: Vec<MessageId> = third.iter().map(|d| d.message_id).collect();
+    assert_eq!(got, ids[2..].to_vec());
+    assert_eq!(third[0].attempts, 2);
+    // A stale entry is refused for itself only; the claim still happens.
+    let done = store
+        .settle_and_claim(
+            vec![(second[0].clone(), Outcome::Delivered { ack: None })],
+            "lab",
+            &w,
+            10,
+        )
+        .await
+        .expect("settle and claim");
+    let (results, fourth) = (done.settled, done.claimed);
+    assert_eq!(
+        results[0].as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::LeaseLost)
+    );
+    assert!(fourth.is_empty(), "the batch is still out: {fourth:?}");
+    store.close().await.expect("close");
+}
+
 pub async fn renewed_lease_keeps_the_claim(h: &dyn Harness) {
     let store = h.open().await;
     store
