@@ -233,7 +233,8 @@ fn open_connection(path: &Path, busy_timeout: Duration, read_only: bool) -> Resu
     }
     let pragma = |name: &str, value: &dyn rusqlite::ToSql| conn.pragma_update(None, name, value);
     pragma("synchronous", &"FULL").map_err(db)?;
-    // Savepoint journals in memory: every group commit uses one savepoint per job.
+    // Statement and savepoint journals in memory (a group commit that starts over after a
+    // failed job runs one savepoint per job).
     pragma("temp_store", &"MEMORY").map_err(db)?;
     pragma("cache_size", &-PAGE_CACHE_KIB).map_err(db)?;
     pragma("journal_size_limit", &WAL_SIZE_LIMIT).map_err(db)?;

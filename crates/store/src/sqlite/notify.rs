@@ -211,14 +211,16 @@ pub(crate) fn settle(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
 
     #[test]
     fn claiming_walks_only_the_pending_notifications() {
-        let mut conn = Connection::open_in_memory().expect("open");
-        super::super::migrations::migrate(&mut conn, Path::new(":memory:")).expect("migrate");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("plans.db");
+        let mut conn =
+            super::super::open_connection(&path, std::time::Duration::from_secs(1), false)
+                .expect("open");
+        super::super::migrations::migrate(&mut conn, &path).expect("migrate");
         let plan: String = conn
             .query_row(&format!("EXPLAIN QUERY PLAN {CLAIMABLE}"), [0, 1], |r| {
                 r.get(3)

@@ -341,9 +341,14 @@ mod tests {
         steps.join("\n")
     }
 
-    fn schema() -> Connection {
-        let mut conn = Connection::open_in_memory().expect("open");
-        super::super::migrations::migrate(&mut conn, Path::new(":memory:")).expect("migrate");
+    /// A migrated database on a connection set up as the store sets up its own (the query
+    /// planner's settings included).
+    fn schema(dir: &Path) -> Connection {
+        let path = dir.join("plans.db");
+        let mut conn =
+            super::super::open_connection(&path, std::time::Duration::from_secs(1), false)
+                .expect("open");
+        super::super::migrations::migrate(&mut conn, &path).expect("migrate");
         conn
     }
 
@@ -351,7 +356,8 @@ mod tests {
     /// search for errors among millions of accepted messages would read the whole table.
     #[test]
     fn searches_for_rare_rows_use_the_partial_indexes() {
-        let conn = schema();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = schema(dir.path());
         let cipher = Cipher::new(&MasterKey::generate(Path::new("key")).expect("key"));
         let by_state = |state| SearchFilter {
             state: Some(state),
