@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use causeway_store::{
-    Claim, ClaimMode, Delivery, Error as StoreError, Header, Outcome, Store, UnixMillis,
+    Claim, ClaimMode, Delivery, DeliverySeq, Error as StoreError, Header, Outcome, Store,
+    UnixMillis,
 };
 use tokio::sync::{Notify, watch};
 
@@ -98,6 +99,11 @@ pub struct Worker {
 /// keep up with group-committed ingest, while a crash re-delivers at most this many messages.
 pub const DELIVERY_BATCH: usize = 16;
 
+/// The queue sequence numbers of a batch, kept to report on it once it is handed over.
+fn seqs_of(settled: &[(Delivery, Outcome)]) -> Vec<DeliverySeq> {
+    settled.iter().map(|(d, _)| d.seq).collect()
+}
+
 impl Worker {
     /// Drains the queue until `shutdown` turns true; a batch in progress is finished and
     /// settled first.
@@ -141,13 +147,14 @@ impl Worker {
                 self.store.claim_batch(&self.queue, &claim, batch).await
             } else {
                 let settled = std::mem::take(&mut unsettled);
+                let seqs = seqs_of(&settled);
                 let written = self
                     .store
-                    .settle_and_claim(settled.clone(), &self.queue, &claim, batch)
+                    .settle_and_claim(settled, &self.queue, &claim, batch)
                     .await;
                 match written {
                     Ok(done) => {
-                        self.report_settled(&settled, done.settled);
+                        self.report_settled(&seqs, done.settled);
                         Ok(done.claimed)
                     }
                     Err(e) => {
@@ -211,23 +218,21 @@ impl Worker {
         if settled.is_empty() {
             return;
         }
-        match self.store.complete_batch(settled.clone()).await {
-            Ok(results) => self.report_settled(&settled, results),
+        let seqs = seqs_of(&settled);
+        match self.store.complete_batch(settled).await {
+            Ok(results) => self.report_settled(&seqs, results),
             // Nothing was settled: the leases expire (or this worker resumes them) and the
             // batch is sent again: at-least-once.
             Err(e) => tracing::error!(queue = %self.queue, error = %e, "settling a batch failed"),
         }
     }
 
-    fn report_settled(
-        &self,
-        settled: &[(Delivery, Outcome)],
-        results: Vec<Result<(), StoreError>>,
-    ) {
-        for ((delivery, _), result) in settled.iter().zip(results) {
+    /// Logs the deliveries (by queue sequence number) whose settling was refused.
+    fn report_settled(&self, seqs: &[DeliverySeq], results: Vec<Result<(), StoreError>>) {
+        for (seq, result) in seqs.iter().zip(results) {
             if let Err(e) = result {
                 // Another worker took it over after our lease ran out: its result wins.
-                tracing::warn!(queue = %self.queue, seq = %delivery.seq, error = %e, "settling a delivery failed");
+                tracing::warn!(queue = %self.queue, %seq, error = %e, "settling a delivery failed");
             }
         }
     }

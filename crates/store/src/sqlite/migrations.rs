@@ -13,13 +13,26 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::{Error, Result};
 
+/// One schema version: its SQL, then a step in Rust for what SQL cannot say, if any.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Transaction<'_>) -> Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, then: None }
+}
+
 /// The migrations in order; entry `i` brings the schema to version `i + 1`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/0001_initial.sql"),
-    include_str!("../../migrations/0002_held_state.sql"),
-    include_str!("../../migrations/0003_resources.sql"),
-    include_str!("../../migrations/0004_users_audit.sql"),
-    include_str!("../../migrations/0005_leaner_indexes.sql"),
+const MIGRATIONS: &[Migration] = &[
+    sql(include_str!("../../migrations/0001_initial.sql")),
+    sql(include_str!("../../migrations/0002_held_state.sql")),
+    sql(include_str!("../../migrations/0003_resources.sql")),
+    sql(include_str!("../../migrations/0004_users_audit.sql")),
+    Migration {
+        sql: include_str!("../../migrations/0005_leaner_indexes.sql"),
+        then: Some(rewrite_in_list_checks),
+    },
 ];
 
 /// The schema version this build writes.
@@ -42,14 +55,14 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> Result<i64> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (index, sql) in MIGRATIONS
+    for (index, migration) in MIGRATIONS
         .iter()
         .enumerate()
         .skip(usize::try_from(found).unwrap_or(0))
     {
-        tx.execute_batch(sql).map_err(db)?;
-        if index + 1 == 5 {
-            rewrite_in_list_checks(&tx)?;
+        tx.execute_batch(migration.sql).map_err(db)?;
+        if let Some(step) = migration.then {
+            step(&tx)?;
         }
         tx.pragma_update(None, "user_version", index as i64 + 1)
             .map_err(db)?;
@@ -163,7 +176,7 @@ mod tests {
     #[test]
     fn version_2_keeps_rows_and_the_id_counter_and_allows_held() {
         let mut conn = Connection::open_in_memory().expect("open");
-        conn.execute_batch(MIGRATIONS[0]).expect("version 1");
+        conn.execute_batch(MIGRATIONS[0].sql).expect("version 1");
         conn.pragma_update(None, "user_version", 1).expect("v1");
         let insert = |conn: &Connection, id: i64, state: &str| {
             conn.execute(

@@ -464,6 +464,18 @@ fn check_name(field: &'static str, value: &str) -> Result<()> {
 }
 
 /// Validates an inbound message and does the hashing outside the writer thread.
+/// A batch claim's arguments, checked and owned for the writer; `max` within 1 and
+/// [`MAX_CLAIM_BATCH`].
+fn claim_args(destination: &str, claim: &Claim, max: usize) -> Result<(String, Claim, usize)> {
+    check_name("destination", destination)?;
+    check_name("claim.worker", &claim.worker)?;
+    Ok((
+        destination.to_owned(),
+        claim.clone(),
+        max.clamp(1, MAX_CLAIM_BATCH),
+    ))
+}
+
 /// The bytes of the ACKs a batch of settled deliveries records (for back-pressure), or an
 /// error if one is longer than any payload may be.
 fn settled_ack_len(settled: &[(Delivery, Outcome)]) -> Result<usize> {
@@ -654,11 +666,7 @@ impl Store for SqliteStore {
         max: usize,
     ) -> BoxFuture<'a, Result<Vec<Delivery>>> {
         Box::pin(async move {
-            check_name("destination", destination)?;
-            check_name("claim.worker", &claim.worker)?;
-            let destination = destination.to_owned();
-            let claim = claim.clone();
-            let max = max.clamp(1, MAX_CLAIM_BATCH);
+            let (destination, claim, max) = claim_args(destination, claim, max)?;
             self.write(0, false, move |cx| {
                 cx.claim_batch(&destination, &claim, max)
             })
@@ -672,15 +680,9 @@ impl Store for SqliteStore {
     ) -> BoxFuture<'_, Result<Vec<Result<()>>>> {
         Box::pin(async move {
             let len = settled_ack_len(&settled)?;
-            // One job for the whole batch: each delivery's result is reported, and a lost
-            // lease changes nothing for that delivery (its UPDATE matched no row).
-            self.write(len, false, move |cx| {
-                Ok(settled
-                    .iter()
-                    .map(|(d, o)| cx.complete(d, o))
-                    .collect::<Vec<_>>())
-            })
-            .await
+            // One job for the whole batch (see `WriteCx::complete_batch`).
+            self.write(len, false, move |cx| Ok(cx.complete_batch(&settled)))
+                .await
         })
     }
 
@@ -692,21 +694,12 @@ impl Store for SqliteStore {
         max: usize,
     ) -> BoxFuture<'a, Result<SettledAndClaimed>> {
         Box::pin(async move {
-            check_name("destination", destination)?;
-            check_name("claim.worker", &claim.worker)?;
+            let (destination, claim, max) = claim_args(destination, claim, max)?;
             let len = settled_ack_len(&settled)?;
-            let destination = destination.to_owned();
-            let claim = claim.clone();
-            let max = max.clamp(1, MAX_CLAIM_BATCH);
             self.write(len, false, move |cx| {
-                let results = settled
-                    .iter()
-                    .map(|(d, o)| cx.complete(d, o))
-                    .collect::<Vec<_>>();
-                let next = cx.claim_batch(&destination, &claim, max)?;
                 Ok(SettledAndClaimed {
-                    settled: results,
-                    claimed: next,
+                    settled: cx.complete_batch(&settled),
+                    claimed: cx.claim_batch(&destination, &claim, max)?,
                 })
             })
             .await

@@ -746,6 +746,12 @@ impl<'c> WriteCx<'c> {
         )
     }
 
+    /// Settles each of `settled` in turn: one result per delivery, in order (a lost lease
+    /// fails that delivery only; its UPDATE matched no row, so it wrote nothing).
+    pub(crate) fn complete_batch(&mut self, settled: &[(Delivery, Outcome)]) -> Vec<Result<()>> {
+        settled.iter().map(|(d, o)| self.complete(d, o)).collect()
+    }
+
     /// Puts a claimed, unattempted delivery back as it was: its attempt undone, queued again
     /// (or retrying, when it had failed before), its place in the queue unchanged.
     fn release(&mut self, d: &Delivery, now: UnixMillis) -> Result<()> {

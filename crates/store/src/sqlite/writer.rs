@@ -48,7 +48,7 @@ pub(crate) trait Job: Send {
     /// Runs inside the group's transaction. Runs again (from the start, in a new transaction)
     /// when the group starts over because a job failed.
     fn run(&mut self, cx: &mut WriteCx<'_>);
-    /// Whether `run` failed, so its savepoint must be rolled back.
+    /// Whether `run` failed, so its writes must be undone.
     fn failed(&self) -> bool;
     /// Inbound messages this job stored (for the commits-per-message figure).
     fn messages(&self) -> u64;
