@@ -43,6 +43,16 @@ fn summary(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("the summary on stdout is JSON")
 }
 
+/// The line `causeway import --to store` prints on standard error about what it wrote.
+fn store_line(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find(|l| l.starts_with("store: "))
+        .unwrap_or_else(|| panic!("no store line in:\n{stderr}"))
+        .to_owned()
+}
+
 fn ndjson(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -446,7 +456,7 @@ fn the_store_loaded_from_the_archive_and_from_its_export_answer_alike() {
         path
     };
     let (direct, reloaded) = (config("direct"), config("reloaded"));
-    let loaded = summary(&causeway(
+    let first = causeway(
         &[
             "import",
             arch.to_str().unwrap(),
@@ -458,8 +468,25 @@ fn the_store_loaded_from_the_archive_and_from_its_export_answer_alike() {
             "w1",
         ],
         dir.path(),
-    ));
+    );
+    let loaded = summary(&first);
     assert_eq!(loaded["target"], "store");
+    // More resources than one store group holds, so several groups were written while the
+    // next was prepared; every one is counted once.
+    let total: u64 = loaded["resources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(
+        total > 2 * causeway_import::store::STORE_BATCH as u64,
+        "{total}"
+    );
+    assert_eq!(
+        store_line(&first),
+        format!("store: {total} created, 0 updated, 0 unchanged")
+    );
     summary(&causeway(
         &["import", arch.to_str().unwrap(), "--to", "ndjson", "export"],
         dir.path(),
@@ -492,7 +519,7 @@ fn the_store_loaded_from_the_archive_and_from_its_export_answer_alike() {
     );
     assert_eq!(a, b);
     // Loading the same archive again changes nothing.
-    let again = summary(&causeway(
+    let again_out = causeway(
         &[
             "import",
             arch.to_str().unwrap(),
@@ -504,7 +531,12 @@ fn the_store_loaded_from_the_archive_and_from_its_export_answer_alike() {
             "w3",
         ],
         dir.path(),
-    ));
+    );
+    let again = summary(&again_out);
     assert_eq!(again["messages"], loaded["messages"]);
+    assert_eq!(
+        store_line(&again_out),
+        format!("store: 0 created, 0 updated, {total} unchanged")
+    );
     assert_eq!(rt.block_on(searches(&dir.path().join("direct"))), a);
 }
