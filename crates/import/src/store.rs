@@ -47,6 +47,11 @@ impl LoadCounts {
     }
 }
 
+/// Store errors, named by the staging folder.
+fn store_errors(staged: &Staged) -> impl Fn(String) -> Error + Copy + '_ {
+    move |e| Error::new(&staged.dir, ErrorKind::Store(e))
+}
+
 /// One group's writes, running in the store while the next group is read and prepared.
 type Writing = JoinHandle<std::result::Result<(Vec<String>, Vec<PutOutcome>), String>>;
 
@@ -55,10 +60,31 @@ type Writing = JoinHandle<std::result::Result<(Vec<String>, Vec<PutOutcome>), St
 /// The next group is read, merged with what the store holds and indexed while the store's
 /// writer commits the previous one, so the writer (the bound on this load) does not wait for
 /// it. Final resources are unique by type and id, so the two never touch the same resource.
+/// A load that is large beside what the store holds lets the store build its search indexes
+/// once at the end ([`Store::begin_bulk_load`]) instead of row by row.
 ///
 /// # Errors
 /// A staged resource cannot be read, or the store refuses a write.
 pub async fn load(
+    staged: &Staged,
+    store: Arc<dyn Store>,
+    progress: impl FnMut(u64),
+) -> Result<LoadCounts> {
+    let store_error = store_errors(staged);
+    let suspended = store
+        .begin_bulk_load(staged.index.len() as u64)
+        .await
+        .map_err(|e| store_error(e.to_string()))?;
+    let loaded = load_groups(staged, Arc::clone(&store), progress).await;
+    if suspended {
+        // Also after a failed load: what was written is searchable again.
+        let built = store.end_bulk_load().await;
+        built.map_err(|e| store_error(e.to_string()))?;
+    }
+    loaded
+}
+
+async fn load_groups(
     staged: &Staged,
     store: Arc<dyn Store>,
     mut progress: impl FnMut(u64),
@@ -66,7 +92,7 @@ pub async fn load(
     let mut resources = FinalResources::new(staged)?;
     let mut counts = LoadCounts::default();
     let mut written = 0u64;
-    let store_error = |e: String| Error::new(&staged.dir, ErrorKind::Store(e));
+    let store_error = store_errors(staged);
     let mut writing: Option<(Writing, u64)> = None;
     loop {
         let puts = next_group(&mut resources, store.as_ref(), staged).await?;
@@ -101,7 +127,7 @@ async fn next_group(
     store: &dyn Store,
     staged: &Staged,
 ) -> Result<Vec<ResourcePut>> {
-    let store_error = |e: String| Error::new(&staged.dir, ErrorKind::Store(e));
+    let store_error = store_errors(staged);
     let mut batch = Vec::with_capacity(STORE_BATCH);
     while batch.len() < STORE_BATCH {
         match resources.next_resource() {

@@ -990,6 +990,22 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// [`ErrorKind::Conflict`] when an `if_match` does not hold. Returns once flushed.
     fn put_resources(&self, puts: Vec<ResourcePut>) -> BoxFuture<'_, Result<Vec<PutOutcome>>>;
 
+    /// Starts loading about `resources` resources at once (an archive import). A backend may
+    /// stop maintaining the search indexes that cost far more to keep up row by row than to
+    /// build again by sorting (random keys: each row dirties a page of its own), when the load
+    /// is large beside what the store holds. Searches stay correct meanwhile, only slower.
+    /// Returns whether it did; then [`Store::end_bulk_load`] must follow (a store opened
+    /// again builds them too, so an interrupted load leaves nothing broken).
+    fn begin_bulk_load(&self, resources: u64) -> BoxFuture<'_, Result<bool>> {
+        let _ = resources;
+        Box::pin(async { Ok(false) })
+    }
+
+    /// Builds again what [`Store::begin_bulk_load`] suspended; nothing when nothing was.
+    fn end_bulk_load(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// The current version of a resource (`version: None`) or a given one; a deleted resource
     /// is returned with `deleted` set. `None` when it never existed.
     fn resource<'a>(

@@ -79,11 +79,78 @@ conformance_tests!(SqliteHarness::new();
     deleted_resources_leave_search_but_keep_history,
     search_matches_tokens_text_dates_and_references,
     an_update_replaces_the_search_values,
+    a_bulk_load_leaves_search_answers_unchanged,
     error_queue_holds_failed_deliveries_until_sent_again,
 );
 
 fn outside_connection(db: &Path) -> Connection {
     Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).expect("outside connection")
+}
+
+/// Name and SQL of every index on the search-value table, in name order.
+fn resource_index_indexes(db: &Path) -> Vec<(String, String)> {
+    let conn = outside_connection(db);
+    let mut stmt = conn
+        .prepare(
+            "SELECT name, sql FROM sqlite_schema WHERE type = 'index'
+             AND tbl_name = 'resource_index' ORDER BY name",
+        )
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn a_bulk_load_drops_the_value_indexes_and_builds_them_as_the_migration_did() {
+    let h = SqliteHarness::new();
+    let store = h.open().await;
+    let db = h.data_dir().join(DB_FILE_NAME);
+    let fresh = resource_index_indexes(&db);
+    let names = |indexes: &[(String, String)]| -> Vec<String> {
+        indexes.iter().map(|(n, _)| n.clone()).collect()
+    };
+    assert_eq!(
+        names(&fresh),
+        [
+            "resource_index_date",
+            "resource_index_key",
+            "resource_index_value"
+        ]
+    );
+    let puts = (0..20)
+        .map(|i| causeway_store::ResourcePut {
+            resource_type: "Patient".into(),
+            id: format!("p{i}"),
+            json: b"{}".to_vec(),
+            index: vec![causeway_store::IndexEntry {
+                param: "Patient.family".into(),
+                value: causeway_store::IndexValue::Text(format!("name{i}")),
+            }],
+            if_match: None,
+            source: None,
+            delete: false,
+        })
+        .collect();
+    store.put_resources(puts).await.expect("write");
+
+    // Below a tenth of what is stored: maintained row by row as always.
+    assert!(!store.begin_bulk_load(1).await.expect("begin small"));
+    assert_eq!(resource_index_indexes(&db), fresh);
+    // From a tenth on: dropped until the load ends, the key index kept for searches.
+    assert!(store.begin_bulk_load(2).await.expect("begin"));
+    assert_eq!(names(&resource_index_indexes(&db)), ["resource_index_key"]);
+    store.end_bulk_load().await.expect("end");
+    assert_eq!(resource_index_indexes(&db), fresh);
+
+    // A load that never ended (killed): opening the store builds them again.
+    assert!(store.begin_bulk_load(100).await.expect("begin again"));
+    store.close().await.expect("close");
+    drop(store);
+    let store = h.open().await;
+    assert_eq!(resource_index_indexes(&db), fresh);
+    store.close().await.expect("close");
 }
 
 fn count(conn: &Connection, sql: &str, id: i64) -> i64 {

@@ -277,6 +277,10 @@ impl SqliteStore {
         if from != SCHEMA_VERSION {
             tracing::info!(from, to = SCHEMA_VERSION, path = %db_path.display(), "store schema migrated");
         }
+        // A bulk load that was interrupted left its suspended indexes unbuilt.
+        if resources::build_value_indexes(&conn)? {
+            tracing::info!(path = %db_path.display(), "search value indexes rebuilt after an interrupted bulk load");
+        }
         let stored_check = read::key_check(&conn)?;
         let (key, created) = MasterKey::load_or_create(&key_path, stored_check.is_none())?;
         if created {
@@ -871,6 +875,24 @@ impl Store for SqliteStore {
             }
             self.write(bytes, false, move |cx| resources::put(cx, &puts))
                 .await
+        })
+    }
+
+    fn begin_bulk_load(&self, resources: u64) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(self.write(0, false, move |cx| {
+            resources::suspend_value_indexes(cx.conn(), resources)
+        }))
+    }
+
+    fn end_bulk_load(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let built = self
+                .write(0, false, |cx| resources::build_value_indexes(cx.conn()))
+                .await?;
+            if built {
+                tracing::info!("search value indexes built after a bulk load");
+            }
+            Ok(())
         })
     }
 

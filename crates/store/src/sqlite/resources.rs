@@ -23,6 +23,72 @@ fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
     move |e| Error::db(op, e)
 }
 
+/// The search indexes a bulk load suspends, as migration 0003 created them: their keys start
+/// with a parameter and a value (references and identifiers, hashes by design), so each new row
+/// lands on a random page, and once the index is much larger than a transaction every row costs
+/// a page written to the WAL and again by the checkpoint. `resource_index_key` (new keys append)
+/// and the tables stay, so searches remain correct while these are gone.
+const VALUE_INDEXES: [(&str, &str); 2] = [
+    (
+        "resource_index_value",
+        "CREATE INDEX IF NOT EXISTS resource_index_value ON resource_index (param, value, system, key)",
+    ),
+    (
+        "resource_index_date",
+        // One line, as the migration wrote it: SQLite keeps the text, and a test compares it.
+        "CREATE INDEX IF NOT EXISTS resource_index_date ON resource_index (param, lo, hi, key) \
+         WHERE lo IS NOT NULL",
+    ),
+];
+
+/// A load builds the value indexes again, instead of maintaining them, when the store holds at
+/// most this many resources per incoming one: sorting a row costs far less than the page
+/// writes of inserting it at random, so the rebuild pays for itself well beyond this ratio.
+const BULK_LOAD_STORED_PER_INCOMING: u64 = 10;
+
+/// Drops the [`VALUE_INDEXES`] when `incoming` resources are at least a tenth of those
+/// stored ([`BULK_LOAD_STORED_PER_INCOMING`]). Returns whether they are now absent (dropped here or by an earlier, unfinished
+/// load).
+pub(crate) fn suspend_value_indexes(conn: &Connection, incoming: u64) -> Result<bool> {
+    const OP: &str = "begin bulk load";
+    let stored: i64 = conn
+        .query_row("SELECT count(*) FROM resources", [], |r| r.get(0))
+        .map_err(db(OP))?;
+    let stored = u64::try_from(stored).unwrap_or(0);
+    if incoming.saturating_mul(BULK_LOAD_STORED_PER_INCOMING) < stored {
+        return value_indexes_missing(conn);
+    }
+    for (name, _) in VALUE_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name}"))
+            .map_err(db(OP))?;
+    }
+    Ok(true)
+}
+
+/// Creates whichever [`VALUE_INDEXES`] are missing; returns whether any was.
+pub(crate) fn build_value_indexes(conn: &Connection) -> Result<bool> {
+    const OP: &str = "build search indexes";
+    if !value_indexes_missing(conn)? {
+        return Ok(false);
+    }
+    for (_, create) in VALUE_INDEXES {
+        conn.execute_batch(create).map_err(db(OP))?;
+    }
+    Ok(true)
+}
+
+fn value_indexes_missing(conn: &Connection) -> Result<bool> {
+    let present: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index'
+             AND name IN ('resource_index_value', 'resource_index_date')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db("read schema"))?;
+    Ok(present < VALUE_INDEXES.len() as i64)
+}
+
 /// The current row of a resource.
 struct Current {
     key: i64,

@@ -380,3 +380,110 @@ pub async fn an_update_replaces_the_search_values(h: &impl Harness) {
     assert_eq!(ids(&store, q("final")).await.0, 1);
     store.close().await.expect("close");
 }
+
+/// A bulk load (an archive import) may suspend search indexes; searches during it and after it
+/// answer exactly as without one, for resources written before, during and updated by it.
+pub async fn a_bulk_load_leaves_search_answers_unchanged(h: &impl Harness) {
+    let store = h.open().await;
+    let day = 86_400_000;
+    let obs = |id: &str, code: &str, day_n: i64, patient: &str| {
+        put(
+            "Observation",
+            id,
+            &format!(r#"{{"code":"{code}"}}"#),
+            vec![
+                token("Observation.code", "http://loinc.org", code),
+                IndexEntry {
+                    param: "Observation.date".into(),
+                    value: IndexValue::Date {
+                        lo: day_n * day,
+                        hi: (day_n + 1) * day - 1,
+                    },
+                },
+                IndexEntry {
+                    param: "Observation.patient".into(),
+                    value: IndexValue::Reference(format!("Patient/{patient}")),
+                },
+            ],
+        )
+    };
+    store
+        .put_resources(vec![obs("before", "2345-7", 10, "p1")])
+        .await
+        .expect("write");
+    let q = |test: IndexTest| ResourceQuery {
+        resource_type: "Observation".into(),
+        clauses: vec![vec![test]],
+        count: 10,
+        sort: ResourceSort::LastUpdatedAsc,
+        ..ResourceQuery::default()
+    };
+    let questions = || {
+        vec![
+            q(test("Observation.code", ValueTest::Code("2345-7".into()))),
+            q(test("Observation.code", ValueTest::Code("718-7".into()))),
+            q(test(
+                "Observation.patient",
+                ValueTest::Reference("Patient/p2".into()),
+            )),
+            q(test(
+                "Observation.date",
+                ValueTest::Date(DateTest {
+                    prefix: DatePrefix::Ge,
+                    lo: 20 * day,
+                    hi: 21 * day - 1,
+                }),
+            )),
+        ]
+    };
+    let answers = |store: Arc<dyn Store>| async move {
+        let mut out = Vec::new();
+        for question in questions() {
+            let (total, mut found) = ids(&store, question).await;
+            found.sort();
+            out.push((total, found));
+        }
+        out
+    };
+    let s = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let expected = vec![
+        (2, s(&["during", "other"])),
+        (1, s(&["before"])),
+        (2, s(&["before", "during"])),
+        (2, s(&["before", "during"])),
+    ];
+
+    // A load of many resources beside the one stored.
+    let suspended = store.begin_bulk_load(1_000).await.expect("begin");
+    store
+        .put_resources(vec![
+            obs("during", "2345-7", 20, "p2"),
+            obs("other", "2345-7", 5, "p3"),
+            // "before" moves to another code, patient and day.
+            obs("before", "718-7", 30, "p2"),
+        ])
+        .await
+        .expect("write during the load");
+    assert_eq!(
+        answers(Arc::clone(&store)).await,
+        expected,
+        "during the load"
+    );
+    store.end_bulk_load().await.expect("end");
+    assert_eq!(
+        answers(Arc::clone(&store)).await,
+        expected,
+        "after the load"
+    );
+    // Ending twice, or a small load beside what is stored, changes nothing either.
+    store.end_bulk_load().await.expect("end again");
+    let small = store.begin_bulk_load(0).await.expect("small load");
+    if small {
+        store.end_bulk_load().await.expect("end small");
+    }
+    assert!(
+        suspended || !small,
+        "a small load suspended what a large one did not"
+    );
+    assert_eq!(answers(store).await, expected, "after a small load");
+}
