@@ -878,9 +878,9 @@ impl Store for SqliteStore {
         })
     }
 
-    fn begin_bulk_load(&self, resources: u64) -> BoxFuture<'_, Result<bool>> {
+    fn begin_bulk_load(&self, incoming: u64) -> BoxFuture<'_, Result<bool>> {
         Box::pin(self.write(0, false, move |cx| {
-            resources::suspend_value_indexes(cx.conn(), resources)
+            resources::suspend_value_indexes(cx.conn(), incoming)
         }))
     }
 
