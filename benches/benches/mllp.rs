@@ -49,7 +49,9 @@ use causeway_bench::{DEFAULT_SEED, ENV_SEED, env_u64};
 use causeway_engine::config::Config;
 use causeway_engine::net::client::{AckVerdict, check_ack};
 use causeway_engine::runtime::{Engine, queue_name};
-use causeway_store::{SqliteOptions, SqliteStore, Store, WriteStats};
+use causeway_store::{
+    GROUP_TIME_BOUNDS_MS, GROUP_TIME_BUCKETS, SqliteOptions, SqliteStore, Store, WriteStats,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -547,6 +549,26 @@ async fn drive(
     Ok(measured)
 }
 
+/// The bucket bound under which the 99th percentile of `buckets` falls, as "<= B".
+fn transaction_p99(buckets: &[u64; GROUP_TIME_BUCKETS]) -> String {
+    let total: u64 = buckets.iter().sum();
+    if total == 0 {
+        return "-".into();
+    }
+    let rank = (total * 99).div_ceil(100);
+    let mut seen = 0;
+    for (i, n) in buckets.iter().enumerate() {
+        seen += n;
+        if seen >= rank {
+            return match GROUP_TIME_BOUNDS_MS.get(i) {
+                Some(bound) => format!("<= {bound}"),
+                None => format!("> {}", GROUP_TIME_BOUNDS_MS[GROUP_TIME_BOUNDS_MS.len() - 1]),
+            };
+        }
+    }
+    "-".into()
+}
+
 /// What the store did during a row's timed part.
 struct StoreDelta {
     commits: u64,
@@ -556,6 +578,8 @@ struct StoreDelta {
     work_time: Duration,
     /// Writer time in COMMIT, mostly the WAL fsync.
     commit_time: Duration,
+    /// Transactions by time from BEGIN to the end of COMMIT ([`WriteStats::group_time`]).
+    group_time: [u64; GROUP_TIME_BUCKETS],
     /// Messages the responder acknowledged to the destination during the timed part.
     delivered: u64,
     /// Deliveries still pending when the timed part ended.
@@ -564,7 +588,7 @@ struct StoreDelta {
 
 /// One row's result for one target.
 enum Cell {
-    Done(Measured, Option<StoreDelta>),
+    Done(Measured, Option<Box<StoreDelta>>),
     Unavailable(String),
     Failed(String),
 }
@@ -738,6 +762,9 @@ async fn run_causeway(
                 failed_commits: after.failed_commits - before.failed_commits,
                 work_time: after.work_time.saturating_sub(before.work_time),
                 commit_time: after.commit_time.saturating_sub(before.commit_time),
+                group_time: std::array::from_fn(|i| {
+                    after.group_time[i].saturating_sub(before.group_time[i])
+                }),
                 delivered,
                 backlog,
             },
@@ -1062,7 +1089,7 @@ async fn run(settings: Settings) {
         let ours = match run_causeway(&settings, spec, &msgs, &untransformed).await {
             Ok((m, s)) => {
                 print!("{:.0} msg/s", rate(&m));
-                Cell::Done(m, Some(s))
+                Cell::Done(m, Some(Box::new(s)))
             }
             Err(e) => {
                 print!("failed");
@@ -1246,12 +1273,21 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
                     "{:.0}%",
                     100.0 * (s.commit_time + s.work_time).as_secs_f64() / elapsed
                 ),
+                transaction_p99(&s.group_time),
+                s.group_time
+                    .iter()
+                    .zip(GROUP_TIME_BOUNDS_MS.iter().map(Some).chain([None]))
+                    .filter(|(_, bound)| bound.is_none_or(|b| *b > 10.0))
+                    .map(|(n, _)| n)
+                    .sum::<u64>()
+                    .to_string(),
             ]);
         }
     }
     if !store_rows.is_empty() {
         println!(
-            "causeway store, timed part: commits (fsyncs), their rate, mean COMMIT (fsync) and in-transaction work per commit, writer busy"
+            "causeway store, timed part: commits (fsyncs), their rate, mean COMMIT (fsync) and in-transaction work per commit, writer busy, \
+             the 99th percentile of whole transactions (BEGIN to the end of COMMIT, as the bucket bound it falls under) and how many took over 10 ms"
         );
         print!(
             "{}",
@@ -1263,7 +1299,9 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
                     "commits/s",
                     "fsync ms",
                     "work ms",
-                    "writer busy"
+                    "writer busy",
+                    "txn p99 ms",
+                    "txns > 10 ms"
                 ],
                 &store_rows
             )

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use causeway_engine::monitor::{Histogram, Snapshot};
-use causeway_store::WriteStats;
+use causeway_store::{GROUP_TIME_BOUNDS_MS, WriteStats};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -162,6 +162,21 @@ fn store_families(out: &mut String, s: &WriteStats) {
         "Time the store's writer spent committing (mostly fsync).",
     )
     .sample(&[], s.commit_time.as_secs_f64());
+    // Every write (and so every ACK) waits for one of these; a slow or stalling disk shows
+    // here first.
+    let groups = Histogram {
+        bounds_ms: GROUP_TIME_BOUNDS_MS.to_vec(),
+        counts: s.group_time.to_vec(),
+        count: s.group_time.iter().sum(),
+        sum_ms: (s.work_time + s.commit_time).as_secs_f64() * 1000.0,
+    };
+    Family::new(
+        out,
+        "causeway_store_transaction_seconds",
+        "histogram",
+        "Committed store transactions (group commits) by time from BEGIN to the end of COMMIT.",
+    )
+    .histogram(&[], &groups);
 }
 
 type ChannelValue = fn(&causeway_engine::monitor::ChannelSnapshot) -> f64;
@@ -343,6 +358,43 @@ mod tests {
         assert_eq!(number(0.0005), "0.0005");
         assert_eq!(number(f64::INFINITY), "+Inf");
         assert_eq!(number(f64::NAN), "NaN");
+    }
+
+    #[test]
+    fn store_transactions_are_a_cumulative_histogram_in_seconds() {
+        let mut group_time = [0; causeway_store::GROUP_TIME_BUCKETS];
+        group_time[0] = 3; // <= 0.5 ms
+        group_time[2] = 2; // (1, 2.5] ms
+        group_time[11] = 1; // (1, 2.5] s
+        let stats = WriteStats {
+            commits: 6,
+            work_time: std::time::Duration::from_millis(1500),
+            commit_time: std::time::Duration::from_millis(500),
+            group_time,
+            ..WriteStats::default()
+        };
+        // The same buckets as the engine's latency histograms, as the docs say.
+        assert_eq!(
+            GROUP_TIME_BOUNDS_MS,
+            causeway_engine::monitor::LATENCY_BOUNDS_MS
+        );
+        let text = render(None, &stats);
+        assert!(text.contains("# TYPE causeway_store_transaction_seconds histogram"));
+        for line in [
+            "causeway_store_transaction_seconds_bucket{le=\"0.0005\"} 3",
+            "causeway_store_transaction_seconds_bucket{le=\"0.001\"} 3",
+            "causeway_store_transaction_seconds_bucket{le=\"0.0025\"} 5",
+            "causeway_store_transaction_seconds_bucket{le=\"1\"} 5",
+            "causeway_store_transaction_seconds_bucket{le=\"2.5\"} 6",
+            "causeway_store_transaction_seconds_bucket{le=\"+Inf\"} 6",
+            "causeway_store_transaction_seconds_sum 2",
+            "causeway_store_transaction_seconds_count 6",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
     }
 
     #[test]

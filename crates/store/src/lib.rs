@@ -822,9 +822,33 @@ pub struct WriteStats {
     pub work_time: Duration,
     /// Time the writer spent in COMMIT, which is mostly waiting for fsync.
     pub commit_time: Duration,
+    /// Committed transactions by how long each took from BEGIN to the end of COMMIT (what
+    /// every write in it waited for, beyond its time in the queue): `group_time[i]` fell in
+    /// `(GROUP_TIME_BOUNDS_MS[i-1], GROUP_TIME_BOUNDS_MS[i]]`, the last above every bound.
+    pub group_time: [u64; GROUP_TIME_BUCKETS],
 }
 
+/// Upper bounds, in milliseconds, of the [`WriteStats::group_time`] buckets: from a fast disk's
+/// group commit to a stalled one. The engine's latency histograms use the same, so the two read
+/// side by side.
+pub const GROUP_TIME_BOUNDS_MS: [f64; 15] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+    30000.0,
+];
+
+/// Buckets of [`WriteStats::group_time`]: one per bound, and one above them all.
+pub const GROUP_TIME_BUCKETS: usize = GROUP_TIME_BOUNDS_MS.len() + 1;
+
 impl WriteStats {
+    /// The bucket of [`WriteStats::group_time`] a transaction of `took` belongs in.
+    pub fn group_time_bucket(took: Duration) -> usize {
+        let ms = took.as_secs_f64() * 1000.0;
+        GROUP_TIME_BOUNDS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(GROUP_TIME_BOUNDS_MS.len())
+    }
+
     /// Commits per stored message; below 1 means group commit is batching.
     pub fn commits_per_message(&self) -> f64 {
         if self.messages == 0 {
@@ -1214,6 +1238,21 @@ mod tests {
         let text = format!("{msg:?}");
         assert!(!text.contains("SECRET"), "{text}");
         assert!(text.contains("17 bytes redacted"), "{text}");
+    }
+
+    #[test]
+    fn group_times_fall_in_the_bucket_their_bound_closes() {
+        let ms = |m: f64| Duration::from_secs_f64(m / 1000.0);
+        assert_eq!(WriteStats::group_time_bucket(Duration::ZERO), 0);
+        assert_eq!(WriteStats::group_time_bucket(ms(0.5)), 0);
+        assert_eq!(WriteStats::group_time_bucket(ms(0.6)), 1);
+        assert_eq!(WriteStats::group_time_bucket(ms(10.0)), 4);
+        assert_eq!(WriteStats::group_time_bucket(ms(1000.0)), 10);
+        assert_eq!(WriteStats::group_time_bucket(ms(1000.1)), 11);
+        assert_eq!(
+            WriteStats::group_time_bucket(Duration::from_secs(3600)),
+            GROUP_TIME_BUCKETS - 1
+        );
     }
 
     #[test]

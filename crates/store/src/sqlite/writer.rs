@@ -41,7 +41,7 @@ use super::checkpoint;
 use super::ids::MessageIds;
 use super::write::WriteCx;
 use crate::crypto::Cipher;
-use crate::{Error, Result, WriteStats};
+use crate::{Error, GROUP_TIME_BUCKETS, Result, WriteStats};
 
 /// One unit of work for the writer.
 pub(crate) trait Job: Send {
@@ -133,6 +133,7 @@ pub(crate) struct Stats {
     operations: AtomicU64,
     work_nanos: AtomicU64,
     commit_nanos: AtomicU64,
+    group_time: [AtomicU64; GROUP_TIME_BUCKETS],
 }
 
 impl Stats {
@@ -144,6 +145,7 @@ impl Stats {
             operations: self.operations.load(Ordering::Relaxed),
             work_time: Duration::from_nanos(self.work_nanos.load(Ordering::Relaxed)),
             commit_time: Duration::from_nanos(self.commit_nanos.load(Ordering::Relaxed)),
+            group_time: std::array::from_fn(|i| self.group_time[i].load(Ordering::Relaxed)),
         }
     }
 }
@@ -306,9 +308,14 @@ fn run_group(
     stats
         .work_nanos
         .fetch_add(nanos(committing - started), Ordering::Relaxed);
+    let ended = Instant::now();
     stats
         .commit_nanos
-        .fetch_add(nanos(committing.elapsed()), Ordering::Relaxed);
+        .fetch_add(nanos(ended - committing), Ordering::Relaxed);
+    if committed.is_ok() {
+        stats.group_time[WriteStats::group_time_bucket(ended - started)]
+            .fetch_add(1, Ordering::Relaxed);
+    }
     committed.map(|()| true)
 }
 
@@ -429,6 +436,11 @@ mod tests {
         assert_eq!(g.runs, [1, 1, 1]);
         assert_eq!(g.committed, ["a", "b", "c"]);
         assert_eq!((g.stats.commits, g.stats.operations), (1, 3));
+        assert_eq!(
+            g.stats.group_time.iter().sum::<u64>(),
+            1,
+            "the group is timed"
+        );
         assert_eq!(g.permits_left, 8, "permits return when jobs finish");
     }
 
@@ -443,6 +455,7 @@ mod tests {
         assert_eq!(g.committed, ["before", "after"]);
         let s = g.stats;
         assert_eq!((s.commits, s.operations, s.failed_commits), (1, 2, 0));
+        assert_eq!(s.group_time.iter().sum::<u64>(), 1, "timed once, both runs");
         assert_eq!(g.permits_left, 8, "permits return when jobs finish");
     }
 
@@ -453,5 +466,10 @@ mod tests {
         assert_eq!(g.runs, [1]);
         assert!(g.committed.is_empty(), "{:?}", g.committed);
         assert_eq!((g.stats.commits, g.stats.failed_commits), (0, 0));
+        assert_eq!(
+            g.stats.group_time,
+            [0; crate::GROUP_TIME_BUCKETS],
+            "nothing committed"
+        );
     }
 }
