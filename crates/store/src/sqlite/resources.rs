@@ -46,9 +46,9 @@ const VALUE_INDEXES: [(&str, &str); 2] = [
 /// writes of inserting it at random, so the rebuild pays for itself well beyond this ratio.
 const BULK_LOAD_STORED_PER_INCOMING: u64 = 10;
 
-/// Drops the [`VALUE_INDEXES`] when `incoming` resources are at least a tenth of those
-/// stored ([`BULK_LOAD_STORED_PER_INCOMING`]). Returns whether they are now absent (dropped here or by an earlier, unfinished
-/// load).
+/// Drops the [`VALUE_INDEXES`] when `incoming` resources are at least a tenth of those stored
+/// ([`BULK_LOAD_STORED_PER_INCOMING`]). Returns whether they are now absent (dropped here, or
+/// by another load still running).
 pub(crate) fn suspend_value_indexes(conn: &Connection, incoming: u64) -> Result<bool> {
     const OP: &str = "begin bulk load";
     let stored: i64 = conn
