@@ -57,6 +57,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
+// The allocator `causeway serve` runs with, so the engine in these rows is the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Messages per timed closed-loop row by default: enough for a stable p99 (100 samples above
 /// it) while the slowest row, one connection waiting out an fsync per message, stays near
 /// 20 s on this disk.
