@@ -47,6 +47,7 @@ use std::time::Duration;
 use causeway_bench::corpus::{Generator, MessageKind};
 use causeway_bench::{DEFAULT_SEED, ENV_SEED, env_u64};
 use causeway_engine::config::Config;
+use causeway_engine::monitor::Histogram;
 use causeway_engine::net::client::{AckVerdict, check_ack};
 use causeway_engine::runtime::{Engine, queue_name};
 use causeway_store::{
@@ -551,26 +552,6 @@ async fn drive(
     measured.send_lag.sort_unstable();
     measured.from_write.sort_unstable();
     Ok(measured)
-}
-
-/// The bucket bound under which the 99th percentile of `buckets` falls, as "<= B".
-fn transaction_p99(buckets: &[u64; GROUP_TIME_BUCKETS]) -> String {
-    let total: u64 = buckets.iter().sum();
-    if total == 0 {
-        return "-".into();
-    }
-    let rank = (total * 99).div_ceil(100);
-    let mut seen = 0;
-    for (i, n) in buckets.iter().enumerate() {
-        seen += n;
-        if seen >= rank {
-            return match GROUP_TIME_BOUNDS_MS.get(i) {
-                Some(bound) => format!("<= {bound}"),
-                None => format!("> {}", GROUP_TIME_BOUNDS_MS[GROUP_TIME_BOUNDS_MS.len() - 1]),
-            };
-        }
-    }
-    "-".into()
 }
 
 /// What the store did during a row's timed part.
@@ -1277,11 +1258,14 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
                     "{:.0}%",
                     100.0 * (s.commit_time + s.work_time).as_secs_f64() / elapsed
                 ),
-                transaction_p99(&s.group_time),
+                Histogram::store_transactions(&s.group_time, s.commit_time + s.work_time)
+                    .quantile(0.99)
+                    .map_or("-".into(), |ms| format!("{ms:.2}")),
+                // Buckets whose lower bound is 10 ms or more.
                 s.group_time
                     .iter()
-                    .zip(GROUP_TIME_BOUNDS_MS.iter().map(Some).chain([None]))
-                    .filter(|(_, bound)| bound.is_none_or(|b| *b > 10.0))
+                    .zip(std::iter::once(0.0).chain(GROUP_TIME_BOUNDS_MS))
+                    .filter(|(_, lower)| *lower >= 10.0)
                     .map(|(n, _)| n)
                     .sum::<u64>()
                     .to_string(),
@@ -1291,7 +1275,7 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
     if !store_rows.is_empty() {
         println!(
             "causeway store, timed part: commits (fsyncs), their rate, mean COMMIT (fsync) and in-transaction work per commit, writer busy, \
-             the 99th percentile of whole transactions (BEGIN to the end of COMMIT, as the bucket bound it falls under) and how many took over 10 ms"
+             the 99th percentile of whole transactions (BEGIN to the end of COMMIT, interpolated in its bucket as Prometheus does) and how many took over 10 ms"
         );
         print!(
             "{}",

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use causeway_store::{Store, UnixMillis};
+use causeway_store::{GROUP_TIME_BOUNDS_MS, GROUP_TIME_BUCKETS, Store, UnixMillis};
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
@@ -122,6 +122,17 @@ impl Histogram {
             seen += n;
         }
         self.bounds_ms.last().copied()
+    }
+
+    /// The store's committed transactions by duration (`WriteStats::group_time`), `total`
+    /// being the time they took together (work and COMMIT).
+    pub fn store_transactions(group_time: &[u64; GROUP_TIME_BUCKETS], total: Duration) -> Self {
+        Histogram {
+            bounds_ms: GROUP_TIME_BOUNDS_MS.to_vec(),
+            counts: group_time.to_vec(),
+            count: group_time.iter().sum(),
+            sum_ms: total.as_secs_f64() * 1000.0,
+        }
     }
 
     /// Mean observation in ms.

@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use causeway_engine::monitor::{Histogram, Snapshot};
-use causeway_store::{GROUP_TIME_BOUNDS_MS, WriteStats};
+use causeway_store::WriteStats;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
@@ -164,12 +164,7 @@ fn store_families(out: &mut String, s: &WriteStats) {
     .sample(&[], s.commit_time.as_secs_f64());
     // Every write (and so every ACK) waits for one of these; a slow or stalling disk shows
     // here first.
-    let groups = Histogram {
-        bounds_ms: GROUP_TIME_BOUNDS_MS.to_vec(),
-        counts: s.group_time.to_vec(),
-        count: s.group_time.iter().sum(),
-        sum_ms: (s.work_time + s.commit_time).as_secs_f64() * 1000.0,
-    };
+    let groups = Histogram::store_transactions(&s.group_time, s.work_time + s.commit_time);
     Family::new(
         out,
         "causeway_store_transaction_seconds",
@@ -375,7 +370,7 @@ mod tests {
         };
         // The same buckets as the engine's latency histograms, as the docs say.
         assert_eq!(
-            GROUP_TIME_BOUNDS_MS,
+            causeway_store::GROUP_TIME_BOUNDS_MS,
             causeway_engine::monitor::LATENCY_BOUNDS_MS
         );
         let text = render(None, &stats);

@@ -83,6 +83,13 @@ conformance_tests!(SqliteHarness::new();
     error_queue_holds_failed_deliveries_until_sent_again,
 );
 
+/// A store with the shipped options in `dir`; `what` names the open in a failure.
+async fn open_default(dir: &Path, what: &str) -> SqliteStore {
+    SqliteStore::open(dir, SqliteOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
 fn outside_connection(db: &Path) -> Connection {
     Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_WRITE).expect("outside connection")
 }
@@ -223,9 +230,7 @@ async fn the_wal_starts_over_under_continuous_writes() {
     const PER_WRITER: usize = 500;
     const NOTE_BYTES: usize = 16 * 1024;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open");
+    let store = open_default(dir.path(), "open").await;
     let wal = dir.path().join(format!("{DB_FILE_NAME}-wal"));
     // Eight callers that never pause: the checkpointer thread alone never sees a moment with
     // every frame copied, so only the writer's fallback lets the WAL rewind.
@@ -278,9 +283,7 @@ fn files_contain(dir: &Path, needle: &[u8]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payloads_acks_and_patient_ids_never_reach_the_disk_in_clear() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open");
+    let store = open_default(dir.path(), "open").await;
     let mut m = adt("adt", "VISIBLE-CONTROL-ID", "MRN-SECRET-0042", &["lab"]);
     m.raw
         .extend_from_slice(b"NTE|1||PATIENT-NOTE-ZQXJ-SECRET\r");
@@ -334,9 +337,7 @@ async fn payloads_acks_and_patient_ids_never_reach_the_disk_in_clear() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moved_altered_or_renumbered_ciphertexts_fail_to_decrypt() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open");
+    let store = open_default(dir.path(), "open").await;
     let mut ids = Vec::new();
     for i in 0..4 {
         let mut m = adt("adt", &format!("T{i}"), &format!("MRN-T{i}"), &[]);
@@ -521,9 +522,7 @@ fn schema_of(db: &Path) -> (i64, Vec<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrations_apply_once_and_refuse_a_newer_schema() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open");
+    let store = open_default(dir.path(), "open").await;
     let id = store
         .insert_inbound(adt("adt", "MG1", "MRN-M", &["lab"]))
         .await
@@ -537,9 +536,7 @@ async fn migrations_apply_once_and_refuse_a_newer_schema() {
     assert!(first.1.contains(&"index deliveries_failed".to_owned()));
 
     for _ in 0..2 {
-        let store = SqliteStore::open(dir.path(), SqliteOptions::default())
-            .await
-            .expect("reopen");
+        let store = open_default(dir.path(), "reopen").await;
         assert!(store.message(id).await.expect("read").is_some());
         store.close().await.expect("close");
         assert_eq!(schema_of(&db), first, "reopening changes nothing");
@@ -571,9 +568,7 @@ async fn migrations_apply_once_and_refuse_a_newer_schema() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outgoing_reads_only_the_bytes_destinations_send() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open");
+    let store = open_default(dir.path(), "open").await;
     let mut transformed = adt("adt", "OUT1", "MRN-OUT", &["lab"]);
     transformed.outbound = Some(b"MSH|transformed".to_vec());
     transformed.ack = Some(b"MSH|ack".to_vec());
@@ -602,12 +597,8 @@ async fn outgoing_reads_only_the_bytes_destinations_send() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_handles_inserting_in_turn_never_share_a_message_id() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open a");
-    let b = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open b");
+    let a = open_default(dir.path(), "open a").await;
+    let b = open_default(dir.path(), "open b").await;
     let mut stored = Vec::new();
     for i in 0..6 {
         let (store, name) = if i % 3 == 0 { (&b, "b") } else { (&a, "a") };
@@ -638,12 +629,8 @@ async fn two_handles_inserting_in_turn_never_share_a_message_id() {
 async fn two_handles_on_one_directory_share_queues_through_leases() {
     // Two independent opens (as two processes would) on one database.
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open a");
-    let b = SqliteStore::open(dir.path(), SqliteOptions::default())
-        .await
-        .expect("open b");
+    let a = open_default(dir.path(), "open a").await;
+    let b = open_default(dir.path(), "open b").await;
     for i in 0..3 {
         a.insert_inbound(adt("adt", &format!("TW{i}"), "MRN-TW", &["lab"]))
             .await
@@ -783,9 +770,7 @@ fn sigkill_right_after_commit_confirmations_loses_nothing_confirmed() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let store = SqliteStore::open(dir.path(), SqliteOptions::default())
-            .await
-            .expect("reopen after crash");
+        let store = open_default(dir.path(), "reopen after crash").await;
         for (id, n) in &confirmed {
             let expected = adt("adt", &format!("CR{n}"), &format!("MRN-{n}"), &["lab"]);
             let stored = store

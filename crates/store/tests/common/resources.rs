@@ -32,6 +32,32 @@ fn token(param: &str, system: &str, code: &str) -> IndexEntry {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
+/// An Observation with a LOINC code, a one-day date (`day` days after the epoch) and a
+/// patient reference; its JSON names the code, so changing the code makes a new version.
+fn observation(id: &str, code: &str, day: i64, patient: &str) -> ResourcePut {
+    put(
+        "Observation",
+        id,
+        &format!(r#"{{"code":"{code}"}}"#),
+        vec![
+            token("Observation.code", "http://loinc.org", code),
+            IndexEntry {
+                param: "Observation.date".into(),
+                value: IndexValue::Date {
+                    lo: day * DAY_MS,
+                    hi: (day + 1) * DAY_MS - 1,
+                },
+            },
+            IndexEntry {
+                param: "Observation.patient".into(),
+                value: IndexValue::Reference(format!("Patient/{patient}")),
+            },
+        ],
+    )
+}
+
 fn test(param: &str, t: ValueTest) -> IndexTest {
     IndexTest {
         param: param.into(),
@@ -197,33 +223,12 @@ pub async fn deleted_resources_leave_search_but_keep_history(h: &impl Harness) {
 
 pub async fn search_matches_tokens_text_dates_and_references(h: &impl Harness) {
     let store = h.open().await;
-    let day = 86_400_000;
-    let obs = |id: &str, code: &str, day_n: i64, patient: &str| {
-        put(
-            "Observation",
-            id,
-            "{}",
-            vec![
-                token("Observation.code", "http://loinc.org", code),
-                IndexEntry {
-                    param: "Observation.date".into(),
-                    value: IndexValue::Date {
-                        lo: day_n * day,
-                        hi: (day_n + 1) * day - 1,
-                    },
-                },
-                IndexEntry {
-                    param: "Observation.patient".into(),
-                    value: IndexValue::Reference(format!("Patient/{patient}")),
-                },
-            ],
-        )
-    };
+    let day = DAY_MS;
     store
         .put_resources(vec![
-            obs("a", "2345-7", 10, "p1"),
-            obs("b", "718-7", 20, "p1"),
-            obs("c", "2345-7", 30, "p2"),
+            observation("a", "2345-7", 10, "p1"),
+            observation("b", "718-7", 20, "p1"),
+            observation("c", "2345-7", 30, "p2"),
             put(
                 "Patient",
                 "p1",
@@ -385,30 +390,9 @@ pub async fn an_update_replaces_the_search_values(h: &impl Harness) {
 /// answer exactly as without one, for resources written before, during and updated by it.
 pub async fn a_bulk_load_leaves_search_answers_unchanged(h: &impl Harness) {
     let store = h.open().await;
-    let day = 86_400_000;
-    let obs = |id: &str, code: &str, day_n: i64, patient: &str| {
-        put(
-            "Observation",
-            id,
-            &format!(r#"{{"code":"{code}"}}"#),
-            vec![
-                token("Observation.code", "http://loinc.org", code),
-                IndexEntry {
-                    param: "Observation.date".into(),
-                    value: IndexValue::Date {
-                        lo: day_n * day,
-                        hi: (day_n + 1) * day - 1,
-                    },
-                },
-                IndexEntry {
-                    param: "Observation.patient".into(),
-                    value: IndexValue::Reference(format!("Patient/{patient}")),
-                },
-            ],
-        )
-    };
+    let day = DAY_MS;
     store
-        .put_resources(vec![obs("before", "2345-7", 10, "p1")])
+        .put_resources(vec![observation("before", "2345-7", 10, "p1")])
         .await
         .expect("write");
     let q = |test: IndexTest| ResourceQuery {
@@ -457,10 +441,10 @@ pub async fn a_bulk_load_leaves_search_answers_unchanged(h: &impl Harness) {
     let suspended = store.begin_bulk_load(1_000).await.expect("begin");
     store
         .put_resources(vec![
-            obs("during", "2345-7", 20, "p2"),
-            obs("other", "2345-7", 5, "p3"),
+            observation("during", "2345-7", 20, "p2"),
+            observation("other", "2345-7", 5, "p3"),
             // "before" moves to another code, patient and day.
-            obs("before", "718-7", 30, "p2"),
+            observation("before", "718-7", 30, "p2"),
         ])
         .await
         .expect("write during the load");
