@@ -459,3 +459,107 @@ fn tls_end_to_end_and_tls_needs_a_ca() {
         stopped.stderr
     );
 }
+
+/// Messages in enhanced mode, one per MSH-15 value, in one file.
+fn enhanced_file(dir: &Path) -> PathBuf {
+    let path = dir.join("enhanced.hl7");
+    let text: String = [("N1", "NE"), ("E1", "ER"), ("A1", "AL"), ("S1", "SU")]
+        .iter()
+        .map(|(id, accept)| {
+            format!(
+                "MSH|^~\\&|APP|FAC|RCV|RFAC|20240101120000||ADT^A08^ADT_A01|{id}|P|2.5.1|||{accept}|NE\r\
+                 PID|1||77^^^HOSP^MR||DOE^JANE\r"
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// MSH-15 is honoured at both ends: `listen` answers only what it asks for, `send` waits only
+/// for what it asks for (NE: nothing; ER: silence is the acceptance; SU: silence is the
+/// refusal), and a message that asked for no ACK does not fail the run.
+#[test]
+fn msh15_is_honoured_by_send_and_listen() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = enhanced_file(dir.path());
+    // A real sender's file with MSH-15 NE as well.
+    let corpus_ne = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/corpus/fhir-converter/SampleData/Hl7v2/ADT-A40-02.hl7");
+
+    let listener = Listener::start(&[]);
+    let args = [
+        "--to",
+        &listener.addr,
+        "--timeout",
+        "300ms",
+        file.to_str().unwrap(),
+        corpus_ne.to_str().unwrap(),
+    ];
+    let sent = send(&args);
+    let stderr = text(&sent.stderr);
+    assert!(sent.status.success(), "{stderr}");
+    let lines: Vec<String> = text(&sent.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines[0], "SENT N1 (MSH-15 NE: no ACK asked)");
+    assert!(
+        lines[1].starts_with("SENT E1 (MSH-15 ER: no error reported within "),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2..4], ["AA A1", "AA S1"]);
+    assert_eq!(lines[4], "SENT 8919-40 (MSH-15 NE: no ACK asked)");
+    assert!(
+        summary(&stderr).starts_with("sent 5, AA/CA 2, AE 0, AR 0, errors 0, "),
+        "{stderr}"
+    );
+    assert!(
+        summary(&stderr).ends_with(", no ACK as MSH-15 asked 3"),
+        "{stderr}"
+    );
+    let stopped = listener.stop();
+    let outcomes: Vec<&str> = stopped
+        .stdout
+        .lines()
+        .map(|l| l.split(" -> ").nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "AA not sent (MSH-15 NE)",
+            "AA not sent (MSH-15 ER)",
+            "AA",
+            "AA",
+            "AA not sent (MSH-15 NE)"
+        ]
+    );
+
+    // A receiver that refuses everything: ER's refusal comes back, SU's silence is a failure.
+    let listener = Listener::start(&["--ack", "AR"]);
+    let sent = send(&[
+        "--to",
+        &listener.addr,
+        "--timeout",
+        "300ms",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(sent.status.code(), Some(1));
+    let lines: Vec<String> = text(&sent.stdout).lines().map(str::to_string).collect();
+    assert_eq!(lines[0], "SENT N1 (MSH-15 NE: no ACK asked)");
+    assert_eq!(
+        lines[1..3],
+        ["AR E1 rejected on request", "AR A1 rejected on request"]
+    );
+    assert!(
+        lines[3].starts_with("ERROR S1 no ACK within ")
+            && lines[3].ends_with("MSH-15 SU asks for one only on success, so it was not accepted"),
+        "{}",
+        lines[3]
+    );
+    let stderr = text(&sent.stderr);
+    assert!(
+        summary(&stderr).starts_with("sent 4, AA/CA 0, AE 0, AR 2, errors 1, "),
+        "{stderr}"
+    );
+    listener.stop();
+}

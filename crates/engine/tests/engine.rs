@@ -647,6 +647,59 @@ async fn an_ar_goes_to_the_error_queue_and_does_not_block_the_next() {
     assert_eq!(receiver.received_ids(), ["AR1", "N2"]);
 }
 
+/// The outbound message's own MSH-15 is honoured, as a compliant receiver honours it: NE and ER
+/// are not waited for beyond what they ask, so the queue behind them does not stall; SU with no
+/// answer is retried.
+#[tokio::test]
+async fn mllp_destination_honours_the_messages_msh15() {
+    let receiver = Receiver::start().await;
+    receiver.script("NE1", &[Answer::Nothing]);
+    receiver.script("ER1", &[Answer::Nothing]);
+    receiver.script("SU1", &[Answer::Nothing]);
+    // ER and SU wait the ACK timeout for their silence: a short one keeps the test short.
+    let destination = mllp_destination("lab", &receiver.addr.to_string())
+        .replace("ack_timeout = \"5s\"", "ack_timeout = \"1s\"");
+    assert!(destination.contains("\"1s\""));
+    let h = Harness::start(&format!("{}{destination}", mllp_channel("enh"))).await;
+    // Sent without ACKs of their own (MSH-15 asks for none or only on error), followed by an
+    // original-mode message whose AA shows the engine took them in order.
+    let mut conn = RawConnection::open(h.mllp_addr("enh")).await;
+    conn.write_frame(&msg("NE1").accept_ack("NE").build()).await;
+    conn.write_frame(&msg("ER1").accept_ack("ER").build()).await;
+    conn.write_frame(&msg("AFTER").build()).await;
+    assert_eq!(ack_of(&conn.read_frame().await).control_id, "AFTER");
+    assert_eq!(
+        ack_of(&h.send("enh", &msg("SU1").accept_ack("SU").build()).await).code,
+        "CA"
+    );
+
+    for cid in ["NE1", "ER1", "AFTER"] {
+        let d = h.settled(h.only(cid).await.summary.id).await;
+        assert_eq!(d[0].state, DeliveryState::Delivered, "{cid}");
+        assert_eq!(d[0].attempts, 1, "{cid}");
+        assert!(d[0].last_error.is_none(), "{cid}: {:?}", d[0].last_error);
+    }
+    // Delivered on its first attempt, with no ACK to keep.
+    let after_ne = h.deliveries(h.only("NE1").await.summary.id).await;
+    assert!(after_ne[0].last_ack.is_none());
+    // SU without an answer is not accepted: retried, then AA on the second attempt.
+    let d = h.settled(h.only("SU1").await.summary.id).await;
+    assert_eq!(d[0].state, DeliveryState::Delivered);
+    assert_eq!(d[0].attempts, 2, "silence under SU, then an ACK");
+    assert!(
+        d[0].last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("MSH-15 SU"),
+        "{:?}",
+        d[0].last_error
+    );
+    assert_eq!(
+        receiver.received_ids(),
+        ["NE1", "ER1", "AFTER", "SU1", "SU1"]
+    );
+}
+
 #[tokio::test]
 async fn an_ack_for_another_control_id_is_retried() {
     let receiver = Receiver::start().await;

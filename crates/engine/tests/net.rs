@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use causeway_engine::net::client::{
-    AckVerdict, ClientError, DEFAULT_CONNECT_TIMEOUT, MllpClient, check_ack, read_ack,
+    AckVerdict, Answer, ClientError, DEFAULT_CONNECT_TIMEOUT, MllpClient, ReplyRule, check_ack,
+    read_ack,
 };
 use causeway_engine::net::server::{self, Handler, Peer, Reply, ServerOptions, ServerStats};
 use causeway_engine::net::tls;
-use hl7v2::{AckCode, AckError, AckHeader};
+use hl7v2::{AckCode, AckError, AckHeader, AckMode};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -282,6 +283,157 @@ async fn close_without_ack_is_an_error_then_the_client_reconnects() {
     assert_eq!(check_ack("C2", &ack), AckVerdict::Accepted);
     assert_eq!(client.connections_opened(), 2);
     server.stop().await;
+}
+
+/// A message in enhanced mode: MSH-15 is `accept`.
+fn enhanced(control_id: &str, accept: &str) -> Vec<u8> {
+    format!(
+        "MSH|^~\\&|LAB|HOSP|EHR|CLINIC|20240101120000||ORU^R01^ORU_R01|{control_id}|P|2.5.1|||{accept}|NE\r\
+         PID|1||123^^^HOSP^MR||DOE^JANE\r"
+    )
+    .into_bytes()
+}
+
+/// An enhanced-mode receiver: refuses (CR) control ids starting `BAD`, accepts (CA) the rest,
+/// and answers only when MSH-15 asks for it, like `causeway serve`; or, when `ignores_msh15`,
+/// answers every message, those sent under NE only after a pause, so that the reply reaches
+/// the client after its next message was written.
+struct Enhanced {
+    ignores_msh15: bool,
+}
+
+impl Handler for Enhanced {
+    async fn handle(&self, _peer: &Peer, payload: Bytes) -> Reply {
+        let msg = hl7v2::parse(&payload).expect("test messages parse");
+        let code = if control_id(&payload).starts_with("BAD") {
+            AckCode::CR
+        } else {
+            AckCode::CA
+        };
+        let AckMode::Enhanced {
+            accept: Some(accept),
+            ..
+        } = AckMode::of(&msg)
+        else {
+            return Reply::Ack(ack_for(&payload, code, "refused"));
+        };
+        if accept.wants(code.is_accept()) {
+            return Reply::Ack(ack_for(&payload, code, "refused"));
+        }
+        if !self.ignores_msh15 {
+            return Reply::Nothing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Reply::Ack(ack_for(&payload, code, "refused"))
+    }
+}
+
+#[tokio::test]
+async fn msh15_decides_what_send_as_asked_waits_for() {
+    let options = ServerOptions {
+        shutdown_grace: Duration::from_millis(50),
+        ..ServerOptions::default()
+    };
+    let server = start(
+        Arc::new(Enhanced {
+            ignores_msh15: false,
+        }),
+        options,
+    )
+    .await;
+    let mut client =
+        MllpClient::connect(server.addr.to_string(), None, None, DEFAULT_CONNECT_TIMEOUT)
+            .await
+            .unwrap();
+    let short = Duration::from_millis(200);
+    let answer = |id: &str, accept: &str| (enhanced(id, accept), id.to_owned());
+
+    // NE: written, nothing waited for, the connection kept.
+    let (ne, id) = answer("N1", "NE");
+    assert_eq!(ReplyRule::of(&ne), ReplyRule::Never);
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        client.send_as_asked(&ne, &id, ACK_TIMEOUT).await.unwrap(),
+        Answer::NotAsked
+    );
+    assert!(started.elapsed() < ACK_TIMEOUT / 2, "NE was waited for");
+    assert!(client.is_connected());
+    // AL (and original mode): the ACK, on the same connection.
+    for (payload, id) in [answer("A1", "AL"), (message("O1"), "O1".to_owned())] {
+        let Answer::Ack(ack) = client.send_as_asked(&payload, &id, short).await.unwrap() else {
+            panic!("{id}: no ACK");
+        };
+        assert_eq!(check_ack(&id, &ack), AckVerdict::Accepted, "{id}");
+    }
+    assert_eq!(client.connections_opened(), 1);
+    // ER: an error is answered; silence is the acceptance, and the connection is dropped.
+    let (bad, id) = answer("BAD1", "ER");
+    let Answer::Ack(ack) = client.send_as_asked(&bad, &id, short).await.unwrap() else {
+        panic!("ER: the refusal was not read");
+    };
+    assert_eq!(read_ack(&ack).unwrap().code, "CR");
+    let (ok, id) = answer("E1", "ER");
+    assert_eq!(ReplyRule::of(&ok), ReplyRule::OnlyOnError);
+    assert_eq!(
+        client.send_as_asked(&ok, &id, short).await.unwrap(),
+        Answer::Silence
+    );
+    assert!(!client.is_connected());
+    // SU: the acceptance is answered; silence is the refusal.
+    let (ok, id) = answer("S1", "SU");
+    let Answer::Ack(ack) = client.send_as_asked(&ok, &id, short).await.unwrap() else {
+        panic!("SU: the acceptance was not read");
+    };
+    assert_eq!(check_ack(&id, &ack), AckVerdict::Accepted);
+    let (bad, id) = answer("BAD2", "SU");
+    assert_eq!(
+        client.send_as_asked(&bad, &id, short).await.unwrap(),
+        Answer::Silence
+    );
+    // An MSH-15 outside HL7 table 0155 is read as AL: the answer is waited for.
+    let unknown = enhanced("BAD3", "XX");
+    assert_eq!(ReplyRule::of(&unknown), ReplyRule::Always);
+    let answer = client.send_as_asked(&unknown, "BAD3", short).await;
+    assert!(matches!(answer, Ok(Answer::Ack(_))), "{answer:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn replies_to_ne_messages_from_a_receiver_that_answers_anyway_are_discarded() {
+    let server = start(
+        Arc::new(Enhanced {
+            ignores_msh15: true,
+        }),
+        ServerOptions::default(),
+    )
+    .await;
+    let mut client =
+        MllpClient::connect(server.addr.to_string(), None, None, DEFAULT_CONNECT_TIMEOUT)
+            .await
+            .unwrap();
+    for round in 1..=3 {
+        let ne = format!("N{round}");
+        assert_eq!(
+            client
+                .send_as_asked(&enhanced(&ne, "NE"), &ne, ACK_TIMEOUT)
+                .await
+                .unwrap(),
+            Answer::NotAsked
+        );
+        // Written at once: the receiver answers the NE message first, 100 ms later.
+        let al = format!("A{round}");
+        let Answer::Ack(ack) = client
+            .send_as_asked(&enhanced(&al, "AL"), &al, ACK_TIMEOUT)
+            .await
+            .unwrap()
+        else {
+            panic!("no ACK for {al}");
+        };
+        assert_eq!(check_ack(&al, &ack), AckVerdict::Accepted, "{al}");
+    }
+    assert_eq!(client.connections_opened(), 1);
+    let stats = server.stop().await;
+    assert_eq!(stats.frames, 6);
 }
 
 #[tokio::test]

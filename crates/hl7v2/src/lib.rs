@@ -32,7 +32,7 @@ pub mod separators;
 pub mod validate;
 
 pub use ack::{
-    AckCode, AckError, AckHeader, AckMode, RawHeader, build_ack, build_nak_for_bytes,
+    AckCode, AckCondition, AckError, AckHeader, AckMode, RawHeader, build_ack, build_nak_for_bytes,
     read_raw_header,
 };
 pub use batch::{RawMessage, split_file};

@@ -10,6 +10,10 @@
 //! `<n> <MSH-10> <MSH-9> <size> bytes -> <AA|AE|AR|dropped>` (for a message that does not
 //! parse, MSH-10 and MSH-9 are `?` and the answer is an AR naming the parse error).
 //!
+//! A message's MSH-15 is honoured as `causeway serve` honours it: under NE no ACK is written,
+//! under ER only a refusal, under SU only an acceptance; the line then ends in
+//! `<code> not sent (MSH-15 NE)`.
+//!
 //! `--out FILE` format: for every message that was answered, its payload exactly as received
 //! (segment terminators included, normally CR) followed by one LF, appended in the order the
 //! answers were decided, before the ACK is written. The file is therefore also a message file
@@ -34,7 +38,7 @@ use causeway_engine::net::server::{
     self, DEFAULT_MAX_CONNECTIONS, Handler, Peer, Reply, ServerOptions,
 };
 use causeway_engine::net::tls;
-use hl7v2::{AckCode, AckError, AckHeader};
+use hl7v2::{AckCode, AckError, AckHeader, AckMode};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
@@ -174,8 +178,31 @@ impl Handler for Responder {
             }
         };
         self.answered.fetch_add(1, Ordering::SeqCst);
-        self.report(n, &control_id, &message_type, payload.len(), code.as_str());
-        Reply::Ack(ack)
+        let asked = match &parsed {
+            Ok(msg) => match AckMode::of(msg) {
+                AckMode::Enhanced {
+                    accept: Some(condition),
+                    ..
+                } if !condition.wants(code.is_accept()) => Some(msg.text("MSH-15")),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        match asked {
+            Some(msh15) => {
+                let outcome = format!(
+                    "{} not sent (MSH-15 {})",
+                    code.as_str(),
+                    msh15.unwrap_or_default().trim()
+                );
+                self.report(n, &control_id, &message_type, payload.len(), &outcome);
+                Reply::Nothing
+            }
+            None => {
+                self.report(n, &control_id, &message_type, payload.len(), code.as_str());
+                Reply::Ack(ack)
+            }
+        }
     }
 }
 

@@ -9,12 +9,19 @@
 //! AR C43 unknown patient          ... and the error text (ERR-8, ERR-3.2, MSA-3) when given
 //! AA X9 mismatch: sent C44        an ACK whose MSA-2 is not the MSH-10 sent
 //! ERROR C45 <reason>              no usable ACK: timeout, connection closed, bad reply
+//! SENT C46 (MSH-15 NE: ...)       no ACK, as the message's MSH-15 asked
 //! ```
 //!
 //! and always a summary on stderr: `sent N, AA/CA N, AE N, AR N, errors N, R msg/s, p50 T,
-//! p99 T` (times from writing a message to its complete ACK). The exit status is 0 only when
-//! every message was answered AA or CA for its own MSH-10, 1 otherwise, 2 when nothing could
-//! be sent (bad arguments, no messages, the first connection failed).
+//! p99 T` (times from writing a message to its complete ACK), with `, no ACK as MSH-15 asked N`
+//! when some messages asked for none. The exit status is 0 only when every message was
+//! answered AA or CA for its own MSH-10 or, as its MSH-15 allowed, not answered; 1 otherwise;
+//! 2 when nothing could be sent (bad arguments, no messages, the first connection failed).
+//!
+//! MSH-15 (enhanced mode) is honoured as a compliant receiver honours it: NE is not waited for
+//! (`SENT`); ER waits the whole `--timeout` for an error ACK, silence meaning accepted (`SENT`,
+//! so pass a short `--timeout` for ER feeds); SU without an ACK within `--timeout` was not
+//! accepted (`ERROR`).
 //!
 //! Messages are sent as read, except that segment terminators are normalised to CR (MLLP
 //! receivers expect CR, and many files on disk use LF) and, with `--count`, MSH-10 gets `-n`
@@ -34,7 +41,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use causeway_engine::net::client::{
-    AckVerdict, DEFAULT_CONNECT_TIMEOUT, MllpClient, check_ack, read_ack,
+    AckVerdict, Answer, DEFAULT_CONNECT_TIMEOUT, MllpClient, ReplyRule, check_ack, read_ack,
 };
 use causeway_engine::net::tls;
 use tokio::sync::mpsc;
@@ -136,6 +143,8 @@ struct Prepared {
     control_id: String,
     /// Where MSH-10's raw value sits in `bytes`, when the field exists.
     msh10: Option<Range<usize>>,
+    /// Whether the receiver answers, by MSH-15.
+    rule: ReplyRule,
 }
 
 impl Prepared {
@@ -186,10 +195,12 @@ fn prepare(raw: &[u8]) -> Result<Prepared, hl7v2::Error> {
         // Only edit where the value really is.
         (bytes.get(range.clone()) == Some(n.raw())).then_some(range)
     });
+    let rule = ReplyRule::of(&bytes);
     Ok(Prepared {
         bytes,
         control_id,
         msh10,
+        rule,
     })
 }
 
@@ -200,6 +211,8 @@ enum Kind {
     AppError,
     Rejected,
     Failed,
+    /// No ACK, as MSH-15 asked (NE, or ER and no error reported).
+    Unasked,
 }
 
 struct Outcome {
@@ -218,11 +231,38 @@ fn one_line(text: &str) -> String {
 
 fn judge(
     sent_id: &str,
-    result: Result<bytes::Bytes, causeway_engine::net::ClientError>,
+    rule: ReplyRule,
+    result: Result<Answer, causeway_engine::net::ClientError>,
     latency: Duration,
 ) -> Outcome {
+    let unanswered = |kind, line: String| Outcome {
+        kind,
+        line: one_line(&line),
+        latency: None,
+    };
     let ack = match result {
-        Ok(ack) => ack,
+        Ok(Answer::Ack(ack)) => ack,
+        Ok(Answer::NotAsked) => {
+            return unanswered(
+                Kind::Unasked,
+                format!("SENT {sent_id} (MSH-15 NE: no ACK asked)"),
+            );
+        }
+        Ok(Answer::Silence) if rule == ReplyRule::OnlyOnError => {
+            return unanswered(
+                Kind::Unasked,
+                format!("SENT {sent_id} (MSH-15 ER: no error reported within {latency:.1?})"),
+            );
+        }
+        Ok(Answer::Silence) => {
+            return unanswered(
+                Kind::Failed,
+                format!(
+                    "ERROR {sent_id} no ACK within {latency:.1?}: MSH-15 {} asks for one only on success, so it was not accepted",
+                    rule.code()
+                ),
+            );
+        }
         Err(e) => {
             return Outcome {
                 kind: Kind::Failed,
@@ -311,8 +351,10 @@ async fn connection_task(
             pace.wait().await;
         }
         let started = Instant::now();
-        let result = client.send(&payload, plan.ack_timeout).await;
-        let outcome = judge(&sent_id, result, started.elapsed());
+        let result = client
+            .send_as_asked(&payload, &sent_id, plan.ack_timeout)
+            .await;
+        let outcome = judge(&sent_id, base.rule, result, started.elapsed());
         if results.send(outcome).is_err() {
             return;
         }
@@ -421,7 +463,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ));
         }
         drop(tx);
-        let mut counts = [0u64; 4];
+        let mut counts = [0u64; 5];
         let mut latencies = Vec::new();
         let mut stdout = std::io::stdout().lock();
         while let Some(outcome) = rx.recv().await {
@@ -435,8 +477,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok((counts, latencies, started.elapsed()))
     })?;
 
-    let [accepted, app_errors, rejected, failed] = counts;
-    let sent = accepted + app_errors + rejected + failed;
+    let [accepted, app_errors, rejected, failed, unasked] = counts;
+    let sent = accepted + app_errors + rejected + failed + unasked;
     let mut latencies = latencies;
     latencies.sort_unstable();
     let per_second = sent as f64 / elapsed.as_secs_f64().max(f64::EPSILON);
@@ -445,11 +487,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         millis(quantile(&latencies, 0.50)),
         millis(quantile(&latencies, 0.99)),
     );
+    if unasked > 0 {
+        summary.push_str(&format!(", no ACK as MSH-15 asked {unasked}"));
+    }
     if invalid > 0 {
         summary.push_str(&format!(", not sent (invalid input) {invalid}"));
     }
     eprintln!("{summary}");
-    Ok(if accepted == sent && invalid == 0 {
+    Ok(if accepted + unasked == sent && invalid == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

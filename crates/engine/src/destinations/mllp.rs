@@ -4,10 +4,15 @@
 //! broken connection is retried (the connection is re-opened on the next attempt; a write-back
 //! channel's AE is final instead); AR goes to the error queue; an ACK for another control id is treated as an error and retried, since
 //! the receiver's answer cannot be trusted for this message.
+//!
+//! The message's own MSH-15 (enhanced mode) is honoured, as a compliant receiver honours it:
+//! NE is delivered once written (no ACK will come, and waiting would block the queue behind
+//! it); ER is delivered when no error ACK comes within the ACK timeout; SU is retried when no
+//! ACK comes.
 
 use std::time::Duration;
 
-use crate::net::client::{AckVerdict, MllpClient, check_ack};
+use crate::net::client::{AckVerdict, Answer, MllpClient, ReplyRule, check_ack};
 
 use super::Attempt;
 
@@ -26,12 +31,27 @@ impl MllpSender {
     }
 
     pub async fn deliver(&mut self, payload: &[u8], control_id: &str) -> Attempt {
-        match self.client.send(payload, self.ack_timeout).await {
+        match self
+            .client
+            .send_as_asked(payload, control_id, self.ack_timeout)
+            .await
+        {
             Err(e) => Attempt::Retry {
                 error: e.to_string(),
                 ack: None,
             },
-            Ok(ack) => {
+            Ok(Answer::NotAsked) => Attempt::Delivered { ack: None },
+            Ok(Answer::Silence) => match ReplyRule::of(payload) {
+                ReplyRule::OnlyOnError => Attempt::Delivered { ack: None },
+                _ => Attempt::Retry {
+                    error: format!(
+                        "no ACK within {:?}; the message (MSH-15 SU) asks for one only on success",
+                        self.ack_timeout
+                    ),
+                    ack: None,
+                },
+            },
+            Ok(Answer::Ack(ack)) => {
                 let kept = Some(ack.to_vec());
                 // The receiver's error text can quote patient data: it stays in the ACK,
                 // which the store encrypts; the plain-text error and the logs carry only the

@@ -11,6 +11,13 @@
 //!
 //! [`check_ack`] turns a reply into a verdict: accepted only when MSA-1 is AA or CA and MSA-2
 //! is the MSH-10 that was sent.
+//!
+//! Enhanced mode: a message's MSH-15 says whether its receiver answers at all ([`ReplyRule`]).
+//! [`MllpClient::send_as_asked`] honours it: for NE it writes the message and waits for nothing
+//! (a compliant receiver sends nothing, and waiting would stall a FIFO queue behind it); for ER
+//! and SU, silence until the ACK timeout is itself the answer. A receiver that answers an NE
+//! message anyway is tolerated: the connection remembers the control ids it sent under NE and
+//! discards replies to them instead of reading them as the answer to a later message.
 
 use std::fmt;
 use std::future::Future;
@@ -97,11 +104,78 @@ impl ClientError {
     }
 }
 
+/// Whether a message's receiver answers it, by the message's own MSH-15 (enhanced mode;
+/// HL7 table 0155).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyRule {
+    /// Original mode, MSH-15 AL or empty, or a message whose header cannot be read: an ACK
+    /// always comes.
+    Always,
+    /// MSH-15 NE: no ACK comes; the message is done once written.
+    Never,
+    /// MSH-15 ER: an ACK comes only when the message is refused; silence until the ACK timeout
+    /// means it was accepted.
+    OnlyOnError,
+    /// MSH-15 SU: an ACK comes only when the message is accepted; silence means it was not.
+    OnlyOnSuccess,
+}
+
+impl ReplyRule {
+    /// The rule `payload`'s MSH-15 sets.
+    pub fn of(payload: &[u8]) -> ReplyRule {
+        let Ok(msg) = hl7v2::parse(payload) else {
+            return ReplyRule::Always;
+        };
+        match hl7v2::AckMode::of(&msg) {
+            hl7v2::AckMode::Enhanced {
+                accept: Some(condition),
+                ..
+            } => match condition {
+                hl7v2::AckCondition::Always => ReplyRule::Always,
+                hl7v2::AckCondition::Never => ReplyRule::Never,
+                hl7v2::AckCondition::OnError => ReplyRule::OnlyOnError,
+                hl7v2::AckCondition::OnSuccess => ReplyRule::OnlyOnSuccess,
+            },
+            _ => ReplyRule::Always,
+        }
+    }
+
+    /// The MSH-15 code behind the rule, for messages: `NE`, `ER`, `SU` (`AL` for always).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ReplyRule::Always => "AL",
+            ReplyRule::Never => "NE",
+            ReplyRule::OnlyOnError => "ER",
+            ReplyRule::OnlyOnSuccess => "SU",
+        }
+    }
+}
+
+/// How a message sent by [`MllpClient::send_as_asked`] was answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The reply frame's payload.
+    Ack(Bytes),
+    /// MSH-15 NE: nothing was waited for.
+    NotAsked,
+    /// MSH-15 ER or SU, and no reply within the ACK timeout: for ER an acceptance, for SU a
+    /// refusal.
+    Silence,
+}
+
+/// Control ids sent under MSH-15 NE that one connection remembers, to discard late replies.
+///
+/// 64: a receiver that answers anyway answers promptly; older replies than that are
+/// unlikely, and one that does come is then judged (and flagged) as a mismatch.
+const UNASKED_REMEMBERED: usize = 64;
+
 /// An open connection and what has been read from it but not yet used.
 struct Connection {
     stream: Box<dyn Stream>,
     buf: BytesMut,
     decoder: mllp::Decoder,
+    /// MSH-10s of messages sent under MSH-15 NE, newest last.
+    unasked: std::collections::VecDeque<String>,
 }
 
 /// A persistent MLLP connection to one peer. See the module docs for its lifecycle.
@@ -211,32 +285,71 @@ impl MllpClient {
         ack_timeout: Duration,
     ) -> Result<Bytes, ClientError> {
         let frame = mllp::frame(payload).map_err(ClientError::Payload)?;
-        let reusable = match self.conn.take() {
-            Some(mut conn) => {
-                if conn.peer_still_there().await {
-                    Some(conn)
-                } else {
-                    tracing::debug!(peer = %self.addr, "peer closed the idle connection; reconnecting");
-                    None
-                }
-            }
-            None => None,
-        };
-        let mut conn = match reusable {
-            Some(conn) => conn,
-            None => self.open().await?,
-        };
+        let mut conn = self.usable_connection().await?;
         match timeout(ack_timeout, conn.exchange(&frame, &self.addr)).await {
             Ok(Ok(reply)) => {
                 self.conn = Some(conn);
                 Ok(reply)
             }
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(ClientError::AckTimeout {
-                addr: self.addr.clone(),
-                after: ack_timeout,
-            }),
+            Err(_) => Err(self.ack_timeout(ack_timeout)),
         }
+    }
+
+    /// Sends one message and waits for its answer as its MSH-15 says ([`ReplyRule`]).
+    ///
+    /// As [`MllpClient::send`] for [`ReplyRule::Always`]. For NE the call returns
+    /// [`Answer::NotAsked`] once the message is written and flushed, keeping the connection.
+    /// For ER and SU it returns [`Answer::Silence`] when no reply came within `ack_timeout`,
+    /// and drops the connection, since a reply may still come.
+    pub async fn send_as_asked(
+        &mut self,
+        payload: &[u8],
+        control_id: &str,
+        ack_timeout: Duration,
+    ) -> Result<Answer, ClientError> {
+        let rule = ReplyRule::of(payload);
+        if rule != ReplyRule::Never {
+            return match self.send(payload, ack_timeout).await {
+                Ok(reply) => Ok(Answer::Ack(reply)),
+                Err(ClientError::AckTimeout { .. }) if rule != ReplyRule::Always => {
+                    Ok(Answer::Silence)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        let frame = mllp::frame(payload).map_err(ClientError::Payload)?;
+        let mut conn = self.usable_connection().await?;
+        match timeout(ack_timeout, conn.write_frame(&frame, &self.addr)).await {
+            Ok(Ok(())) => {
+                if conn.unasked.len() == UNASKED_REMEMBERED {
+                    conn.unasked.pop_front();
+                }
+                conn.unasked.push_back(control_id.to_owned());
+                self.conn = Some(conn);
+                Ok(Answer::NotAsked)
+            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(self.ack_timeout(ack_timeout)),
+        }
+    }
+
+    fn ack_timeout(&self, after: Duration) -> ClientError {
+        ClientError::AckTimeout {
+            addr: self.addr.clone(),
+            after,
+        }
+    }
+
+    /// The open connection if the peer has not closed it, else a new one.
+    async fn usable_connection(&mut self) -> Result<Connection, ClientError> {
+        if let Some(mut conn) = self.conn.take() {
+            if conn.peer_still_there().await {
+                return Ok(conn);
+            }
+            tracing::debug!(peer = %self.addr, "peer closed the idle connection; reconnecting");
+        }
+        self.open().await
     }
 
     async fn open(&mut self) -> Result<Connection, ClientError> {
@@ -278,6 +391,7 @@ impl MllpClient {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
             decoder: mllp::Decoder::with_max_frame_len(self.max_frame_len),
+            unasked: std::collections::VecDeque::new(),
         })
     }
 }
@@ -306,27 +420,56 @@ impl Connection {
 
     /// Writes one frame and reads the one frame that answers it.
     async fn exchange(&mut self, frame: &[u8], addr: &str) -> Result<Bytes, ClientError> {
-        let frame_err = |source| ClientError::Frame {
-            addr: addr.to_string(),
-            source,
-        };
-        let io_err = |source| ClientError::Io {
-            addr: addr.to_string(),
-            source,
-        };
         // Frames that arrived before this message was sent cannot answer it.
-        while let Some(stale) = self.decoder.decode(&mut self.buf).map_err(frame_err)? {
-            tracing::warn!(peer = %addr, bytes = stale.len(), "discarding a frame the peer sent unasked");
+        while let Some(stale) = self
+            .decoder
+            .decode(&mut self.buf)
+            .map_err(frame_error(addr))?
+        {
+            if self.answers_unasked(&stale) {
+                tracing::debug!(peer = %addr, "discarding a reply to a message sent with MSH-15 NE");
+            } else {
+                tracing::warn!(peer = %addr, bytes = stale.len(), "discarding a frame the peer sent unasked");
+            }
         }
-        self.stream.write_all(frame).await.map_err(io_err)?;
-        self.stream.flush().await.map_err(io_err)?;
+        self.write_frame(frame, addr).await?;
         loop {
-            if let Some(reply) = self.decoder.decode(&mut self.buf).map_err(frame_err)? {
+            let reply = self.read_frame(addr).await?;
+            if !self.answers_unasked(&reply) {
+                return Ok(reply);
+            }
+            tracing::debug!(peer = %addr, "discarding a reply to a message sent with MSH-15 NE");
+        }
+    }
+
+    async fn write_frame(&mut self, frame: &[u8], addr: &str) -> Result<(), ClientError> {
+        self.stream.write_all(frame).await.map_err(io_error(addr))?;
+        self.stream.flush().await.map_err(io_error(addr))
+    }
+
+    /// Reads the next whole frame.
+    async fn read_frame(&mut self, addr: &str) -> Result<Bytes, ClientError> {
+        loop {
+            if let Some(reply) = self
+                .decoder
+                .decode(&mut self.buf)
+                .map_err(frame_error(addr))?
+            {
                 return Ok(reply);
             }
             self.buf.reserve(READ_CHUNK);
-            if self.stream.read_buf(&mut self.buf).await.map_err(io_err)? == 0 {
-                return match self.decoder.decode_eof(&mut self.buf).map_err(frame_err)? {
+            if self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(io_error(addr))?
+                == 0
+            {
+                return match self
+                    .decoder
+                    .decode_eof(&mut self.buf)
+                    .map_err(frame_error(addr))?
+                {
                     Some(reply) => Ok(reply),
                     None => Err(ClientError::Closed {
                         addr: addr.to_string(),
@@ -334,6 +477,38 @@ impl Connection {
                 };
             }
         }
+    }
+
+    /// True when `reply` acknowledges a message this connection sent under MSH-15 NE (the
+    /// receiver answered although asked not to); that control id is then forgotten.
+    fn answers_unasked(&mut self, reply: &[u8]) -> bool {
+        if self.unasked.is_empty() {
+            return false;
+        }
+        let Ok(fields) = read_ack(reply) else {
+            return false;
+        };
+        match self.unasked.iter().position(|id| *id == fields.control_id) {
+            Some(at) => {
+                self.unasked.remove(at);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn frame_error(addr: &str) -> impl Fn(mllp::Error) -> ClientError + '_ {
+    move |source| ClientError::Frame {
+        addr: addr.to_string(),
+        source,
+    }
+}
+
+fn io_error(addr: &str) -> impl Fn(std::io::Error) -> ClientError + '_ {
+    move |source| ClientError::Io {
+        addr: addr.to_string(),
+        source,
     }
 }
 

@@ -22,7 +22,9 @@ pub mod https;
 pub mod server;
 pub mod tls;
 
-pub use client::{AckFields, AckVerdict, ClientError, MllpClient, check_ack, read_ack};
+pub use client::{
+    AckFields, AckVerdict, Answer, ClientError, MllpClient, ReplyRule, check_ack, read_ack,
+};
 pub use server::{Handler, Peer, Reply, ServerOptions, ServerStats};
 pub use tls::TlsError;
 

@@ -112,6 +112,8 @@ pub struct Peer {
 pub enum Reply {
     /// Write this payload back as one frame and go on reading.
     Ack(Vec<u8>),
+    /// Answer nothing and go on reading (e.g. MSH-15 NE asked for no ACK).
+    Nothing,
     /// Close the connection without answering.
     Close,
 }
@@ -295,6 +297,12 @@ async fn serve<H: Handler>(
                             return "write failed";
                         }
                         // Frames already buffered behind this one are not started after shutdown.
+                        if *stop.borrow() {
+                            let _ = stream.shutdown().await;
+                            return "shutdown";
+                        }
+                    }
+                    Reply::Nothing => {
                         if *stop.borrow() {
                             let _ = stream.shutdown().await;
                             return "shutdown";

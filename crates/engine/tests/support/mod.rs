@@ -441,6 +441,8 @@ pub enum Answer {
     Code(AckCode),
     /// AA, but for another control id in MSA-2.
     WrongControlId,
+    /// No answer at all, as a receiver honouring MSH-15 NE or ER behaves.
+    Nothing,
 }
 
 #[derive(Default)]
@@ -482,13 +484,14 @@ impl Handler for Scripted {
             .get_mut(&id)
             .and_then(VecDeque::pop_front)
             .unwrap_or(Answer::Code(AckCode::AA));
-        Reply::Ack(match answer {
-            Answer::Code(code) => receiver_ack(&payload, code),
+        match answer {
+            Answer::Code(code) => Reply::Ack(receiver_ack(&payload, code)),
             Answer::WrongControlId => {
                 let moved = String::from_utf8_lossy(&payload).replace(&id, "SOMEONE-ELSE");
-                receiver_ack(moved.as_bytes(), AckCode::AA)
+                Reply::Ack(receiver_ack(moved.as_bytes(), AckCode::AA))
             }
-        })
+            Answer::Nothing => Reply::Nothing,
+        }
     }
 }
 
