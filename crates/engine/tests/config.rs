@@ -155,7 +155,7 @@ source = { type = "directory", path = "inbox", listen = "0.0.0.0:1" }
             format!("causeway.toml:6:81: channel[0].source.tls.key: file not found: {d}/k.pem"),
             "causeway.toml:7:11: channel[0].enabled: invalid type: string \"yes\", expected a boolean".to_string(),
             "causeway.toml:9:3: channel[0].destination[0].connect: missing key (required by mllp destinations)".to_string(),
-            "causeway.toml:12:3: channel[0].destination[0].conect: unknown field `conect`, expected one of `name`, `type`, `format`, `connect`, `tls`, `connect_timeout`, `ack_timeout`, `url`, `headers`, `timeout`, `dir`, `filename`, `retry`, `parallel`".to_string(),
+            "causeway.toml:12:3: channel[0].destination[0].conect: unknown field `conect`, expected one of `name`, `type`, `format`, `connect`, `tls`, `connect_timeout`, `ack_timeout`, `wait_for_ack`, `url`, `headers`, `timeout`, `dir`, `filename`, `retry`, `parallel`".to_string(),
             format!("causeway.toml:16:39: channel[1].source.path: directory not found: {d}/inbox"),
             "causeway.toml:16:57: channel[1].source.listen: does not apply to directory sources".to_string(),
         ],
@@ -261,6 +261,7 @@ source = { type = "mllp", listen = "0.0.0.0:2575" }
   url = "http://x"
   tls = { cert = "c.pem" }
   ack_timeout = "0s"
+  wait_for_ack = "never"
   [[channel.destination]]
   name = "h"
   type = "http"
@@ -284,15 +285,16 @@ source = { type = "mllp", listen = "0.0.0.0:2575" }
                 "causeway.toml:9:9: channel[0].destination[0].tls.ca: missing key (tls needs `ca`)",
                 "causeway.toml:9:9: channel[0].destination[0].tls.key: missing key (`cert` needs `key`)",
                 "causeway.toml:10:17: channel[0].destination[0].ack_timeout: must be longer than 0",
-                "causeway.toml:14:9: channel[0].destination[1].url: invalid url \"ftp://x\": expected http:// or https://",
-                "causeway.toml:15:28: channel[0].destination[1].headers.Bad Name: invalid header name \"Bad Name\"",
-                "causeway.toml:15:38: channel[0].destination[1].headers.Ok: the header value contains a line break or nul",
-                "causeway.toml:16:3: channel[0].destination[2].dir: missing key (required by file destinations)",
-                "causeway.toml:19:14: channel[0].destination[2].filename: invalid file name \"../{id}\": a file name, without directories",
-                "causeway.toml:22:10: channel[0].destination[3].type: unknown destination type \"smtp\": expected \"mllp\", \"http\", \"file\" or \"fhir-store\"",
-                "causeway.toml:23:23: channel[0].destination[3].retry.initial: must be longer than 0",
-                "causeway.toml:23:44: channel[0].destination[3].retry.max_attempts: must be from 0 to 4294967295",
-                "causeway.toml:24:3: channel[0].destination[4].name: missing key (every destination needs a name)",
+                "causeway.toml:11:18: channel[0].destination[0].wait_for_ack: unknown value \"never\": expected \"as-asked\" or \"always\"",
+                "causeway.toml:15:9: channel[0].destination[1].url: invalid url \"ftp://x\": expected http:// or https://",
+                "causeway.toml:16:28: channel[0].destination[1].headers.Bad Name: invalid header name \"Bad Name\"",
+                "causeway.toml:16:38: channel[0].destination[1].headers.Ok: the header value contains a line break or nul",
+                "causeway.toml:17:3: channel[0].destination[2].dir: missing key (required by file destinations)",
+                "causeway.toml:20:14: channel[0].destination[2].filename: invalid file name \"../{id}\": a file name, without directories",
+                "causeway.toml:23:10: channel[0].destination[3].type: unknown destination type \"smtp\": expected \"mllp\", \"http\", \"file\" or \"fhir-store\"",
+                "causeway.toml:24:23: channel[0].destination[3].retry.initial: must be longer than 0",
+                "causeway.toml:24:44: channel[0].destination[3].retry.max_attempts: must be from 0 to 4294967295",
+                "causeway.toml:25:3: channel[0].destination[4].name: missing key (every destination needs a name)",
             ],
         ),
         (
@@ -790,6 +792,7 @@ fn every_key() -> RawConfig {
         })),
         connect_timeout: t("1s"),
         ack_timeout: t("1s"),
+        wait_for_ack: t("always"),
         url: t("http://h"),
         headers: Some(s(
             [("X-Custom-Header".to_string(), s("v".to_string()))].into()

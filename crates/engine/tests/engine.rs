@@ -700,6 +700,32 @@ async fn mllp_destination_honours_the_messages_msh15() {
     );
 }
 
+/// `wait_for_ack = "always"`: for a receiver that answers every message, an NE message waits
+/// for its ACK like any other, which is then kept.
+#[tokio::test]
+async fn wait_for_ack_always_waits_whatever_msh15_says() {
+    let receiver = Receiver::start().await;
+    let destination = format!(
+        "{}  wait_for_ack = \"always\"\n",
+        mllp_destination("lab", &receiver.addr.to_string())
+    );
+    let h = Harness::start(&format!("{}{destination}", mllp_channel("all"))).await;
+    let mut conn = RawConnection::open(h.mllp_addr("all")).await;
+    conn.write_frame(&msg("NE2").accept_ack("NE").build()).await;
+    conn.write_frame(&msg("NEXT").build()).await;
+    assert_eq!(ack_of(&conn.read_frame().await).control_id, "NEXT");
+    for cid in ["NE2", "NEXT"] {
+        let d = h.settled(h.only(cid).await.summary.id).await;
+        assert_eq!(d[0].state, DeliveryState::Delivered, "{cid}");
+        assert_eq!(d[0].attempts, 1, "{cid}");
+        let kept = d[0]
+            .last_ack
+            .as_deref()
+            .expect("the receiver's ACK is kept");
+        assert_eq!(ack_of(kept).control_id, cid);
+    }
+}
+
 #[tokio::test]
 async fn an_ack_for_another_control_id_is_retried() {
     let receiver = Receiver::start().await;

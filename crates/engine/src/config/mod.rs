@@ -485,6 +485,18 @@ pub struct MllpDestination {
     pub tls: Option<ClientTls>,
     pub connect_timeout: Duration,
     pub ack_timeout: Duration,
+    pub wait_for_ack: WaitForAck,
+}
+
+/// When an MLLP destination waits for the receiver's ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitForAck {
+    /// As the outbound message's MSH-15 asks, as a compliant receiver answers: not for NE,
+    /// silence meaning accepted for ER and refused for SU.
+    #[default]
+    AsAsked,
+    /// For every message, whatever its MSH-15 says: for receivers that answer everything.
+    Always,
 }
 
 /// TLS towards a destination.

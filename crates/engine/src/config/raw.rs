@@ -464,6 +464,9 @@ pub struct RawDestination {
     pub connect_timeout: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_timeout: Text,
+    /// `as-asked` (default: as the message's MSH-15 asks) or `always`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_ack: Text,
     // http
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Text,

@@ -1456,7 +1456,7 @@ impl<'a> Validator<'a> {
                 String::new()
             }
         };
-        let present: [(&str, Option<Range<usize>>); 9] = [
+        let present: [(&str, Option<Range<usize>>); 10] = [
             ("connect", d.connect.as_ref().map(Spanned::span)),
             ("tls", d.tls.as_ref().map(Spanned::span)),
             (
@@ -1464,6 +1464,7 @@ impl<'a> Validator<'a> {
                 d.connect_timeout.as_ref().map(Spanned::span),
             ),
             ("ack_timeout", d.ack_timeout.as_ref().map(Spanned::span)),
+            ("wait_for_ack", d.wait_for_ack.as_ref().map(Spanned::span)),
             ("url", d.url.as_ref().map(Spanned::span)),
             ("headers", d.headers.as_ref().map(Spanned::span)),
             ("timeout", d.timeout.as_ref().map(Spanned::span)),
@@ -1491,7 +1492,13 @@ impl<'a> Validator<'a> {
                         key,
                         "mllp destinations",
                         &present,
-                        &["connect", "tls", "connect_timeout", "ack_timeout"],
+                        &[
+                            "connect",
+                            "tls",
+                            "connect_timeout",
+                            "ack_timeout",
+                            "wait_for_ack",
+                        ],
                     );
                     let (connect, host) = match &d.connect {
                         Some(c) => match parse_address(c.get_ref(), false) {
@@ -1524,6 +1531,24 @@ impl<'a> Validator<'a> {
                             &d.ack_timeout,
                             DEFAULT_ACK_TIMEOUT,
                         ),
+                        wait_for_ack: match d.wait_for_ack.as_ref() {
+                            None => WaitForAck::AsAsked,
+                            Some(w) => match w.get_ref().as_str() {
+                                "as-asked" => WaitForAck::AsAsked,
+                                "always" => WaitForAck::Always,
+                                other => {
+                                    self.err(
+                                        K::Invalid,
+                                        &k("wait_for_ack"),
+                                        w.span(),
+                                        format!(
+                                            "unknown value {other:?}: expected \"as-asked\" or \"always\""
+                                        ),
+                                    );
+                                    WaitForAck::AsAsked
+                                }
+                            },
+                        },
                     })
                 }
                 "http" => {

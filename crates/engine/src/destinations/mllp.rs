@@ -8,10 +8,12 @@
 //! The message's own MSH-15 (enhanced mode) is honoured, as a compliant receiver honours it:
 //! NE is delivered once written (no ACK will come, and waiting would block the queue behind
 //! it); ER is delivered when no error ACK comes within the ACK timeout; SU is retried when no
-//! ACK comes.
+//! ACK comes. `wait_for_ack = "always"` waits for every message instead, for receivers that
+//! answer everything.
 
 use std::time::Duration;
 
+use crate::config::WaitForAck;
 use crate::net::client::{AckVerdict, Answer, MllpClient, ReplyRule, check_ack};
 
 use super::Attempt;
@@ -23,6 +25,8 @@ pub struct MllpSender {
     /// An AE is final (error queue) instead of retried: for write-back, where the API client
     /// is told the EHR's answer and decides what to do.
     pub application_error_is_final: bool,
+    /// Whether the message's MSH-15 decides what is waited for.
+    pub wait_for_ack: WaitForAck,
 }
 
 impl MllpSender {
@@ -31,11 +35,19 @@ impl MllpSender {
     }
 
     pub async fn deliver(&mut self, payload: &[u8], control_id: &str) -> Attempt {
-        match self
-            .client
-            .send_as_asked(payload, control_id, self.ack_timeout)
-            .await
-        {
+        let answer = match self.wait_for_ack {
+            WaitForAck::AsAsked => {
+                self.client
+                    .send_as_asked(payload, control_id, self.ack_timeout)
+                    .await
+            }
+            WaitForAck::Always => self
+                .client
+                .send(payload, self.ack_timeout)
+                .await
+                .map(Answer::Ack),
+        };
+        match answer {
             Err(e) => Attempt::Retry {
                 error: e.to_string(),
                 ack: None,

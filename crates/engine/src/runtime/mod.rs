@@ -624,6 +624,7 @@ fn build_sender(
                 ack_timeout: d.ack_timeout,
                 connect_timeout: d.connect_timeout,
                 application_error_is_final: false,
+                wait_for_ack: d.wait_for_ack,
             })
         }
         DestinationKind::Http(d) => {
