@@ -280,7 +280,14 @@ fn date_test(key: &str, value: &str) -> QueryResult<DateTest> {
                 "sa" => DatePrefix::Sa,
                 "eb" => DatePrefix::Eb,
                 "ap" => DatePrefix::Ap,
-                _ => return Err(bad(key, &format!("unknown prefix {p}"))),
+                _ => {
+                    return Err(bad(
+                        key,
+                        &format!(
+                            "unknown prefix {p:?} in {value:?}: expected a FHIR date such as 2024-03-01, or one after eq, ne, lt, le, gt, ge, sa, eb or ap"
+                        ),
+                    ));
+                }
             };
             (prefix, &value[2..])
         }
@@ -356,7 +363,7 @@ mod tests {
             (
                 "Patient",
                 &[("birthdate", "xx2024")],
-                "search parameter birthdate: unknown prefix xx",
+                "search parameter birthdate: unknown prefix \"xx\" in \"xx2024\": expected a FHIR date such as 2024-03-01, or one after eq, ne, lt, le, gt, ge, sa, eb or ap",
             ),
             (
                 "Patient",
