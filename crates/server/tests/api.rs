@@ -647,6 +647,11 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
             "from=yesterday",
             "from: expected an RFC 3339 time such as 2024-05-06T10:00:00Z",
         ),
+        (
+            // A misspelt criterion is refused, not ignored (which would widen the search).
+            "since=2024-05-06T10:00:00Z",
+            "Failed to deserialize query string: since: unknown field `since`, expected one of `channel`, `type`, `state`, `control_id`, `patient`, `from`, `to`, `limit`, `offset`",
+        ),
     ] {
         let (status, body) = h
             .call(

@@ -62,6 +62,7 @@ pub struct EventList {
 /// Criteria of `GET /api/events`; all given ones must match.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Channel name.
     pub channel: Option<String>,

@@ -102,6 +102,9 @@ pub struct MessageList {
 /// Criteria of `GET /api/messages`; all given ones must match.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+// An unknown parameter (a typo, `since` for `from`) is refused, not ignored: ignoring it
+// would widen the search without saying so.
+#[serde(deny_unknown_fields)]
 pub struct MessageQuery {
     /// Channel name.
     pub channel: Option<String>,
@@ -199,6 +202,7 @@ pub struct MessageDetail {
 /// Options of `GET /api/messages/{id}`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct DetailQuery {
     /// Show the patient's fields unmasked. Needs the operator or admin role; the read is
     /// audited as a PHI read (its audit record has the query `reveal=true`).

@@ -39,6 +39,7 @@ pub struct MonitorView {
 /// Criteria of `GET /api/monitor`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct MonitorQuery {
     /// How far back the history goes (default 600, at most 3600; 0: none).
     pub seconds: Option<u64>,

@@ -30,6 +30,7 @@ pub const MAX_UNMAPPED_SCAN: usize = 100_000;
 /// Criteria of `GET /api/errors`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ErrorQuery {
     /// Only this channel's destinations.
     pub channel: Option<String>,
@@ -160,6 +161,7 @@ pub(super) async fn errors(
 /// Criteria of `GET /api/unmapped`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UnmappedQuery {
     /// Only this channel.
     pub channel: Option<String>,
