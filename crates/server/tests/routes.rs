@@ -1412,6 +1412,26 @@ async fn every_route_refuses_strangers_and_admits_the_right_caller() {
         )
         .await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    // What is not offered says what it is: a transaction at the base, an unknown path.
+    let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction"});
+    for (method, path, body, why) in [
+        (
+            Method::POST,
+            "/fhir",
+            Some(Body::Fhir(bundle)),
+            "batch and transaction Bundles (POST /fhir) are not offered: write one resource at a time (POST /fhir/{type} or PUT /fhir/{type}/{id})",
+        ),
+        (
+            Method::GET,
+            "/fhir/Patient/p/_history/1/extra",
+            None,
+            "GET /fhir/Patient/p/_history/1/extra is not a FHIR interaction this server offers",
+        ),
+    ] {
+        let a = s.call(method, path, &admin, body.as_ref()).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}: {}", a.body);
+        assert_eq!(error_of(path, &a.body), ("not-supported", why), "{path}");
+    }
     let updated = s
         .get(&format!("/fhir/ServiceRequest/{}", ids.order), &admin)
         .await;

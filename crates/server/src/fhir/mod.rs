@@ -91,15 +91,20 @@ pub fn routes() -> Router<AppState> {
         .layer(axum::middleware::map_response(as_operation_outcome))
 }
 
-/// No route matched under `/fhir`.
-async fn unknown_route(uri: axum::http::Uri) -> ApiError {
+/// No route matched under `/fhir` (whose path the nested router sees without the prefix).
+async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let path = uri.path().trim_end_matches('/');
+    let message = if path.is_empty() && method == axum::http::Method::POST {
+        "batch and transaction Bundles (POST /fhir) are not offered: write one resource at a \
+         time (POST /fhir/{type} or PUT /fhir/{type}/{id})"
+            .to_string()
+    } else {
+        format!("{method} /fhir{path} is not a FHIR interaction this server offers")
+    };
     ApiError::new(
         StatusCode::NOT_FOUND,
         crate::error::IssueCode::NotSupported,
-        format!(
-            "{} is not a FHIR interaction this server offers",
-            uri.path()
-        ),
+        message,
     )
 }
 
