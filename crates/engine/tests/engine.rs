@@ -425,6 +425,14 @@ async fn start_fails_cleanly_when_a_port_is_taken() {
         matches!(&err, causeway_engine::runtime::StartError::Bind { channel, .. } if channel == "clash"),
         "{err}"
     );
+    // The reason is said once, also where the error chain is printed (`causeway: {e:#}`).
+    let mut chained = err.to_string();
+    let mut cause = std::error::Error::source(&err);
+    while let Some(e) = cause {
+        chained = format!("{chained}: {e}");
+        cause = e.source();
+    }
+    assert_eq!(chained.matches("in use").count(), 1, "{chained}");
     // Nothing was started; the store is still the caller's to use and close.
     assert!(
         store

@@ -30,25 +30,25 @@ use crate::sources::{
 use channel::Channel;
 
 /// A failure to start: nothing keeps running when `start` returns one.
+///
+/// The reason is part of each message and not also the error's source, so a report that
+/// prints the chain (`causeway: {e:#}`) says it once.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("channel {channel}: cannot listen on {addr}: {source}")]
+    #[error("channel {channel}: cannot listen on {addr}: {error}")]
     Bind {
         channel: String,
         addr: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot serve HTTP on {addr}: {source}")]
-    HttpBind {
-        addr: String,
-        source: std::io::Error,
-    },
-    #[error("server.tls: {source}")]
-    HttpTls { source: crate::net::TlsError },
-    #[error("channel {channel}: {source}")]
+    #[error("cannot serve HTTP on {addr}: {error}")]
+    HttpBind { addr: String, error: std::io::Error },
+    #[error("server.tls: {error}")]
+    HttpTls { error: crate::net::TlsError },
+    #[error("channel {channel}: {error}")]
     Tls {
         channel: String,
-        source: tls::TlsError,
+        error: tls::TlsError,
     },
     #[error("channel {channel}: destination {destination}: {message}")]
     Destination {
@@ -154,25 +154,26 @@ impl Engine {
             let channel = Arc::new(channel);
             match &cfg.source {
                 SourceConfig::Mllp(src) => {
-                    let listener = TcpListener::bind(&src.listen).await.map_err(|source| {
-                        StartError::Bind {
-                            channel: cfg.name.clone(),
-                            addr: src.listen.clone(),
-                            source,
-                        }
-                    })?;
-                    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+                    let listener =
+                        TcpListener::bind(&src.listen)
+                            .await
+                            .map_err(|error| StartError::Bind {
+                                channel: cfg.name.clone(),
+                                addr: src.listen.clone(),
+                                error,
+                            })?;
+                    let addr = listener.local_addr().map_err(|error| StartError::Bind {
                         channel: cfg.name.clone(),
                         addr: src.listen.clone(),
-                        source,
+                        error,
                     })?;
                     let tls = match &src.tls {
                         None => None,
                         Some(t) => Some(
                             tls::server_config(&t.cert, &t.key, t.client_ca.as_deref()).map_err(
-                                |source| StartError::Tls {
+                                |error| StartError::Tls {
                                     channel: cfg.name.clone(),
-                                    source,
+                                    error,
                                 },
                             )?,
                         ),
@@ -219,15 +220,15 @@ impl Engine {
                 let listener =
                     TcpListener::bind(addr)
                         .await
-                        .map_err(|source| StartError::HttpBind {
+                        .map_err(|error| StartError::HttpBind {
                             addr: addr.clone(),
-                            source,
+                            error,
                         })?;
                 engine.http_addr = listener.local_addr().ok();
                 let tls = match &config.server.http_tls {
                     Some(t) => Some(
                         tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())
-                            .map_err(|source| StartError::HttpTls { source })?,
+                            .map_err(|error| StartError::HttpTls { error })?,
                     ),
                     None => None,
                 };
