@@ -399,6 +399,8 @@ fn no_listener_is_one_clear_error() {
         stderr.starts_with(&format!("causeway: cannot connect to {to}: ")),
         "{stderr}"
     );
+    // The reason once, not again as the error's cause.
+    assert_eq!(stderr.matches("refused").count(), 1, "{stderr}");
 }
 
 #[test]

@@ -101,7 +101,7 @@ impl MasterKey {
     pub fn load_or_create(path: &Path, may_create: bool) -> Result<(Self, bool), Error> {
         match Self::load(path) {
             Ok(key) => return Ok((key, false)),
-            Err(Error::Io { source, .. }) if source.kind() == IoErrorKind::NotFound => {}
+            Err(Error::Io { error, .. }) if error.kind() == IoErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
         if !may_create {
@@ -116,7 +116,7 @@ impl MasterKey {
         match key.write_new(path) {
             Ok(()) => Ok((key, true)),
             // Another process won the race: use its key.
-            Err(Error::Io { source, .. }) if source.kind() == IoErrorKind::AlreadyExists => {
+            Err(Error::Io { error, .. }) if error.kind() == IoErrorKind::AlreadyExists => {
                 Ok((Self::load(path)?, false))
             }
             Err(e) => Err(e),

@@ -79,15 +79,14 @@ pub enum ErrorKind {
 #[non_exhaustive]
 pub enum Error {
     /// File system trouble.
-    #[error("cannot {action} {path}: {source}")]
+    #[error("cannot {action} {path}: {error}")]
     Io {
         /// What was being done (`create data directory`, `read key file`...).
         action: &'static str,
         /// The file or directory.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: Arc<std::io::Error>,
+        /// The OS error (in the message, not also as the source: a printed chain says it once).
+        error: Arc<std::io::Error>,
     },
     /// Key file problem.
     #[error("key file {path}: {reason}")]
@@ -98,13 +97,12 @@ pub enum Error {
         reason: String,
     },
     /// Database failure.
-    #[error("database error during {op}: {source}")]
+    #[error("database error during {op}: {error}")]
     Database {
         /// The store operation (`insert_inbound`, `commit`...).
         op: &'static str,
-        /// The driver's error.
-        #[source]
-        source: Arc<dyn std::error::Error + Send + Sync>,
+        /// The driver's error (in the message, not also as the source).
+        error: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// Schema newer than this build.
     #[error("schema version {found} of {path} is newer than the {supported} this build knows")]
@@ -203,7 +201,7 @@ impl Error {
         Self::Io {
             action,
             path: path.into(),
-            source: Arc::new(source),
+            error: Arc::new(source),
         }
     }
 
@@ -213,7 +211,7 @@ impl Error {
     ) -> Self {
         Self::Database {
             op,
-            source: Arc::new(source),
+            error: Arc::new(source),
         }
     }
 

@@ -54,26 +54,21 @@ pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 /// worth holding up the caller for.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// What went wrong sending a message.
+/// What went wrong sending a message. The reason is part of each message and not also the
+/// error's source, so a report that prints the chain says it once.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     /// The TCP connection could not be opened.
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("cannot connect to {addr}: {error}")]
+    Connect { addr: String, error: std::io::Error },
     /// Opening the connection (TCP and TLS handshake) took longer than allowed.
     #[error("connecting to {addr} timed out after {after:?}")]
     ConnectTimeout { addr: String, after: Duration },
     /// The TLS handshake failed (certificate not trusted, wrong name, refused client
     /// certificate, ...).
-    #[error("tls handshake with {addr} failed: {source}")]
-    Handshake {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("tls handshake with {addr} failed: {error}")]
+    Handshake { addr: String, error: std::io::Error },
     /// The TLS server name is not a DNS name or IP address.
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
@@ -84,14 +79,11 @@ pub enum ClientError {
     #[error("{addr} closed the connection before acknowledging")]
     Closed { addr: String },
     /// Reading or writing failed.
-    #[error("i/o error with {addr}: {source}")]
-    Io {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error("i/o error with {addr}: {error}")]
+    Io { addr: String, error: std::io::Error },
     /// The peer's reply is not a valid MLLP frame (e.g. larger than the frame limit).
-    #[error("bad reply frame from {addr}: {source}")]
-    Frame { addr: String, source: mllp::Error },
+    #[error("bad reply frame from {addr}: {error}")]
+    Frame { addr: String, error: mllp::Error },
     /// The payload cannot be framed: it holds a VT or FS byte. Sending again will not help.
     #[error("cannot send the message: {0}")]
     Payload(mllp::Error),
@@ -360,10 +352,10 @@ impl MllpClient {
         };
         let tcp = match timeout_at(deadline, TcpStream::connect(&self.addr)).await {
             Err(_) => return Err(timed_out()),
-            Ok(Err(source)) => {
+            Ok(Err(error)) => {
                 return Err(ClientError::Connect {
                     addr: self.addr.clone(),
-                    source,
+                    error,
                 });
             }
             Ok(Ok(tcp)) => tcp,
@@ -375,10 +367,10 @@ impl MllpClient {
             Some((connector, name)) => {
                 match timeout_at(deadline, connector.connect(name.clone(), tcp)).await {
                     Err(_) => return Err(timed_out()),
-                    Ok(Err(source)) => {
+                    Ok(Err(error)) => {
                         return Err(ClientError::Handshake {
                             addr: self.addr.clone(),
-                            source,
+                            error,
                         });
                     }
                     Ok(Ok(tls)) => Box::new(tls),
@@ -499,16 +491,16 @@ impl Connection {
 }
 
 fn frame_error(addr: &str) -> impl Fn(mllp::Error) -> ClientError + '_ {
-    move |source| ClientError::Frame {
+    move |error| ClientError::Frame {
         addr: addr.to_string(),
-        source,
+        error,
     }
 }
 
 fn io_error(addr: &str) -> impl Fn(std::io::Error) -> ClientError + '_ {
-    move |source| ClientError::Io {
+    move |error| ClientError::Io {
         addr: addr.to_string(),
-        source,
+        error,
     }
 }
 

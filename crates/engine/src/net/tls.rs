@@ -30,10 +30,10 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 #[non_exhaustive]
 pub enum TlsError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file was read but does not hold what it should (no PEM section of the right kind,
     /// broken base64, a certificate that does not parse).
@@ -58,9 +58,9 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
