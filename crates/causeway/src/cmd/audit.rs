@@ -31,16 +31,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    // Opening a store creates it: check first, so a mistyped data_dir is not "intact: empty".
-    let db = config
-        .server
-        .data_dir
-        .join(causeway_store::sqlite::DB_FILE_NAME);
-    if !db.is_file() {
-        anyhow::bail!("no store at {}", db.display());
-    }
     runtime.block_on(async move {
-        let store = super::serve::open_store(&config).await?;
+        // Not created when missing: a mistyped data_dir must not read as "intact: empty".
+        let store = super::serve::open_existing_store(&config).await?;
         let result = store.verify_audit().await;
         let _ = store.close().await;
         let v = result.map_err(|e| anyhow::anyhow!("cannot read the audit log: {e}"))?;

@@ -2,7 +2,8 @@
 //!
 //! Safe beside a running `serve` on the same data directory: the store takes one writer at a
 //! time and queue claims are leases in the database, so the server's workers pick up what is
-//! queued here.
+//! queued here. Where the configuration's data directory holds no store, it says so and
+//! creates none.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,7 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let store = super::serve::open_store(&config).await?;
+        let store = super::serve::open_existing_store(&config).await?;
         let result = async {
             let id = MessageId(args.id);
             let stored = store.message(id).await?.ok_or_else(|| anyhow::anyhow!("message {id} is not stored"))?;

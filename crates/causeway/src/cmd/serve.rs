@@ -51,7 +51,21 @@ pub fn init_logging(format: LogFormat) {
     };
 }
 
-/// Opens the store named by the configuration.
+/// Opens the store named by the configuration, refusing to create one: for commands that work
+/// on what `serve` stored, where a new empty store (and key) would only hide a mistyped
+/// `data_dir` or `--config`.
+pub async fn open_existing_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let db = config
+        .server
+        .data_dir
+        .join(causeway_store::sqlite::DB_FILE_NAME);
+    if !db.is_file() {
+        anyhow::bail!("no store at {}", db.display());
+    }
+    open_store(config).await
+}
+
+/// Opens the store named by the configuration, creating it on first use.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let options = SqliteOptions {
         max_batch: config.store.group_commit_max_messages,
