@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use causeway_engine::net::client::{
-    AckVerdict, Answer, ClientError, DEFAULT_CONNECT_TIMEOUT, MllpClient, ReplyRule, check_ack,
-    read_ack,
+    AckVerdict, Answer, ClientError, DEFAULT_CONNECT_TIMEOUT, MllpClient, accept_condition_of,
+    check_ack, read_ack,
 };
 use causeway_engine::net::server::{self, Handler, Peer, Reply, ServerOptions, ServerStats};
 use causeway_engine::net::tls;
-use hl7v2::{AckCode, AckError, AckHeader, AckMode};
+use hl7v2::{AckCode, AckCondition, AckError, AckHeader, AckMode};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -310,14 +310,7 @@ impl Handler for Enhanced {
         } else {
             AckCode::CA
         };
-        let AckMode::Enhanced {
-            accept: Some(accept),
-            ..
-        } = AckMode::of(&msg)
-        else {
-            return Reply::Ack(ack_for(&payload, code, "refused"));
-        };
-        if accept.wants(code.is_accept()) {
+        if AckMode::of(&msg).accept_condition().wants(code.is_accept()) {
             return Reply::Ack(ack_for(&payload, code, "refused"));
         }
         if !self.ignores_msh15 {
@@ -350,7 +343,7 @@ async fn msh15_decides_what_send_as_asked_waits_for() {
 
     // NE: written, nothing waited for, the connection kept.
     let (ne, id) = answer("N1", "NE");
-    assert_eq!(ReplyRule::of(&ne), ReplyRule::Never);
+    assert_eq!(accept_condition_of(&ne), AckCondition::Never);
     let started = tokio::time::Instant::now();
     assert_eq!(
         client.send_as_asked(&ne, &id, ACK_TIMEOUT).await.unwrap(),
@@ -373,10 +366,10 @@ async fn msh15_decides_what_send_as_asked_waits_for() {
     };
     assert_eq!(read_ack(&ack).unwrap().code, "CR");
     let (ok, id) = answer("E1", "ER");
-    assert_eq!(ReplyRule::of(&ok), ReplyRule::OnlyOnError);
+    assert_eq!(accept_condition_of(&ok), AckCondition::OnError);
     assert_eq!(
         client.send_as_asked(&ok, &id, short).await.unwrap(),
-        Answer::Silence
+        Answer::NoErrorReported
     );
     assert!(!client.is_connected());
     // SU: the acceptance is answered; silence is the refusal.
@@ -388,11 +381,11 @@ async fn msh15_decides_what_send_as_asked_waits_for() {
     let (bad, id) = answer("BAD2", "SU");
     assert_eq!(
         client.send_as_asked(&bad, &id, short).await.unwrap(),
-        Answer::Silence
+        Answer::NotAccepted
     );
     // An MSH-15 outside HL7 table 0155 is read as AL: the answer is waited for.
     let unknown = enhanced("BAD3", "XX");
-    assert_eq!(ReplyRule::of(&unknown), ReplyRule::Always);
+    assert_eq!(accept_condition_of(&unknown), AckCondition::Always);
     let answer = client.send_as_asked(&unknown, "BAD3", short).await;
     assert!(matches!(answer, Ok(Answer::Ack(_))), "{answer:?}");
     server.stop().await;

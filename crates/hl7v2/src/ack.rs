@@ -117,6 +117,18 @@ pub enum AckMode {
 }
 
 impl AckMode {
+    /// When the receiver sends the accept (commit) acknowledgement: always in original mode and
+    /// when MSH-15 is empty, else as MSH-15 says. One rule for Causeway receiving and sending.
+    pub fn accept_condition(&self) -> AckCondition {
+        match self {
+            AckMode::Enhanced {
+                accept: Some(condition),
+                ..
+            } => *condition,
+            _ => AckCondition::Always,
+        }
+    }
+
     pub fn of(msg: &Message<'_>) -> AckMode {
         let accept = msg.text("MSH-15").and_then(|s| AckCondition::parse(&s));
         let application = msg.text("MSH-16").and_then(|s| AckCondition::parse(&s));

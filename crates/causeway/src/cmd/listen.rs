@@ -179,14 +179,10 @@ impl Handler for Responder {
         };
         self.answered.fetch_add(1, Ordering::SeqCst);
         let asked = match &parsed {
-            Ok(msg) => match AckMode::of(msg) {
-                AckMode::Enhanced {
-                    accept: Some(condition),
-                    ..
-                } if !condition.wants(code.is_accept()) => Some(msg.text("MSH-15")),
-                _ => None,
-            },
-            Err(_) => None,
+            Ok(msg) if !AckMode::of(msg).accept_condition().wants(code.is_accept()) => {
+                Some(msg.text("MSH-15"))
+            }
+            _ => None,
         };
         match asked {
             Some(msh15) => {

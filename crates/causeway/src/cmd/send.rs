@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use causeway_engine::net::client::{
-    AckVerdict, Answer, DEFAULT_CONNECT_TIMEOUT, MllpClient, ReplyRule, check_ack, read_ack,
+    AckVerdict, Answer, DEFAULT_CONNECT_TIMEOUT, MllpClient, check_ack, read_ack,
 };
 use causeway_engine::net::tls;
 use tokio::sync::mpsc;
@@ -143,8 +143,6 @@ struct Prepared {
     control_id: String,
     /// Where MSH-10's raw value sits in `bytes`, when the field exists.
     msh10: Option<Range<usize>>,
-    /// Whether the receiver answers, by MSH-15.
-    rule: ReplyRule,
 }
 
 impl Prepared {
@@ -195,12 +193,10 @@ fn prepare(raw: &[u8]) -> Result<Prepared, hl7v2::Error> {
         // Only edit where the value really is.
         (bytes.get(range.clone()) == Some(n.raw())).then_some(range)
     });
-    let rule = ReplyRule::of(&bytes);
     Ok(Prepared {
         bytes,
         control_id,
         msh10,
-        rule,
     })
 }
 
@@ -231,7 +227,6 @@ fn one_line(text: &str) -> String {
 
 fn judge(
     sent_id: &str,
-    rule: ReplyRule,
     result: Result<Answer, causeway_engine::net::ClientError>,
     latency: Duration,
 ) -> Outcome {
@@ -248,18 +243,17 @@ fn judge(
                 format!("SENT {sent_id} (MSH-15 NE: no ACK asked)"),
             );
         }
-        Ok(Answer::Silence) if rule == ReplyRule::OnlyOnError => {
+        Ok(Answer::NoErrorReported) => {
             return unanswered(
                 Kind::Unasked,
                 format!("SENT {sent_id} (MSH-15 ER: no error reported within {latency:.1?})"),
             );
         }
-        Ok(Answer::Silence) => {
+        Ok(Answer::NotAccepted) => {
             return unanswered(
                 Kind::Failed,
                 format!(
-                    "ERROR {sent_id} no ACK within {latency:.1?}: MSH-15 {} asks for one only on success, so it was not accepted",
-                    rule.code()
+                    "ERROR {sent_id} no ACK within {latency:.1?}: MSH-15 SU asks for one only on success, so it was not accepted"
                 ),
             );
         }
@@ -354,7 +348,7 @@ async fn connection_task(
         let result = client
             .send_as_asked(&payload, &sent_id, plan.ack_timeout)
             .await;
-        let outcome = judge(&sent_id, base.rule, result, started.elapsed());
+        let outcome = judge(&sent_id, result, started.elapsed());
         if results.send(outcome).is_err() {
             return;
         }

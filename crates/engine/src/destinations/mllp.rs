@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::config::WaitForAck;
-use crate::net::client::{AckVerdict, Answer, MllpClient, ReplyRule, check_ack};
+use crate::net::client::{AckVerdict, Answer, MllpClient, check_ack};
 
 use super::Attempt;
 
@@ -52,16 +52,13 @@ impl MllpSender {
                 error: e.to_string(),
                 ack: None,
             },
-            Ok(Answer::NotAsked) => Attempt::Delivered { ack: None },
-            Ok(Answer::Silence) => match ReplyRule::of(payload) {
-                ReplyRule::OnlyOnError => Attempt::Delivered { ack: None },
-                _ => Attempt::Retry {
-                    error: format!(
-                        "no ACK within {:?}; the message (MSH-15 SU) asks for one only on success",
-                        self.ack_timeout
-                    ),
-                    ack: None,
-                },
+            Ok(Answer::NotAsked | Answer::NoErrorReported) => Attempt::Delivered { ack: None },
+            Ok(Answer::NotAccepted) => Attempt::Retry {
+                error: format!(
+                    "no ACK within {:?}; the message (MSH-15 SU) asks for one only on success",
+                    self.ack_timeout
+                ),
+                ack: None,
             },
             Ok(Answer::Ack(ack)) => {
                 let kept = Some(ack.to_vec());

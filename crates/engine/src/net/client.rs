@@ -12,7 +12,8 @@
 //! [`check_ack`] turns a reply into a verdict: accepted only when MSA-1 is AA or CA and MSA-2
 //! is the MSH-10 that was sent.
 //!
-//! Enhanced mode: a message's MSH-15 says whether its receiver answers at all ([`ReplyRule`]).
+//! Enhanced mode: a message's MSH-15 says whether its receiver answers at all
+//! ([`accept_condition_of`]).
 //! [`MllpClient::send_as_asked`] honours it: for NE it writes the message and waits for nothing
 //! (a compliant receiver sends nothing, and waiting would stall a FIFO queue behind it); for ER
 //! and SU, silence until the ACK timeout is itself the answer. A receiver that answers an NE
@@ -26,7 +27,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use hl7v2::AckCode;
+use hl7v2::{AckCode, AckCondition};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -96,51 +97,13 @@ impl ClientError {
     }
 }
 
-/// Whether a message's receiver answers it, by the message's own MSH-15 (enhanced mode;
-/// HL7 table 0155).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplyRule {
-    /// Original mode, MSH-15 AL or empty, or a message whose header cannot be read: an ACK
-    /// always comes.
-    Always,
-    /// MSH-15 NE: no ACK comes; the message is done once written.
-    Never,
-    /// MSH-15 ER: an ACK comes only when the message is refused; silence until the ACK timeout
-    /// means it was accepted.
-    OnlyOnError,
-    /// MSH-15 SU: an ACK comes only when the message is accepted; silence means it was not.
-    OnlyOnSuccess,
-}
-
-impl ReplyRule {
-    /// The rule `payload`'s MSH-15 sets.
-    pub fn of(payload: &[u8]) -> ReplyRule {
-        let Ok(msg) = hl7v2::parse(payload) else {
-            return ReplyRule::Always;
-        };
-        match hl7v2::AckMode::of(&msg) {
-            hl7v2::AckMode::Enhanced {
-                accept: Some(condition),
-                ..
-            } => match condition {
-                hl7v2::AckCondition::Always => ReplyRule::Always,
-                hl7v2::AckCondition::Never => ReplyRule::Never,
-                hl7v2::AckCondition::OnError => ReplyRule::OnlyOnError,
-                hl7v2::AckCondition::OnSuccess => ReplyRule::OnlyOnSuccess,
-            },
-            _ => ReplyRule::Always,
-        }
-    }
-
-    /// The MSH-15 code behind the rule, for messages: `NE`, `ER`, `SU` (`AL` for always).
-    pub fn code(&self) -> &'static str {
-        match self {
-            ReplyRule::Always => "AL",
-            ReplyRule::Never => "NE",
-            ReplyRule::OnlyOnError => "ER",
-            ReplyRule::OnlyOnSuccess => "SU",
-        }
-    }
+/// When `payload`'s receiver sends its accept acknowledgement, by the message's own MSH-15
+/// ([`hl7v2::AckMode::accept_condition`], the rule `serve` answers by); `Always` for a message
+/// whose header cannot be read.
+pub fn accept_condition_of(payload: &[u8]) -> AckCondition {
+    hl7v2::parse(payload).map_or(AckCondition::Always, |msg| {
+        hl7v2::AckMode::of(&msg).accept_condition()
+    })
 }
 
 /// How a message sent by [`MllpClient::send_as_asked`] was answered.
@@ -150,9 +113,10 @@ pub enum Answer {
     Ack(Bytes),
     /// MSH-15 NE: nothing was waited for.
     NotAsked,
-    /// MSH-15 ER or SU, and no reply within the ACK timeout: for ER an acceptance, for SU a
-    /// refusal.
-    Silence,
+    /// MSH-15 ER and no reply within the ACK timeout: accepted.
+    NoErrorReported,
+    /// MSH-15 SU and no reply within the ACK timeout: not accepted.
+    NotAccepted,
 }
 
 /// Control ids sent under MSH-15 NE that one connection remembers, to discard late replies.
@@ -288,25 +252,28 @@ impl MllpClient {
         }
     }
 
-    /// Sends one message and waits for its answer as its MSH-15 says ([`ReplyRule`]).
+    /// Sends one message and waits for its answer as its MSH-15 says ([`accept_condition_of`]).
     ///
-    /// As [`MllpClient::send`] for [`ReplyRule::Always`]. For NE the call returns
+    /// As [`MllpClient::send`] for AL (and original mode). For NE the call returns
     /// [`Answer::NotAsked`] once the message is written and flushed, keeping the connection.
-    /// For ER and SU it returns [`Answer::Silence`] when no reply came within `ack_timeout`,
-    /// and drops the connection, since a reply may still come.
+    /// For ER and SU, no reply within `ack_timeout` is [`Answer::NoErrorReported`] or
+    /// [`Answer::NotAccepted`], and drops the connection, since a reply may still come.
     pub async fn send_as_asked(
         &mut self,
         payload: &[u8],
         control_id: &str,
         ack_timeout: Duration,
     ) -> Result<Answer, ClientError> {
-        let rule = ReplyRule::of(payload);
-        if rule != ReplyRule::Never {
+        let silence = match accept_condition_of(payload) {
+            AckCondition::Never => None,
+            AckCondition::Always => return self.send(payload, ack_timeout).await.map(Answer::Ack),
+            AckCondition::OnError => Some(Answer::NoErrorReported),
+            AckCondition::OnSuccess => Some(Answer::NotAccepted),
+        };
+        if let Some(silence) = silence {
             return match self.send(payload, ack_timeout).await {
                 Ok(reply) => Ok(Answer::Ack(reply)),
-                Err(ClientError::AckTimeout { .. }) if rule != ReplyRule::Always => {
-                    Ok(Answer::Silence)
-                }
+                Err(ClientError::AckTimeout { .. }) => Ok(silence),
                 Err(e) => Err(e),
             };
         }

@@ -23,7 +23,8 @@ pub mod server;
 pub mod tls;
 
 pub use client::{
-    AckFields, AckVerdict, Answer, ClientError, MllpClient, ReplyRule, check_ack, read_ack,
+    AckFields, AckVerdict, Answer, ClientError, MllpClient, accept_condition_of, check_ack,
+    read_ack,
 };
 pub use server::{Handler, Peer, Reply, ServerOptions, ServerStats};
 pub use tls::TlsError;

@@ -483,10 +483,7 @@ impl Channel {
 
     /// Applies enhanced mode's MSH-15: a commit ACK only when the sender asked for it.
     fn reply(&self, mode: AckMode, ack: Vec<u8>, code: AckCode) -> Reply {
-        let wanted = match mode {
-            AckMode::Original => true,
-            AckMode::Enhanced { accept, .. } => accept.is_none_or(|c| c.wants(code.is_accept())),
-        };
+        let wanted = mode.accept_condition().wants(code.is_accept());
         Reply {
             ack: wanted.then_some(ack),
             code,

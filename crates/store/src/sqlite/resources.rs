@@ -78,15 +78,15 @@ pub(crate) fn build_value_indexes(conn: &Connection) -> Result<bool> {
 }
 
 fn value_indexes_missing(conn: &Connection) -> Result<bool> {
-    let present: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'index'
-             AND name IN ('resource_index_value', 'resource_index_date')",
-            [],
-            |r| r.get(0),
-        )
+    let mut present = conn
+        .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'index' AND name = ?1")
         .map_err(db("read schema"))?;
-    Ok(present < VALUE_INDEXES.len() as i64)
+    for (name, _) in VALUE_INDEXES {
+        if !present.exists([name]).map_err(db("read schema"))? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// The current row of a resource.
