@@ -272,7 +272,8 @@ source = {{ type = "fhir-api" }}
         feed,
         &ORU.replace("LOOP-ORU-1", "LOOP-ORU-2")
             .replace("PL-1|FL-1", "PL-2|FL-2")
-            .replace("|5.4|", "|6.1|"),
+            .replace("|5.4|", "|6.1|")
+            .replace("F|||20240302073000", "F|||20240303073000"),
     );
     let (request_line, body) = notifications
         .recv_timeout(LIMIT)
@@ -281,6 +282,28 @@ source = {{ type = "fhir-api" }}
     let notified: Value = serde_json::from_slice(&body).expect("the notification is JSON");
     assert_eq!(notified["resourceType"], "Observation");
     assert_eq!(notified["valueQuantity"]["value"], 6.1);
+    // Sorted by the result's time, oldest first (the default is the latest update first).
+    let values = |bundle: &Value| -> Vec<Value> {
+        bundle["entry"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["resource"]["valueQuantity"]["value"].clone())
+            .collect()
+    };
+    let by_date = api
+        .search_until(&format!("/Observation?patient={patient_id}&_sort=date"), 2)
+        .await;
+    assert_eq!(values(&by_date), [json!(5.4), json!(6.1)], "{by_date}");
+    let (status, newest) = api
+        .get(&format!(
+            "/Observation?patient={patient_id}&_sort=-date,_id"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(values(&newest), [json!(6.1), json!(5.4)], "{newest}");
+    let (status, refused) = api.get("/Observation?_sort=colour").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     let mut bad_sub = subscription.clone();
     bad_sub["criteria"] = json!("Observation?colour=blue");
     assert_eq!(

@@ -6,7 +6,7 @@
 //! patient.
 
 use causeway_store::{
-    DatePrefix, DateTest, IndexTest, ResourceQuery, ResourceSort, ValueTest,
+    DatePrefix, DateTest, IndexTest, ResourceQuery, SortBy, SortKey, ValueTest,
     resources::MAX_RESOURCE_PAGE,
 };
 use fhir::search::{self, ParamKind, SearchParam};
@@ -32,6 +32,41 @@ pub struct Search {
     pub echo: Vec<(String, String)>,
     /// `_summary=count`: the total only.
     pub count_only: bool,
+}
+
+/// One `_sort` key: `[-]name`, where the name is `_lastUpdated`, `_id` or a search parameter of
+/// `resource_type`.
+fn sort_key(resource_type: &str, key: &str, item: &str) -> QueryResult<SortKey> {
+    let (descending, name) = match item.strip_prefix('-') {
+        Some(name) => (true, name),
+        None => (false, item),
+    };
+    let by = match name {
+        "_lastUpdated" => SortBy::LastUpdated,
+        "_id" => SortBy::Id,
+        "" => {
+            return Err(bad(
+                key,
+                "expected a parameter name, `-` before it to reverse",
+            ));
+        }
+        _ => {
+            let param = search::param(resource_type, name).ok_or_else(|| {
+                bad(
+                    key,
+                    &format!("{name} is not a search parameter of {resource_type}"),
+                )
+            })?;
+            let qualified = format!("{resource_type}.{}", param.name);
+            match param.kind {
+                ParamKind::Date => SortBy::Date(qualified),
+                ParamKind::Token | ParamKind::String | ParamKind::Reference => {
+                    SortBy::Value(qualified)
+                }
+            }
+        }
+    };
+    Ok(SortKey { by, descending })
 }
 
 /// Parses `pairs` (decoded query parameters) for a search of `resource_type`.
@@ -66,16 +101,12 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
                     .map_err(|_| bad(key, "expected a whole number"))?;
             }
             "_sort" => {
-                s.query.sort = match value.as_str() {
-                    "_lastUpdated" => ResourceSort::LastUpdatedAsc,
-                    "-_lastUpdated" => ResourceSort::LastUpdatedDesc,
-                    _ => {
-                        return Err(bad(
-                            key,
-                            "only _lastUpdated and -_lastUpdated are supported",
-                        ));
-                    }
-                };
+                if modifier.is_some() {
+                    return Err(bad(key, "no modifier is supported on _sort"));
+                }
+                for item in value.split(',') {
+                    s.query.sort.0.push(sort_key(resource_type, key, item)?);
+                }
             }
             "_summary" => match value.as_str() {
                 "count" => s.count_only = true,
@@ -390,11 +421,46 @@ mod tests {
                 &[("subject", "p1")],
                 "search parameter subject: expected Type/id",
             ),
+            (
+                "Observation",
+                &[("_sort", "date,-colour")],
+                "search parameter _sort: colour is not a search parameter of Observation",
+            ),
+            (
+                "Observation",
+                &[("_sort", "-")],
+                "search parameter _sort: expected a parameter name, `-` before it to reverse",
+            ),
         ];
         for (t, q, want) in cases {
             let err = parse(t, &pairs(q)).expect_err("refused");
             assert_eq!(err.0, *want);
         }
+    }
+
+    #[test]
+    fn sort_keys_name_dates_values_ids_and_update_times() {
+        let s = parse(
+            "Observation",
+            &pairs(&[("_sort", "-date,code"), ("_sort", "_id,-_lastUpdated")]),
+        )
+        .expect("parses");
+        let key = |by, descending| SortKey { by, descending };
+        assert_eq!(
+            s.query.sort.0,
+            vec![
+                key(SortBy::Date("Observation.date".into()), true),
+                key(SortBy::Value("Observation.code".into()), false),
+                key(SortBy::Id, false),
+                key(SortBy::LastUpdated, true),
+            ]
+        );
+        assert_eq!(s.echo.len(), 2, "the sort is kept in the paging links");
+        let default = parse("Patient", &[]).expect("parses");
+        assert!(
+            default.query.sort.0.is_empty(),
+            "most recently updated first"
+        );
     }
 
     #[test]

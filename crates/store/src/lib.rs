@@ -61,7 +61,8 @@ pub use error::{Error, ErrorKind};
 pub use resources::{
     DatePrefix, DateTest, HistoryQuery, IndexEntry, IndexTest, IndexValue, NewNotification,
     Notification, NotificationOutcome, PendingState, PendingWrite, PutOutcome, ResourceChange,
-    ResourcePage, ResourcePut, ResourceQuery, ResourceSort, StoredResource, ValueTest,
+    ResourcePage, ResourcePut, ResourceQuery, ResourceSort, SortBy, SortKey, StoredResource,
+    ValueTest,
 };
 pub use retention::{
     RetentionConfig, RetentionHandle, RetentionPass, RetentionPolicy, run_retention_once,

@@ -97,13 +97,52 @@ pub struct ResourceQuery {
     pub offset: u32,
 }
 
-/// Result order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ResourceSort {
+/// Result order (`_sort`): keys by priority. Empty means most recently updated first; ties
+/// on every key fall back to that order too, so paging is stable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResourceSort(pub Vec<SortKey>);
+
+impl ResourceSort {
     /// Most recently updated first (the default).
-    #[default]
-    LastUpdatedDesc,
-    LastUpdatedAsc,
+    pub fn last_updated_desc() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Least recently updated first (exports read in this order).
+    pub fn last_updated_asc() -> Self {
+        Self(vec![SortKey {
+            by: SortBy::LastUpdated,
+            descending: false,
+        }])
+    }
+
+    /// True when only the update time orders the results (what the type's time index serves).
+    pub fn is_by_last_updated(&self) -> bool {
+        self.0.iter().all(|k| k.by == SortBy::LastUpdated)
+    }
+}
+
+/// One key of a [`ResourceSort`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SortKey {
+    pub by: SortBy,
+    pub descending: bool,
+}
+
+/// What a [`SortKey`] compares.
+///
+/// A resource with several values of a parameter sorts by its lowest value ascending and its
+/// highest descending (a date's period start ascending, end descending); a resource with none
+/// sorts after every resource that has one, in either direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SortBy {
+    LastUpdated,
+    Id,
+    /// A date parameter, type-qualified (`Observation.date`).
+    Date(String),
+    /// A token, text or reference parameter, type-qualified: compared by its indexed value
+    /// (a token's code, normalised text, a reference's `Type/id`).
+    Value(String),
 }
 
 /// One test of a clause, against the values of one parameter.

@@ -78,6 +78,7 @@ conformance_tests!(SqliteHarness::new();
     if_match_guards_writes_and_a_batch_is_all_or_nothing,
     deleted_resources_leave_search_but_keep_history,
     search_matches_tokens_text_dates_and_references,
+    search_sorts_by_dates_values_and_ids,
     an_update_replaces_the_search_values,
     a_bulk_load_leaves_search_answers_unchanged,
     error_queue_holds_failed_deliveries_until_sent_again,

@@ -828,7 +828,7 @@ fn query(t: &str, window: &[DateTest], clauses: Vec<Vec<IndexTest>>) -> Resource
         resource_type: t.to_owned(),
         last_updated: window.to_vec(),
         clauses,
-        sort: ResourceSort::LastUpdatedAsc,
+        sort: ResourceSort::last_updated_asc(),
         count: PAGE,
         ..ResourceQuery::default()
     }

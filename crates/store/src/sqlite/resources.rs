@@ -15,7 +15,7 @@ use crate::error::Record;
 use crate::resources::{MAX_RESOURCE_PAGE, decode_pending, encode_pending};
 use crate::{
     DatePrefix, DateTest, Error, HistoryQuery, IndexTest, IndexValue, MessageId, PendingState,
-    PendingWrite, PutOutcome, ResourcePage, ResourcePut, ResourceQuery, ResourceSort, Result,
+    PendingWrite, PutOutcome, ResourcePage, ResourcePut, ResourceQuery, Result, SortBy, SortKey,
     StoredResource, UnixMillis, ValueTest,
 };
 
@@ -498,45 +498,55 @@ pub(crate) fn search(
             filters.push_str(&clause_sql(clause, "c", &mut args));
         }
     }
+    // The conditions on the resource row, bound last.
     let mut cond = String::from("r.type = ? AND r.deleted = 0");
-    args.push(Value::Text(q.resource_type.clone()));
+    let mut cond_args = vec![Value::Text(q.resource_type.clone())];
     if !q.ids.is_empty() {
         cond.push_str(" AND r.id IN (");
         for (i, id) in q.ids.iter().enumerate() {
             cond.push_str(if i == 0 { "?" } else { ", ?" });
-            args.push(Value::Text(id.clone()));
+            cond_args.push(Value::Text(id.clone()));
         }
         cond.push(')');
     }
     for d in &q.last_updated {
         let (c, values) = date_sql("r.last_updated", "r.last_updated", d);
         cond.push_str(&format!(" AND {c}"));
-        args.extend(values);
+        cond_args.extend(values);
     }
-    if driver.is_none() && filters.is_empty() {
-        return search_by_type(conn, cipher, q, &cond, &args[1..]);
+    if driver.is_none() && filters.is_empty() && q.sort.is_by_last_updated() {
+        return search_by_type(conn, cipher, q, &cond, &cond_args);
     }
-    // One pass: every match's key and time, then the page is cut here, so the total and the
-    // page come from one evaluation and only the page's payloads are read.
+    // The sort keys' values, one column each, bound between the filters and the conditions.
+    let mut sort_columns = String::new();
+    for key in &q.sort.0 {
+        sort_columns.push_str(", ");
+        sort_columns.push_str(&sort_column_sql(key, &mut args));
+    }
+    args.extend(cond_args);
+    // One pass: every match's key, time and sort values, then the page is cut here, so the
+    // total and the page come from one evaluation and only the page's payloads are read.
     let sql = format!(
         "WITH m AS MATERIALIZED (SELECT c.key FROM ({candidates}) c WHERE 1{filters})
-         SELECT r.key, r.last_updated FROM m JOIN resources r ON r.key = m.key WHERE {cond}"
+         SELECT r.key, r.last_updated{sort_columns} FROM m JOIN resources r ON r.key = m.key
+         WHERE {cond}"
     );
-    let mut matches: Vec<(i64, i64)> = conn
+    let mut matches: Vec<Match> = conn
         .prepare_cached(&sql)
         .and_then(|mut s| {
             s.query_map(params_from_iter(args.iter()), |r| {
-                Ok((r.get(0)?, r.get(1)?))
+                Ok(Match {
+                    key: r.get(0)?,
+                    last_updated: r.get(1)?,
+                    sort_values: (0..q.sort.0.len())
+                        .map(|i| r.get(2 + i))
+                        .collect::<rusqlite::Result<_>>()?,
+                })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(db(OP))?;
-    match q.sort {
-        ResourceSort::LastUpdatedDesc => {
-            matches.sort_unstable_by_key(|m| std::cmp::Reverse((m.1, m.0)))
-        }
-        ResourceSort::LastUpdatedAsc => matches.sort_unstable_by_key(|m| (m.1, m.0)),
-    }
+    matches.sort_unstable_by(|a, b| compare_matches(&q.sort.0, a, b));
     let total = matches.len();
     let start = usize::try_from(q.offset).unwrap_or(usize::MAX).min(total);
     let end = start
@@ -550,8 +560,8 @@ pub(crate) fn search(
              WHERE r.key = ?1"
         ))
         .map_err(db(OP))?;
-    for (key, _) in &matches[start..end] {
-        let mut rows = stmt.query([key]).map_err(db(OP))?;
+    for m in &matches[start..end] {
+        let mut rows = stmt.query([m.key]).map_err(db(OP))?;
         if let Some(row) = rows.next().map_err(db(OP))? {
             resources.push(version_row(cipher, row)?);
         }
@@ -560,6 +570,67 @@ pub(crate) fn search(
         total: u64::try_from(total).unwrap_or(0),
         resources,
     })
+}
+
+/// One search match, before the page is cut.
+struct Match {
+    key: i64,
+    last_updated: i64,
+    /// One per sort key, in order: integer, text, or null when the resource has no value.
+    sort_values: Vec<Value>,
+}
+
+/// The SQL of one sort key's value for the match row `r`: the lowest of the parameter's
+/// values ascending, the highest descending (a date's period start or end); null when the
+/// resource has none.
+fn sort_column_sql(key: &SortKey, args: &mut Vec<Value>) -> String {
+    let of_param = |aggregate: &str, column: &str, param: &str, args: &mut Vec<Value>| {
+        args.push(Value::Text(param.to_owned()));
+        format!(
+            "(SELECT {aggregate}(x.{column}) FROM resource_index x INDEXED BY resource_index_key
+              WHERE x.key = r.key AND x.param = ?)"
+        )
+    };
+    let aggregate = if key.descending { "max" } else { "min" };
+    match &key.by {
+        SortBy::LastUpdated => "r.last_updated".to_owned(),
+        SortBy::Id => "r.id".to_owned(),
+        SortBy::Date(param) => of_param(
+            aggregate,
+            if key.descending { "hi" } else { "lo" },
+            param,
+            args,
+        ),
+        SortBy::Value(param) => of_param(aggregate, "value", param, args),
+    }
+}
+
+/// The result order: each sort key in turn (a missing value after every present one, in
+/// either direction), then the most recently updated first, then the newest row.
+fn compare_matches(keys: &[SortKey], a: &Match, b: &Match) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    for (i, key) in keys.iter().enumerate() {
+        let order = match (&a.sort_values[i], &b.sort_values[i]) {
+            (Value::Null, Value::Null) => Ordering::Equal,
+            (Value::Null, _) => return Ordering::Greater,
+            (_, Value::Null) => return Ordering::Less,
+            (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
+            (Value::Text(x), Value::Text(y)) => x.cmp(y),
+            // One column holds one kind; a mix (never written) sorts integers first.
+            (Value::Integer(_), _) => Ordering::Less,
+            (_, Value::Integer(_)) => Ordering::Greater,
+            _ => Ordering::Equal,
+        };
+        let order = if key.descending {
+            order.reverse()
+        } else {
+            order
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    (b.last_updated, b.key).cmp(&(a.last_updated, a.key))
 }
 
 /// A search with no index clause (`GET /fhir/Observation`, `_id`, `_lastUpdated`): counted
@@ -578,9 +649,9 @@ fn search_by_type(
         .map_err(db(OP))?;
     let mut resources = Vec::new();
     if q.count > 0 && total > i64::from(q.offset) {
-        let order = match q.sort {
-            ResourceSort::LastUpdatedDesc => "r.last_updated DESC, r.key DESC",
-            ResourceSort::LastUpdatedAsc => "r.last_updated ASC, r.key ASC",
+        let order = match q.sort.0.first() {
+            Some(k) if !k.descending => "r.last_updated ASC, r.key ASC",
+            _ => "r.last_updated DESC, r.key DESC",
         };
         let mut args = args.to_vec();
         args.push(Value::Integer(page(q.count)));

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use causeway_store::{
     DatePrefix, DateTest, ErrorKind, HistoryQuery, IndexEntry, IndexTest, IndexValue, MessageId,
-    ResourcePut, ResourceQuery, ResourceSort, Store, ValueTest,
+    ResourcePut, ResourceQuery, ResourceSort, SortBy, SortKey, Store, ValueTest,
 };
 
 use super::Harness;
@@ -245,7 +245,7 @@ pub async fn search_matches_tokens_text_dates_and_references(h: &impl Harness) {
         resource_type: "Observation".into(),
         clauses,
         count: 10,
-        sort: ResourceSort::LastUpdatedAsc,
+        sort: ResourceSort::last_updated_asc(),
         ..ResourceQuery::default()
     };
     let code = |c: &str| test("Observation.code", ValueTest::Code(c.into()));
@@ -357,6 +357,118 @@ pub async fn search_matches_tokens_text_dates_and_references(h: &impl Harness) {
     store.close().await.expect("close");
 }
 
+pub async fn search_sorts_by_dates_values_and_ids(h: &impl Harness) {
+    let store = h.open().await;
+    let period = |id: &str, lo_day: i64, hi_day: i64, code: Option<&str>| {
+        let mut index = vec![IndexEntry {
+            param: "Encounter.date".into(),
+            value: IndexValue::Date {
+                lo: lo_day * DAY_MS,
+                hi: hi_day * DAY_MS,
+            },
+        }];
+        if let Some(code) = code {
+            index.push(token(
+                "Encounter.class",
+                "http://terminology.hl7.org/v3",
+                code,
+            ));
+        }
+        put("Encounter", id, "{}", index)
+    };
+    // `long` starts first but ends last; `none` has no date and no class; `two` has two
+    // periods; written in an order that matches none of the sorts asked below.
+    let mut two = period("two", 15, 16, Some("AMB"));
+    two.index.push(IndexEntry {
+        param: "Encounter.date".into(),
+        value: IndexValue::Date {
+            lo: 40 * DAY_MS,
+            hi: 41 * DAY_MS,
+        },
+    });
+    store
+        .put_resources(vec![
+            period("short", 20, 21, Some("IMP")),
+            put("Encounter", "none", "{}", Vec::new()),
+            period("long", 10, 50, Some("EMER")),
+            two,
+        ])
+        .await
+        .expect("write");
+    let sorted = |keys: Vec<SortKey>, clauses: Vec<Vec<IndexTest>>| ResourceQuery {
+        resource_type: "Encounter".into(),
+        clauses,
+        sort: ResourceSort(keys),
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    let key = |by: SortBy, descending| SortKey { by, descending };
+    let date = || SortBy::Date("Encounter.date".into());
+    let class = || SortBy::Value("Encounter.class".into());
+    // Ascending by the earliest start; descending by the latest end; no value last either way.
+    let cases: Vec<(Vec<SortKey>, [&str; 4])> = vec![
+        (vec![key(date(), false)], ["long", "two", "short", "none"]),
+        (vec![key(date(), true)], ["long", "two", "short", "none"]),
+        (vec![key(class(), false)], ["two", "long", "short", "none"]),
+        (vec![key(class(), true)], ["short", "long", "two", "none"]),
+        (
+            vec![key(SortBy::Id, false)],
+            ["long", "none", "short", "two"],
+        ),
+        (
+            vec![key(SortBy::Id, true)],
+            ["two", "short", "none", "long"],
+        ),
+    ];
+    for (keys, want) in cases {
+        let (total, found) = ids(&store, sorted(keys.clone(), Vec::new())).await;
+        assert_eq!(
+            (total, found),
+            (4, want.map(String::from).to_vec()),
+            "{keys:?}"
+        );
+    }
+    // A later key breaks the ties of an earlier one; with a clause driving the search too.
+    store
+        .put_resources(vec![period("short-b", 20, 21, Some("AMB"))])
+        .await
+        .expect("write");
+    let with_date = vec![vec![test(
+        "Encounter.date",
+        ValueTest::Date(DateTest {
+            prefix: DatePrefix::Ge,
+            lo: 0,
+            hi: DAY_MS - 1,
+        }),
+    )]];
+    let (total, found) = ids(
+        &store,
+        sorted(
+            vec![key(date(), false), key(class(), false)],
+            with_date.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(
+        (total, found),
+        (
+            4,
+            ["long", "two", "short-b", "short"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    // Paging cuts the sorted list; a tie on every key puts the most recently updated first.
+    let mut page = sorted(vec![key(class(), true)], with_date);
+    page.count = 2;
+    page.offset = 1;
+    assert_eq!(
+        ids(&store, page).await,
+        (4, ["long", "short-b"].map(String::from).to_vec())
+    );
+    store.close().await.expect("close");
+}
+
 pub async fn an_update_replaces_the_search_values(h: &impl Harness) {
     let store = h.open().await;
     let with_status = |s: &str| {
@@ -399,7 +511,7 @@ pub async fn a_bulk_load_leaves_search_answers_unchanged(h: &impl Harness) {
         resource_type: "Observation".into(),
         clauses: vec![vec![test]],
         count: 10,
-        sort: ResourceSort::LastUpdatedAsc,
+        sort: ResourceSort::last_updated_asc(),
         ..ResourceQuery::default()
     };
     let questions = || {
