@@ -304,6 +304,52 @@ source = {{ type = "fhir-api" }}
     assert_eq!(values(&newest), [json!(6.1), json!(5.4)], "{newest}");
     let (status, refused) = api.get("/Observation?_sort=colour").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    // The patient with the results that refer to it, and the results cut to their code.
+    let (status, with_results) = api
+        .get("/Patient?identifier=MRN-LOOP-77&_revinclude=Observation:patient")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let modes: Vec<(&str, &str)> = with_results["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["search"]["mode"].as_str()?,
+                e["resource"]["resourceType"].as_str()?,
+            ))
+        })
+        .collect();
+    assert_eq!(
+        modes,
+        [
+            ("match", "Patient"),
+            ("include", "Observation"),
+            ("include", "Observation")
+        ],
+        "{with_results}"
+    );
+    assert_eq!(
+        with_results["total"], 1,
+        "included resources are not counted"
+    );
+    let (status, codes) = api
+        .get(&format!(
+            "/Observation?patient={patient_id}&_elements=code,effective"
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let first = &codes["entry"][0]["resource"];
+    assert_eq!(first["code"]["coding"][0]["code"], "2345-7", "{codes}");
+    assert!(
+        first["effectiveDateTime"].is_string(),
+        "a choice element by its name: {codes}"
+    );
+    assert!(
+        first.get("valueQuantity").is_none() && first.get("subject").is_none(),
+        "{codes}"
+    );
+    assert_eq!(first["meta"]["tag"][0]["code"], "SUBSETTED", "{codes}");
     let mut bad_sub = subscription.clone();
     bad_sub["criteria"] = json!("Observation?colour=blue");
     assert_eq!(

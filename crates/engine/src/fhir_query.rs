@@ -28,6 +28,10 @@ pub struct Search {
     pub query: ResourceQuery,
     /// `_include=Type:param` targets, as parameter names of the searched type.
     pub includes: Vec<&'static SearchParam>,
+    /// `_revinclude=Type:param`: resources of `Type` whose `param` refers to a match.
+    pub revincludes: Vec<(&'static str, &'static SearchParam)>,
+    /// `_elements`: the top-level elements to return of each match (empty: all of them).
+    pub elements: Vec<String>,
     /// The parameters as given (minus paging), to build paging links.
     pub echo: Vec<(String, String)>,
     /// `_summary=count`: the total only.
@@ -143,6 +147,48 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
                     return Err(bad(key, &format!("{value}: wrong target type")));
                 }
                 s.includes.push(p);
+            }
+            "_elements" => {
+                if modifier.is_some() {
+                    return Err(bad(key, "no modifier is supported on _elements"));
+                }
+                for element in value.split(',') {
+                    let name_like = element.starts_with(|c: char| c.is_ascii_lowercase())
+                        && element.chars().all(|c| c.is_ascii_alphanumeric());
+                    if !name_like {
+                        return Err(bad(
+                            key,
+                            &format!(
+                                "{element:?} is not an element name (top-level elements only, e.g. code,value)"
+                            ),
+                        ));
+                    }
+                    s.elements.push(element.to_owned());
+                }
+            }
+            "_revinclude" => {
+                let mut parts = value.splitn(3, ':');
+                let (source, param, target) = (parts.next(), parts.next(), parts.next());
+                let found = source
+                    .and_then(|t| fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t))
+                    .zip(param)
+                    .and_then(|(t, p)| Some((t, search::param(t, p)?)))
+                    .filter(|(_, p)| p.kind == ParamKind::Reference);
+                let Some((source, p)) = found else {
+                    return Err(bad(
+                        key,
+                        &format!("{value}: expected Type:parameter, a reference parameter of Type"),
+                    ));
+                };
+                if p.target.is_some_and(|t| t != resource_type)
+                    || target.is_some_and(|t| t != resource_type)
+                {
+                    return Err(bad(
+                        key,
+                        &format!("{value} does not refer to {resource_type}"),
+                    ));
+                }
+                s.revincludes.push((source, p));
             }
             "_id" => {
                 if modifier.is_some() {
@@ -427,6 +473,21 @@ mod tests {
                 "search parameter _sort: colour is not a search parameter of Observation",
             ),
             (
+                "Patient",
+                &[("_revinclude", "Observation:code")],
+                "search parameter _revinclude: Observation:code: expected Type:parameter, a reference parameter of Type",
+            ),
+            (
+                "Encounter",
+                &[("_revinclude", "Observation:patient")],
+                "search parameter _revinclude: Observation:patient does not refer to Encounter",
+            ),
+            (
+                "Patient",
+                &[("_elements", "name,meta.tag")],
+                "search parameter _elements: \"meta.tag\" is not an element name (top-level elements only, e.g. code,value)",
+            ),
+            (
                 "Observation",
                 &[("_sort", "-")],
                 "search parameter _sort: expected a parameter name, `-` before it to reverse",
@@ -456,6 +517,22 @@ mod tests {
             ]
         );
         assert_eq!(s.echo.len(), 2, "the sort is kept in the paging links");
+        let s = parse(
+            "Patient",
+            &pairs(&[
+                ("_revinclude", "Observation:patient"),
+                ("_revinclude", "Encounter:subject:Patient"),
+                ("_elements", "name,birthDate"),
+            ]),
+        )
+        .expect("parses");
+        let revincludes: Vec<(&str, &str)> =
+            s.revincludes.iter().map(|(t, p)| (*t, p.name)).collect();
+        assert_eq!(
+            revincludes,
+            [("Observation", "patient"), ("Encounter", "subject")]
+        );
+        assert_eq!(s.elements, ["name", "birthDate"]);
         let default = parse("Patient", &[]).expect("parses");
         assert!(
             default.query.sort.0.is_empty(),

@@ -28,6 +28,26 @@ fn kind_name(kind: ParamKind) -> &'static str {
     }
 }
 
+/// The `_revinclude` values worth offering on `target`: the reference parameters of every type
+/// that point at it, by their declared target or, when they have none, by their name
+/// (`Observation:encounter` for Encounter).
+fn rev_includes(target: &str) -> Vec<String> {
+    let mut name = target.to_owned();
+    if let Some(first) = name.get_mut(..1) {
+        first.make_ascii_lowercase();
+    }
+    fhir::RESOURCE_TYPES
+        .iter()
+        .flat_map(|source| {
+            search::params(source)
+                .iter()
+                .filter(|p| p.kind == ParamKind::Reference)
+                .filter(|p| p.target.map_or(p.name == name, |t| t == target))
+                .map(move |p| format!("{source}:{}", p.name))
+        })
+        .collect()
+}
+
 /// The statement for a server whose FHIR base is `base`.
 pub fn capability_statement(base: &str) -> Value {
     let mut resources: Vec<Value> = fhir::RESOURCE_TYPES
@@ -60,6 +80,10 @@ pub fn capability_statement(base: &str) -> Value {
             });
             if !includes.is_empty() {
                 r["searchInclude"] = json!(includes);
+            }
+            let revincludes = rev_includes(t);
+            if !revincludes.is_empty() {
+                r["searchRevInclude"] = json!(revincludes);
             }
             if *t == "Patient" {
                 r["operation"] = json!([
@@ -156,6 +180,38 @@ mod tests {
         ] {
             assert!(names.contains(&want), "{want}");
         }
+        let revincludes = |t: &str| -> Vec<String> {
+            cs["rest"][0]["resource"]
+                .as_array()
+                .expect("resources")
+                .iter()
+                .find(|r| r["type"] == t)
+                .and_then(|r| r["searchRevInclude"].as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let on_patient = revincludes("Patient");
+        assert!(
+            on_patient.contains(&"Observation:patient".to_owned()),
+            "{on_patient:?}"
+        );
+        assert!(
+            !on_patient.contains(&"Observation:encounter".to_owned()),
+            "{on_patient:?}"
+        );
+        let on_encounter = revincludes("Encounter");
+        assert!(
+            on_encounter.contains(&"Observation:encounter".to_owned()),
+            "{on_encounter:?}"
+        );
+        assert!(
+            !on_encounter.contains(&"Observation:patient".to_owned()),
+            "{on_encounter:?}"
+        );
         assert_eq!(
             cs["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"],
             "http://h/auth/token"

@@ -1,5 +1,5 @@
-//! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging
-//! and `_include`, and `Patient/$everything`, over the resource store the `fhir-store`
+//! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging,
+//! sorting, `_include`, `_revinclude` and `_elements`, and `Patient/$everything`, over the resource store the `fhir-store`
 //! destinations fill.
 //!
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
@@ -479,6 +479,9 @@ async fn search(
     for p in &parsed.includes {
         who.require_fhir(p.target.unwrap_or("*"), Access::Read)?;
     }
+    for (source, _) in &parsed.revincludes {
+        who.require_fhir(source, Access::Read)?;
+    }
     let q = query_text(&pairs);
     audited(
         &state,
@@ -493,9 +496,13 @@ async fn search(
             let mut seen: HashSet<(String, String)> = HashSet::new();
             for r in &page.resources {
                 seen.insert((r.resource_type.clone(), r.id.clone()));
+                let mut resource = render(r)?;
+                if !parsed.elements.is_empty() {
+                    subset(&mut resource, &parsed.elements);
+                }
                 entries.push(json!({
                     "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
-                    "resource": render(r)?,
+                    "resource": resource,
                     "search": {"mode": "match"},
                 }));
             }
@@ -530,11 +537,148 @@ async fn search(
                     }
                 }
             }
+            let mut truncated = Vec::new();
+            for (source, p) in &parsed.revincludes {
+                if page.resources.is_empty() {
+                    break;
+                }
+                let param = format!("{source}.{}", p.name);
+                let referring = state
+                    .store
+                    .search_resources(ResourceQuery {
+                        resource_type: (*source).to_owned(),
+                        clauses: vec![
+                            page.resources
+                                .iter()
+                                .map(|r| causeway_store::IndexTest {
+                                    param: param.clone(),
+                                    test: ValueTest::Reference(format!(
+                                        "{}/{}",
+                                        r.resource_type, r.id
+                                    )),
+                                })
+                                .collect(),
+                        ],
+                        count: REVINCLUDE_LIMIT,
+                        ..ResourceQuery::default()
+                    })
+                    .await?;
+                if referring.total > u64::from(REVINCLUDE_LIMIT) {
+                    truncated.push(format!(
+                        "{source}:{} ({REVINCLUDE_LIMIT} of {})",
+                        p.name, referring.total
+                    ));
+                }
+                for r in &referring.resources {
+                    if !seen.insert((r.resource_type.clone(), r.id.clone())) {
+                        continue;
+                    }
+                    entries.push(json!({
+                        "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
+                        "resource": render(r)?,
+                        "search": {"mode": "include"},
+                    }));
+                }
+            }
+            if !truncated.is_empty() {
+                entries.push(json!({
+                    "resource": crate::error::operation_outcome(
+                        "warning",
+                        crate::error::IssueCode::TooCostly,
+                        &format!(
+                            "only the most recently updated resources are included for: {}",
+                            truncated.join(", ")
+                        ),
+                    ),
+                    "search": {"mode": "outcome"},
+                }));
+            }
             let bundle = searchset(&state, &resource_type, &parsed, page.total, entries);
             Ok(fhir_response(StatusCode::OK, &bundle))
         },
     )
     .await
+}
+
+/// Most resources one `_revinclude` adds to a page (the most recently updated first).
+const REVINCLUDE_LIMIT: u32 = causeway_store::resources::MAX_RESOURCE_PAGE;
+
+/// The FHIR data type names a choice element's name ends with (`value[x]` is sent as
+/// `valueQuantity`, `valueString`...), so `_elements=value` finds every form.
+const CHOICE_TYPE_SUFFIXES: &[&str] = &[
+    "Address",
+    "Age",
+    "Annotation",
+    "Attachment",
+    "Base64Binary",
+    "Boolean",
+    "Canonical",
+    "Code",
+    "CodeableConcept",
+    "Coding",
+    "ContactPoint",
+    "Count",
+    "Date",
+    "DateTime",
+    "Decimal",
+    "Distance",
+    "Dosage",
+    "Duration",
+    "HumanName",
+    "Id",
+    "Identifier",
+    "Instant",
+    "Integer",
+    "Markdown",
+    "Money",
+    "Oid",
+    "Period",
+    "PositiveInt",
+    "Quantity",
+    "Range",
+    "Ratio",
+    "Reference",
+    "SampledData",
+    "Signature",
+    "String",
+    "Time",
+    "Timing",
+    "UnsignedInt",
+    "Uri",
+    "Url",
+    "Uuid",
+];
+
+/// Keeps only the `elements` asked for (and what every resource needs: its type, id and
+/// meta) of a rendered resource, tagged SUBSETTED as FHIR asks of a partial resource.
+fn subset(resource: &mut Value, elements: &[String]) {
+    let Some(object) = resource.as_object_mut() else {
+        return;
+    };
+    object.retain(|key, _| {
+        let key = key.strip_prefix('_').unwrap_or(key);
+        matches!(key, "resourceType" | "id" | "meta")
+            || elements.iter().any(|e| {
+                key == e
+                    || key
+                        .strip_prefix(e.as_str())
+                        .is_some_and(|rest| CHOICE_TYPE_SUFFIXES.contains(&rest))
+            })
+    });
+    let meta = object
+        .entry("meta")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    if let Some(meta) = meta {
+        let tags = meta.entry("tag").or_insert_with(|| json!([]));
+        if let Some(tags) = tags.as_array_mut() {
+            tags.push(json!({
+                "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                "code": "SUBSETTED",
+                "display": "subsetted",
+            }));
+        }
+    }
 }
 
 /// A searchset Bundle with its total and paging links.
@@ -657,4 +801,45 @@ async fn everything(
         Ok(fhir_response(StatusCode::OK, &bundle))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_keeps_the_elements_asked_their_choice_forms_and_extensions() {
+        let mut observation = json!({
+            "resourceType": "Observation",
+            "id": "o1",
+            "meta": {"versionId": "2"},
+            "status": "final",
+            "_status": {"extension": []},
+            "statusReason": {"text": "not a choice form of status"},
+            "code": {"text": "glucose"},
+            "valueQuantity": {"value": 5.4},
+            "subject": {"reference": "Patient/p1"}
+        });
+        subset(&mut observation, &["status".to_owned(), "value".to_owned()]);
+        let mut keys: Vec<&str> = observation
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "_status",
+                "id",
+                "meta",
+                "resourceType",
+                "status",
+                "valueQuantity"
+            ]
+        );
+        assert_eq!(observation["meta"]["versionId"], "2");
+        assert_eq!(observation["meta"]["tag"][0]["code"], "SUBSETTED");
+    }
 }
