@@ -79,6 +79,7 @@ conformance_tests!(SqliteHarness::new();
     deleted_resources_leave_search_but_keep_history,
     search_matches_tokens_text_dates_and_references,
     search_sorts_by_dates_values_and_ids,
+    a_clause_of_thousands_of_values_is_answered,
     an_update_replaces_the_search_values,
     a_bulk_load_leaves_search_answers_unchanged,
     error_queue_holds_failed_deliveries_until_sent_again,

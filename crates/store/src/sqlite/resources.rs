@@ -403,13 +403,81 @@ fn test_sql(t: &IndexTest, x: &str, args: &mut Vec<Value>) -> String {
     format!("({x}.param = ? AND {cond})")
 }
 
+/// One condition of a clause: a test, or the tests of one parameter that each ask for one
+/// exact value (`code`, exact text, a reference), merged into `value IN (...)` so that a
+/// search naming a thousand patients (or a `_revinclude` of a full page) stays one index
+/// lookup per value and a small expression.
+enum Cond<'a> {
+    One(&'a IndexTest),
+    AnyValue {
+        param: &'a str,
+        values: Vec<&'a str>,
+    },
+}
+
+fn conditions(clause: &[IndexTest]) -> Vec<Cond<'_>> {
+    let mut out: Vec<Cond<'_>> = Vec::new();
+    for t in clause {
+        let exact = match &t.test {
+            ValueTest::Code(v) | ValueTest::TextExact(v) | ValueTest::Reference(v) => v,
+            _ => {
+                out.push(Cond::One(t));
+                continue;
+            }
+        };
+        let same_param = out.iter_mut().find_map(|c| match c {
+            Cond::AnyValue { param, values } if *param == t.param => Some(values),
+            _ => None,
+        });
+        match same_param {
+            Some(values) => values.push(exact),
+            None => out.push(Cond::AnyValue {
+                param: &t.param,
+                values: vec![exact],
+            }),
+        }
+    }
+    out
+}
+
+/// The condition on the index row alias `x`, with its arguments in order.
+fn cond_sql(c: &Cond<'_>, x: &str, args: &mut Vec<Value>) -> String {
+    match c {
+        Cond::One(t) => test_sql(t, x, args),
+        Cond::AnyValue { param, values } => {
+            args.push(Value::Text((*param).to_owned()));
+            args.extend(values.iter().map(|v| Value::Text((*v).to_owned())));
+            format!(
+                "({x}.param = ? AND {x}.value IN ({}))",
+                vec!["?"; values.len()].join(", ")
+            )
+        }
+    }
+}
+
+/// `parts` ORed as a balanced tree: SQLite refuses expressions nested more than 1,000 deep,
+/// which a flat chain of that many alternatives is.
+fn or_all(parts: &[String]) -> String {
+    match parts {
+        [] => "0".to_owned(),
+        [one] => one.clone(),
+        _ => {
+            let (left, right) = parts.split_at(parts.len() / 2);
+            format!("({} OR {})", or_all(left), or_all(right))
+        }
+    }
+}
+
 /// A clause (tests ORed) checked for the candidate whose key is `{owner}.key`.
 fn clause_sql(clause: &[IndexTest], owner: &str, args: &mut Vec<Value>) -> String {
-    let parts: Vec<String> = clause
+    let parts: Vec<String> = conditions(clause)
         .iter()
-        .map(|t| match &t.test {
-            ValueTest::Missing(missing) => {
-                args.push(Value::Text(t.param.clone()));
+        .map(|c| match c {
+            Cond::One(IndexTest {
+                param,
+                test: ValueTest::Missing(missing),
+            }) => {
+                args.push(Value::Text(param.clone()));
                 format!(
                     "{}EXISTS (SELECT 1 FROM resource_index x INDEXED BY resource_index_key
                      WHERE x.key = {owner}.key AND x.param = ?)",
@@ -417,7 +485,7 @@ fn clause_sql(clause: &[IndexTest], owner: &str, args: &mut Vec<Value>) -> Strin
                 )
             }
             _ => {
-                let cond = test_sql(t, "x", args);
+                let cond = cond_sql(c, "x", args);
                 // The candidate's own few rows, whatever the planner would guess from the value.
                 format!(
                     "EXISTS (SELECT 1 FROM resource_index x INDEXED BY resource_index_key
@@ -426,7 +494,7 @@ fn clause_sql(clause: &[IndexTest], owner: &str, args: &mut Vec<Value>) -> Strin
             }
         })
         .collect();
-    format!("({})", parts.join(" OR "))
+    or_all(&parts)
 }
 
 /// FHIR date semantics: the resource's period `[lo, hi]` against the search value's.
@@ -475,13 +543,13 @@ pub(crate) fn search(
     // The candidates: every key of the driving clause, or every resource of the type.
     let candidates = match driver {
         Some(i) => {
-            let parts: Vec<String> = clauses[i]
+            let parts: Vec<String> = conditions(clauses[i])
                 .iter()
-                .map(|t| test_sql(t, "d", &mut args))
+                .map(|c| cond_sql(c, "d", &mut args))
                 .collect();
             format!(
                 "SELECT DISTINCT d.key FROM resource_index d WHERE {}",
-                parts.join(" OR ")
+                or_all(&parts)
             )
         }
         None => {

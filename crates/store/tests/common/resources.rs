@@ -469,6 +469,66 @@ pub async fn search_sorts_by_dates_values_and_ids(h: &impl Harness) {
     store.close().await.expect("close");
 }
 
+/// A clause ORing thousands of values (a `_revinclude` of a full page, a client naming many
+/// patients) is answered, whether it drives the search or filters it.
+pub async fn a_clause_of_thousands_of_values_is_answered(h: &impl Harness) {
+    let store = h.open().await;
+    store
+        .put_resources(vec![
+            observation("a", "2345-7", 10, "p1"),
+            observation("b", "718-7", 20, "p2"),
+            observation("c", "2345-7", 30, "p3"),
+        ])
+        .await
+        .expect("write");
+    let many = |n: usize, last: &str| -> Vec<IndexTest> {
+        (0..n)
+            .map(|i| {
+                test(
+                    "Observation.patient",
+                    ValueTest::Reference(format!("Patient/absent-{i}")),
+                )
+            })
+            .chain([test(
+                "Observation.patient",
+                ValueTest::Reference(format!("Patient/{last}")),
+            )])
+            .collect()
+    };
+    // Prefix tests are not merged into one IN list: the OR itself must stay shallow.
+    let prefixes: Vec<IndexTest> = (0..1500)
+        .map(|i| test("Observation.code", ValueTest::Code(format!("none-{i}"))))
+        .chain((0..1500).map(|i| {
+            test(
+                "Observation.patient",
+                ValueTest::System(format!("urn:absent:{i}")),
+            )
+        }))
+        .chain([test("Observation.code", ValueTest::Code("2345-7".into()))])
+        .collect();
+    let q = |clauses| ResourceQuery {
+        resource_type: "Observation".into(),
+        clauses,
+        count: 10,
+        sort: ResourceSort::last_updated_asc(),
+        ..ResourceQuery::default()
+    };
+    assert_eq!(
+        ids(&store, q(vec![many(2000, "p2")])).await,
+        (1, vec!["b".to_string()])
+    );
+    assert_eq!(
+        ids(&store, q(vec![prefixes.clone(), many(2000, "p3")])).await,
+        (1, vec!["c".to_string()]),
+        "both clauses long: one drives, the other filters"
+    );
+    assert_eq!(
+        ids(&store, q(vec![many(1, "p1"), prefixes])).await,
+        (1, vec!["a".to_string()])
+    );
+    store.close().await.expect("close");
+}
+
 pub async fn an_update_replaces_the_search_values(h: &impl Harness) {
     let store = h.open().await;
     let with_status = |s: &str| {
