@@ -46,6 +46,18 @@ impl Api {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// A GET with extra headers, the response as it came.
+    async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send().await.expect("GET")
+    }
+
     async fn post(&self, path: &str, body: &Value, sync: bool) -> reqwest::Response {
         let mut req = self
             .http
@@ -350,6 +362,51 @@ source = {{ type = "fhir-api" }}
         "{codes}"
     );
     assert_eq!(first["meta"]["tag"][0]["code"], "SUBSETTED", "{codes}");
+
+    // Reads: a cached copy is confirmed with 304; elements and indentation on request.
+    let read = api.get_with(&format!("/Patient/{patient_id}"), &[]).await;
+    assert_eq!(read.status(), StatusCode::OK);
+    let etag = read.headers()["etag"].to_str().expect("ETag").to_owned();
+    let last_modified = read.headers()["last-modified"]
+        .to_str()
+        .expect("date")
+        .to_owned();
+    let cached = api
+        .get_with(
+            &format!("/Patient/{patient_id}"),
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(cached.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(cached.headers()["etag"].to_str().ok(), Some(etag.as_str()));
+    assert!(cached.bytes().await.expect("body").is_empty());
+    let stale = api
+        .get_with(
+            &format!("/Patient/{patient_id}"),
+            &[("if-none-match", "W/\"0\"")],
+        )
+        .await;
+    assert_eq!(stale.status(), StatusCode::OK);
+    let unchanged_since = api
+        .get_with(
+            &format!("/Patient/{patient_id}"),
+            &[("if-modified-since", &last_modified)],
+        )
+        .await;
+    assert_eq!(unchanged_since.status(), StatusCode::NOT_MODIFIED);
+    let pretty = api
+        .get_with(
+            &format!("/Patient/{patient_id}?_elements=birthDate&_pretty=true"),
+            &[],
+        )
+        .await;
+    assert_eq!(pretty.status(), StatusCode::OK);
+    let text = pretty.text().await.expect("body");
+    assert!(text.contains("\n  \"birthDate\": \"1980-05-17\""), "{text}");
+    let shown: Value = serde_json::from_str(&text).expect("JSON");
+    assert!(shown.get("name").is_none(), "{shown}");
+    let (status, refused) = api.get(&format!("/Patient/{patient_id}?name=x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
     let mut bad_sub = subscription.clone();
     bad_sub["criteria"] = json!("Observation?colour=blue");
     assert_eq!(

@@ -30,8 +30,8 @@ pub struct Search {
     pub includes: Vec<&'static SearchParam>,
     /// `_revinclude=Type:param`: resources of `Type` whose `param` refers to a match.
     pub revincludes: Vec<(&'static str, &'static SearchParam)>,
-    /// `_elements`: the top-level elements to return of each match (empty: all of them).
-    pub elements: Vec<String>,
+    /// How the matches are shown (`_elements`, `_summary=data`, `_pretty`).
+    pub presentation: Presentation,
     /// The parameters as given (minus paging), to build paging links.
     pub echo: Vec<(String, String)>,
     /// `_summary=count`: the total only.
@@ -73,6 +73,109 @@ fn sort_key(resource_type: &str, key: &str, item: &str) -> QueryResult<SortKey> 
     Ok(SortKey { by, descending })
 }
 
+/// How returned resources are shown, on a read as on a search.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Presentation {
+    /// `_elements`: the top-level elements to return (empty: all of them).
+    pub elements: Vec<String>,
+    /// `_summary=data`: without the narrative (`text`).
+    pub without_text: bool,
+    /// `_pretty=true`: indented JSON.
+    pub pretty: bool,
+}
+
+impl Presentation {
+    /// Reads `key=value` if it is a presentation parameter (`_elements`, `_pretty`, `_format`,
+    /// `_summary=data|false`) of a search or a read; `None` when it is not one.
+    fn read(&mut self, on: Interaction, key: &str, value: &str) -> Option<QueryResult<()>> {
+        let bad = |key: &str, why: &str| on.bad(key, why);
+        let (name, modifier) = match key.split_once(':') {
+            Some((n, m)) => (n, Some(m)),
+            None => (key, None),
+        };
+        if modifier.is_some() && matches!(name, "_elements" | "_pretty" | "_format" | "_summary") {
+            return Some(Err(bad(
+                key,
+                &format!("no modifier is supported on {name}"),
+            )));
+        }
+        let outcome = match (name, value) {
+            ("_elements", _) => self.read_elements(on, key, value),
+            ("_pretty", "true") => {
+                self.pretty = true;
+                Ok(())
+            }
+            ("_pretty", "false") => Ok(()),
+            ("_pretty", _) => Err(bad(key, "expected true or false")),
+            ("_format", "json" | "application/json" | "application/fhir+json") => Ok(()),
+            ("_format", _) => Err(bad(key, "only JSON is served")),
+            ("_summary", "data") => {
+                self.without_text = true;
+                Ok(())
+            }
+            ("_summary", "false") => Ok(()),
+            _ => return None,
+        };
+        Some(outcome)
+    }
+
+    fn read_elements(&mut self, on: Interaction, key: &str, value: &str) -> QueryResult<()> {
+        for element in value.split(',') {
+            let name_like = element.starts_with(|c: char| c.is_ascii_lowercase())
+                && element.chars().all(|c| c.is_ascii_alphanumeric());
+            if !name_like {
+                return Err(on.bad(
+                    key,
+                    &format!(
+                        "{element:?} is not an element name (top-level elements only, e.g. code,value)"
+                    ),
+                ));
+            }
+            self.elements.push(element.to_owned());
+        }
+        Ok(())
+    }
+}
+
+/// Which request a parameter came with, for the wording of a refusal.
+#[derive(Debug, Clone, Copy)]
+enum Interaction {
+    Search,
+    Read,
+}
+
+impl Interaction {
+    fn bad(self, key: &str, why: &str) -> QueryError {
+        match self {
+            Interaction::Search => bad(key, why),
+            Interaction::Read => QueryError(format!("read parameter {key}: {why}")),
+        }
+    }
+}
+
+/// Parses the query of a read (`GET /fhir/{type}/{id}`, a version, a history entry): only
+/// presentation parameters are meaningful there; anything else is refused rather than ignored.
+///
+/// # Errors
+/// The first parameter that is not one, or an unreadable value, named.
+pub fn parse_read(pairs: &[(String, String)]) -> QueryResult<Presentation> {
+    let mut p = Presentation::default();
+    for (key, value) in pairs {
+        match p.read(Interaction::Read, key, value) {
+            Some(outcome) => outcome?,
+            None if key.starts_with("_summary") => {
+                return Err(Interaction::Read.bad(key, "only data and false are supported"));
+            }
+            None => {
+                return Err(QueryError(format!(
+                    "read parameter {key} is not supported (a read takes _elements, _summary=data, _pretty and _format)"
+                )));
+            }
+        }
+    }
+    Ok(p)
+}
+
 /// Parses `pairs` (decoded query parameters) for a search of `resource_type`.
 ///
 /// # Errors
@@ -92,6 +195,11 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
             None => (key.as_str(), None),
         };
         let echo = !matches!(name, "_count" | "_offset");
+        if let Some(outcome) = s.presentation.read(Interaction::Search, key, value) {
+            outcome?;
+            s.echo.push((key.clone(), value.clone()));
+            continue;
+        }
         match name {
             "_count" => {
                 s.query.count = value
@@ -114,20 +222,11 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
             }
             "_summary" => match value.as_str() {
                 "count" => s.count_only = true,
-                "false" => {}
-                _ => return Err(bad(key, "only count and false are supported")),
+                _ => return Err(bad(key, "only count, data and false are supported")),
             },
             "_total" => {
                 if !matches!(value.as_str(), "accurate" | "estimate" | "none") {
                     return Err(bad(key, "expected accurate, estimate or none"));
-                }
-            }
-            "_format" => {
-                if !matches!(
-                    value.as_str(),
-                    "json" | "application/json" | "application/fhir+json"
-                ) {
-                    return Err(bad(key, "only JSON is served"));
                 }
             }
             "_include" => {
@@ -147,24 +246,6 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
                     return Err(bad(key, &format!("{value}: wrong target type")));
                 }
                 s.includes.push(p);
-            }
-            "_elements" => {
-                if modifier.is_some() {
-                    return Err(bad(key, "no modifier is supported on _elements"));
-                }
-                for element in value.split(',') {
-                    let name_like = element.starts_with(|c: char| c.is_ascii_lowercase())
-                        && element.chars().all(|c| c.is_ascii_alphanumeric());
-                    if !name_like {
-                        return Err(bad(
-                            key,
-                            &format!(
-                                "{element:?} is not an element name (top-level elements only, e.g. code,value)"
-                            ),
-                        ));
-                    }
-                    s.elements.push(element.to_owned());
-                }
             }
             "_revinclude" => {
                 let mut parts = value.splitn(3, ':');
@@ -532,12 +613,58 @@ mod tests {
             revincludes,
             [("Observation", "patient"), ("Encounter", "subject")]
         );
-        assert_eq!(s.elements, ["name", "birthDate"]);
+        assert_eq!(s.presentation.elements, ["name", "birthDate"]);
         let default = parse("Patient", &[]).expect("parses");
         assert!(
             default.query.sort.0.is_empty(),
             "most recently updated first"
         );
+    }
+
+    #[test]
+    fn reads_take_presentation_parameters_only() {
+        let p = parse_read(&pairs(&[
+            ("_elements", "name,birthDate"),
+            ("_pretty", "true"),
+            ("_summary", "data"),
+            ("_format", "application/fhir+json"),
+        ]))
+        .expect("parses");
+        assert_eq!(
+            p,
+            Presentation {
+                elements: vec!["name".into(), "birthDate".into()],
+                without_text: true,
+                pretty: true,
+            }
+        );
+        for (q, want) in [
+            (
+                ("name", "x"),
+                "read parameter name is not supported (a read takes _elements, _summary=data, _pretty and _format)",
+            ),
+            (
+                ("_summary", "true"),
+                "read parameter _summary: only data and false are supported",
+            ),
+            (
+                ("_format", "xml"),
+                "read parameter _format: only JSON is served",
+            ),
+            (
+                ("_pretty", "yes"),
+                "read parameter _pretty: expected true or false",
+            ),
+        ] {
+            assert_eq!(parse_read(&pairs(&[q])).expect_err("refused").0, want);
+        }
+        let search = parse(
+            "Patient",
+            &pairs(&[("_summary", "data"), ("_pretty", "true")]),
+        )
+        .expect("parses");
+        assert!(search.presentation.without_text && search.presentation.pretty);
+        assert_eq!(search.echo.len(), 2, "kept in the paging links");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use causeway_store::{HistoryQuery, ResourceQuery, StoredResource, UnixMillis, ValueTest};
@@ -26,6 +26,7 @@ use crate::AppState;
 use crate::audit::{AuditAction, AuditRecord};
 use crate::auth::{Access, PeerAddr, Principal};
 use crate::error::{ApiError, ApiResult};
+use query::Presentation;
 
 /// The FHIR JSON media type.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -171,22 +172,83 @@ pub(crate) fn render(r: &StoredResource) -> ApiResult<Value> {
 
 /// A FHIR JSON response.
 pub(crate) fn fhir_response(status: StatusCode, body: &Value) -> Response {
-    let mut r = (status, body.to_string()).into_response();
+    fhir_response_shown(status, body, false)
+}
+
+/// A FHIR JSON response, indented when `_pretty=true` asked for it.
+fn fhir_response_shown(status: StatusCode, body: &Value, pretty: bool) -> Response {
+    let text = if pretty {
+        serde_json::to_string_pretty(body).unwrap_or_else(|_| body.to_string())
+    } else {
+        body.to_string()
+    };
+    let mut r = (status, text).into_response();
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(FHIR_JSON));
     r
 }
 
-/// A single resource with its ETag and Last-Modified.
-fn resource_response(r: &StoredResource) -> ApiResult<Response> {
-    let mut resp = fhir_response(StatusCode::OK, &render(r)?);
+/// Applies `_elements` and `_summary=data` to a rendered resource.
+fn present(resource: &mut Value, p: &Presentation) {
+    if !p.elements.is_empty() {
+        subset(resource, &p.elements);
+    } else if p.without_text
+        && let Some(object) = resource.as_object_mut()
+        && object.remove("text").is_some()
+    {
+        tag_subsetted(object);
+    }
+}
+
+/// `Last-Modified` form of a store time.
+fn http_date(t: causeway_store::UnixMillis) -> Option<String> {
+    let t = jiff::Timestamp::from_millisecond(t.0).ok()?;
+    Some(t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
+}
+
+/// True when the client's cached copy is this version: `If-None-Match` names its ETag (or is
+/// `*`), or, without `If-None-Match`, `If-Modified-Since` is not before its last update.
+fn not_modified(r: &StoredResource, headers: &HeaderMap) -> bool {
+    if let Some(tags) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        let version = r.version.to_string();
+        return tags.split(',').map(str::trim).any(|tag| {
+            tag == "*"
+                || tag
+                    .trim_start_matches("W/")
+                    .trim_matches('"')
+                    .eq(version.as_str())
+        });
+    }
+    let since = headers
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
+        .map(|z| z.timestamp().as_millisecond());
+    // HTTP dates have whole seconds: compare at that precision.
+    since.is_some_and(|since| r.last_updated.0.div_euclid(1000) <= since.div_euclid(1000))
+}
+
+/// A single resource with its ETag and Last-Modified, or 304 when the client has it already.
+fn resource_response(
+    r: &StoredResource,
+    headers: &HeaderMap,
+    p: &Presentation,
+) -> ApiResult<Response> {
+    let mut resp = if not_modified(r, headers) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut resource = render(r)?;
+        present(&mut resource, p);
+        fhir_response_shown(StatusCode::OK, &resource, p.pretty)
+    };
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&format!("W/\"{}\"", r.version)) {
         h.insert(header::ETAG, v);
     }
-    if let Ok(t) = jiff::Timestamp::from_millisecond(r.last_updated.0)
-        && let Ok(v) = HeaderValue::from_str(&t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
-    {
+    if let Some(v) = http_date(r.last_updated).and_then(|d| HeaderValue::from_str(&d).ok()) {
         h.insert(header::LAST_MODIFIED, v);
     }
     Ok(resp)
@@ -255,9 +317,12 @@ async fn read(
     who: Principal,
     peer: PeerAddr,
     Path((resource_type, id)): Path<(String, String)>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     who.require_fhir(&resource_type, Access::Read)?;
+    let shown = query::parse_read(&pairs)?;
     let entity = format!("{resource_type}/{id}");
     audited(
         &state,
@@ -269,7 +334,7 @@ async fn read(
         async {
             match state.store.resource(&resource_type, &id, None).await? {
                 Some(r) if r.deleted => Err(gone(&r)),
-                Some(r) => resource_response(&r),
+                Some(r) => resource_response(&r, &headers, &shown),
                 None => Err(ApiError::not_found(format!(
                     "{resource_type}/{id} is not known"
                 ))),
@@ -284,9 +349,12 @@ async fn vread(
     who: Principal,
     peer: PeerAddr,
     Path((resource_type, id, version)): Path<(String, String, String)>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     who.require_fhir(&resource_type, Access::Read)?;
+    let shown = query::parse_read(&pairs)?;
     let v: u64 = version
         .parse()
         .map_err(|_| ApiError::bad_request(format!("version {version:?} is not a number")))?;
@@ -301,7 +369,7 @@ async fn vread(
         async {
             match state.store.resource(&resource_type, &id, Some(v)).await? {
                 Some(r) if r.deleted => Err(gone(&r)),
-                Some(r) => resource_response(&r),
+                Some(r) => resource_response(&r, &headers, &shown),
                 None => Err(ApiError::not_found(format!(
                     "{resource_type}/{id} has no version {v}"
                 ))),
@@ -497,9 +565,7 @@ async fn search(
             for r in &page.resources {
                 seen.insert((r.resource_type.clone(), r.id.clone()));
                 let mut resource = render(r)?;
-                if !parsed.elements.is_empty() {
-                    subset(&mut resource, &parsed.elements);
-                }
+                present(&mut resource, &parsed.presentation);
                 entries.push(json!({
                     "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
                     "resource": resource,
@@ -594,7 +660,11 @@ async fn search(
                 }));
             }
             let bundle = searchset(&state, &resource_type, &parsed, page.total, entries);
-            Ok(fhir_response(StatusCode::OK, &bundle))
+            Ok(fhir_response_shown(
+                StatusCode::OK,
+                &bundle,
+                parsed.presentation.pretty,
+            ))
         },
     )
     .await
@@ -650,7 +720,7 @@ const CHOICE_TYPE_SUFFIXES: &[&str] = &[
 ];
 
 /// Keeps only the `elements` asked for (and what every resource needs: its type, id and
-/// meta) of a rendered resource, tagged SUBSETTED as FHIR asks of a partial resource.
+/// meta) of a rendered resource, tagged SUBSETTED.
 fn subset(resource: &mut Value, elements: &[String]) {
     let Some(object) = resource.as_object_mut() else {
         return;
@@ -665,6 +735,11 @@ fn subset(resource: &mut Value, elements: &[String]) {
                         .is_some_and(|rest| CHOICE_TYPE_SUFFIXES.contains(&rest))
             })
     });
+    tag_subsetted(object);
+}
+
+/// Marks a resource that is not whole, as FHIR asks.
+fn tag_subsetted(object: &mut serde_json::Map<String, Value>) {
     let meta = object
         .entry("meta")
         .or_insert_with(|| json!({}))
