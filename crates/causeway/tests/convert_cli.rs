@@ -196,4 +196,18 @@ fn a_bundle_converts_back_to_v2_for_write_back() {
         "{}",
         text(&out.stderr)
     );
+
+    // HL7 v2 given to --to v2: said plainly, not as a JSON syntax error.
+    std::fs::write(
+        &bundle,
+        b"\r\nMSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5.1\r",
+    )
+    .unwrap();
+    let out = run(&["convert", "--to", "v2", bundle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("this is HL7 v2, and --to v2 reads a FHIR resource"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -40,6 +40,17 @@ pub fn run(
     options: &V2Options,
 ) -> anyhow::Result<ExitCode> {
     let input = crate::input::Input::read(file)?;
+    let start = input
+        .data
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&input.data[..0], |i| &input.data[i..]);
+    if start.starts_with(b"MSH") || start.starts_with(b"FHS") || start.starts_with(b"BHS") {
+        anyhow::bail!(
+            "{}: this is HL7 v2, and --to v2 reads a FHIR resource (JSON); convert HL7 v2 to FHIR without --to, or with --to fhir",
+            input.name
+        );
+    }
     let resource: fhir::Resource = fhir::from_slice(&input.data)
         .with_context(|| format!("{}: not a FHIR R4 resource we accept", input.name))?;
     let now = jiff::ZonedDateTime::now();
