@@ -407,6 +407,27 @@ source = {{ type = "fhir-api" }}
     assert!(shown.get("name").is_none(), "{shown}");
     let (status, refused) = api.get(&format!("/Patient/{patient_id}?name=x")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    // A client that reads only XML is told so, not sent JSON; one that takes JSON among
+    // others is served.
+    let xml_only = api
+        .get_with(
+            &format!("/Patient/{patient_id}"),
+            &[("accept", "application/fhir+xml")],
+        )
+        .await;
+    assert_eq!(xml_only.status(), StatusCode::NOT_ACCEPTABLE);
+    let outcome: Value = xml_only.json().await.expect("OperationOutcome");
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    let either = api
+        .get_with(
+            &format!("/Patient/{patient_id}"),
+            &[(
+                "accept",
+                "application/fhir+xml;q=1.0, application/fhir+json;q=0.9",
+            )],
+        )
+        .await;
+    assert_eq!(either.status(), StatusCode::OK);
     let mut bad_sub = subscription.clone();
     bad_sub["criteria"] = json!("Observation?colour=blue");
     assert_eq!(
@@ -478,6 +499,66 @@ source = {{ type = "fhir-api" }}
         assert!(Instant::now() < deadline, "the write never settled");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // A batch: each entry answered on its own, in order, a write going to the EHR as ever.
+    let mut batched_order = order.clone();
+    batched_order["identifier"][0]["value"] = json!("ORD-LOOP-B");
+    let batch = json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": format!("Patient/{patient_id}")}},
+            {"request": {"method": "GET", "url": format!("Observation?patient={patient_id}&_sort=date")}},
+            {"request": {"method": "GET", "url": "Patient/no-such-patient"}},
+            {"request": {"method": "POST", "url": "ServiceRequest"}, "resource": batched_order},
+            {"request": {"method": "GET", "url": format!("Patient/{patient_id}"), "ifNoneMatch": etag}},
+            {"request": {"method": "GET", "url": "Patient", "ifNoneExist": "identifier=x"}}
+        ]
+    });
+    let answered = api.post("", &batch, true).await;
+    assert_eq!(answered.status(), StatusCode::OK);
+    let answered: Value = answered.json().await.expect("json");
+    assert_eq!(answered["type"], "batch-response", "{answered}");
+    let entries = answered["entry"].as_array().expect("entries");
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            "200 OK",
+            "200 OK",
+            "404 Not Found",
+            "201 Created",
+            "304 Not Modified",
+            "422 Unprocessable Entity"
+        ],
+        "{answered}"
+    );
+    assert_eq!(entries[0]["resource"]["id"], patient_id.as_str());
+    assert_eq!(entries[0]["response"]["etag"], etag.as_str());
+    assert_eq!(values(&entries[1]["resource"]), [json!(5.4), json!(6.1)]);
+    assert_eq!(
+        entries[2]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert!(
+        entries[3]["response"]["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("/ServiceRequest/")),
+        "{answered}"
+    );
+    let sent = std::fs::read_to_string(&accepting.out).expect("EHR out file");
+    assert!(
+        sent.contains("ORD-LOOP-B"),
+        "the batched order reached the EHR: {sent}"
+    );
+    let transaction = json!({"resourceType": "Bundle", "type": "transaction", "entry": []});
+    assert_eq!(
+        api.post("", &transaction, false).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 
     // The same EHR now refuses orders (`causeway listen --ack AR` on its port): the next
     // order's AR becomes 422 carrying the EHR's ERR text, and the order is not stored.

@@ -785,6 +785,7 @@ POST   /auth/token                          sign-in                   200 -     
 POST   /auth/login                          sign-in                   200 -         -
 GET    /auth/me                             anyone                    200 -         -
 GET    /fhir/metadata                       anyone                    200 -         -
+POST   /fhir/                               anyone                    200 batch     /fhir
 GET    /fhir/_history                       *.read                    200 -         -
 GET    /fhir/_write/{message}               ServiceRequest.read       201 -         /fhir/_write/{write}
 GET    /fhir/Subscription                   Subscription.read         200 -         -
@@ -873,6 +874,10 @@ fn table(ids: &Ids) -> Vec<Route> {
                     "member": [{"entity": {"reference": format!("Patient/{}", ids.patient)}}]
                 }))),
                 "no-params" => Some(Body::Export(Some(json!({"resourceType": "Parameters"})))),
+                "batch" => Some(Body::Fhir(json!({
+                    "resourceType": "Bundle", "type": "batch",
+                    "entry": [{"request": {"method": "GET", "url": format!("Patient/{}", ids.patient)}}]
+                }))),
                 "sub" => Some(Body::Fhir(subscription(None))),
                 "sub-put" => Some(Body::Fhir(subscription(Some(&ids.subscription)))),
                 "order" => Some(Body::Fhir(order(&ids.patient, "ORD-WALK-1", None))),
@@ -1414,22 +1419,24 @@ async fn every_route_refuses_strangers_and_admits_the_right_caller() {
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
     // What is not offered says what it is: a transaction at the base, an unknown path.
     let bundle = serde_json::json!({"resourceType": "Bundle", "type": "transaction"});
-    for (method, path, body, why) in [
+    for (method, path, body, status, why) in [
         (
             Method::POST,
             "/fhir",
             Some(Body::Fhir(bundle)),
-            "batch and transaction Bundles (POST /fhir) are not offered: write one resource at a time (POST /fhir/{type} or PUT /fhir/{type}/{id})",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "transaction Bundles are not offered: writes go back to the EHR as separate HL7 v2 messages, which cannot succeed or fail together; send a batch (each entry answered on its own)",
         ),
         (
             Method::GET,
             "/fhir/Patient/p/_history/1/extra",
             None,
+            StatusCode::NOT_FOUND,
             "GET /fhir/Patient/p/_history/1/extra is not a FHIR interaction this server offers",
         ),
     ] {
         let a = s.call(method, path, &admin, body.as_ref()).await;
-        assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}: {}", a.body);
+        assert_eq!(a.status, status, "{path}: {}", a.body);
         assert_eq!(error_of(path, &a.body), ("not-supported", why), "{path}");
     }
     let updated = s

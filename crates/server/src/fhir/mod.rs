@@ -5,6 +5,7 @@
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
 //! every answer that carries PHI is recorded in the audit log before it leaves.
 
+mod batch;
 mod capability;
 pub mod export;
 mod group;
@@ -39,6 +40,10 @@ pub const EVERYTHING_PER_TYPE: u32 = 1000;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
+        .route(
+            "/",
+            post(batch::batch).layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
+        )
         .route("/metadata", get(capability::metadata))
         .route("/_history", get(history_all))
         .route("/_write/{message}", get(write::status))
@@ -89,23 +94,57 @@ pub fn routes() -> Router<AppState> {
         .route("/{type}/{id}/{operation}", get(instance_operation))
         .route("/{type}/{id}/_history/{version}", get(vread))
         .fallback(unknown_route)
+        .layer(axum::middleware::from_fn(json_acceptable))
         .layer(axum::middleware::map_response(as_operation_outcome))
+}
+
+/// The media types an `Accept` header may name for what this API answers: FHIR JSON, plain
+/// JSON, the Bulk Data NDJSON files, and wildcards.
+const ACCEPTABLE: &[&str] = &[
+    "application/fhir+json",
+    "application/json",
+    "application/json+fhir",
+    "application/fhir+ndjson",
+    "application/ndjson",
+    "application/*",
+    "*/*",
+];
+
+/// 406 for a client that accepts only what is not served (XML, Turtle, HTML): it would
+/// otherwise get JSON it cannot read. No `Accept` header accepts anything.
+async fn json_acceptable(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    let accept = request
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",");
+    let acceptable = accept.trim().is_empty()
+        || accept.split(',').any(|range| {
+            let media = range.split(';').next().unwrap_or("").trim();
+            ACCEPTABLE.iter().any(|a| media.eq_ignore_ascii_case(a))
+        });
+    if !acceptable {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            crate::error::IssueCode::NotSupported,
+            format!("only FHIR JSON (application/fhir+json) is served; Accept was {accept:?}"),
+        ));
+    }
+    Ok(next.run(request).await)
 }
 
 /// No route matched under `/fhir` (whose path the nested router sees without the prefix).
 async fn unknown_route(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
     let path = uri.path().trim_end_matches('/');
-    let message = if path.is_empty() && method == axum::http::Method::POST {
-        "batch and transaction Bundles (POST /fhir) are not offered: write one resource at a \
-         time (POST /fhir/{type} or PUT /fhir/{type}/{id})"
-            .to_string()
-    } else {
-        format!("{method} /fhir{path} is not a FHIR interaction this server offers")
-    };
     ApiError::new(
         StatusCode::NOT_FOUND,
         crate::error::IssueCode::NotSupported,
-        message,
+        format!("{method} /fhir{path} is not a FHIR interaction this server offers"),
     )
 }
 
