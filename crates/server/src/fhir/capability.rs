@@ -135,7 +135,7 @@ pub fn capability_statement(base: &str) -> Value {
                 }]
             },
             "resource": resources,
-            "interaction": [{"code": "history-system"}],
+            "interaction": [{"code": "history-system"}, {"code": "batch"}],
             // Bulk Data export (see export.rs); Group/[id]/$export reads Groups from the store.
             "operation": [
                 {
@@ -194,6 +194,10 @@ mod tests {
                 })
                 .unwrap_or_default()
         };
+        assert_eq!(
+            cs["rest"][0]["interaction"],
+            json!([{"code": "history-system"}, {"code": "batch"}])
+        );
         let on_patient = revincludes("Patient");
         assert!(
             on_patient.contains(&"Observation:patient".to_owned()),
