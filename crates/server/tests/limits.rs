@@ -11,8 +11,9 @@ use causeway_server::{AppState, router};
 use causeway_store::{SqliteOptions, SqliteStore, Store};
 use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_address_over_its_requests_per_minute_is_told_to_wait() {
+/// A server with `requests_per_minute` on a fresh store, and a signed-in administrator's
+/// session cookie (sign-in is not counted).
+async fn start(requests_per_minute: u32) -> (tempfile::TempDir, reqwest::Client, String, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn Store> = Arc::new(
@@ -29,7 +30,7 @@ async fn an_address_over_its_requests_per_minute_is_told_to_wait() {
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config = AuthConfig {
-        requests_per_minute: 3,
+        requests_per_minute,
         ..AuthConfig::default()
     };
     let state = AppState {
@@ -63,6 +64,12 @@ async fn an_address_over_its_requests_per_minute_is_told_to_wait() {
         .and_then(|v| v.split(';').next())
         .expect("cookie")
         .to_string();
+    (dir, http, base, cookie)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_over_its_requests_per_minute_is_told_to_wait() {
+    let (_dir, http, base, cookie) = start(3).await;
     let get = |path: &str| {
         http.get(format!("{base}{path}"))
             .header("cookie", &cookie)
@@ -91,4 +98,44 @@ async fn an_address_over_its_requests_per_minute_is_told_to_wait() {
     for _ in 0..5 {
         assert_eq!(get("/health").await.expect("get").status(), 200);
     }
+}
+
+/// Each entry of a batch counts as a request: a batch is no way around the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_entries_count_against_the_limit() {
+    let (_dir, http, base, cookie) = start(3).await;
+    let entry = json!({"request": {"method": "GET", "url": "metadata"}});
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [entry, entry, entry]});
+    let answered = http
+        .post(format!("{base}/fhir"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/fhir+json")
+        .body(batch.to_string())
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(
+        answered.status(),
+        200,
+        "the batch itself is the first request"
+    );
+    let answered: Value = answered.json().await.expect("json");
+    let entries = answered["entry"].as_array().expect("entries");
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["200 OK", "200 OK", "429 Too Many Requests"],
+        "{answered}"
+    );
+    assert_eq!(
+        entries[0]["resource"]["resourceType"],
+        "CapabilityStatement"
+    );
+    assert_eq!(
+        entries[2]["response"]["outcome"]["issue"][0]["code"], "throttled",
+        "{answered}"
+    );
 }

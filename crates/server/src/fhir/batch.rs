@@ -2,9 +2,9 @@
 //! the same routes, with the caller's credentials, and answered in a `batch-response` Bundle
 //! in the same order.
 //!
-//! Because every entry is an ordinary request, each is authorised, audited and (for writes)
-//! sent back to the EHR exactly as it would be on its own; one entry failing does not stop the
-//! others. A `transaction` is refused: its entries go to EHRs as separate HL7 v2 messages, so
+//! Because every entry is an ordinary request, each is authorised, audited, counted against
+//! the request limit and (for writes) sent back to the EHR exactly as it would be on its own;
+//! one entry failing does not stop the others. A `transaction` is refused: its entries go to EHRs as separate HL7 v2 messages, so
 //! they cannot be made to succeed or fail together.
 
 use axum::body::{Body, Bytes};
@@ -36,7 +36,15 @@ pub(crate) async fn batch(
     let bundle: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not JSON: {e}")))?;
     let entries = batch_entries(&bundle)?;
-    let router = super::routes().with_state(state.clone());
+    // The routes of `/fhir` as the server mounts them, request limit included: an entry is
+    // charged as a request of its own, so a batch is no way around the limit.
+    let router = axum::Router::new()
+        .nest("/fhir", super::routes().merge(crate::audit::fhir_routes()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::limit_requests,
+        ))
+        .with_state(state.clone());
     let mut answers = Vec::with_capacity(entries.len());
     for (i, entry) in entries.iter().enumerate() {
         let answer = match entry_request(&state, entry, &headers, peer.0) {
@@ -158,7 +166,7 @@ fn entry_request(
     }
     let mut builder = Request::builder()
         .method(method)
-        .uri(format!("/{relative}"));
+        .uri(format!("/fhir/{relative}"));
     for name in CARRIED_HEADERS {
         for value in headers.get_all(&name) {
             builder = builder.header(&name, value);
