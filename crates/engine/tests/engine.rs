@@ -931,6 +931,10 @@ async fn http_source_answers_with_the_acks() {
     big.extend(format!("NTE|1||{}\r", "x".repeat(4096)).into_bytes());
     let r = client.post(&url).body(big).send().await.unwrap();
     assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "the body is larger than this source's max_body (2048 bytes); nothing was stored\n"
+    );
     assert!(h.stored("P4").await.is_empty());
     assert_eq!(h.in_channel("posted").await.len(), 4);
 }

@@ -26,7 +26,10 @@ pub fn routes(sources: Vec<(String, Arc<Channel>, usize)>) -> axum::Router {
             &path,
             post(receive)
                 .with_state(channel)
-                .layer(DefaultBodyLimit::max(limit)),
+                .layer(DefaultBodyLimit::max(limit))
+                .layer(axum::middleware::map_response(
+                    move |r: Response| async move { over_limit_said(r, limit) },
+                )),
         );
     }
     router
@@ -72,6 +75,21 @@ async fn receive(
         }
     }
     (worst, [(header::CONTENT_TYPE, HL7_MEDIA_TYPE)], acks).into_response()
+}
+
+/// The refusal of a body over `max_body` names the limit (axum's own text says only that a
+/// length limit was exceeded).
+fn over_limit_said(r: Response, limit: usize) -> Response {
+    if r.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return r;
+    }
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body is larger than this source's max_body ({limit} bytes); nothing was stored\n"
+        ),
+    )
+        .into_response()
 }
 
 fn worse(a: StatusCode, b: StatusCode) -> StatusCode {
