@@ -650,8 +650,10 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
         (
             // A misspelt criterion is refused, not ignored (which would widen the search).
             "since=2024-05-06T10:00:00Z",
-            "Failed to deserialize query string: since: unknown field `since`, expected one of `channel`, `type`, `state`, `control_id`, `patient`, `from`, `to`, `limit`, `offset`",
+            "since: unknown field `since`, expected one of `channel`, `type`, `state`, `control_id`, `patient`, `from`, `to`, `limit`, `offset`",
         ),
+        ("limit=-5", "limit: expected a whole number, 0 or more"),
+        ("offset=", "offset: expected a whole number, 0 or more"),
     ] {
         let (status, body) = h
             .call(

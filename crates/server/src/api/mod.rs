@@ -304,9 +304,23 @@ fn parse_time(name: &str, value: &str) -> ApiResult<UnixMillis> {
         })
 }
 
-/// A query string that did not deserialize.
+/// A query string that did not deserialize: the parameter and what is wrong with it, without
+/// the extractor's preamble and with number errors said plainly.
 fn bad_query(e: axum::extract::rejection::QueryRejection) -> ApiError {
-    ApiError::bad_request(e.body_text())
+    let text = e.body_text();
+    let text = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    let plain = match text.split_once(": ") {
+        Some((
+            name,
+            "invalid digit found in string"
+            | "number too large to fit in target type"
+            | "cannot parse integer from empty string",
+        )) => format!("{name}: expected a whole number, 0 or more"),
+        _ => text.to_owned(),
+    };
+    ApiError::bad_request(plain)
 }
 
 /// Appends an audit record; the caller fails when it cannot be written.
