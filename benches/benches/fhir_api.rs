@@ -11,13 +11,15 @@
 //! - `read`: `GET /fhir/Patient/{random id}`;
 //! - `read-observation`: `GET /fhir/Observation/{random id}`;
 //! - `search`: `GET /fhir/Observation?patient={random}&code=http://loinc.org|{random code}&_count=10`;
-//! - `search-date`: `GET /fhir/Observation?patient={random}&date=ge2024-06-01&_count=20`.
+//! - `search-date`: `GET /fhir/Observation?patient={random}&date=ge2024-06-01&_count=20`;
+//! - `search-sorted`: `GET /fhir/Observation?patient={random}&_sort=-date&_count=10` (a
+//!   patient's latest results).
 //!
 //! Settings: `CAUSEWAY_BENCH_PATIENTS` (10,000), `CAUSEWAY_BENCH_OBSERVATIONS` (1,000,000),
 //! `CAUSEWAY_BENCH_SECONDS` per row (10), `CAUSEWAY_BENCH_CONCURRENCY` (client connections, a
 //! comma-separated list of levels each row runs at: `8,32`),
 //! `CAUSEWAY_BENCH_DIR` (target/tmp), `CAUSEWAY_BENCH_ROWS` (comma-separated row ids: `read`,
-//! `read-observation`, `search`, `search-date`; default all). The loaded store is kept in `DIR/fhir-api-PATIENTS-OBS`
+//! `read-observation`, `search`, `search-date`, `search-sorted`; default all). The loaded store is kept in `DIR/fhir-api-PATIENTS-OBS`
 //! and reused by the next run (delete it to reload).
 
 use std::net::SocketAddr;
@@ -145,6 +147,7 @@ enum Row {
     ReadObservation,
     Search,
     SearchDate,
+    SearchSorted,
 }
 
 impl Row {
@@ -154,6 +157,7 @@ impl Row {
             Row::ReadObservation => "read-observation",
             Row::Search => "search",
             Row::SearchDate => "search-date",
+            Row::SearchSorted => "search-sorted",
         }
     }
 
@@ -163,6 +167,7 @@ impl Row {
             Row::ReadObservation => "read Observation",
             Row::Search => "search Observation?patient&code",
             Row::SearchDate => "search Observation?patient&date",
+            Row::SearchSorted => "search Observation?patient, sorted",
         }
     }
 
@@ -177,6 +182,10 @@ impl Row {
             ),
             Row::SearchDate => format!(
                 "/fhir/Observation?patient=p{}&date=ge2024-06-01&_count=20",
+                rng.below(patients)
+            ),
+            Row::SearchSorted => format!(
+                "/fhir/Observation?patient=p{}&_sort=-date&_count=10",
                 rng.below(patients)
             ),
         }
@@ -358,6 +367,7 @@ async fn bench() -> Result<(), String> {
         Row::ReadObservation,
         Row::Search,
         Row::SearchDate,
+        Row::SearchSorted,
     ] {
         if !only.is_empty() && !only.split(',').any(|r| r == row.id()) {
             continue;
