@@ -258,7 +258,9 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
                 let Some((source, p)) = found else {
                     return Err(bad(
                         key,
-                        &format!("{value}: expected Type:parameter, a reference parameter of Type"),
+                        &format!(
+                            "{value:?} is not Type:parameter naming a reference parameter of Type"
+                        ),
                     ));
                 };
                 if p.target.is_some_and(|t| t != resource_type)
@@ -556,7 +558,7 @@ mod tests {
             (
                 "Patient",
                 &[("_revinclude", "Observation:code")],
-                "search parameter _revinclude: Observation:code: expected Type:parameter, a reference parameter of Type",
+                "search parameter _revinclude: \"Observation:code\" is not Type:parameter naming a reference parameter of Type",
             ),
             (
                 "Encounter",
