@@ -326,11 +326,27 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
     Ok(s)
 }
 
+/// The search parameters that shape the answer (paging, order, related resources, what of
+/// each resource is shown) rather than choose the matches.
+const RESULT_PARAMETERS: [&str; 10] = [
+    "_count",
+    "_offset",
+    "_sort",
+    "_include",
+    "_revinclude",
+    "_elements",
+    "_summary",
+    "_total",
+    "_pretty",
+    "_format",
+];
+
 /// A subscription's `criteria` (`Observation?code=http://loinc.org|2345-7`): its type and
 /// search. The query part is decoded as a URL query (`%7C`, `+`).
 ///
 /// # Errors
-/// A criteria without a known type, or whose search [`parse`] refuses.
+/// A criteria without a known type, with a result parameter (`_sort`, `_elements`...), or
+/// whose search [`parse`] refuses.
 pub fn parse_criteria(criteria: &str) -> QueryResult<(String, Search)> {
     let (resource_type, query) = criteria.split_once('?').unwrap_or((criteria, ""));
     if !fhir::RESOURCE_TYPES.contains(&resource_type) {
@@ -341,6 +357,16 @@ pub fn parse_criteria(criteria: &str) -> QueryResult<(String, Search)> {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
+    // A notification carries one resource as it is: parameters that shape a result page would
+    // be ignored without a word.
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| {
+        let name = k.split(':').next().unwrap_or_default();
+        RESULT_PARAMETERS.contains(&name)
+    }) {
+        return Err(QueryError(format!(
+            "criteria: {key} shapes search results; criteria only select resources"
+        )));
+    }
     let search = parse(resource_type, &pairs)?;
     Ok((resource_type.to_owned(), search))
 }
@@ -681,6 +707,12 @@ mod tests {
             "criteria: \"Banana\" is not a supported resource type"
         );
         assert!(parse_criteria("Patient?nmae=x").is_err());
+        assert_eq!(
+            parse_criteria("Observation?code=2345-7&_elements=value")
+                .unwrap_err()
+                .0,
+            "criteria: _elements shapes search results; criteria only select resources"
+        );
     }
 
     #[test]
