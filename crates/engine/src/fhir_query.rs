@@ -153,7 +153,7 @@ impl Interaction {
     }
 }
 
-/// Parses the query of a read (`GET /fhir/{type}/{id}`, a version, a history entry): only
+/// Parses the query of a read (`GET /fhir/{type}/{id}` or one of its versions): only
 /// presentation parameters are meaningful there; anything else is refused rather than ignored.
 ///
 /// # Errors

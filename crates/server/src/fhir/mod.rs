@@ -1,6 +1,6 @@
 //! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging,
-//! sorting, `_include`, `_revinclude` and `_elements`, and `Patient/$everything`, over the resource store the `fhir-store`
-//! destinations fill.
+//! sorting, `_include`, `_revinclude` and `_elements`, batches, and `Patient/$everything`, over
+//! the resource store the `fhir-store` destinations fill.
 //!
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
 //! every answer that carries PHI is recorded in the audit log before it leaves.
@@ -642,49 +642,8 @@ async fn search(
                     }
                 }
             }
-            let mut truncated = Vec::new();
-            for (source, p) in &parsed.revincludes {
-                if page.resources.is_empty() {
-                    break;
-                }
-                let param = format!("{source}.{}", p.name);
-                let referring = state
-                    .store
-                    .search_resources(ResourceQuery {
-                        resource_type: (*source).to_owned(),
-                        clauses: vec![
-                            page.resources
-                                .iter()
-                                .map(|r| causeway_store::IndexTest {
-                                    param: param.clone(),
-                                    test: ValueTest::Reference(format!(
-                                        "{}/{}",
-                                        r.resource_type, r.id
-                                    )),
-                                })
-                                .collect(),
-                        ],
-                        count: REVINCLUDE_LIMIT,
-                        ..ResourceQuery::default()
-                    })
-                    .await?;
-                if referring.total > u64::from(REVINCLUDE_LIMIT) {
-                    truncated.push(format!(
-                        "{source}:{} ({REVINCLUDE_LIMIT} of {})",
-                        p.name, referring.total
-                    ));
-                }
-                for r in &referring.resources {
-                    if !seen.insert((r.resource_type.clone(), r.id.clone())) {
-                        continue;
-                    }
-                    entries.push(json!({
-                        "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
-                        "resource": render(r)?,
-                        "search": {"mode": "include"},
-                    }));
-                }
-            }
+            let truncated =
+                rev_included(&state, &parsed, &page.resources, &mut seen, &mut entries).await?;
             if !truncated.is_empty() {
                 entries.push(json!({
                     "resource": crate::error::operation_outcome(
@@ -707,6 +666,58 @@ async fn search(
         },
     )
     .await
+}
+
+/// Adds the `_revinclude` resources of `matches` to `entries` (skipping those `seen`), and
+/// names the keys cut at [`REVINCLUDE_LIMIT`].
+async fn rev_included(
+    state: &AppState,
+    parsed: &query::Search,
+    matches: &[StoredResource],
+    seen: &mut HashSet<(String, String)>,
+    entries: &mut Vec<Value>,
+) -> ApiResult<Vec<String>> {
+    let mut truncated = Vec::new();
+    for (source, p) in &parsed.revincludes {
+        if matches.is_empty() {
+            break;
+        }
+        let param = format!("{source}.{}", p.name);
+        let referring = state
+            .store
+            .search_resources(ResourceQuery {
+                resource_type: (*source).to_owned(),
+                clauses: vec![
+                    matches
+                        .iter()
+                        .map(|r| causeway_store::IndexTest {
+                            param: param.clone(),
+                            test: ValueTest::Reference(format!("{}/{}", r.resource_type, r.id)),
+                        })
+                        .collect(),
+                ],
+                count: REVINCLUDE_LIMIT,
+                ..ResourceQuery::default()
+            })
+            .await?;
+        if referring.total > u64::from(REVINCLUDE_LIMIT) {
+            truncated.push(format!(
+                "{source}:{} ({REVINCLUDE_LIMIT} of {})",
+                p.name, referring.total
+            ));
+        }
+        for r in &referring.resources {
+            if !seen.insert((r.resource_type.clone(), r.id.clone())) {
+                continue;
+            }
+            entries.push(json!({
+                "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
+                "resource": render(r)?,
+                "search": {"mode": "include"},
+            }));
+        }
+    }
+    Ok(truncated)
 }
 
 /// Most resources one `_revinclude` adds to a page (the most recently updated first).
