@@ -103,11 +103,6 @@ pub struct ResourceQuery {
 pub struct ResourceSort(pub Vec<SortKey>);
 
 impl ResourceSort {
-    /// Most recently updated first (the default).
-    pub fn last_updated_desc() -> Self {
-        Self(Vec::new())
-    }
-
     /// Least recently updated first (exports read in this order).
     pub fn last_updated_asc() -> Self {
         Self(vec![SortKey {
@@ -119,6 +114,18 @@ impl ResourceSort {
     /// True when only the update time orders the results (what the type's time index serves).
     pub fn is_by_last_updated(&self) -> bool {
         self.0.iter().all(|k| k.by == SortBy::LastUpdated)
+    }
+
+    /// The order of what every key leaves tied: the most recently updated (then the newest
+    /// row) first, unless the first key asks for the least recently updated first.
+    pub fn newest_first(&self) -> bool {
+        !matches!(
+            self.0.first(),
+            Some(SortKey {
+                by: SortBy::LastUpdated,
+                descending: false
+            })
+        )
     }
 }
 

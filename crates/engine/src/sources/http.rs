@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -25,21 +26,32 @@ pub fn routes(sources: Vec<(String, Arc<Channel>, usize)>) -> axum::Router {
         router = router.route(
             &path,
             post(receive)
-                .with_state(channel)
-                .layer(DefaultBodyLimit::max(limit))
-                .layer(axum::middleware::map_response(
-                    move |r: Response| async move { over_limit_said(r, limit) },
-                )),
+                .with_state((channel, limit))
+                .layer(DefaultBodyLimit::max(limit)),
         );
     }
     router
 }
 
 async fn receive(
-    State(channel): State<Arc<Channel>>,
+    State((channel, limit)): State<(Arc<Channel>, usize)>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        // The limit is named (axum's own text says only that a length limit was exceeded).
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body is larger than this source's max_body ({limit} bytes); nothing was stored\n"
+                ),
+            )
+                .into_response();
+        }
+        Err(e) => return e.into_response(),
+    };
     let peer = format!("http:{addr}");
     if body.iter().all(u8::is_ascii_whitespace) {
         return (
@@ -75,21 +87,6 @@ async fn receive(
         }
     }
     (worst, [(header::CONTENT_TYPE, HL7_MEDIA_TYPE)], acks).into_response()
-}
-
-/// The refusal of a body over `max_body` names the limit (axum's own text says only that a
-/// length limit was exceeded).
-fn over_limit_said(r: Response, limit: usize) -> Response {
-    if r.status() != StatusCode::PAYLOAD_TOO_LARGE {
-        return r;
-    }
-    (
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!(
-            "the body is larger than this source's max_body ({limit} bytes); nothing was stored\n"
-        ),
-    )
-        .into_response()
 }
 
 fn worse(a: StatusCode, b: StatusCode) -> StatusCode {

@@ -277,7 +277,7 @@ fn status_line(status: StatusCode) -> String {
 
 /// An HTTP date (`Last-Modified`) as a FHIR instant.
 fn fhir_instant(http_date: &str) -> Option<String> {
-    let t = jiff::fmt::rfc2822::parse(http_date).ok()?.timestamp();
+    let t = super::parse_http_date(http_date)?;
     Some(t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
 }
 

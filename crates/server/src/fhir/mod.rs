@@ -245,6 +245,11 @@ fn http_date(t: causeway_store::UnixMillis) -> Option<String> {
     Some(t.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string())
 }
 
+/// An HTTP date (`Last-Modified`, `If-Modified-Since`).
+fn parse_http_date(text: &str) -> Option<jiff::Timestamp> {
+    Some(jiff::fmt::rfc2822::parse(text).ok()?.timestamp())
+}
+
 /// True when the client's cached copy is this version: `If-None-Match` names its ETag (or is
 /// `*`), or, without `If-None-Match`, `If-Modified-Since` is not before its last update.
 fn not_modified(r: &StoredResource, headers: &HeaderMap) -> bool {
@@ -264,8 +269,8 @@ fn not_modified(r: &StoredResource, headers: &HeaderMap) -> bool {
     let since = headers
         .get(header::IF_MODIFIED_SINCE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
-        .map(|z| z.timestamp().as_millisecond());
+        .and_then(parse_http_date)
+        .map(|t| t.as_millisecond());
     // HTTP dates have whole seconds: compare at that precision.
     since.is_some_and(|since| r.last_updated.0.div_euclid(1000) <= since.div_euclid(1000))
 }
@@ -678,10 +683,10 @@ async fn rev_included(
     entries: &mut Vec<Value>,
 ) -> ApiResult<Vec<String>> {
     let mut truncated = Vec::new();
+    if matches.is_empty() {
+        return Ok(truncated);
+    }
     for (source, p) in &parsed.revincludes {
-        if matches.is_empty() {
-            break;
-        }
         let param = format!("{source}.{}", p.name);
         let referring = state
             .store

@@ -15,8 +15,8 @@ use crate::error::Record;
 use crate::resources::{MAX_RESOURCE_PAGE, decode_pending, encode_pending};
 use crate::{
     DatePrefix, DateTest, Error, HistoryQuery, IndexTest, IndexValue, MessageId, PendingState,
-    PendingWrite, PutOutcome, ResourcePage, ResourcePut, ResourceQuery, Result, SortBy, SortKey,
-    StoredResource, UnixMillis, ValueTest,
+    PendingWrite, PutOutcome, ResourcePage, ResourcePut, ResourceQuery, ResourceSort, Result,
+    SortBy, SortKey, StoredResource, UnixMillis, ValueTest,
 };
 
 fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
@@ -614,7 +614,7 @@ pub(crate) fn search(
             .collect::<rusqlite::Result<Vec<_>>>()
         })
         .map_err(db(OP))?;
-    matches.sort_unstable_by(|a, b| compare_matches(&q.sort.0, a, b));
+    matches.sort_unstable_by(|a, b| compare_matches(&q.sort, a, b));
     let total = matches.len();
     let start = usize::try_from(q.offset).unwrap_or(usize::MAX).min(total);
     let end = start
@@ -674,10 +674,11 @@ fn sort_column_sql(key: &SortKey, args: &mut Vec<Value>) -> String {
 }
 
 /// The result order: each sort key in turn (a missing value after every present one, in
-/// either direction), then the most recently updated first, then the newest row.
-fn compare_matches(keys: &[SortKey], a: &Match, b: &Match) -> std::cmp::Ordering {
+/// either direction), then update time and row as [`ResourceSort::newest_first`] says (the
+/// order [`search_by_type`] reads from the time index).
+fn compare_matches(sort: &ResourceSort, a: &Match, b: &Match) -> std::cmp::Ordering {
     use std::cmp::Ordering;
-    for (i, key) in keys.iter().enumerate() {
+    for (i, key) in sort.0.iter().enumerate() {
         let order = match (&a.sort_values[i], &b.sort_values[i]) {
             (Value::Null, Value::Null) => Ordering::Equal,
             (Value::Null, _) => return Ordering::Greater,
@@ -698,7 +699,12 @@ fn compare_matches(keys: &[SortKey], a: &Match, b: &Match) -> std::cmp::Ordering
             return order;
         }
     }
-    (b.last_updated, b.key).cmp(&(a.last_updated, a.key))
+    let oldest_first = (a.last_updated, a.key).cmp(&(b.last_updated, b.key));
+    if sort.newest_first() {
+        oldest_first.reverse()
+    } else {
+        oldest_first
+    }
 }
 
 /// A search with no index clause (`GET /fhir/Observation`, `_id`, `_lastUpdated`): counted
@@ -717,9 +723,10 @@ fn search_by_type(
         .map_err(db(OP))?;
     let mut resources = Vec::new();
     if q.count > 0 && total > i64::from(q.offset) {
-        let order = match q.sort.0.first() {
-            Some(k) if !k.descending => "r.last_updated ASC, r.key ASC",
-            _ => "r.last_updated DESC, r.key DESC",
+        let order = if q.sort.newest_first() {
+            "r.last_updated DESC, r.key DESC"
+        } else {
+            "r.last_updated ASC, r.key ASC"
         };
         let mut args = args.to_vec();
         args.push(Value::Integer(page(q.count)));

@@ -458,6 +458,14 @@ pub async fn search_sorts_by_dates_values_and_ids(h: &impl Harness) {
                 .to_vec()
         )
     );
+    // `_sort=_lastUpdated` orders ties (one batch shares its time) the same whether the type's
+    // time index serves it or a clause drives the search.
+    let oldest_first = || vec![key(SortBy::LastUpdated, false)];
+    let (_, by_index) = ids(&store, sorted(oldest_first(), Vec::new())).await;
+    let (_, by_clause) = ids(&store, sorted(oldest_first(), with_date.clone())).await;
+    let dated: Vec<String> = by_index.into_iter().filter(|id| id != "none").collect();
+    assert_eq!(dated, by_clause);
+    assert_eq!(by_clause.last().map(String::as_str), Some("short-b"));
     // Paging cuts the sorted list; a tie on every key puts the most recently updated first.
     let mut page = sorted(vec![key(class(), true)], with_date);
     page.count = 2;
