@@ -30,6 +30,19 @@ impl Input {
         Ok(Input { name, data })
     }
 
+    /// [`Input::read`] for a file of HL7 v2 messages: one that holds none (empty, or only blank
+    /// lines: a wrong export, a truncated copy) is an error rather than a silent success.
+    pub fn read_hl7(path: &str) -> anyhow::Result<Input> {
+        let input = Input::read(path)?;
+        if hl7v2::split_file(&input.data).next().is_none() {
+            anyhow::bail!(
+                "{}: no HL7 v2 message in it (the file is empty or holds only blank lines)",
+                input.name
+            );
+        }
+        Ok(input)
+    }
+
     /// Each message of the file, parsed, or the error that stopped it.
     pub fn messages(
         &self,

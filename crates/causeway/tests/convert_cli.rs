@@ -211,3 +211,50 @@ fn a_bundle_converts_back_to_v2_for_write_back() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_file_without_messages_is_an_error_not_silence() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.hl7");
+    std::fs::write(&empty, "\r\n\n  \n").unwrap();
+    let path = empty.to_str().unwrap();
+    for args in [
+        vec!["parse", path],
+        vec!["get", path, "PID-3"],
+        vec!["validate", path],
+        vec!["ack", path],
+        vec!["convert", path],
+        vec!["send", "--to", "127.0.0.1:9", path],
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{path}: no HL7 v2 message in it")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_path_is_named_with_where_it_goes_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("one.hl7");
+    std::fs::write(
+        &file,
+        "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rPID|1||123^^^H^MR\r",
+    )
+    .unwrap();
+    let out = run(&["get", file.to_str().unwrap(), "PID-3.x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("invalid path \"PID-3.x\": expected a component number at byte 6"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["get", file.to_str().unwrap(), "PID-3.1"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), "123\n");
+}

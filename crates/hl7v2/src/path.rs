@@ -26,56 +26,62 @@ pub struct Path {
 const MAX_INDEX: usize = 9_999;
 
 impl Path {
+    /// Parses `text`; an error's byte is where in `text` the path stops making sense.
     pub fn parse(text: &str) -> Result<Path, Error> {
-        let bad = |reason: &'static str| {
+        let lead = text.len() - text.trim_start().len();
+        let b = text.trim().as_bytes();
+        // `rest` is always a tail of `b`, so its length tells how far parsing got.
+        let bad = |rest: &[u8], reason: &'static str| {
             Error::new(
                 ErrorKind::InvalidPath {
                     path: text.to_string(),
                     reason,
                 },
-                Position::default(),
+                Position::at_byte(lead + b.len() - rest.len()),
             )
         };
-        let b = text.trim().as_bytes();
         if b.len() < 3
             || !b[..3]
                 .iter()
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         {
-            return Err(bad("expected a 3-character segment id"));
+            return Err(bad(b, "expected a 3-character segment id"));
         }
         let segment = [b[0], b[1], b[2]];
         let mut rest = &b[3..];
         let mut segment_occurrence = 1;
-        if let Some((n, tail)) = bracketed(rest).map_err(bad)? {
+        if let Some((n, tail)) = bracketed(rest).map_err(|(at, why)| bad(at, why))? {
             segment_occurrence = n;
             rest = tail;
         }
         let Some((b'-', tail)) = rest.split_first() else {
-            return Err(bad("expected '-' and a field number after the segment"));
+            return Err(bad(
+                rest,
+                "expected '-' and a field number after the segment",
+            ));
         };
-        let (field, tail) = number(tail).ok_or_else(|| bad("expected a field number"))?;
+        let (field, tail) = number(tail).ok_or_else(|| bad(tail, "expected a field number"))?;
         rest = tail;
         let mut repetition = None;
-        if let Some((n, tail)) = bracketed(rest).map_err(bad)? {
+        if let Some((n, tail)) = bracketed(rest).map_err(|(at, why)| bad(at, why))? {
             repetition = Some(n);
             rest = tail;
         }
         let mut component = None;
         let mut subcomponent = None;
         if let Some((b'.', tail)) = rest.split_first() {
-            let (n, tail) = number(tail).ok_or_else(|| bad("expected a component number"))?;
+            let (n, tail) = number(tail).ok_or_else(|| bad(tail, "expected a component number"))?;
             component = Some(n);
             rest = tail;
             if let Some((b'.', tail)) = rest.split_first() {
                 let (n, tail) =
-                    number(tail).ok_or_else(|| bad("expected a subcomponent number"))?;
+                    number(tail).ok_or_else(|| bad(tail, "expected a subcomponent number"))?;
                 subcomponent = Some(n);
                 rest = tail;
             }
         }
         if !rest.is_empty() {
-            return Err(bad("unexpected text after the path"));
+            return Err(bad(rest, "unexpected text after the path"));
         }
         Ok(Path {
             segment,
@@ -153,17 +159,18 @@ fn number(b: &[u8]) -> Option<(usize, &[u8])> {
     (1..=MAX_INDEX).contains(&n).then_some((n, &b[len..]))
 }
 
-/// `(n)` or `[n]` at the start of `b`.
-fn bracketed(b: &[u8]) -> Result<Option<(usize, &[u8])>, &'static str> {
+/// `(n)` or `[n]` at the start of `b`; an error carries the text where it went wrong.
+fn bracketed(b: &[u8]) -> Result<Option<(usize, &[u8])>, (&[u8], &'static str)> {
     let close = match b.first() {
         Some(b'(') => b')',
         Some(b'[') => b']',
         _ => return Ok(None),
     };
-    let (n, tail) = number(&b[1..]).ok_or("expected a number from 1 to 9999 in brackets")?;
+    let (n, tail) =
+        number(&b[1..]).ok_or((&b[1..], "expected a number from 1 to 9999 in brackets"))?;
     match tail.split_first() {
         Some((c, tail)) if *c == close => Ok(Some((n, tail))),
-        _ => Err("unclosed bracket"),
+        _ => Err((tail, "unclosed bracket")),
     }
 }
 
@@ -193,27 +200,31 @@ mod tests {
             ),
             (
                 "PID",
-                "invalid path \"PID\": expected '-' and a field number after the segment at byte 0",
+                "invalid path \"PID\": expected '-' and a field number after the segment at byte 3",
             ),
             (
                 "PID-",
-                "invalid path \"PID-\": expected a field number at byte 0",
+                "invalid path \"PID-\": expected a field number at byte 4",
             ),
             (
                 "PID-0",
-                "invalid path \"PID-0\": expected a field number at byte 0",
+                "invalid path \"PID-0\": expected a field number at byte 4",
             ),
             (
                 "PID-3(2",
-                "invalid path \"PID-3(2\": unclosed bracket at byte 0",
+                "invalid path \"PID-3(2\": unclosed bracket at byte 7",
             ),
             (
                 "PID-3.x",
-                "invalid path \"PID-3.x\": expected a component number at byte 0",
+                "invalid path \"PID-3.x\": expected a component number at byte 6",
             ),
             (
                 "PID-3.1.2.3",
-                "invalid path \"PID-3.1.2.3\": unexpected text after the path at byte 0",
+                "invalid path \"PID-3.1.2.3\": unexpected text after the path at byte 9",
+            ),
+            (
+                " PID-3(x)",
+                "invalid path \" PID-3(x)\": expected a number from 1 to 9999 in brackets at byte 7",
             ),
             (
                 "pid-3",

@@ -27,7 +27,7 @@ fn parse_code(s: &str) -> Result<AckCode, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let input = Input::read(&args.file)?;
+    let input = Input::read_hl7(&args.file)?;
     let mut out = std::io::stdout().lock();
     let timestamp = causeway_engine::runtime::channel::hl7_timestamp();
     let mut failed = false;

@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn to_fhir(args: &Args, profiles: &[Profile]) -> anyhow::Result<ExitCode> {
-    let input = Input::read(&args.file)?;
+    let input = Input::read_hl7(&args.file)?;
     let fallback = Profile::default();
     let mut out = std::io::stdout().lock();
     let mut failed = false;

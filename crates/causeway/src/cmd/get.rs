@@ -20,7 +20,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let path =
         hl7v2::Path::parse(&args.path).with_context(|| format!("bad PATH {:?}", args.path))?;
-    let input = Input::read(&args.file)?;
+    let input = Input::read_hl7(&args.file)?;
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for item in input.messages() {

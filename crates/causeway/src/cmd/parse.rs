@@ -21,7 +21,7 @@ enum Format {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let input = Input::read(&args.file)?;
+    let input = Input::read_hl7(&args.file)?;
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     for item in input.messages() {

@@ -377,7 +377,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut messages = Vec::new();
     let mut invalid = 0u64;
     for file in &args.files {
-        let input = Input::read(file)?;
+        let input = Input::read_hl7(file)?;
         for item in hl7v2::split_file(&input.data) {
             let raw = match item {
                 Ok(raw) => raw,

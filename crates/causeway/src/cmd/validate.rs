@@ -35,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    let input = Input::read(&args.file)?;
+    let input = Input::read_hl7(&args.file)?;
     let mut out = std::io::stdout().lock();
     let (mut messages, mut invalid) = (0usize, 0usize);
     for item in hl7v2::split_file(&input.data) {
