@@ -159,8 +159,11 @@ fn number(b: &[u8]) -> Option<(usize, &[u8])> {
     (1..=MAX_INDEX).contains(&n).then_some((n, &b[len..]))
 }
 
+/// The number and the rest of the text, or where and why a bracket is wrong.
+type Bracketed<'a> = Result<Option<(usize, &'a [u8])>, (&'a [u8], &'static str)>;
+
 /// `(n)` or `[n]` at the start of `b`; an error carries the text where it went wrong.
-fn bracketed(b: &[u8]) -> Result<Option<(usize, &[u8])>, (&[u8], &'static str)> {
+fn bracketed(b: &[u8]) -> Bracketed<'_> {
     let close = match b.first() {
         Some(b'(') => b')',
         Some(b'[') => b']',

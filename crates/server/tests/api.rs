@@ -633,6 +633,15 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
         .await;
     assert_eq!(page["messages"].as_array().map(Vec::len), Some(2));
     assert_eq!(page["next_offset"], 2);
+    // A message code alone finds every event of it.
+    for code in ["ADT", "ADT^*", "ADT^A01"] {
+        let all = h
+            .get(&format!("/api/messages?type={}", enc(code)), &viewer)
+            .await;
+        assert_eq!(all["messages"].as_array().map(Vec::len), Some(3), "{code}");
+    }
+    let none = h.get("/api/messages?type=ADT%5EA08", &viewer).await;
+    assert_eq!(none["messages"].as_array().map(Vec::len), Some(0));
     let rest = h
         .get("/api/messages?channel=adt&limit=2&offset=2", &viewer)
         .await;
@@ -654,6 +663,12 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
         ),
         ("limit=-5", "limit: expected a whole number, 0 or more"),
         ("offset=", "offset: expected a whole number, 0 or more"),
+        (
+            // Without its authority an identifier would match nothing, which would read as
+            // "no messages for this patient".
+            "patient=12345",
+            "patient: expected `id^authority` as PID-3 holds it (PID-3.1 and PID-3.4.1, e.g. `12345^HOSP`), or `12345^` for an identifier sent without an authority",
+        ),
     ] {
         let (status, body) = h
             .call(

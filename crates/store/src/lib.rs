@@ -475,7 +475,8 @@ impl fmt::Debug for StoredMessage {
 pub struct SearchFilter {
     /// Receiving channel.
     pub channel: Option<String>,
-    /// MSH-9 exactly, for example `ADT^A01`.
+    /// MSH-9 message code and event exactly, for example `ADT^A01`; or a message code alone,
+    /// `ADT` or `ADT^*`, for every event of it.
     pub message_type: Option<String>,
     /// Message state.
     pub state: Option<MessageState>,

@@ -108,7 +108,8 @@ pub struct MessageList {
 pub struct MessageQuery {
     /// Channel name.
     pub channel: Option<String>,
-    /// MSH-9 exactly, e.g. `ADT^A01`.
+    /// MSH-9 message code and event, e.g. `ADT^A01`; a message code alone (`ADT`, or
+    /// `ADT^*`) finds every event of it.
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub message_type: Option<String>,
@@ -296,6 +297,14 @@ pub(super) async fn search(
         let to = q.to.as_deref().map(|t| parse_time("to", t)).transpose()?;
         let limit = q.limit.unwrap_or(DEFAULT_MESSAGES).clamp(1, MAX_PAGE_LEN);
         let offset = q.offset.unwrap_or(0);
+        // Identifiers are indexed with their authority; a bare `12345` would match nothing,
+        // and an empty page would read as "no messages for this patient".
+        if q.patient.as_deref().is_some_and(|p| !p.contains('^')) {
+            return Err(ApiError::bad_request(
+                "patient: expected `id^authority` as PID-3 holds it (PID-3.1 and PID-3.4.1, \
+                 e.g. `12345^HOSP`), or `12345^` for an identifier sent without an authority",
+            ));
+        }
         let by_patient = q.patient.is_some();
         let filter = SearchFilter {
             channel: q.channel,

@@ -106,6 +106,12 @@ pub(crate) fn search(
     Ok(out)
 }
 
+/// `ADT` or `ADT^*`: the message code of a type filter that asks for all its events.
+fn message_code_only(filter: &str) -> Option<&str> {
+    let code = filter.strip_suffix("^*").unwrap_or(filter);
+    (!code.is_empty() && !code.contains('^')).then_some(code)
+}
+
 /// The statement and arguments of a message search.
 fn search_sql(cipher: &Cipher, f: &SearchFilter) -> (String, Vec<Value>) {
     let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM messages WHERE 1 = 1");
@@ -118,7 +124,28 @@ fn search_sql(cipher: &Cipher, f: &SearchFilter) -> (String, Vec<Value>) {
         add(" AND channel = ?", Value::Text(v.clone()), &mut sql);
     }
     if let Some(v) = &f.message_type {
-        add(" AND message_type = ?", Value::Text(v.clone()), &mut sql);
+        match message_code_only(v) {
+            // Every event of a message code: `ADT^` up to (not including) `ADT_`, the next
+            // character after `^`, a range the type index serves; and the code sent alone.
+            Some(code) => {
+                add(
+                    " AND (message_type = ?",
+                    Value::Text(code.to_owned()),
+                    &mut sql,
+                );
+                add(
+                    " OR (message_type >= ?",
+                    Value::Text(format!("{code}^")),
+                    &mut sql,
+                );
+                add(
+                    " AND message_type < ?))",
+                    Value::Text(format!("{code}_")),
+                    &mut sql,
+                );
+            }
+            None => add(" AND message_type = ?", Value::Text(v.clone()), &mut sql),
+        }
     }
     if let Some(v) = f.state {
         add(

@@ -1016,9 +1016,15 @@ pub async fn search_filters_combine(h: &dyn Harness) {
             &[],
         );
         m.received_at = UnixMillis(t0.0 + i * 1000);
-        if i == 5 {
-            m.header.message_type = "ORU^R01".into();
-            m.state = MessageState::Rejected;
+        match i {
+            3 => m.header.message_type = "ADT^A08".into(),
+            // Sorts between `ADT` and `ADT^`: must not be taken for an ADT event.
+            4 => m.header.message_type = "ADTX^A01".into(),
+            5 => {
+                m.header.message_type = "ORU^R01".into();
+                m.state = MessageState::Rejected;
+            }
+            _ => {}
         }
         ids.push(store.insert_inbound(m).await.expect("insert").id);
     }
@@ -1053,6 +1059,26 @@ pub async fn search_filters_combine(h: &dyn Harness) {
         })
         .await,
         [ids[5]]
+    );
+    // A message code alone, or with `^*`, finds every event of it.
+    for code in ["ADT", "ADT^*"] {
+        assert_eq!(
+            find(SearchFilter {
+                message_type: Some(code.into()),
+                ..SearchFilter::default()
+            })
+            .await,
+            [ids[3], ids[2], ids[1], ids[0]],
+            "{code}"
+        );
+    }
+    assert_eq!(
+        find(SearchFilter {
+            message_type: Some("ADT^A08".into()),
+            ..SearchFilter::default()
+        })
+        .await,
+        [ids[3]]
     );
     assert_eq!(
         find(SearchFilter {
