@@ -345,7 +345,7 @@ group_commit_max_wait = "2s"
 [[channel]]
 name = "a"
 source = { type = "mllp", listen = "0.0.0.0:2575" }
-accept = { types = ["ADT^A01^X"], processing_ids = [""] }
+accept = { types = ["ADT^A01^X"], processing_ids = ["", "Q"] }
   [[channel.filter]]
   [[channel.filter]]
   when = "PID-8 = 'M'"
@@ -356,6 +356,7 @@ accept = { types = ["ADT^A01^X"], processing_ids = [""] }
                 "causeway.toml:2:25: store.group_commit_max_wait: must be at most 1s (every ack waits this long)",
                 "causeway.toml:6:21: channel[0].accept.types[0]: invalid message type pattern \"ADT^A01^X\": expected CODE^EVENT, e.g. \"ADT^A01\" or \"ORU^*\"",
                 "causeway.toml:6:53: channel[0].accept.processing_ids[0]: the value is empty",
+                "causeway.toml:6:57: channel[0].accept.processing_ids[1]: unknown processing id \"Q\": expected P (production), T (training) or D (debugging), HL7 table 0103",
                 "causeway.toml:7:3: channel[0].filter[0]: the filter has no condition",
                 "causeway.toml:9:10: channel[0].filter[1].when: invalid condition: expected an operator (==, !=, in, not in, matches) at character 7",
                 "causeway.toml:11:10: channel[0].filter[2].when: invalid condition: invalid regular expression: unclosed group at character 15",

@@ -223,6 +223,31 @@ impl<'a> Validator<'a> {
         out
     }
 
+    /// Patterns of MSH-11.1; a value without a wildcard must be one HL7 table 0103 defines,
+    /// since any other never matches a conformant sender and refuses all of its messages.
+    fn processing_ids(&mut self, key: &str, v: &TextList) -> Vec<Wildcard> {
+        let patterns = self.wildcards(key, v);
+        let items = v
+            .as_ref()
+            .map(|l| l.get_ref().as_slice())
+            .unwrap_or_default();
+        for (i, item) in items.iter().enumerate() {
+            let id = item.get_ref();
+            if !id.is_empty() && !id.contains(['*', '?']) && !matches!(id.as_str(), "D" | "P" | "T")
+            {
+                self.err(
+                    K::Invalid,
+                    &format!("{key}[{i}]"),
+                    item.span(),
+                    format!(
+                        "unknown processing id {id:?}: expected P (production), T (training) or D (debugging), HL7 table 0103"
+                    ),
+                );
+            }
+        }
+        patterns
+    }
+
     fn types(&mut self, key: &str, v: &TextList) -> Vec<TypePattern> {
         let items = self.list(key, v);
         let mut out = Vec::new();
@@ -595,7 +620,7 @@ impl<'a> Validator<'a> {
                 let a = a.get_ref();
                 Accept::new(
                     self.types(&format!("{k}.types"), &a.types),
-                    self.wildcards(&format!("{k}.processing_ids"), &a.processing_ids),
+                    self.processing_ids(&format!("{k}.processing_ids"), &a.processing_ids),
                     self.wildcards(&format!("{k}.versions"), &a.versions),
                 )
             }
