@@ -156,6 +156,48 @@ async fn unparseable_input_is_refused_with_ar_and_stored_as_rejected() {
 }
 
 #[tokio::test]
+async fn a_message_without_type_or_control_id_is_refused_with_ar_101_even_with_no_rules() {
+    // No accept rules: the channel takes any message, but not one it could neither route nor
+    // acknowledge (the CDC's PHLIP_FLU_2.5.1_NO_MSH9 and _NO_MSH10 test messages are such).
+    let h = Harness::start(&mllp_channel("open")).await;
+    let cases: [(&[u8], &str, &str); 3] = [
+        (
+            b"MSH|^~\\&|EHR|CLINIC|LAB|HOSP|20240101120000||^A01|NO-TYPE|P|2.5.1\rPID|1\r",
+            "NO-TYPE",
+            "MSH^1^9^1",
+        ),
+        (
+            b"MSH|^~\\&|EHR|CLINIC|LAB|HOSP|20240101120000||ADT^A01||P|2.5.1\rPID|1\r",
+            "",
+            "MSH^1^10^1",
+        ),
+        // A header cut short: neither field is there at all.
+        (b"MSH|^~\\&|EHR|CLINIC\rPID|1\r", "", "MSH^1^9^1"),
+    ];
+    let mut client = h.client("open").await;
+    for (raw, echoed, location) in cases {
+        let ack = send(&mut client, raw).await;
+        let a = ack_of(&ack);
+        let shown = String::from_utf8_lossy(&ack).into_owned();
+        assert_eq!(a.code, "AR", "{shown}");
+        assert_eq!(a.err3, "101", "{shown}");
+        assert_eq!(a.control_id, echoed);
+        assert_eq!(field(&ack, "ERR-2"), location, "{shown}");
+        assert!(
+            a.text
+                .as_deref()
+                .is_some_and(|t| t.starts_with("required field MSH-")),
+            "{shown}"
+        );
+    }
+    let rows = h.in_channel("open").await;
+    assert_eq!(rows.len(), 3, "every refused message is kept");
+    assert!(rows.iter().all(|r| r.state == MessageState::Rejected));
+    let ok = send(&mut client, &msg("OK1").build()).await;
+    assert_eq!(ack_of(&ok).code, "AA");
+}
+
+#[tokio::test]
 async fn a_resent_message_gets_the_same_ack_and_is_not_routed_again() {
     let receiver = Receiver::start().await;
     let h = Harness::start(&format!(

@@ -173,6 +173,40 @@ fn patient_ids(msg: &Message<'_>) -> Vec<String> {
     ids
 }
 
+/// HL7 table 0357 "required field missing".
+const ERR3_REQUIRED_FIELD_MISSING: u16 = 101;
+
+/// The first of MSH-9.1 and MSH-10 that is empty, as the ACK error refusing the message: without
+/// a message type nothing can say what the message is or route it, and without a control id the
+/// sender cannot match the ACK (MSA-2) nor can a resent copy be told from a new message.
+fn missing_header_field(msg: &Message<'_>) -> Option<AckError> {
+    let required = [
+        (9, "message type", msg.message_code()),
+        (10, "message control id", msg.control_id()),
+    ];
+    let (field, name, _) = required
+        .into_iter()
+        .find(|(_, _, value)| value.as_deref().is_none_or(|v| v.trim().is_empty()))?;
+    // The field as a whole (ERR-2 `MSH^1^9`), whether it is empty or cut off.
+    let location = hl7v2::Position {
+        byte: msg
+            .segment(1)
+            .and_then(|msh| msh.field(field))
+            .map_or(0, |node| node.position().byte),
+        segment_index: 1,
+        segment_id: *b"MSH",
+        field: field as u16,
+        ..Default::default()
+    };
+    Some(
+        AckError::new(
+            ERR3_REQUIRED_FIELD_MISSING,
+            format!("required field MSH-{field} ({name}) is empty"),
+        )
+        .at(location),
+    )
+}
+
 /// The header fields the store indexes. Values longer than the store accepts are cut (on a
 /// character boundary) rather than refused: a sender's oversized MSH-10 must not turn into
 /// an AE it would resend forever.
@@ -521,6 +555,9 @@ impl Channel {
     }
 
     fn route(&self, msg: &Message<'_>) -> Decision {
+        if let Some(missing) = missing_header_field(msg) {
+            return Decision::Refuse(missing);
+        }
         if let Err(refusal) = self.accept.check(msg) {
             return Decision::Refuse(AckError::new(refusal.err3, refusal.text));
         }
