@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use causeway_engine::runtime::channel::Channel;
 use causeway_store::Store;
 
@@ -82,6 +82,14 @@ pub fn router(state: AppState) -> Router {
     // `[server.auth] requests_per_minute` applies to the data routes; sign-in has its own.
     let limited = Router::new()
         .nest("/fhir", fhir::routes().merge(audit::fhir_routes()))
+        // The base URL takes a batch Bundle with a trailing slash too (clients configured with
+        // one post there); the nested router only answers `/fhir` itself.
+        .route(
+            "/fhir/",
+            post(fhir::batch::batch).layer(axum::extract::DefaultBodyLimit::max(
+                fhir::write::MAX_WRITE_BODY,
+            )),
+        )
         .nest(api::PREFIX, api::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

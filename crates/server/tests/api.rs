@@ -1386,3 +1386,19 @@ async fn an_alert_appears_in_the_api_while_it_fires_and_then_among_the_recent_on
     let (status, _) = h.call(Method::GET, "/api/alerts", None, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_fhir_base_takes_a_batch_with_or_without_a_trailing_slash() {
+    let h = Harness::start().await;
+    let viewer = h.login("viewer").await;
+    let batch = json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"request": {"method": "GET", "url": "metadata"}}]
+    });
+    for base in ["/fhir", "/fhir/"] {
+        let answer = h.post(base, &viewer, Some(batch.clone())).await;
+        assert_eq!(answer["type"], "batch-response", "{base}: {answer}");
+        assert_eq!(answer["entry"][0]["response"]["status"], "200 OK", "{base}");
+    }
+}

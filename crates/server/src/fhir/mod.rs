@@ -5,7 +5,7 @@
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
 //! every answer that carries PHI is recorded in the audit log before it leaves.
 
-mod batch;
+pub(crate) mod batch;
 mod capability;
 pub mod export;
 mod group;
