@@ -387,14 +387,15 @@ fn print_human(s: &Summary, result: &causeway_import::StageResult) {
 
 /// Progress for people: a bar at a terminal, a line every ten seconds otherwise (CI logs).
 struct ProgressDisplay {
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped to stop the display at once (not at its next tick, which the import's timing
+    /// would include).
+    stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl ProgressDisplay {
     fn start(progress: Arc<Progress>) -> ProgressDisplay {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let terminal = std::io::stderr().is_terminal();
             let bar = indicatif::ProgressBar::with_draw_target(
@@ -414,7 +415,7 @@ impl ProgressDisplay {
             );
             let started = Instant::now();
             let mut last_line = Instant::now();
-            while !flag.load(Ordering::Relaxed) {
+            loop {
                 let line = status(&progress, started);
                 bar.set_length(progress.bytes_total.load(Ordering::Relaxed));
                 bar.set_position(progress.bytes_done.load(Ordering::Relaxed));
@@ -423,18 +424,21 @@ impl ProgressDisplay {
                     eprintln!("import: {line}");
                     last_line = Instant::now();
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                match stopped.recv_timeout(Duration::from_millis(200)) {
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break,
+                }
             }
             bar.finish_and_clear();
         });
         ProgressDisplay {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
 
     fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
