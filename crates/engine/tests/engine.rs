@@ -119,7 +119,7 @@ async fn accept_rules_refuse_with_ar_and_the_err3_code_and_keep_the_message() {
 #[tokio::test]
 async fn unparseable_input_is_refused_with_ar_and_stored_as_rejected() {
     let h = Harness::start(&mllp_channel("raw")).await;
-    let cases: [(&[u8], &str, &str); 3] = [
+    let cases: [(&[u8], &str, &str); 4] = [
         (b"PID|1||12345^^^HOSP^MR||DOE^JANE\r", "100", ""),
         (
             b"MSH|^^|EHR|CLINIC|LAB|HOSP|20240101120000||ADT^A01|BAD-MSH2|P|2.5.1\rPID|1\r",
@@ -131,6 +131,12 @@ async fn unparseable_input_is_refused_with_ar_and_stored_as_rejected() {
             "100",
             "BAD-SEG",
         ),
+        // A batch file in one frame: refused, with what to do instead.
+        (
+            b"BHS|^~\\&|EHR|CLINIC\rMSH|^~\\&|EHR|CLINIC|LAB|HOSP|20240101120000||ADT^A01|IN-BATCH|P|2.5.1\rPID|1\rBTS|1\r",
+            "100",
+            "",
+        ),
     ];
     let mut client = h.client("raw").await;
     for (raw, err3, echoed) in cases {
@@ -141,10 +147,17 @@ async fn unparseable_input_is_refused_with_ar_and_stored_as_rejected() {
         assert_eq!(a.err3, err3, "{shown}");
         assert_eq!(a.control_id, echoed, "MSA-2 echoes MSH-10 when readable");
         assert!(a.text.is_some(), "the NAK says why: {shown}");
+        assert_eq!(
+            raw.starts_with(b"BHS"),
+            a.text.as_deref().is_some_and(
+                |t| t.contains("this is an HL7 batch: send each message in its own frame")
+            ),
+            "{shown}"
+        );
     }
-    // All three stored as rejected, byte for byte, with the NAK each got.
+    // All four stored as rejected, byte for byte, with the NAK each got.
     let rows = h.in_channel("raw").await;
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.len(), 4);
     for (row, (raw, _, _)) in rows.iter().zip(cases) {
         assert_eq!(row.state, MessageState::Rejected);
         let stored = h.message(row.id).await;
@@ -152,7 +165,7 @@ async fn unparseable_input_is_refused_with_ar_and_stored_as_rejected() {
         assert!(stored.ack.is_some());
     }
     let stats = &h.engine().channel("raw").unwrap().stats;
-    assert_eq!(stats.rejected.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(stats.rejected.load(std::sync::atomic::Ordering::Relaxed), 4);
 }
 
 #[tokio::test]

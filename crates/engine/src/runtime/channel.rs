@@ -671,7 +671,15 @@ impl Channel {
         // The error's text can quote the bytes it stopped at (a segment id, MSH-2): log only
         // its code and position, never message content.
         tracing::info!(channel = %self.name, peer, size = raw.len(), err3 = e.err3_code(), position = %e.position, "message does not parse; answering AR");
-        let nak = hl7v2::build_nak_for_bytes(raw, AckCode::AR, &AckError::from_error(e), header);
+        let mut error = AckError::from_error(e);
+        if raw.starts_with(b"BHS") || raw.starts_with(b"FHS") {
+            // A whole batch file in one frame: say what to do instead.
+            error.text.push_str(
+                "; this is an HL7 batch: send each message in its own frame, \
+                 or drop the batch file into a directory source",
+            );
+        }
+        let nak = hl7v2::build_nak_for_bytes(raw, AckCode::AR, &error, header);
         let new = NewMessage {
             channel: self.name.clone(),
             peer: peer.to_string(),
