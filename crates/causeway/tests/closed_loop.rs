@@ -559,6 +559,23 @@ source = {{ type = "fhir-api" }}
         api.post("", &transaction, false).await.status(),
         StatusCode::UNPROCESSABLE_ENTITY
     );
+    // A date that does not exist never reaches the EHR: 422 naming the element.
+    let mut impossible = order.clone();
+    impossible["identifier"][0]["value"] = json!("ORD-LOOP-NO-SUCH-DAY");
+    impossible["authoredOn"] = json!("2024-02-30T09:00:00Z");
+    let r = api.post("/ServiceRequest", &impossible, true).await;
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let outcome: Value = r.json().await.expect("json");
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains(
+                "ServiceRequest.authoredOn is not a FHIR dateTime: its day is out of range"
+            )),
+        "{outcome}"
+    );
+    let sent = std::fs::read_to_string(&accepting.out).expect("EHR out file");
+    assert!(!sent.contains("ORD-LOOP-NO-SUCH-DAY"), "{sent}");
 
     // The same EHR now refuses orders (`causeway listen --ack AR` on its port): the next
     // order's AR becomes 422 carrying the EHR's ERR text, and the order is not stored.

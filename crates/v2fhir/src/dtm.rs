@@ -145,7 +145,7 @@ fn parse(value: &str) -> Result<Option<Parsed<'_>>, Error> {
 }
 
 /// Splits the digit run into `YYYY`, `MM`, `DD`, `HH`, `MM`, `SS`.
-fn split_parts(digits: &str) -> Vec<&str> {
+pub(crate) fn split_parts(digits: &str) -> Vec<&str> {
     let mut parts = vec![&digits[0..4]];
     let mut i = 4;
     while i < digits.len() {
@@ -155,7 +155,7 @@ fn split_parts(digits: &str) -> Vec<&str> {
     parts
 }
 
-fn check_ranges(parts: &[&str]) -> Result<(), Error> {
+pub(crate) fn check_ranges(parts: &[&str]) -> Result<(), Error> {
     let num = |s: &str| s.parse::<u32>().unwrap_or(u32::MAX);
     let year = num(parts[0]);
     let month = parts.get(1).map(|m| num(m));
@@ -194,7 +194,7 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 }
 
 /// `+HHMM` at byte `at` to `+HH:MM`; FHIR zones run from -14:00 to +14:00.
-fn parse_zone(z: &str, at: usize) -> Result<String, Error> {
+pub(crate) fn parse_zone(z: &str, at: usize) -> Result<String, Error> {
     let digits = &z[1..];
     if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::new(

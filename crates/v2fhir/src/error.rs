@@ -18,6 +18,9 @@ pub enum ErrorKind {
     /// Write-back (FHIR -> v2): the resource lacks an element the message needs (the message names it,
     /// e.g. `Observation.code`).
     MissingElement,
+    /// Write-back: an element's value is not what its FHIR type allows (a dateTime that is not one, a
+    /// date that does not exist); the message names the element.
+    InvalidElement,
     /// Write-back: a reference the message needs (e.g. `Observation.subject`) names no resource in the
     /// bundle or resolver.
     UnresolvedReference,

@@ -143,6 +143,8 @@ fn dtm_keeps_precision_and_zone() {
         ("2013-04-02T09:30:10.25-05:30", "20130402093010.25-0530"),
         ("2013-04-02T09:30:10Z", "20130402093010+0000"),
         ("2013-04-02T09:30", "201304020930"),
+        ("2024-02-29", "20240229"),
+        ("2024-01-01T23:59:59-14:00", "20240101235959-1400"),
     ] {
         assert_eq!(fhir_to_v2::dtm(fhir, "x").unwrap(), v2, "{fhir}");
     }
@@ -154,9 +156,25 @@ fn dtm_keeps_precision_and_zone() {
         "2013-04-02T09:30:10+0100",
     ] {
         let e = fhir_to_v2::dtm(bad, "Observation.issued").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::DateTimeSyntax, "{bad}");
-        assert!(e.message.contains("Observation.issued"));
-        assert!(!e.message.contains(bad), "errors do not quote values");
+        assert_eq!(e.kind, ErrorKind::InvalidElement, "{bad}");
+        assert_eq!(e.to_string(), "Observation.issued is not a FHIR dateTime");
+    }
+    // Well formed, but no such date or time: the EHR must not get it.
+    for (bad, part) in [
+        ("1980-13-45", "month"),
+        ("2023-02-29", "day"),
+        ("0000-01-01", "year"),
+        ("2024-01-01T24:00:00Z", "hour"),
+        ("2024-01-01T10:61:00Z", "minute"),
+        ("2024-01-01T10:00:00+15:00", "zone"),
+    ] {
+        let e = fhir_to_v2::dtm(bad, "Patient.birthDate").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidElement, "{bad}");
+        assert_eq!(
+            e.to_string(),
+            format!("Patient.birthDate is not a FHIR dateTime: its {part} is out of range"),
+            "errors name the part and do not quote values"
+        );
     }
     assert_eq!(fhir_to_v2::tm("14:05:00.5", "x").unwrap(), "140500.5");
 }

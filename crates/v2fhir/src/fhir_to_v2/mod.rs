@@ -141,7 +141,7 @@ impl Default for WriteOptions {
 /// carry (e.g. `Observation.valueSampledData`); [`ErrorKind::MissingElement`] when the resource lacks
 /// what the message needs (`Observation.code`, `WriteOptions.control_id`...);
 /// [`ErrorKind::UnresolvedReference`] for a required reference not found;
-/// [`ErrorKind::DateTimeSyntax`] for a date the resource holds that is not a FHIR dateTime.
+/// [`ErrorKind::InvalidElement`] for a date the resource holds that is not a FHIR dateTime or does not exist.
 pub fn to_v2(
     resource: &Resource,
     bundle_context: Option<&Bundle>,

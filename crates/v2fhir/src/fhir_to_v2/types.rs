@@ -25,11 +25,13 @@ use crate::profile::Profile;
 /// `element` names the FHIR element in the error.
 ///
 /// # Errors
-/// [`ErrorKind::DateTimeSyntax`] when the text is not a FHIR date/dateTime (the value is not quoted).
+/// [`ErrorKind::InvalidElement`] when the text is not a FHIR date/dateTime (the value is not quoted),
+/// or a part is out of its range (month 13, February 30, hour 24, zone +15:00): the EHR would get a
+/// date that does not exist.
 pub fn dtm(text: &str, element: &str) -> Result<String> {
     let bad = || {
         Error::new(
-            ErrorKind::DateTimeSyntax,
+            ErrorKind::InvalidElement,
             0,
             format!("{element} is not a FHIR dateTime"),
         )
@@ -49,14 +51,30 @@ pub fn dtm(text: &str, element: &str) -> Result<String> {
         return Err(bad());
     }
     let mut out: String = date_parts.concat();
+    let mut zone = String::new();
     if let Some(time) = time {
         if date_parts.len() != 3 {
             return Err(bad());
         }
-        let (clock, zone) = split_zone(time).ok_or_else(bad)?;
+        let (clock, z) = split_zone(time).ok_or_else(bad)?;
         out.push_str(&clock_digits(clock).ok_or_else(bad)?);
-        out.push_str(&zone);
+        zone = z;
     }
+    // Names the part, not its value: a birth date is patient data.
+    let out_of_range = |e: Error| {
+        let part = e.message.split(' ').next().unwrap_or("value");
+        Error::new(
+            ErrorKind::InvalidElement,
+            0,
+            format!("{element} is not a FHIR dateTime: its {part} is out of range"),
+        )
+    };
+    let whole = out.split_once('.').map_or(out.as_str(), |(w, _)| w);
+    crate::dtm::check_ranges(&crate::dtm::split_parts(whole)).map_err(out_of_range)?;
+    if !zone.is_empty() {
+        crate::dtm::parse_zone(&zone, 0).map_err(out_of_range)?;
+    }
+    out.push_str(&zone);
     Ok(out)
 }
 
@@ -104,11 +122,11 @@ fn clock_digits(clock: &str) -> Option<String> {
 /// FHIR `time` (`hh:mm:ss[.f]`) -> HL7 TM (`hhmmss[.f]`).
 ///
 /// # Errors
-/// [`ErrorKind::DateTimeSyntax`] naming `element`.
+/// [`ErrorKind::InvalidElement`] naming `element`.
 pub fn tm(text: &str, element: &str) -> Result<String> {
     clock_digits(text).ok_or_else(|| {
         Error::new(
-            ErrorKind::DateTimeSyntax,
+            ErrorKind::InvalidElement,
             0,
             format!("{element} is not a FHIR time"),
         )
