@@ -1097,6 +1097,7 @@ async fn reprocess_queues_a_second_delivery() {
         Reprocessed {
             state: MessageState::Accepted,
             queues: vec!["rp/lab".into()],
+            reason: None,
         }
     );
     eventually("the second delivery to settle", || async {
@@ -1114,6 +1115,26 @@ async fn reprocess_queues_a_second_delivery() {
         h.engine().channel("other").unwrap().reprocess(id).await,
         Err(ReprocessError::OtherChannel(..))
     ));
+
+    // Not routed again: the outcome says why.
+    h.send(
+        "rp",
+        b"MSH|^~\\&|EHR|CLINIC|LAB|HOSP|20240101120000||ADT^A01||P|2.5.1\rPID|1\r",
+    )
+    .await;
+    let refused = h
+        .in_channel("rp")
+        .await
+        .into_iter()
+        .find(|m| m.state == MessageState::Rejected)
+        .expect("the message without MSH-10 is stored as rejected");
+    let outcome = channel.reprocess(refused.id).await.unwrap();
+    assert_eq!(outcome.state, MessageState::Rejected);
+    assert!(outcome.queues.is_empty());
+    assert_eq!(
+        outcome.reason.as_deref(),
+        Some("required field MSH-10 (message control id) is empty")
+    );
 }
 
 #[tokio::test]
@@ -1144,6 +1165,7 @@ async fn reprocess_does_not_queue_again_while_a_delivery_is_pending() {
         Reprocessed {
             state: MessageState::Accepted,
             queues: Vec::new(),
+            reason: None,
         },
         "nothing was appended, so no queue is reported"
     );

@@ -37,7 +37,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .ok_or_else(|| anyhow::anyhow!("message {id} came through channel {channel_name:?}, which the configuration no longer has"))?;
             let done = channel.reprocess(id).await?;
             if done.queues.is_empty() {
-                println!("message {id}: {} (not queued)", done.state);
+                match &done.reason {
+                    Some(why) => println!("message {id}: {} (not queued): {why}", done.state),
+                    None => println!("message {id}: {} (not queued)", done.state),
+                }
             } else {
                 println!("message {id}: {}, queued to {}", done.state, done.queues.join(", "));
             }

@@ -737,6 +737,9 @@ pub struct Reprocessed {
     /// Queues the message was appended to (empty when filtered, refused or in error; a queue
     /// where it is still pending is skipped).
     pub queues: Vec<String>,
+    /// Why it was not routed: the refusal's or the transform's error, the filter or hold; `None`
+    /// when it was.
+    pub reason: Option<String>,
 }
 
 impl Channel {
@@ -760,20 +763,35 @@ impl Channel {
             ));
         }
         let raw = stored.raw.ok_or(ReprocessError::Purged(id))?;
-        let (state, outbound, queues) = match hl7v2::parse(&raw) {
-            Err(_) => (MessageState::Rejected, None, Vec::new()),
+        let (state, outbound, queues, reason) = match hl7v2::parse(&raw) {
+            Err(e) => (
+                MessageState::Rejected,
+                None,
+                Vec::new(),
+                Some(AckError::from_error(&e).text),
+            ),
             Ok(msg) => match self.decide(&msg).0 {
                 Decision::Route { outbound } => {
-                    (MessageState::Accepted, outbound, self.queues.clone())
+                    (MessageState::Accepted, outbound, self.queues.clone(), None)
                 }
-                Decision::Hold { outbound } => (MessageState::Held, outbound, Vec::new()),
-                Decision::Filter => (MessageState::Filtered, None, Vec::new()),
-                Decision::Refuse(_) | Decision::RefuseContent(_) => {
-                    (MessageState::Rejected, None, Vec::new())
+                Decision::Hold { outbound } => (
+                    MessageState::Held,
+                    outbound,
+                    Vec::new(),
+                    Some("held for review: a code map with the hold policy met a code it does not map".into()),
+                ),
+                Decision::Filter => (
+                    MessageState::Filtered,
+                    None,
+                    Vec::new(),
+                    Some("a filter of the channel dropped it".into()),
+                ),
+                Decision::Refuse(e) | Decision::RefuseContent(e) => {
+                    (MessageState::Rejected, None, Vec::new(), Some(e.text))
                 }
                 Decision::Error(text) => {
                     tracing::warn!(channel = %self.name, id = %id, error = %text, "transform failed on reprocess");
-                    (MessageState::Error, None, Vec::new())
+                    (MessageState::Error, None, Vec::new(), Some(text))
                 }
             },
         };
@@ -799,7 +817,11 @@ impl Channel {
         if !queues.is_empty() {
             self.wake.notify_waiters();
         }
-        Ok(Reprocessed { state, queues })
+        Ok(Reprocessed {
+            state,
+            queues,
+            reason,
+        })
     }
 }
 

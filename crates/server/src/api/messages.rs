@@ -219,6 +219,10 @@ pub struct ReprocessOutcome {
     pub state: String,
     /// Queues it was appended to.
     pub queues: Vec<String>,
+    /// Why it was not routed (the refusal, the transform's error, the filter or hold); absent when
+    /// it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Which destination to send a message to again.
@@ -528,6 +532,7 @@ pub(super) async fn reprocess(
                 message_id: id.0,
                 state: done.state.as_str().to_owned(),
                 queues: done.queues,
+                reason: done.reason,
             })
         };
         let entity = format!("Message/{id}/$reprocess");
