@@ -165,7 +165,7 @@ export function message(main, id) {
             ev.target.disabled = true;
             try {
               const r = await api(`/api/messages/${id}/reprocess`, { method: 'POST' });
-              toast(`Message ${id} reprocessed: ${r.state}${r.queues.length ? `, queued to ${r.queues.join(', ')}` : ''}`);
+              toast(`Message ${id} reprocessed: ${r.state}${r.queues.length ? `, queued to ${r.queues.join(', ')}` : ''}${r.reason ? ` (${r.reason})` : ''}`);
             } catch (e) {
               toast(`Reprocess failed: ${e.message}`);
             }
