@@ -59,6 +59,22 @@ fn the_fixtures_pass_and_a_changed_expectation_fails_with_its_path() {
         "{stdout}"
     );
 
+    // A broken case is one failure, named with its file; the other cases still run.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::copy(source.join("input.hl7"), broken.join("input.hl7")).unwrap();
+    std::fs::write(broken.join("expected.json"), "{not json").unwrap();
+    let out = run(&["test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("FAIL broken: ") && stdout.contains("broken/expected.json: not JSON"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAIL smoking: 1 difference(s)"), "{stdout}");
+    assert!(stdout.contains("0 passed, 2 failed"), "{stdout}");
+    std::fs::remove_dir_all(&broken).unwrap();
+
     // --bless rewrites the expectation, after which the case passes.
     assert!(
         run(&["test", dir.path().to_str().unwrap(), "--bless"])

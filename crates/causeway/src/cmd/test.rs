@@ -46,38 +46,31 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             name
         };
-        let actual = run_case(case)?;
-        let expected_path = case.join("expected.json");
-        if args.bless {
-            let text = serde_json::to_string_pretty(&actual)? + "\n";
-            std::fs::write(&expected_path, text)
-                .with_context(|| format!("cannot write {}", expected_path.display()))?;
-            println!("blessed {name}");
-            passed += 1;
-            continue;
-        }
-        let expected: Value = match std::fs::read(&expected_path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("{}: not JSON", expected_path.display()))?,
-            Err(e) => {
-                println!("FAIL {name}: cannot read {}: {e}", expected_path.display());
+        // A broken case (a profile that does not load, an expected.json that is not JSON) is
+        // one failure: the other cases still run, as a test runner does.
+        match check_case(case, args.bless) {
+            Ok(Outcome::Blessed) => {
+                println!("blessed {name}");
+                passed += 1;
+            }
+            Ok(Outcome::Same) => {
+                println!("ok   {name}");
+                passed += 1;
+            }
+            Ok(Outcome::Differs(differences)) => {
+                println!("FAIL {name}: {} difference(s)", differences.len());
+                for d in differences.iter().take(MAX_SHOWN) {
+                    println!("    {d}");
+                }
+                if differences.len() > MAX_SHOWN {
+                    println!("    … {} more", differences.len() - MAX_SHOWN);
+                }
                 failed += 1;
-                continue;
             }
-        };
-        let differences = v2fhir::fixture::diff(&expected, &actual);
-        if differences.is_empty() {
-            println!("ok   {name}");
-            passed += 1;
-        } else {
-            println!("FAIL {name}: {} difference(s)", differences.len());
-            for d in differences.iter().take(MAX_SHOWN) {
-                println!("    {d}");
+            Err(e) => {
+                println!("FAIL {name}: {e:#}");
+                failed += 1;
             }
-            if differences.len() > MAX_SHOWN {
-                println!("    … {} more", differences.len() - MAX_SHOWN);
-            }
-            failed += 1;
         }
     }
     println!("{passed} passed, {failed} failed");
@@ -85,6 +78,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// What one case came to.
+enum Outcome {
+    Blessed,
+    Same,
+    Differs(Vec<v2fhir::fixture::Difference>),
+}
+
+/// Runs one case and compares it with its `expected.json` (or writes that, with `bless`).
+fn check_case(case: &Path, bless: bool) -> anyhow::Result<Outcome> {
+    let actual = run_case(case)?;
+    let expected_path = case.join("expected.json");
+    if bless {
+        let text = serde_json::to_string_pretty(&actual)? + "\n";
+        std::fs::write(&expected_path, text)
+            .with_context(|| format!("cannot write {}", expected_path.display()))?;
+        return Ok(Outcome::Blessed);
+    }
+    let bytes = std::fs::read(&expected_path)
+        .with_context(|| format!("cannot read {}", expected_path.display()))?;
+    let expected: Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not JSON", expected_path.display()))?;
+    let differences = v2fhir::fixture::diff(&expected, &actual);
+    Ok(if differences.is_empty() {
+        Outcome::Same
+    } else {
+        Outcome::Differs(differences)
     })
 }
 
