@@ -216,7 +216,13 @@ fn entry(
     data: Vec<u8>,
     damaged: Option<String>,
 ) -> Entry {
-    let content = classify(name, &data);
+    // An empty file (a failed export, a truncated copy) is listed with the skipped files rather
+    // than read as a file of no messages, which no report would show.
+    let content = if damaged.is_none() && data.iter().all(u8::is_ascii_whitespace) {
+        Content::Skip("empty: no HL7 v2 message in it")
+    } else {
+        classify(name, &data)
+    };
     Entry {
         label,
         compression,
@@ -268,6 +274,29 @@ fn looks_like_hl7(data: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_file_is_skipped_saying_so() {
+        for data in [&b""[..], b"\r\n\n  "] {
+            let e = entry(
+                "a".into(),
+                "feed.hl7",
+                Compression::None,
+                data.to_vec(),
+                None,
+            );
+            assert_eq!(e.content, Content::Skip("empty: no HL7 v2 message in it"));
+        }
+        // Damaged on the way in: reported as damaged, not as empty.
+        let e = entry(
+            "a".into(),
+            "feed.hl7.gz",
+            Compression::Gzip,
+            Vec::new(),
+            Some("compressed stream damaged".into()),
+        );
+        assert_eq!(e.content, Content::Hl7);
+    }
 
     #[test]
     fn classifies_by_name_then_content() {
