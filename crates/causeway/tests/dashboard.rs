@@ -219,9 +219,19 @@ fhir = {{}}
     let url = browser.url().await;
     assert!(url.ends_with("/ui/#/messages"), "no PHI in the URL: {url}");
     browser.type_into("#f-patient", "").await;
+    // By sender (MSH-3 and MSH-4).
+    browser.type_into("#f-app", "OTHERAPP").await;
+    browser.click_on("#search button[type=submit]").await;
+    browser
+        .text_where("#results-note", "no match from another sender", |t| {
+            t.contains("No message matches")
+        })
+        .await;
+    browser.type_into("#f-app", "WARDAPP").await;
+    browser.type_into("#f-facility", "NORTH").await;
     browser.type_into("#f-control", "DASH-2").await;
     browser.click_on("#search button[type=submit]").await;
-    // The three rows of the patient search stay until the new answer replaces them.
+    // The rows of the earlier search stay until the new answer replaces them.
     only_result(&browser, "DASH-2").await;
     browser
         .click_on("#results tbody tr[data-control=\"DASH-2\"] a.open")

@@ -642,6 +642,18 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
     }
     let none = h.get("/api/messages?type=ADT%5EA08", &viewer).await;
     assert_eq!(none["messages"].as_array().map(Vec::len), Some(0));
+    // By sender, as the summaries show it.
+    let from_ehr = h
+        .get(
+            "/api/messages?sending_application=EHR&sending_facility=CLINIC",
+            &viewer,
+        )
+        .await;
+    assert_eq!(from_ehr["messages"].as_array().map(Vec::len), Some(3));
+    let from_other = h
+        .get("/api/messages?sending_application=LAB", &viewer)
+        .await;
+    assert_eq!(from_other["messages"].as_array().map(Vec::len), Some(0));
     let rest = h
         .get("/api/messages?channel=adt&limit=2&offset=2", &viewer)
         .await;
@@ -659,7 +671,7 @@ async fn messages_are_found_by_control_id_and_patient_and_shown_in_full_with_an_
         (
             // A misspelt criterion is refused, not ignored (which would widen the search).
             "since=2024-05-06T10:00:00Z",
-            "since: unknown field `since`, expected one of `channel`, `type`, `state`, `control_id`, `patient`, `from`, `to`, `limit`, `offset`",
+            "since: unknown field `since`, expected one of `channel`, `type`, `state`, `control_id`, `sending_application`, `sending_facility`, `patient`, `from`, `to`, `limit`, `offset`",
         ),
         ("limit=-5", "limit: expected a whole number, 0 or more"),
         ("offset=", "offset: expected a whole number, 0 or more"),

@@ -30,6 +30,8 @@ export function browser(main) {
   const type = h('input', { type: 'text', placeholder: 'ADT^A01', autocomplete: 'off' });
   const state = h('select', {}, h('option', { value: '' }, 'Any state'), STATES.map((x) => h('option', { value: x }, x)));
   const control = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
+  const app = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
+  const facility = h('input', { type: 'text', autocomplete: 'off', spellcheck: 'false' });
   const patient = h('input', { type: 'text', placeholder: 'id^authority', autocomplete: 'off', spellcheck: 'false' });
   const from = h('input', { type: 'datetime-local', step: 1 });
   const to = h('input', { type: 'datetime-local', step: 1 });
@@ -44,6 +46,8 @@ export function browser(main) {
   field('f-type', 'Message type (MSH-9)', type),
   field('f-state', 'State', state),
   field('f-control', 'Control id (MSH-10)', control),
+  field('f-app', 'Sending application (MSH-3)', app),
+  field('f-facility', 'Sending facility (MSH-4)', facility),
   field('f-patient', 'Patient identifier (PID-3)', patient),
   field('f-from', 'Received from', from),
   field('f-to', 'Received before', to),
@@ -54,7 +58,8 @@ export function browser(main) {
 
   const criteria = () => ({
     channel: channel.value, type: type.value.trim(), state: state.value,
-    control_id: control.value.trim(), patient: patient.value.trim(),
+    control_id: control.value.trim(), sending_application: app.value.trim(),
+    sending_facility: facility.value.trim(), patient: patient.value.trim(),
     from: rfc3339(from.value), to: rfc3339(to.value),
   });
 
@@ -105,6 +110,7 @@ export function browser(main) {
     } else if (last.criteria) {
       const c = last.criteria;
       channel.value = c.channel; type.value = c.type; state.value = c.state; control.value = c.control_id;
+      app.value = c.sending_application; facility.value = c.sending_facility;
       patient.value = c.patient; from.value = c.raw.from; to.value = c.raw.to;
       run(last.offset);
     } else {

@@ -482,6 +482,10 @@ pub struct SearchFilter {
     pub state: Option<MessageState>,
     /// MSH-10 exactly.
     pub control_id: Option<String>,
+    /// MSH-3 (its first component) exactly, as summaries show it.
+    pub sending_application: Option<String>,
+    /// MSH-4 (its first component) exactly, as summaries show it.
+    pub sending_facility: Option<String>,
     /// A patient identifier exactly as it was given at insert.
     pub patient_id: Option<String>,
     /// Received at or after.

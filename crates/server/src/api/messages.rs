@@ -118,6 +118,10 @@ pub struct MessageQuery {
     pub state: Option<String>,
     /// MSH-10 exactly.
     pub control_id: Option<String>,
+    /// MSH-3 exactly, as summaries show it (its first component), e.g. `EPICADT`.
+    pub sending_application: Option<String>,
+    /// MSH-4 exactly, as summaries show it (its first component).
+    pub sending_facility: Option<String>,
     /// A patient identifier as `id^authority` (PID-3.1 and PID-3.4.1), e.g. `12345^HOSP`.
     /// A search by patient is recorded in the audit log.
     pub patient: Option<String>,
@@ -315,6 +319,8 @@ pub(super) async fn search(
             message_type: q.message_type,
             state: message_state,
             control_id: q.control_id,
+            sending_application: q.sending_application,
+            sending_facility: q.sending_facility,
             patient_id: q.patient,
             received_from: from,
             received_before: to,

@@ -161,6 +161,17 @@ fn search_sql(cipher: &Cipher, f: &SearchFilter) -> (String, Vec<Value>) {
     if let Some(v) = &f.control_id {
         add(" AND control_id = ?", Value::Text(v.clone()), &mut sql);
     }
+    // Not indexed: read newest first alongside the other criteria, as a search by state is.
+    if let Some(v) = &f.sending_application {
+        add(" AND sending_app = ?", Value::Text(v.clone()), &mut sql);
+    }
+    if let Some(v) = &f.sending_facility {
+        add(
+            " AND sending_facility = ?",
+            Value::Text(v.clone()),
+            &mut sql,
+        );
+    }
     if let Some(v) = &f.patient_id {
         let mac = cipher.patient_index(v).to_vec();
         add(

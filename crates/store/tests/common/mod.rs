@@ -1017,6 +1017,8 @@ pub async fn search_filters_combine(h: &dyn Harness) {
         );
         m.received_at = UnixMillis(t0.0 + i * 1000);
         match i {
+            1 => m.header.sending_facility = "SOUTH".into(),
+            2 => m.header.sending_app = "RADAPP".into(),
             3 => m.header.message_type = "ADT^A08".into(),
             // Sorts between `ADT` and `ADT^`: must not be taken for an ADT event.
             4 => m.header.message_type = "ADTX^A01".into(),
@@ -1079,6 +1081,31 @@ pub async fn search_filters_combine(h: &dyn Harness) {
         })
         .await,
         [ids[3]]
+    );
+    assert_eq!(
+        find(SearchFilter {
+            sending_application: Some("RADAPP".into()),
+            ..SearchFilter::default()
+        })
+        .await,
+        [ids[2]]
+    );
+    assert_eq!(
+        find(SearchFilter {
+            sending_facility: Some("SOUTH".into()),
+            ..SearchFilter::default()
+        })
+        .await,
+        [ids[1]]
+    );
+    assert_eq!(
+        find(SearchFilter {
+            channel: Some("even".into()),
+            sending_application: Some("LABAPP".into()),
+            ..SearchFilter::default()
+        })
+        .await,
+        [ids[4], ids[0]]
     );
     assert_eq!(
         find(SearchFilter {
