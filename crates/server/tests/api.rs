@@ -498,6 +498,8 @@ async fn the_document_lists_exactly_the_routes_served_and_every_route_needs_a_us
         "type",
         "state",
         "control_id",
+        "sending_application",
+        "sending_facility",
         "patient",
         "from",
         "to",
