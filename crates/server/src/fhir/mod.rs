@@ -214,6 +214,34 @@ pub(crate) fn fhir_response(status: StatusCode, body: &Value) -> Response {
     fhir_response_shown(status, body, false)
 }
 
+/// A searchset entry: `resource` at its full URL under this server's base, with its search mode
+/// (`match`, `include`).
+pub(crate) fn search_entry(
+    state: &AppState,
+    resource_type: &str,
+    id: &str,
+    resource: Value,
+    mode: &str,
+) -> Value {
+    json!({
+        "fullUrl": format!("{}/{resource_type}/{id}", state.fhir_base),
+        "resource": resource,
+        "search": {"mode": mode},
+    })
+}
+
+/// The searchset entry (mode `outcome`) warning that some related resources were left out.
+fn cut_short_entry(text: &str) -> Value {
+    json!({
+        "resource": crate::error::operation_outcome(
+            "warning",
+            crate::error::IssueCode::TooCostly,
+            text,
+        ),
+        "search": {"mode": "outcome"},
+    })
+}
+
 /// A FHIR JSON response, indented when `_pretty=true` asked for it.
 fn fhir_response_shown(status: StatusCode, body: &Value, pretty: bool) -> Response {
     let text = if pretty {
@@ -610,11 +638,13 @@ async fn search(
                 seen.insert((r.resource_type.clone(), r.id.clone()));
                 let mut resource = render(r)?;
                 present(&mut resource, &parsed.presentation);
-                entries.push(json!({
-                    "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
-                    "resource": resource,
-                    "search": {"mode": "match"},
-                }));
+                entries.push(search_entry(
+                    &state,
+                    &r.resource_type,
+                    &r.id,
+                    resource,
+                    "match",
+                ));
             }
             for include in &parsed.includes {
                 for r in &page.resources {
@@ -638,11 +668,7 @@ async fn search(
                         if let Some(found) = state.store.resource(t, id, None).await?
                             && !found.deleted
                         {
-                            entries.push(json!({
-                                "fullUrl": format!("{}/{t}/{id}", state.fhir_base),
-                                "resource": render(&found)?,
-                                "search": {"mode": "include"},
-                            }));
+                            entries.push(search_entry(&state, t, id, render(&found)?, "include"));
                         }
                     }
                 }
@@ -650,17 +676,10 @@ async fn search(
             let truncated =
                 rev_included(&state, &parsed, &page.resources, &mut seen, &mut entries).await?;
             if !truncated.is_empty() {
-                entries.push(json!({
-                    "resource": crate::error::operation_outcome(
-                        "warning",
-                        crate::error::IssueCode::TooCostly,
-                        &format!(
-                            "only the most recently updated resources are included for: {}",
-                            truncated.join(", ")
-                        ),
-                    ),
-                    "search": {"mode": "outcome"},
-                }));
+                entries.push(cut_short_entry(&format!(
+                    "only the most recently updated resources are included for: {}",
+                    truncated.join(", ")
+                )));
             }
             let bundle = searchset(&state, &resource_type, &parsed, page.total, entries);
             Ok(fhir_response_shown(
@@ -715,11 +734,13 @@ async fn rev_included(
             if !seen.insert((r.resource_type.clone(), r.id.clone())) {
                 continue;
             }
-            entries.push(json!({
-                "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
-                "resource": render(r)?,
-                "search": {"mode": "include"},
-            }));
+            entries.push(search_entry(
+                state,
+                &r.resource_type,
+                &r.id,
+                render(r)?,
+                "include",
+            ));
         }
     }
     Ok(truncated)
@@ -872,64 +893,72 @@ async fn everything(
         )));
     }
     let entity = format!("Patient/{id}/$everything");
-    audited(&state, &who, AuditAction::Read, entity, None, peer.text(), async {
-        let patient = match state.store.resource("Patient", &id, None).await? {
-            Some(p) if p.deleted => return Err(gone(&p)),
-            Some(p) => p,
-            None => return Err(ApiError::not_found(format!("Patient/{id} is not known"))),
-        };
-        let mut entries = vec![json!({
-            "fullUrl": format!("{}/Patient/{id}", state.fhir_base),
-            "resource": render(&patient)?,
-            "search": {"mode": "match"},
-        })];
-        let mut truncated = Vec::new();
-        for t in fhir::search::patient_compartment() {
-            if who.require_fhir(t, Access::Read).is_err() {
-                continue;
+    audited(
+        &state,
+        &who,
+        AuditAction::Read,
+        entity,
+        None,
+        peer.text(),
+        async {
+            let patient = match state.store.resource("Patient", &id, None).await? {
+                Some(p) if p.deleted => return Err(gone(&p)),
+                Some(p) => p,
+                None => return Err(ApiError::not_found(format!("Patient/{id} is not known"))),
+            };
+            let mut entries = vec![search_entry(
+                &state,
+                "Patient",
+                &id,
+                render(&patient)?,
+                "match",
+            )];
+            let mut truncated = Vec::new();
+            for t in fhir::search::patient_compartment() {
+                if who.require_fhir(t, Access::Read).is_err() {
+                    continue;
+                }
+                let page = state
+                    .store
+                    .search_resources(ResourceQuery {
+                        resource_type: t.to_owned(),
+                        clauses: vec![vec![causeway_store::IndexTest {
+                            param: format!("{t}.patient"),
+                            test: ValueTest::Reference(format!("Patient/{id}")),
+                        }]],
+                        count: EVERYTHING_PER_TYPE,
+                        ..ResourceQuery::default()
+                    })
+                    .await?;
+                if page.total > u64::from(EVERYTHING_PER_TYPE) {
+                    truncated.push(format!("{t} ({} of {})", EVERYTHING_PER_TYPE, page.total));
+                }
+                for r in &page.resources {
+                    entries.push(search_entry(
+                        &state,
+                        &r.resource_type,
+                        &r.id,
+                        render(r)?,
+                        "match",
+                    ));
+                }
             }
-            let page = state
-                .store
-                .search_resources(ResourceQuery {
-                    resource_type: t.to_owned(),
-                    clauses: vec![vec![causeway_store::IndexTest {
-                        param: format!("{t}.patient"),
-                        test: ValueTest::Reference(format!("Patient/{id}")),
-                    }]],
-                    count: EVERYTHING_PER_TYPE,
-                    ..ResourceQuery::default()
-                })
-                .await?;
-            if page.total > u64::from(EVERYTHING_PER_TYPE) {
-                truncated.push(format!("{t} ({} of {})", EVERYTHING_PER_TYPE, page.total));
+            let total = entries.len();
+            if !truncated.is_empty() {
+                entries.push(cut_short_entry(&format!(
+                    "only the most recent resources of these types are included: {}",
+                    truncated.join(", ")
+                )));
             }
-            for r in &page.resources {
-                entries.push(json!({
-                    "fullUrl": format!("{}/{}/{}", state.fhir_base, r.resource_type, r.id),
-                    "resource": render(r)?,
-                    "search": {"mode": "match"},
-                }));
-            }
-        }
-        let total = entries.len();
-        if !truncated.is_empty() {
-            entries.push(json!({
-                "resource": crate::error::operation_outcome(
-                    "warning",
-                    crate::error::IssueCode::TooCostly,
-                    &format!("only the most recent resources of these types are included: {}", truncated.join(", ")),
-                ),
-                "search": {"mode": "outcome"},
-            }));
-        }
-        let bundle = json!({
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": total,
-            "entry": entries,
-        });
-        Ok(fhir_response(StatusCode::OK, &bundle))
-    })
+            let bundle = json!({
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": total,
+                "entry": entries,
+            });
+            Ok(fhir_response(StatusCode::OK, &bundle))
+        },
+    )
     .await
 }
 

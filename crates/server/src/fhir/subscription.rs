@@ -249,11 +249,13 @@ pub(crate) async fn list(
             let page = state.store.search_resources(q).await?;
             let mut entries = Vec::new();
             for r in &page.resources {
-                entries.push(json!({
-                    "fullUrl": format!("{}/{TYPE}/{}", state.fhir_base, r.id),
-                    "resource": render(r)?,
-                    "search": {"mode": "match"},
-                }));
+                entries.push(super::search_entry(
+                    &state,
+                    TYPE,
+                    &r.id,
+                    render(r)?,
+                    "match",
+                ));
             }
             let mut bundle =
                 json!({"resourceType": "Bundle", "type": "searchset", "total": page.total});
