@@ -38,13 +38,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Structured logs to stderr; `RUST_LOG` overrides the default `info` level. Logs carry
-/// control ids, types, sizes and peers, never payloads or patient fields.
+/// control ids, types, sizes and peers, never payloads or patient fields. Colours only on a
+/// terminal: a log file or journal keeps plain text that `grep` and log shippers can read.
 pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
