@@ -75,7 +75,9 @@ impl HttpSender {
     }
 }
 
-/// reqwest errors print the URL, which may carry credentials in a query: keep the kind only.
+/// reqwest errors print the URL, which may carry credentials in a query: keep the kind, and the
+/// innermost cause (the OS error, a DNS or TLS failure), which names no URL and says what an
+/// analyst needs to know (`connection refused` is not `no route to host`).
 fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
         "timed out"
@@ -86,5 +88,43 @@ fn without_url(e: &reqwest::Error) -> String {
     } else {
         "failed"
     };
-    kind.to_string()
+    let mut innermost = None;
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        innermost = Some(cause);
+        next = cause.source();
+    }
+    match innermost {
+        Some(cause) => format!("{kind}: {cause}"),
+        None => kind.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_says_so_without_the_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut sender = HttpSender {
+            client: reqwest::Client::new(),
+            url: format!("http://127.0.0.1:{port}/hook?token=SECRET"),
+            headers: Vec::new(),
+            timeout: Duration::from_secs(5),
+            content_type: HL7_MEDIA_TYPE,
+        };
+        let Attempt::Retry { error, .. } = sender.deliver(b"MSH|^~\\&|", "C1").await else {
+            panic!("a refused connection is retried");
+        };
+        assert!(error.starts_with("http: connection failed: "), "{error}");
+        assert!(error.to_lowercase().contains("refused"), "{error}");
+        assert!(
+            !error.contains("SECRET") && !error.contains("127.0.0.1"),
+            "{error}"
+        );
+    }
 }
