@@ -663,6 +663,12 @@ async fn mllp_destination_delivers_and_retries_after_ae() {
         "{:?}",
         d2[0].last_error
     );
+    // The receiver's code and nothing of its free text (which can quote patient data).
+    let error = d2[0].last_error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("ERR-3 207") && !error.contains("scripted"),
+        "{error}"
+    );
     let kinds: Vec<EventKind> = h
         .store
         .events(EventFilter {
@@ -704,6 +710,12 @@ async fn an_ar_goes_to_the_error_queue_and_does_not_block_the_next() {
         d[0].last_error.as_deref().unwrap_or("").starts_with("AR"),
         "{:?}",
         d[0].last_error
+    );
+    // The receiver's code and nothing of its free text (which can quote patient data).
+    let error = d[0].last_error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("ERR-3 207") && !error.contains("scripted"),
+        "{error}"
     );
     let d = h.settled(h.only("N2").await.summary.id).await;
     assert_eq!(d[0].state, DeliveryState::Delivered);

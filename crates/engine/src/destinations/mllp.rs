@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use crate::config::WaitForAck;
-use crate::net::client::{AckVerdict, Answer, MllpClient, check_ack};
+use crate::net::client::{AckVerdict, Answer, MllpClient, ack_error_code, check_ack, read_ack};
 
 use super::Attempt;
 
@@ -68,18 +68,15 @@ impl MllpSender {
                 match check_ack(control_id, &ack) {
                     AckVerdict::Accepted => Attempt::Delivered { ack: kept },
                     AckVerdict::Error(_) if self.application_error_is_final => Attempt::Fail {
-                        error: "AE from the receiver (its text is kept in the encrypted ACK)"
-                            .into(),
+                        error: refusal(&ack),
                         ack: kept,
                     },
                     AckVerdict::Error(_) => Attempt::Retry {
-                        error: "AE from the receiver (its text is kept in the encrypted ACK)"
-                            .into(),
+                        error: refusal(&ack),
                         ack: kept,
                     },
                     AckVerdict::Rejected(_) => Attempt::Fail {
-                        error: "AR from the receiver (its text is kept in the encrypted ACK)"
-                            .into(),
+                        error: refusal(&ack),
                         ack: kept,
                     },
                     AckVerdict::Mismatch => Attempt::Retry {
@@ -89,5 +86,55 @@ impl MllpSender {
                 }
             }
         }
+    }
+}
+
+/// The plain-text error of a reply that is not AA/CA: what the receiver said in codes
+/// ([`ack_error_code`]), or why the reply is not a usable acknowledgement. The receiver's own
+/// text can quote patient data: it stays in the ACK, which the store encrypts.
+fn refusal(ack: &[u8]) -> String {
+    let fields = match read_ack(ack) {
+        Ok(fields) => fields,
+        Err(_) if hl7v2::parse(ack).is_err() => {
+            return "the reply is not an HL7 v2 acknowledgement (it does not parse)".into();
+        }
+        Err(_) => return "the reply has no MSA segment".into(),
+    };
+    let code = match fields.code.as_str() {
+        c @ ("AE" | "AR" | "CE" | "CR") => c,
+        _ => return "the reply's MSA-1 is not an acknowledgement code".into(),
+    };
+    match ack_error_code(ack) {
+        Some(why) => {
+            format!("{code} from the receiver, {why} (its text is kept in the encrypted ACK)")
+        }
+        None => format!("{code} from the receiver (its text is kept in the encrypted ACK)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal;
+
+    const MSH: &str = "MSH|^~\\&|LAB|HOSP|EHR|CLINIC|20240102030405||ACK^A01^ACK|R1|P|2.5.1\r";
+
+    #[test]
+    fn a_reply_that_is_not_an_acknowledgement_is_not_called_an_ae() {
+        assert_eq!(
+            refusal(b"HTTP/1.1 400 Bad Request\r\n"),
+            "the reply is not an HL7 v2 acknowledgement (it does not parse)"
+        );
+        assert_eq!(
+            refusal(format!("{MSH}PID|1||123\r").as_bytes()),
+            "the reply has no MSA segment"
+        );
+        assert_eq!(
+            refusal(format!("{MSH}MSA|XX|C1\r").as_bytes()),
+            "the reply's MSA-1 is not an acknowledgement code"
+        );
+        assert_eq!(
+            refusal(format!("{MSH}MSA|CR|C1|bad\r").as_bytes()),
+            "CR from the receiver (its text is kept in the encrypted ACK)"
+        );
     }
 }

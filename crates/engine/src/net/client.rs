@@ -508,6 +508,46 @@ pub fn read_ack(payload: &[u8]) -> Result<AckFields, String> {
     })
 }
 
+/// Why a receiver refused a message, told without its free text (which can quote patient data):
+/// the HL7 error code (ERR-3.1, or ERR-1.4.1 before v2.5; table 0357, e.g. `101`) and where the
+/// receiver found the problem (ERR-2, or ERR-1, as `PID-3` or `OBX[2]-5`). Each part is given only
+/// when it has the shape of a code or a position; `None` when the reply has neither, or does not
+/// parse.
+pub fn ack_error_code(ack_payload: &[u8]) -> Option<String> {
+    let msg = hl7v2::parse(ack_payload).ok()?;
+    let text = |path: &str| {
+        msg.text(path)
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+    };
+    let is_code = |c: &String| c.len() <= 8 && c.bytes().all(|b| b.is_ascii_alphanumeric());
+    let code = text("ERR-3.1")
+        .or_else(|| text("ERR-1.4.1"))
+        .filter(is_code);
+    let location = ["ERR-2", "ERR-1"].into_iter().find_map(|field| {
+        let segment = text(&format!("{field}.1"))
+            .filter(|s| s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphanumeric()))?;
+        let number = |c: usize| {
+            text(&format!("{field}.{c}"))
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| *n > 0)
+        };
+        let occurrence = number(2).filter(|n| *n > 1);
+        Some(match (occurrence, number(3)) {
+            (Some(o), Some(f)) => format!("{segment}[{o}]-{f}"),
+            (Some(o), None) => format!("{segment}[{o}]"),
+            (None, Some(f)) => format!("{segment}-{f}"),
+            (None, None) => segment,
+        })
+    });
+    match (code, location) {
+        (Some(code), Some(at)) => Some(format!("ERR-3 {code} at {at}")),
+        (Some(code), None) => Some(format!("ERR-3 {code}")),
+        (None, Some(at)) => Some(format!("at {at}")),
+        (None, None) => None,
+    }
+}
+
 /// The verdict on an acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AckVerdict {
@@ -556,6 +596,36 @@ mod tests {
 
     fn ack(rest: &str) -> Vec<u8> {
         format!("{MSH}{rest}").into_bytes()
+    }
+
+    #[test]
+    fn error_codes_are_told_without_the_receiver_text() {
+        let cases: &[(&str, Option<&str>)] = &[
+            (
+                "MSA|AE|C42\rERR||PID^1^3|101^Required field missing^HL70357|E||||Doe John has no MRN\r",
+                Some("ERR-3 101 at PID-3"),
+            ),
+            (
+                "MSA|AR|C42\rERR||OBX^2^5|102^Data type error^HL70357|E\r",
+                Some("ERR-3 102 at OBX[2]-5"),
+            ),
+            // Before v2.5: ERR-1 holds the location and the code.
+            (
+                "MSA|AE|C42\rERR|PV1^1^3^103&Table value not found&HL70357\r",
+                Some("ERR-3 103 at PV1-3"),
+            ),
+            ("MSA|AE|C42\rERR||PID|207\r", Some("ERR-3 207 at PID")),
+            ("MSA|AE|C42|database busy\r", None),
+            // A "code" or "segment" that is really text is not repeated.
+            (
+                "MSA|AE|C42\rERR||Doe John^x|patient Doe John unknown\r",
+                None,
+            ),
+        ];
+        for (rest, expected) in cases {
+            assert_eq!(ack_error_code(&ack(rest)).as_deref(), *expected, "{rest}");
+        }
+        assert_eq!(ack_error_code(b"not hl7"), None);
     }
 
     #[test]
