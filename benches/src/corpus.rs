@@ -635,7 +635,7 @@ impl<'r> Writer<'r> {
         let hd = self.hd_sub(fac);
         let _ = write!(
             self.out,
-            "PID|1||{ids}||{name}|{mother}^^^^^^M|{dob}|{sex}||2106-3^White^CDCREC|{addresses}||{phones}|{work}|eng^English^ISO639|M^Married^HL70002|CHR^Christian^HL70006|{account}^^^{hd}^AN|||N^Not Hispanic or Latino^HL70189||N|1|||||N"
+            "PID|1||{ids}||{name}|{mother}^^^^^^M|{dob}|{sex}||2106-3^White^CDCREC|{addresses}||{phones}|{work}|eng^English^ISO639|M^Married^HL70002|CHR^Christian^HL70006|{account}^^^{hd}^AN||||N^Not Hispanic or Latino^HL70189||N|1|||||N"
         );
         self.end();
     }
@@ -1038,6 +1038,13 @@ mod tests {
                     .unwrap_or_default()
                     .is_empty()
             );
+            // Each value in its own field: ethnic group is PID-22, the death indicator PID-30,
+            // and the death date PID-29 is empty (a value there is not a date).
+            let query = |path: &str| message.query(path).unwrap().unwrap_or_default();
+            assert_eq!(query("PID-22.1"), "N");
+            assert_eq!(query("PID-21"), "");
+            assert_eq!(query("PID-29"), "");
+            assert_eq!(query("PID-30"), "N");
         }
     }
 
