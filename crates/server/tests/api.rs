@@ -1027,6 +1027,112 @@ async fn a_refused_delivery_waits_in_the_error_queue_until_resent_and_reprocess_
     assert_eq!((reprocessed.len(), reprocessed[0].outcome), (1, 200));
 }
 
+#[tokio::test]
+async fn an_error_queue_is_sent_again_in_its_first_order_all_of_it_or_the_entries_named() {
+    let h = Harness::start().await;
+    let operator = h.login("operator").await;
+    let viewer = h.login("viewer").await;
+    for cid in ["Q1", "Q2", "Q3"] {
+        h.receiver
+            .answers
+            .lock()
+            .unwrap()
+            .insert(cid.into(), VecDeque::from([AckCode::AR]));
+        assert_eq!(h.send("adt", &adt(cid, "111")).await.0, "AA");
+        let id = h.id_of(cid, &operator).await;
+        assert_eq!(
+            h.settled(id, &operator).await["deliveries"][0]["state"],
+            "failed"
+        );
+    }
+    let errors = h.get("/api/errors?queue=adt/lab", &operator).await;
+    let entries = errors["queues"][0]["entries"].as_array().unwrap().clone();
+    let ids: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["control_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["Q3", "Q2", "Q1"], "the list is newest first");
+
+    // Refused: a viewer, a malformed body, an unknown queue, a seq not in the queue.
+    let retry = |who: &str, body: Value| {
+        let who = who.to_owned();
+        let h = &h;
+        async move {
+            h.call(Method::POST, "/api/errors/retry", Some(&who), Some(body))
+                .await
+        }
+    };
+    let (status, _) = retry(&viewer, json!({ "queue": "adt/lab" })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = retry(&operator, json!({ "destination": "lab" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = retry(&operator, json!({ "queue": "adt/nowhere" })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = retry(&operator, json!({ "queue": "adt/lab", "seqs": [999999] })).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body["error"],
+        "delivery 999999 is not in the error queue of \"adt/lab\""
+    );
+    assert_eq!(h.receiver.received.lock().unwrap().len(), 3, "nothing sent");
+
+    // One named entry, then the rest: each goes out oldest first.
+    let q2 = entries.iter().find(|e| e["control_id"] == "Q2").unwrap();
+    let (status, one) = retry(
+        &operator,
+        json!({ "queue": "adt/lab", "seqs": [q2["seq"]] }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["requeued"].as_array().map(Vec::len), Some(1));
+    assert_eq!(one["requeued"][0]["message_id"], q2["message_id"]);
+    assert_eq!(one["requeued"][0]["failed_seq"], q2["seq"]);
+    let (status, rest) = retry(&operator, json!({ "queue": "adt/lab" })).await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    let again: Vec<i64> = rest["requeued"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["message_id"].as_i64())
+        .collect();
+    let q1 = h.id_of("Q1", &operator).await;
+    let q3 = h.id_of("Q3", &operator).await;
+    assert_eq!(again, [q1, q3], "oldest first");
+    assert_eq!(
+        (rest["skipped"].as_array().map(Vec::len), &rest["remaining"]),
+        (Some(0), &json!(0))
+    );
+    eventually("the three to be delivered again", || async {
+        let got = h.receiver.received.lock().unwrap().clone();
+        (got == ["Q1", "Q2", "Q3", "Q2", "Q1", "Q3"]).then_some(())
+    })
+    .await;
+    for cid in ["Q1", "Q2", "Q3"] {
+        let id = h.id_of(cid, &operator).await;
+        let detail = h.settled(id, &operator).await;
+        let states: Vec<&str> = detail["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["state"].as_str())
+            .collect();
+        assert_eq!(states, ["failed", "delivered"], "{cid}");
+    }
+    let errors = h.get("/api/errors?queue=adt/lab", &operator).await;
+    assert_eq!(errors["queues"][0]["total"], 0, "the error queue is empty");
+    let (status, empty) = retry(&operator, json!({ "queue": "adt/lab" })).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(empty["requeued"], json!([]));
+
+    let audited: Vec<u16> = h
+        .audit_entries("Queue/adt/lab/$retry")
+        .await
+        .iter()
+        .map(|e| e.outcome)
+        .collect();
+    assert_eq!(audited, [200, 200, 200, 404], "newest first");
+}
+
 // ---------------------------------------------------------------------------------------
 // Unmapped codes, FHIR output, events
 // ---------------------------------------------------------------------------------------

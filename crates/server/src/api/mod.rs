@@ -10,7 +10,8 @@
 //! - `messages`: `GET /messages`, `GET /messages/{id}`, `POST /messages/{id}/reprocess|resend`
 //! - `view`: the parsed view of a v2 message (segments and fields with their standard names)
 //! - `mask`: PHI masking of a message's detail (unless `?reveal=true`)
-//! - `queues`: `GET /errors` (error queues) and `GET /unmapped` (unmapped code values)
+//! - `queues`: `GET /errors` and `POST /errors/retry` (error queues), `GET /unmapped` (unmapped
+//!   code values)
 //! - `events`: `GET /events`
 //! - `drift`: `GET /drift`, `GET /channels/{name}/drift/profile`, `POST /channels/{name}/drift/reset`
 //! - `profiles`: `GET /profiles` (sender profiles and code maps), `POST /profiles/mappings`
@@ -109,6 +110,7 @@ fn table() -> Vec<Route> {
         route(Post, "/messages/{id}/reprocess", messages::reprocess),
         route(Post, "/messages/{id}/resend", messages::resend),
         route(Get, "/errors", queues::errors),
+        route(Post, "/errors/retry", queues::retry),
         route(Get, "/unmapped", queues::unmapped),
         route(Get, "/events", events::list),
         route(Get, "/drift", drift::overview),
@@ -165,6 +167,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         messages::reprocess,
         messages::resend,
         queues::errors,
+        queues::retry,
         queues::unmapped,
         events::list,
         drift::overview,

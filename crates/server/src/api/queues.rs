@@ -1,22 +1,24 @@
-//! `GET /api/errors` (the error queue of each destination) and `GET /api/unmapped` (the coded
-//! values no code map knew, aggregated from the `unmapped_code` events).
+//! `GET /api/errors` (the error queue of each destination), `POST /api/errors/retry` (send one
+//! again) and `GET /api/unmapped` (the coded values no code map knew, aggregated from the
+//! `unmapped_code` events).
 //!
 //! Neither answers PHI: error texts, header fields and code values are what the store and the
 //! engine already keep in clear (a code is vocabulary, not patient data).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use causeway_store::{EventFilter, EventKind, FailedDelivery, MAX_PAGE_LEN, UnixMillis};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ErrorBody, api, bad_query, parse_time, rfc3339};
+use super::{ErrorBody, api, audited, bad_query, parse_time, rfc3339};
 use crate::AppState;
-use crate::auth::{Principal, Role};
-use crate::error::ApiResult;
+use crate::audit::AuditAction;
+use crate::auth::{PeerAddr, Principal, Role};
+use crate::error::{ApiError, ApiResult};
 
 /// Entries per error queue when `limit` is not given.
 pub const DEFAULT_ERRORS: u32 = 50;
@@ -106,7 +108,7 @@ impl From<&FailedDelivery> for FailedEntry {
 ///
 /// For each destination of the channels this process runs (or the one `queue` asked for), its
 /// failed deliveries: those that failed for good and were not sent again since. Resend one
-/// with `POST /api/messages/{id}/resend`.
+/// with `POST /api/messages/{id}/resend`, the whole queue with `POST /api/errors/retry`.
 #[utoipa::path(
     get,
     path = "/api/errors",
@@ -154,6 +156,210 @@ pub(super) async fn errors(
             });
         }
         Ok(Json(ErrorQueues { queues }))
+    })
+    .await
+}
+
+/// Most entries one `POST /api/errors/retry` sends again; past it the answer says how many are
+/// left (`remaining`), and the same request takes the next ones. Each entry is one store commit,
+/// so this bounds a request to a few seconds.
+pub const MAX_RETRY: usize = 10_000;
+
+/// What `POST /api/errors/retry` sends again.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryRequest {
+    /// The error queue (`channel/destination`).
+    pub queue: String,
+    /// Only these entries (the `seq` of each, from `GET /api/errors`); every entry when absent.
+    pub seqs: Option<Vec<i64>>,
+}
+
+/// What a retry did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetryOutcome {
+    pub queue: String,
+    /// The messages queued again, in the order they will be sent (oldest failure first, as
+    /// they were first queued), with their new deliveries.
+    pub requeued: Vec<Requeued>,
+    /// Entries that could not be queued again, and why (still pending there, payload purged).
+    pub skipped: Vec<Skipped>,
+    /// Entries still in the error queue past [`MAX_RETRY`]; send the request again for them.
+    pub remaining: u64,
+}
+
+/// One message queued again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Requeued {
+    pub message_id: i64,
+    /// The failed delivery it replaces.
+    pub failed_seq: i64,
+    /// The new delivery.
+    pub seq: i64,
+}
+
+/// An entry left in the error queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Skipped {
+    pub message_id: i64,
+    pub seq: i64,
+    /// Why (no PHI).
+    pub reason: String,
+}
+
+/// Send an error queue again.
+///
+/// Appends a new delivery of each message in one destination's error queue (or of the entries
+/// `seqs` names) to the tail of that queue, in the order the messages were first queued, so a
+/// receiver that needs order gets them in order. Use it once the cause is fixed (the receiver
+/// is back, its table has the code). The failed deliveries stay as history.
+#[utoipa::path(
+    post,
+    path = "/api/errors/retry",
+    tag = "queues",
+    request_body = RetryRequest,
+    responses(
+        (status = 200, description = "Queued again", body = RetryOutcome),
+        (status = 400, description = "The body is malformed", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not a user with the operator role", body = ErrorBody),
+        (status = 404, description = "No such queue, or a seq not in its error queue", body = ErrorBody),
+    ),
+)]
+pub(super) async fn retry(
+    State(state): State<AppState>,
+    who: Principal,
+    peer: PeerAddr,
+    body: Result<Json<RetryRequest>, JsonRejection>,
+) -> ApiResult<Json<RetryOutcome>> {
+    api(async {
+        who.require_role(Role::Operator)?;
+        let Json(request) = body.map_err(|e| {
+            ApiError::bad_request(format!(
+                "expected a JSON body {{\"queue\": \"channel/destination\", \"seqs\": [...]}}: {}",
+                e.body_text()
+            ))
+        })?;
+        let queue = request.queue.clone();
+        let work = async {
+            let running = state
+                .channels
+                .values()
+                .find(|c| c.queues.contains(&request.queue));
+            let total = state.store.error_queue(&request.queue, 1, 0).await?.total;
+            if running.is_none() && total == 0 {
+                return Err(ApiError::not_found(format!(
+                    "no destination queue {:?} runs here and it has no error queue",
+                    request.queue
+                )));
+            }
+            // The store pages the error queue newest first; read what is taken, a page at a time.
+            let mut entries = Vec::new();
+            let mut remaining = 0;
+            match &request.seqs {
+                None => {
+                    // The oldest MAX_RETRY: the end of the newest-first order.
+                    let from = total.saturating_sub(MAX_RETRY as u64);
+                    remaining = from;
+                    while from + (entries.len() as u64) < total {
+                        let page = state
+                            .store
+                            .error_queue(&request.queue, MAX_PAGE_LEN, from + entries.len() as u64)
+                            .await?;
+                        if page.entries.is_empty() {
+                            break;
+                        }
+                        entries.extend(page.entries);
+                    }
+                }
+                Some(wanted) => {
+                    if wanted.len() > MAX_RETRY {
+                        return Err(ApiError::bad_request(format!(
+                            "at most {MAX_RETRY} seqs in one request"
+                        )));
+                    }
+                    let wanted: HashSet<i64> = wanted.iter().copied().collect();
+                    let mut offset = 0;
+                    while offset < total && entries.len() < wanted.len() {
+                        let page = state
+                            .store
+                            .error_queue(&request.queue, MAX_PAGE_LEN, offset)
+                            .await?;
+                        if page.entries.is_empty() {
+                            break;
+                        }
+                        offset += page.entries.len() as u64;
+                        entries.extend(
+                            page.entries
+                                .into_iter()
+                                .filter(|e| wanted.contains(&e.delivery.seq.0)),
+                        );
+                    }
+                    let found: HashSet<i64> = entries.iter().map(|e| e.delivery.seq.0).collect();
+                    if let Some(missing) = request
+                        .seqs
+                        .iter()
+                        .flatten()
+                        .find(|seq| !found.contains(seq))
+                    {
+                        return Err(ApiError::not_found(format!(
+                            "delivery {missing} is not in the error queue of {:?}",
+                            request.queue
+                        )));
+                    }
+                }
+            }
+            // Oldest first: the order the receiver was meant to get them in.
+            entries.reverse();
+            let mut requeued = Vec::new();
+            let mut skipped = Vec::new();
+            for entry in &entries {
+                let id = entry.message.id;
+                match state.store.requeue(id, &request.queue).await {
+                    Ok(seq) => requeued.push(Requeued {
+                        message_id: id.0,
+                        failed_seq: entry.delivery.seq.0,
+                        seq: seq.0,
+                    }),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            causeway_store::ErrorKind::Conflict
+                                | causeway_store::ErrorKind::InvalidInput
+                                | causeway_store::ErrorKind::NotFound
+                        ) =>
+                    {
+                        skipped.push(Skipped {
+                            message_id: id.0,
+                            seq: entry.delivery.seq.0,
+                            reason: e.to_string(),
+                        })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if let Some(c) = running {
+                c.wake.notify_waiters();
+            }
+            tracing::info!(queue = %request.queue, requeued = requeued.len(), skipped = skipped.len(), user = %who.subject, "error queue sent again");
+            Ok(RetryOutcome {
+                queue: request.queue.clone(),
+                requeued,
+                skipped,
+                remaining,
+            })
+        };
+        let done = audited(
+            &state,
+            &who,
+            AuditAction::Operation,
+            format!("Queue/{queue}/$retry"),
+            None,
+            peer.text(),
+            work,
+        )
+        .await?;
+        Ok(Json(done))
     })
     .await
 }
