@@ -6,9 +6,9 @@
 //! The walk: sign in; watch the channel's counters move on the overview, without a reload,
 //! as messages arrive over MLLP; search a message by control id; open it and see its fields
 //! labelled by name with the patient's fields masked; reveal them (admin); reprocess it; stop
-//! and start the channel from its page; an alert appears and clears as the EHR goes away and
-//! comes back; the same
-//! pages at tablet width (800 px); sign out. Screenshots of each step are written to
+//! and start the channel from its page; send a refusing laboratory's error queue again from
+//! its channel's page; an alert appears and clears as the EHR goes away and comes back; the
+//! same pages at tablet width (800 px); sign out. Screenshots of each step are written to
 //! `target/dashboard-screenshots/NN-name.png`.
 //!
 //! This test fails, never skips, when chromium or chromedriver is missing.
@@ -70,6 +70,8 @@ async fn the_dashboard_shows_live_counters_finds_masks_and_reprocesses_a_message
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().expect("tempdir");
     let ehr = Listener::start(0, &dir.path().join("ehr.hl7"));
+    // A laboratory system that refuses everything: its messages wait in the error queue.
+    let lis = Listener::start_with(0, &dir.path().join("lis.hl7"), &["--ack", "AR"]);
     let config = write_config(
         dir.path(),
         &format!(
@@ -88,10 +90,20 @@ fhir = {{}}
   name = "ehr"
   type = "mllp"
   connect = "{ehr}"
+
+[[channel]]
+name = "labs"
+source = {{ type = "mllp", listen = "127.0.0.1:0" }}
+
+  [[channel.destination]]
+  name = "lis"
+  type = "mllp"
+  connect = "{lis}"
 {rule}
 "#,
             data = toml_path(&dir.path().join("data")),
             ehr = ehr.addr,
+            lis = lis.addr,
             rule = ALERT_RULE,
         ),
     );
@@ -324,7 +336,49 @@ fhir = {{}}
     assert_eq!(ack.code, "AA", "{ack:?}");
     // A refused message is not received (it is counted apart); the next one is.
     browser.text_is("#card-received .value", "4").await;
+    browser.element("#error-queues #no-failures").await;
     browser.screenshot("09-channel").await;
+
+    // An error queue: the laboratory refuses two messages (AR); once "fixed", the operator
+    // sends the whole queue again from the channel's page, and it goes out in order.
+    for n in 1..=2 {
+        let ack = send(server.addr("labs"), adt(&format!("LAB-{n}"))).await;
+        assert_eq!(ack.code, "AA", "{ack:?}");
+    }
+    browser.goto(&format!("{base}/ui/#/channel/labs")).await;
+    let lab_queue = "#error-queues section[data-queue=\"labs/lis\"]";
+    for n in 1..=2 {
+        browser
+            .text_where(
+                &format!("{lab_queue} tr[data-control=\"LAB-{n}\"]"),
+                "the refused message in the error queue",
+                |t| t.contains("AR from the receiver"),
+            )
+            .await;
+    }
+    browser
+        .text_where(&format!("{lab_queue} h3"), "two failed", |t| {
+            t.contains("2 failed")
+        })
+        .await;
+    browser
+        .script("document.getElementById('error-queues').scrollIntoView(); return null;")
+        .await;
+    browser.screenshot("09b-error-queue").await;
+    assert_eq!(lis.received().0, 2);
+    browser
+        .click_on(&format!("{lab_queue} button.retry-queue"))
+        .await;
+    browser
+        .text_where("#toast", "the retry outcome", |t| {
+            t.contains("labs/lis: 2 sent again")
+        })
+        .await;
+    browser
+        .wait("the laboratory to get both again", || async {
+            (lis.received().0 == 4).then_some(())
+        })
+        .await;
 
     // Alerts.
     let alerts = http
@@ -420,6 +474,14 @@ fhir = {{}}
     assert!(
         browser.find("#stop").await.is_none(),
         "a viewer cannot stop"
+    );
+    browser.goto(&format!("{base}/ui/#/channel/labs")).await;
+    browser
+        .element("#error-queues section[data-queue=\"labs/lis\"] tr[data-control=\"LAB-1\"]")
+        .await;
+    assert!(
+        browser.find("button.retry-queue").await.is_none(),
+        "a viewer cannot send a queue again"
     );
     browser.quit().await;
     let (status, log) = server.stop();

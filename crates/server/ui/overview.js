@@ -333,12 +333,14 @@ export function channel(main, name) {
   const cards = h('div', { class: 'cards', id: 'counters' });
   const config = h('div', { class: 'panel' });
   const destinations = h('div', { id: 'destinations' });
+  const failures = h('div', { id: 'error-queues' });
   const events = h('div', { id: 'events' });
   const throughput = new Chart('Throughput and errors', 'per second');
   const ack = new Chart('Time to ACK (p95)', 'milliseconds, last minute');
   fill(main, heading, actions, cards,
     h('div', { class: 'grid' }, throughput.el, ack.el),
     h('h2', {}, 'Destinations'), destinations,
+    h('h2', {}, 'Error queues'), failures,
     h('h2', {}, 'Configuration'), config,
     h('h2', {}, 'Recent events'), events);
 
@@ -362,6 +364,7 @@ export function channel(main, name) {
       ['Last message stored', when(detail.last_received_at)],
       ['Messages', h('a', { href: '#/messages', onclick: () => { searchChannel.value = name; } }, 'Search this channel’s messages')],
     ]));
+    await renderFailures();
     try {
       const list = await api(`/api/events${query({ channel: name, limit: 25 })}`);
       fill(events, list.events.length ? table(['Time', 'Kind', 'Destination', 'Message', 'Detail'], list.events.map((e) => row([
@@ -372,6 +375,45 @@ export function channel(main, name) {
     } catch (e) {
       fill(events, h('p', { class: 'error-text' }, e.message));
     }
+  };
+
+  // Each destination's error queue (deliveries that failed for good), newest first, with a
+  // button that sends the whole queue again once its cause is fixed.
+  const renderFailures = async () => {
+    let list;
+    try {
+      list = await api(`/api/errors${query({ channel: name, limit: 20 })}`);
+    } catch (e) {
+      fill(failures, h('p', { class: 'error-text' }, e.message));
+      return;
+    }
+    const failing = list.queues.filter((q) => q.total > 0);
+    if (!failing.length) {
+      fill(failures, h('p', { class: 'muted', id: 'no-failures' }, 'No failed deliveries.'));
+      return;
+    }
+    fill(failures, ...failing.map((q) => h('section', { class: 'error-queue', dataset: { queue: q.queue } },
+      h('h3', {}, h('code', {}, q.queue), ` · ${num(q.total)} failed`),
+      table(['Failed', 'Message', 'Control id', 'Type', ['Attempts', 'num'], 'Last error'], q.entries.map((e) => row([
+        when(e.failed_at), h('a', { href: `#/message/${e.message_id}` }, `#${e.message_id}`), e.control_id,
+        e.message_type, [num(e.attempts), 'num'], e.last_error || '—',
+      ], { dataset: { seq: String(e.seq), control: e.control_id } }))),
+      q.total > q.entries.length ? h('p', { class: 'muted' }, `The newest ${q.entries.length} of ${num(q.total)}.`) : null,
+      can('operator') ? h('button', {
+        type: 'button', class: 'secondary retry-queue',
+        onclick: async (ev) => {
+          ev.target.disabled = true;
+          try {
+            const r = await api('/api/errors/retry', { method: 'POST', body: { queue: q.queue } });
+            const skipped = r.skipped.length ? `, ${r.skipped.length} skipped (${r.skipped[0].reason})` : '';
+            const left = r.remaining ? `, ${num(r.remaining)} left: retry again` : '';
+            toast(`${q.queue}: ${r.requeued.length} sent again${skipped}${left}`);
+          } catch (e) {
+            toast(`Retry of ${q.queue} failed: ${e.message}`);
+          }
+          await refresh();
+        },
+      }, `Send all ${num(q.total)} again`) : null)));
   };
 
   const renderActions = () => {
