@@ -90,7 +90,7 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_CONNECTIONS)))]
     connections: u16,
     /// Send N messages in all, cycling through the input, each with a unique MSH-10.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = parse_count)]
     count: Option<u64>,
     /// How long to wait for each ACK, e.g. 30s, 500ms, 2m.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
@@ -106,6 +106,15 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "expected a number of messages per second above 0 and at most {MAX_RATE}"
         )),
+    }
+}
+
+/// A whole number of messages, at least 1 (clap's own range check would print the type's
+/// upper bound, `1..18446744073709551615`).
+fn parse_count(s: &str) -> Result<u64, String> {
+    match s.parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number of messages, at least 1".into()),
     }
 }
 
@@ -522,6 +531,18 @@ mod tests {
             parse_duration("soon"),
             Err("invalid duration \"soon\" (expected e.g. 500ms, 30s, 2m)".to_string())
         );
+    }
+
+    #[test]
+    fn counts_are_at_least_one() {
+        assert_eq!(parse_count("20000"), Ok(20_000));
+        for bad in ["0", "-1", "many", "1.5"] {
+            assert_eq!(
+                parse_count(bad),
+                Err("expected a whole number of messages, at least 1".to_string()),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
