@@ -342,6 +342,12 @@ fn bad_invocations_are_refused_with_the_reason() {
         &["import", a, "--to", "ndjson", "out", "--resume"],
         "no earlier import",
     );
+    for threads in ["0", "80000"] {
+        fail(
+            &["import", a, "--to", "ndjson", "x", "--threads", threads],
+            "expected a whole number of threads from 1 to 256",
+        );
+    }
     // A finished import's folder is not written over.
     summary(&causeway(
         &["import", a, "--to", "ndjson", "done"],

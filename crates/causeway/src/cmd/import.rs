@@ -49,8 +49,8 @@ pub struct Args {
     /// `./causeway-import` with `--to store`).
     #[arg(long)]
     work: Option<PathBuf>,
-    /// Worker threads (default: one per core).
-    #[arg(long)]
+    /// Worker threads, 1 to 256 (default: one per core).
+    #[arg(long, value_parser = parse_threads)]
     threads: Option<usize>,
     /// Configuration file (`--to store`: its data directory holds the store).
     #[arg(long, env = "CAUSEWAY_CONFIG")]
@@ -464,4 +464,13 @@ fn status(p: &Progress, started: Instant) -> String {
         ));
     }
     line
+}
+
+/// `--threads`: 0 used to mean one thread without saying so, and a typo such as `80000` started
+/// that many threads.
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=256).contains(&n) => Ok(n),
+        _ => Err("expected a whole number of threads from 1 to 256".into()),
+    }
 }
