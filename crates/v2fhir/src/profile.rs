@@ -253,6 +253,36 @@ struct RawTarget {
     display: Option<String>,
 }
 
+/// Why a code map's target is not a valid FHIR Coding: `system` an absolute URI (a scheme, then no
+/// whitespace), `code` a FHIR code (not empty, no leading, trailing or doubled whitespace), a
+/// `display` not empty.
+fn target_problem(t: &RawTarget) -> Option<String> {
+    let scheme_end = t.system.find(':').unwrap_or(0);
+    let scheme = &t.system[..scheme_end];
+    let absolute = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && t.system.len() > scheme_end + 1
+        && !t.system.contains(char::is_whitespace);
+    if !absolute {
+        return Some(format!(
+            "target system `{}` is not an absolute URI such as http://snomed.info/sct",
+            t.system
+        ));
+    }
+    if crate::read::code_text(t.code.clone()).as_deref() != Some(t.code.as_str()) {
+        return Some(format!(
+            "target code `{}` is not a FHIR code (empty, or with leading, trailing or doubled spaces)",
+            t.code
+        ));
+    }
+    if t.display.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        return Some("target display is empty: leave it out instead".into());
+    }
+    None
+}
+
 impl Profile {
     /// Reads a profile from TOML `text`; `origin` (the file name) is used in errors.
     ///
@@ -411,11 +441,18 @@ impl Profile {
                     );
                 }
                 let meaning = match (e.target, e.meaning.as_ref().map(|m| m.get_ref().as_str())) {
-                    (Some(t), None) => Meaning::Concept {
-                        system: t.system,
-                        code: t.code,
-                        display: t.display,
-                    },
+                    (Some(t), None) => {
+                        // What the map writes must be a valid FHIR Coding, or every message
+                        // carrying the code would be converted into invalid FHIR.
+                        if let Some(why) = target_problem(&t) {
+                            err(e.code.span(), format!("{eat}.target"), why);
+                        }
+                        Meaning::Concept {
+                            system: t.system,
+                            code: t.code,
+                            display: t.display,
+                        }
+                    }
                     (None, Some("nothing")) => match e.display.clone() {
                         Some(display) => Meaning::Nothing { display },
                         None => {

@@ -83,6 +83,51 @@ added_at = "2026-01-01"
 }
 
 #[test]
+fn a_code_map_target_must_be_a_valid_coding() {
+    let entry = |code: &str, target: &str| {
+        format!(
+            "[[code_map.entry]]\ncode = \"{code}\"\ntarget = {target}\nadded_by = \"a\"\nadded_at = \"2026-01-01\"\n"
+        )
+    };
+    let text = [
+        "name = \"targets\"\n[[code_map]]\nname = \"m\"\nfields = [\"AL1-3\"]\nunmapped = \"pass\"\n".to_string(),
+        entry("A", r#"{ system = "http://snomed.info/sct", code = "716186003" }"#),
+        entry("B", r#"{ system = "urn:oid:2.16.840.1.113883.6.1", code = "718-7", display = "Hb" }"#),
+        entry("C", r#"{ system = "snomed", code = "1" }"#),
+        entry("D", r#"{ system = "http://loinc.org", code = "" }"#),
+        entry("E", r#"{ system = "http://loinc.org", code = " 718-7" }"#),
+        entry("F", r#"{ system = "http://loinc.org", code = "718-7", display = " " }"#),
+        entry("G", r#"{ system = "http://x.org/a b", code = "1" }"#),
+    ]
+    .concat();
+    let errors = Profile::from_toml(&text, "t.toml").expect_err("invalid targets");
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let expect = [
+        (
+            "t.toml:17: code_map[0].entry[2].target",
+            "not an absolute URI",
+        ),
+        ("t.toml:22: code_map[0].entry[3].target", "not a FHIR code"),
+        ("t.toml:27: code_map[0].entry[4].target", "not a FHIR code"),
+        ("t.toml:32: code_map[0].entry[5].target", "display is empty"),
+        (
+            "t.toml:37: code_map[0].entry[6].target",
+            "not an absolute URI",
+        ),
+    ];
+    for (prefix, needle) in expect {
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with(prefix) && s.contains(needle)),
+            "no `{prefix}` error mentioning `{needle}` in:\n{}",
+            shown.join("\n")
+        );
+    }
+    assert_eq!(shown.len(), expect.len(), "{}", shown.join("\n"));
+}
+
+#[test]
 fn the_most_specific_matching_profile_is_chosen() {
     let any = profile("name = \"any\"");
     let app = profile("name = \"app\"\n[sender]\napplication = \"ADT\"");
