@@ -118,9 +118,37 @@ fn many_errors_in_one_file_are_reported_together_in_file_order() {
             r#"causeway.toml:38:14: channel[0].destination[1].filename: invalid file name "{channel}.hl7": must contain {id}, so that no file overwrites another"#,
             r#"causeway.toml:41:8: channel[1].name: duplicate channel name "adt" (first at line 13)"#,
             r#"causeway.toml:42:36: channel[1].source.listen: port 2575 is already used by channel "adt" (line 14)"#,
-            r#"causeway.toml:46:34: channel[2].source.path: invalid url path "hl7": expected /letters-digits-and/slashes, e.g. "/hl7/adt""#,
+            r#"causeway.toml:46:34: channel[2].source.path: invalid url path "hl7": expected /letters-digits-and/slashes (no `.` or `..` segment, no trailing slash), e.g. "/hl7/adt""#,
         ]),
     );
+}
+
+#[test]
+fn http_source_paths_that_no_client_could_reach_or_that_the_api_serves_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        ("/hl7/../api", "invalid url path"),
+        ("/hl7/./adt", "invalid url path"),
+        ("/hl7/adt/", "invalid url path"),
+        ("/api/messages", "is under /api, which the HTTP API serves"),
+        ("/fhir", "is under /fhir, which the HTTP API serves"),
+    ];
+    let mut text = String::from("[server]\nhttp = \"127.0.0.1:0\"\n");
+    for (i, (path, _)) in bad.iter().enumerate() {
+        text.push_str(&format!(
+            "\n[[channel]]\nname = \"c{i}\"\nsource = {{ type = \"http\", path = \"{path}\" }}\n"
+        ));
+    }
+    text.push_str("\n[[channel]]\nname = \"fine\"\nsource = { type = \"http\", path = \"/hl7/adt.v2_in~x\" }\n");
+    let got = load_errors(dir.path(), &text);
+    for (i, (path, why)) in bad.iter().enumerate() {
+        assert!(
+            got.iter()
+                .any(|e| e.contains(&format!("channel[{i}].source.path:")) && e.contains(why)),
+            "{path}: {got:#?}"
+        );
+    }
+    assert_eq!(got.len(), bad.len(), "{got:#?}");
 }
 
 #[test]

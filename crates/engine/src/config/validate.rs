@@ -1087,16 +1087,21 @@ impl<'a> Validator<'a> {
                     Some(p) => {
                         let text = p.get_ref();
                         let ok_char = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+                        // Clients resolve `.` and `..` segments before sending, and a trailing
+                        // slash is another route: either way the path would never be reached.
+                        let dot_segment = text.split('/').any(|seg| seg == "." || seg == "..");
                         if !text.starts_with('/')
                             || text.len() < 2
                             || !text.chars().all(ok_char)
                             || text.contains("//")
+                            || text.ends_with('/')
+                            || dot_segment
                         {
                             self.err(
                                 K::Invalid,
                                 &k("path"),
                                 p.span(),
-                                format!("invalid url path {text:?}: expected /letters-digits-and/slashes, e.g. \"/hl7/adt\""),
+                                format!("invalid url path {text:?}: expected /letters-digits-and/slashes (no `.` or `..` segment, no trailing slash), e.g. \"/hl7/adt\""),
                             );
                         }
                         let reserved = [
