@@ -34,6 +34,8 @@ enum Command {
     Check(cmd::check::Args),
     /// Run a stored message through its channel again and queue it to its destinations.
     Reprocess(cmd::reprocess::Args),
+    /// List each destination's error queue, or send one again (`--queue Q --retry`).
+    Errors(cmd::errors::Args),
     /// Print each message as JSON (one object per line), or as a labelled tree.
     Parse(cmd::parse::Args),
     /// Print the decoded value at a path (e.g. PID-3(2).1) for each message.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => cmd::serve::run(args),
         Command::Check(args) => cmd::check::run(args),
         Command::Reprocess(args) => cmd::reprocess::run(args),
+        Command::Errors(args) => cmd::errors::run(args),
         Command::Parse(args) => cmd::parse::run(args),
         Command::Get(args) => cmd::get::run(args),
         Command::Validate(args) => cmd::validate::run(args),

@@ -1,4 +1,4 @@
-//! Commands that work on what `serve` stored (`reprocess`, `audit verify`) refuse, naming the
+//! Commands that work on what `serve` stored (`reprocess`, `audit verify`, `errors`) refuse, naming the
 //! path, when the configuration's data directory holds no store, and create nothing there: a
 //! new empty store with a new key would only hide a mistyped `data_dir` or `--config`.
 
@@ -16,7 +16,11 @@ fn store_commands_refuse_a_missing_store_and_create_none() {
         format!("[server]\ndata_dir = \"{}\"\n", data.display()),
     )
     .unwrap();
-    for args in [&["reprocess", "42"][..], &["audit", "verify"][..]] {
+    for args in [
+        &["reprocess", "42"][..],
+        &["audit", "verify"][..],
+        &["errors"][..],
+    ] {
         let out = Command::new(BIN)
             .args(args)
             .arg("--config")

@@ -8,6 +8,7 @@
 //! - [`crypto`]: the key file, XChaCha20-Poly1305 sealing of payloads, the patient-identifier index
 //! - [`sqlite`]: the SQLite backend (one writer thread doing group commit, pooled readers, migrations)
 //! - [`retention`]: the background task that purges payloads and metadata by age
+//! - [`error_queue`]: sending a destination's error queue again, oldest failure first
 //! - [`auth`]: users, tokens and the hash-chained audit log of the HTTP API (types and the
 //!   chain's canonical encoding)
 //!
@@ -44,6 +45,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod error;
+pub mod error_queue;
 pub mod resources;
 pub mod retention;
 pub mod sqlite;

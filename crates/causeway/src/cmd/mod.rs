@@ -6,6 +6,7 @@ pub mod check;
 pub mod convert;
 pub mod convert_v2;
 pub mod drift;
+pub mod errors;
 pub mod get;
 pub mod import;
 pub mod listen;

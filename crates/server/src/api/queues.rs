@@ -5,11 +5,12 @@
 //! Neither answers PHI: error texts, header fields and code values are what the store and the
 //! engine already keep in clear (a code is vocabulary, not patient data).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
+use causeway_store::error_queue::{MAX_RETRY, RetryRefused, retry_error_queue};
 use causeway_store::{EventFilter, EventKind, FailedDelivery, MAX_PAGE_LEN, UnixMillis};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -160,11 +161,6 @@ pub(super) async fn errors(
     .await
 }
 
-/// Most entries one `POST /api/errors/retry` sends again; past it the answer says how many are
-/// left (`remaining`), and the same request takes the next ones. Each entry is one store commit,
-/// so this bounds a request to a few seconds.
-pub const MAX_RETRY: usize = 10_000;
-
 /// What `POST /api/errors/retry` sends again.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -184,7 +180,7 @@ pub struct RetryOutcome {
     pub requeued: Vec<Requeued>,
     /// Entries that could not be queued again, and why (still pending there, payload purged).
     pub skipped: Vec<Skipped>,
-    /// Entries still in the error queue past [`MAX_RETRY`]; send the request again for them.
+    /// Entries still in the error queue past the 10 000 one request takes; send it again for them.
     pub remaining: u64,
 }
 
@@ -246,98 +242,52 @@ pub(super) async fn retry(
                 .channels
                 .values()
                 .find(|c| c.queues.contains(&request.queue));
-            let total = state.store.error_queue(&request.queue, 1, 0).await?.total;
-            if running.is_none() && total == 0 {
+            if running.is_none() && state.store.error_queue(&request.queue, 1, 0).await?.total == 0
+            {
                 return Err(ApiError::not_found(format!(
                     "no destination queue {:?} runs here and it has no error queue",
                     request.queue
                 )));
             }
-            // The store pages the error queue newest first; read what is taken, a page at a time.
-            let mut entries = Vec::new();
-            let mut remaining = 0;
-            match &request.seqs {
-                None => {
-                    // The oldest MAX_RETRY: the end of the newest-first order.
-                    let from = total.saturating_sub(MAX_RETRY as u64);
-                    remaining = from;
-                    while from + (entries.len() as u64) < total {
-                        let page = state
-                            .store
-                            .error_queue(&request.queue, MAX_PAGE_LEN, from + entries.len() as u64)
-                            .await?;
-                        if page.entries.is_empty() {
-                            break;
-                        }
-                        entries.extend(page.entries);
-                    }
+            let done = match retry_error_queue(
+                state.store.as_ref(),
+                &request.queue,
+                request.seqs.as_deref(),
+            )
+            .await?
+            {
+                Ok(done) => done,
+                Err(RetryRefused::TooMany) => {
+                    return Err(ApiError::bad_request(format!(
+                        "at most {MAX_RETRY} seqs in one request"
+                    )));
                 }
-                Some(wanted) => {
-                    if wanted.len() > MAX_RETRY {
-                        return Err(ApiError::bad_request(format!(
-                            "at most {MAX_RETRY} seqs in one request"
-                        )));
-                    }
-                    let wanted: HashSet<i64> = wanted.iter().copied().collect();
-                    let mut offset = 0;
-                    while offset < total && entries.len() < wanted.len() {
-                        let page = state
-                            .store
-                            .error_queue(&request.queue, MAX_PAGE_LEN, offset)
-                            .await?;
-                        if page.entries.is_empty() {
-                            break;
-                        }
-                        offset += page.entries.len() as u64;
-                        entries.extend(
-                            page.entries
-                                .into_iter()
-                                .filter(|e| wanted.contains(&e.delivery.seq.0)),
-                        );
-                    }
-                    let found: HashSet<i64> = entries.iter().map(|e| e.delivery.seq.0).collect();
-                    if let Some(missing) = request
-                        .seqs
-                        .iter()
-                        .flatten()
-                        .find(|seq| !found.contains(seq))
-                    {
-                        return Err(ApiError::not_found(format!(
-                            "delivery {missing} is not in the error queue of {:?}",
-                            request.queue
-                        )));
-                    }
+                Err(RetryRefused::NotInQueue(seq)) => {
+                    return Err(ApiError::not_found(format!(
+                        "delivery {seq} is not in the error queue of {:?}",
+                        request.queue
+                    )));
                 }
-            }
-            // Oldest first: the order the receiver was meant to get them in.
-            entries.reverse();
-            let mut requeued = Vec::new();
-            let mut skipped = Vec::new();
-            for entry in &entries {
-                let id = entry.message.id;
-                match state.store.requeue(id, &request.queue).await {
-                    Ok(seq) => requeued.push(Requeued {
-                        message_id: id.0,
-                        failed_seq: entry.delivery.seq.0,
-                        seq: seq.0,
-                    }),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            causeway_store::ErrorKind::Conflict
-                                | causeway_store::ErrorKind::InvalidInput
-                                | causeway_store::ErrorKind::NotFound
-                        ) =>
-                    {
-                        skipped.push(Skipped {
-                            message_id: id.0,
-                            seq: entry.delivery.seq.0,
-                            reason: e.to_string(),
-                        })
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+            };
+            let requeued: Vec<Requeued> = done
+                .requeued
+                .iter()
+                .map(|&(message_id, failed_seq, seq)| Requeued {
+                    message_id,
+                    failed_seq,
+                    seq,
+                })
+                .collect();
+            let skipped: Vec<Skipped> = done
+                .skipped
+                .into_iter()
+                .map(|(message_id, seq, reason)| Skipped {
+                    message_id,
+                    seq,
+                    reason,
+                })
+                .collect();
+            let remaining = done.remaining;
             if let Some(c) = running {
                 c.wake.notify_waiters();
             }
