@@ -28,6 +28,21 @@ ZPI|1|VIP3|Stays on ward 4
 AL1|1|DA|NA^No allergies^L
 ";
 
+/// `shown` holds exactly one error per `(prefix, needle)` of `expect`: starting with the prefix
+/// (file, line and field) and mentioning the needle.
+fn assert_reported(shown: &[String], expect: &[(&str, &str)]) {
+    for (prefix, needle) in expect {
+        assert!(
+            shown
+                .iter()
+                .any(|s| s.starts_with(prefix) && s.contains(needle)),
+            "no `{prefix}` error mentioning `{needle}` in:\n{}",
+            shown.join("\n")
+        );
+    }
+    assert_eq!(shown.len(), expect.len(), "{}", shown.join("\n"));
+}
+
 #[test]
 fn every_problem_in_a_profile_is_reported_with_its_line_and_field() {
     let text = r#"name = "broken"
@@ -66,16 +81,7 @@ added_at = "2026-01-01"
             "needs a display",
         ),
     ];
-    for (prefix, needle) in expect {
-        assert!(
-            shown
-                .iter()
-                .any(|s| s.starts_with(prefix) && s.contains(needle)),
-            "no `{prefix}` error mentioning `{needle}` in:\n{}",
-            shown.join("\n")
-        );
-    }
-    assert_eq!(shown.len(), expect.len(), "{}", shown.join("\n"));
+    assert_reported(&shown, &expect);
     let syntax = Profile::from_toml("name = \"x\"\n[sender]\napplicaton = \"A\"\n", "typo.toml")
         .expect_err("unknown key");
     assert_eq!(syntax[0].line, 3, "{}", syntax[0]);
@@ -115,16 +121,7 @@ fn a_code_map_target_must_be_a_valid_coding() {
             "not an absolute URI",
         ),
     ];
-    for (prefix, needle) in expect {
-        assert!(
-            shown
-                .iter()
-                .any(|s| s.starts_with(prefix) && s.contains(needle)),
-            "no `{prefix}` error mentioning `{needle}` in:\n{}",
-            shown.join("\n")
-        );
-    }
-    assert_eq!(shown.len(), expect.len(), "{}", shown.join("\n"));
+    assert_reported(&shown, &expect);
 }
 
 #[test]
