@@ -265,6 +265,16 @@ source = {{ type = "fhir-api" }}
     for t in ["Patient", "Encounter", "Observation"] {
         assert!(types.contains(&t), "{t} in $everything: {types:?}");
     }
+    // Without a patient id, the operation is named as unsupported, not read as an unknown id.
+    let (status, outcome) = api.get("/Patient/$everything").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{outcome}");
+    assert_eq!(outcome["issue"][0]["code"], "not-supported", "{outcome}");
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains("Patient/{id}/$everything")),
+        "{outcome}"
+    );
 
     // A subscription: the next matching result is POSTed to a local receiver.
     let (hook, notifications) = receiver();

@@ -825,6 +825,7 @@ GET    /api/messages/{id}                   viewer                    200 -     
 POST   /api/messages/{id}/resend            operator                  200 resend    /api/messages/{message}/resend
 POST   /api/messages/{id}/reprocess         operator                  200 -         /api/messages/{message}/reprocess
 GET    /api/errors                          viewer                    200 -         -
+POST   /api/errors/retry                    operator                  200 retry     -
 GET    /api/unmapped                        viewer                    200 -         -
 GET    /api/events                          viewer                    200 -         -
 GET    /api/drift                           viewer                    200 -         -
@@ -883,6 +884,7 @@ fn table(ids: &Ids) -> Vec<Route> {
                 "order" => Some(Body::Fhir(order(&ids.patient, "ORD-WALK-1", None))),
                 "order-put" => Some(Body::Fhir(rescheduled.clone())),
                 "resend" => Some(Body::Json(json!({ "destination": "unified" }))),
+                "retry" => Some(Body::Json(json!({ "queue": "feed/unified" }))),
                 "mapping" => Some(Body::Json(json!({
                     "channel": "lab",
                     "map": "result-flags",

@@ -394,6 +394,17 @@ async fn read(
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     who.require_fhir(&resource_type, Access::Read)?;
+    if let Some(operation) = id.strip_prefix('$') {
+        // `Patient/$everything` names an operation where an id belongs (ids cannot hold `$`).
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            crate::error::IssueCode::NotSupported,
+            format!(
+                "${operation} is not supported on {resource_type} as a whole; the operations are \
+                 Patient/{{id}}/$everything, $export, Patient/$export and Group/{{id}}/$export"
+            ),
+        ));
+    }
     let shown = query::parse_read(&pairs)?;
     let entity = format!("{resource_type}/{id}");
     audited(
