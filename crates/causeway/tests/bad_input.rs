@@ -14,6 +14,7 @@
 //! | invalid MSH-2                     | AR, ERR-3 102, stored as rejected               |
 //! | processing id T where P is asked  | AR, ERR-3 202, stored as rejected               |
 //! | truncated TLS handshake           | that connection dropped; TLS clients get AA     |
+//! | plain MLLP on the TLS listener    | dropped, logged as not speaking TLS             |
 //!
 //! The table of what each case got is printed (`--nocapture`) and written to
 //! `target/bad-input-report.txt`.
@@ -356,8 +357,39 @@ source = {{ type = "mllp", listen = "127.0.0.1:0", read_timeout = "2s", tls = {{
     ));
     good.check("truncated TLS handshake");
 
+    // 9. A sender configured for plain MLLP on the TLS listener: dropped, and the log says why.
+    let mut tcp = TcpStream::connect(tls_addr).unwrap();
+    let started = Instant::now();
+    let mut frame = vec![VT];
+    frame.extend_from_slice(&adt("PLAIN-ON-TLS-1", "P", 0));
+    frame.extend_from_slice(&[FS, CR]);
+    tcp.write_all(&frame).unwrap();
+    // The listener may answer with a TLS alert record before closing: read to the end.
+    tcp.set_read_timeout(Some(CLOSE_LIMIT)).unwrap();
+    let mut answer = Vec::new();
+    std::io::Read::read_to_end(&mut tcp, &mut answer)
+        .expect("the plain frame on the TLS listener is dropped (end of stream)");
+    assert!(
+        !answer.contains(&VT),
+        "no MLLP answer in plain text: {answer:?}"
+    );
+    table.push((
+        "plain MLLP frame sent to the TLS listener",
+        format!(
+            "no HL7 answer ({} bytes of TLS alert); connection dropped after {:.1} s; logged as not speaking TLS",
+            answer.len(),
+            started.elapsed().as_secs_f64()
+        ),
+    ));
+    good.check("plain MLLP on the TLS listener");
+
     let (status, log) = server.stop();
     assert!(status.success(), "serve exited with {status}:\n{log}");
+    assert!(
+        log.contains("the peer does not speak TLS (a plain MLLP sender on this TLS listener?)"),
+        "the plain sender is named in the log:\n{log}"
+    );
+    assert!(!log.contains("PLAIN-ON-TLS-1"), "no payload in the log");
 
     // What was stored.
     let rows = stored(&data_dir, "plain");

@@ -118,6 +118,10 @@ pub async fn run(
                 None => serve(stream, &peer, &options, &channel, &stats, shutdown).await,
                 Some(acceptor) => match tokio::time::timeout(options.read_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => serve(tls, &peer, &options, &channel, &stats, shutdown).await,
+                    Ok(Err(e)) if speaks_no_tls(&e) => {
+                        stats.tls_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(channel = %channel.name, peer, "TLS handshake failed: the peer does not speak TLS (a plain MLLP sender on this TLS listener?)");
+                    }
                     Ok(Err(e)) => {
                         stats.tls_failures.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(channel = %channel.name, peer, error = %e, "TLS handshake failed");
@@ -245,6 +249,19 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = stream.shutdown().await;
     log_end(channel, peer, end);
+}
+
+/// True when a handshake failed because the first bytes were not a TLS record at all: the
+/// usual cause is a sender configured for plain MLLP (its frame starts 0x0B), which rustls
+/// reports only as "corrupt message of type InvalidContentType".
+fn speaks_no_tls(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
 }
 
 fn log_end(channel: &Channel, peer: &str, end: End) {
