@@ -644,6 +644,24 @@ async fn tls_refuses_an_untrusted_server_and_a_wrong_name() {
     assert_eq!((stats.frames, stats.tls_failures), (0, 2));
 }
 
+#[tokio::test]
+async fn a_plain_sender_is_told_that_the_listener_expects_tls() {
+    let pki = pki();
+    let server = start(Arc::new(Scripted::default()), tls_options(&pki, None)).await;
+    let mut plain =
+        MllpClient::connect(server.addr.to_string(), None, None, DEFAULT_CONNECT_TIMEOUT)
+            .await
+            .unwrap();
+    let err = plain.send(&message("P1"), ACK_TIMEOUT).await.unwrap_err();
+    assert!(matches!(err, ClientError::ExpectsTls { .. }), "{err}");
+    assert!(
+        err.to_string().contains("it expects a TLS connection"),
+        "{err}"
+    );
+    let stats = server.stop().await;
+    assert_eq!((stats.frames, stats.tls_failures), (0, 1));
+}
+
 /// Connects and sends one message; the error from whichever step failed.
 async fn connect_and_send(
     addr: SocketAddr,

@@ -79,6 +79,11 @@ pub enum ClientError {
     /// The peer closed the connection before its reply was complete.
     #[error("{addr} closed the connection before acknowledging")]
     Closed { addr: String },
+    /// A plain connection's peer answered with a TLS record and closed: it is a TLS listener.
+    #[error(
+        "{addr} answered with TLS, not MLLP, and closed the connection: it expects a TLS connection"
+    )]
+    ExpectsTls { addr: String },
     /// Reading or writing failed.
     #[error("i/o error with {addr}: {error}")]
     Io { addr: String, error: std::io::Error },
@@ -132,6 +137,11 @@ struct Connection {
     decoder: mllp::Decoder,
     /// MSH-10s of messages sent under MSH-15 NE, newest last.
     unasked: std::collections::VecDeque<String>,
+    /// Opened without TLS, and what its first bytes from the peer looked like: a TLS record
+    /// header (content type 21 alert or 22 handshake, version 3.x) is a TLS listener refusing a
+    /// plain sender, which would otherwise read as a peer that closed without a reason.
+    plain: bool,
+    first_read: Option<bool>,
 }
 
 /// A persistent MLLP connection to one peer. See the module docs for its lifecycle.
@@ -351,6 +361,8 @@ impl MllpClient {
             buf: BytesMut::with_capacity(READ_CHUNK),
             decoder: mllp::Decoder::with_max_frame_len(self.max_frame_len),
             unasked: std::collections::VecDeque::new(),
+            plain: self.tls.is_none(),
+            first_read: None,
         })
     }
 }
@@ -417,19 +429,31 @@ impl Connection {
                 return Ok(reply);
             }
             self.buf.reserve(READ_CHUNK);
-            if self
+            let before = self.buf.len();
+            let read = self
                 .stream
                 .read_buf(&mut self.buf)
                 .await
-                .map_err(io_error(addr))?
-                == 0
-            {
+                .map_err(io_error(addr))?;
+            if read > 0 && self.first_read.is_none() {
+                let fresh = &self.buf[before..];
+                self.first_read = Some(
+                    self.plain
+                        && fresh.len() >= 3
+                        && matches!(fresh[0], 0x15 | 0x16)
+                        && fresh[1] == 0x03,
+                );
+            }
+            if read == 0 {
                 return match self
                     .decoder
                     .decode_eof(&mut self.buf)
                     .map_err(frame_error(addr))?
                 {
                     Some(reply) => Ok(reply),
+                    None if self.first_read == Some(true) => Err(ClientError::ExpectsTls {
+                        addr: addr.to_string(),
+                    }),
                     None => Err(ClientError::Closed {
                         addr: addr.to_string(),
                     }),
