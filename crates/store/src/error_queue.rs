@@ -17,13 +17,32 @@ pub const MAX_RETRY: usize = 10_000;
 /// What [`retry_error_queue`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Retried {
-    /// `(message id, failed delivery seq, new delivery seq)`, in the order they were queued.
-    pub requeued: Vec<(i64, i64, i64)>,
-    /// `(message id, failed delivery seq, why)` for entries that could not be queued again
-    /// (still pending there, payload purged).
-    pub skipped: Vec<(i64, i64, String)>,
+    /// Entries in the error queue when the retry began (0: no such queue, or nothing failed).
+    pub total: u64,
+    /// The messages queued again, in the order they were queued.
+    pub requeued: Vec<Requeued>,
+    /// Entries that could not be queued again (still pending there, payload purged).
+    pub skipped: Vec<Skipped>,
     /// Entries past [`MAX_RETRY`] left in the error queue.
     pub remaining: u64,
+}
+
+/// One message queued again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requeued {
+    pub message_id: i64,
+    /// The failed delivery it replaces.
+    pub failed_seq: i64,
+    /// The new delivery.
+    pub seq: i64,
+}
+
+/// An entry left in the error queue, and why (the store's error: no PHI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub message_id: i64,
+    pub seq: i64,
+    pub reason: String,
 }
 
 /// Why [`retry_error_queue`] did nothing.
@@ -89,20 +108,29 @@ pub async fn retry_error_queue(
     }
     entries.reverse();
     let mut done = Retried {
+        total,
         remaining,
         ..Retried::default()
     };
     for entry in &entries {
         let (id, failed) = (entry.message.id, entry.delivery.seq.0);
         match store.requeue(id, queue).await {
-            Ok(seq) => done.requeued.push((id.0, failed, seq.0)),
+            Ok(seq) => done.requeued.push(Requeued {
+                message_id: id.0,
+                failed_seq: failed,
+                seq: seq.0,
+            }),
             Err(e)
                 if matches!(
                     e.kind(),
                     ErrorKind::Conflict | ErrorKind::InvalidInput | ErrorKind::NotFound
                 ) =>
             {
-                done.skipped.push((id.0, failed, e.to_string()));
+                done.skipped.push(Skipped {
+                    message_id: id.0,
+                    seq: failed,
+                    reason: e.to_string(),
+                });
             }
             Err(e) => return Err(e),
         }

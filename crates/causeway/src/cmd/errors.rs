@@ -54,26 +54,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let store = open_existing_store(&config).await?;
         let result = async {
             if let Some(q) = args.queue.as_ref().filter(|_| args.retry) {
-                let total = store.error_queue(q, 1, 0).await?.total;
-                if total == 0 && !configured.contains(q) {
-                    anyhow::bail!(
-                        "no destination queue {q:?} in the configuration, and no error queue by that name (queues: {})",
-                        configured.join(", ")
-                    );
-                }
                 let done = match retry_error_queue(store.as_ref(), q, None).await? {
                     Ok(done) => done,
                     // Only a list of seqs can be refused; none is given here.
                     Err(refused) => anyhow::bail!("{q}: refused: {refused:?}"),
                 };
+                if done.total == 0 && !configured.contains(q) {
+                    anyhow::bail!(
+                        "no destination queue {q:?} in the configuration, and no error queue by that name (queues: {})",
+                        configured.join(", ")
+                    );
+                }
                 println!(
                     "{q}: {} queued again, {} skipped, {} left in the error queue",
                     done.requeued.len(),
                     done.skipped.len(),
                     done.remaining
                 );
-                for (id, seq, why) in &done.skipped {
-                    println!("  skipped message {id} (delivery {seq}): {why}");
+                for k in &done.skipped {
+                    println!(
+                        "  skipped message {} (delivery {}): {}",
+                        k.message_id, k.seq, k.reason
+                    );
                 }
                 return anyhow::Ok(ExitCode::SUCCESS);
             }

@@ -57,7 +57,7 @@ pub struct Args {
     #[arg(long, value_name = "MS", default_value_t = 0)]
     delay: u64,
     /// Close the connection instead of answering every Nth message (counted across connections).
-    #[arg(long, value_name = "N", value_parser = parse_every)]
+    #[arg(long, value_name = "N", value_parser = super::at_least_one)]
     drop_every: Option<NonZeroU64>,
     /// Append each answered message to FILE: its payload as received, then LF.
     #[arg(long, value_name = "FILE")]
@@ -307,15 +307,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// `--drop-every N`, N at least 1 (clap's own message for 0 speaks of a "non-zero type").
-fn parse_every(s: &str) -> Result<NonZeroU64, String> {
-    s.parse::<NonZeroU64>()
-        .map_err(|_| "expected a whole number of messages, at least 1".into())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::parse_every;
+    use crate::cmd::at_least_one as parse_every;
 
     #[test]
     fn drop_every_is_at_least_one() {

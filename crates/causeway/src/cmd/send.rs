@@ -109,13 +109,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A whole number of messages, at least 1 (clap's own range check would print the type's
-/// upper bound, `1..18446744073709551615`).
+/// `--count`: [`super::at_least_one`].
 fn parse_count(s: &str) -> Result<u64, String> {
-    match s.parse::<u64>() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a whole number of messages, at least 1".into()),
-    }
+    super::at_least_one(s).map(u64::from)
 }
 
 /// `500ms`, `30s`, `2m`, or a bare number of seconds.

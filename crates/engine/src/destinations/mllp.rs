@@ -13,8 +13,10 @@
 
 use std::time::Duration;
 
+use hl7v2::AckCode;
+
 use crate::config::WaitForAck;
-use crate::net::client::{AckVerdict, Answer, MllpClient, ack_error_code, check_ack, read_ack};
+use crate::net::client::{AckVerdict, Answer, MllpClient, check_ack, error_code_of};
 
 use super::Attempt;
 
@@ -90,25 +92,28 @@ impl MllpSender {
 }
 
 /// The plain-text error of a reply that is not AA/CA: what the receiver said in codes
-/// ([`ack_error_code`]), or why the reply is not a usable acknowledgement. The receiver's own
+/// ([`crate::net::client::ack_error_code`]), or why the reply is not a usable acknowledgement. The receiver's own
 /// text can quote patient data: it stays in the ACK, which the store encrypts.
 fn refusal(ack: &[u8]) -> String {
-    let fields = match read_ack(ack) {
-        Ok(fields) => fields,
-        Err(_) if hl7v2::parse(ack).is_err() => {
-            return "the reply is not an HL7 v2 acknowledgement (it does not parse)".into();
-        }
-        Err(_) => return "the reply has no MSA segment".into(),
+    let Ok(msg) = hl7v2::parse(ack) else {
+        return "the reply is not an HL7 v2 acknowledgement (it does not parse)".into();
     };
-    let code = match fields.code.as_str() {
-        c @ ("AE" | "AR" | "CE" | "CR") => c,
-        _ => return "the reply's MSA-1 is not an acknowledgement code".into(),
+    if msg.find_segment("MSA", 1).is_none() {
+        return "the reply has no MSA segment".into();
+    }
+    let code = msg.text("MSA-1");
+    let Some(code) = code.as_deref().map(str::trim).and_then(AckCode::parse) else {
+        return "the reply's MSA-1 is not an acknowledgement code".into();
     };
-    match ack_error_code(ack) {
-        Some(why) => {
-            format!("{code} from the receiver, {why} (its text is kept in the encrypted ACK)")
-        }
-        None => format!("{code} from the receiver (its text is kept in the encrypted ACK)"),
+    match error_code_of(&msg) {
+        Some(why) => format!(
+            "{} from the receiver, {why} (its text is kept in the encrypted ACK)",
+            code.as_str()
+        ),
+        None => format!(
+            "{} from the receiver (its text is kept in the encrypted ACK)",
+            code.as_str()
+        ),
     }
 }
 

@@ -538,7 +538,11 @@ pub fn read_ack(payload: &[u8]) -> Result<AckFields, String> {
 /// when it has the shape of a code or a position; `None` when the reply has neither, or does not
 /// parse.
 pub fn ack_error_code(ack_payload: &[u8]) -> Option<String> {
-    let msg = hl7v2::parse(ack_payload).ok()?;
+    error_code_of(&hl7v2::parse(ack_payload).ok()?)
+}
+
+/// [`ack_error_code`] of an acknowledgement already parsed.
+pub fn error_code_of(msg: &hl7v2::Message<'_>) -> Option<String> {
     let text = |path: &str| {
         msg.text(path)
             .map(|t| t.trim().to_string())

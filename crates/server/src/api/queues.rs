@@ -242,13 +242,6 @@ pub(super) async fn retry(
                 .channels
                 .values()
                 .find(|c| c.queues.contains(&request.queue));
-            if running.is_none() && state.store.error_queue(&request.queue, 1, 0).await?.total == 0
-            {
-                return Err(ApiError::not_found(format!(
-                    "no destination queue {:?} runs here and it has no error queue",
-                    request.queue
-                )));
-            }
             let done = match retry_error_queue(
                 state.store.as_ref(),
                 &request.queue,
@@ -269,22 +262,28 @@ pub(super) async fn retry(
                     )));
                 }
             };
+            if running.is_none() && done.total == 0 {
+                return Err(ApiError::not_found(format!(
+                    "no destination queue {:?} runs here and it has no error queue",
+                    request.queue
+                )));
+            }
             let requeued: Vec<Requeued> = done
                 .requeued
-                .iter()
-                .map(|&(message_id, failed_seq, seq)| Requeued {
-                    message_id,
-                    failed_seq,
-                    seq,
+                .into_iter()
+                .map(|r| Requeued {
+                    message_id: r.message_id,
+                    failed_seq: r.failed_seq,
+                    seq: r.seq,
                 })
                 .collect();
             let skipped: Vec<Skipped> = done
                 .skipped
                 .into_iter()
-                .map(|(message_id, seq, reason)| Skipped {
-                    message_id,
-                    seq,
-                    reason,
+                .map(|k| Skipped {
+                    message_id: k.message_id,
+                    seq: k.seq,
+                    reason: k.reason,
                 })
                 .collect();
             let remaining = done.remaining;
