@@ -326,6 +326,45 @@ source = {{ type = "fhir-api" }}
     assert_eq!(values(&newest), [json!(6.1), json!(5.4)], "{newest}");
     let (status, refused) = api.get("/Observation?_sort=colour").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    // Results by their number: a prefix, the precision of the value asked for, the unit by
+    // code alone or with its system, and sorted by the number.
+    let patient_results = format!("/Observation?patient={patient_id}");
+    for (query, want) in [
+        ("value-quantity=gt6", vec![json!(6.1)]),
+        ("value-quantity=le5.4", vec![json!(5.4)]),
+        ("value-quantity=5.4||mmol/L", vec![json!(5.4)]),
+        (
+            "value-quantity=6|http://unitsofmeasure.org|mmol/L",
+            vec![json!(6.1)],
+        ),
+        ("value-quantity=5.4|http://unitsofmeasure.org|mg/dL", vec![]),
+        ("value-quantity=6.10", vec![json!(6.1)]),
+        ("value-quantity=6.12", vec![]),
+        ("value-quantity=ap5.5", vec![json!(5.4)]),
+        ("value-quantity=ne5.4&_sort=date", vec![json!(6.1)]),
+        (
+            "value-quantity=lt6,gt6&_sort=-value-quantity",
+            vec![json!(6.1), json!(5.4)],
+        ),
+    ] {
+        let (status, bundle) = api.get(&format!("{patient_results}&{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {bundle}");
+        let found = if bundle["total"] == 0 {
+            Vec::new()
+        } else {
+            values(&bundle)
+        };
+        assert_eq!(found, want, "{query}: {bundle}");
+    }
+    let (status, outcome) = api.get("/Observation?value-quantity=gtseven").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{outcome}");
+    assert_eq!(outcome["resourceType"], "OperationOutcome", "{outcome}");
+    assert!(
+        outcome["issue"][0]["diagnostics"]
+            .as_str()
+            .is_some_and(|d| d.contains("expected a number such as 5.4")),
+        "{outcome}"
+    );
     // The patient with the results that refer to it, and the results cut to their code.
     let (status, with_results) = api
         .get("/Patient?identifier=MRN-LOOP-77&_revinclude=Observation:patient")

@@ -6,7 +6,7 @@
 //! patient.
 
 use causeway_store::{
-    DatePrefix, DateTest, IndexTest, ResourceQuery, SortBy, SortKey, ValueTest,
+    DatePrefix, DateTest, IndexTest, QuantityTest, ResourceQuery, SortBy, SortKey, ValueTest,
     resources::MAX_RESOURCE_PAGE,
 };
 use fhir::search::{self, ParamKind, SearchParam};
@@ -64,6 +64,7 @@ fn sort_key(resource_type: &str, key: &str, item: &str) -> QueryResult<SortKey> 
             let qualified = format!("{resource_type}.{}", param.name);
             match param.kind {
                 ParamKind::Date => SortBy::Date(qualified),
+                ParamKind::Quantity => SortBy::Number(qualified),
                 ParamKind::Token | ParamKind::String | ParamKind::Reference => {
                     SortBy::Value(qualified)
                 }
@@ -423,6 +424,7 @@ fn value_test(
             ValueTest::TextContains(search::normalize_text(value))
         }
         (ParamKind::Date, None) => ValueTest::Date(date_test(key, value)?),
+        (ParamKind::Quantity, None) => ValueTest::Quantity(quantity_test(key, value)?),
         (ParamKind::Reference, None) => ValueTest::Reference(reference(param, key, value)?),
         (ParamKind::Reference, Some(target)) if param.target.is_none_or(|t| t == target) => {
             let r = if value.contains('/') {
@@ -453,32 +455,39 @@ fn reference(param: &SearchParam, key: &str, value: &str) -> QueryResult<String>
     Ok(r)
 }
 
-fn date_test(key: &str, value: &str) -> QueryResult<DateTest> {
-    let (prefix, date) = match value.get(..2) {
-        Some(p) if p.bytes().all(|b| b.is_ascii_lowercase()) => {
-            let prefix = match p {
-                "eq" => DatePrefix::Eq,
-                "ne" => DatePrefix::Ne,
-                "lt" => DatePrefix::Lt,
-                "le" => DatePrefix::Le,
-                "gt" => DatePrefix::Gt,
-                "ge" => DatePrefix::Ge,
-                "sa" => DatePrefix::Sa,
-                "eb" => DatePrefix::Eb,
-                "ap" => DatePrefix::Ap,
-                _ => {
-                    return Err(bad(
-                        key,
-                        &format!(
-                            "unknown prefix {p:?} in {value:?}: expected a FHIR date such as 2024-03-01, or one after eq, ne, lt, le, gt, ge, sa, eb or ap"
-                        ),
-                    ));
-                }
-            };
-            (prefix, &value[2..])
-        }
-        _ => (DatePrefix::Eq, value),
+/// The comparison prefix of a date or number (`eq` when none), and the rest of the value;
+/// `expected` describes what should follow, for the error.
+fn prefixed<'v>(key: &str, value: &'v str, expected: &str) -> QueryResult<(DatePrefix, &'v str)> {
+    let Some(p) = value
+        .get(..2)
+        .filter(|p| p.bytes().all(|b| b.is_ascii_lowercase()))
+    else {
+        return Ok((DatePrefix::Eq, value));
     };
+    let prefix = match p {
+        "eq" => DatePrefix::Eq,
+        "ne" => DatePrefix::Ne,
+        "lt" => DatePrefix::Lt,
+        "le" => DatePrefix::Le,
+        "gt" => DatePrefix::Gt,
+        "ge" => DatePrefix::Ge,
+        "sa" => DatePrefix::Sa,
+        "eb" => DatePrefix::Eb,
+        "ap" => DatePrefix::Ap,
+        _ => {
+            return Err(bad(
+                key,
+                &format!(
+                    "unknown prefix {p:?} in {value:?}: expected {expected}, or one after eq, ne, lt, le, gt, ge, sa, eb or ap"
+                ),
+            ));
+        }
+    };
+    Ok((prefix, &value[2..]))
+}
+
+fn date_test(key: &str, value: &str) -> QueryResult<DateTest> {
+    let (prefix, date) = prefixed(key, value, "a FHIR date such as 2024-03-01")?;
     let (lo, hi) = search::parse_date(date).ok_or_else(|| {
         bad(
             key,
@@ -486,6 +495,96 @@ fn date_test(key: &str, value: &str) -> QueryResult<DateTest> {
         )
     })?;
     Ok(DateTest { prefix, lo, hi })
+}
+
+/// `[prefix]number[|system|code]`: `5.4||mg` names the unit by code in any system,
+/// `5.4|http://unitsofmeasure.org|mg` by both, `5.4` any unit.
+fn quantity_test(key: &str, value: &str) -> QueryResult<QuantityTest> {
+    let (prefix, rest) = prefixed(key, value, "a number such as 5.4")?;
+    let mut parts = rest.splitn(3, '|');
+    let number = parts.next().unwrap_or_default();
+    let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    let (system, code) = match (parts.next(), parts.next()) {
+        (None, _) => (None, None),
+        (Some(system), Some(code)) => (non_empty(system), non_empty(code)),
+        (Some(_), None) => {
+            return Err(bad(
+                key,
+                &format!(
+                    "{value:?}: expected number|system|code, e.g. 5.4|http://unitsofmeasure.org|mg or 5.4||mg"
+                ),
+            ));
+        }
+    };
+    let (value, lo, hi) = decimal_range(number).ok_or_else(|| {
+        bad(
+            key,
+            &format!("expected a number such as 5.4, -2 or 1.5e-3, not {number:?}"),
+        )
+    })?;
+    Ok(QuantityTest {
+        prefix,
+        value,
+        lo,
+        hi,
+        system,
+        code,
+    })
+}
+
+/// Most significant digits a searched number may have: more than an `f64` holds anyway.
+const MAX_DECIMAL_DIGITS: usize = 30;
+
+/// A decimal's value and the half-open range its precision implies (`5.4`: `[5.35, 5.45)`,
+/// `5.40`: `[5.395, 5.405)`, `1e2`: `[50, 150)`). The bounds are parsed from decimal text, as the
+/// stored values were, so a stored 5.35 equals the bound instead of missing it by a rounding.
+/// `None` unless it is a FHIR decimal (`-?digits[.digits][e[+-]digits]`), finite.
+fn decimal_range(text: &str) -> Option<(f64, f64, f64)> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (unsigned, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty()
+        || !digits_only(int)
+        || !digits_only(frac)
+        || (mantissa.contains('.') && frac.is_empty())
+    {
+        return None;
+    }
+    let significant = format!("{int}{frac}");
+    let significant = significant.trim_start_matches('0');
+    if significant.len() > MAX_DECIMAL_DIGITS {
+        return None;
+    }
+    let m: i128 = if significant.is_empty() {
+        0
+    } else {
+        significant.parse().ok()?
+    };
+    // Half a unit of the last digit either side: (10m ± 5) tenths of that digit.
+    let frac_len = i32::try_from(frac.len()).ok()?;
+    let scale = exponent.checked_sub(frac_len)?.checked_sub(1)?;
+    let sign: i128 = if negative { -1 } else { 1 };
+    let at = |tenths: i128| {
+        format!("{}e{scale}", sign * tenths)
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
+    };
+    let value = text.parse::<f64>().ok().filter(|v| v.is_finite())?;
+    let (below, above) = (at(m * 10 - 5)?, at(m * 10 + 5)?);
+    let (lo, hi) = if negative {
+        (above, below)
+    } else {
+        (below, above)
+    };
+    Some((value, lo, hi))
 }
 
 #[cfg(test)]
@@ -601,11 +700,123 @@ mod tests {
                 &[("_sort", "-")],
                 "search parameter _sort: expected a parameter name, `-` before it to reverse",
             ),
+            (
+                "Observation",
+                &[("value-quantity", "gt5.4|mg")],
+                "search parameter value-quantity: \"gt5.4|mg\": expected number|system|code, e.g. 5.4|http://unitsofmeasure.org|mg or 5.4||mg",
+            ),
+            (
+                "Observation",
+                &[("value-quantity", "gtseven")],
+                "search parameter value-quantity: expected a number such as 5.4, -2 or 1.5e-3, not \"seven\"",
+            ),
+            (
+                "Observation",
+                &[("value-quantity", "xx7")],
+                "search parameter value-quantity: unknown prefix \"xx\" in \"xx7\": expected a number such as 5.4, or one after eq, ne, lt, le, gt, ge, sa, eb or ap",
+            ),
+            (
+                "Observation",
+                &[("value-quantity:exact", "7")],
+                "search parameter value-quantity:exact: modifier :exact is not supported here",
+            ),
         ];
         for (t, q, want) in cases {
             let err = parse(t, &pairs(q)).expect_err("refused");
             assert_eq!(err.0, *want);
         }
+    }
+
+    #[test]
+    fn decimals_carry_the_range_of_their_precision() {
+        let cases: &[(&str, (f64, f64, f64))] = &[
+            ("5.4", (5.4, 5.35, 5.45)),
+            ("5.40", (5.4, 5.395, 5.405)),
+            ("100", (100.0, 99.5, 100.5)),
+            ("1e2", (100.0, 50.0, 150.0)),
+            ("1.5E-3", (0.0015, 0.00145, 0.00155)),
+            ("-2.5", (-2.5, -2.55, -2.45)),
+            ("0", (0.0, -0.5, 0.5)),
+            ("007", (7.0, 6.5, 7.5)),
+        ];
+        for (text, want) in cases {
+            assert_eq!(decimal_range(text), Some(*want), "{text}");
+        }
+        for text in [
+            "",
+            "-",
+            ".5",
+            "5.",
+            "5.4.1",
+            "1e",
+            "1e+",
+            "inf",
+            "NaN",
+            "0x10",
+            "+5",
+            "5 ",
+            "1e999",
+            "1234567890123456789012345678901",
+        ] {
+            assert_eq!(decimal_range(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn quantities_take_a_prefix_a_number_and_a_unit() {
+        let s = parse(
+            "Observation",
+            &pairs(&[
+                ("value-quantity", "gt7,5.4||mg/dL"),
+                (
+                    "component-value-quantity",
+                    "le120|http://unitsofmeasure.org|mm[Hg]",
+                ),
+                ("_sort", "-value-quantity"),
+            ]),
+        )
+        .expect("parses");
+        let tests: Vec<&ValueTest> = s.query.clauses.iter().flatten().map(|t| &t.test).collect();
+        assert_eq!(
+            tests,
+            [
+                &ValueTest::Quantity(QuantityTest {
+                    prefix: DatePrefix::Gt,
+                    value: 7.0,
+                    lo: 6.5,
+                    hi: 7.5,
+                    system: None,
+                    code: None,
+                }),
+                &ValueTest::Quantity(QuantityTest {
+                    prefix: DatePrefix::Eq,
+                    value: 5.4,
+                    lo: 5.35,
+                    hi: 5.45,
+                    system: None,
+                    code: Some("mg/dL".into()),
+                }),
+                &ValueTest::Quantity(QuantityTest {
+                    prefix: DatePrefix::Le,
+                    value: 120.0,
+                    lo: 119.5,
+                    hi: 120.5,
+                    system: Some("http://unitsofmeasure.org".into()),
+                    code: Some("mm[Hg]".into()),
+                }),
+            ]
+        );
+        assert_eq!(
+            s.query.clauses[1][0].param,
+            "Observation.component-value-quantity"
+        );
+        assert_eq!(
+            s.query.sort.0,
+            [SortKey {
+                by: SortBy::Number("Observation.value-quantity".into()),
+                descending: true
+            }]
+        );
     }
 
     #[test]

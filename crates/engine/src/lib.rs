@@ -11,7 +11,9 @@
 //! - [`destinations`]: MLLP, HTTP and file delivery, each fed by a durable FIFO queue;
 //! - [`net`]: MLLP client and server plumbing, TLS configuration;
 //! - [`drift`]: each feed's learned profile and the changes from it (drift findings);
-//! - [`alerts`]: alert rules evaluated against the monitor, and their notifiers.
+//! - [`alerts`]: alert rules evaluated against the monitor, and their notifiers;
+//! - [`search_index`]: stored FHIR search values brought up to date when their extraction
+//!   changes.
 //!
 //! Components never write to the store themselves: the runtime's ingest path is the only
 //! writer of inbound messages, which makes the ACK promise checkable in one place.
@@ -26,6 +28,7 @@ pub mod filter;
 pub mod monitor;
 pub mod net;
 pub mod runtime;
+pub mod search_index;
 pub mod sources;
 pub mod subscriptions;
 pub mod transform;

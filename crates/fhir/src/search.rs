@@ -10,6 +10,8 @@
 //! Text is normalised by [`normalize_text`] on both sides (lowercase, common Latin accents
 //! removed), as FHIR's string search is case- and accent-insensitive. Dates become inclusive
 //! millisecond periods from their precision: `2024-03` is all of March 2024 (UTC when no zone).
+//! Quantities are their number (as sent) with the unit's system and code; a unit written only as
+//! text (`unit`) is kept as the code, so `5.4||mg` finds it, as FHIR's quantity search allows.
 
 use serde_json::Value;
 
@@ -20,6 +22,7 @@ pub enum ParamKind {
     String,
     Date,
     Reference,
+    Quantity,
 }
 
 /// One search parameter of one resource type.
@@ -52,7 +55,7 @@ const fn patient_ref(paths: &'static [&'static str]) -> SearchParam {
     }
 }
 
-use ParamKind::{Date, Reference, String as Str, Token};
+use ParamKind::{Date, Quantity, Reference, String as Str, Token};
 
 const PATIENT: &[SearchParam] = &[
     p("identifier", Token, &["identifier"]),
@@ -96,6 +99,12 @@ const OBSERVATION: &[SearchParam] = &[
     p("based-on", Reference, &["basedOn"]),
     p("value-concept", Token, &["valueCodeableConcept"]),
     p("value-string", Str, &["valueString"]),
+    p("value-quantity", Quantity, &["valueQuantity"]),
+    p(
+        "component-value-quantity",
+        Quantity,
+        &["component.valueQuantity"],
+    ),
 ];
 
 const DIAGNOSTIC_REPORT: &[SearchParam] = &[
@@ -357,7 +366,7 @@ pub fn patient_compartment() -> impl Iterator<Item = &'static str> {
 }
 
 /// One extracted search value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum SearchValue {
     Token {
         system: String,
@@ -371,6 +380,13 @@ pub enum SearchValue {
     },
     /// `Type/id`.
     Reference(String),
+    /// A Quantity's number with its unit: `system` empty when the quantity names none, `code`
+    /// the unit's code (or its text when it has no code).
+    Quantity {
+        value: f64,
+        system: String,
+        code: String,
+    },
 }
 
 /// Every search value of a resource, as `(parameter name, value)`, duplicates removed.
@@ -433,6 +449,44 @@ fn values_of(param: &SearchParam, node: &Value, emit: &mut dyn FnMut(SearchValue
                 }
             }
         }
+        ParamKind::Quantity => quantities(node, emit),
+    }
+}
+
+/// A Quantity's value under its unit code and, when the text differs from the code, under its
+/// text too (no system): a search may name the unit either way.
+fn quantities(node: &Value, emit: &mut dyn FnMut(SearchValue)) {
+    let Some(value) = node.get("value").and_then(Value::as_f64) else {
+        return;
+    };
+    let text = |key: &str| {
+        node.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let system = text("system").unwrap_or("");
+    let code = text("code");
+    let unit = text("unit");
+    match (code, unit) {
+        (Some(code), unit) => {
+            emit(SearchValue::Quantity {
+                value,
+                system: system.to_owned(),
+                code: code.to_owned(),
+            });
+            if let Some(unit) = unit.filter(|u| *u != code) {
+                emit(SearchValue::Quantity {
+                    value,
+                    system: String::new(),
+                    code: unit.to_owned(),
+                });
+            }
+        }
+        (None, unit) => emit(SearchValue::Quantity {
+            value,
+            system: String::new(),
+            code: unit.unwrap_or("").to_owned(),
+        }),
     }
 }
 
@@ -735,6 +789,44 @@ mod tests {
         );
         // An unresolved bundle-local reference is not indexed.
         assert!(!values.iter().any(|(n, _)| *n == "encounter"));
+    }
+
+    #[test]
+    fn a_quantity_is_indexed_under_its_code_and_its_text() {
+        let obs = json!({
+            "resourceType": "Observation",
+            "valueQuantity": {"value": 5.40, "unit": "mg/dL",
+                              "system": "http://unitsofmeasure.org", "code": "mg/dL"},
+            "component": [
+                {"valueQuantity": {"value": 120, "unit": "mmHg"}},
+                {"valueQuantity": {"value": 80, "unit": "mm Hg",
+                                   "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+                {"valueQuantity": {"unit": "mmHg"}}
+            ]
+        });
+        let values = extract("Observation", &obs);
+        let quantity = |v: f64, s: &str, c: &str| SearchValue::Quantity {
+            value: v,
+            system: s.into(),
+            code: c.into(),
+        };
+        let ucum = "http://unitsofmeasure.org";
+        let of = |name: &str| -> Vec<&SearchValue> {
+            values
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+                .collect()
+        };
+        assert_eq!(of("value-quantity"), [&quantity(5.4, ucum, "mg/dL")]);
+        assert_eq!(
+            of("component-value-quantity"),
+            [
+                &quantity(120.0, "", "mmHg"),
+                &quantity(80.0, ucum, "mm[Hg]"),
+                &quantity(80.0, "", "mm Hg"),
+            ]
+        );
     }
 
     #[test]

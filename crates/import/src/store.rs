@@ -71,6 +71,11 @@ pub async fn load(
     progress: impl FnMut(u64),
 ) -> Result<LoadCounts> {
     let store_error = store_errors(staged);
+    // What is stored already is brought to this build's search values first, so the store
+    // records this build's generation and the resources loaded now are not extracted again.
+    causeway_engine::search_index::bring_up_to_date(store.as_ref())
+        .await
+        .map_err(|e| store_error(e.to_string()))?;
     let suspended = store
         .begin_bulk_load(staged.index.len() as u64)
         .await

@@ -62,9 +62,9 @@ pub use auth::{
 pub use error::{Error, ErrorKind};
 pub use resources::{
     DatePrefix, DateTest, HistoryQuery, IndexEntry, IndexTest, IndexValue, NewNotification,
-    Notification, NotificationOutcome, PendingState, PendingWrite, PutOutcome, ResourceChange,
-    ResourcePage, ResourcePut, ResourceQuery, ResourceSort, SortBy, SortKey, StoredResource,
-    ValueTest,
+    Notification, NotificationOutcome, PendingState, PendingWrite, PutOutcome, QuantityTest,
+    Reindex, ResourceChange, ResourcePage, ResourcePut, ResourceQuery, ResourceSort, SortBy,
+    SortKey, StoredResource, ValueTest,
 };
 pub use retention::{
     RetentionConfig, RetentionHandle, RetentionPass, RetentionPolicy, run_retention_once,
@@ -294,7 +294,7 @@ pub struct Header {
 }
 
 /// An inbound message to store.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq)]
 pub struct NewMessage {
     /// Channel that received it.
     pub channel: String,
@@ -1066,6 +1066,17 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The position a named scanner recorded (0 before the first).
     fn cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<i64>>;
+
+    /// Replaces the search values of current resources without making new versions (after
+    /// the extraction of search values changed), and then moves the named cursor, if given,
+    /// to `position`, in one transaction. An entry whose version is no longer the current,
+    /// live one is skipped: the write that replaced it indexed it already. Returns how many
+    /// resources were reindexed.
+    fn reindex_resources(
+        &self,
+        items: Vec<Reindex>,
+        cursor: Option<(String, i64)>,
+    ) -> BoxFuture<'_, Result<u64>>;
 
     /// Queues notifications (an existing one for the same subscription and version is kept,
     /// so a scan repeated after a crash sends nothing twice) and moves the cursor, in one

@@ -18,7 +18,7 @@ pub const MAX_RESOURCE_ID_LEN: usize = 64;
 pub const MAX_RESOURCE_PAGE: u32 = 1000;
 
 /// One resource to write (create, update or delete).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResourcePut {
     pub resource_type: String,
     pub id: String,
@@ -48,7 +48,7 @@ pub struct PutOutcome {
 }
 
 /// One search value of a resource.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IndexEntry {
     /// Type-qualified parameter: `Patient.identifier`.
     pub param: String,
@@ -56,7 +56,7 @@ pub struct IndexEntry {
 }
 
 /// The kinds of search value.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum IndexValue {
     /// A coded value or identifier: `system` is empty when none was given.
     Token { system: String, code: String },
@@ -66,6 +66,25 @@ pub enum IndexValue {
     Date { lo: i64, hi: i64 },
     /// A reference, `Type/id`.
     Reference(String),
+    /// A quantity: its number, and its unit's system (empty when none) and code.
+    Quantity {
+        value: f64,
+        system: String,
+        code: String,
+    },
+}
+
+/// New search values for the current version of a resource (see [`Store::reindex_resources`]).
+///
+/// [`Store::reindex_resources`]: crate::Store::reindex_resources
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reindex {
+    pub resource_type: String,
+    pub id: String,
+    /// The version the values were extracted from: they replace the index only while it is
+    /// still the current, live one.
+    pub version: u64,
+    pub index: Vec<IndexEntry>,
 }
 
 /// A stored version of a resource.
@@ -150,10 +169,12 @@ pub enum SortBy {
     /// A token, text or reference parameter, type-qualified: compared by its indexed value
     /// (a token's code, normalised text, a reference's `Type/id`).
     Value(String),
+    /// A quantity parameter, type-qualified: compared by its number, whatever the unit.
+    Number(String),
 }
 
 /// One test of a clause, against the values of one parameter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IndexTest {
     /// Type-qualified parameter, as in [`IndexEntry::param`].
     pub param: String,
@@ -161,7 +182,7 @@ pub struct IndexTest {
 }
 
 /// How a value is compared.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ValueTest {
     /// `code`: any system.
     Code(String),
@@ -181,6 +202,8 @@ pub enum ValueTest {
     Reference(String),
     /// A date or period.
     Date(DateTest),
+    /// A quantity's number, and its unit when the search names one.
+    Quantity(QuantityTest),
     /// `:missing=true` (no value) or `false` (some value).
     Missing(bool),
 }
@@ -193,7 +216,21 @@ pub struct DateTest {
     pub hi: i64,
 }
 
-/// FHIR search prefixes for dates.
+/// A FHIR quantity comparison: the prefix, the number searched for, and the range its
+/// precision implies (`5.4` is `[5.35, 5.45)`), which `eq`, `ne`, `sa` and `eb` compare with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantityTest {
+    pub prefix: DatePrefix,
+    pub value: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// The unit's system (`None`: any; `Some("")`: none given).
+    pub system: Option<String>,
+    /// The unit's code, or its text (`None`: any unit).
+    pub code: Option<String>,
+}
+
+/// FHIR search prefixes (dates and quantities).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatePrefix {
     Eq,
@@ -290,6 +327,17 @@ pub(crate) fn encode_pending(p: &ResourcePut) -> Vec<u8> {
             IndexValue::Text(t) => format!("{}\ts\t\t{}\t\t", esc(&e.param), esc(t)),
             IndexValue::Reference(r) => format!("{}\tr\t\t{}\t\t", esc(&e.param), esc(r)),
             IndexValue::Date { lo, hi } => format!("{}\td\t\t\t{lo}\t{hi}", esc(&e.param)),
+            // `f64`'s Display is the shortest text that parses back to the same number.
+            IndexValue::Quantity {
+                value,
+                system,
+                code,
+            } => format!(
+                "{}\tq\t{}\t{}\t{value}\t",
+                esc(&e.param),
+                esc(system),
+                esc(code)
+            ),
         };
         out.push(b'\n');
         out.extend_from_slice(line.as_bytes());
@@ -337,6 +385,11 @@ pub(crate) fn decode_pending(bytes: &[u8]) -> Option<(Vec<u8>, Vec<IndexEntry>)>
                 lo: lo.parse().ok()?,
                 hi: hi.parse().ok()?,
             },
+            "q" => IndexValue::Quantity {
+                value: lo.parse().ok().filter(|v: &f64| v.is_finite())?,
+                system: unesc(system),
+                code: unesc(value),
+            },
             _ => return None,
         };
         index.push(IndexEntry {
@@ -372,6 +425,22 @@ mod tests {
                 IndexEntry {
                     param: "Patient.birthdate".into(),
                     value: IndexValue::Date { lo: -5, hi: 7 },
+                },
+                IndexEntry {
+                    param: "Observation.value-quantity".into(),
+                    value: IndexValue::Quantity {
+                        value: 0.1 + 0.2,
+                        system: "http://unitsofmeasure.org".into(),
+                        code: "mm[Hg]".into(),
+                    },
+                },
+                IndexEntry {
+                    param: "Observation.value-quantity".into(),
+                    value: IndexValue::Quantity {
+                        value: -1.5e-300,
+                        system: String::new(),
+                        code: "tab\tunit".into(),
+                    },
                 },
             ],
             if_match: None,

@@ -81,6 +81,8 @@ conformance_tests!(SqliteHarness::new();
     search_sorts_by_dates_values_and_ids,
     a_clause_of_thousands_of_values_is_answered,
     an_update_replaces_the_search_values,
+    search_matches_quantities_by_prefix_precision_and_unit,
+    reindexing_replaces_search_values_of_the_current_version,
     a_bulk_load_leaves_search_answers_unchanged,
     error_queue_holds_failed_deliveries_until_sent_again,
 );
@@ -125,6 +127,7 @@ async fn a_bulk_load_drops_the_value_indexes_and_builds_them_as_the_migration_di
         [
             "resource_index_date",
             "resource_index_key",
+            "resource_index_num",
             "resource_index_value"
         ]
     );

@@ -191,6 +191,15 @@ pub fn index_entries(resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
                 SearchValue::Text(t) => IndexValue::Text(t),
                 SearchValue::Date { lo, hi } => IndexValue::Date { lo, hi },
                 SearchValue::Reference(r) => IndexValue::Reference(r),
+                SearchValue::Quantity {
+                    value,
+                    system,
+                    code,
+                } => IndexValue::Quantity {
+                    value,
+                    system,
+                    code,
+                },
             },
         })
         .collect()

@@ -60,6 +60,8 @@ pub enum StartError {
     NoHttpServer { channel: String },
     #[error(transparent)]
     Notifier(#[from] crate::alerts::notify::NotifierError),
+    #[error("bringing the FHIR search values up to date: {0}")]
+    SearchIndex(causeway_store::Error),
 }
 
 /// What the HTTP API gets from the engine being started (see [`Engine::start_with_api`]).
@@ -121,6 +123,10 @@ impl Engine {
     where
         F: FnOnce(ApiContext<'_>) -> Option<axum::Router>,
     {
+        // Before any listener or the API: a search must not miss what an older build stored.
+        crate::search_index::bring_up_to_date(store.as_ref())
+            .await
+            .map_err(StartError::SearchIndex)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         // Woken by every write into the resource store, so notifications go out at once.
         let subscription_wake = Arc::new(Notify::new());

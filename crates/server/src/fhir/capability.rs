@@ -25,6 +25,7 @@ fn kind_name(kind: ParamKind) -> &'static str {
         ParamKind::String => "string",
         ParamKind::Date => "date",
         ParamKind::Reference => "reference",
+        ParamKind::Quantity => "quantity",
     }
 }
 

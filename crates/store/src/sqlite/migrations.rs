@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../../migrations/0005_leaner_indexes.sql"),
         then: Some(rewrite_in_list_checks),
     },
+    sql(include_str!("../../migrations/0006_quantity_index.sql")),
 ];
 
 /// The schema version this build writes.
@@ -302,6 +303,58 @@ mod tests {
                 "{sql}: {ops:?}"
             );
         }
+    }
+
+    /// Version 6 adds the quantity column to a search-value table that already has rows: they
+    /// stay, and a quantity range is then served by its own index.
+    #[test]
+    fn version_6_keeps_search_values_and_indexes_quantities() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        {
+            let tx = conn.transaction().expect("tx");
+            for migration in &MIGRATIONS[..5] {
+                tx.execute_batch(migration.sql).expect("sql");
+                if let Some(step) = migration.then {
+                    step(&tx).expect("step");
+                }
+            }
+            tx.pragma_update(None, "user_version", 5).expect("v5");
+            tx.commit().expect("commit");
+        }
+        conn.execute(
+            "INSERT INTO resource_index (key, param, system, value) VALUES (1, 'P.x', 's', 'v')",
+            [],
+        )
+        .expect("v5 row");
+        assert_eq!(migrate(&mut conn, Path::new(":memory:")).expect("up"), 5);
+        let (value, num): (String, Option<f64>) = conn
+            .query_row(
+                "SELECT value, num FROM resource_index WHERE key = 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .expect("row kept");
+        assert_eq!((value.as_str(), num), ("v", None));
+        conn.execute(
+            "INSERT INTO resource_index (key, param, system, value, num)
+             VALUES (2, 'O.q', '', 'mg', 5.4)",
+            [],
+        )
+        .expect("quantity row");
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT key FROM resource_index
+                 WHERE param = 'O.q' AND num IS NOT NULL AND num > 5",
+            )
+            .expect("plan")
+            .query_map([], |r| r.get::<_, String>(3))
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("plan rows");
+        assert!(
+            plan.iter().any(|p| p.contains("resource_index_num")),
+            "{plan:?}"
+        );
     }
 
     #[test]

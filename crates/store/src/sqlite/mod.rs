@@ -74,7 +74,7 @@ use crate::{
     BoxFuture, Claim, Delivery, DeliverySeq, Error, Event, EventFilter, HistoryQuery,
     InsertOutcome, MAX_DESTINATIONS, MAX_FIELD_LEN, MAX_PATIENT_IDS, MAX_PAYLOAD_LEN, MessageId,
     MessageState, MessageSummary, NewEvent, NewMessage, NewNotification, Notification,
-    NotificationOutcome, Outcome, PendingWrite, PurgeReport, PutOutcome, ResourceChange,
+    NotificationOutcome, Outcome, PendingWrite, PurgeReport, PutOutcome, Reindex, ResourceChange,
     ResourcePage, ResourcePut, ResourceQuery, Result, SearchFilter, SettledAndClaimed, Store,
     StoredMessage, StoredResource, UnixMillis, WriteStats,
 };
@@ -927,6 +927,16 @@ impl Store for SqliteStore {
     fn cursor<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<i64>> {
         let name = name.to_owned();
         Box::pin(self.read("read cursor", move |c, _| notify::cursor(c, &name)))
+    }
+
+    fn reindex_resources(
+        &self,
+        items: Vec<Reindex>,
+        cursor: Option<(String, i64)>,
+    ) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.write(0, false, move |cx| {
+            resources::reindex(cx, &items, cursor.as_ref())
+        }))
     }
 
     fn queue_notifications(

@@ -14,9 +14,9 @@ use crate::crypto::Cipher;
 use crate::error::Record;
 use crate::resources::{MAX_RESOURCE_PAGE, decode_pending, encode_pending};
 use crate::{
-    DatePrefix, DateTest, Error, HistoryQuery, IndexTest, IndexValue, MessageId, PendingState,
-    PendingWrite, PutOutcome, ResourcePage, ResourcePut, ResourceQuery, ResourceSort, Result,
-    SortBy, SortKey, StoredResource, UnixMillis, ValueTest,
+    DatePrefix, DateTest, Error, HistoryQuery, IndexEntry, IndexTest, IndexValue, MessageId,
+    PendingState, PendingWrite, PutOutcome, QuantityTest, Reindex, ResourcePage, ResourcePut,
+    ResourceQuery, ResourceSort, Result, SortBy, SortKey, StoredResource, UnixMillis, ValueTest,
 };
 
 fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
@@ -28,7 +28,7 @@ fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
 /// lands on a random page, and once the index is much larger than a transaction every row costs
 /// a page written to the WAL and again by the checkpoint. `resource_index_key` (new keys append)
 /// and the tables stay, so searches remain correct while these are gone.
-const VALUE_INDEXES: [(&str, &str); 2] = [
+const VALUE_INDEXES: [(&str, &str); 3] = [
     (
         "resource_index_value",
         "CREATE INDEX IF NOT EXISTS resource_index_value ON resource_index (param, value, system, key)",
@@ -38,6 +38,12 @@ const VALUE_INDEXES: [(&str, &str); 2] = [
         // One line, as the migration wrote it: SQLite keeps the text, and a test compares it.
         "CREATE INDEX IF NOT EXISTS resource_index_date ON resource_index (param, lo, hi, key) \
          WHERE lo IS NOT NULL",
+    ),
+    (
+        "resource_index_num",
+        // As migration 0006 wrote it.
+        "CREATE INDEX IF NOT EXISTS resource_index_num ON resource_index (param, num, key) \
+         WHERE num IS NOT NULL",
     ),
 ];
 
@@ -227,26 +233,7 @@ fn put_in_tx(cx: &mut WriteCx<'_>, puts: &[ResourcePut]) -> Result<Vec<PutOutcom
                 .map_err(db(OP))?;
         }
         if !p.delete {
-            let mut insert = conn
-                .prepare_cached(
-                    "INSERT INTO resource_index (key, param, system, value, lo, hi)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(db(OP))?;
-            for entry in &p.index {
-                let (system, value, lo, hi) = match &entry.value {
-                    IndexValue::Token { system, code } => {
-                        (system.as_str(), Some(code.as_str()), None, None)
-                    }
-                    IndexValue::Text(t) | IndexValue::Reference(t) => {
-                        ("", Some(t.as_str()), None, None)
-                    }
-                    IndexValue::Date { lo, hi } => ("", None, Some(*lo), Some(*hi)),
-                };
-                insert
-                    .execute(params![key, entry.param, system, value, lo, hi])
-                    .map_err(db(OP))?;
-            }
+            insert_index(conn, key, &p.index).map_err(db(OP))?;
         }
         out.push(PutOutcome {
             version,
@@ -256,6 +243,87 @@ fn put_in_tx(cx: &mut WriteCx<'_>, puts: &[ResourcePut]) -> Result<Vec<PutOutcom
         });
     }
     Ok(out)
+}
+
+/// Writes the search values of the resource row `key`.
+fn insert_index(conn: &Connection, key: i64, index: &[IndexEntry]) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO resource_index (key, param, system, value, lo, hi, num)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for entry in index {
+        let (system, value, lo, hi, num) = match &entry.value {
+            IndexValue::Token { system, code } => {
+                (system.as_str(), Some(code.as_str()), None, None, None)
+            }
+            IndexValue::Text(t) | IndexValue::Reference(t) => {
+                ("", Some(t.as_str()), None, None, None)
+            }
+            IndexValue::Date { lo, hi } => ("", None, Some(*lo), Some(*hi), None),
+            // SQLite stores no NaN (it becomes NULL) and its infinities compare as numbers, so
+            // a value that is not finite is left out rather than found by the wrong test.
+            IndexValue::Quantity { value, .. } if !value.is_finite() => continue,
+            IndexValue::Quantity {
+                value,
+                system,
+                code,
+            } => (
+                system.as_str(),
+                Some(code.as_str()),
+                None,
+                None,
+                Some(*value),
+            ),
+        };
+        insert.execute(params![key, entry.param, system, value, lo, hi, num])?;
+    }
+    Ok(())
+}
+
+/// Replaces the search values of current, live resources whose version is still the one
+/// given, then moves `cursor`; see [`crate::Store::reindex_resources`].
+pub(crate) fn reindex(
+    cx: &mut WriteCx<'_>,
+    items: &[Reindex],
+    cursor: Option<&(String, i64)>,
+) -> Result<u64> {
+    const OP: &str = "reindex resources";
+    let conn = cx.conn();
+    let mut done = 0;
+    for item in items {
+        let key: Option<i64> = conn
+            .prepare_cached(
+                "SELECT key FROM resources
+                 WHERE type = ?1 AND id = ?2 AND version = ?3 AND deleted = 0",
+            )
+            .and_then(|mut s| {
+                s.query_row(
+                    params![
+                        item.resource_type,
+                        item.id,
+                        i64::try_from(item.version).unwrap_or(i64::MAX)
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+            })
+            .map_err(db(OP))?;
+        let Some(key) = key else { continue };
+        conn.prepare_cached("DELETE FROM resource_index WHERE key = ?1")
+            .and_then(|mut s| s.execute([key]))
+            .map_err(db(OP))?;
+        insert_index(conn, key, &item.index).map_err(db(OP))?;
+        done += 1;
+    }
+    if let Some((name, position)) = cursor {
+        conn.prepare_cached(
+            "INSERT INTO cursors (name, position) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        )
+        .and_then(|mut s| s.execute(params![name, position]))
+        .map_err(db(OP))?;
+    }
+    Ok(done)
 }
 
 const VERSION_COLUMNS: &str =
@@ -359,7 +427,7 @@ fn rank(t: &ValueTest) -> u8 {
         ValueTest::Code(_) | ValueTest::NoSystemCode(_) => 2,
         ValueTest::TextExact(_) => 3,
         ValueTest::System(_) => 4,
-        ValueTest::Date(_) => 5,
+        ValueTest::Date(_) | ValueTest::Quantity(_) => 5,
         ValueTest::TextPrefix(_) => 6,
         ValueTest::TextContains(_) => 7,
         ValueTest::Missing(_) => 9,
@@ -396,6 +464,20 @@ fn test_sql(t: &IndexTest, x: &str, args: &mut Vec<Value>) -> String {
         ValueTest::Date(d) => {
             let (c, values) = date_sql(&format!("{x}.lo"), &format!("{x}.hi"), d);
             (format!("{x}.lo IS NOT NULL AND {c}"), values)
+        }
+        ValueTest::Quantity(q) => {
+            // The first term is the WHERE of the partial index `resource_index_num`.
+            let (c, mut values) = quantity_sql(&format!("{x}.num"), q);
+            let mut cond = format!("{x}.num IS NOT NULL AND {c}");
+            if let Some(system) = &q.system {
+                cond.push_str(&format!(" AND {x}.system = ?"));
+                values.push(text(system));
+            }
+            if let Some(code) = &q.code {
+                cond.push_str(&format!(" AND {x}.value = ?"));
+                values.push(text(code));
+            }
+            (cond, values)
         }
         ValueTest::Missing(_) => ("1".to_owned(), Vec::new()),
     };
@@ -524,6 +606,30 @@ fn date_sql(lo: &str, hi: &str, d: &DateTest) -> (String, Vec<Value>) {
     }
 }
 
+/// FHIR quantity semantics: the resource's number against the search value and the range its
+/// precision implies.
+fn quantity_sql(num: &str, q: &QuantityTest) -> (String, Vec<Value>) {
+    let (value, lo, hi) = (Value::Real(q.value), Value::Real(q.lo), Value::Real(q.hi));
+    match q.prefix {
+        DatePrefix::Eq => (format!("{num} >= ? AND {num} < ?"), vec![lo, hi]),
+        DatePrefix::Ne => (format!("NOT ({num} >= ? AND {num} < ?)"), vec![lo, hi]),
+        DatePrefix::Lt => (format!("{num} < ?"), vec![value]),
+        DatePrefix::Le => (format!("{num} <= ?"), vec![value]),
+        DatePrefix::Gt => (format!("{num} > ?"), vec![value]),
+        DatePrefix::Ge => (format!("{num} >= ?"), vec![value]),
+        DatePrefix::Sa => (format!("{num} >= ?"), vec![hi]),
+        DatePrefix::Eb => (format!("{num} < ?"), vec![lo]),
+        DatePrefix::Ap => {
+            // Approximately: within a tenth of the value, and never closer than its precision.
+            let margin = (q.value.abs() / 10.0).max((q.hi - q.lo) / 2.0);
+            (
+                format!("{num} >= ? AND {num} <= ?"),
+                vec![Value::Real(q.value - margin), Value::Real(q.value + margin)],
+            )
+        }
+    }
+}
+
 pub(crate) fn search(
     conn: &Connection,
     cipher: &Cipher,
@@ -644,7 +750,7 @@ pub(crate) fn search(
 struct Match {
     key: i64,
     last_updated: i64,
-    /// One per sort key, in order: integer, text, or null when the resource has no value.
+    /// One per sort key, in order: a number, text, or null when the resource has no value.
     sort_values: Vec<Value>,
 }
 
@@ -670,6 +776,7 @@ fn sort_column_sql(key: &SortKey, args: &mut Vec<Value>) -> String {
             args,
         ),
         SortBy::Value(param) => of_param(aggregate, "value", param, args),
+        SortBy::Number(param) => of_param(aggregate, "num", param, args),
     }
 }
 
@@ -685,9 +792,13 @@ fn compare_matches(sort: &ResourceSort, a: &Match, b: &Match) -> std::cmp::Order
             (_, Value::Null) => return Ordering::Less,
             (Value::Integer(x), Value::Integer(y)) => x.cmp(y),
             (Value::Text(x), Value::Text(y)) => x.cmp(y),
-            // One column holds one kind; a mix (never written) sorts integers first.
-            (Value::Integer(_), _) => Ordering::Less,
-            (_, Value::Integer(_)) => Ordering::Greater,
+            // `num` holds reals, but SQLite hands back a whole number as an integer.
+            (Value::Real(x), Value::Real(y)) => x.total_cmp(y),
+            (Value::Real(x), Value::Integer(y)) => x.total_cmp(&(*y as f64)),
+            (Value::Integer(x), Value::Real(y)) => (*x as f64).total_cmp(y),
+            // One column holds one kind; a mix (never written) sorts numbers first.
+            (Value::Integer(_) | Value::Real(_), _) => Ordering::Less,
+            (_, Value::Integer(_) | Value::Real(_)) => Ordering::Greater,
             _ => Ordering::Equal,
         };
         let order = if key.descending {

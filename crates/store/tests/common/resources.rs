@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use causeway_store::{
     DatePrefix, DateTest, ErrorKind, HistoryQuery, IndexEntry, IndexTest, IndexValue, MessageId,
-    ResourcePut, ResourceQuery, ResourceSort, SortBy, SortKey, Store, ValueTest,
+    QuantityTest, Reindex, ResourcePut, ResourceQuery, ResourceSort, SortBy, SortKey, Store,
+    ValueTest,
 };
 
 use super::Harness;
@@ -534,6 +535,281 @@ pub async fn a_clause_of_thousands_of_values_is_answered(h: &impl Harness) {
         ids(&store, q(vec![many(1, "p1"), prefixes])).await,
         (1, vec!["a".to_string()])
     );
+    store.close().await.expect("close");
+}
+
+fn quantity(param: &str, value: f64, system: &str, code: &str) -> IndexEntry {
+    IndexEntry {
+        param: param.into(),
+        value: IndexValue::Quantity {
+            value,
+            system: system.into(),
+            code: code.into(),
+        },
+    }
+}
+
+/// A quantity test as the API builds it: `5.4` is 5.4 in `[5.35, 5.45)`, the range of its
+/// precision (bounds written out, as the API parses them from decimal text).
+fn quantity_test(
+    prefix: DatePrefix,
+    (value, lo, hi): (f64, f64, f64),
+    unit: Option<(&str, &str)>,
+) -> ValueTest {
+    let (system, code) = match unit {
+        Some((s, c)) => ((!s.is_empty()).then(|| s.to_owned()), Some(c.to_owned())),
+        None => (None, None),
+    };
+    ValueTest::Quantity(QuantityTest {
+        prefix,
+        value,
+        lo,
+        hi,
+        system,
+        code,
+    })
+}
+
+/// FHIR quantity semantics: prefixes against the number, the search value's precision for
+/// `eq`/`ne`/`sa`/`eb`, a tenth for `ap`, the unit by system and code or code alone, and sorting
+/// by number whatever the unit.
+pub async fn search_matches_quantities_by_prefix_precision_and_unit(h: &impl Harness) {
+    let store = h.open().await;
+    let ucum = "http://unitsofmeasure.org";
+    let param = "Observation.value-quantity";
+    let obs = |id: &str, value: f64, system: &str, code: &str| {
+        put(
+            "Observation",
+            id,
+            &format!(r#"{{"v":{value}}}"#),
+            vec![quantity(param, value, system, code)],
+        )
+    };
+    store
+        .put_resources(vec![
+            obs("low", 5.35, ucum, "mg/dL"),
+            obs("mid", 5.4, ucum, "mg/dL"),
+            obs("high", 5.449, "", "mg/dL"),
+            obs("ten", 10.0, ucum, "mmol/L"),
+            obs("neg", -2.0, "", "Cel"),
+            put("Observation", "none", "{}", vec![]),
+        ])
+        .await
+        .expect("write");
+    let found = |t: ValueTest| {
+        let store = Arc::clone(&store);
+        async move {
+            let (_, mut ids) = ids(
+                &store,
+                ResourceQuery {
+                    resource_type: "Observation".into(),
+                    clauses: vec![vec![test(param, t)]],
+                    count: 10,
+                    ..ResourceQuery::default()
+                },
+            )
+            .await;
+            ids.sort();
+            ids
+        }
+    };
+    use DatePrefix::*;
+    // 5.4 is [5.35, 5.45).
+    assert_eq!(
+        found(quantity_test(Eq, (5.4, 5.35, 5.45), None)).await,
+        ["high", "low", "mid"]
+    );
+    assert_eq!(
+        found(quantity_test(Eq, (5.4, 5.395, 5.405), None)).await,
+        ["mid"]
+    );
+    assert_eq!(
+        found(quantity_test(Ne, (5.4, 5.35, 5.45), None)).await,
+        ["neg", "ten"]
+    );
+    assert_eq!(
+        found(quantity_test(Gt, (5.4, 5.35, 5.45), None)).await,
+        ["high", "ten"]
+    );
+    assert_eq!(
+        found(quantity_test(Ge, (5.4, 5.35, 5.45), None)).await,
+        ["high", "mid", "ten"]
+    );
+    assert_eq!(
+        found(quantity_test(Lt, (5.4, 5.35, 5.45), None)).await,
+        ["low", "neg"]
+    );
+    assert_eq!(
+        found(quantity_test(Le, (5.4, 5.35, 5.45), None)).await,
+        ["low", "mid", "neg"]
+    );
+    assert_eq!(
+        found(quantity_test(Sa, (5.4, 5.35, 5.45), None)).await,
+        ["ten"]
+    );
+    assert_eq!(
+        found(quantity_test(Eb, (5.4, 5.35, 5.45), None)).await,
+        ["neg"]
+    );
+    // Within a tenth of 10: [9, 11]; of 5: [4.5, 5.5].
+    assert_eq!(
+        found(quantity_test(Ap, (10.0, 9.5, 10.5), None)).await,
+        ["ten"]
+    );
+    assert_eq!(
+        found(quantity_test(Ap, (5.0, 4.5, 5.5), None)).await,
+        ["high", "low", "mid"]
+    );
+    // Units: system and code, code alone, no system.
+    assert_eq!(
+        found(quantity_test(Eq, (5.4, 5.35, 5.45), Some((ucum, "mg/dL")))).await,
+        ["low", "mid"]
+    );
+    assert_eq!(
+        found(quantity_test(Ge, (0.0, -0.5, 0.5), Some(("", "mg/dL")))).await,
+        ["high", "low", "mid"]
+    );
+    let no_system = ValueTest::Quantity(QuantityTest {
+        system: Some(String::new()),
+        ..match quantity_test(Ge, (0.0, -0.5, 0.5), Some(("", "mg/dL"))) {
+            ValueTest::Quantity(q) => q,
+            _ => unreachable!(),
+        }
+    });
+    assert_eq!(found(no_system).await, ["high"]);
+    assert!(
+        found(quantity_test(Gt, (0.0, -0.5, 0.5), Some((ucum, "Cel"))))
+            .await
+            .is_empty()
+    );
+    // Combined with another clause, the quantity is checked per candidate.
+    let (_, both) = ids(
+        &store,
+        ResourceQuery {
+            resource_type: "Observation".into(),
+            ids: vec!["mid".into(), "ten".into()],
+            clauses: vec![
+                vec![test(param, ValueTest::Missing(false))],
+                vec![test(param, quantity_test(Gt, (6.0, 5.5, 6.5), None))],
+            ],
+            count: 10,
+            ..ResourceQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(both, ["ten"]);
+    // Sorted by number (a whole number comes back from SQLite as an integer), missing last.
+    let sorted = |descending: bool| ResourceQuery {
+        resource_type: "Observation".into(),
+        sort: ResourceSort(vec![SortKey {
+            by: SortBy::Number(param.into()),
+            descending,
+        }]),
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    assert_eq!(
+        ids(&store, sorted(false)).await.1,
+        ["neg", "low", "mid", "high", "ten", "none"]
+    );
+    assert_eq!(
+        ids(&store, sorted(true)).await.1,
+        ["ten", "high", "mid", "low", "neg", "none"]
+    );
+    store.close().await.expect("close");
+}
+
+/// Reindexing replaces the search values of the current version only, makes no version, skips
+/// what changed since it was read, and moves its cursor in the same write.
+pub async fn reindexing_replaces_search_values_of_the_current_version(h: &impl Harness) {
+    let store = h.open().await;
+    store
+        .put_resources(vec![
+            put(
+                "Observation",
+                "a",
+                "{}",
+                vec![token("Observation.status", "", "final")],
+            ),
+            put("Observation", "b", "{}", vec![]),
+        ])
+        .await
+        .expect("write");
+    store
+        .put_resources(vec![put("Observation", "b", r#"{"b":2}"#, vec![])])
+        .await
+        .expect("b v2");
+    let q = |t: ValueTest| ResourceQuery {
+        resource_type: "Observation".into(),
+        clauses: vec![vec![test("Observation.value-quantity", t)]],
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    let seven = || quantity_test(DatePrefix::Gt, (7.0, 6.5, 7.5), None);
+    assert_eq!(ids(&store, q(seven())).await.0, 0);
+    let values = || {
+        vec![
+            token("Observation.status", "", "final"),
+            quantity("Observation.value-quantity", 8.0, "", "mg"),
+        ]
+    };
+    let done = store
+        .reindex_resources(
+            vec![
+                Reindex {
+                    resource_type: "Observation".into(),
+                    id: "a".into(),
+                    version: 1,
+                    index: values(),
+                },
+                // Read at version 1, written since: skipped.
+                Reindex {
+                    resource_type: "Observation".into(),
+                    id: "b".into(),
+                    version: 1,
+                    index: values(),
+                },
+                Reindex {
+                    resource_type: "Observation".into(),
+                    id: "gone".into(),
+                    version: 1,
+                    index: values(),
+                },
+            ],
+            Some(("search-index".into(), 3)),
+        )
+        .await
+        .expect("reindex");
+    assert_eq!(done, 1);
+    assert_eq!(ids(&store, q(seven())).await.1, ["a"]);
+    assert_eq!(
+        ids(&store, q(ValueTest::Code("final".into()))).await.1,
+        Vec::<String>::new(),
+        "a quantity parameter's unit is not a token"
+    );
+    let status = ResourceQuery {
+        resource_type: "Observation".into(),
+        clauses: vec![vec![test(
+            "Observation.status",
+            ValueTest::Code("final".into()),
+        )]],
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    assert_eq!(ids(&store, status).await.1, ["a"]);
+    let a = store
+        .resource("Observation", "a", None)
+        .await
+        .expect("read")
+        .expect("a");
+    assert_eq!(a.version, 1, "no new version");
+    assert_eq!(store.cursor("search-index").await.expect("cursor"), 3);
+    // The cursor may also move back (a generation is a number, not a scan position).
+    store
+        .reindex_resources(Vec::new(), Some(("search-index".into(), 1)))
+        .await
+        .expect("move");
+    assert_eq!(store.cursor("search-index").await.expect("cursor"), 1);
     store.close().await.expect("close");
 }
 
