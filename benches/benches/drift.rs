@@ -195,6 +195,7 @@ fn scrape_snapshot() -> causeway_engine::monitor::Snapshot {
                 script_errors: 0,
                 drift_findings: 2,
                 connections_open: 4,
+                source_counts: Default::default(),
                 last_received: Some(causeway_store::UnixMillis::now()),
                 ack: ack.clone(),
                 destinations: (0..3)

@@ -335,6 +335,48 @@ async fn metrics_count_what_was_sent_and_parse_as_prometheus_text() {
         .expect("a data line");
     let snapshot: Value = serde_json::from_str(data).expect("snapshot JSON");
     assert_eq!(snapshot["channels"][0]["received"], 7);
+
+    // Bytes before a frame are skipped (the message after them is answered) and counted by
+    // the source, as no message counter can: 14, as CR and LF between frames are not garbage.
+    let mut raw = std::net::TcpStream::connect(server.addr("feed")).expect("connect");
+    raw.set_read_timeout(Some(LIMIT)).expect("timeout");
+    let mut bytes = b"GET / HTTP/1.1\r\n\r\n".to_vec();
+    bytes.push(0x0b);
+    bytes.extend_from_slice(&first);
+    bytes.extend_from_slice(&[0x1c, 0x0d]);
+    std::io::Write::write_all(&mut raw, &bytes).expect("write");
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !reply.ends_with(&[0x1c, 0x0d]) {
+        let n = std::io::Read::read(&mut raw, &mut chunk).expect("read the ACK");
+        assert!(n > 0, "closed before the ACK");
+        reply.extend_from_slice(&chunk[..n]);
+    }
+    assert!(String::from_utf8_lossy(&reply).contains("MSA|AA|MET-1"));
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let samples = scrape(&http, &base).await;
+        let garbage = value(&samples, "causeway_source_garbage_bytes_total", &feed);
+        if garbage == Some(14.0) {
+            assert_eq!(
+                value(&samples, "causeway_source_connections_total", &feed),
+                Some(2.0)
+            );
+            assert_eq!(
+                value(&samples, "causeway_source_oversized_frames_total", &feed),
+                Some(0.0)
+            );
+            assert_eq!(
+                value(&samples, "causeway_source_files_failed_total", &feed),
+                Some(0.0),
+                "an MLLP source moves no files"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "garbage bytes {garbage:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(raw);
     drop(mllp);
     server.stop();
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::runtime::channel::{Channel, ChannelStats};
-use crate::sources::mllp::SourceStats;
+use crate::sources::SourceStats;
 
 /// How often the sampler takes a snapshot.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(1);
@@ -218,12 +218,43 @@ pub struct ChannelSnapshot {
     pub drift_findings: u64,
     /// Open connections of an MLLP source (0 for other sources).
     pub connections_open: u64,
+    /// What the source saw besides messages (skipped bytes, refused frames, files moved).
+    pub source_counts: SourceCounts,
     /// When the last message came in (Unix ms).
     #[serde(serialize_with = "optional_millis")]
     pub last_received: Option<UnixMillis>,
     /// From a message's arrival to its acknowledgement, ms.
     pub ack: Histogram,
     pub destinations: Vec<DestinationSnapshot>,
+}
+
+/// A [`SourceStats`] read at one moment; zero for what the source kind does not do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SourceCounts {
+    pub connections_total: u64,
+    pub garbage_bytes: u64,
+    pub oversized_frames: u64,
+    pub idle_timeouts: u64,
+    pub read_timeouts: u64,
+    pub tls_failures: u64,
+    pub files_done: u64,
+    pub files_failed: u64,
+}
+
+impl SourceCounts {
+    fn read(stats: &SourceStats) -> Self {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        SourceCounts {
+            connections_total: load(&stats.connections_total),
+            garbage_bytes: load(&stats.garbage_bytes),
+            oversized_frames: load(&stats.oversized_frames),
+            idle_timeouts: load(&stats.idle_timeouts),
+            read_timeouts: load(&stats.read_timeouts),
+            tls_failures: load(&stats.tls_failures),
+            files_done: load(&stats.files_done),
+            files_failed: load(&stats.files_failed),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -361,6 +392,10 @@ impl Monitor {
                 .sources
                 .get(&channel.name)
                 .map_or(0, |src| load(&src.connections_open)),
+            source_counts: self
+                .sources
+                .get(&channel.name)
+                .map_or_else(SourceCounts::default, |src| SourceCounts::read(src)),
             last_received: millis(&s.last_received_ms),
             ack: s.ack_time.read(),
             destinations: channel

@@ -511,7 +511,11 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     assert!(conn.closed_within(Duration::from_secs(5)).await);
     let stats = h.engine().source_stats("idle").unwrap();
     eventually("the timeout to be counted", || async {
-        (stats.timeouts.load(std::sync::atomic::Ordering::Relaxed) == 1).then_some(())
+        (stats
+            .idle_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1)
+            .then_some(())
     })
     .await;
 }
@@ -1079,8 +1083,30 @@ async fn directory_source_stores_files_and_sorts_them_into_done_and_error() {
     .await;
     let report = std::fs::read_to_string(inbox.join("error/empty.hl7.errors.txt")).unwrap();
     assert_eq!(report, "no HL7 v2 message in the file\n");
+
+    // Text that is no HL7 at all: nothing stored, the file in error/ with the line named.
+    drop_file(
+        &inbox,
+        "letter.hl7",
+        b"Dear colleague,\nplease find enclosed\n",
+    );
+    let error = inbox.join("error/letter.hl7");
+    eventually("letter.hl7 to move to error/", || async {
+        error.exists().then_some(())
+    })
+    .await;
+    let report = std::fs::read_to_string(inbox.join("error/letter.hl7.errors.txt")).unwrap();
+    assert!(report.starts_with("line outside a message: "), "{report}");
     assert_eq!(h.in_channel("files").await.len(), 4);
     assert!(inbox.join("notes.txt").exists());
+
+    // None of those four became a message the channel counted; the source counts the files.
+    let stats = h.engine().source_stats("files").expect("directory stats");
+    eventually("the files to be counted", || async {
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        (load(&stats.files_done) == 1 && load(&stats.files_failed) == 4).then_some(())
+    })
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -258,6 +258,56 @@ fn channel_families(out: &mut String, s: &Snapshot) {
             f.sample(&[("channel", &c.name)], value(c));
         }
     }
+    // What a source saw besides messages: bad input that never became a message (and so is
+    // in no message counter), connections it closed, files it moved.
+    let source_counters: [(&'static str, &str, ChannelValue); 8] = [
+        (
+            "causeway_source_connections_total",
+            "Connections an MLLP source accepted.",
+            |c| c.source_counts.connections_total as f64,
+        ),
+        (
+            "causeway_source_garbage_bytes_total",
+            "Bytes outside any MLLP frame, skipped.",
+            |c| c.source_counts.garbage_bytes as f64,
+        ),
+        (
+            "causeway_source_oversized_frames_total",
+            "MLLP frames over max_frame, refused with a NAK.",
+            |c| c.source_counts.oversized_frames as f64,
+        ),
+        (
+            "causeway_source_idle_timeouts_total",
+            "MLLP connections closed after idle_timeout without a byte.",
+            |c| c.source_counts.idle_timeouts as f64,
+        ),
+        (
+            "causeway_source_read_timeouts_total",
+            "MLLP connections closed because a started frame did not finish within read_timeout.",
+            |c| c.source_counts.read_timeouts as f64,
+        ),
+        (
+            "causeway_source_tls_failures_total",
+            "TLS handshakes that failed on an MLLP source.",
+            |c| c.source_counts.tls_failures as f64,
+        ),
+        (
+            "causeway_source_files_done_total",
+            "Files a directory source moved to its done folder (every message accepted).",
+            |c| c.source_counts.files_done as f64,
+        ),
+        (
+            "causeway_source_files_failed_total",
+            "Files a directory source moved to its error folder, each with a report.",
+            |c| c.source_counts.files_failed as f64,
+        ),
+    ];
+    for (name, help, value) in source_counters {
+        let mut f = Family::new(out, name, "counter", help);
+        for c in &s.channels {
+            f.sample(&[("channel", &c.name), ("source", c.source)], value(c));
+        }
+    }
     let mut f = Family::new(
         out,
         "causeway_ack_seconds",

@@ -397,6 +397,7 @@ mod tests {
             script_errors: 0,
             drift_findings: 0,
             connections_open: 0,
+            source_counts: Default::default(),
             last_received: None,
             ack: histogram(),
             destinations: vec![dest("lab")],

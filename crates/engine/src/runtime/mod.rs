@@ -24,9 +24,7 @@ use crate::fhir::SharedConversion;
 use crate::monitor::Monitor;
 use crate::net::client::MllpClient;
 use crate::net::{https, tls};
-use crate::sources::{
-    self, directory::DirectoryOptions, mllp::MllpSourceOptions, mllp::SourceStats,
-};
+use crate::sources::{self, SourceStats, directory::DirectoryOptions, mllp::MllpSourceOptions};
 use channel::Channel;
 
 /// A failure to start: nothing keeps running when `start` returns one.
@@ -215,7 +213,9 @@ impl Engine {
                         error: src.error.clone(),
                         max_file: src.max_file,
                     };
-                    pending.push(Pending::Directory(options, channel.clone()));
+                    let stats = Arc::new(SourceStats::default());
+                    engine.source_stats.insert(cfg.name.clone(), stats.clone());
+                    pending.push(Pending::Directory(options, channel.clone(), stats));
                 }
             }
             pending.extend(workers.into_iter().map(|w| Pending::Worker(Box::new(w))));
@@ -262,10 +262,10 @@ impl Engine {
                         .tasks
                         .spawn(sources::mllp::run(listener, options, channel, stats, rx));
                 }
-                Pending::Directory(options, channel) => {
+                Pending::Directory(options, channel, stats) => {
                     engine
                         .tasks
-                        .spawn(sources::directory::run(options, channel, rx));
+                        .spawn(sources::directory::run(options, channel, stats, rx));
                 }
                 Pending::Worker(worker) => {
                     engine.tasks.spawn((*worker).run(rx));
@@ -500,7 +500,7 @@ enum Pending {
         Arc<Channel>,
         Arc<SourceStats>,
     ),
-    Directory(DirectoryOptions, Arc<Channel>),
+    Directory(DirectoryOptions, Arc<Channel>, Arc<SourceStats>),
     Worker(Box<Worker>),
 }
 

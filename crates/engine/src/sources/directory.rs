@@ -13,11 +13,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use hl7v2::AckCode;
 use tokio::sync::watch;
 
+use super::SourceStats;
 use crate::runtime::channel::Channel;
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 pub async fn run(
     options: DirectoryOptions,
     channel: Arc<Channel>,
+    stats: Arc<SourceStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -63,7 +66,7 @@ pub async fn run(
                     if *shutdown.borrow() || !channel.is_running() {
                         break;
                     }
-                    process_file(&file, &options, &channel).await;
+                    process_file(&file, &options, &channel, &stats).await;
                 }
             }
             Err(e) => {
@@ -98,7 +101,12 @@ async fn ready_files(options: &DirectoryOptions) -> std::io::Result<Vec<PathBuf>
     Ok(files)
 }
 
-async fn process_file(file: &Path, options: &DirectoryOptions, channel: &Channel) {
+async fn process_file(
+    file: &Path,
+    options: &DirectoryOptions,
+    channel: &Channel,
+    stats: &SourceStats,
+) {
     let name = file
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
@@ -111,8 +119,13 @@ async fn process_file(file: &Path, options: &DirectoryOptions, channel: &Channel
                 options.max_file
             );
             tracing::warn!(channel = %channel.name, file = %name, size = meta.len(), "dropped file over max_file; moved to error unread");
-            if let Err(e) = move_into(file, &options.error, &name, &[problem]).await {
-                tracing::error!(channel = %channel.name, file = %name, error = %e, "cannot move a processed file");
+            match move_into(file, &options.error, &name, &[problem]).await {
+                Ok(()) => {
+                    stats.files_failed.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::error!(channel = %channel.name, file = %name, error = %e, "cannot move a processed file");
+                }
             }
             return;
         }
@@ -167,15 +180,24 @@ async fn process_file(file: &Path, options: &DirectoryOptions, channel: &Channel
         tracing::error!(channel = %channel.name, file = %name, "messages of a dropped file could not be stored; it stays for the next poll");
         return;
     }
-    let target_dir = if problems.is_empty() {
-        &options.done
+    let (target_dir, counter) = if problems.is_empty() {
+        (&options.done, &stats.files_done)
     } else {
-        &options.error
+        (&options.error, &stats.files_failed)
     };
-    if let Err(e) = move_into(file, target_dir, &name, &problems).await {
-        tracing::error!(channel = %channel.name, file = %name, error = %e, "cannot move a processed file");
-    } else {
-        tracing::info!(channel = %channel.name, file = %name, messages = count, problems = problems.len(), "dropped file processed");
+    match move_into(file, target_dir, &name, &problems).await {
+        Err(e) => {
+            tracing::error!(channel = %channel.name, file = %name, error = %e, "cannot move a processed file");
+        }
+        Ok(()) => {
+            counter.fetch_add(1, Ordering::Relaxed);
+            if problems.is_empty() {
+                tracing::info!(channel = %channel.name, file = %name, messages = count, "dropped file processed");
+            } else {
+                // The report beside the file says which message and why (no PHI here).
+                tracing::warn!(channel = %channel.name, file = %name, messages = count, problems = problems.len(), "dropped file moved to error with a report");
+            }
+        }
     }
 }
 

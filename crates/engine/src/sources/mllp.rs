@@ -19,7 +19,7 @@
 //! closes; frames not yet started are not read.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -30,6 +30,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use super::SourceStats;
 use crate::runtime::channel::{Channel, hl7_timestamp};
 
 /// Settings of one MLLP listener.
@@ -52,17 +53,6 @@ impl std::fmt::Debug for MllpSourceOptions {
             .field("tls", &self.tls.is_some())
             .finish()
     }
-}
-
-/// Counters of one listener. No PHI.
-#[derive(Debug, Default)]
-pub struct SourceStats {
-    pub connections_open: AtomicU64,
-    pub connections_total: AtomicU64,
-    pub garbage_bytes: AtomicU64,
-    pub oversized_frames: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub tls_failures: AtomicU64,
 }
 
 /// Bytes read per call; frames larger than this arrive over several reads.
@@ -238,9 +228,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             _ = shutdown.changed() => break End::Shutdown,
         };
         match read {
+            Err(_) if partial => {
+                stats.read_timeouts.fetch_add(1, Ordering::Relaxed);
+                break End::Trickle;
+            }
             Err(_) => {
-                stats.timeouts.fetch_add(1, Ordering::Relaxed);
-                break if partial { End::Trickle } else { End::Idle };
+                stats.idle_timeouts.fetch_add(1, Ordering::Relaxed);
+                break End::Idle;
             }
             Ok(Err(e)) => break End::Io(e),
             Ok(Ok(0)) => break if partial { End::MidFrame } else { End::Closed },
