@@ -20,7 +20,8 @@ pub const CURSOR: &str = "search-index";
 /// The generations in order: entry `i` brings the index to generation `i + 1` and names the
 /// types whose search values it changed.
 const GENERATIONS: &[&[&str]] = &[
-    // 1: Observation `value-quantity` and `component-value-quantity`.
+    // 1: Observation `value-quantity`, `value-date`, `component-code`,
+    // `component-value-quantity`, `combo-code`, `combo-value-quantity`.
     &["Observation"],
 ];
 

@@ -100,10 +100,18 @@ const OBSERVATION: &[SearchParam] = &[
     p("value-concept", Token, &["valueCodeableConcept"]),
     p("value-string", Str, &["valueString"]),
     p("value-quantity", Quantity, &["valueQuantity"]),
+    p("value-date", Date, &["valueDateTime", "valuePeriod"]),
+    p("component-code", Token, &["component.code"]),
     p(
         "component-value-quantity",
         Quantity,
         &["component.valueQuantity"],
+    ),
+    p("combo-code", Token, &["code", "component.code"]),
+    p(
+        "combo-value-quantity",
+        Quantity,
+        &["valueQuantity", "component.valueQuantity"],
     ),
 ];
 
@@ -827,6 +835,45 @@ mod tests {
                 &quantity(80.0, "", "mm Hg"),
             ]
         );
+    }
+
+    #[test]
+    fn combo_parameters_take_the_observation_and_its_components() {
+        let obs = json!({
+            "resourceType": "Observation",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "valueDateTime": "2024-03-02",
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                 "valueQuantity": {"value": 120, "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                 "valueQuantity": {"value": 80, "code": "mm[Hg]"}}
+            ]
+        });
+        let values = extract("Observation", &obs);
+        let codes = |name: &str| -> Vec<String> {
+            values
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .filter_map(|(_, v)| match v {
+                    SearchValue::Token { code, .. } => Some(code.clone()),
+                    SearchValue::Quantity { value, .. } => Some(value.to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(codes("component-code"), ["8480-6", "8462-4"]);
+        assert_eq!(codes("combo-code"), ["85354-9", "8480-6", "8462-4"]);
+        assert_eq!(codes("combo-value-quantity"), ["120", "80"]);
+        assert!(codes("value-quantity").is_empty());
+        let day = parse_date("2024-03-02").expect("date");
+        assert!(values.contains(&(
+            "value-date",
+            SearchValue::Date {
+                lo: day.0,
+                hi: day.1
+            }
+        )));
     }
 
     #[test]
