@@ -426,3 +426,31 @@ async fn a_drift_finding_raises_one_alert_which_clears_after_the_window() {
     a_few_evaluations().await;
     one_alert_one_all_clear(&h, &hook, &smtp, "adt-drift", true).await;
 }
+
+#[tokio::test]
+async fn bad_input_at_the_source_raises_one_alert_which_clears_after_the_window() {
+    let (hook, smtp) = (AlertHook::start().await, SmtpSink::start().await);
+    let config = format!(
+        "[[channel]]\nname = \"adt\"\nsource = {{ type = \"mllp\", listen = \"127.0.0.1:0\" }}\n\n{}\
+         [[alert]]\nname = \"adt-bad-input\"\ntype = \"bad_input\"\nwindow = \"1s\"\nnotify = [\"hook\"]\n",
+        notifiers(&hook, &smtp)
+    );
+    let h = Harness::start(&config).await;
+    // A sender with broken framing: bytes before the frame, which is still answered.
+    let mut conn = support::RawConnection::open(h.mllp_addr("adt")).await;
+    conn.write_raw(b"JUNK").await;
+    conn.write_frame(&msg("BAD-IN-1").build()).await;
+    assert_eq!(ack_of(&conn.read_frame().await).code, "AA");
+    hook.wait_for("adt-bad-input", "firing").await;
+    let fired = &hook.notices()[0];
+    assert_eq!(fired["value"], 1.0, "{fired}");
+    assert!(
+        fired["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("4 bytes outside MLLP frames")),
+        "{fired}"
+    );
+    hook.wait_for("adt-bad-input", "resolved").await;
+    a_few_evaluations().await;
+    one_alert_one_all_clear(&h, &hook, &smtp, "adt-bad-input", false).await;
+}

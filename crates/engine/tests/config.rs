@@ -1112,7 +1112,7 @@ type = "errors"
             "causeway.toml:57:13: alert[4].objective: invalid duration \"soon\": expected a whole number and a unit (ms, s, m, h, d), e.g. \"30s\"",
             "causeway.toml:58:7: alert[4].for: invalid duration \"2 m\": expected a whole number and a unit (ms, s, m, h, d), e.g. \"30s\"",
             "causeway.toml:61:8: alert[5].name: duplicate alert name \"a1\" (first at line 29)",
-            "causeway.toml:62:8: alert[5].type: unknown alert type \"errors\": expected \"error_rate\", \"queue_depth\", \"oldest_age\", \"silence\", \"destination_down\", \"ack_time\", \"unmapped_code\" or \"drift\"",
+            "causeway.toml:62:8: alert[5].type: unknown alert type \"errors\": expected \"error_rate\", \"queue_depth\", \"oldest_age\", \"silence\", \"destination_down\", \"ack_time\", \"unmapped_code\", \"drift\" or \"bad_input\"",
         ]),
     );
 }

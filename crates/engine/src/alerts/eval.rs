@@ -319,6 +319,53 @@ pub fn read(
                 ),
             }
         }
+        Condition::BadInput { window } => {
+            let base = base_channel(*window).map_or_else(Default::default, |b| b.source_counts);
+            let now = &ch.source_counts;
+            let kinds = [
+                (
+                    now.garbage_bytes.saturating_sub(base.garbage_bytes),
+                    "bytes outside MLLP frames",
+                ),
+                (
+                    now.oversized_frames.saturating_sub(base.oversized_frames),
+                    "oversized frames",
+                ),
+                (
+                    now.read_timeouts.saturating_sub(base.read_timeouts),
+                    "frames left unfinished",
+                ),
+                (
+                    now.tls_failures.saturating_sub(base.tls_failures),
+                    "failed TLS handshakes",
+                ),
+                (
+                    now.files_failed.saturating_sub(base.files_failed),
+                    "files moved to error",
+                ),
+            ];
+            // Each kind that occurred counts once: bytes and events do not add up.
+            let seen: Vec<String> = kinds
+                .iter()
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| format!("{n} {what}"))
+                .collect();
+            Reading {
+                seen: holds(!seen.is_empty()),
+                value: seen.len() as f64,
+                threshold: 0.0,
+                unit: "kinds of bad input",
+                summary: format!(
+                    "{where_}: {} in the last {}",
+                    if seen.is_empty() {
+                        "no bad input".to_owned()
+                    } else {
+                        seen.join(", ")
+                    },
+                    crate::config::units::format_duration(*window)
+                ),
+            }
+        }
     })
 }
 

@@ -249,11 +249,15 @@ pub enum Condition {
     UnmappedCode { window: Duration },
     /// Any drift finding in `window`.
     Drift { window: Duration },
+    /// Any bad input the source met in `window` that never became a message: bytes outside
+    /// MLLP frames, oversized frames, frames left unfinished, failed TLS handshakes, files
+    /// moved to a directory source's error folder.
+    BadInput { window: Duration },
 }
 
 impl Condition {
     /// The names of `type`, in the order the reference lists them.
-    pub const KINDS: [&'static str; 8] = [
+    pub const KINDS: [&'static str; 9] = [
         "error_rate",
         "queue_depth",
         "oldest_age",
@@ -262,6 +266,7 @@ impl Condition {
         "ack_time",
         "unmapped_code",
         "drift",
+        "bad_input",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -274,6 +279,7 @@ impl Condition {
             Condition::AckTime { .. } => "ack_time",
             Condition::UnmappedCode { .. } => "unmapped_code",
             Condition::Drift { .. } => "drift",
+            Condition::BadInput { .. } => "bad_input",
         }
     }
 
@@ -283,7 +289,8 @@ impl Condition {
             Condition::ErrorRate { window, .. }
             | Condition::AckTime { window, .. }
             | Condition::UnmappedCode { window }
-            | Condition::Drift { window } => *window,
+            | Condition::Drift { window }
+            | Condition::BadInput { window } => *window,
             _ => Duration::ZERO,
         }
     }

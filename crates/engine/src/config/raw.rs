@@ -112,7 +112,7 @@ pub struct RawAlert {
     pub renotify: Text,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub severity: Text,
-    // error_rate, silence, ack_time, unmapped_code, drift
+    // error_rate, silence, ack_time, unmapped_code, drift, bad_input
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Text,
     // error_rate

@@ -733,7 +733,17 @@ impl Validator<'_> {
                     "",
                 ),
             },
-            _ => Condition::Drift {
+            "drift" => Condition::Drift {
+                window: self.window(
+                    &k("window"),
+                    &a.window,
+                    Some(DEFAULT_WINDOW),
+                    span.clone(),
+                    MAX_WINDOW,
+                    "",
+                ),
+            },
+            _ => Condition::BadInput {
                 window: self.window(
                     &k("window"),
                     &a.window,
