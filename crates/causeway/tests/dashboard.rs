@@ -336,6 +336,15 @@ source = {{ type = "mllp", listen = "127.0.0.1:0" }}
     assert_eq!(ack.code, "AA", "{ack:?}");
     // A refused message is not received (it is counted apart); the next one is.
     browser.text_is("#card-received .value", "4").await;
+    // Bytes that are no MLLP frame at all: no message, but the source's card counts them.
+    tokio::task::spawn_blocking(move || {
+        let mut raw = std::net::TcpStream::connect(mllp).expect("connect");
+        std::io::Write::write_all(&mut raw, b"HELO causeway").expect("write");
+    })
+    .await
+    .expect("garbage sender");
+    browser.text_is("#card-garbage .value", "13").await;
+    browser.text_is("#card-received .value", "4").await;
     browser.element("#error-queues #no-failures").await;
     browser.screenshot("09-channel").await;
 

@@ -457,6 +457,7 @@ export function channel(main, name) {
       card('store failures', num(c.store_failures)),
       c.drift_findings !== undefined && card('drift findings', num(c.drift_findings)),
       c.connections_open !== null && c.connections_open !== undefined && card('connections open', num(c.connections_open)),
+      ...sourceCards(c, card),
       card('p95 ACK (1 min)', ms(f.p95)));
     fill(destinations, c.destinations.length ? table(
       ['Destination', 'Queue', ['Depth', 'num'], ['Oldest', 'num'], ['Delivered', 'num'], ['Retried', 'num'],
@@ -480,6 +481,30 @@ export function channel(main, name) {
   const unsubscribe = live.subscribe(render);
   const timer = setInterval(() => { if (!stopped) refresh(); }, 5000);
   return () => { stopped = true; clearInterval(timer); unsubscribe(); };
+}
+
+/**
+ * What the source met besides messages (bad input no message counter shows), for the source
+ * kinds that meet it; none when the figures come from polling, which does not carry them.
+ */
+function sourceCards(c, card) {
+  const s = c.source_counts;
+  if (!s) return [];
+  if (c.source === 'mllp') {
+    return [
+      card('bytes outside frames', num(s.garbage_bytes), 'card-garbage'),
+      card('oversized frames', num(s.oversized_frames), 'card-oversized'),
+      card('unfinished frames', num(s.read_timeouts), 'card-unfinished'),
+      card('TLS failures', num(s.tls_failures), 'card-tls-failures'),
+    ];
+  }
+  if (c.source === 'directory') {
+    return [
+      card('files done', num(s.files_done), 'card-files-done'),
+      card('files to error', num(s.files_failed), 'card-files-failed'),
+    ];
+  }
+  return [];
 }
 
 /** Set by the channel page's link: the channel the message search starts with. */
