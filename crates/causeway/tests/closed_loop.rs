@@ -343,6 +343,12 @@ source = {{ type = "fhir-api" }}
         ("value-quantity=ap5.5", vec![json!(5.4)]),
         ("value-quantity=ne5.4&_sort=date", vec![json!(6.1)]),
         (
+            "code-value-quantity=http://loinc.org|2345-7$gt6",
+            vec![json!(6.1)],
+        ),
+        ("code-value-quantity=2345-7$lt6||mmol/L", vec![json!(5.4)]),
+        ("code-value-quantity=718-7$gt6", vec![]),
+        (
             "value-quantity=lt6,gt6&_sort=-value-quantity",
             vec![json!(6.1), json!(5.4)],
         ),

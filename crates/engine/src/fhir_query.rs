@@ -65,6 +65,12 @@ fn sort_key(resource_type: &str, key: &str, item: &str) -> QueryResult<SortKey> 
             match param.kind {
                 ParamKind::Date => SortBy::Date(qualified),
                 ParamKind::Quantity => SortBy::Number(qualified),
+                ParamKind::CodeQuantity => {
+                    return Err(bad(
+                        key,
+                        &format!("{name} is a composite parameter, which cannot order results"),
+                    ));
+                }
                 ParamKind::Token | ParamKind::String | ParamKind::Reference => {
                     SortBy::Value(qualified)
                 }
@@ -425,6 +431,7 @@ fn value_test(
         }
         (ParamKind::Date, None) => ValueTest::Date(date_test(key, value)?),
         (ParamKind::Quantity, None) => ValueTest::Quantity(quantity_test(key, value)?),
+        (ParamKind::CodeQuantity, None) => code_quantity_test(key, value)?,
         (ParamKind::Reference, None) => ValueTest::Reference(reference(param, key, value)?),
         (ParamKind::Reference, Some(target)) if param.target.is_none_or(|t| t == target) => {
             let r = if value.contains('/') {
@@ -529,6 +536,29 @@ fn quantity_test(key: &str, value: &str) -> QueryResult<QuantityTest> {
         hi,
         system,
         code,
+    })
+}
+
+/// `[system|]code$[prefix]number[|system|code]`: `8480-6$gt140`,
+/// `http://loinc.org|8480-6$gt140||mm[Hg]`. The unit is matched by its code.
+fn code_quantity_test(key: &str, value: &str) -> QueryResult<ValueTest> {
+    let (token, quantity) = value.split_once('$').ok_or_else(|| {
+        bad(
+            key,
+            &format!("{value:?}: expected code$quantity, e.g. http://loinc.org|8480-6$gt140"),
+        )
+    })?;
+    let (system, code) = match token.split_once('|') {
+        None => (None, token),
+        Some((system, code)) => (Some(system.to_owned()), code),
+    };
+    if code.is_empty() {
+        return Err(bad(key, &format!("{value:?}: the code before $ is empty")));
+    }
+    Ok(ValueTest::CodeQuantity {
+        system,
+        code: code.to_owned(),
+        quantity: quantity_test(key, quantity)?,
     })
 }
 
@@ -717,6 +747,21 @@ mod tests {
             ),
             (
                 "Observation",
+                &[("component-code-value-quantity", "8480-6")],
+                "search parameter component-code-value-quantity: \"8480-6\": expected code$quantity, e.g. http://loinc.org|8480-6$gt140",
+            ),
+            (
+                "Observation",
+                &[("code-value-quantity", "http://loinc.org|$gt5")],
+                "search parameter code-value-quantity: \"http://loinc.org|$gt5\": the code before $ is empty",
+            ),
+            (
+                "Observation",
+                &[("_sort", "code-value-quantity")],
+                "search parameter _sort: code-value-quantity is a composite parameter, which cannot order results",
+            ),
+            (
+                "Observation",
                 &[("value-quantity:exact", "7")],
                 "search parameter value-quantity:exact: modifier :exact is not supported here",
             ),
@@ -809,6 +854,44 @@ mod tests {
         assert_eq!(
             s.query.clauses[1][0].param,
             "Observation.component-value-quantity"
+        );
+        let composite = parse(
+            "Observation",
+            &pairs(&[(
+                "component-code-value-quantity",
+                "http://loinc.org|8480-6$gt140||mm[Hg],|SYS$ap150",
+            )]),
+        )
+        .expect("parses");
+        let tests: Vec<&ValueTest> = composite.query.clauses[0].iter().map(|t| &t.test).collect();
+        assert_eq!(
+            tests,
+            [
+                &ValueTest::CodeQuantity {
+                    system: Some("http://loinc.org".into()),
+                    code: "8480-6".into(),
+                    quantity: QuantityTest {
+                        prefix: DatePrefix::Gt,
+                        value: 140.0,
+                        lo: 139.5,
+                        hi: 140.5,
+                        system: None,
+                        code: Some("mm[Hg]".into()),
+                    },
+                },
+                &ValueTest::CodeQuantity {
+                    system: Some(String::new()),
+                    code: "SYS".into(),
+                    quantity: QuantityTest {
+                        prefix: DatePrefix::Ap,
+                        value: 150.0,
+                        lo: 149.5,
+                        hi: 150.5,
+                        system: None,
+                        code: None,
+                    },
+                },
+            ]
         );
         assert_eq!(
             s.query.sort.0,

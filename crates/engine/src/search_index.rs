@@ -21,7 +21,8 @@ pub const CURSOR: &str = "search-index";
 /// types whose search values it changed.
 const GENERATIONS: &[&[&str]] = &[
     // 1: Observation `value-quantity`, `value-date`, `component-code`,
-    // `component-value-quantity`, `combo-code`, `combo-value-quantity`.
+    // `component-value-quantity`, `combo-code`, `combo-value-quantity` and the composites
+    // `code-value-quantity`, `component-code-value-quantity`, `combo-code-value-quantity`.
     &["Observation"],
 ];
 

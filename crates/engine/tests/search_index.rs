@@ -81,6 +81,7 @@ async fn the_engine_reindexes_what_an_older_build_stored_once() {
     assert_eq!(store.cursor(CURSOR).await.expect("cursor"), GENERATION);
     assert_eq!(found(&store, "value-quantity=gt7").await, 1);
     assert_eq!(found(&store, "value-quantity=5.4||mmol/L").await, 1);
+    assert_eq!(found(&store, "code-value-quantity=2345-7$gt7").await, 1);
     assert_eq!(found(&store, "code=2345-7").await, 2, "other values kept");
     let version = store
         .resource("Observation", "glucose-1", None)

@@ -23,6 +23,9 @@ pub enum ParamKind {
     Date,
     Reference,
     Quantity,
+    /// A composite of a code and a quantity of the same element (the Observation itself, or
+    /// one component): `code-value-quantity=8480-6$gt140`.
+    CodeQuantity,
 }
 
 /// One search parameter of one resource type.
@@ -55,7 +58,7 @@ const fn patient_ref(paths: &'static [&'static str]) -> SearchParam {
     }
 }
 
-use ParamKind::{Date, Quantity, Reference, String as Str, Token};
+use ParamKind::{CodeQuantity, Date, Quantity, Reference, String as Str, Token};
 
 const PATIENT: &[SearchParam] = &[
     p("identifier", Token, &["identifier"]),
@@ -112,6 +115,18 @@ const OBSERVATION: &[SearchParam] = &[
         "combo-value-quantity",
         Quantity,
         &["valueQuantity", "component.valueQuantity"],
+    ),
+    // An empty path is the resource itself.
+    p("code-value-quantity", CodeQuantity, &[""]),
+    p(
+        "component-code-value-quantity",
+        CodeQuantity,
+        &["component"],
+    ),
+    p(
+        "combo-code-value-quantity",
+        CodeQuantity,
+        &["", "component"],
     ),
 ];
 
@@ -395,6 +410,14 @@ pub enum SearchValue {
         system: String,
         code: String,
     },
+    /// A code (`system` empty when the coding names none) with a quantity of the same element;
+    /// the unit by its code or text only.
+    CodeQuantity {
+        system: String,
+        code: String,
+        value: f64,
+        unit: String,
+    },
 }
 
 /// Every search value of a resource, as `(parameter name, value)`, duplicates removed.
@@ -403,7 +426,11 @@ pub fn extract(resource_type: &str, resource: &Value) -> Vec<(&'static str, Sear
     for param in params(resource_type) {
         for path in param.paths {
             let mut nodes = Vec::new();
-            walk(resource, path, &mut nodes);
+            if path.is_empty() {
+                nodes.push(resource);
+            } else {
+                walk(resource, path, &mut nodes);
+            }
             for node in nodes {
                 values_of(param, node, &mut |v| {
                     if !out.iter().any(|(n, x)| *n == param.name && *x == v) {
@@ -458,6 +485,40 @@ fn values_of(param: &SearchParam, node: &Value, emit: &mut dyn FnMut(SearchValue
             }
         }
         ParamKind::Quantity => quantities(node, emit),
+        ParamKind::CodeQuantity => code_quantities(node, emit),
+    }
+}
+
+/// Each coding of the element's `code` paired with each unit form of its `valueQuantity`.
+fn code_quantities(node: &Value, emit: &mut dyn FnMut(SearchValue)) {
+    let Some(quantity) = node.get("valueQuantity") else {
+        return;
+    };
+    let mut measured = Vec::new();
+    quantities(quantity, &mut |v| {
+        if let SearchValue::Quantity { value, code, .. } = v {
+            measured.push((value, code));
+        }
+    });
+    let codings = node
+        .get("code")
+        .and_then(|c| c.get("coding"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for coding in codings {
+        let Some(code) = coding.get("code").and_then(Value::as_str) else {
+            continue;
+        };
+        let system = coding.get("system").and_then(Value::as_str).unwrap_or("");
+        for (value, unit) in &measured {
+            emit(SearchValue::CodeQuantity {
+                system: system.to_owned(),
+                code: code.to_owned(),
+                value: *value,
+                unit: unit.clone(),
+            });
+        }
     }
 }
 
@@ -872,6 +933,65 @@ mod tests {
             SearchValue::Date {
                 lo: day.0,
                 hi: day.1
+            }
+        )));
+    }
+
+    #[test]
+    fn composites_pair_each_code_with_the_quantity_of_its_own_element() {
+        let obs = json!({
+            "resourceType": "Observation",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+            "component": [
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"},
+                                     {"code": "SYS"}]},
+                 "valueQuantity": {"value": 150, "unit": "mmHg", "code": "mm[Hg]"}},
+                {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+                 "valueQuantity": {"value": 80, "code": "mm[Hg]"}}
+            ]
+        });
+        let values = extract("Observation", &obs);
+        let of = |name: &str| -> Vec<(String, f64, String)> {
+            values
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .filter_map(|(_, v)| match v {
+                    SearchValue::CodeQuantity {
+                        code, value, unit, ..
+                    } => Some((code.clone(), *value, unit.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let row = |c: &str, v: f64, u: &str| (c.to_owned(), v, u.to_owned());
+        // The panel has no value of its own; 8480-6 is never paired with 80.
+        assert!(of("code-value-quantity").is_empty());
+        assert_eq!(
+            of("component-code-value-quantity"),
+            [
+                row("8480-6", 150.0, "mm[Hg]"),
+                row("8480-6", 150.0, "mmHg"),
+                row("SYS", 150.0, "mm[Hg]"),
+                row("SYS", 150.0, "mmHg"),
+                row("8462-4", 80.0, "mm[Hg]"),
+            ]
+        );
+        assert_eq!(
+            of("combo-code-value-quantity"),
+            of("component-code-value-quantity")
+        );
+        let glucose = json!({
+            "resourceType": "Observation",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+            "valueQuantity": {"value": 5.4, "unit": "mmol/L"}
+        });
+        assert!(extract("Observation", &glucose).contains(&(
+            "code-value-quantity",
+            SearchValue::CodeQuantity {
+                system: "http://loinc.org".into(),
+                code: "2345-7".into(),
+                value: 5.4,
+                unit: "mmol/L".into()
             }
         )));
     }

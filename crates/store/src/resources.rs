@@ -72,6 +72,13 @@ pub enum IndexValue {
         system: String,
         code: String,
     },
+    /// A code (`system` empty when none) with a quantity of the same element, its unit by code.
+    CodeQuantity {
+        system: String,
+        code: String,
+        value: f64,
+        unit: String,
+    },
 }
 
 /// New search values for the current version of a resource (see [`Store::reindex_resources`]).
@@ -204,6 +211,14 @@ pub enum ValueTest {
     Date(DateTest),
     /// A quantity's number, and its unit when the search names one.
     Quantity(QuantityTest),
+    /// A code and a quantity of the same element. The quantity's unit, when given, is
+    /// matched by its code (`quantity.code`); its system is not kept for composites.
+    CodeQuantity {
+        /// The code's system (`None`: any; `Some("")`: none).
+        system: Option<String>,
+        code: String,
+        quantity: QuantityTest,
+    },
     /// `:missing=true` (no value) or `false` (some value).
     Missing(bool),
 }
@@ -338,6 +353,18 @@ pub(crate) fn encode_pending(p: &ResourcePut) -> Vec<u8> {
                 esc(system),
                 esc(code)
             ),
+            IndexValue::CodeQuantity {
+                system,
+                code,
+                value,
+                unit,
+            } => format!(
+                "{}\tc\t{}\t{}\t{value}\t{}",
+                esc(&e.param),
+                esc(system),
+                esc(code),
+                esc(unit)
+            ),
         };
         out.push(b'\n');
         out.extend_from_slice(line.as_bytes());
@@ -390,6 +417,12 @@ pub(crate) fn decode_pending(bytes: &[u8]) -> Option<(Vec<u8>, Vec<IndexEntry>)>
                 system: unesc(system),
                 code: unesc(value),
             },
+            "c" => IndexValue::CodeQuantity {
+                system: unesc(system),
+                code: unesc(value),
+                value: lo.parse().ok().filter(|v: &f64| v.is_finite())?,
+                unit: unesc(hi),
+            },
             _ => return None,
         };
         index.push(IndexEntry {
@@ -432,6 +465,15 @@ mod tests {
                         value: 0.1 + 0.2,
                         system: "http://unitsofmeasure.org".into(),
                         code: "mm[Hg]".into(),
+                    },
+                },
+                IndexEntry {
+                    param: "Observation.component-code-value-quantity".into(),
+                    value: IndexValue::CodeQuantity {
+                        system: "http://loinc.org".into(),
+                        code: "8480-6".into(),
+                        value: 140.5,
+                        unit: "mm\t[Hg]".into(),
                     },
                 },
                 IndexEntry {

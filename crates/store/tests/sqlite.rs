@@ -82,6 +82,7 @@ conformance_tests!(SqliteHarness::new();
     a_clause_of_thousands_of_values_is_answered,
     an_update_replaces_the_search_values,
     search_matches_quantities_by_prefix_precision_and_unit,
+    composites_match_a_code_with_its_own_quantity,
     reindexing_replaces_search_values_of_the_current_version,
     a_bulk_load_leaves_search_answers_unchanged,
     error_queue_holds_failed_deliveries_until_sent_again,

@@ -200,6 +200,17 @@ pub fn index_entries(resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
                     system,
                     code,
                 },
+                SearchValue::CodeQuantity {
+                    system,
+                    code,
+                    value,
+                    unit,
+                } => IndexValue::CodeQuantity {
+                    system,
+                    code,
+                    value,
+                    unit,
+                },
             },
         })
         .collect()

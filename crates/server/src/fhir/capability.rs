@@ -26,6 +26,7 @@ fn kind_name(kind: ParamKind) -> &'static str {
         ParamKind::Date => "date",
         ParamKind::Reference => "reference",
         ParamKind::Quantity => "quantity",
+        ParamKind::CodeQuantity => "composite",
     }
 }
 

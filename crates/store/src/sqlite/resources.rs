@@ -248,36 +248,81 @@ fn put_in_tx(cx: &mut WriteCx<'_>, puts: &[ResourcePut]) -> Result<Vec<PutOutcom
 /// Writes the search values of the resource row `key`.
 fn insert_index(conn: &Connection, key: i64, index: &[IndexEntry]) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO resource_index (key, param, system, value, lo, hi, num)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO resource_index (key, param, system, value, lo, hi, num, unit)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     for entry in index {
-        let (system, value, lo, hi, num) = match &entry.value {
-            IndexValue::Token { system, code } => {
-                (system.as_str(), Some(code.as_str()), None, None, None)
-            }
-            IndexValue::Text(t) | IndexValue::Reference(t) => {
-                ("", Some(t.as_str()), None, None, None)
-            }
-            IndexValue::Date { lo, hi } => ("", None, Some(*lo), Some(*hi), None),
+        let row = match &entry.value {
+            IndexValue::Token { system, code } => Row::value(system, code),
+            IndexValue::Text(t) | IndexValue::Reference(t) => Row::value("", t),
+            IndexValue::Date { lo, hi } => Row {
+                value: None,
+                lo: Some(*lo),
+                hi: Some(*hi),
+                ..Row::value("", "")
+            },
             // SQLite stores no NaN (it becomes NULL) and its infinities compare as numbers, so
             // a value that is not finite is left out rather than found by the wrong test.
-            IndexValue::Quantity { value, .. } if !value.is_finite() => continue,
+            IndexValue::Quantity { value, .. } | IndexValue::CodeQuantity { value, .. }
+                if !value.is_finite() =>
+            {
+                continue;
+            }
             IndexValue::Quantity {
                 value,
                 system,
                 code,
-            } => (
-                system.as_str(),
-                Some(code.as_str()),
-                None,
-                None,
-                Some(*value),
-            ),
+            } => Row {
+                num: Some(*value),
+                ..Row::value(system, code)
+            },
+            IndexValue::CodeQuantity {
+                system,
+                code,
+                value,
+                unit,
+            } => Row {
+                num: Some(*value),
+                unit: Some(unit),
+                ..Row::value(system, code)
+            },
         };
-        insert.execute(params![key, entry.param, system, value, lo, hi, num])?;
+        insert.execute(params![
+            key,
+            entry.param,
+            row.system,
+            row.value,
+            row.lo,
+            row.hi,
+            row.num,
+            row.unit
+        ])?;
     }
     Ok(())
+}
+
+/// The columns of one `resource_index` row besides its key and parameter.
+struct Row<'a> {
+    system: &'a str,
+    value: Option<&'a str>,
+    lo: Option<i64>,
+    hi: Option<i64>,
+    num: Option<f64>,
+    unit: Option<&'a str>,
+}
+
+impl<'a> Row<'a> {
+    /// A row with a value and nothing else (a token, text or reference).
+    fn value(system: &'a str, value: &'a str) -> Self {
+        Row {
+            system,
+            value: Some(value),
+            lo: None,
+            hi: None,
+            num: None,
+            unit: None,
+        }
+    }
 }
 
 /// Replaces the search values of current, live resources whose version is still the one
@@ -423,7 +468,7 @@ fn page(count: u32) -> i64 {
 fn rank(t: &ValueTest) -> u8 {
     match t {
         ValueTest::Reference(_) => 0,
-        ValueTest::SystemCode { .. } => 1,
+        ValueTest::SystemCode { .. } | ValueTest::CodeQuantity { .. } => 1,
         ValueTest::Code(_) | ValueTest::NoSystemCode(_) => 2,
         ValueTest::TextExact(_) => 3,
         ValueTest::System(_) => 4,
@@ -476,6 +521,27 @@ fn test_sql(t: &IndexTest, x: &str, args: &mut Vec<Value>) -> String {
             if let Some(code) = &q.code {
                 cond.push_str(&format!(" AND {x}.value = ?"));
                 values.push(text(code));
+            }
+            (cond, values)
+        }
+        ValueTest::CodeQuantity {
+            system,
+            code,
+            quantity,
+        } => {
+            // The code first: `resource_index_value` then finds the rows of that code at once.
+            let mut values = vec![text(code)];
+            let mut cond = format!("{x}.value = ?");
+            if let Some(system) = system {
+                cond.push_str(&format!(" AND {x}.system = ?"));
+                values.push(text(system));
+            }
+            let (c, numbers) = quantity_sql(&format!("{x}.num"), quantity);
+            cond.push_str(&format!(" AND {x}.num IS NOT NULL AND {c}"));
+            values.extend(numbers);
+            if let Some(unit) = &quantity.code {
+                cond.push_str(&format!(" AND {x}.unit = ?"));
+                values.push(text(unit));
             }
             (cond, values)
         }

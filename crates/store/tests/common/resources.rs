@@ -719,6 +719,97 @@ pub async fn search_matches_quantities_by_prefix_precision_and_unit(h: &impl Har
     store.close().await.expect("close");
 }
 
+/// A composite matches a code and a quantity of the same element: a blood pressure whose
+/// systolic is 150 and diastolic 80 is not found by "systolic above 100 and below 90".
+pub async fn composites_match_a_code_with_its_own_quantity(h: &impl Harness) {
+    let store = h.open().await;
+    let param = "Observation.component-code-value-quantity";
+    let bp = |id: &str, systolic: f64, diastolic: f64| {
+        let component = |code: &str, value: f64| IndexEntry {
+            param: param.into(),
+            value: IndexValue::CodeQuantity {
+                system: "http://loinc.org".into(),
+                code: code.into(),
+                value,
+                unit: "mm[Hg]".into(),
+            },
+        };
+        put(
+            "Observation",
+            id,
+            &format!(r#"{{"s":{systolic},"d":{diastolic}}}"#),
+            vec![
+                component("8480-6", systolic),
+                component("8462-4", diastolic),
+            ],
+        )
+    };
+    store
+        .put_resources(vec![bp("high", 150.0, 80.0), bp("normal", 118.0, 76.0)])
+        .await
+        .expect("write");
+    let found = |t: ValueTest| {
+        let store = Arc::clone(&store);
+        async move {
+            let (_, mut ids) = ids(
+                &store,
+                ResourceQuery {
+                    resource_type: "Observation".into(),
+                    clauses: vec![vec![test(param, t)]],
+                    count: 10,
+                    ..ResourceQuery::default()
+                },
+            )
+            .await;
+            ids.sort();
+            ids
+        }
+    };
+    let composite = |system: Option<&str>, code: &str, q: ValueTest| match q {
+        ValueTest::Quantity(quantity) => ValueTest::CodeQuantity {
+            system: system.map(str::to_owned),
+            code: code.into(),
+            quantity,
+        },
+        _ => unreachable!(),
+    };
+    use DatePrefix::*;
+    let gt140 = || quantity_test(Gt, (140.0, 139.5, 140.5), None);
+    assert_eq!(found(composite(None, "8480-6", gt140())).await, ["high"]);
+    assert_eq!(
+        found(composite(Some("http://loinc.org"), "8480-6", gt140())).await,
+        ["high"]
+    );
+    assert!(
+        found(composite(Some(""), "8480-6", gt140()))
+            .await
+            .is_empty()
+    );
+    // The diastolic of "high" is 80: no component is both 8462-4 and above 140.
+    assert!(found(composite(None, "8462-4", gt140())).await.is_empty());
+    assert_eq!(
+        found(composite(
+            None,
+            "8462-4",
+            quantity_test(Lt, (78.0, 77.5, 78.5), None)
+        ))
+        .await,
+        ["normal"]
+    );
+    // The unit by its code.
+    let with_unit = |unit: &str| quantity_test(Gt, (100.0, 99.5, 100.5), Some(("", unit)));
+    assert_eq!(
+        found(composite(None, "8480-6", with_unit("mm[Hg]"))).await,
+        ["high", "normal"]
+    );
+    assert!(
+        found(composite(None, "8480-6", with_unit("kPa")))
+            .await
+            .is_empty()
+    );
+    store.close().await.expect("close");
+}
+
 /// Reindexing replaces the search values of the current version only, makes no version, skips
 /// what changed since it was read, and moves its cursor in the same write.
 pub async fn reindexing_replaces_search_values_of_the_current_version(h: &impl Harness) {
