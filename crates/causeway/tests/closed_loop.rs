@@ -348,6 +348,8 @@ source = {{ type = "fhir-api" }}
         ),
         ("code-value-quantity=2345-7$lt6||mmol/L", vec![json!(5.4)]),
         ("code-value-quantity=718-7$gt6", vec![]),
+        ("combo-value-quantity=gt6", vec![json!(6.1)]),
+        ("combo-code-value-quantity=2345-7$le5.4", vec![json!(5.4)]),
         (
             "value-quantity=lt6,gt6&_sort=-value-quantity",
             vec![json!(6.1), json!(5.4)],

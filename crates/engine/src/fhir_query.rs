@@ -61,6 +61,15 @@ fn sort_key(resource_type: &str, key: &str, item: &str) -> QueryResult<SortKey> 
                     &format!("{name} is not a search parameter of {resource_type}"),
                 )
             })?;
+            if !param.union_of.is_empty() {
+                return Err(bad(
+                    key,
+                    &format!(
+                        "{name} unites {}, which cannot order results together: sort by one of them",
+                        param.union_of.join(" and ")
+                    ),
+                ));
+            }
             let qualified = format!("{resource_type}.{}", param.name);
             match param.kind {
                 ParamKind::Date => SortBy::Date(qualified),
@@ -299,28 +308,45 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
                         &format!("unknown search parameter for {resource_type}"),
                     )
                 })?;
-                let qualified = format!("{resource_type}.{}", param.name);
-                let mut clause = Vec::new();
+                // The indexed parameters searched: this one, or those a combo unites.
+                let targets: Vec<String> = if param.union_of.is_empty() {
+                    vec![format!("{resource_type}.{}", param.name)]
+                } else {
+                    param
+                        .union_of
+                        .iter()
+                        .map(|name| format!("{resource_type}.{name}"))
+                        .collect()
+                };
                 if modifier == Some("missing") {
                     let missing = match value.as_str() {
                         "true" => true,
                         "false" => false,
                         _ => return Err(bad(key, "expected true or false")),
                     };
-                    clause.push(IndexTest {
-                        param: qualified,
+                    let tests = targets.into_iter().map(|param| IndexTest {
+                        param,
                         test: ValueTest::Missing(missing),
                     });
+                    if missing {
+                        // Missing from every united parameter: one clause each.
+                        s.query.clauses.extend(tests.map(|t| vec![t]));
+                    } else {
+                        s.query.clauses.push(tests.collect());
+                    }
                 } else {
+                    let mut clause = Vec::new();
                     for part in split_or(value) {
                         let test = value_test(param, modifier, key, &part)?;
-                        clause.push(IndexTest {
-                            param: qualified.clone(),
-                            test,
-                        });
+                        for target in &targets {
+                            clause.push(IndexTest {
+                                param: target.clone(),
+                                test: test.clone(),
+                            });
+                        }
                     }
+                    s.query.clauses.push(clause);
                 }
-                s.query.clauses.push(clause);
             }
         }
         if echo {
@@ -762,6 +788,11 @@ mod tests {
             ),
             (
                 "Observation",
+                &[("_sort", "-combo-value-quantity")],
+                "search parameter _sort: combo-value-quantity unites value-quantity and component-value-quantity, which cannot order results together: sort by one of them",
+            ),
+            (
+                "Observation",
                 &[("value-quantity:exact", "7")],
                 "search parameter value-quantity:exact: modifier :exact is not supported here",
             ),
@@ -854,6 +885,37 @@ mod tests {
         assert_eq!(
             s.query.clauses[1][0].param,
             "Observation.component-value-quantity"
+        );
+        let combo = parse(
+            "Observation",
+            &pairs(&[
+                ("combo-value-quantity", "gt7"),
+                ("combo-code:missing", "true"),
+            ]),
+        )
+        .expect("parses");
+        let params = |clause: &[IndexTest]| -> Vec<String> {
+            clause.iter().map(|t| t.param.clone()).collect()
+        };
+        assert_eq!(
+            params(&combo.query.clauses[0]),
+            [
+                "Observation.value-quantity",
+                "Observation.component-value-quantity"
+            ],
+            "either parameter, in one clause"
+        );
+        assert_eq!(
+            combo.query.clauses[0][0].test,
+            combo.query.clauses[0][1].test
+        );
+        assert_eq!(
+            combo.query.clauses[1..]
+                .iter()
+                .map(|c| params(c))
+                .collect::<Vec<_>>(),
+            [["Observation.code"], ["Observation.component-code"]],
+            "missing from both: one clause each"
         );
         let composite = parse(
             "Observation",

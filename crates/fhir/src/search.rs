@@ -38,6 +38,10 @@ pub struct SearchParam {
     /// For references: only targets of this type (`patient` reads `subject` but keeps only
     /// `Patient/...`).
     pub target: Option<&'static str>,
+    /// A parameter with no values of its own that searches these parameters of the same type
+    /// instead (R4's `combo-*`): a match of any of them is a match. Indexing it would store
+    /// every value a second time.
+    pub union_of: &'static [&'static str],
 }
 
 const fn p(name: &'static str, kind: ParamKind, paths: &'static [&'static str]) -> SearchParam {
@@ -46,6 +50,17 @@ const fn p(name: &'static str, kind: ParamKind, paths: &'static [&'static str]) 
         kind,
         paths,
         target: None,
+        union_of: &[],
+    }
+}
+
+const fn union(name: &'static str, kind: ParamKind, of: &'static [&'static str]) -> SearchParam {
+    SearchParam {
+        name,
+        kind,
+        paths: &[],
+        target: None,
+        union_of: of,
     }
 }
 
@@ -55,6 +70,7 @@ const fn patient_ref(paths: &'static [&'static str]) -> SearchParam {
         kind: ParamKind::Reference,
         paths,
         target: Some("Patient"),
+        union_of: &[],
     }
 }
 
@@ -110,12 +126,6 @@ const OBSERVATION: &[SearchParam] = &[
         Quantity,
         &["component.valueQuantity"],
     ),
-    p("combo-code", Token, &["code", "component.code"]),
-    p(
-        "combo-value-quantity",
-        Quantity,
-        &["valueQuantity", "component.valueQuantity"],
-    ),
     // An empty path is the resource itself.
     p("code-value-quantity", CodeQuantity, &[""]),
     p(
@@ -123,10 +133,16 @@ const OBSERVATION: &[SearchParam] = &[
         CodeQuantity,
         &["component"],
     ),
-    p(
+    union("combo-code", Token, &["code", "component-code"]),
+    union(
+        "combo-value-quantity",
+        Quantity,
+        &["value-quantity", "component-value-quantity"],
+    ),
+    union(
         "combo-code-value-quantity",
         CodeQuantity,
-        &["", "component"],
+        &["code-value-quantity", "component-code-value-quantity"],
     ),
 ];
 
@@ -420,7 +436,8 @@ pub enum SearchValue {
     },
 }
 
-/// Every search value of a resource, as `(parameter name, value)`, duplicates removed.
+/// Every search value of a resource, as `(parameter name, value)`, duplicates removed. A
+/// parameter searched as a union of others (`union_of`) has none of its own.
 pub fn extract(resource_type: &str, resource: &Value) -> Vec<(&'static str, SearchValue)> {
     let mut out: Vec<(&'static str, SearchValue)> = Vec::new();
     for param in params(resource_type) {
@@ -899,7 +916,7 @@ mod tests {
     }
 
     #[test]
-    fn combo_parameters_take_the_observation_and_its_components() {
+    fn component_parameters_read_components_and_combos_unite_parameters() {
         let obs = json!({
             "resourceType": "Observation",
             "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
@@ -924,9 +941,19 @@ mod tests {
                 .collect()
         };
         assert_eq!(codes("component-code"), ["8480-6", "8462-4"]);
-        assert_eq!(codes("combo-code"), ["85354-9", "8480-6", "8462-4"]);
-        assert_eq!(codes("combo-value-quantity"), ["120", "80"]);
+        assert_eq!(codes("component-value-quantity"), ["120", "80"]);
         assert!(codes("value-quantity").is_empty());
+        // The combos search the parameters they unite, and store nothing of their own.
+        for combo in [
+            "combo-code",
+            "combo-value-quantity",
+            "combo-code-value-quantity",
+        ] {
+            assert!(codes(combo).is_empty(), "{combo}");
+            for name in param("Observation", combo).expect("known").union_of {
+                assert!(param("Observation", name).is_some(), "{combo}: {name}");
+            }
+        }
         let day = parse_date("2024-03-02").expect("date");
         assert!(values.contains(&(
             "value-date",
@@ -975,10 +1002,6 @@ mod tests {
                 row("SYS", 150.0, "mmHg"),
                 row("8462-4", 80.0, "mm[Hg]"),
             ]
-        );
-        assert_eq!(
-            of("combo-code-value-quantity"),
-            of("component-code-value-quantity")
         );
         let glucose = json!({
             "resourceType": "Observation",
