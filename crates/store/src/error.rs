@@ -193,6 +193,15 @@ impl Error {
         }
     }
 
+    /// Whether this is how [`crate::Store::requeue`] refuses one message (unknown, purged,
+    /// already pending) rather than a failure of the store.
+    pub fn refuses_one_requeue(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::NotFound | ErrorKind::InvalidInput | ErrorKind::Conflict
+        )
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

@@ -978,6 +978,26 @@ pub trait Store: Send + Sync + fmt::Debug {
         destination: &'a str,
     ) -> BoxFuture<'a, Result<DeliverySeq>>;
 
+    /// [`Store::requeue`] for several messages, in order, in one commit: each gets its own
+    /// outcome, and one refused as `requeue` refuses it (not found, purged, already pending)
+    /// leaves the others queued. Fails as a whole (nothing queued) only when the store does.
+    fn requeue_many<'a>(
+        &'a self,
+        ids: Vec<MessageId>,
+        destination: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Result<DeliverySeq>>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                match self.requeue(id, destination).await {
+                    Err(e) if !e.refuses_one_requeue() => return Err(e),
+                    outcome => out.push(outcome),
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Records the outcome of running a stored message through its channel again: its new
     /// state and outbound bytes, and a new delivery at the tail of each of `destinations`
     /// (skipping those where it is still pending). Returns the deliveries created.

@@ -788,6 +788,29 @@ impl Store for SqliteStore {
         })
     }
 
+    fn requeue_many<'a>(
+        &'a self,
+        ids: Vec<MessageId>,
+        destination: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<Result<DeliverySeq>>>> {
+        Box::pin(async move {
+            check_name("destination", destination)?;
+            let destination = destination.to_owned();
+            self.write(0, false, move |cx| {
+                let mut out = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    // A refusal is decided before anything is written for that message.
+                    match cx.requeue(*id, &destination) {
+                        Err(e) if !e.refuses_one_requeue() => return Err(e),
+                        outcome => out.push(outcome),
+                    }
+                }
+                Ok(out)
+            })
+            .await
+        })
+    }
+
     fn queue_depth<'a>(&'a self, destination: &'a str) -> BoxFuture<'a, Result<u64>> {
         let destination = destination.to_owned();
         Box::pin(self.read("queue_depth", move |c, _| {

@@ -905,6 +905,29 @@ pub async fn requeue_appends_at_the_tail(h: &dyn Harness) {
         .expect_err("unknown");
     assert_eq!(err.kind(), ErrorKind::NotFound);
 
+    // Several at once, in one commit: each its own outcome, a refusal leaves the others.
+    let third = store
+        .insert_inbound(adt("adt", "Q3", "MRN-16", &["other"]))
+        .await
+        .expect("insert")
+        .id;
+    let outcomes = store
+        .requeue_many(vec![first, MessageId(424_242), third], "lab")
+        .await
+        .expect("requeue many");
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(
+        outcomes[0].as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::InvalidInput),
+        "already pending"
+    );
+    assert_eq!(
+        outcomes[1].as_ref().map_err(|e| e.kind()),
+        Err(ErrorKind::NotFound)
+    );
+    let third_seq = *outcomes[2].as_ref().expect("queued");
+    assert!(third_seq > seq);
+
     // Resent message goes behind the one already waiting.
     let next = store
         .claim_next("lab", &w)
@@ -925,6 +948,16 @@ pub async fn requeue_appends_at_the_tail(h: &dyn Harness) {
         (resent.message_id, resent.seq, resent.attempts),
         (first, seq, 1)
     );
+    store
+        .complete(&resent, Outcome::Delivered { ack: None })
+        .await
+        .expect("delivered");
+    let last = store
+        .claim_next("lab", &w)
+        .await
+        .expect("claim")
+        .expect("the one queued with others");
+    assert_eq!((last.message_id, last.seq), (third, third_seq));
     let history = store.deliveries(first).await.expect("deliveries");
     assert_eq!(history.len(), 2, "the failed attempt stays on record");
     assert_eq!(history[0].state, DeliveryState::Failed);
@@ -935,8 +968,13 @@ pub async fn requeue_appends_at_the_tail(h: &dyn Harness) {
         })
         .await
         .expect("events");
-    assert_eq!(events.len(), 1);
-    assert_eq!(events[0].message_id, Some(first));
+    let mut requeued: Vec<Option<MessageId>> = events.iter().map(|e| e.message_id).collect();
+    requeued.sort();
+    assert_eq!(
+        requeued,
+        [Some(first), Some(third)],
+        "one per message queued again"
+    );
     store.close().await.expect("close");
 }
 
