@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 
 use causeway_store::resources::MAX_RESOURCE_PAGE;
-use causeway_store::{Reindex, ResourceQuery, ResourceSort, Store};
+use causeway_store::{Reindex, Store};
 
 use crate::destinations::fhir_store::index_entries;
 
@@ -44,9 +44,9 @@ pub struct ReindexReport {
 /// generation the store records, then records [`GENERATION`]. Nothing to do (one read) when
 /// the store is current; a store newer than this build is left alone.
 ///
-/// Resources are read a page at a time (least recently updated first) and each page is
-/// rewritten in one transaction; a version written meanwhile keeps the values its own write
-/// gave it. Interrupted, it starts over at the next start, as the generation moves only at the
+/// Resources are read a page at a time in storage order (each page costs the same however far
+/// the scan is) and each page is rewritten in one transaction; a version written meanwhile keeps
+/// the values its own write gave it. Interrupted, it starts over at the next start, as the generation moves only at the
 /// end.
 ///
 /// # Errors
@@ -65,23 +65,15 @@ pub async fn bring_up_to_date(store: &dyn Store) -> causeway_store::Result<Reind
         .flat_map(|types| types.iter().copied())
         .collect();
     for resource_type in types {
-        let mut offset = 0u32;
+        let mut after = 0;
         loop {
             let page = store
-                .search_resources(ResourceQuery {
-                    resource_type: resource_type.to_owned(),
-                    sort: ResourceSort::last_updated_asc(),
-                    count: MAX_RESOURCE_PAGE,
-                    offset,
-                    ..ResourceQuery::default()
-                })
+                .scan_resources(resource_type, after, MAX_RESOURCE_PAGE)
                 .await?;
-            if page.resources.is_empty() {
-                break;
-            }
-            offset = offset.saturating_add(u32::try_from(page.resources.len()).unwrap_or(0));
-            let mut items = Vec::with_capacity(page.resources.len());
-            for stored in page.resources {
+            let Some(last) = page.last() else { break };
+            after = last.position;
+            let mut items = Vec::with_capacity(page.len());
+            for stored in page.into_iter().map(|change| change.resource) {
                 let Ok(json) = serde_json::from_slice::<serde_json::Value>(&stored.json) else {
                     report.unreadable += 1;
                     continue;

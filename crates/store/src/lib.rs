@@ -1076,6 +1076,16 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// The state of the API write a message carries, `None` when it carries none.
     fn pending_resource(&self, message: MessageId) -> BoxFuture<'_, Result<Option<PendingWrite>>>;
 
+    /// The current, live resources of one type after `position` in storage order (0 to
+    /// start; [`ResourceChange::position`] is then the resource's place, to continue after), at
+    /// most `limit`. A maintenance scan: each page costs the same however far it is.
+    fn scan_resources<'a>(
+        &'a self,
+        resource_type: &'a str,
+        after: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ResourceChange>>>;
+
     /// Versions written after `position` (see [`ResourceChange::position`]), oldest first, at
     /// most `limit`; deletions included.
     fn resource_changes(

@@ -84,6 +84,7 @@ conformance_tests!(SqliteHarness::new();
     search_matches_quantities_by_prefix_precision_and_unit,
     composites_match_a_code_with_its_own_quantity,
     reindexing_replaces_search_values_of_the_current_version,
+    a_scan_pages_through_the_live_resources_of_a_type,
     a_bulk_load_leaves_search_answers_unchanged,
     error_queue_holds_failed_deliveries_until_sent_again,
 );

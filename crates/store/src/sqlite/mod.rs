@@ -937,6 +937,18 @@ impl Store for SqliteStore {
         }))
     }
 
+    fn scan_resources<'a>(
+        &'a self,
+        resource_type: &'a str,
+        after: i64,
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<ResourceChange>>> {
+        let resource_type = resource_type.to_owned();
+        Box::pin(self.read("scan resources", move |c, k| {
+            resources::scan(c, k, &resource_type, after, limit)
+        }))
+    }
+
     fn resource_changes(
         &self,
         after: i64,

@@ -15,8 +15,9 @@ use crate::error::Record;
 use crate::resources::{MAX_RESOURCE_PAGE, decode_pending, encode_pending};
 use crate::{
     DatePrefix, DateTest, Error, HistoryQuery, IndexEntry, IndexTest, IndexValue, MessageId,
-    PendingState, PendingWrite, PutOutcome, QuantityTest, Reindex, ResourcePage, ResourcePut,
-    ResourceQuery, ResourceSort, Result, SortBy, SortKey, StoredResource, UnixMillis, ValueTest,
+    PendingState, PendingWrite, PutOutcome, QuantityTest, Reindex, ResourceChange, ResourcePage,
+    ResourcePut, ResourceQuery, ResourceSort, Result, SortBy, SortKey, StoredResource, UnixMillis,
+    ValueTest,
 };
 
 fn db(op: &'static str) -> impl Fn(rusqlite::Error) -> Error {
@@ -422,6 +423,37 @@ pub(crate) fn read(
         Some(row) => version_row(cipher, row).map(Some),
         None => Ok(None),
     }
+}
+
+/// One page of [`crate::Store::scan_resources`]: along the row keys (`NOT INDEXED` keeps SQLite
+/// on the rowid range, where a type index would make it sort every later row for each page).
+pub(crate) fn scan(
+    conn: &Connection,
+    cipher: &Cipher,
+    resource_type: &str,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<ResourceChange>> {
+    const OP: &str = "scan resources";
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {VERSION_COLUMNS} FROM resources r NOT INDEXED
+             JOIN resource_versions v ON v.key = r.key AND v.version = r.version
+             WHERE r.key > ?1 AND r.type = ?2 AND r.deleted = 0
+             ORDER BY r.key LIMIT ?3"
+        ))
+        .map_err(db(OP))?;
+    let mut rows = stmt
+        .query(params![after, resource_type, page(limit.max(1))])
+        .map_err(db(OP))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db(OP))? {
+        out.push(ResourceChange {
+            position: row.get(2).map_err(db(OP))?,
+            resource: version_row(cipher, row)?,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) fn history(

@@ -904,6 +904,47 @@ pub async fn reindexing_replaces_search_values_of_the_current_version(h: &impl H
     store.close().await.expect("close");
 }
 
+/// A scan pages through the current, live resources of one type, each page after the last.
+pub async fn a_scan_pages_through_the_live_resources_of_a_type(h: &impl Harness) {
+    let store = h.open().await;
+    let mut puts: Vec<ResourcePut> = (0..7)
+        .map(|i| put("Observation", &format!("o{i}"), "{}", vec![]))
+        .collect();
+    puts.push(put("Patient", "p", "{}", vec![]));
+    store.put_resources(puts).await.expect("write");
+    store
+        .put_resources(vec![
+            put("Observation", "o2", r#"{"v":2}"#, vec![]),
+            ResourcePut {
+                delete: true,
+                ..put("Observation", "o5", "{}", vec![])
+            },
+        ])
+        .await
+        .expect("update and delete");
+    let mut seen = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store
+            .scan_resources("Observation", after, 4)
+            .await
+            .expect("scan");
+        assert!(page.len() <= 4);
+        let Some(last) = page.last() else { break };
+        assert!(last.position > after);
+        after = last.position;
+        seen.extend(
+            page.into_iter()
+                .map(|c| (c.resource.id, c.resource.version, c.resource.json)),
+        );
+    }
+    let ids: Vec<&str> = seen.iter().map(|(id, _, _)| id.as_str()).collect();
+    assert_eq!(ids, ["o0", "o1", "o2", "o3", "o4", "o6"]);
+    assert_eq!(seen[2].1, 2, "the current version");
+    assert_eq!(seen[2].2, br#"{"v":2}"#);
+    store.close().await.expect("close");
+}
+
 pub async fn an_update_replaces_the_search_values(h: &impl Harness) {
     let store = h.open().await;
     let with_status = |s: &str| {
