@@ -46,8 +46,8 @@ pub struct ReindexReport {
 ///
 /// Resources are read a page at a time in storage order (each page costs the same however far
 /// the scan is) and each page is rewritten in one transaction; a version written meanwhile keeps
-/// the values its own write gave it. Interrupted, it starts over at the next start, as the generation moves only at the
-/// end.
+/// the values its own write gave it. Interrupted, it starts over at the next start, as the
+/// generation moves only at the end.
 ///
 /// # Errors
 /// The store fails to read or write.
