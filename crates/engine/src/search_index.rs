@@ -64,6 +64,13 @@ pub async fn bring_up_to_date(store: &dyn Store) -> causeway_store::Result<Reind
         .iter()
         .flat_map(|types| types.iter().copied())
         .collect();
+    // Said before the work, which can take a while on a large store while nothing listens yet.
+    tracing::info!(
+        from,
+        to = GENERATION,
+        types = ?types,
+        "extracting search values again for this release before listening"
+    );
     for resource_type in types {
         let mut after = 0;
         loop {
