@@ -177,7 +177,9 @@ fn store_families(out: &mut String, s: &WriteStats) {
 type ChannelValue = fn(&causeway_engine::monitor::ChannelSnapshot) -> f64;
 
 fn channel_families(out: &mut String, s: &Snapshot) {
-    let counters: [(&'static str, &str, ChannelValue); 10] = [
+    // The message counters, then what a source saw besides messages: bad input that never
+    // became a message (and so is in no message counter), connections, files it moved.
+    let counters: [(&'static str, &str, ChannelValue); 18] = [
         (
             "causeway_messages_received_total",
             "Messages received by a channel.",
@@ -228,39 +230,6 @@ fn channel_families(out: &mut String, s: &Snapshot) {
             "Drift findings of a feed against its learned profile.",
             |c| c.drift_findings as f64,
         ),
-    ];
-    for (name, help, value) in counters {
-        let mut f = Family::new(out, name, "counter", help);
-        for c in &s.channels {
-            f.sample(&[("channel", &c.name), ("source", c.source)], value(c));
-        }
-    }
-    let gauges: [(&'static str, &str, ChannelValue); 3] = [
-        (
-            "causeway_channel_running",
-            "1 while the channel takes messages, 0 while it is stopped.",
-            |c| f64::from(u8::from(c.running)),
-        ),
-        (
-            "causeway_source_connections_open",
-            "Open connections of an MLLP source.",
-            |c| c.connections_open as f64,
-        ),
-        (
-            "causeway_last_received_timestamp_seconds",
-            "When the channel last received a message (Unix time; 0: never).",
-            |c| c.last_received.map_or(0.0, |t| t.0 as f64 / 1000.0),
-        ),
-    ];
-    for (name, help, value) in gauges {
-        let mut f = Family::new(out, name, "gauge", help);
-        for c in &s.channels {
-            f.sample(&[("channel", &c.name)], value(c));
-        }
-    }
-    // What a source saw besides messages: bad input that never became a message (and so is
-    // in no message counter), connections it closed, files it moved.
-    let source_counters: [(&'static str, &str, ChannelValue); 8] = [
         (
             "causeway_source_connections_total",
             "Connections an MLLP source accepted.",
@@ -302,10 +271,33 @@ fn channel_families(out: &mut String, s: &Snapshot) {
             |c| c.source_counts.files_failed as f64,
         ),
     ];
-    for (name, help, value) in source_counters {
+    for (name, help, value) in counters {
         let mut f = Family::new(out, name, "counter", help);
         for c in &s.channels {
             f.sample(&[("channel", &c.name), ("source", c.source)], value(c));
+        }
+    }
+    let gauges: [(&'static str, &str, ChannelValue); 3] = [
+        (
+            "causeway_channel_running",
+            "1 while the channel takes messages, 0 while it is stopped.",
+            |c| f64::from(u8::from(c.running)),
+        ),
+        (
+            "causeway_source_connections_open",
+            "Open connections of an MLLP source.",
+            |c| c.connections_open as f64,
+        ),
+        (
+            "causeway_last_received_timestamp_seconds",
+            "When the channel last received a message (Unix time; 0: never).",
+            |c| c.last_received.map_or(0.0, |t| t.0 as f64 / 1000.0),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let mut f = Family::new(out, name, "gauge", help);
+        for c in &s.channels {
+            f.sample(&[("channel", &c.name)], value(c));
         }
     }
     let mut f = Family::new(

@@ -195,7 +195,7 @@ impl Error {
 
     /// Whether this is how [`crate::Store::requeue`] refuses one message (unknown, purged,
     /// already pending) rather than a failure of the store.
-    pub fn refuses_one_requeue(&self) -> bool {
+    pub(crate) fn refuses_one_requeue(&self) -> bool {
         matches!(
             self.kind(),
             ErrorKind::NotFound | ErrorKind::InvalidInput | ErrorKind::Conflict

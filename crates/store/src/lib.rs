@@ -985,18 +985,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         &'a self,
         ids: Vec<MessageId>,
         destination: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<Result<DeliverySeq>>>> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                match self.requeue(id, destination).await {
-                    Err(e) if !e.refuses_one_requeue() => return Err(e),
-                    outcome => out.push(outcome),
-                }
-            }
-            Ok(out)
-        })
-    }
+    ) -> BoxFuture<'a, Result<Vec<Result<DeliverySeq>>>>;
 
     /// Records the outcome of running a stored message through its channel again: its new
     /// state and outbound bytes, and a new delivery at the tail of each of `destinations`

@@ -321,26 +321,28 @@ pub fn read(
         }
         Condition::BadInput { window } => {
             let base = base_channel(*window).map_or_else(Default::default, |b| b.source_counts);
-            let now = &ch.source_counts;
+            let counts = &ch.source_counts;
             let kinds = [
                 (
-                    now.garbage_bytes.saturating_sub(base.garbage_bytes),
+                    counts.garbage_bytes.saturating_sub(base.garbage_bytes),
                     "bytes outside MLLP frames",
                 ),
                 (
-                    now.oversized_frames.saturating_sub(base.oversized_frames),
+                    counts
+                        .oversized_frames
+                        .saturating_sub(base.oversized_frames),
                     "oversized frames",
                 ),
                 (
-                    now.read_timeouts.saturating_sub(base.read_timeouts),
+                    counts.read_timeouts.saturating_sub(base.read_timeouts),
                     "frames left unfinished",
                 ),
                 (
-                    now.tls_failures.saturating_sub(base.tls_failures),
+                    counts.tls_failures.saturating_sub(base.tls_failures),
                     "failed TLS handshakes",
                 ),
                 (
-                    now.files_failed.saturating_sub(base.files_failed),
+                    counts.files_failed.saturating_sub(base.files_failed),
                     "files moved to error",
                 ),
             ];

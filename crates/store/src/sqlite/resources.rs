@@ -254,13 +254,19 @@ fn insert_index(conn: &Connection, key: i64, index: &[IndexEntry]) -> rusqlite::
     )?;
     for entry in index {
         let row = match &entry.value {
-            IndexValue::Token { system, code } => Row::value(system, code),
-            IndexValue::Text(t) | IndexValue::Reference(t) => Row::value("", t),
+            IndexValue::Token { system, code } => Row {
+                system,
+                value: Some(code),
+                ..Row::default()
+            },
+            IndexValue::Text(t) | IndexValue::Reference(t) => Row {
+                value: Some(t),
+                ..Row::default()
+            },
             IndexValue::Date { lo, hi } => Row {
-                value: None,
                 lo: Some(*lo),
                 hi: Some(*hi),
-                ..Row::value("", "")
+                ..Row::default()
             },
             // SQLite stores no NaN (it becomes NULL) and its infinities compare as numbers, so
             // a value that is not finite is left out rather than found by the wrong test.
@@ -274,8 +280,10 @@ fn insert_index(conn: &Connection, key: i64, index: &[IndexEntry]) -> rusqlite::
                 system,
                 code,
             } => Row {
+                system,
+                value: Some(code),
                 num: Some(*value),
-                ..Row::value(system, code)
+                ..Row::default()
             },
             IndexValue::CodeQuantity {
                 system,
@@ -283,9 +291,11 @@ fn insert_index(conn: &Connection, key: i64, index: &[IndexEntry]) -> rusqlite::
                 value,
                 unit,
             } => Row {
+                system,
+                value: Some(code),
                 num: Some(*value),
                 unit: Some(unit),
-                ..Row::value(system, code)
+                ..Row::default()
             },
         };
         insert.execute(params![
@@ -302,7 +312,9 @@ fn insert_index(conn: &Connection, key: i64, index: &[IndexEntry]) -> rusqlite::
     Ok(())
 }
 
-/// The columns of one `resource_index` row besides its key and parameter.
+/// The columns of one `resource_index` row besides its key and parameter (`system` is `''`
+/// when none, as the column's default).
+#[derive(Default)]
 struct Row<'a> {
     system: &'a str,
     value: Option<&'a str>,
@@ -310,20 +322,6 @@ struct Row<'a> {
     hi: Option<i64>,
     num: Option<f64>,
     unit: Option<&'a str>,
-}
-
-impl<'a> Row<'a> {
-    /// A row with a value and nothing else (a token, text or reference).
-    fn value(system: &'a str, value: &'a str) -> Self {
-        Row {
-            system,
-            value: Some(value),
-            lo: None,
-            hi: None,
-            num: None,
-            unit: None,
-        }
-    }
 }
 
 /// Replaces the search values of current, live resources whose version is still the one

@@ -549,6 +549,22 @@ fn quantity(param: &str, value: f64, system: &str, code: &str) -> IndexEntry {
     }
 }
 
+/// The ids of the Observations that `t` on `param` finds, sorted.
+async fn observations_found(store: &Arc<dyn Store>, param: &str, t: ValueTest) -> Vec<String> {
+    let (_, mut found) = ids(
+        store,
+        ResourceQuery {
+            resource_type: "Observation".into(),
+            clauses: vec![vec![test(param, t)]],
+            count: 10,
+            ..ResourceQuery::default()
+        },
+    )
+    .await;
+    found.sort();
+    found
+}
+
 /// A quantity test as the API builds it: `5.4` is 5.4 in `[5.35, 5.45)`, the range of its
 /// precision (bounds written out, as the API parses them from decimal text).
 fn quantity_test(
@@ -596,23 +612,7 @@ pub async fn search_matches_quantities_by_prefix_precision_and_unit(h: &impl Har
         ])
         .await
         .expect("write");
-    let found = |t: ValueTest| {
-        let store = Arc::clone(&store);
-        async move {
-            let (_, mut ids) = ids(
-                &store,
-                ResourceQuery {
-                    resource_type: "Observation".into(),
-                    clauses: vec![vec![test(param, t)]],
-                    count: 10,
-                    ..ResourceQuery::default()
-                },
-            )
-            .await;
-            ids.sort();
-            ids
-        }
-    };
+    let found = |t: ValueTest| observations_found(&store, param, t);
     use DatePrefix::*;
     // 5.4 is [5.35, 5.45).
     assert_eq!(
@@ -748,23 +748,7 @@ pub async fn composites_match_a_code_with_its_own_quantity(h: &impl Harness) {
         .put_resources(vec![bp("high", 150.0, 80.0), bp("normal", 118.0, 76.0)])
         .await
         .expect("write");
-    let found = |t: ValueTest| {
-        let store = Arc::clone(&store);
-        async move {
-            let (_, mut ids) = ids(
-                &store,
-                ResourceQuery {
-                    resource_type: "Observation".into(),
-                    clauses: vec![vec![test(param, t)]],
-                    count: 10,
-                    ..ResourceQuery::default()
-                },
-            )
-            .await;
-            ids.sort();
-            ids
-        }
-    };
+    let found = |t: ValueTest| observations_found(&store, param, t);
     let composite = |system: Option<&str>, code: &str, q: ValueTest| match q {
         ValueTest::Quantity(quantity) => ValueTest::CodeQuantity {
             system: system.map(str::to_owned),

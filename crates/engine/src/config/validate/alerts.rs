@@ -723,36 +723,22 @@ impl Validator<'_> {
                     min_messages: a.min_messages.as_ref().map_or(1, |_| min_messages(self)),
                 }
             }
-            "unmapped_code" => Condition::UnmappedCode {
-                window: self.window(
+            // The kinds that take a window and nothing else.
+            _ => {
+                let window = self.window(
                     &k("window"),
                     &a.window,
                     Some(DEFAULT_WINDOW),
                     span.clone(),
                     MAX_WINDOW,
                     "",
-                ),
-            },
-            "drift" => Condition::Drift {
-                window: self.window(
-                    &k("window"),
-                    &a.window,
-                    Some(DEFAULT_WINDOW),
-                    span.clone(),
-                    MAX_WINDOW,
-                    "",
-                ),
-            },
-            _ => Condition::BadInput {
-                window: self.window(
-                    &k("window"),
-                    &a.window,
-                    Some(DEFAULT_WINDOW),
-                    span.clone(),
-                    MAX_WINDOW,
-                    "",
-                ),
-            },
+                );
+                match kind_name {
+                    "unmapped_code" => Condition::UnmappedCode { window },
+                    "drift" => Condition::Drift { window },
+                    _ => Condition::BadInput { window },
+                }
+            }
         };
         Some(AlertRule {
             name,
