@@ -381,26 +381,38 @@ const RESULT_PARAMETERS: [&str; 10] = [
 /// A criteria without a known type, with a result parameter (`_sort`, `_elements`...), or
 /// whose search [`parse`] refuses.
 pub fn parse_criteria(criteria: &str) -> QueryResult<(String, Search)> {
-    let (resource_type, query) = criteria.split_once('?').unwrap_or((criteria, ""));
+    parse_selection("criteria", criteria)
+}
+
+/// A query that selects resources of one type, `Type?params` (a subscription's `criteria`, an
+/// export's `_typeFilter`): its type and search; refusals start with `what`. The query part is
+/// decoded as a URL query (`%7C`, `+`).
+///
+/// # Errors
+/// A query without a known type, with a result parameter (`_sort`, `_elements`...), or whose
+/// search [`parse`] refuses.
+pub fn parse_selection(what: &str, text: &str) -> QueryResult<(String, Search)> {
+    let (resource_type, query) = text.split_once('?').unwrap_or((text, ""));
     if !fhir::RESOURCE_TYPES.contains(&resource_type) {
         return Err(QueryError(format!(
-            "criteria: {resource_type:?} is not a supported resource type"
+            "{what}: {resource_type:?} is not a supported resource type"
         )));
     }
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    // A notification carries one resource as it is: parameters that shape a result page would
-    // be ignored without a word.
+    // What is selected is taken as it is: parameters that shape a result page would be
+    // ignored without a word.
     if let Some((key, _)) = pairs.iter().find(|(k, _)| {
         let name = k.split(':').next().unwrap_or_default();
         RESULT_PARAMETERS.contains(&name)
     }) {
         return Err(QueryError(format!(
-            "criteria: {key} shapes search results; criteria only select resources"
+            "{what}: {key} shapes search results; here the query only selects resources"
         )));
     }
-    let search = parse(resource_type, &pairs)?;
+    let search =
+        parse(resource_type, &pairs).map_err(|e| QueryError(format!("{what}: {}", e.0)))?;
     Ok((resource_type.to_owned(), search))
 }
 
@@ -1067,7 +1079,7 @@ mod tests {
             parse_criteria("Observation?code=2345-7&_elements=value")
                 .unwrap_err()
                 .0,
-            "criteria: _elements shapes search results; criteria only select resources"
+            "criteria: _elements shapes search results; here the query only selects resources"
         );
     }
 

@@ -363,7 +363,7 @@ mod tests {
             ),
             (
                 json!({"criteria": "Observation?bogus=1", "channel": {"type": "rest-hook", "endpoint": "http://x"}}),
-                "Subscription.search parameter bogus: unknown search parameter for Observation",
+                "Subscription.criteria: search parameter bogus: unknown search parameter for Observation",
             ),
         ];
         for (v, want) in cases {

@@ -176,7 +176,7 @@ source = { type = "directory", path = "inbox", listen = "0.0.0.0:1" }
         dir.path(),
         text,
         &[
-            "causeway.toml:2:1: server.htp: unknown field `htp`, expected one of `data_dir`, `http`, `log_format`, `tls`, `auth`, `metrics`".to_string(),
+            "causeway.toml:2:1: server.htp: unknown field `htp`, expected one of `data_dir`, `http`, `log_format`, `tls`, `auth`, `metrics`, `export`".to_string(),
             "causeway.toml:6:10: channel[0].source.listen: missing key (required by mllp sources)".to_string(),
             "causeway.toml:6:27: channel[0].source.lisen: unknown field `lisen`, expected one of `type`, `listen`, `max_connections`, `idle_timeout`, `read_timeout`, `max_frame`, `tls`, `path`, `max_body`, `pattern`, `poll`, `done`, `error`, `max_file`".to_string(),
             format!("causeway.toml:6:66: channel[0].source.tls.cert: file not found: {d}/c.pem"),
@@ -220,6 +220,14 @@ fn error_table() {
                 "causeway.toml:8:21: channel[0].drift.baseline_duration: invalid duration \"soon\": expected a whole number and a unit (ms, s, m, h, d), e.g. \"30s\"",
                 "causeway.toml:9:20: channel[0].drift.ignore[1]: \"pid\" is not a segment (\"ZPD\") or a field (\"PID-8\", 1 to 200)",
                 "causeway.toml:9:27: channel[0].drift.ignore[2]: \"PID-0\" is not a segment (\"ZPD\") or a field (\"PID-8\", 1 to 200)",
+            ],
+        ),
+        (
+            "[server.export]\nmax_jobs = 0\nfile_expiry = \"90d\"\nmax_file_size = \"0B\"\n",
+            &[
+                "causeway.toml:2:12: server.export.max_jobs: must be from 1 to 64",
+                "causeway.toml:3:15: server.export.file_expiry: must be at most 30d",
+                "causeway.toml:4:17: server.export.max_file_size: must be larger than 0",
             ],
         ),
         (
@@ -464,6 +472,10 @@ data_dir = "/var/lib/causeway"
 http = "127.0.0.1:0"
 log_format = "json"
 
+[server.export]
+max_jobs = 4
+file_expiry = "2h"
+
 [store]
 group_commit_max_messages = 64
 group_commit_max_wait = "2ms"
@@ -504,6 +516,13 @@ source = { type = "directory", path = "inbox" }
     assert_eq!(c.server.data_dir, PathBuf::from("/var/lib/causeway"));
     assert_eq!(c.server.http.as_deref(), Some("127.0.0.1:0"));
     assert_eq!(c.server.log_format, LogFormat::Json);
+    assert_eq!(c.server.export.max_jobs, 4);
+    assert_eq!(c.server.export.file_expiry, Duration::from_secs(7200));
+    assert_eq!(
+        c.server.export.max_file_size,
+        256 * 1024 * 1024,
+        "the default"
+    );
     assert_eq!(c.store.group_commit_max_messages, 64);
     assert_eq!(c.store.group_commit_max_wait, Duration::from_millis(2));
     let adt = c.channel("adt").unwrap();
@@ -908,6 +927,11 @@ fn every_key() -> RawConfig {
             })),
             metrics: Some(s(RawMetrics {
                 token_env: t("CAUSEWAY_METRICS_TOKEN"),
+            })),
+            export: Some(s(RawExport {
+                max_jobs: n(2),
+                file_expiry: t("1d"),
+                max_file_size: t("256MiB"),
             })),
         })),
         store: Some(s(RawStore {

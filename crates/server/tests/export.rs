@@ -811,14 +811,46 @@ async fn bad_kick_offs_are_400_with_an_operation_outcome_naming_the_problem() {
             "_since \"yesterday\" is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)",
         ),
         (
-            "_typeFilter=Observation%3Fcode%3D1",
-            "$export parameter _typeFilter is not supported (Prefer: handling=lenient ignores it)",
-        ),
-        (
-            "_elements=id",
-            "$export parameter _elements is not supported (Prefer: handling=lenient ignores it)",
+            "includeAssociatedData=LatestProvenanceResources",
+            "$export parameter includeAssociatedData is not supported (Prefer: handling=lenient ignores it)",
         ),
         ("_cont=1", "$export parameter _cont is not supported"),
+        (
+            "_typeFilter=Observation%3F_sort%3Ddate",
+            "_typeFilter: _sort shapes search results; here the query only selects resources",
+        ),
+        (
+            "_typeFilter=Observation%3Fbogus%3D1",
+            "_typeFilter: search parameter bogus: unknown search parameter for Observation",
+        ),
+        (
+            "_typeFilter=Starship%3Fname%3Dx",
+            "_typeFilter: \"Starship\" is not a supported resource type",
+        ),
+        (
+            "_type=Patient&_typeFilter=Observation%3Fcode%3D1",
+            "_typeFilter: Observation is not among the types of _type",
+        ),
+        (
+            "_elements=Observation.value.unit",
+            "_elements: \"Observation.value.unit\" is not an element name (top-level elements, e.g. code or Observation.value)",
+        ),
+        (
+            "_elements=Starship.name",
+            "_elements: Starship is not a resource type this server exports",
+        ),
+        (
+            "_until=2024-03-01",
+            "_until \"2024-03-01\" is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)",
+        ),
+        (
+            "_since=2024-03-02T00:00:00Z&_until=2024-03-01T00:00:00Z",
+            "_until is before _since",
+        ),
+        (
+            "patient=Patient/p1",
+            "patient applies to Patient and Group exports, not to a system export",
+        ),
     ] {
         let a = s.kick_off(&format!("/fhir/$export?{query}"), &admin).await;
         assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}: {}", a.text);
@@ -832,7 +864,7 @@ async fn bad_kick_offs_are_400_with_an_operation_outcome_naming_the_problem() {
     let a = s
         .call(
             Method::GET,
-            "/fhir/$export?_typeFilter=Observation%3Fcode%3D1&_type=Patient",
+            "/fhir/$export?includeAssociatedData=LatestProvenanceResources&_type=Patient",
             &admin,
             &[("prefer", "respond-async, handling=lenient")],
             None,
@@ -875,6 +907,225 @@ async fn bad_kick_offs_are_400_with_an_operation_outcome_naming_the_problem() {
         .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     assert_eq!(a.issue().1, "export nope is not known");
+}
+
+/// An Observation of `patient` with a hemoglobin code (the seed's are glucose).
+fn hemoglobin(id: &str, patient: &str) -> Value {
+    let mut o = observation(id, patient, "13.2");
+    o["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hemoglobin"}]});
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_filters_narrow_each_type_and_a_resource_matching_several_is_written_once() {
+    let s = Server::start(|_| {}).await;
+    s.seed().await;
+    s.put(hemoglobin("o5", "p1")).await;
+    s.put(hemoglobin("o6", "p2")).await;
+    let admin = s.admin.clone();
+    let export = |query: &'static str| {
+        let s = &s;
+        let admin = admin.clone();
+        async move {
+            let status = s.started(&format!("/fhir/$export?{query}"), &admin).await;
+            let m = s.manifest(&status, &admin).await;
+            (m.clone(), s.files(&m, &admin).await)
+        }
+    };
+
+    // One filter.
+    let (_, files) = export("_type=Observation&_typeFilter=Observation%3Fcode%3D718-7").await;
+    assert_eq!(ids(&files), expect(&[("Observation", &["o5", "o6"])]));
+
+    // Two filters of one type: either may match; o5 matches both and is written once.
+    let (m, files) = export(
+        "_type=Observation&_typeFilter=Observation%3Fcode%3D718-7\
+         &_typeFilter=Observation%3Fsubject%3DPatient%2Fp1",
+    )
+    .await;
+    assert_eq!(ids(&files), expect(&[("Observation", &["o1", "o5", "o6"])]));
+    assert_eq!(m["output"][0]["count"], 3, "{m}");
+
+    // Bulk Data v1's comma-joined form; the comma of an OR inside a query stays in it. Types
+    // without a filter (Encounter) are exported whole.
+    let (_, files) = export(
+        "_type=Patient,Observation,Encounter\
+         &_typeFilter=Observation%3Fcode%3D718-7%2C9999-9,Patient%3Ffamily%3DWalker",
+    )
+    .await;
+    assert_eq!(
+        ids(&files),
+        expect(&[
+            ("Encounter", &["e1"]),
+            ("Observation", &["o5", "o6"]),
+            ("Patient", &["p1"]),
+        ])
+    );
+
+    // A filter and a Group: both hold (o6 is p2's, who is not an active member).
+    let status = s
+        .started(
+            "/fhir/Group/g1/$export?_typeFilter=Observation%3Fcode%3D718-7",
+            &admin,
+        )
+        .await;
+    let files = s.files(&s.manifest(&status, &admin).await, &admin).await;
+    assert_eq!(
+        ids(&files),
+        expect(&[
+            ("Encounter", &["e1"]),
+            ("Observation", &["o5"]),
+            ("Patient", &["p1", "p3"]),
+        ])
+    );
+
+    // A filter's `_id` and the patients' ids meet: nothing of p2 in a group without p2.
+    let status = s
+        .started(
+            "/fhir/Group/g1/$export?_type=Patient&_typeFilter=Patient%3F_id%3Dp2",
+            &admin,
+        )
+        .await;
+    let m = s.manifest(&status, &admin).await;
+    assert_eq!(m["output"], json!([]), "{m}");
+
+    // Filters at the Patient level must name a type of the compartment.
+    let a = s
+        .kick_off(
+            "/fhir/Patient/$export?_typeFilter=Practitioner%3Fname%3DWelby",
+            &admin,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    assert_eq!(
+        a.issue().1,
+        "_typeFilter: Practitioner is not in the Patient compartment"
+    );
+
+    // The audit record of a kick-off keeps the filters (its query is encrypted at rest).
+    let records = s.audit("$export").await;
+    assert!(
+        records.iter().any(|r| r
+            .query
+            .as_deref()
+            .is_some_and(|q| q.contains("_typeFilter=Observation%3Fcode%3D718-7"))),
+        "{records:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elements_until_and_patient_shape_an_export() {
+    let s = Server::start(|_| {}).await;
+    s.seed().await;
+    let admin = s.admin.clone();
+
+    // `_elements`: bare names for every type, `Type.name` for one; what is left is tagged
+    // SUBSETTED and keeps its id and meta.
+    let status = s
+        .started(
+            "/fhir/$export?_type=Patient,Observation&_elements=Patient.gender,code",
+            &admin,
+        )
+        .await;
+    let files = s.files(&s.manifest(&status, &admin).await, &admin).await;
+    for p in &files["Patient"] {
+        let keys: BTreeSet<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["resourceType", "id", "meta", "gender"]),
+            "{p}"
+        );
+        assert_eq!(p["meta"]["tag"][0]["code"], "SUBSETTED", "{p}");
+    }
+    for o in &files["Observation"] {
+        assert!(
+            o["code"].is_object() && o.get("valueQuantity").is_none(),
+            "{o}"
+        );
+        assert!(o.get("subject").is_none(), "{o}");
+    }
+
+    // `_until`: nothing updated after it.
+    let before_p4 = UnixMillis::now();
+    eventually("the clock to move on", || async {
+        (UnixMillis::now().0 > before_p4.0).then_some(())
+    })
+    .await;
+    s.put(patient("p4", "Late")).await;
+    let until = jiff::Timestamp::from_millisecond(before_p4.0)
+        .unwrap()
+        .to_string();
+    let status = s
+        .started(
+            &format!(
+                "/fhir/$export?_type=Patient&_until={}",
+                until.replace('+', "%2B")
+            ),
+            &admin,
+        )
+        .await;
+    let files = s.files(&s.manifest(&status, &admin).await, &admin).await;
+    assert_eq!(ids(&files), expect(&[("Patient", &["p1", "p2", "p3"])]));
+
+    // `patient` (a POST, as the spec has it): those patients and their compartments.
+    let post = |path: &'static str, refs: &'static [&'static str]| {
+        let s = &s;
+        let admin = admin.clone();
+        async move {
+            let parameter: Vec<Value> = refs
+                .iter()
+                .map(|r| json!({"name": "patient", "valueReference": {"reference": r}}))
+                .collect();
+            s.call(
+                Method::POST,
+                path,
+                &admin,
+                &[("prefer", "respond-async")],
+                Some(json!({"resourceType": "Parameters", "parameter": parameter})),
+            )
+            .await
+        }
+    };
+    let a = post("/fhir/Patient/$export", &["Patient/p1", "Patient/p2"]).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let status = a.headers["content-location"].to_str().unwrap().to_owned();
+    let files = s.files(&s.manifest(&status, &admin).await, &admin).await;
+    assert_eq!(
+        ids(&files),
+        expect(&[
+            ("Encounter", &["e1"]),
+            ("Observation", &["o1", "o2"]),
+            ("Patient", &["p1", "p2"]),
+        ])
+    );
+    // At the Group level, `patient` picks some of the group's members.
+    let a = post("/fhir/Group/g1/$export", &["Patient/p3"]).await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.text);
+    let status = a.headers["content-location"].to_str().unwrap().to_owned();
+    let files = s.files(&s.manifest(&status, &admin).await, &admin).await;
+    assert_eq!(ids(&files), expect(&[("Patient", &["p3"])]));
+    // Patients the export cannot hold are named.
+    for (path, refs, why) in [
+        (
+            "/fhir/Patient/$export",
+            &["Patient/p1", "Patient/zz"][..],
+            "patient: Patient/zz is not known",
+        ),
+        (
+            "/fhir/Group/g1/$export",
+            &["Patient/p2"][..],
+            "patient: Patient/p2 is not an active member of Group/g1",
+        ),
+        (
+            "/fhir/Patient/$export",
+            &["Practitioner/dr1"][..],
+            "patient: \"Practitioner/dr1\" is not a Patient reference (Patient/[id])",
+        ),
+    ] {
+        let a = post(path, refs).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+        assert_eq!(a.issue().1, why);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -248,6 +248,7 @@ impl Server {
         ));
         let text = format!(
             "[server]\ndata_dir = \"data\"\nhttp = \"127.0.0.1:0\"\n\
+             [server.export]\nmax_jobs = 64\n\
              [[channel]]\nname = \"feed\"\nsource = {{ type = \"mllp\", listen = \"127.0.0.1:0\" }}\n\
                [[channel.destination]]\n  name = \"unified\"\n  type = \"fhir-store\"\n\
              [[channel]]\nname = \"orders\"\nsource = {{ type = \"fhir-api\" }}\n\
@@ -300,13 +301,15 @@ impl Server {
             data_dir: config.server.data_dir.clone(),
             tx: reload_tx,
         });
-        // Room for every kick-off of the walk, which does not wait for each job to end.
+        // Room for every kick-off of the walk, which does not wait for each job to end
+        // (`[server.export] max_jobs` above).
+        assert_eq!(config.server.export.max_jobs, 64);
         let exports = Arc::new(
             causeway_server::fhir::export::Exports::new(
-                causeway_server::fhir::export::ExportConfig {
-                    max_jobs: 100,
-                    ..causeway_server::fhir::export::ExportConfig::new(&config.server.data_dir)
-                },
+                causeway_server::fhir::export::ExportConfig::from_settings(
+                    &config.server.data_dir,
+                    &config.server.export,
+                ),
             )
             .expect("export directory"),
         );

@@ -194,7 +194,10 @@ async fn start(
     // Bulk Data export jobs write under the data directory; a restart forgets them.
     let exports = Some(Arc::new(
         causeway_server::fhir::export::Exports::new(
-            causeway_server::fhir::export::ExportConfig::new(&config.server.data_dir),
+            causeway_server::fhir::export::ExportConfig::from_settings(
+                &config.server.data_dir,
+                &config.server.export,
+            ),
         )
         .map_err(|e| anyhow::anyhow!("the export directory: {e}"))?,
     ));

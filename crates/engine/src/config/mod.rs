@@ -185,6 +185,45 @@ pub struct ServerConfig {
     pub auth: AuthSettings,
     /// `[server.metrics] token_env`: the bearer token `/metrics` asks for; `None`: open.
     pub metrics_token: Option<MetricsToken>,
+    /// `[server.export]`: limits of Bulk Data export jobs.
+    pub export: ExportSettings,
+}
+
+/// `[server.export]`: how many Bulk Data export jobs run at once, how long their files are
+/// kept, and where a type's output is split into several files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExportSettings {
+    /// Jobs running at once; a kick-off beyond is answered 429.
+    pub max_jobs: usize,
+    /// How long a completed job's files stay downloadable.
+    pub file_expiry: Duration,
+    /// Size past which a type's output continues in a new file.
+    pub max_file_size: u64,
+}
+
+/// Each running export holds a store read connection and most of a core while it renders;
+/// two keep a 2-core server answering its feeds and API while exporting.
+pub const DEFAULT_EXPORT_MAX_JOBS: usize = 2;
+/// Most export jobs that may be configured to run at once.
+pub const MAX_EXPORT_JOBS: i64 = 64;
+/// A day covers a client that polls slowly or retries downloads overnight, without keeping
+/// copies of PHI on disk for long.
+pub const DEFAULT_EXPORT_FILE_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest configurable file expiry: exported PHI should not linger for months.
+pub const MAX_EXPORT_FILE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// A client downloads (and retries) a large type in parts of this size.
+pub const DEFAULT_EXPORT_MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
+/// Largest configurable file part.
+pub const MAX_EXPORT_FILE_SIZE: usize = 64 * 1024 * 1024 * 1024;
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings {
+            max_jobs: DEFAULT_EXPORT_MAX_JOBS,
+            file_expiry: DEFAULT_EXPORT_FILE_EXPIRY,
+            max_file_size: DEFAULT_EXPORT_MAX_FILE_SIZE,
+        }
+    }
 }
 
 /// The bearer token scrapers send to `/metrics`; kept out of `Debug` output.
@@ -770,6 +809,7 @@ impl Config {
                 log_format: LogFormat::Text,
                 auth: AuthSettings::default(),
                 metrics_token: None,
+                export: ExportSettings::default(),
             },
             store: StoreConfig::default(),
             tables: BTreeMap::new(),

@@ -161,6 +161,20 @@ pub struct RawServer {
     pub auth: Option<Spanned<RawAuth>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Spanned<RawMetrics>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<Spanned<RawExport>>,
+}
+
+/// `[server.export]`: limits of FHIR Bulk Data export jobs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_jobs: Int,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_expiry: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_size: Text,
 }
 
 /// `[server.metrics]`: who may read `/metrics`.

@@ -377,6 +377,11 @@ impl<'a> Validator<'a> {
             self.server_tls("server.tls", t)
         });
         let metrics_token = s.metrics.as_ref().and_then(|m| self.metrics_token(m));
+        let export = s
+            .export
+            .as_ref()
+            .map(|e| self.export(e.get_ref()))
+            .unwrap_or_default();
         ServerConfig {
             data_dir,
             http,
@@ -384,6 +389,34 @@ impl<'a> Validator<'a> {
             log_format,
             auth,
             metrics_token,
+            export,
+        }
+    }
+
+    /// `[server.export]`: each limit within its bounds.
+    fn export(&mut self, e: &RawExport) -> ExportSettings {
+        let max_jobs = self.int(
+            "server.export.max_jobs",
+            &e.max_jobs,
+            1..=MAX_EXPORT_JOBS,
+            DEFAULT_EXPORT_MAX_JOBS as i64,
+        ) as usize;
+        let file_expiry = self.lifetime(
+            "server.export.file_expiry",
+            &e.file_expiry,
+            DEFAULT_EXPORT_FILE_EXPIRY,
+            MAX_EXPORT_FILE_EXPIRY,
+        );
+        let max_file_size = self.size(
+            "server.export.max_file_size",
+            &e.max_file_size,
+            DEFAULT_EXPORT_MAX_FILE_SIZE as usize,
+            MAX_EXPORT_FILE_SIZE,
+        ) as u64;
+        ExportSettings {
+            max_jobs,
+            file_expiry,
+            max_file_size,
         }
     }
 

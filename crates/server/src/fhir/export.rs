@@ -29,7 +29,7 @@
 //! - The store is read a page at a time; nothing holds more than one page in memory.
 //! - Logs and audit records carry job ids, types and counts only, never resource content.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +39,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use causeway_engine::config::ExportSettings;
+use causeway_engine::fhir_query;
 use causeway_store::{
     DatePrefix, DateTest, IndexTest, ResourceQuery, ResourceSort, UnixMillis, ValueTest,
 };
@@ -55,17 +57,14 @@ use crate::error::{ApiError, ApiResult, IssueCode};
 /// The NDJSON media type of the files.
 pub const NDJSON: &str = "application/fhir+ndjson";
 
-/// Jobs writing at once. Each holds a store read connection for its whole run and a core
-/// while it renders; two keep a 2-core server answering its feeds and API while exporting.
-pub const DEFAULT_MAX_JOBS: usize = 2;
+/// Jobs writing at once (`[server.export] max_jobs`).
+pub const DEFAULT_MAX_JOBS: usize = causeway_engine::config::DEFAULT_EXPORT_MAX_JOBS;
 
-/// How long a completed job's files stay downloadable: a day covers a client that polls
-/// slowly or retries downloads overnight, without keeping copies of PHI on disk for long.
-pub const DEFAULT_FILE_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long a completed job's files stay downloadable (`[server.export] file_expiry`).
+pub const DEFAULT_FILE_EXPIRY: Duration = causeway_engine::config::DEFAULT_EXPORT_FILE_EXPIRY;
 
-/// A file is closed and the next one started past this size, so that a client can download
-/// (and retry) a large type in parts.
-pub const DEFAULT_MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+/// Size past which a type's output continues in a new file (`[server.export] max_file_size`).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = causeway_engine::config::DEFAULT_EXPORT_MAX_FILE_SIZE;
 
 /// Resources read from the store per page.
 const PAGE: u32 = causeway_store::resources::MAX_RESOURCE_PAGE;
@@ -84,11 +83,7 @@ const OUTPUT_FORMATS: [&str; 3] = ["application/fhir+ndjson", "application/ndjso
 
 /// Parameters of the Bulk Data spec this server does not implement: refused with 400 unless
 /// `Prefer: handling=lenient`, then ignored.
-const UNSUPPORTED: [&str; 7] = [
-    "_typeFilter",
-    "_elements",
-    "_until",
-    "patient",
+const UNSUPPORTED: [&str; 3] = [
     "includeAssociatedData",
     "organizeOutputBy",
     "allowPartialManifests",
@@ -113,11 +108,16 @@ pub struct ExportConfig {
 impl ExportConfig {
     /// The defaults, with files under `<data_dir>/exports`.
     pub fn new(data_dir: &FsPath) -> ExportConfig {
+        ExportConfig::from_settings(data_dir, &ExportSettings::default())
+    }
+
+    /// The limits of `[server.export]`, with files under `<data_dir>/exports`.
+    pub fn from_settings(data_dir: &FsPath, settings: &ExportSettings) -> ExportConfig {
         ExportConfig {
             dir: data_dir.join("exports"),
-            max_jobs: DEFAULT_MAX_JOBS,
-            file_expiry: DEFAULT_FILE_EXPIRY,
-            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            max_jobs: settings.max_jobs,
+            file_expiry: settings.file_expiry,
+            max_file_bytes: settings.max_file_size,
             hold: None,
         }
     }
@@ -245,10 +245,87 @@ enum Level {
 }
 
 /// A checked kick-off request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Request {
     types: Vec<&'static str>,
     since: Option<UnixMillis>,
+    until: Option<UnixMillis>,
+    /// `_typeFilter`: per type, searches of which a resource must match one (types without
+    /// an entry are not filtered).
+    filters: BTreeMap<&'static str, Vec<ResourceQuery>>,
+    /// `_elements`: the top-level elements written.
+    elements: Elements,
+    /// `patient`: only these patients (ids) and their compartments.
+    patients: Option<Vec<String>>,
+    /// The parameters as given, for the audit record.
+    echo: Vec<(String, String)>,
+}
+
+/// `_elements`: `element` for every type, `Type.element` for one.
+#[derive(Debug, Clone, Default)]
+struct Elements {
+    all: Vec<String>,
+    by_type: Vec<(&'static str, String)>,
+}
+
+impl Elements {
+    /// The elements written of a `resource_type` resource; empty: all of them.
+    fn of(&self, resource_type: &str) -> Vec<String> {
+        let mut out = self.all.clone();
+        out.extend(
+            self.by_type
+                .iter()
+                .filter(|(t, _)| *t == resource_type)
+                .map(|(_, e)| e.clone()),
+        );
+        out
+    }
+}
+
+/// `_typeFilter` values: one query each (repeated), or several joined by commas as Bulk Data
+/// v1 wrote them. A comma inside a query (`code=a,b`, an OR) stays there: a new query starts
+/// only where a resource type and `?` follow the comma.
+fn split_filters(value: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, _) in value.match_indices(',') {
+        let rest = &value[i + 1..];
+        let starts_query = rest
+            .split_once('?')
+            .is_some_and(|(t, _)| fhir::RESOURCE_TYPES.contains(&t));
+        if starts_query {
+            out.push(&value[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&value[start..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .collect()
+}
+
+/// The id of a Patient reference: `Patient/1`, or an absolute URL ending in it.
+fn patient_id(reference: &str) -> Option<String> {
+    let mut parts = reference.trim().trim_end_matches('/').rsplit('/');
+    let id = parts.next().filter(|id| !id.is_empty())?;
+    (parts.next()? == "Patient").then(|| id.to_owned())
+}
+
+/// An element name as `_elements` takes it: a top-level element (`code`, `valueQuantity`).
+fn element_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// A FHIR instant parameter (`_since`, `_until`).
+fn instant_param(name: &str, value: &str) -> ApiResult<UnixMillis> {
+    let t: jiff::Timestamp = value.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{name} {value:?} is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)"
+        ))
+    })?;
+    Ok(UnixMillis(t.as_millisecond()))
 }
 
 /// The resource types an export can hold: those the API serves (Subscription, which may hold
@@ -301,41 +378,79 @@ fn check(
         Level::Patient | Level::Group(_) => compartment(),
     };
     let mut asked: Vec<&'static str> = Vec::new();
-    let mut since = None;
+    let mut request = Request::default();
     for (k, v) in pairs {
-        match k.as_str() {
+        let known = match k.as_str() {
             "_outputFormat" => {
                 if !OUTPUT_FORMATS.contains(&v.as_str()) {
                     return Err(ApiError::bad_request(format!(
                         "_outputFormat {v:?} is not supported (application/fhir+ndjson)"
                     )));
                 }
+                true
             }
             "_type" => {
                 for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                    let Some(known) = allowed.iter().copied().find(|a| *a == t) else {
-                        let why = if exportable().any(|e| e == t) {
-                            "is not in the Patient compartment"
-                        } else {
-                            "is not a resource type this server exports"
-                        };
-                        return Err(ApiError::bad_request(format!("_type: {t} {why}")));
-                    };
+                    let known = allowed_type(&allowed, "_type", t)?;
                     if !asked.contains(&known) {
                         asked.push(known);
                     }
                 }
+                true
             }
             "_since" => {
-                let t: jiff::Timestamp = v.parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "_since {v:?} is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)"
-                    ))
-                })?;
-                since = Some(UnixMillis(t.as_millisecond()));
+                request.since = Some(instant_param("_since", v)?);
+                true
+            }
+            "_until" => {
+                request.until = Some(instant_param("_until", v)?);
+                true
+            }
+            "_typeFilter" => {
+                for f in split_filters(v) {
+                    let (t, search) = fhir_query::parse_selection("_typeFilter", f)
+                        .map_err(|e| ApiError::bad_request(e.0))?;
+                    let t = allowed_type(&allowed, "_typeFilter", &t)?;
+                    request.filters.entry(t).or_default().push(search.query);
+                }
+                true
+            }
+            "_elements" => {
+                for e in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                    match e.split_once('.') {
+                        Some((t, name)) if element_name(name) => {
+                            let t = allowed_type(&allowed, "_elements", t)?;
+                            request.elements.by_type.push((t, name.to_owned()));
+                        }
+                        None if element_name(e) => request.elements.all.push(e.to_owned()),
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "_elements: {e:?} is not an element name (top-level elements, e.g. code or Observation.value)"
+                            )));
+                        }
+                    }
+                }
+                true
+            }
+            "patient" => {
+                if matches!(level, Level::System) {
+                    return Err(ApiError::bad_request(
+                        "patient applies to Patient and Group exports, not to a system export",
+                    ));
+                }
+                let listed = request.patients.get_or_insert_with(Vec::new);
+                for r in v.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    let id = patient_id(r).ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "patient: {r:?} is not a Patient reference (Patient/[id])"
+                        ))
+                    })?;
+                    listed.push(id);
+                }
+                true
             }
             // Lenient handling ignores what it does not implement, as FHIR defines it.
-            _ if lenient => {}
+            _ if lenient => false,
             other if UNSUPPORTED.contains(&other) => {
                 return Err(ApiError::bad_request(format!(
                     "$export parameter {other} is not supported (Prefer: handling=lenient ignores it)"
@@ -346,7 +461,30 @@ fn check(
                     "$export parameter {other} is not supported"
                 )));
             }
+        };
+        if known {
+            request.echo.push((k.clone(), v.clone()));
         }
+    }
+    if let (Some(since), Some(until)) = (request.since, request.until)
+        && until.0 < since.0
+    {
+        return Err(ApiError::bad_request("_until is before _since"));
+    }
+    if let Some(listed) = &mut request.patients {
+        if listed.is_empty() {
+            return Err(ApiError::bad_request("patient names no Patient"));
+        }
+        listed.sort();
+        listed.dedup();
+    }
+    // A filter narrows a type that is exported; it cannot add one `_type` left out.
+    if !asked.is_empty()
+        && let Some(t) = request.filters.keys().find(|t| !asked.contains(t))
+    {
+        return Err(ApiError::bad_request(format!(
+            "_typeFilter: {t} is not among the types of _type"
+        )));
     }
     // The compartments are found through the patients.
     if !matches!(level, Level::System) {
@@ -355,7 +493,7 @@ fn check(
     if let Level::Group(_) = level {
         who.require_fhir("Group", Access::Read)?;
     }
-    let types = if asked.is_empty() {
+    request.types = if asked.is_empty() {
         // No `_type`: every type the caller may read (the spec's "within the scope of the
         // client authorization").
         let mine: Vec<&'static str> = allowed
@@ -367,6 +505,10 @@ fn check(
                 "the access token's scopes do not allow to read any exported type",
             ));
         }
+        // A filter on a type the caller may not read would silently export nothing of it.
+        for t in request.filters.keys() {
+            who.require_fhir(t, Access::Read)?;
+        }
         mine
     } else {
         // Types asked for by name must all be allowed: a silently shorter export would look
@@ -376,7 +518,19 @@ fn check(
         }
         asked
     };
-    Ok(Request { types, since })
+    Ok(request)
+}
+
+/// `t` if an export at this level may hold it: 400 naming `param` otherwise.
+fn allowed_type(allowed: &[&'static str], param: &str, t: &str) -> ApiResult<&'static str> {
+    allowed.iter().copied().find(|a| *a == t).ok_or_else(|| {
+        let why = if exportable().any(|e| e == t) {
+            "is not in the Patient compartment"
+        } else {
+            "is not a resource type this server exports"
+        };
+        ApiError::bad_request(format!("{param}: {t} {why}"))
+    })
 }
 
 /// The `parameter` of a `Parameters` body as query pairs.
@@ -496,12 +650,7 @@ fn members(group: &Value) -> Vec<String> {
         .flatten()
         .filter(|m| m["inactive"] != Value::Bool(true))
         .filter_map(|m| m["entity"]["reference"].as_str())
-        .filter_map(|r| {
-            // `Patient/1` or an absolute URL ending in it.
-            let mut parts = r.trim_end_matches('/').rsplit('/');
-            let id = parts.next()?;
-            (parts.next()? == "Patient").then(|| id.to_owned())
-        })
+        .filter_map(patient_id)
         .collect();
     out.sort();
     out.dedup();
@@ -528,14 +677,18 @@ async fn kick_off(
         Some(q) if !q.is_empty() => format!("{}/{path}?{q}", state.fhir_base),
         _ => format!("{}/{path}", state.fhir_base),
     };
-    let query = Some(format!(
-        "_type={}{}",
-        request.types.join(","),
-        request
-            .since
-            .map(|s| format!("&_since={}", instant(s)))
-            .unwrap_or_default()
-    ));
+    // The audit record: the types exported and the parameters as given (encrypted like every
+    // audit query: a filter may name a patient).
+    let mut query = format!("_type={}", request.types.join(","));
+    for (k, v) in request.echo.iter().filter(|(k, _)| k != "_type") {
+        query.push('&');
+        query.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .append_pair(k, v)
+                .finish(),
+        );
+    }
+    let query = Some(query);
     let entity = path.clone();
     super::audited(
         &state,
@@ -546,22 +699,58 @@ async fn kick_off(
         peer.text(),
         async {
             let patients = match &level {
-                Level::Group(id) => match state.store.resource("Group", id, None).await? {
-                    Some(g) if !g.deleted => {
-                        let v: Value =
-                            serde_json::from_slice(&g.json).map_err(ApiError::internal)?;
-                        Some(members(&v))
+                Level::Group(id) => {
+                    let members = match state.store.resource("Group", id, None).await? {
+                        Some(g) if !g.deleted => {
+                            let v: Value =
+                                serde_json::from_slice(&g.json).map_err(ApiError::internal)?;
+                            members(&v)
+                        }
+                        Some(_) => {
+                            return Err(ApiError::new(
+                                StatusCode::GONE,
+                                IssueCode::Deleted,
+                                format!("Group/{id} was deleted"),
+                            ));
+                        }
+                        None => {
+                            return Err(ApiError::not_found(format!("Group/{id} is not known")));
+                        }
+                    };
+                    match &request.patients {
+                        // `patient` narrows the group to some of its members.
+                        Some(listed) => {
+                            if let Some(p) =
+                                listed.iter().find(|p| members.binary_search(p).is_err())
+                            {
+                                return Err(ApiError::bad_request(format!(
+                                    "patient: Patient/{p} is not an active member of Group/{id}"
+                                )));
+                            }
+                            Some(listed.clone())
+                        }
+                        None => Some(members),
                     }
-                    Some(_) => {
-                        return Err(ApiError::new(
-                            StatusCode::GONE,
-                            IssueCode::Deleted,
-                            format!("Group/{id} was deleted"),
-                        ));
+                }
+                Level::Patient => match &request.patients {
+                    Some(listed) => {
+                        for p in listed {
+                            let live = state
+                                .store
+                                .resource("Patient", p, None)
+                                .await?
+                                .is_some_and(|r| !r.deleted);
+                            if !live {
+                                return Err(ApiError::bad_request(format!(
+                                    "patient: Patient/{p} is not known"
+                                )));
+                            }
+                        }
+                        Some(listed.clone())
                     }
-                    None => return Err(ApiError::not_found(format!("Group/{id} is not known"))),
+                    None => None,
                 },
-                _ => None,
+                Level::System => None,
             };
             let Ok(permit) = exports.slots.clone().try_acquire_owned() else {
                 let mut e = ApiError::new(
@@ -627,7 +816,7 @@ async fn kick_off(
 /// What a job exports.
 struct Scope {
     level: Level,
-    /// The Group's members, for a Group export.
+    /// The patients whose compartments are exported: a Group's members, or `patient`.
     patients: Option<Vec<String>>,
     request: Request,
 }
@@ -750,10 +939,15 @@ async fn write_all(
     scope: &Scope,
 ) -> ApiResult<Vec<Output>> {
     let mut outputs = Vec::new();
+    // Not after the job's start (nor `_until`), and not before `_since`.
+    let upper = scope
+        .request
+        .until
+        .map_or(job.transaction_time.0, |u| u.0.min(job.transaction_time.0));
     let mut window = vec![DateTest {
         prefix: DatePrefix::Le,
-        lo: job.transaction_time.0,
-        hi: job.transaction_time.0,
+        lo: upper,
+        hi: upper,
     }];
     if let Some(since) = scope.request.since {
         window.push(DateTest {
@@ -771,9 +965,9 @@ async fn write_all(
             parts: 0,
             done: Vec::new(),
         };
-        // One query per chunk of members for a Group, one for the others.
-        let queries: Vec<ResourceQuery> = match (&scope.level, &scope.patients) {
-            (Level::Group(_), Some(ids)) => ids
+        // One query per chunk of patients for a Group or a `patient` list, one for the others.
+        let chosen: Vec<ResourceQuery> = match (&scope.level, &scope.patients) {
+            (_, Some(ids)) => ids
                 .chunks(MEMBER_CHUNK)
                 .map(|chunk| {
                     if *t == "Patient" {
@@ -793,7 +987,7 @@ async fn write_all(
                     }
                 })
                 .collect(),
-            (Level::Patient, _) if *t != "Patient" => vec![query(
+            (Level::Patient, None) if *t != "Patient" => vec![query(
                 t,
                 &window,
                 vec![vec![IndexTest {
@@ -803,11 +997,34 @@ async fn write_all(
             )],
             _ => vec![query(t, &window, Vec::new())],
         };
+        // `_typeFilter`: each query once per filter, narrowed by it.
+        let filters = scope.request.filters.get(t);
+        let queries: Vec<ResourceQuery> = match filters {
+            None => chosen,
+            Some(filters) => chosen
+                .iter()
+                .flat_map(|q| filters.iter().filter_map(|f| narrowed(q, f)))
+                .collect(),
+        };
+        // A resource matching several filters is written once: the ids written are kept
+        // (ids only) when there are several filters.
+        let mut written: Option<HashSet<String>> =
+            filters.is_some_and(|f| f.len() > 1).then(HashSet::new);
+        let elements = scope.request.elements.of(t);
         for mut q in queries {
             loop {
                 let page = state.store.search_resources(q.clone()).await?;
                 for r in &page.resources {
-                    w.line(&render(r)?).await.map_err(io_error)?;
+                    if let Some(seen) = &mut written
+                        && !seen.insert(r.id.clone())
+                    {
+                        continue;
+                    }
+                    let mut v = render(r)?;
+                    if !elements.is_empty() {
+                        super::subset(&mut v, &elements);
+                    }
+                    w.line(&v).await.map_err(io_error)?;
                 }
                 if (page.resources.len() as u32) < PAGE {
                     break;
@@ -819,6 +1036,29 @@ async fn write_all(
         outputs.append(&mut w.done);
     }
     Ok(outputs)
+}
+
+/// `q` narrowed by a `_typeFilter` search `f`: both must hold. `None` when their `_id` lists
+/// share no id (nothing can match).
+fn narrowed(q: &ResourceQuery, f: &ResourceQuery) -> Option<ResourceQuery> {
+    let mut out = q.clone();
+    if !f.ids.is_empty() {
+        out.ids = if q.ids.is_empty() {
+            f.ids.clone()
+        } else {
+            q.ids
+                .iter()
+                .filter(|id| f.ids.contains(id))
+                .cloned()
+                .collect()
+        };
+        if out.ids.is_empty() {
+            return None;
+        }
+    }
+    out.last_updated.extend(f.last_updated.iter().cloned());
+    out.clauses.extend(f.clauses.iter().cloned());
+    Some(out)
 }
 
 /// Live resources of `t` in the time window, oldest first (so that paging by offset meets
