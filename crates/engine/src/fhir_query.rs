@@ -26,10 +26,16 @@ pub const DEFAULT_COUNT: u32 = 50;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Search {
     pub query: ResourceQuery,
-    /// `_include=Type:param` targets, as parameter names of the searched type.
-    pub includes: Vec<&'static SearchParam>,
-    /// `_revinclude=Type:param`: resources of `Type` whose `param` refers to a match.
-    pub revincludes: Vec<(&'static str, &'static SearchParam)>,
+    /// `_include=Type:param[:Target]`: what the matches refer to (`Type` is the searched type).
+    pub includes: Vec<Link>,
+    /// `_revinclude=Type:param[:Target]`: resources of `Type` whose `param` refers to a match.
+    pub revincludes: Vec<Link>,
+    /// `_include:iterate`: followed from every `Type` resource of the answer, those it adds
+    /// included, round after round.
+    pub iterate_includes: Vec<Link>,
+    /// `_revinclude:iterate`: resources of `Type` whose `param` refers to any resource of the
+    /// answer, round after round.
+    pub iterate_revincludes: Vec<Link>,
     /// How the matches are shown (`_elements`, `_summary=data`, `_pretty`).
     pub presentation: Presentation,
     /// The parameters as given (minus paging), to build paging links.
@@ -153,6 +159,22 @@ impl Presentation {
     }
 }
 
+/// One `_include` or `_revinclude`: a reference parameter of `source`, and the type of the
+/// resources it may reach (`:Target`, or the parameter's own target type).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    pub source: &'static str,
+    pub param: &'static SearchParam,
+    pub target: Option<&'static str>,
+}
+
+impl Link {
+    /// True when a reference to a `resource_type` resource can be followed by this link.
+    pub fn reaches(&self, resource_type: &str) -> bool {
+        self.target.is_none_or(|t| t == resource_type)
+    }
+}
+
 /// Which request a parameter came with, for the wording of a refusal.
 #[derive(Debug, Clone, Copy)]
 enum Interaction {
@@ -245,49 +267,28 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
                     return Err(bad(key, "expected accurate, estimate or none"));
                 }
             }
-            "_include" => {
-                let (source, param) = value
-                    .split_once(':')
-                    .ok_or_else(|| bad(key, "expected Type:parameter"))?;
-                let target = value.splitn(3, ':').nth(2);
-                let p = search::param(resource_type, param.split(':').next().unwrap_or(""))
-                    .filter(|p| p.kind == ParamKind::Reference && source == resource_type)
-                    .ok_or_else(|| {
-                        bad(
+            "_include" | "_revinclude" => {
+                let iterate = match modifier {
+                    None => false,
+                    Some("iterate") => true,
+                    Some(m) => {
+                        return Err(bad(
                             key,
-                            &format!("{value} is not a reference parameter of {resource_type}"),
-                        )
-                    })?;
-                if target.is_some_and(|t| p.target.is_some_and(|pt| pt != t)) {
-                    return Err(bad(key, &format!("{value}: wrong target type")));
-                }
-                s.includes.push(p);
-            }
-            "_revinclude" => {
-                let mut parts = value.splitn(3, ':');
-                let (source, param, target) = (parts.next(), parts.next(), parts.next());
-                let found = source
-                    .and_then(|t| fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t))
-                    .zip(param)
-                    .and_then(|(t, p)| Some((t, search::param(t, p)?)))
-                    .filter(|(_, p)| p.kind == ParamKind::Reference);
-                let Some((source, p)) = found else {
-                    return Err(bad(
-                        key,
-                        &format!(
-                            "{value:?} is not Type:parameter naming a reference parameter of Type"
-                        ),
-                    ));
+                            &format!("unknown modifier :{m} (only :iterate is supported)"),
+                        ));
+                    }
                 };
-                if p.target.is_some_and(|t| t != resource_type)
-                    || target.is_some_and(|t| t != resource_type)
-                {
-                    return Err(bad(
-                        key,
-                        &format!("{value} does not refer to {resource_type}"),
-                    ));
+                let link = if name == "_include" {
+                    include(resource_type, key, value, iterate)?
+                } else {
+                    revinclude(resource_type, key, value, iterate)?
+                };
+                match (name, iterate) {
+                    ("_include", false) => s.includes.push(link),
+                    ("_include", true) => s.iterate_includes.push(link),
+                    (_, false) => s.revincludes.push(link),
+                    (_, true) => s.iterate_revincludes.push(link),
                 }
-                s.revincludes.push((source, p));
             }
             "_id" => {
                 if modifier.is_some() {
@@ -357,6 +358,92 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
         s.query.count = 0;
     }
     Ok(s)
+}
+
+/// `_include=Type:param[:Target]`: the type and its reference parameter. Without `:iterate`
+/// the type is the one searched.
+fn include(resource_type: &str, key: &str, value: &str, iterate: bool) -> QueryResult<Link> {
+    let mut parts = value.splitn(3, ':');
+    let (source, param, target) = (parts.next().unwrap_or(""), parts.next(), parts.next());
+    let Some(param) = param else {
+        return Err(bad(key, "expected Type:parameter"));
+    };
+    let found = fhir::RESOURCE_TYPES
+        .iter()
+        .copied()
+        .find(|t| *t == source && (iterate || *t == resource_type))
+        .and_then(|t| Some((t, search::param(t, param)?)))
+        .filter(|(_, p)| p.kind == ParamKind::Reference);
+    let Some((source, p)) = found else {
+        let why = if iterate {
+            format!("{value} is not Type:parameter naming a reference parameter of Type")
+        } else {
+            format!("{value} is not a reference parameter of {resource_type}")
+        };
+        return Err(bad(key, &why));
+    };
+    link(key, value, source, p, target)
+}
+
+/// The link of `source`'s `p`, reaching `target` (a type name) when one is given.
+fn link(
+    key: &str,
+    value: &str,
+    source: &'static str,
+    p: &'static SearchParam,
+    target: Option<&str>,
+) -> QueryResult<Link> {
+    let target = match target {
+        None => p.target,
+        Some(t) => {
+            let known = fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t);
+            match (known, p.target) {
+                (Some(k), None) => Some(k),
+                (Some(k), Some(pt)) if k == pt => Some(k),
+                _ => return Err(bad(key, &format!("{value}: wrong target type"))),
+            }
+        }
+    };
+    Ok(Link {
+        source,
+        param: p,
+        target,
+    })
+}
+
+/// `_revinclude=Type:param[:Target]`: the referring type and its reference parameter. Without
+/// `:iterate` the parameter must be able to refer to the type searched.
+fn revinclude(resource_type: &str, key: &str, value: &str, iterate: bool) -> QueryResult<Link> {
+    let mut parts = value.splitn(3, ':');
+    let (source, param, target) = (parts.next(), parts.next(), parts.next());
+    let found = source
+        .and_then(|t| fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t))
+        .zip(param)
+        .and_then(|(t, p)| Some((t, search::param(t, p)?)))
+        .filter(|(_, p)| p.kind == ParamKind::Reference);
+    let Some((source, p)) = found else {
+        return Err(bad(
+            key,
+            &format!("{value:?} is not Type:parameter naming a reference parameter of Type"),
+        ));
+    };
+    let refers_elsewhere =
+        p.target.is_some_and(|t| t != resource_type) || target.is_some_and(|t| t != resource_type);
+    if !iterate && refers_elsewhere {
+        return Err(bad(
+            key,
+            &format!("{value} does not refer to {resource_type}"),
+        ));
+    }
+    let mut link = link(key, value, source, p, target)?;
+    if !iterate {
+        // It reaches the matches.
+        link.target = fhir::RESOURCE_TYPES
+            .iter()
+            .copied()
+            .find(|t| *t == resource_type);
+    }
+    Ok(link)
 }
 
 /// The search parameters that shape the answer (paging, order, related resources, what of
@@ -1003,8 +1090,11 @@ mod tests {
             ]),
         )
         .expect("parses");
-        let revincludes: Vec<(&str, &str)> =
-            s.revincludes.iter().map(|(t, p)| (*t, p.name)).collect();
+        let revincludes: Vec<(&str, &str)> = s
+            .revincludes
+            .iter()
+            .map(|l| (l.source, l.param.name))
+            .collect();
         assert_eq!(
             revincludes,
             [("Observation", "patient"), ("Encounter", "subject")]

@@ -1,6 +1,6 @@
 //! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging,
-//! sorting, `_include`, `_revinclude` and `_elements`, batches, and `Patient/$everything`, over
-//! the resource store the `fhir-store` destinations fill.
+//! sorting, `_include` and `_revinclude` (with `:iterate`) and `_elements`, batches, and
+//! `Patient/$everything`, over the resource store the `fhir-store` destinations fill.
 //!
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
 //! every answer that carries PHI is recorded in the audit log before it leaves.
@@ -27,6 +27,7 @@ use crate::AppState;
 use crate::audit::{AuditAction, AuditRecord};
 use crate::auth::{Access, PeerAddr, Principal};
 use crate::error::{ApiError, ApiResult};
+use causeway_engine::fhir_query::Link;
 use query::Presentation;
 
 /// The FHIR JSON media type.
@@ -627,11 +628,11 @@ async fn search(
     check_type(&resource_type)?;
     who.require_fhir(&resource_type, Access::Read)?;
     let parsed = query::parse(&resource_type, &pairs)?;
-    for p in &parsed.includes {
-        who.require_fhir(p.target.unwrap_or("*"), Access::Read)?;
+    for link in parsed.includes.iter().chain(&parsed.iterate_includes) {
+        who.require_fhir(link.target.unwrap_or("*"), Access::Read)?;
     }
-    for (source, _) in &parsed.revincludes {
-        who.require_fhir(source, Access::Read)?;
+    for link in parsed.revincludes.iter().chain(&parsed.iterate_revincludes) {
+        who.require_fhir(link.source, Access::Read)?;
     }
     let q = query_text(&pairs);
     audited(
@@ -657,39 +658,49 @@ async fn search(
                     "match",
                 ));
             }
-            for include in &parsed.includes {
-                for r in &page.resources {
-                    let v: Value = serde_json::from_slice(&r.json).map_err(ApiError::internal)?;
-                    for (name, value) in fhir::search::extract(&r.resource_type, &v) {
-                        let fhir::search::SearchValue::Reference(target) = value else {
-                            continue;
-                        };
-                        if name != include.name {
-                            continue;
-                        }
-                        let Some((t, id)) = target.split_once('/') else {
-                            continue;
-                        };
-                        if !seen.insert((t.to_owned(), id.to_owned())) {
-                            continue;
-                        }
-                        if who.require_fhir(t, Access::Read).is_err() {
-                            continue;
-                        }
-                        if let Some(found) = state.store.resource(t, id, None).await?
-                            && !found.deleted
-                        {
-                            entries.push(search_entry(&state, t, id, render(&found)?, "include"));
-                        }
+            let mut answer = Answer {
+                state: &state,
+                who: &who,
+                seen,
+                entries,
+                cut: Vec::new(),
+            };
+            let mut added = Vec::new();
+            for link in &parsed.includes {
+                added.extend(answer.follow(link, &page.resources).await?);
+            }
+            for link in &parsed.revincludes {
+                added.extend(answer.referring(link, &page.resources).await?);
+            }
+            if !parsed.iterate_includes.is_empty() || !parsed.iterate_revincludes.is_empty() {
+                let mut frontier: Vec<StoredResource> =
+                    page.resources.iter().cloned().chain(added).collect();
+                let mut round = 0;
+                while !frontier.is_empty() {
+                    if round == MAX_ITERATE_ROUNDS {
+                        answer.cut.push(format!(
+                            "_include:iterate and _revinclude:iterate stopped after {round} rounds"
+                        ));
+                        break;
                     }
+                    let mut next = Vec::new();
+                    for link in &parsed.iterate_includes {
+                        next.extend(answer.follow(link, &frontier).await?);
+                    }
+                    for link in &parsed.iterate_revincludes {
+                        next.extend(answer.referring(link, &frontier).await?);
+                    }
+                    frontier = next;
+                    round += 1;
                 }
             }
-            let truncated =
-                rev_included(&state, &parsed, &page.resources, &mut seen, &mut entries).await?;
-            if !truncated.is_empty() {
+            let Answer {
+                mut entries, cut, ..
+            } = answer;
+            if !cut.is_empty() {
                 entries.push(cut_short_entry(&format!(
-                    "only the most recently updated resources are included for: {}",
-                    truncated.join(", ")
+                    "only part of the included resources are in this answer: {}",
+                    cut.join("; ")
                 )));
             }
             let bundle = searchset(&state, &resource_type, &parsed, page.total, entries);
@@ -703,59 +714,115 @@ async fn search(
     .await
 }
 
-/// Adds the `_revinclude` resources of `matches` to `entries` (skipping those `seen`), and
-/// names the keys cut at [`REVINCLUDE_LIMIT`].
-async fn rev_included(
-    state: &AppState,
-    parsed: &query::Search,
-    matches: &[StoredResource],
-    seen: &mut HashSet<(String, String)>,
-    entries: &mut Vec<Value>,
-) -> ApiResult<Vec<String>> {
-    let mut truncated = Vec::new();
-    if matches.is_empty() {
-        return Ok(truncated);
+/// A search answer while its included resources are added: each resource at most once.
+struct Answer<'a> {
+    state: &'a AppState,
+    who: &'a Principal,
+    /// `(type, id)` of every resource in the answer.
+    seen: HashSet<(String, String)>,
+    entries: Vec<Value>,
+    /// What was cut short, for the answer's warning.
+    cut: Vec<String>,
+}
+
+impl Answer<'_> {
+    /// Adds what `link` (a reference parameter) of each `link.source` resource of `from` refers
+    /// to, skipping resources already in the answer and types the caller may not read; returns
+    /// the added resources.
+    async fn follow(
+        &mut self,
+        link: &Link,
+        from: &[StoredResource],
+    ) -> ApiResult<Vec<StoredResource>> {
+        let mut added = Vec::new();
+        for r in from.iter().filter(|r| r.resource_type == link.source) {
+            let v: Value = serde_json::from_slice(&r.json).map_err(ApiError::internal)?;
+            for (name, value) in fhir::search::extract(&r.resource_type, &v) {
+                let fhir::search::SearchValue::Reference(target) = value else {
+                    continue;
+                };
+                if name != link.param.name {
+                    continue;
+                }
+                let Some((t, id)) = target.split_once('/') else {
+                    continue;
+                };
+                if !link.reaches(t) || self.who.require_fhir(t, Access::Read).is_err() {
+                    continue;
+                }
+                if !self.seen.insert((t.to_owned(), id.to_owned())) {
+                    continue;
+                }
+                if let Some(found) = self.state.store.resource(t, id, None).await?
+                    && !found.deleted
+                {
+                    self.entries
+                        .push(search_entry(self.state, t, id, render(&found)?, "include"));
+                    added.push(found);
+                }
+            }
+        }
+        Ok(added)
     }
-    for (source, p) in &parsed.revincludes {
-        let param = format!("{source}.{}", p.name);
-        let referring = state
+
+    /// Adds the `link.source` resources whose `link.param` refers to one of `targets` (those
+    /// the link reaches), at most [`REVINCLUDE_LIMIT`] of them (the most recently updated),
+    /// skipping resources already in the answer; returns the added resources.
+    async fn referring(
+        &mut self,
+        link: &Link,
+        targets: &[StoredResource],
+    ) -> ApiResult<Vec<StoredResource>> {
+        let param = format!("{}.{}", link.source, link.param.name);
+        let refs: Vec<causeway_store::IndexTest> = targets
+            .iter()
+            .filter(|r| link.reaches(&r.resource_type))
+            .map(|r| causeway_store::IndexTest {
+                param: param.clone(),
+                test: ValueTest::Reference(format!("{}/{}", r.resource_type, r.id)),
+            })
+            .collect();
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let referring = self
+            .state
             .store
             .search_resources(ResourceQuery {
-                resource_type: (*source).to_owned(),
-                clauses: vec![
-                    matches
-                        .iter()
-                        .map(|r| causeway_store::IndexTest {
-                            param: param.clone(),
-                            test: ValueTest::Reference(format!("{}/{}", r.resource_type, r.id)),
-                        })
-                        .collect(),
-                ],
+                resource_type: link.source.to_owned(),
+                clauses: vec![refs],
                 count: REVINCLUDE_LIMIT,
                 ..ResourceQuery::default()
             })
             .await?;
         if referring.total > u64::from(REVINCLUDE_LIMIT) {
-            truncated.push(format!(
-                "{source}:{} ({REVINCLUDE_LIMIT} of {})",
-                p.name, referring.total
+            self.cut.push(format!(
+                "{}:{} ({REVINCLUDE_LIMIT} of {}, the most recently updated)",
+                link.source, link.param.name, referring.total
             ));
         }
-        for r in &referring.resources {
-            if !seen.insert((r.resource_type.clone(), r.id.clone())) {
+        let mut added = Vec::new();
+        for r in referring.resources {
+            if !self.seen.insert((r.resource_type.clone(), r.id.clone())) {
                 continue;
             }
-            entries.push(search_entry(
-                state,
+            self.entries.push(search_entry(
+                self.state,
                 &r.resource_type,
                 &r.id,
-                render(r)?,
+                render(&r)?,
                 "include",
             ));
+            added.push(r);
         }
+        Ok(added)
     }
-    Ok(truncated)
 }
+
+/// Rounds of `_include:iterate` and `_revinclude:iterate` after the first-level includes: enough
+/// for chains such as MedicationRequest -> Medication -> Organization, while a web of
+/// references cannot make one answer unbounded.
+const MAX_ITERATE_ROUNDS: usize = 4;
 
 /// Most resources one `_revinclude` adds to a page (the most recently updated first).
 const REVINCLUDE_LIMIT: u32 = causeway_store::resources::MAX_RESOURCE_PAGE;

@@ -1,0 +1,303 @@
+//! FHIR search answers that hold more than their matches: `_include` and `_revinclude`, and
+//! their `:iterate` forms, which follow references from what they add, round after round.
+//! End to end: the real router on a real socket over a real SQLite store (see `support`).
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+mod support;
+
+use support::*;
+
+/// `(search mode, Type/id)` of every entry, in answer order.
+fn entries(bundle: &Value) -> Vec<(String, String)> {
+    bundle["entry"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a searchset: {bundle}"))
+        .iter()
+        .map(|e| {
+            let r = &e["resource"];
+            (
+                e["search"]["mode"].as_str().unwrap_or_default().to_owned(),
+                format!(
+                    "{}/{}",
+                    r["resourceType"].as_str().unwrap_or_default(),
+                    r["id"].as_str().unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}
+
+fn included(bundle: &Value) -> Vec<String> {
+    let mut out: Vec<String> = entries(bundle)
+        .into_iter()
+        .filter(|(mode, _)| mode == "include")
+        .map(|(_, key)| key)
+        .collect();
+    out.sort();
+    out
+}
+
+/// Patient p1 seen at Encounter e1 (by Practitioner dr1, at Location loc1), its Observation
+/// o1 of that encounter, and two Provenances: prov1 of o1 (by Practitioner dr2) and prov2 of
+/// e1 and o1 (by Device dev1).
+async fn seed(s: &Server) {
+    s.put(patient("p1", "Walker")).await;
+    s.put(json!({
+        "resourceType": "Practitioner", "id": "dr1", "name": [{"family": "Welby"}]
+    }))
+    .await;
+    s.put(json!({
+        "resourceType": "Practitioner", "id": "dr2", "name": [{"family": "Quinn"}]
+    }))
+    .await;
+    s.put(json!({"resourceType": "Location", "id": "loc1", "name": "Ward 12"}))
+        .await;
+    s.put(json!({
+        "resourceType": "Device", "id": "dev1",
+        "deviceName": [{"name": "analyser", "type": "model-name"}]
+    }))
+    .await;
+    s.put(json!({
+        "resourceType": "Encounter", "id": "e1", "status": "finished",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": "Patient/p1"},
+        "participant": [{"individual": {"reference": "Practitioner/dr1"}}],
+        "location": [{"location": {"reference": "Location/loc1"}}]
+    }))
+    .await;
+    let mut o1 = observation("o1", "p1", "5.4");
+    o1["encounter"] = json!({"reference": "Encounter/e1"});
+    s.put(o1).await;
+    s.put(json!({
+        "resourceType": "Provenance", "id": "prov1",
+        "target": [{"reference": "Observation/o1"}],
+        "recorded": "2024-03-02T07:31:00Z",
+        "agent": [{"who": {"reference": "Practitioner/dr2"}}]
+    }))
+    .await;
+    s.put(json!({
+        "resourceType": "Provenance", "id": "prov2",
+        "target": [{"reference": "Encounter/e1"}, {"reference": "Observation/o1"}],
+        "recorded": "2024-03-02T07:32:00Z",
+        "agent": [{"who": {"reference": "Device/dev1"}}]
+    }))
+    .await;
+}
+
+async fn search(s: &Server, query: &str) -> (StatusCode, Value) {
+    let a = s
+        .call(Method::GET, &format!("/fhir/{query}"), &s.admin, &[], None)
+        .await;
+    (a.status, a.body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iterate_follows_what_the_first_level_added_round_after_round() {
+    let s = Server::start(|_| {}).await;
+    seed(&s).await;
+
+    // First level only: the encounter of the match, not who took part in it.
+    let (status, b) = search(&s, "Observation?_id=o1&_include=Observation:encounter").await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        entries(&b),
+        [
+            ("match".to_owned(), "Observation/o1".to_owned()),
+            ("include".to_owned(), "Encounter/e1".to_owned())
+        ]
+    );
+
+    // Round 1 follows the encounter to its practitioner and location, and finds the
+    // Provenances of the observation and of the encounter; round 2 follows a Provenance's
+    // agent (prov1's dr2, prov2's Device dev1). Each resource once, matches first.
+    let (status, b) = search(
+        &s,
+        "Observation?_id=o1&_include=Observation:encounter\
+         &_include:iterate=Encounter:participant&_include:iterate=Encounter:location\
+         &_revinclude:iterate=Provenance:target&_include:iterate=Provenance:agent",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        entries(&b)[0],
+        ("match".to_owned(), "Observation/o1".to_owned())
+    );
+    assert_eq!(
+        included(&b),
+        [
+            "Device/dev1",
+            "Encounter/e1",
+            "Location/loc1",
+            "Practitioner/dr1",
+            "Practitioner/dr2",
+            "Provenance/prov1",
+            "Provenance/prov2",
+        ],
+        "{b}"
+    );
+    assert_eq!(b["total"], 1, "included resources are not counted");
+    for e in b["entry"].as_array().unwrap() {
+        assert_valid_r4(&e["resource"]);
+    }
+
+    // A target type narrows what an iterated link reaches: the Provenances' agents that are
+    // Practitioners, not the Device.
+    let (status, b) = search(
+        &s,
+        "Observation?_id=o1&_revinclude:iterate=Provenance:target\
+         &_include:iterate=Provenance:agent:Practitioner",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        included(&b),
+        ["Practitioner/dr2", "Provenance/prov1", "Provenance/prov2"],
+        "{b}"
+    );
+
+    // References back into the answer end the rounds: a Provenance's targets are already in.
+    let (status, b) = search(
+        &s,
+        "Encounter?_id=e1&_revinclude:iterate=Provenance:target&_include:iterate=Provenance:target",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        included(&b),
+        ["Observation/o1", "Provenance/prov1", "Provenance/prov2"],
+        "prov2 leads to o1, whose Provenance prov1 joins in the next round: {b}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn include_parameters_are_checked_and_refusals_name_them() {
+    let s = Server::start(|_| {}).await;
+    seed(&s).await;
+    for (query, why) in [
+        (
+            "Observation?_include=Encounter:participant",
+            "search parameter _include: Encounter:participant is not a reference parameter of Observation",
+        ),
+        (
+            "Observation?_include:recurse=Encounter:participant",
+            "search parameter _include:recurse: unknown modifier :recurse (only :iterate is supported)",
+        ),
+        (
+            "Observation?_include:iterate=Encounter:status",
+            "search parameter _include:iterate: Encounter:status is not Type:parameter naming a reference parameter of Type",
+        ),
+        (
+            "Observation?_include:iterate=Observation:patient:Practitioner",
+            "search parameter _include:iterate: Observation:patient:Practitioner: wrong target type",
+        ),
+        (
+            "Observation?_include:iterate=Provenance:agent:Starship",
+            "search parameter _include:iterate: Provenance:agent:Starship: wrong target type",
+        ),
+        (
+            "Observation?_revinclude=Provenance:agent:Practitioner",
+            "search parameter _revinclude: Provenance:agent:Practitioner does not refer to Observation",
+        ),
+        (
+            "Observation?_revinclude:iterate=Starship:target",
+            "search parameter _revinclude:iterate: \"Starship:target\" is not Type:parameter naming a reference parameter of Type",
+        ),
+    ] {
+        let (status, b) = search(&s, query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert_eq!(b["resourceType"], "OperationOutcome", "{query}");
+        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+    }
+
+    // A client that may not read Provenance may not ask for them.
+    let token = s
+        .client("system/Observation.read system/Encounter.read")
+        .await;
+    let a = s
+        .call(
+            Method::GET,
+            "/fhir/Observation?_id=o1&_revinclude:iterate=Provenance:target",
+            &token,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revinclude_past_its_limit_says_so_in_the_answer() {
+    let s = Server::start(|_| {}).await;
+    s.put(patient("p1", "Walker")).await;
+    let many: Vec<_> = (0..1001)
+        .map(|i| {
+            let o = observation(&format!("o{i}"), "p1", "5.4");
+            causeway_engine::destinations::fhir_store::resource_put(
+                "Observation",
+                &format!("o{i}"),
+                o,
+                None,
+            )
+            .expect("put")
+        })
+        .collect();
+    s.store.put_resources(many).await.expect("stored");
+    let (status, b) = search(&s, "Patient?_id=p1&_revinclude=Observation:patient").await;
+    assert_eq!(status, StatusCode::OK);
+    let all = entries(&b);
+    assert_eq!(all.iter().filter(|(m, _)| m == "include").count(), 1000);
+    let last = &b["entry"][all.len() - 1];
+    assert_eq!(last["search"]["mode"], "outcome", "{last}");
+    assert_eq!(
+        last["resource"]["issue"][0]["diagnostics"],
+        "only part of the included resources are in this answer: \
+         Observation:patient (1000 of 1001, the most recently updated)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iteration_stops_after_four_rounds_and_says_so() {
+    let s = Server::start(|_| {}).await;
+    s.put(patient("p1", "Walker")).await;
+    s.put(observation("o1", "p1", "5.4")).await;
+    // A chain of Provenances, each of the one before: pv0 of o1, pv1 of pv0, ... pv5 of pv4.
+    for i in 0..6 {
+        let target = if i == 0 {
+            "Observation/o1".to_owned()
+        } else {
+            format!("Provenance/pv{}", i - 1)
+        };
+        s.put(json!({
+            "resourceType": "Provenance", "id": format!("pv{i}"),
+            "target": [{"reference": target}],
+            "recorded": "2024-03-02T07:31:00Z",
+            "agent": [{"who": {"reference": "Patient/p1"}}]
+        }))
+        .await;
+    }
+    let (status, b) = search(
+        &s,
+        "Observation?_id=o1&_revinclude:iterate=Provenance:target",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        included(&b),
+        [
+            "Provenance/pv0",
+            "Provenance/pv1",
+            "Provenance/pv2",
+            "Provenance/pv3"
+        ],
+        "{b}"
+    );
+    let last = b["entry"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["search"]["mode"], "outcome", "{last}");
+    assert_eq!(
+        last["resource"]["issue"][0]["diagnostics"],
+        "only part of the included resources are in this answer: \
+         _include:iterate and _revinclude:iterate stopped after 4 rounds"
+    );
+}
