@@ -36,6 +36,10 @@ pub struct Search {
     /// `_revinclude:iterate`: resources of `Type` whose `param` refers to any resource of the
     /// answer, round after round.
     pub iterate_revincludes: Vec<Link>,
+    /// Chained parameters and `_has`: searches of other types whose matches decide this
+    /// one's. The store answers one search at a time, so they are run first and their
+    /// matches become clauses of `query` (the server's `resolve_chains`).
+    pub chains: Vec<Chain>,
     /// How the matches are shown (`_elements`, `_summary=data`, `_pretty`).
     pub presentation: Presentation,
     /// The parameters as given (minus paging), to build paging links.
@@ -159,6 +163,127 @@ impl Presentation {
     }
 }
 
+/// A search parameter that is answered by searching another type first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chain {
+    /// The parameter as given (`patient.identifier`), for messages.
+    pub key: String,
+    pub kind: ChainKind,
+    /// The search of the other type (one clause; paging and order are the resolver's).
+    pub query: ResourceQuery,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainKind {
+    /// `param.name=v` (`subject:Patient.name=v`): the searched resource's `param` (qualified,
+    /// `Observation.patient`) refers to a `target` resource matching `name=v`.
+    Forward { param: String, target: &'static str },
+    /// `_has:Type:param:name=v`: a `Type` resource matching `name=v` refers to the searched
+    /// resource through `param`.
+    Reverse { param: &'static SearchParam },
+}
+
+/// A chained parameter (`patient.identifier`, `subject:Patient.name:exact`) or a reverse chain
+/// (`_has:Observation:patient:code`) of a `resource_type` search; `None` when `key` is neither.
+fn chain(resource_type: &str, key: &str, value: &str) -> QueryResult<Option<Chain>> {
+    if let Some(rest) = key.strip_prefix("_has:") {
+        let mut parts = rest.splitn(3, ':');
+        let (source, param, inner) = (parts.next(), parts.next(), parts.next());
+        let found = source
+            .and_then(|t| fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t))
+            .zip(param)
+            .and_then(|(t, p)| Some((t, search::param(t, p)?)))
+            .filter(|(_, p)| p.kind == ParamKind::Reference)
+            .zip(inner.filter(|i| !i.is_empty()));
+        let Some(((source, p), inner)) = found else {
+            return Err(bad(
+                key,
+                "expected _has:Type:parameter:search, the parameter a reference parameter of Type",
+            ));
+        };
+        if p.target.is_some_and(|t| t != resource_type) {
+            return Err(bad(
+                key,
+                &format!("{source}.{} does not refer to {resource_type}", p.name),
+            ));
+        }
+        let query = inner_query(key, source, inner, value)?;
+        return Ok(Some(Chain {
+            key: key.to_owned(),
+            kind: ChainKind::Reverse { param: p },
+            query,
+        }));
+    }
+    let Some((left, inner)) = key.split_once('.') else {
+        return Ok(None);
+    };
+    if left.starts_with('_') {
+        return Ok(None);
+    }
+    let (name, named_type) = match left.split_once(':') {
+        Some((n, t)) => (n, Some(t)),
+        None => (left, None),
+    };
+    let p = search::param(resource_type, name)
+        .filter(|p| p.kind == ParamKind::Reference)
+        .ok_or_else(|| {
+            bad(
+                key,
+                &format!(
+                    "{name} is not a reference parameter of {resource_type}, which a chain needs"
+                ),
+            )
+        })?;
+    let target = match (named_type, p.target) {
+        (Some(t), pt) => fhir::RESOURCE_TYPES
+            .iter()
+            .copied()
+            .find(|k| *k == t && pt.is_none_or(|pt| pt == t))
+            .ok_or_else(|| bad(key, &format!("{name} cannot refer to {t}")))?,
+        (None, Some(t)) => t,
+        (None, None) => {
+            return Err(bad(
+                key,
+                &format!(
+                    "{name} may refer to several types: name one, as in {name}:Patient.{inner}"
+                ),
+            ));
+        }
+    };
+    let query = inner_query(key, target, inner, value)?;
+    Ok(Some(Chain {
+        key: key.to_owned(),
+        kind: ChainKind::Forward {
+            param: format!("{resource_type}.{}", p.name),
+            target,
+        },
+        query,
+    }))
+}
+
+/// The search `inner=value` of `resource_type` that a chain runs: one parameter, itself not a
+/// chain.
+fn inner_query(
+    key: &str,
+    resource_type: &str,
+    inner: &str,
+    value: &str,
+) -> QueryResult<ResourceQuery> {
+    let inner_name = inner.split(':').next().unwrap_or_default();
+    if inner.contains('.') || inner.starts_with("_has") {
+        return Err(bad(key, "a chain of more than one link is not supported"));
+    }
+    if RESULT_PARAMETERS.contains(&inner_name) {
+        return Err(bad(key, &format!("{inner_name} cannot end a chain")));
+    }
+    let search = parse(resource_type, &[(inner.to_owned(), value.to_owned())]).map_err(|e| {
+        // The refusal names the whole chained parameter, not its last link.
+        let inner_prefix = format!("search parameter {inner}: ");
+        bad(key, e.0.strip_prefix(&inner_prefix).unwrap_or(&e.0))
+    })?;
+    Ok(search.query)
+}
+
 /// One `_include` or `_revinclude`: a reference parameter of `source`, and the type of the
 /// resources it may reach (`:Target`, or the parameter's own target type).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -228,6 +353,11 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
         ..Search::default()
     };
     for (key, value) in pairs {
+        if let Some(chain) = chain(resource_type, key, value)? {
+            s.chains.push(chain);
+            s.echo.push((key.clone(), value.clone()));
+            continue;
+        }
         let (name, modifier) = match key.split_once(':') {
             Some((n, m)) => (n, Some(m)),
             None => (key.as_str(), None),
@@ -500,6 +630,14 @@ pub fn parse_selection(what: &str, text: &str) -> QueryResult<(String, Search)> 
     }
     let search =
         parse(resource_type, &pairs).map_err(|e| QueryError(format!("{what}: {}", e.0)))?;
+    // Chains are answered by searching first, at the time of a request; a selection is kept
+    // (and matched later), when their answer may have changed.
+    if let Some(chain) = search.chains.first() {
+        return Err(QueryError(format!(
+            "{what}: {} is a chained parameter, not supported here",
+            chain.key
+        )));
+    }
     Ok((resource_type.to_owned(), search))
 }
 
@@ -1170,6 +1308,56 @@ mod tests {
                 .unwrap_err()
                 .0,
             "criteria: _elements shapes search results; here the query only selects resources"
+        );
+    }
+
+    #[test]
+    fn chains_become_searches_of_their_type_and_criteria_refuse_them() {
+        let s = parse(
+            "Observation",
+            &pairs(&[
+                ("patient.identifier", "urn:mrn|123"),
+                ("subject:Patient.name:exact", "Walker"),
+                ("code", "2345-7"),
+            ]),
+        )
+        .expect("parses");
+        assert_eq!(
+            s.query.clauses.len(),
+            1,
+            "code; the chains wait for the store"
+        );
+        assert_eq!(s.chains.len(), 2);
+        assert_eq!(
+            s.chains[0].kind,
+            ChainKind::Forward {
+                param: "Observation.patient".into(),
+                target: "Patient"
+            }
+        );
+        assert_eq!(s.chains[0].query.resource_type, "Patient");
+        assert_eq!(s.chains[1].query.clauses.len(), 1);
+        let s = parse(
+            "Patient",
+            &pairs(&[("_has:Observation:patient:code", "718-7")]),
+        )
+        .expect("parses");
+        assert!(matches!(
+            s.chains[0].kind,
+            ChainKind::Reverse { param } if param.name == "patient"
+        ));
+        assert_eq!(s.chains[0].query.resource_type, "Observation");
+        assert_eq!(
+            parse_criteria("Observation?patient.identifier=123")
+                .unwrap_err()
+                .0,
+            "criteria: patient.identifier is a chained parameter, not supported here"
+        );
+        assert_eq!(
+            parse("Observation", &pairs(&[("patient.bogus", "1")]))
+                .unwrap_err()
+                .0,
+            "search parameter patient.bogus: unknown search parameter for Patient"
         );
     }
 

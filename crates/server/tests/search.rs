@@ -1,5 +1,6 @@
-//! FHIR search answers that hold more than their matches: `_include` and `_revinclude`, and
-//! their `:iterate` forms, which follow references from what they add, round after round.
+//! FHIR search through references: answers that hold more than their matches (`_include` and
+//! `_revinclude`, and their `:iterate` forms, which follow references from what they add,
+//! round after round), and chained parameters and `_has`, which search another type first.
 //! End to end: the real router on a real socket over a real SQLite store (see `support`).
 
 use reqwest::{Method, StatusCode};
@@ -11,10 +12,12 @@ use support::*;
 
 /// `(search mode, Type/id)` of every entry, in answer order.
 fn entries(bundle: &Value) -> Vec<(String, String)> {
+    assert_eq!(bundle["type"], "searchset", "{bundle}");
+    // An empty answer has no `entry` at all.
     bundle["entry"]
         .as_array()
-        .unwrap_or_else(|| panic!("a searchset: {bundle}"))
-        .iter()
+        .into_iter()
+        .flatten()
         .map(|e| {
             let r = &e["resource"];
             (
@@ -228,7 +231,7 @@ async fn include_parameters_are_checked_and_refusals_name_them() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revinclude_past_its_limit_says_so_in_the_answer() {
+async fn a_revinclude_or_a_chain_past_its_limit_says_so() {
     let s = Server::start(|_| {}).await;
     s.put(patient("p1", "Walker")).await;
     let many: Vec<_> = (0..1001)
@@ -244,6 +247,14 @@ async fn a_revinclude_past_its_limit_says_so_in_the_answer() {
         })
         .collect();
     s.store.put_resources(many).await.expect("stored");
+    // A chain may not match more than 1,000 resources: its matches become one clause.
+    let (status, b) = search(&s, "Patient?_has:Observation:patient:code=2345-7").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(
+        b["issue"][0]["diagnostics"],
+        "search parameter _has:Observation:patient:code: matches 1001 Observation resources, \
+         more than the 1000 a chain may; narrow it"
+    );
     let (status, b) = search(&s, "Patient?_id=p1&_revinclude=Observation:patient").await;
     assert_eq!(status, StatusCode::OK);
     let all = entries(&b);
@@ -300,4 +311,123 @@ async fn iteration_stops_after_four_rounds_and_says_so() {
         "only part of the included resources are in this answer: \
          _include:iterate and _revinclude:iterate stopped after 4 rounds"
     );
+}
+
+/// The ids of the matches, sorted.
+fn matches(bundle: &Value) -> Vec<String> {
+    let mut out: Vec<String> = entries(bundle)
+        .into_iter()
+        .filter(|(mode, _)| mode == "match")
+        .map(|(_, key)| key)
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chained_parameters_and_has_search_through_references() {
+    let s = Server::start(|_| {}).await;
+    seed(&s).await;
+    s.put(patient("p2", "Okafor")).await;
+    s.put(observation("o2", "p2", "6.1")).await;
+    let mut o5 = observation("o5", "p2", "13.2");
+    o5["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "718-7"}]});
+    s.put(o5).await;
+
+    for (query, want) in [
+        // Forward: the observations of the patient with this MRN, or this name.
+        (
+            "Observation?patient.identifier=urn:example:mrn%7CMRN-p1",
+            &["Observation/o1"][..],
+        ),
+        (
+            "Observation?subject:Patient.name=okafor",
+            &["Observation/o2", "Observation/o5"][..],
+        ),
+        (
+            "Observation?patient.name=okafor&code=718-7",
+            &["Observation/o5"][..],
+        ),
+        (
+            "Observation?patient.identifier=MRN-p1,MRN-p2&code=2345-7",
+            &["Observation/o1", "Observation/o2"][..],
+        ),
+        (
+            "Encounter?participant:Practitioner.name=welby",
+            &["Encounter/e1"][..],
+        ),
+        // Reverse: the patients with a hemoglobin result; with _id, only those it names.
+        (
+            "Patient?_has:Observation:patient:code=718-7",
+            &["Patient/p2"][..],
+        ),
+        (
+            "Patient?_has:Observation:patient:code=2345-7",
+            &["Patient/p1", "Patient/p2"][..],
+        ),
+        (
+            "Patient?_has:Observation:patient:code=2345-7&_id=p1",
+            &["Patient/p1"][..],
+        ),
+        (
+            "Patient?_has:Observation:patient:code=718-7&_has:Observation:patient:code=2345-7",
+            &["Patient/p2"][..],
+        ),
+        // A chain that finds nothing: an empty answer, not an error.
+        ("Observation?patient.identifier=MRN-nobody", &[][..]),
+        ("Patient?_has:Observation:patient:code=0000-0", &[][..]),
+    ] {
+        let (status, b) = search(&s, query).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {b}");
+        assert_eq!(matches(&b), want, "{query}: {b}");
+        assert_eq!(b["total"], want.len(), "{query}");
+    }
+
+    for (query, why) in [
+        (
+            "Observation?subject.name=walker",
+            "search parameter subject.name: subject may refer to several types: name one, as in subject:Patient.name",
+        ),
+        (
+            "Observation?patient.identifier.system=x",
+            "search parameter patient.identifier.system: a chain of more than one link is not supported",
+        ),
+        (
+            "Observation?code.name=x",
+            "search parameter code.name: code is not a reference parameter of Observation, which a chain needs",
+        ),
+        (
+            "Observation?patient:Practitioner.name=x",
+            "search parameter patient:Practitioner.name: patient cannot refer to Practitioner",
+        ),
+        (
+            "Observation?patient.bogus=1",
+            "search parameter patient.bogus: unknown search parameter for Patient",
+        ),
+        (
+            "Patient?_has:Observation:code:code=1",
+            "search parameter _has:Observation:code:code: expected _has:Type:parameter:search, the parameter a reference parameter of Type",
+        ),
+        (
+            "Encounter?_has:Observation:patient:code=718-7",
+            "search parameter _has:Observation:patient:code: Observation.patient does not refer to Encounter",
+        ),
+    ] {
+        let (status, b) = search(&s, query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+    }
+
+    // A chain searches its type: the caller must be allowed to read it.
+    let token = s.client("system/Observation.read").await;
+    let a = s
+        .call(
+            Method::GET,
+            "/fhir/Observation?patient.identifier=MRN-p1",
+            &token,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
 }

@@ -1,6 +1,7 @@
 //! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging,
-//! sorting, `_include` and `_revinclude` (with `:iterate`) and `_elements`, batches, and
-//! `Patient/$everything`, over the resource store the `fhir-store` destinations fill.
+//! sorting, chained parameters and `_has`, `_include` and `_revinclude` (with `:iterate`),
+//! `_elements`, batches, and `Patient/$everything`, over the resource store the `fhir-store`
+//! destinations fill.
 //!
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
 //! every answer that carries PHI is recorded in the audit log before it leaves.
@@ -627,7 +628,7 @@ async fn search(
 ) -> ApiResult<Response> {
     check_type(&resource_type)?;
     who.require_fhir(&resource_type, Access::Read)?;
-    let parsed = query::parse(&resource_type, &pairs)?;
+    let mut parsed = query::parse(&resource_type, &pairs)?;
     for link in parsed.includes.iter().chain(&parsed.iterate_includes) {
         who.require_fhir(link.target.unwrap_or("*"), Access::Read)?;
     }
@@ -643,7 +644,15 @@ async fn search(
         q,
         peer.text(),
         async {
-            let page = state.store.search_resources(parsed.query.clone()).await?;
+            let page = if query::resolve_chains(&*state.store, &who, &mut parsed).await? {
+                state.store.search_resources(parsed.query.clone()).await?
+            } else {
+                // A chain matched nothing, so neither can the search.
+                causeway_store::ResourcePage {
+                    total: 0,
+                    resources: Vec::new(),
+                }
+            };
             let mut entries = Vec::with_capacity(page.resources.len());
             let mut seen: HashSet<(String, String)> = HashSet::new();
             for r in &page.resources {
