@@ -1028,6 +1028,149 @@ async fn a_refused_delivery_waits_in_the_error_queue_until_resent_and_reprocess_
 }
 
 #[tokio::test]
+async fn an_edited_copy_is_resubmitted_as_a_new_message_and_the_original_is_kept() {
+    let h = Harness::start().await;
+    let operator = h.login("operator").await;
+    let viewer = h.login("viewer").await;
+    // The receiver refuses the original (a wrong MRN, say): it waits in the error queue.
+    h.receiver
+        .answers
+        .lock()
+        .unwrap()
+        .insert("F1".into(), VecDeque::from([AckCode::AR]));
+    assert_eq!(h.send("adt", &adt("F1", "111")).await.0, "AA");
+    let id = h.id_of("F1", &operator).await;
+    assert_eq!(
+        h.settled(id, &operator).await["deliveries"][0]["state"],
+        "failed"
+    );
+
+    // The analyst fixes it in an editor (LF line ends) and resubmits it.
+    let fixed = String::from_utf8(adt("F1-FIX", "999"))
+        .unwrap()
+        .replace('\r', "\n");
+    let done = h
+        .post(
+            &format!("/api/messages/{id}/resubmit"),
+            &operator,
+            Some(json!({ "message": fixed })),
+        )
+        .await;
+    let copy = done["message_id"].as_i64().expect("the copy's id");
+    assert_ne!(copy, id);
+    assert_eq!(
+        done,
+        json!({ "message_id": copy, "edited_from": id, "ack_code": "AA", "state": "accepted" })
+    );
+    let detail = h.settled(copy, &operator).await;
+    assert_eq!(detail["deliveries"][0]["state"], "delivered");
+    assert_eq!(
+        detail["message"]["peer"],
+        format!("api:operator (edit of message {id})"),
+        "{detail}"
+    );
+    let revealed = h
+        .get(&format!("/api/messages/{copy}?reveal=true"), &operator)
+        .await;
+    assert_eq!(
+        revealed["raw"],
+        String::from_utf8(adt("F1-FIX", "999")).unwrap(),
+        "stored with CR segment ends"
+    );
+    assert!(
+        h.receiver
+            .received
+            .lock()
+            .unwrap()
+            .contains(&"F1-FIX".to_owned())
+    );
+    // The original is unchanged, still in the error queue, and names its edited copy.
+    let original = h
+        .get(&format!("/api/messages/{id}?reveal=true"), &operator)
+        .await;
+    assert_eq!(
+        original["raw"],
+        String::from_utf8(adt("F1", "111")).unwrap()
+    );
+    assert_eq!(original["deliveries"][0]["state"], "failed");
+    let events = h
+        .get(&format!("/api/events?message={id}&kind=note"), &operator)
+        .await;
+    assert_eq!(
+        events["events"][0]["detail"],
+        format!("resubmitted after an edit as message {copy} by operator"),
+        "{events}"
+    );
+    let events = h
+        .get(&format!("/api/events?message={copy}&kind=note"), &operator)
+        .await;
+    assert_eq!(
+        events["events"][0]["detail"],
+        format!("edited copy of message {id}, resubmitted by operator"),
+        "{events}"
+    );
+
+    // Refusals: unchanged, not HL7 v2, no such message, a viewer.
+    for (path, who, body, status, why) in [
+        (
+            format!("/api/messages/{id}/resubmit"),
+            &operator,
+            json!({ "message": String::from_utf8(adt("F1", "111")).unwrap() }),
+            StatusCode::CONFLICT,
+            format!("the edited message is message {id} unchanged: reprocess it instead"),
+        ),
+        (
+            format!("/api/messages/{id}/resubmit"),
+            &operator,
+            json!({ "message": "PID|1||999" }),
+            StatusCode::BAD_REQUEST,
+            String::new(),
+        ),
+        (
+            "/api/messages/999999/resubmit".to_owned(),
+            &operator,
+            json!({ "message": fixed }),
+            StatusCode::NOT_FOUND,
+            "message 999999 is not stored".to_owned(),
+        ),
+        (
+            format!("/api/messages/{id}/resubmit"),
+            &viewer,
+            json!({ "message": fixed }),
+            StatusCode::FORBIDDEN,
+            String::new(),
+        ),
+    ] {
+        let (got, body) = h.call(Method::POST, &path, Some(who), Some(body)).await;
+        assert_eq!(got, status, "{path}: {body}");
+        if !why.is_empty() {
+            assert_eq!(body["error"], why, "{path}");
+        }
+    }
+    let (_, body) = h
+        .call(
+            Method::POST,
+            &format!("/api/messages/{id}/resubmit"),
+            Some(&operator),
+            Some(json!({ "message": "PID|1||999" })),
+        )
+        .await;
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("the edited message does not parse: ")),
+        "{body}"
+    );
+    let audited = h.audit_entries(&format!("Message/{id}/$resubmit")).await;
+    let outcomes: Vec<u16> = audited.iter().map(|e| e.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [409, 200],
+        "newest first; refused bodies before the audit"
+    );
+}
+
+#[tokio::test]
 async fn an_error_queue_is_sent_again_in_its_first_order_all_of_it_or_the_entries_named() {
     let h = Harness::start().await;
     let operator = h.login("operator").await;

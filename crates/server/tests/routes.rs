@@ -827,6 +827,7 @@ GET    /api/messages                        viewer                    200 -     
 GET    /api/messages/{id}                   viewer                    200 -         /api/messages/{message}
 POST   /api/messages/{id}/resend            operator                  200 resend    /api/messages/{message}/resend
 POST   /api/messages/{id}/reprocess         operator                  200 -         /api/messages/{message}/reprocess
+POST   /api/messages/{id}/resubmit          operator                  200 resubmit  /api/messages/{message}/resubmit
 GET    /api/errors                          viewer                    200 -         -
 POST   /api/errors/retry                    operator                  200 retry     -
 GET    /api/unmapped                        viewer                    200 -         -
@@ -887,6 +888,10 @@ fn table(ids: &Ids) -> Vec<Route> {
                 "order" => Some(Body::Fhir(order(&ids.patient, "ORD-WALK-1", None))),
                 "order-put" => Some(Body::Fhir(rescheduled.clone())),
                 "resend" => Some(Body::Json(json!({ "destination": "unified" }))),
+                "resubmit" => Some(Body::Json(json!({
+                    "message": "MSH|^~\\&|WALK|HOSP|CW|CW|20240101120000||ADT^A08^ADT_A01|WALK-EDIT|P|2.5.1\n\
+                                EVN|A08|20240101120000\nPID|1||WALK-1^^^HOSP^MR||EDITED^NAME\n"
+                }))),
                 "retry" => Some(Body::Json(json!({ "queue": "feed/unified" }))),
                 "mapping" => Some(Body::Json(json!({
                     "channel": "lab",

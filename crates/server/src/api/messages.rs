@@ -1,5 +1,6 @@
 //! `GET /api/messages` (search, summaries only), `GET /api/messages/{id}` (everything, audited),
-//! `POST /api/messages/{id}/reprocess` and `POST /api/messages/{id}/resend`.
+//! `POST /api/messages/{id}/reprocess`, `POST /api/messages/{id}/resend` and
+//! `POST /api/messages/{id}/resubmit` (an edited copy through the channel).
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -7,7 +8,8 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use causeway_engine::runtime::channel::ReprocessError;
 use causeway_store::{
-    Delivery, DeliveryState, MAX_PAGE_LEN, MessageId, MessageState, MessageSummary, SearchFilter,
+    Delivery, DeliveryState, EventKind, MAX_PAGE_LEN, MessageId, MessageState, MessageSummary,
+    NewEvent, SearchFilter,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::Object;
@@ -244,6 +246,27 @@ pub struct ResendOutcome {
     pub destination: String,
     /// The new delivery.
     pub seq: i64,
+}
+
+/// An edited copy of a stored message.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResubmitRequest {
+    /// The whole message as HL7 v2 text; segments end with CR, LF or CRLF (stored with CR).
+    pub message: String,
+}
+
+/// What a resubmit did: the edited copy is a new message, the original is left as it was.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResubmitOutcome {
+    /// The new message.
+    pub message_id: i64,
+    /// The message it is an edited copy of.
+    pub edited_from: i64,
+    /// MSA-1 of the channel's answer to the copy, as a sender would have got it (`AA`, `AE`, `AR`).
+    pub ack_code: String,
+    /// The copy's state (`accepted` when routed, `filtered`, `held`, `rejected`, `error`).
+    #[schema(schema_with = message_states)]
+    pub state: String,
 }
 
 /// Bytes as text for display (invalid UTF-8 replaced).
@@ -654,4 +677,130 @@ pub(super) async fn resend(
         Ok(Json(done))
     })
     .await
+}
+
+/// Edit and resubmit a message.
+///
+/// Takes an edited copy of a stored message (a wrong code fixed, a missing field filled) and
+/// runs it through the original's channel as a new message, as if its sender had sent it: the
+/// same accept rules, filters, transforms and queues, and the answer it would have got. The
+/// original is not changed; both carry an event naming the other, and the copy's peer names
+/// the user and the original.
+#[utoipa::path(
+    post,
+    path = "/api/messages/{id}/resubmit",
+    tag = "messages",
+    params(("id" = i64, Path, description = "The message id")),
+    request_body = ResubmitRequest,
+    responses(
+        (status = 200, description = "The copy was stored and answered", body = ResubmitOutcome),
+        (status = 400, description = "The id or the body is malformed, or the copy does not parse as HL7 v2", body = ErrorBody),
+        (status = 401, description = "Not signed in", body = ErrorBody),
+        (status = 403, description = "Not a user with the operator role", body = ErrorBody),
+        (status = 404, description = "No such message, or its channel is not running here", body = ErrorBody),
+        (status = 409, description = "The channel is stopped, or the copy is the original unchanged", body = ErrorBody),
+    ),
+)]
+pub(super) async fn resubmit(
+    State(state): State<AppState>,
+    who: Principal,
+    peer: PeerAddr,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<ResubmitRequest>, JsonRejection>,
+) -> ApiResult<Json<ResubmitOutcome>> {
+    api(async {
+        who.require_role(Role::Operator)?;
+        let id = message_id(path)?;
+        let Json(request) = body.map_err(|e| {
+            ApiError::bad_request(format!(
+                "expected a JSON body {{\"message\": \"MSH|...\"}}: {}",
+                e.body_text()
+            ))
+        })?;
+        let edited = segments_with_cr(&request.message);
+        if let Err(e) = hl7v2::parse(&edited) {
+            return Err(ApiError::bad_request(format!(
+                "the edited message does not parse: {e}"
+            )));
+        }
+        let work = async {
+            let original = state
+                .store
+                .message(id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("message {id} is not stored")))?;
+            let c = channel(&state, &original.summary.channel)?;
+            let conflict = |text: String| {
+                ApiError::new(StatusCode::CONFLICT, crate::error::IssueCode::Conflict, text)
+            };
+            if original.raw.as_deref() == Some(edited.as_slice()) {
+                return Err(conflict(format!(
+                    "the edited message is message {id} unchanged: reprocess it instead"
+                )));
+            }
+            if !c.is_running() {
+                return Err(conflict(format!("channel {:?} is stopped", c.name)));
+            }
+            let reply = c
+                .ingest(&edited, &format!("api:{} (edit of message {id})", who.subject))
+                .await;
+            let Some(copy) = reply.message_id else {
+                return Err(ApiError::internal(format!(
+                    "the edited copy of message {id} could not be stored"
+                )));
+            };
+            let copy_state = state
+                .store
+                .message(copy)
+                .await?
+                .map(|m| m.summary.state)
+                .unwrap_or(MessageState::Received);
+            for (message, detail) in [
+                (copy, format!("edited copy of message {id}, resubmitted by {}", who.subject)),
+                (id, format!("resubmitted after an edit as message {copy} by {}", who.subject)),
+            ] {
+                state
+                    .store
+                    .add_event(NewEvent {
+                        channel: c.name.clone(),
+                        destination: None,
+                        message_id: Some(message),
+                        kind: EventKind::Note,
+                        detail,
+                    })
+                    .await?;
+            }
+            tracing::info!(id = %id, copy = %copy, channel = %c.name, ack = reply.code.as_str(), user = %who.subject, "edited message resubmitted");
+            Ok(ResubmitOutcome {
+                message_id: copy.0,
+                edited_from: id.0,
+                ack_code: reply.code.as_str().to_owned(),
+                state: copy_state.as_str().to_owned(),
+            })
+        };
+        let entity = format!("Message/{id}/$resubmit");
+        let done = audited(
+            &state,
+            &who,
+            AuditAction::Operation,
+            entity,
+            None,
+            peer.text(),
+            work,
+        )
+        .await?;
+        Ok(Json(done))
+    })
+    .await
+}
+
+/// HL7 v2 text with every segment ending in CR: an edit made in a browser or a file has LF or
+/// CRLF line ends, and blank lines at the end.
+fn segments_with_cr(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 1);
+    for line in text.split(['\r', '\n']).filter(|l| !l.is_empty()) {
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\r');
+    }
+    out
 }

@@ -1,5 +1,5 @@
 //! The management API under `/api`: channels (status, counters, stop and start), stored
-//! messages (search, detail, reprocess, resend), error queues, unmapped codes, events, and the
+//! messages (search, detail, reprocess, resend, edit and resubmit), error queues, unmapped codes, events, and the
 //! OpenAPI 3 document describing all of it (`GET /api/openapi.json`).
 //!
 //! # Map
@@ -7,7 +7,8 @@
 //! - this file: the route table ([`routes`], [`route_table`]), the OpenAPI document
 //!   ([`openapi`]), and what every handler shares (times, paging, errors, audit)
 //! - `channels`: `GET /channels`, `GET /channels/{name}`, `POST /channels/{name}/stop|start`
-//! - `messages`: `GET /messages`, `GET /messages/{id}`, `POST /messages/{id}/reprocess|resend`
+//! - `messages`: `GET /messages`, `GET /messages/{id}`,
+//!   `POST /messages/{id}/reprocess|resend|resubmit`
 //! - `view`: the parsed view of a v2 message (segments and fields with their standard names)
 //! - `mask`: PHI masking of a message's detail (unless `?reveal=true`)
 //! - `queues`: `GET /errors` and `POST /errors/retry` (error queues), `GET /unmapped` (unmapped
@@ -109,6 +110,7 @@ fn table() -> Vec<Route> {
         route(Get, "/messages/{id}", messages::detail),
         route(Post, "/messages/{id}/reprocess", messages::reprocess),
         route(Post, "/messages/{id}/resend", messages::resend),
+        route(Post, "/messages/{id}/resubmit", messages::resubmit),
         route(Get, "/errors", queues::errors),
         route(Post, "/errors/retry", queues::retry),
         route(Get, "/unmapped", queues::unmapped),
@@ -166,6 +168,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
         messages::detail,
         messages::reprocess,
         messages::resend,
+        messages::resubmit,
         queues::errors,
         queues::retry,
         queues::unmapped,
@@ -185,7 +188,7 @@ pub fn route_table() -> BTreeSet<(Method, String)> {
     security(("session" = [])),
     tags(
         (name = "channels", description = "Channels: status, counters, stop and start"),
-        (name = "messages", description = "Stored messages: search, detail, reprocess, resend"),
+        (name = "messages", description = "Stored messages: search, detail, reprocess, resend, edit and resubmit"),
         (name = "queues", description = "Error queues and unmapped code values"),
         (name = "events", description = "The event log"),
         (name = "drift", description = "Each feed's learned profile and its changes"),
