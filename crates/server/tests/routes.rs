@@ -809,6 +809,7 @@ GET    /fhir/_export/{job}                  admin                     200 -     
 GET    /fhir/_export/{job}/{file}           admin                     200 -         {export_file}
 DELETE /fhir/_export/{job}                  admin                     202 -         /fhir/_export/{doomed_export}
 GET    /fhir/{type}                         Observation.read          200 -         /fhir/Observation?code=2345-7
+GET    /fhir/Observation/$lastn             Observation.read          200 -         /fhir/Observation/$lastn?patient={patient}
 POST   /fhir/{type}                         ServiceRequest.write-back 201 order     /fhir/ServiceRequest
 GET    /fhir/{type}/_history                Observation.read          200 -         /fhir/Observation/_history
 GET    /fhir/{type}/{id}                    Patient.read              200 -         /fhir/Patient/{patient}

@@ -431,3 +431,158 @@ async fn chained_parameters_and_has_search_through_references() {
         .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
 }
+
+/// An Observation of `patient` with one coding, a time and an optional category.
+fn measured(id: &str, patient: &str, coding: Value, at: &str, category: Option<&str>) -> Value {
+    let mut o = json!({
+        "resourceType": "Observation", "id": id, "status": "final",
+        "code": {"coding": [coding]},
+        "subject": {"reference": format!("Patient/{patient}")},
+        "effectiveDateTime": at,
+        "valueQuantity": {"value": 1.0}
+    });
+    if let Some(c) = category {
+        o["category"] = json!([{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": c
+        }]}]);
+    }
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lastn_gives_the_most_recent_observations_of_each_code() {
+    let s = Server::start(|_| {}).await;
+    s.put(patient("p1", "Walker")).await;
+    s.put(patient("p2", "Okafor")).await;
+    let hr = json!({"system": "http://loinc.org", "code": "8867-4"});
+    let glucose = json!({"system": "http://loinc.org", "code": "2345-7"});
+    let pain = json!({"system": "urn:example:local", "code": "PAIN"});
+    for (id, patient, coding, at, category) in [
+        (
+            "hr1",
+            "p1",
+            &hr,
+            "2024-03-02T07:00:00Z",
+            Some("vital-signs"),
+        ),
+        (
+            "hr3",
+            "p1",
+            &hr,
+            "2024-03-02T09:00:00Z",
+            Some("vital-signs"),
+        ),
+        (
+            "hr2",
+            "p1",
+            &hr,
+            "2024-03-02T08:00:00Z",
+            Some("vital-signs"),
+        ),
+        (
+            "g1",
+            "p1",
+            &glucose,
+            "2024-03-01T07:30:00Z",
+            Some("laboratory"),
+        ),
+        (
+            "g2",
+            "p1",
+            &glucose,
+            "2024-03-02T07:30:00Z",
+            Some("laboratory"),
+        ),
+        ("pain1", "p1", &pain, "2024-02-20T10:00:00Z", None),
+        (
+            "hr-p2",
+            "p2",
+            &hr,
+            "2024-03-03T09:00:00Z",
+            Some("vital-signs"),
+        ),
+    ] {
+        s.put(measured(id, patient, coding.clone(), at, category))
+            .await;
+    }
+    let ids = |b: &Value| -> Vec<String> {
+        entries(b)
+            .into_iter()
+            .filter(|(mode, _)| mode == "match")
+            .map(|(_, key)| key.trim_start_matches("Observation/").to_owned())
+            .collect()
+    };
+    for (query, want) in [
+        // The latest of each code, the most recent code first.
+        ("patient=p1", &["hr3", "g2", "pain1"][..]),
+        ("patient=p1&max=2", &["hr3", "hr2", "g2", "g1", "pain1"][..]),
+        (
+            "subject=Patient/p1&category=vital-signs&max=5",
+            &["hr3", "hr2", "hr1"][..],
+        ),
+        ("patient=p1&code=2345-7", &["g2"][..]),
+        (
+            "patient.identifier=urn:example:mrn%7CMRN-p1&code=8867-4",
+            &["hr3"][..],
+        ),
+        ("patient=p2", &["hr-p2"][..]),
+        ("patient=nobody", &[][..]),
+    ] {
+        let (status, b) = search(&s, &format!("Observation/$lastn?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {b}");
+        assert_eq!(ids(&b), want, "{query}: {b}");
+        assert_eq!(b["total"], want.len(), "{query}");
+    }
+    let (_, b) = search(&s, "Observation/$lastn?patient=p1&_elements=code").await;
+    assert!(
+        b["entry"][0]["resource"].get("valueQuantity").is_none(),
+        "_elements applies: {b}"
+    );
+
+    for (query, why) in [
+        (
+            "category=vital-signs",
+            "$lastn needs the patient: patient=[id] or subject=Patient/[id]",
+        ),
+        (
+            "patient=p1&max=0",
+            "$lastn parameter max: expected a whole number from 1 to 1000",
+        ),
+        (
+            "patient=p1&_sort=date",
+            "$lastn parameter _sort is not supported: the operation orders and groups its answer itself",
+        ),
+        (
+            "patient=p1&bogus=1",
+            "search parameter bogus: unknown search parameter for Observation",
+        ),
+    ] {
+        let (status, b) = search(&s, &format!("Observation/$lastn?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+    }
+    let token = s.client("system/Patient.read").await;
+    let a = s
+        .call(
+            Method::GET,
+            "/fhir/Observation/$lastn?patient=p1",
+            &token,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+    // It is announced.
+    let (_, capability) = search(&s, "metadata").await;
+    let observation = capability["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "Observation")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        observation["operation"][0]["name"], "lastn",
+        "{observation}"
+    );
+}

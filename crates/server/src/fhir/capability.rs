@@ -87,6 +87,12 @@ pub fn capability_statement(base: &str) -> Value {
             if !revincludes.is_empty() {
                 r["searchRevInclude"] = json!(revincludes);
             }
+            if *t == "Observation" {
+                r["operation"] = json!([{
+                    "name": "lastn",
+                    "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"
+                }]);
+            }
             if *t == "Patient" {
                 r["operation"] = json!([
                     {

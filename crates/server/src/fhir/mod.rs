@@ -1,7 +1,7 @@
 //! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging,
 //! sorting, chained parameters and `_has`, `_include` and `_revinclude` (with `:iterate`),
-//! `_elements`, batches, and `Patient/$everything`, over the resource store the `fhir-store`
-//! destinations fill.
+//! `_elements`, batches, `Patient/$everything` and `Observation/$lastn`, over the resource
+//! store the `fhir-store` destinations fill.
 //!
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
 //! every answer that carries PHI is recorded in the audit log before it leaves.
@@ -10,6 +10,7 @@ pub(crate) mod batch;
 mod capability;
 pub mod export;
 mod group;
+mod lastn;
 pub mod query;
 pub mod subscription;
 pub mod write;
@@ -70,6 +71,7 @@ pub fn routes() -> Router<AppState> {
                 .put(group::update)
                 .layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
         )
+        .route("/Observation/$lastn", get(lastn::lastn))
         .route(
             "/Subscription",
             get(subscription::list).post(subscription::create),
