@@ -810,6 +810,7 @@ GET    /fhir/_export/{job}/{file}           admin                     200 -     
 DELETE /fhir/_export/{job}                  admin                     202 -         /fhir/_export/{doomed_export}
 GET    /fhir/{type}                         Observation.read          200 -         /fhir/Observation?code=2345-7
 GET    /fhir/Observation/$lastn             Observation.read          200 -         /fhir/Observation/$lastn?patient={patient}
+POST   /fhir/Patient/$match                 Patient.read              200 match     -
 POST   /fhir/{type}                         ServiceRequest.write-back 201 order     /fhir/ServiceRequest
 GET    /fhir/{type}/_history                Observation.read          200 -         /fhir/Observation/_history
 GET    /fhir/{type}/{id}                    Patient.read              200 -         /fhir/Patient/{patient}
@@ -889,6 +890,13 @@ fn table(ids: &Ids) -> Vec<Route> {
                 "order" => Some(Body::Fhir(order(&ids.patient, "ORD-WALK-1", None))),
                 "order-put" => Some(Body::Fhir(rescheduled.clone())),
                 "resend" => Some(Body::Json(json!({ "destination": "unified" }))),
+                "match" => Some(Body::Fhir(json!({
+                    "resourceType": "Parameters",
+                    "parameter": [{"name": "resource", "resource": {
+                        "resourceType": "Patient",
+                        "name": [{"family": "Walker"}], "birthDate": "1980-05-17"
+                    }}]
+                }))),
                 "resubmit" => Some(Body::Json(json!({
                     "message": "MSH|^~\\&|WALK|HOSP|CW|CW|20240101120000||ADT^A08^ADT_A01|WALK-EDIT|P|2.5.1\n\
                                 EVN|A08|20240101120000\nPID|1||WALK-1^^^HOSP^MR||EDITED^NAME\n"

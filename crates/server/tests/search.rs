@@ -1,6 +1,7 @@
 //! FHIR search through references: answers that hold more than their matches (`_include` and
 //! `_revinclude`, and their `:iterate` forms, which follow references from what they add,
-//! round after round), and chained parameters and `_has`, which search another type first.
+//! round after round), chained parameters and `_has`, which search another type first; and
+//! the search-like operations `Observation/$lastn` and `Patient/$match`.
 //! End to end: the real router on a real socket over a real SQLite store (see `support`).
 
 use reqwest::{Method, StatusCode};
@@ -585,4 +586,198 @@ async fn lastn_gives_the_most_recent_observations_of_each_code() {
         observation["operation"][0]["name"], "lastn",
         "{observation}"
     );
+}
+
+/// A Patient with an optional MRN, a name, a birth date and an optional gender.
+fn person(
+    id: &str,
+    mrn: Option<&str>,
+    family: &str,
+    given: &str,
+    birth: &str,
+    gender: Option<&str>,
+) -> Value {
+    let mut p = json!({
+        "resourceType": "Patient", "id": id,
+        "name": [{"family": family, "given": [given]}],
+        "birthDate": birth
+    });
+    if let Some(m) = mrn {
+        p["identifier"] = json!([{"system": "urn:example:mrn", "value": m}]);
+    }
+    if let Some(g) = gender {
+        p["gender"] = json!(g);
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_match_grades_candidates_by_identifier_and_demographics() {
+    let s = Server::start(|_| {}).await;
+    for p in [
+        person(
+            "a1",
+            Some("A1"),
+            "Müller",
+            "Anna",
+            "1980-05-17",
+            Some("female"),
+        ),
+        person("a2", None, "Muller", "Anna", "1980-05-17", None),
+        person("a3", None, "Schmidt", "Anna", "1980-05-17", Some("female")),
+        person("a4", None, "Müller", "Lena", "1980-05-17", Some("female")),
+        person("a5", None, "Müller", "Anna", "1981-01-01", Some("female")),
+        person(
+            "b1",
+            Some("B1"),
+            "Okafor",
+            "Ruth",
+            "1975-02-02",
+            Some("female"),
+        ),
+    ] {
+        s.put(p).await;
+    }
+    let matching = |record: Value, extra: Vec<Value>| {
+        let s = &s;
+        async move {
+            let mut parameter = vec![json!({"name": "resource", "resource": record})];
+            parameter.extend(extra);
+            let a = s
+                .call(
+                    Method::POST,
+                    "/fhir/Patient/$match",
+                    &s.admin,
+                    &[],
+                    Some(json!({"resourceType": "Parameters", "parameter": parameter})),
+                )
+                .await;
+            (a.status, a.body)
+        }
+    };
+    let graded = |b: &Value| -> Vec<(String, String, f64)> {
+        b["entry"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                (
+                    e["resource"]["id"].as_str().unwrap().to_owned(),
+                    e["search"]["extension"][0]["valueCode"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    e["search"]["score"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let g = |id: &str, grade: &str, score: f64| (id.to_owned(), grade.to_owned(), score);
+    let record = json!({
+        "resourceType": "Patient",
+        "identifier": [{"system": "urn:example:mrn", "value": "A1"}],
+        "name": [{"family": "Müller", "given": ["Anna"]}],
+        "birthDate": "1980-05-17", "gender": "female"
+    });
+
+    // The MRN is certain; then the demographics, best first; a5 (another birth date) is out.
+    let (status, b) = matching(record.clone(), vec![]).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        graded(&b),
+        [
+            g("a1", "certain", 1.0),
+            g("a2", "probable", 0.9),
+            g("a4", "possible", 0.6),
+            g("a3", "possible", 0.5),
+        ],
+        "{b}"
+    );
+    assert_eq!(b["total"], 4);
+    for e in b["entry"].as_array().unwrap() {
+        assert_valid_r4(&e["resource"]);
+        assert_eq!(e["search"]["mode"], "match");
+    }
+    let mut bundle = b.clone();
+    bundle["entry"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .for_each(|e| e["resource"] = json!({"resourceType": "Patient", "id": "x"}));
+    assert_valid_r4(&bundle);
+
+    // Without the MRN: demographics only.
+    let mut no_mrn = record.clone();
+    no_mrn.as_object_mut().unwrap().remove("identifier");
+    let (_, b) = matching(no_mrn, vec![]).await;
+    assert_eq!(
+        graded(&b),
+        [
+            g("a1", "probable", 0.95),
+            g("a2", "probable", 0.9),
+            g("a4", "possible", 0.6),
+            g("a3", "possible", 0.5),
+        ]
+    );
+    // count; onlyCertainMatches.
+    let (_, b) = matching(
+        record.clone(),
+        vec![json!({"name": "count", "valueInteger": 2})],
+    )
+    .await;
+    assert_eq!(
+        graded(&b),
+        [g("a1", "certain", 1.0), g("a2", "probable", 0.9)]
+    );
+    let only = json!({"name": "onlyCertainMatches", "valueBoolean": true});
+    let (_, b) = matching(record.clone(), vec![only.clone()]).await;
+    assert_eq!(graded(&b), [g("a1", "certain", 1.0)]);
+    // A second record with the same MRN: two certain matches are a duplicate for a person to
+    // resolve, so onlyCertainMatches finds none.
+    s.put(person(
+        "a6",
+        Some("A1"),
+        "Müller",
+        "Anna",
+        "1980-05-17",
+        Some("female"),
+    ))
+    .await;
+    let (_, b) = matching(record.clone(), vec![only]).await;
+    assert_eq!(graded(&b), [], "{b}");
+
+    for (body, why) in [
+        (
+            json!({"resourceType": "Parameters", "parameter": []}),
+            "Patient/$match needs the parameter resource (a Patient)",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": {"resourceType": "Observation"}}]}),
+            "the resource parameter of Patient/$match must be a Patient",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": {"resourceType": "Patient", "gender": "female"}}]}),
+            "Patient/$match needs an identifier, or a birth date with a family or given name",
+        ),
+        (
+            json!({"resourceType": "Parameters", "parameter": [{"name": "resource", "resource": record}, {"name": "count", "valueInteger": 0}]}),
+            "count needs a valueInteger from 1 to 100",
+        ),
+        (
+            json!({"resourceType": "Patient"}),
+            "the body of Patient/$match must be a Parameters resource",
+        ),
+    ] {
+        let a = s
+            .call(
+                Method::POST,
+                "/fhir/Patient/$match",
+                &s.admin,
+                &[],
+                Some(body),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+        assert_eq!(a.body["issue"][0]["diagnostics"], why);
+    }
 }

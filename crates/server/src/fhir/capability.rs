@@ -100,6 +100,10 @@ pub fn capability_statement(base: &str) -> Value {
                         "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
                     },
                     {
+                        "name": "match",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-match"
+                    },
+                    {
                         "name": "export",
                         "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
                     }

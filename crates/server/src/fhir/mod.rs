@@ -1,7 +1,7 @@
 //! The FHIR R4 REST API under `/fhir`: capabilities, read, vread, history, search with paging,
 //! sorting, chained parameters and `_has`, `_include` and `_revinclude` (with `:iterate`),
-//! `_elements`, batches, `Patient/$everything` and `Observation/$lastn`, over the resource
-//! store the `fhir-store` destinations fill.
+//! `_elements`, batches, `Patient/$everything`, `Patient/$match` and `Observation/$lastn`, over
+//! the resource store the `fhir-store` destinations fill.
 //!
 //! Every route needs a principal with a FHIR scope (or role) for the type it touches, and
 //! every answer that carries PHI is recorded in the audit log before it leaves.
@@ -11,6 +11,7 @@ mod capability;
 pub mod export;
 mod group;
 mod lastn;
+mod matching;
 pub mod query;
 pub mod subscription;
 pub mod write;
@@ -72,6 +73,7 @@ pub fn routes() -> Router<AppState> {
                 .layer(axum::extract::DefaultBodyLimit::max(write::MAX_WRITE_BODY)),
         )
         .route("/Observation/$lastn", get(lastn::lastn))
+        .route("/Patient/$match", post(matching::patient_match))
         .route(
             "/Subscription",
             get(subscription::list).post(subscription::create),
