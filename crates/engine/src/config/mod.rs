@@ -214,7 +214,7 @@ pub const MAX_EXPORT_FILE_EXPIRY: Duration = Duration::from_secs(30 * 24 * 60 * 
 /// A client downloads (and retries) a large type in parts of this size.
 pub const DEFAULT_EXPORT_MAX_FILE_SIZE: u64 = 256 * 1024 * 1024;
 /// Largest configurable file part.
-pub const MAX_EXPORT_FILE_SIZE: usize = 64 * 1024 * 1024 * 1024;
+pub const MAX_EXPORT_FILE_SIZE: u64 = 64 * 1024 * 1024 * 1024;
 
 impl Default for ExportSettings {
     fn default() -> Self {

@@ -410,8 +410,8 @@ impl<'a> Validator<'a> {
         let max_file_size = self.size(
             "server.export.max_file_size",
             &e.max_file_size,
-            DEFAULT_EXPORT_MAX_FILE_SIZE as usize,
-            MAX_EXPORT_FILE_SIZE,
+            usize::try_from(DEFAULT_EXPORT_MAX_FILE_SIZE).unwrap_or(usize::MAX),
+            usize::try_from(MAX_EXPORT_FILE_SIZE).unwrap_or(usize::MAX),
         ) as u64;
         ExportSettings {
             max_jobs,

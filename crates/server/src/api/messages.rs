@@ -733,7 +733,12 @@ pub(super) async fn resubmit(
             let conflict = |text: String| {
                 ApiError::new(StatusCode::CONFLICT, crate::error::IssueCode::Conflict, text)
             };
-            if original.raw.as_deref() == Some(edited.as_slice()) {
+            // Unchanged, whatever line ends the original came with.
+            let unchanged = original
+                .raw
+                .as_deref()
+                .is_some_and(|raw| segments_with_cr(&String::from_utf8_lossy(raw)) == edited);
+            if unchanged {
                 return Err(conflict(format!(
                     "the edited message is message {id} unchanged: reprocess it instead"
                 )));
@@ -803,4 +808,22 @@ fn segments_with_cr(text: &str) -> Vec<u8> {
         out.push(b'\r');
     }
     out
+}
+
+#[cfg(test)]
+mod resubmit_tests {
+    use super::segments_with_cr;
+
+    #[test]
+    fn any_line_ends_become_cr_and_blank_lines_go() {
+        let want = b"MSH|^~\\&|A\rPID|1\r".to_vec();
+        for text in [
+            "MSH|^~\\&|A\rPID|1\r",
+            "MSH|^~\\&|A\nPID|1\n",
+            "MSH|^~\\&|A\r\nPID|1\r\n\r\n",
+            "MSH|^~\\&|A\n\nPID|1",
+        ] {
+            assert_eq!(segments_with_cr(text), want, "{text:?}");
+        }
+    }
 }
