@@ -781,3 +781,81 @@ async fn patient_match_grades_candidates_by_identifier_and_demographics() {
         assert_eq!(a.body["issue"][0]["diagnostics"], why);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_takes_type_since_and_count() {
+    let s = Server::start(|_| {}).await;
+    seed(&s).await;
+    s.put(observation("o2", "p1", "6.0")).await;
+    let keys = |b: &Value| -> Vec<String> {
+        let mut out: Vec<String> = entries(b).into_iter().map(|(_, k)| k).collect();
+        out.sort();
+        out
+    };
+    let (status, b) = search(&s, "Patient/p1/$everything").await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(
+        keys(&b),
+        [
+            "Encounter/e1",
+            "Observation/o1",
+            "Observation/o2",
+            "Patient/p1"
+        ],
+        "{b}"
+    );
+    let (_, b) = search(&s, "Patient/p1/$everything?_type=Observation").await;
+    assert_eq!(keys(&b), ["Observation/o1", "Observation/o2"]);
+    let (_, b) = search(&s, "Patient/p1/$everything?_type=Patient,Encounter").await;
+    assert_eq!(keys(&b), ["Encounter/e1", "Patient/p1"]);
+
+    // `_since`: what changed after the last sync, the patient only if it did. The clock
+    // moves past the seed's writes before the sync time is taken.
+    let seeded = causeway_store::UnixMillis::now();
+    eventually("the clock to move past the seed", || async {
+        (causeway_store::UnixMillis::now().0 > seeded.0).then_some(())
+    })
+    .await;
+    let since = jiff::Timestamp::from_millisecond(causeway_store::UnixMillis::now().0)
+        .unwrap()
+        .to_string();
+    s.put(observation("o3", "p1", "7.0")).await;
+    let (status, b) = search(&s, &format!("Patient/p1/$everything?_since={since}")).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(keys(&b), ["Observation/o3"], "{b}");
+
+    // `_count`: each type capped, with the warning entry.
+    let (_, b) = search(&s, "Patient/p1/$everything?_type=Observation&_count=2").await;
+    let matched: Vec<_> = entries(&b)
+        .into_iter()
+        .filter(|(m, _)| m == "match")
+        .collect();
+    assert_eq!(matched.len(), 2, "{b}");
+    assert_eq!(
+        b["entry"][2]["resource"]["issue"][0]["diagnostics"],
+        "only the most recent resources of these types are included: Observation (2 of 3)"
+    );
+
+    for (query, why) in [
+        (
+            "_type=Practitioner",
+            "$everything parameter _type: Practitioner is not in the Patient compartment",
+        ),
+        (
+            "_since=2024-03-01",
+            "$everything parameter _since: \"2024-03-01\" is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)",
+        ),
+        (
+            "_count=0",
+            "$everything parameter _count: expected a whole number above 0",
+        ),
+        (
+            "start=2024-01-01",
+            "$everything parameter start is not supported (_type, _since, _count)",
+        ),
+    ] {
+        let (status, b) = search(&s, &format!("Patient/p1/$everything?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
+        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+    }
+}

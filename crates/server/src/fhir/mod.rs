@@ -969,6 +969,75 @@ fn searchset(
     bundle
 }
 
+/// What `$everything` takes: `_type` (which types), `_since` (last updated at or after),
+/// `_count` (most resources of each type, at most [`EVERYTHING_PER_TYPE`]).
+struct EverythingOptions {
+    types: Option<Vec<&'static str>>,
+    since: Option<UnixMillis>,
+    per_type: u32,
+}
+
+impl EverythingOptions {
+    fn read(pairs: &[(String, String)]) -> ApiResult<EverythingOptions> {
+        let mut o = EverythingOptions {
+            types: None,
+            since: None,
+            per_type: EVERYTHING_PER_TYPE,
+        };
+        for (k, v) in pairs {
+            match k.as_str() {
+                "_type" => {
+                    let types = o.types.get_or_insert_with(Vec::new);
+                    for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                        let known = std::iter::once("Patient")
+                            .chain(fhir::search::patient_compartment())
+                            .find(|c| *c == t)
+                            .ok_or_else(|| {
+                                ApiError::bad_request(format!(
+                                    "$everything parameter _type: {t} is not in the Patient compartment"
+                                ))
+                            })?;
+                        types.push(known);
+                    }
+                }
+                "_since" => {
+                    let t: jiff::Timestamp = v.parse().map_err(|_| {
+                        ApiError::bad_request(format!(
+                            "$everything parameter _since: {v:?} is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)"
+                        ))
+                    })?;
+                    o.since = Some(UnixMillis(t.as_millisecond()));
+                }
+                "_count" => {
+                    // As a search does, more than the most is the most.
+                    o.per_type = v
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            ApiError::bad_request(
+                                "$everything parameter _count: expected a whole number above 0",
+                            )
+                        })?
+                        .min(EVERYTHING_PER_TYPE);
+                }
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "$everything parameter {other} is not supported (_type, _since, _count)"
+                    )));
+                }
+            }
+        }
+        Ok(o)
+    }
+
+    fn includes(&self, resource_type: &str) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|ts| ts.contains(&resource_type))
+    }
+}
+
 /// `Patient/{id}/$everything`: the patient and every resource of its compartment.
 async fn everything(
     State(state): State<AppState>,
@@ -978,18 +1047,14 @@ async fn everything(
     pairs: Vec<(String, String)>,
 ) -> ApiResult<Response> {
     who.require_fhir("Patient", Access::Read)?;
-    if let Some((k, _)) = pairs.iter().find(|(k, _)| k != "_count") {
-        return Err(ApiError::bad_request(format!(
-            "$everything parameter {k} is not supported"
-        )));
-    }
+    let options = EverythingOptions::read(&pairs)?;
     let entity = format!("Patient/{id}/$everything");
     audited(
         &state,
         &who,
         AuditAction::Read,
         entity,
-        None,
+        query_text(&pairs),
         peer.text(),
         async {
             let patient = match state.store.resource("Patient", &id, None).await? {
@@ -997,16 +1062,30 @@ async fn everything(
                 Some(p) => p,
                 None => return Err(ApiError::not_found(format!("Patient/{id} is not known"))),
             };
-            let mut entries = vec![search_entry(
-                &state,
-                "Patient",
-                &id,
-                render(&patient)?,
-                "match",
-            )];
+            let mut entries = Vec::new();
+            if options.includes("Patient")
+                && options.since.is_none_or(|s| patient.last_updated.0 >= s.0)
+            {
+                entries.push(search_entry(
+                    &state,
+                    "Patient",
+                    &id,
+                    render(&patient)?,
+                    "match",
+                ));
+            }
+            let since: Vec<causeway_store::DateTest> = options
+                .since
+                .map(|s| causeway_store::DateTest {
+                    prefix: causeway_store::DatePrefix::Ge,
+                    lo: s.0,
+                    hi: s.0,
+                })
+                .into_iter()
+                .collect();
             let mut truncated = Vec::new();
             for t in fhir::search::patient_compartment() {
-                if who.require_fhir(t, Access::Read).is_err() {
+                if !options.includes(t) || who.require_fhir(t, Access::Read).is_err() {
                     continue;
                 }
                 let page = state
@@ -1017,12 +1096,13 @@ async fn everything(
                             param: format!("{t}.patient"),
                             test: ValueTest::Reference(format!("Patient/{id}")),
                         }]],
-                        count: EVERYTHING_PER_TYPE,
+                        last_updated: since.clone(),
+                        count: options.per_type,
                         ..ResourceQuery::default()
                     })
                     .await?;
-                if page.total > u64::from(EVERYTHING_PER_TYPE) {
-                    truncated.push(format!("{t} ({} of {})", EVERYTHING_PER_TYPE, page.total));
+                if page.total > u64::from(options.per_type) {
+                    truncated.push(format!("{t} ({} of {})", options.per_type, page.total));
                 }
                 for r in &page.resources {
                     entries.push(search_entry(
