@@ -598,12 +598,21 @@ const RESULT_PARAMETERS: [&str; 10] = [
 /// A criteria without a known type, with a result parameter (`_sort`, `_elements`...), or
 /// whose search [`parse`] refuses.
 pub fn parse_criteria(criteria: &str) -> QueryResult<(String, Search)> {
-    parse_selection("criteria", criteria)
+    let (resource_type, search) = parse_selection("criteria", criteria)?;
+    // Chains are answered by searching first, at the time of a request; criteria are kept and
+    // matched later, when the chain's own answer may have changed.
+    if let Some(chain) = search.chains.first() {
+        return Err(QueryError(format!(
+            "criteria: {} is a chained parameter, not supported here",
+            chain.key
+        )));
+    }
+    Ok((resource_type, search))
 }
 
 /// A query that selects resources of one type, `Type?params` (a subscription's `criteria`, an
-/// export's `_typeFilter`): its type and search; refusals start with `what`. The query part is
-/// decoded as a URL query (`%7C`, `+`).
+/// export's `_typeFilter`): its type and search, chains included; refusals start with `what`.
+/// The query part is decoded as a URL query (`%7C`, `+`).
 ///
 /// # Errors
 /// A query without a known type, with a result parameter (`_sort`, `_elements`...), or whose
@@ -630,14 +639,6 @@ pub fn parse_selection(what: &str, text: &str) -> QueryResult<(String, Search)> 
     }
     let search =
         parse(resource_type, &pairs).map_err(|e| QueryError(format!("{what}: {}", e.0)))?;
-    // Chains are answered by searching first, at the time of a request; a selection is kept
-    // (and matched later), when their answer may have changed.
-    if let Some(chain) = search.chains.first() {
-        return Err(QueryError(format!(
-            "{what}: {} is a chained parameter, not supported here",
-            chain.key
-        )));
-    }
     Ok((resource_type.to_owned(), search))
 }
 

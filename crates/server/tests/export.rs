@@ -485,6 +485,19 @@ async fn type_filters_narrow_each_type_and_a_resource_matching_several_is_writte
         ])
     );
 
+    // A chained filter is answered at the kick-off: p1's observations by its name; one that
+    // finds no patient exports none of its type.
+    let (_, files) =
+        export("_type=Observation,Encounter&_typeFilter=Observation%3Fpatient.family%3DWalker")
+            .await;
+    assert_eq!(
+        ids(&files),
+        expect(&[("Encounter", &["e1"]), ("Observation", &["o1", "o5"])])
+    );
+    let (m, _) =
+        export("_type=Observation&_typeFilter=Observation%3Fpatient.family%3DNobody").await;
+    assert_eq!(m["output"], json!([]), "{m}");
+
     // A filter and a Group: both hold (o6 is p2's, who is not an active member).
     let status = s
         .started(

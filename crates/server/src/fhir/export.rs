@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{audit, instant, render};
+use super::{audit, instant, query, render};
 use crate::AppState;
 use crate::audit::AuditAction;
 use crate::auth::{Access, PeerAddr, Principal};
@@ -251,8 +251,8 @@ struct Request {
     since: Option<UnixMillis>,
     until: Option<UnixMillis>,
     /// `_typeFilter`: per type, searches of which a resource must match one (types without
-    /// an entry are not filtered).
-    filters: BTreeMap<&'static str, Vec<ResourceQuery>>,
+    /// an entry are not filtered). Their chains are answered at the kick-off.
+    filters: BTreeMap<&'static str, Vec<fhir_query::Search>>,
     /// `_elements`: the top-level elements written.
     elements: Elements,
     /// `patient`: only these patients (ids) and their compartments.
@@ -411,7 +411,7 @@ fn check(
                     let (t, search) = fhir_query::parse_selection("_typeFilter", f)
                         .map_err(|e| ApiError::bad_request(e.0))?;
                     let t = allowed_type(&allowed, "_typeFilter", &t)?;
-                    request.filters.entry(t).or_default().push(search.query);
+                    request.filters.entry(t).or_default().push(search);
                 }
                 true
             }
@@ -752,6 +752,18 @@ async fn kick_off(
                 },
                 Level::System => None,
             };
+            // A filter's chains are answered now: the export is of the store as it is at
+            // the kick-off.
+            let mut filters: BTreeMap<&'static str, Vec<ResourceQuery>> = BTreeMap::new();
+            for (t, searches) in &request.filters {
+                let kept = filters.entry(t).or_default();
+                for search in searches {
+                    let mut search = search.clone();
+                    if query::resolve_chains(&*state.store, &who, &mut search).await? {
+                        kept.push(search.query);
+                    }
+                }
+            }
             let Ok(permit) = exports.slots.clone().try_acquire_owned() else {
                 let mut e = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -787,6 +799,7 @@ async fn kick_off(
                 level,
                 patients,
                 request,
+                filters,
             };
             let task = tokio::spawn(run(
                 state.clone(),
@@ -819,6 +832,9 @@ struct Scope {
     /// The patients whose compartments are exported: a Group's members, or `patient`.
     patients: Option<Vec<String>>,
     request: Request,
+    /// `_typeFilter` with its chains answered: per type, queries of which a resource must
+    /// match one (an empty list: none can, as a chain found nothing).
+    filters: BTreeMap<&'static str, Vec<ResourceQuery>>,
 }
 
 /// Runs a job to its end, then keeps its files for the expiry time and removes them.
@@ -998,7 +1014,7 @@ async fn write_all(
             _ => vec![query(t, &window, Vec::new())],
         };
         // `_typeFilter`: each query once per filter, narrowed by it.
-        let filters = scope.request.filters.get(t);
+        let filters = scope.filters.get(t);
         let queries: Vec<ResourceQuery> = match filters {
             None => chosen,
             Some(filters) => chosen
