@@ -470,10 +470,12 @@ pub fn parse(resource_type: &str, pairs: &[(String, String)]) -> QueryResult<Sea
                     for part in split_or(value) {
                         let test = value_test(param, modifier, key, &part)?;
                         for target in &targets {
-                            clause.push(IndexTest {
-                                param: target.clone(),
-                                test: test.clone(),
-                            });
+                            clause.push(in_canonical_form(target, &test).unwrap_or_else(|| {
+                                IndexTest {
+                                    param: target.clone(),
+                                    test: test.clone(),
+                                }
+                            }));
                         }
                     }
                     s.query.clauses.push(clause);
@@ -803,6 +805,31 @@ fn quantity_test(key: &str, value: &str) -> QueryResult<QuantityTest> {
     })
 }
 
+/// A quantity test in a UCUM unit, as a test of the canonical values of `param`
+/// (`5.4|http://unitsofmeasure.org|mmol/L` finds `0.0054 mol/L` and `97 mg/dL` of glucose
+/// does not, being another kind): `None` for other tests, and for units without a canonical
+/// form, which are matched as written.
+fn in_canonical_form(param: &str, test: &ValueTest) -> Option<IndexTest> {
+    let ValueTest::Quantity(q) = test else {
+        return None;
+    };
+    if q.system.as_deref() != Some(fhir::ucum::UCUM) {
+        return None;
+    }
+    let c = fhir::ucum::canonical(q.code.as_deref()?)?;
+    Some(IndexTest {
+        param: crate::destinations::fhir_store::canonical_param(param),
+        test: ValueTest::Quantity(QuantityTest {
+            prefix: q.prefix,
+            value: q.value * c.factor,
+            lo: q.lo * c.factor,
+            hi: q.hi * c.factor,
+            system: q.system.clone(),
+            code: Some(c.unit),
+        }),
+    })
+}
+
 /// `[system|]code$[prefix]number[|system|code]`: `8480-6$gt140`,
 /// `http://loinc.org|8480-6$gt140||mm[Hg]`. The unit is matched by its code.
 fn code_quantity_test(key: &str, value: &str) -> QueryResult<ValueTest> {
@@ -1076,6 +1103,9 @@ mod tests {
         }
     }
 
+    /// 1 mm[Hg] in canonical units (g.m-1.s-2), as `fhir::ucum` computes it.
+    const MM_HG: f64 = 1e-3 * 133_322_387.415;
+
     #[test]
     fn quantities_take_a_prefix_a_number_and_a_unit() {
         let s = parse(
@@ -1112,18 +1142,20 @@ mod tests {
                 }),
                 &ValueTest::Quantity(QuantityTest {
                     prefix: DatePrefix::Le,
-                    value: 120.0,
-                    lo: 119.5,
-                    hi: 120.5,
+                    value: 120.0 * MM_HG,
+                    lo: 119.5 * MM_HG,
+                    hi: 120.5 * MM_HG,
                     system: Some("http://unitsofmeasure.org".into()),
-                    code: Some("mm[Hg]".into()),
+                    code: Some("g.m-1.s-2".into()),
                 }),
             ]
         );
+        // A UCUM unit is searched in canonical form, among the canonical values.
         assert_eq!(
             s.query.clauses[1][0].param,
-            "Observation.component-value-quantity"
+            "Observation.component-value-quantity:canonical"
         );
+        assert_eq!(s.query.clauses[0][1].param, "Observation.value-quantity");
         let combo = parse(
             "Observation",
             &pairs(&[

@@ -24,6 +24,9 @@ const GENERATIONS: &[&[&str]] = &[
     // `component-value-quantity`, `combo-code`, `combo-value-quantity` and the composites
     // `code-value-quantity`, `component-code-value-quantity`, `combo-code-value-quantity`.
     &["Observation"],
+    // 2: Observation quantities with a UCUM unit also in canonical form
+    // (`value-quantity:canonical`, `component-value-quantity:canonical`).
+    &["Observation"],
 ];
 
 /// The generation this build extracts.

@@ -88,6 +88,7 @@ mod helpers;
 mod resource;
 pub mod search;
 mod ser;
+pub mod ucum;
 
 pub use decimal::Decimal;
 pub use error::{Error, ErrorKind};

@@ -859,3 +859,64 @@ async fn everything_takes_type_since_and_count() {
         assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ucum_quantity_is_found_in_any_unit_of_its_kind() {
+    let s = Server::start(|_| {}).await;
+    s.put(patient("p1", "Walker")).await;
+    let ucum = "http://unitsofmeasure.org";
+    for (id, quantity) in [
+        (
+            "mgdl",
+            json!({"value": 90, "system": ucum, "code": "mg/dL", "unit": "mg/dL"}),
+        ),
+        (
+            "gl",
+            json!({"value": 0.9, "system": ucum, "code": "g/L", "unit": "g/L"}),
+        ),
+        (
+            "mmol",
+            json!({"value": 5.0, "system": ucum, "code": "mmol/L", "unit": "mmol/L"}),
+        ),
+        ("plain", json!({"value": 90, "unit": "mg/dL"})),
+    ] {
+        let mut o = observation(id, "p1", "1");
+        o["valueQuantity"] = quantity;
+        // The store takes the resource through the same indexing as the feeds.
+        s.put(o).await;
+    }
+    for (query, want) in [
+        // The same amount in other units: each UCUM value, whatever unit it was written in.
+        ("0.9|http://unitsofmeasure.org|g/L", &["gl", "mgdl"][..]),
+        ("90|http://unitsofmeasure.org|mg/dL", &["gl", "mgdl"][..]),
+        ("ge850|http://unitsofmeasure.org|mg/L", &["gl", "mgdl"][..]),
+        ("5000|http://unitsofmeasure.org|umol/L", &["mmol"][..]),
+        // Another kind (a substance amount is not a mass): nothing.
+        ("gt0|http://unitsofmeasure.org|mol/L", &["mmol"][..]),
+        // Without a system the unit is compared as written, UCUM or not.
+        ("90||mg/dL", &["mgdl", "plain"][..]),
+        // Without a unit the numbers as written: the canonical values are not among them.
+        ("900", &[][..]),
+        ("90", &["mgdl", "plain"][..]),
+        // A UCUM code this server cannot convert is compared as written.
+        ("90|http://unitsofmeasure.org|[degF]", &[][..]),
+    ] {
+        let (status, b) = search(
+            &s,
+            &format!(
+                "Observation?value-quantity={}",
+                query
+                    .replace('|', "%7C")
+                    .replace('[', "%5B")
+                    .replace(']', "%5D")
+            ),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{query}: {b}");
+        let got: Vec<String> = matches(&b)
+            .into_iter()
+            .map(|k| k.trim_start_matches("Observation/").to_owned())
+            .collect();
+        assert_eq!(got, want, "{query}: {b}");
+    }
+}

@@ -180,9 +180,32 @@ pub fn rendered(r: &StoredResource) -> Option<Value> {
     Some(v)
 }
 
-/// The store's search values of a resource.
+/// The store's search values of a resource. A quantity with a UCUM unit is also indexed in
+/// canonical form ([`canonical_param`]), for searches in another unit of the same kind.
 pub fn index_entries(resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
-    search::extract(resource_type, resource)
+    let values = search::extract(resource_type, resource);
+    let canonical: Vec<IndexEntry> = values
+        .iter()
+        .filter_map(|(name, v)| match v {
+            SearchValue::Quantity {
+                value,
+                system,
+                code,
+            } if system == fhir::ucum::UCUM => {
+                let c = fhir::ucum::canonical(code)?;
+                Some(IndexEntry {
+                    param: canonical_param(&format!("{resource_type}.{name}")),
+                    value: IndexValue::Quantity {
+                        value: value * c.factor,
+                        system: system.clone(),
+                        code: c.unit,
+                    },
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    let mut entries: Vec<IndexEntry> = values
         .into_iter()
         .map(|(name, v)| IndexEntry {
             param: format!("{resource_type}.{name}"),
@@ -213,7 +236,16 @@ pub fn index_entries(resource_type: &str, resource: &Value) -> Vec<IndexEntry> {
                 },
             },
         })
-        .collect()
+        .collect();
+    entries.extend(canonical);
+    entries
+}
+
+/// Where the canonical form of a quantity parameter's UCUM values is indexed: a parameter of
+/// its own, so that searches without a UCUM unit, sorting and `:missing` see only the values
+/// as written.
+pub fn canonical_param(param: &str) -> String {
+    format!("{param}:canonical")
 }
 
 fn type_and_id(resource: &Value) -> Option<(String, String)> {
