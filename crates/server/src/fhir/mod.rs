@@ -795,38 +795,42 @@ impl Answer<'_> {
                 test: ValueTest::Reference(format!("{}/{}", r.resource_type, r.id)),
             })
             .collect();
-        if refs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let referring = self
-            .state
-            .store
-            .search_resources(ResourceQuery {
-                resource_type: link.source.to_owned(),
-                clauses: vec![refs],
-                count: REVINCLUDE_LIMIT,
-                ..ResourceQuery::default()
-            })
-            .await?;
-        if referring.total > u64::from(REVINCLUDE_LIMIT) {
-            self.cut.push(format!(
-                "{}:{} ({REVINCLUDE_LIMIT} of {}, the most recently updated)",
-                link.source, link.param.name, referring.total
-            ));
-        }
+        // The targets a thousand at a time: an iterated answer may hold many more, and one
+        // query's values stay within what SQLite binds.
         let mut added = Vec::new();
-        for r in referring.resources {
-            if !self.seen.insert((r.resource_type.clone(), r.id.clone())) {
-                continue;
+        let mut total = 0u64;
+        for chunk in refs.chunks(REVINCLUDE_LIMIT as usize) {
+            let room = REVINCLUDE_LIMIT.saturating_sub(added.len() as u32);
+            let referring = self
+                .state
+                .store
+                .search_resources(ResourceQuery {
+                    resource_type: link.source.to_owned(),
+                    clauses: vec![chunk.to_vec()],
+                    count: room,
+                    ..ResourceQuery::default()
+                })
+                .await?;
+            total += referring.total;
+            for r in referring.resources {
+                if !self.seen.insert((r.resource_type.clone(), r.id.clone())) {
+                    continue;
+                }
+                self.entries.push(search_entry(
+                    self.state,
+                    &r.resource_type,
+                    &r.id,
+                    render(&r)?,
+                    "include",
+                ));
+                added.push(r);
             }
-            self.entries.push(search_entry(
-                self.state,
-                &r.resource_type,
-                &r.id,
-                render(&r)?,
-                "include",
+        }
+        if total > u64::from(REVINCLUDE_LIMIT) {
+            self.cut.push(format!(
+                "{}:{} ({REVINCLUDE_LIMIT} of {total}, the most recently updated)",
+                link.source, link.param.name
             ));
-            added.push(r);
         }
         Ok(added)
     }
