@@ -57,15 +57,6 @@ use crate::error::{ApiError, ApiResult, IssueCode};
 /// The NDJSON media type of the files.
 pub const NDJSON: &str = "application/fhir+ndjson";
 
-/// Jobs writing at once (`[server.export] max_jobs`).
-pub const DEFAULT_MAX_JOBS: usize = causeway_engine::config::DEFAULT_EXPORT_MAX_JOBS;
-
-/// How long a completed job's files stay downloadable (`[server.export] file_expiry`).
-pub const DEFAULT_FILE_EXPIRY: Duration = causeway_engine::config::DEFAULT_EXPORT_FILE_EXPIRY;
-
-/// Size past which a type's output continues in a new file (`[server.export] max_file_size`).
-pub const DEFAULT_MAX_FILE_BYTES: u64 = causeway_engine::config::DEFAULT_EXPORT_MAX_FILE_SIZE;
-
 /// Resources read from the store per page.
 const PAGE: u32 = causeway_store::resources::MAX_RESOURCE_PAGE;
 
@@ -106,7 +97,8 @@ pub struct ExportConfig {
 }
 
 impl ExportConfig {
-    /// The defaults, with files under `<data_dir>/exports`.
+    /// The defaults of `[server.export]` (see `causeway_engine::config::ExportSettings`), with
+    /// files under `<data_dir>/exports`.
     pub fn new(data_dir: &FsPath) -> ExportConfig {
         ExportConfig::from_settings(data_dir, &ExportSettings::default())
     }
