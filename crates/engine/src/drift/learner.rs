@@ -21,7 +21,7 @@
 //!   is marked open-ended and its values are no longer tracked), field numbers up to
 //!   [`MAX_FIELD_NUMBER`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use hl7v2::Message;
 use serde::{Deserialize, Serialize};
@@ -130,10 +130,39 @@ fn labelled(field: &str) -> String {
 
 /// A field of a segment, `PID-8`: compared as numbers (cheap on the per-message path), written as
 /// text in the persisted JSON and the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// How often each value of a coded field came.
+pub type CodeCounts = HashMap<String, u64, foldhash::fast::RandomState>;
+
+/// `values` in code order, so that a saved profile reads (and diffs) the same every time.
+fn sorted_counts<S: serde::Serializer>(values: &CodeCounts, s: S) -> Result<S::Ok, S::Error> {
+    values.iter().collect::<BTreeMap<_, _>>().serialize(s)
+}
+
+/// The values of a coded field in code order, with their counts.
+pub fn sorted_values(values: &CodeCounts) -> Vec<(&String, &u64)> {
+    let mut out: Vec<(&String, &u64)> = values.iter().collect();
+    out.sort();
+    out
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FieldKey {
+    /// The segment id's bytes and the field number in one integer, ordered as the pair is:
+    /// a profile's maps are searched for every field of every message, one comparison each.
+    packed: u64,
     segment: [u8; 3],
-    field: u16,
+}
+
+impl Ord for FieldKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.packed.cmp(&other.packed)
+    }
+}
+
+impl PartialOrd for FieldKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl FieldKey {
@@ -143,9 +172,14 @@ impl FieldKey {
         for (i, c) in b.iter().take(3).enumerate() {
             id[i] = *c;
         }
+        let field = u16::try_from(field).unwrap_or(u16::MAX);
+        let [x, y, z] = id;
         FieldKey {
+            packed: (u64::from(x) << 32)
+                | (u64::from(y) << 24)
+                | (u64::from(z) << 16)
+                | u64::from(field),
             segment: id,
-            field: u16::try_from(field).unwrap_or(u16::MAX),
         }
     }
 
@@ -162,13 +196,13 @@ impl FieldKey {
     }
 
     pub fn field(&self) -> usize {
-        usize::from(self.field)
+        (self.packed & 0xFFFF) as usize
     }
 }
 
 impl std::fmt::Display for FieldKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.segment(), self.field)
+        write!(f, "{}-{}", self.segment(), self.field())
     }
 }
 
@@ -248,9 +282,14 @@ pub struct FieldStats {
     /// HL7 table number (0: none).
     #[serde(default)]
     pub table: u32,
-    /// Values of the code component and how often each came (coded fields only).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub values: BTreeMap<String, u64>,
+    /// Values of the code component and how often each came (coded fields only). Hashed, as
+    /// every coded value of every message looks its code up; written sorted.
+    #[serde(
+        default,
+        skip_serializing_if = "CodeCounts::is_empty",
+        serialize_with = "sorted_counts"
+    )]
+    pub values: CodeCounts,
     /// More distinct values than tracked: not a closed code set; no new-code findings.
     #[serde(default)]
     pub open_ended: bool,
@@ -549,6 +588,28 @@ mod tests {
         FieldKey::parse(text).unwrap()
     }
 
+    #[test]
+    fn field_keys_order_by_segment_then_field_number() {
+        let texts = [
+            "ZPD-1", "PID-10", "PID-2", "OBX-5", "MSH-9", "PV1-2", "PID-8", "OBR-10",
+        ];
+        let mut keys: Vec<FieldKey> = texts.iter().map(|t| key(t)).collect();
+        keys.sort();
+        let mut by_parts: Vec<(String, usize)> = texts
+            .iter()
+            .map(|t| {
+                let (s, n) = t.split_once('-').unwrap();
+                (s.to_owned(), n.parse().unwrap())
+            })
+            .collect();
+        by_parts.sort();
+        let shown: Vec<(String, usize)> = keys
+            .iter()
+            .map(|k| (k.segment().to_owned(), k.field()))
+            .collect();
+        assert_eq!(shown, by_parts);
+    }
+
     fn settings(baseline: u64) -> DriftSettings {
         DriftSettings {
             baseline_messages: baseline,
@@ -614,7 +675,11 @@ mod tests {
         let sex = &t.fields[&key("PID-8")];
         assert_eq!(sex.data_type.as_deref(), Some("IS"));
         assert_eq!(sex.table, 1);
-        assert_eq!(sex.values.keys().collect::<Vec<_>>(), ["F", "M"]);
+        let codes: Vec<&String> = sorted_values(&sex.values)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        assert_eq!(codes, ["F", "M"]);
         // Identifiers, names and dates are never kept as values.
         for f in ["PID-3", "PID-5", "PID-7", "MSH-10", "MSH-7"] {
             assert!(t.fields[&key(f)].values.is_empty(), "{f}");

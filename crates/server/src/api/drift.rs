@@ -163,9 +163,8 @@ fn types_of(p: &FeedProfile) -> Vec<TypeDrift> {
                         typical_length: f.typical_len(),
                         data_type: f.data_type.clone(),
                         table: f.table,
-                        values: f
-                            .values
-                            .iter()
+                        values: causeway_engine::drift::learner::sorted_values(&f.values)
+                            .into_iter()
                             .map(|(code, count)| CodeCount {
                                 code: code.clone(),
                                 count: *count,
