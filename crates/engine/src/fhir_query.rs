@@ -147,9 +147,7 @@ impl Presentation {
 
     fn read_elements(&mut self, on: Interaction, key: &str, value: &str) -> QueryResult<()> {
         for element in value.split(',') {
-            let name_like = element.starts_with(|c: char| c.is_ascii_lowercase())
-                && element.chars().all(|c| c.is_ascii_alphanumeric());
-            if !name_like {
+            if !is_element_name(element) {
                 return Err(on.bad(
                     key,
                     &format!(
@@ -190,10 +188,8 @@ fn chain(resource_type: &str, key: &str, value: &str) -> QueryResult<Option<Chai
         let mut parts = rest.splitn(3, ':');
         let (source, param, inner) = (parts.next(), parts.next(), parts.next());
         let found = source
-            .and_then(|t| fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t))
             .zip(param)
-            .and_then(|(t, p)| Some((t, search::param(t, p)?)))
-            .filter(|(_, p)| p.kind == ParamKind::Reference)
+            .and_then(|(t, p)| reference_param(t, p))
             .zip(inner.filter(|i| !i.is_empty()));
         let Some(((source, p), inner)) = found else {
             return Err(bad(
@@ -235,10 +231,8 @@ fn chain(resource_type: &str, key: &str, value: &str) -> QueryResult<Option<Chai
             )
         })?;
     let target = match (named_type, p.target) {
-        (Some(t), pt) => fhir::RESOURCE_TYPES
-            .iter()
-            .copied()
-            .find(|k| *k == t && pt.is_none_or(|pt| pt == t))
+        (Some(t), pt) => known_type(t)
+            .filter(|k| pt.is_none_or(|pt| pt == *k))
             .ok_or_else(|| bad(key, &format!("{name} cannot refer to {t}")))?,
         (None, Some(t)) => t,
         (None, None) => {
@@ -284,6 +278,19 @@ fn inner_query(
     Ok(search.query)
 }
 
+/// `t` as the type table's own `&'static str`; `None` for a type the API does not know.
+fn known_type(t: &str) -> Option<&'static str> {
+    fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t)
+}
+
+/// The reference parameter `param` of type `t` (includes, `_revinclude`, `_has` name one).
+fn reference_param(t: &str, param: &str) -> Option<(&'static str, &'static SearchParam)> {
+    let t = known_type(t)?;
+    search::param(t, param)
+        .filter(|p| p.kind == ParamKind::Reference)
+        .map(|p| (t, p))
+}
+
 /// One `_include` or `_revinclude`: a reference parameter of `source`, and the type of the
 /// resources it may reach (`:Target`, or the parameter's own target type).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -298,6 +305,12 @@ impl Link {
     pub fn reaches(&self, resource_type: &str) -> bool {
         self.target.is_none_or(|t| t == resource_type)
     }
+}
+
+/// A top-level element's name as `_elements` takes it (`code`, `valueQuantity`).
+pub fn is_element_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
 /// Which request a parameter came with, for the wording of a refusal.
@@ -500,12 +513,7 @@ fn include(resource_type: &str, key: &str, value: &str, iterate: bool) -> QueryR
     let Some(param) = param else {
         return Err(bad(key, "expected Type:parameter"));
     };
-    let found = fhir::RESOURCE_TYPES
-        .iter()
-        .copied()
-        .find(|t| *t == source && (iterate || *t == resource_type))
-        .and_then(|t| Some((t, search::param(t, param)?)))
-        .filter(|(_, p)| p.kind == ParamKind::Reference);
+    let found = reference_param(source, param).filter(|(t, _)| iterate || *t == resource_type);
     let Some((source, p)) = found else {
         let why = if iterate {
             format!("{value} is not Type:parameter naming a reference parameter of Type")
@@ -527,14 +535,11 @@ fn link(
 ) -> QueryResult<Link> {
     let target = match target {
         None => p.target,
-        Some(t) => {
-            let known = fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t);
-            match (known, p.target) {
-                (Some(k), None) => Some(k),
-                (Some(k), Some(pt)) if k == pt => Some(k),
-                _ => return Err(bad(key, &format!("{value}: wrong target type"))),
-            }
-        }
+        Some(t) => match (known_type(t), p.target) {
+            (Some(k), None) => Some(k),
+            (Some(k), Some(pt)) if k == pt => Some(k),
+            _ => return Err(bad(key, &format!("{value}: wrong target type"))),
+        },
     };
     Ok(Link {
         source,
@@ -548,11 +553,7 @@ fn link(
 fn revinclude(resource_type: &str, key: &str, value: &str, iterate: bool) -> QueryResult<Link> {
     let mut parts = value.splitn(3, ':');
     let (source, param, target) = (parts.next(), parts.next(), parts.next());
-    let found = source
-        .and_then(|t| fhir::RESOURCE_TYPES.iter().copied().find(|k| *k == t))
-        .zip(param)
-        .and_then(|(t, p)| Some((t, search::param(t, p)?)))
-        .filter(|(_, p)| p.kind == ParamKind::Reference);
+    let found = source.zip(param).and_then(|(t, p)| reference_param(t, p));
     let Some((source, p)) = found else {
         return Err(bad(
             key,
@@ -570,10 +571,7 @@ fn revinclude(resource_type: &str, key: &str, value: &str, iterate: bool) -> Que
     let mut link = link(key, value, source, p, target)?;
     if !iterate {
         // It reaches the matches.
-        link.target = fhir::RESOURCE_TYPES
-            .iter()
-            .copied()
-            .find(|t| *t == resource_type);
+        link.target = known_type(resource_type);
     }
     Ok(link)
 }

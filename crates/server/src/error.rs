@@ -105,6 +105,10 @@ impl ApiError {
         Self::new(StatusCode::FORBIDDEN, IssueCode::Forbidden, message)
     }
 
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, IssueCode::Conflict, message)
+    }
+
     pub fn unprocessable(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,

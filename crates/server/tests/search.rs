@@ -97,6 +97,14 @@ async fn search(s: &Server, query: &str) -> (StatusCode, Value) {
     (a.status, a.body)
 }
 
+/// `GET /fhir/{query}` is a 400 whose OperationOutcome says `why`.
+async fn refused(s: &Server, query: &str, why: &str) {
+    let (status, b) = search(s, query).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
+    assert_eq!(b["resourceType"], "OperationOutcome", "{query}");
+    assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iterate_follows_what_the_first_level_added_round_after_round() {
     let s = Server::start(|_| {}).await;
@@ -209,10 +217,7 @@ async fn include_parameters_are_checked_and_refusals_name_them() {
             "search parameter _revinclude:iterate: \"Starship:target\" is not Type:parameter naming a reference parameter of Type",
         ),
     ] {
-        let (status, b) = search(&s, query).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
-        assert_eq!(b["resourceType"], "OperationOutcome", "{query}");
-        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+        refused(&s, query, why).await;
     }
 
     // A client that may not read Provenance may not ask for them.
@@ -414,9 +419,7 @@ async fn chained_parameters_and_has_search_through_references() {
             "search parameter _has:Observation:patient:code: Observation.patient does not refer to Encounter",
         ),
     ] {
-        let (status, b) = search(&s, query).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
-        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+        refused(&s, query, why).await;
     }
 
     // A chain searches its type: the caller must be allowed to read it.
@@ -558,9 +561,7 @@ async fn lastn_gives_the_most_recent_observations_of_each_code() {
             "search parameter bogus: unknown search parameter for Observation",
         ),
     ] {
-        let (status, b) = search(&s, &format!("Observation/$lastn?{query}")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
-        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+        refused(&s, &format!("Observation/$lastn?{query}"), why).await;
     }
     let token = s.client("system/Patient.read").await;
     let a = s
@@ -854,9 +855,7 @@ async fn everything_takes_type_since_and_count() {
             "$everything parameter start is not supported (_type, _since, _count)",
         ),
     ] {
-        let (status, b) = search(&s, &format!("Patient/p1/$everything?{query}")).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {b}");
-        assert_eq!(b["issue"][0]["diagnostics"], why, "{query}");
+        refused(&s, &format!("Patient/p1/$everything?{query}"), why).await;
     }
 }
 

@@ -135,7 +135,7 @@ pub type CodeCounts = HashMap<String, u64, foldhash::fast::RandomState>;
 
 /// `values` in code order, so that a saved profile reads (and diffs) the same every time.
 fn sorted_counts<S: serde::Serializer>(values: &CodeCounts, s: S) -> Result<S::Ok, S::Error> {
-    values.iter().collect::<BTreeMap<_, _>>().serialize(s)
+    s.collect_map(sorted_values(values))
 }
 
 /// The values of a coded field in code order, with their counts.

@@ -61,13 +61,12 @@ pub(super) async fn reload(
 ) -> Result<Response, ApiError> {
     api(async {
         who.require_role(Role::Admin)?;
-        let conflict = |m: &str| ApiError::new(StatusCode::CONFLICT, IssueCode::Conflict, m);
         let reload = state
             .reload
             .as_ref()
-            .ok_or_else(|| conflict("this server cannot reload its configuration"))?;
+            .ok_or_else(|| ApiError::conflict("this server cannot reload its configuration"))?;
         let path = reload.path.as_ref().ok_or_else(|| {
-            conflict("running the built-in configuration: there is no file to reload")
+            ApiError::conflict("running the built-in configuration: there is no file to reload")
         })?;
         let config = match causeway_engine::config::Config::load(path) {
             Ok(c) => c,
@@ -99,7 +98,7 @@ pub(super) async fn reload(
         reload
             .tx
             .try_send(config)
-            .map_err(|_| conflict("a reload is already in progress"))?;
+            .map_err(|_| ApiError::conflict("a reload is already in progress"))?;
         tracing::info!(user = %who.subject, channels, "configuration reload requested");
         Ok((
             StatusCode::ACCEPTED,

@@ -22,7 +22,7 @@ use super::{ErrorBody, api, audit, channel, rfc3339};
 use crate::AppState;
 use crate::audit::AuditAction;
 use crate::auth::{PeerAddr, Principal, Role};
-use crate::error::{ApiError, ApiResult, IssueCode};
+use crate::error::{ApiError, ApiResult};
 
 /// Findings shown per channel.
 pub const RECENT_FINDINGS: u32 = 50;
@@ -119,14 +119,10 @@ pub struct DriftReset {
 
 fn tracker(c: &Channel) -> ApiResult<&Arc<DriftTracker>> {
     c.drift.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::CONFLICT,
-            IssueCode::Conflict,
-            format!(
-                "drift detection is off for channel {:?} ([channel.drift] enabled = false)",
-                c.name
-            ),
-        )
+        ApiError::conflict(format!(
+            "drift detection is off for channel {:?} ([channel.drift] enabled = false)",
+            c.name
+        ))
     })
 }
 

@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, RawQuery, State};
-use axum::http::StatusCode;
 use causeway_engine::runtime::channel::ReprocessError;
 use causeway_store::{
     Delivery, DeliveryState, EventKind, MAX_PAGE_LEN, MessageId, MessageState, MessageSummary,
@@ -549,11 +548,7 @@ pub(super) async fn reprocess(
                 ReprocessError::NotFound(_) => ApiError::not_found(e.to_string()),
                 ReprocessError::Store(e) => store_error(e),
                 ReprocessError::Purged(_) | ReprocessError::OtherChannel(..) => {
-                    ApiError::new(
-                        StatusCode::CONFLICT,
-                        crate::error::IssueCode::Conflict,
-                        e.to_string(),
-                    )
+                    ApiError::conflict(e.to_string())
                 }
             })?;
             tracing::info!(id = %id, channel = %c.name, state = %done.state, user = %who.subject, "message reprocessed");
@@ -730,21 +725,21 @@ pub(super) async fn resubmit(
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("message {id} is not stored")))?;
             let c = channel(&state, &original.summary.channel)?;
-            let conflict = |text: String| {
-                ApiError::new(StatusCode::CONFLICT, crate::error::IssueCode::Conflict, text)
-            };
             // Unchanged, whatever line ends the original came with.
             let unchanged = original
                 .raw
                 .as_deref()
                 .is_some_and(|raw| segments_with_cr(&String::from_utf8_lossy(raw)) == edited);
             if unchanged {
-                return Err(conflict(format!(
+                return Err(ApiError::conflict(format!(
                     "the edited message is message {id} unchanged: reprocess it instead"
                 )));
             }
             if !c.is_running() {
-                return Err(conflict(format!("channel {:?} is stopped", c.name)));
+                return Err(ApiError::conflict(format!(
+                    "channel {:?} is stopped",
+                    c.name
+                )));
             }
             let reply = c
                 .ingest(&edited, &format!("api:{} (edit of message {id})", who.subject))

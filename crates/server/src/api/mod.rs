@@ -282,11 +282,7 @@ fn store_error(e: causeway_store::Error) -> ApiError {
     use causeway_store::ErrorKind;
     match e.kind() {
         ErrorKind::NotFound => ApiError::not_found(e.to_string()),
-        ErrorKind::InvalidInput | ErrorKind::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            crate::error::IssueCode::Conflict,
-            e.to_string(),
-        ),
+        ErrorKind::InvalidInput | ErrorKind::Conflict => ApiError::conflict(e.to_string()),
         _ => ApiError::from(e),
     }
 }

@@ -25,7 +25,7 @@ use super::{ErrorBody, api, audited};
 use crate::AppState;
 use crate::audit::AuditAction;
 use crate::auth::{PeerAddr, Principal, Role};
-use crate::error::{ApiError, ApiResult, IssueCode};
+use crate::error::{ApiError, ApiResult};
 
 /// Longest code, system or display accepted in a new mapping.
 pub const MAX_MAPPING_TEXT: usize = 256;
@@ -285,14 +285,6 @@ fn check_text(name: &str, v: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn conflict(message: String) -> ApiError {
-    ApiError::new(
-        axum::http::StatusCode::CONFLICT,
-        IssueCode::Conflict,
-        message,
-    )
-}
-
 async fn add(state: &AppState, who: &Principal, m: NewMapping) -> ApiResult<MappingAdded> {
     check_text("channel", &m.channel)?;
     check_text("map", &m.map)?;
@@ -314,7 +306,7 @@ async fn add(state: &AppState, who: &Principal, m: NewMapping) -> ApiResult<Mapp
         .get()
         .filter(|f| !f.profiles.is_empty() && !f.source.as_os_str().is_empty())
         .ok_or_else(|| {
-            conflict(format!(
+            ApiError::conflict(format!(
                 "channel {:?} has no sender profiles ([channel.fhir] profiles)",
                 c.name
             ))
@@ -362,7 +354,7 @@ async fn add(state: &AppState, who: &Principal, m: NewMapping) -> ApiResult<Mapp
         )));
     }
     if let Some(e) = map.entries.iter().find(|e| e.code == m.code) {
-        return Err(conflict(format!(
+        return Err(ApiError::conflict(format!(
             "code {:?} is already mapped in code map {:?} of profile {:?} (added by {} on {})",
             m.code, m.map, profile.name, e.added_by, e.added_at
         )));

@@ -48,7 +48,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{audit, instant, query, render};
+use super::{audit, compartment_types, instant, instant_param, query, render};
 use crate::AppState;
 use crate::audit::AuditAction;
 use crate::auth::{Access, PeerAddr, Principal};
@@ -304,22 +304,6 @@ fn patient_id(reference: &str) -> Option<String> {
     (parts.next()? == "Patient").then(|| id.to_owned())
 }
 
-/// An element name as `_elements` takes it: a top-level element (`code`, `valueQuantity`).
-fn element_name(name: &str) -> bool {
-    name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_alphanumeric())
-}
-
-/// A FHIR instant parameter (`_since`, `_until`).
-fn instant_param(name: &str, value: &str) -> ApiResult<UnixMillis> {
-    let t: jiff::Timestamp = value.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "{name} {value:?} is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)"
-        ))
-    })?;
-    Ok(UnixMillis(t.as_millisecond()))
-}
-
 /// The resource types an export can hold: those the API serves (Subscription, which may hold
 /// a receiver's credentials in its headers, is not one).
 fn exportable() -> impl Iterator<Item = &'static str> {
@@ -327,13 +311,6 @@ fn exportable() -> impl Iterator<Item = &'static str> {
         .iter()
         .copied()
         .filter(|t| !matches!(*t, "Bundle" | "OperationOutcome"))
-}
-
-/// Types of the Patient compartment, Patient first.
-fn compartment() -> Vec<&'static str> {
-    let mut out = vec!["Patient"];
-    out.extend(fhir::search::patient_compartment().filter(|t| *t != "Patient"));
-    out
 }
 
 /// Reads `Prefer`: whether it asks `respond-async`, and `handling=lenient`.
@@ -367,7 +344,7 @@ fn check(
     }
     let allowed: Vec<&'static str> = match level {
         Level::System => exportable().collect(),
-        Level::Patient | Level::Group(_) => compartment(),
+        Level::Patient | Level::Group(_) => compartment_types(),
     };
     let mut asked: Vec<&'static str> = Vec::new();
     let mut request = Request::default();
@@ -410,11 +387,13 @@ fn check(
             "_elements" => {
                 for e in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
                     match e.split_once('.') {
-                        Some((t, name)) if element_name(name) => {
+                        Some((t, name)) if fhir_query::is_element_name(name) => {
                             let t = allowed_type(&allowed, "_elements", t)?;
                             request.elements.by_type.push((t, name.to_owned()));
                         }
-                        None if element_name(e) => request.elements.all.push(e.to_owned()),
+                        None if fhir_query::is_element_name(e) => {
+                            request.elements.all.push(e.to_owned())
+                        }
                         _ => {
                             return Err(ApiError::bad_request(format!(
                                 "_elements: {e:?} is not an element name (top-level elements, e.g. code or Observation.value)"

@@ -973,6 +973,24 @@ fn searchset(
     bundle
 }
 
+/// The types of the Patient compartment, Patient first.
+fn compartment_types() -> Vec<&'static str> {
+    std::iter::once("Patient")
+        .chain(fhir::search::patient_compartment())
+        .collect()
+}
+
+/// A FHIR instant parameter (`_since`, `_until`), refused as `{name} "..." is not a FHIR
+/// instant`.
+fn instant_param(name: &str, value: &str) -> ApiResult<UnixMillis> {
+    let t: jiff::Timestamp = value.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{name} {value:?} is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)"
+        ))
+    })?;
+    Ok(UnixMillis(t.as_millisecond()))
+}
+
 /// What `$everything` takes: `_type` (which types), `_since` (last updated at or after),
 /// `_count` (most resources of each type, at most [`EVERYTHING_PER_TYPE`]).
 struct EverythingOptions {
@@ -993,8 +1011,8 @@ impl EverythingOptions {
                 "_type" => {
                     let types = o.types.get_or_insert_with(Vec::new);
                     for t in v.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                        let known = std::iter::once("Patient")
-                            .chain(fhir::search::patient_compartment())
+                        let known = compartment_types()
+                            .into_iter()
                             .find(|c| *c == t)
                             .ok_or_else(|| {
                                 ApiError::bad_request(format!(
@@ -1004,14 +1022,7 @@ impl EverythingOptions {
                         types.push(known);
                     }
                 }
-                "_since" => {
-                    let t: jiff::Timestamp = v.parse().map_err(|_| {
-                        ApiError::bad_request(format!(
-                            "$everything parameter _since: {v:?} is not a FHIR instant (e.g. 2024-03-01T00:00:00Z)"
-                        ))
-                    })?;
-                    o.since = Some(UnixMillis(t.as_millisecond()));
-                }
+                "_since" => o.since = Some(instant_param("$everything parameter _since:", v)?),
                 "_count" => {
                     // As a search does, more than the most is the most.
                     o.per_type = v
