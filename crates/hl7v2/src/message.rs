@@ -757,6 +757,27 @@ impl<'a> Node<'a> {
         .unwrap_or_else(|_| self.ctx.charset.decode(self.raw))
     }
 
+    /// The value as text when it needs no decoding: printable ASCII (space to `~`) without the
+    /// escape character, the same in every charset a message may declare. `None` otherwise, when
+    /// [`Node::decoded`] is the way to read it. One pass, no copy: most values take this path.
+    #[inline]
+    pub fn plain_text(&self) -> Option<&'a str> {
+        let escape = if self.loc.literal {
+            None
+        } else {
+            Some(self.ctx.seps.escape)
+        };
+        if self
+            .raw
+            .iter()
+            .all(|&b| matches!(b, b' '..=b'~') && Some(b) != escape)
+        {
+            std::str::from_utf8(self.raw).ok()
+        } else {
+            None
+        }
+    }
+
     /// Decoded text, refusing unknown or broken escape sequences with their position.
     pub fn decoded_strict(&self) -> Result<Cow<'a, str>, Error> {
         if self.loc.literal {
@@ -978,6 +999,25 @@ mod tests {
     use super::*;
 
     const ADT: &[u8] = b"MSH|^~\\&|SEND|FAC|RECV|RFAC|20240102030405||ADT^A01^ADT_A01|CTRL1|P|2.5.1\rEVN|A01|20240102\rPID|1||123^^^HOSP^MR~456^^^SSA^SS||DOE^JOHN^Q||19800101|M|||1 MAIN ST^^TOWN^ST^12345\rOBX|1|TX|NOTE||line\\.br\\two||\"\"\r";
+
+    #[test]
+    fn plain_text_is_the_decoded_text_of_values_that_need_no_decoding() {
+        let m = parse(ADT).unwrap();
+        let node = |path: &str| m.get(path).unwrap().unwrap();
+        for path in ["PID-5.1", "PID-3", "MSH-9", "MSH-1", "MSH-2"] {
+            assert_eq!(
+                node(path).plain_text(),
+                Some(&*node(path).decoded()),
+                "{path}"
+            );
+        }
+        // An escape sequence, or bytes outside printable ASCII, need decoding.
+        assert_eq!(node("OBX-5").plain_text(), None);
+        assert_eq!(node("OBX-5").decoded(), "line\ntwo");
+        let latin = parse(b"MSH|^~\\&|A|B|||||ADT^A01|1|P|2.5\rPID|1||1||Zo\xc3\xab\r").unwrap();
+        let name = latin.get("PID-5").unwrap().unwrap();
+        assert_eq!((name.plain_text(), &*name.decoded()), (None, "Zo\u{eb}"));
+    }
 
     #[test]
     fn reads_header_and_values() {

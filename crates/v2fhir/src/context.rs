@@ -99,6 +99,27 @@ struct Entry {
     request: BundleRequest,
 }
 
+/// The shared resources a v2 value names (an assigning authority, a practitioner, a location): one
+/// message names the same few many times, and [`Ctx::memo`] builds each once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    OrganizationHd,
+    OrganizationXon,
+    Practitioner,
+    LocationHd,
+    LocationPl,
+    DeviceHd,
+}
+
+/// A value [`Ctx::memo`] has seen: what was built from it, keyed by the value's bytes as sent and its
+/// level (the same bytes split differently as a field and as a component).
+struct Remembered {
+    entity: Entity,
+    level: hl7v2::Level,
+    raw: Box<[u8]>,
+    index: usize,
+}
+
 /// One message's conversion in progress.
 pub struct Ctx<'a> {
     pub message: &'a Message<'a>,
@@ -118,6 +139,9 @@ pub struct Ctx<'a> {
     /// Entries by resource type, then id: looked up with a borrowed id, so finding a duplicate costs
     /// no allocation.
     index: HashMap<&'static str, HashMap<String, usize, IdHash>, IdHash>,
+    /// Shared resources by the value they were built from ([`Ctx::memo`]); a message has a dozen or
+    /// so, so a list beats a map.
+    remembered: Vec<Remembered>,
     pub issues: Vec<Issue>,
     /// A value under a `hold` unmapped policy was seen: the message waits for review.
     pub held: bool,
@@ -166,6 +190,7 @@ impl<'a> Ctx<'a> {
             .map(|s| s.map(|s| s.into_owned()).unwrap_or_default()),
             entries: Vec::new(),
             index: HashMap::default(),
+            remembered: Vec::new(),
             issues: Vec::new(),
             held: false,
             patient: None,
@@ -249,6 +274,36 @@ impl<'a> Ctx<'a> {
         let i = self.entries.len() - 1;
         self.index.entry(resource_type).or_default().insert(id, i);
         i
+    }
+
+    /// The resource `build` makes of `node`, built once per message for each distinct value: the
+    /// second time a message names the same authority or practitioner (byte for byte, at the same
+    /// level), the first one's index comes back without reading, decoding or hashing the value again.
+    /// Within one message a value's bytes decide what `build` makes of it (separators, charset and
+    /// profile are the message's), so this returns what `build` would find by id. A value that built
+    /// nothing is not remembered (its issues, if any, are recorded again).
+    pub fn memo(
+        &mut self,
+        entity: Entity,
+        node: Node<'_>,
+        build: impl FnOnce(&mut Self, Node<'_>) -> Option<usize>,
+    ) -> Option<usize> {
+        let (level, raw) = (node.level(), node.raw());
+        if let Some(r) = self
+            .remembered
+            .iter()
+            .find(|r| r.entity == entity && r.level == level && *r.raw == *raw)
+        {
+            return Some(r.index);
+        }
+        let index = build(self, node)?;
+        self.remembered.push(Remembered {
+            entity,
+            level,
+            raw: raw.into(),
+            index,
+        });
+        Some(index)
     }
 
     /// The index of the `resource_type` with this `id` if the bundle has it already. Builders call it
@@ -437,5 +492,48 @@ fn query_escape(value: &str, out: &mut String) {
                 out.push(char::from(HEX[usize::from(b & 0x0f)]));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entities;
+
+    const MSG: &[u8] = b"MSH|^~\\&|APP|FAC|||20240102030405-0500||ADT^A01|1|P|2.5.1\r\
+PV1|1|I|||||11^Lee^Ann^^^^^^NPI&2.16.840.1.113883.4.6&ISO|11^Lee^Ann^^^^^^NPI&2.16.840.1.113883.4.6&ISO|12^Lee^Bo\r\
+ZXX|A&B|X^A&B\r";
+
+    #[test]
+    fn memo_builds_each_value_once_and_tells_levels_apart() {
+        let message = hl7v2::parse(MSG).unwrap();
+        let profile = Profile::default();
+        let mut ctx = Ctx::new(&message, &profile);
+        let pv1 = message.find_segment("PV1", 1).unwrap();
+        let attending = entities::practitioner(&mut ctx, pv1.field(7).unwrap()).unwrap();
+        let before = ctx.resources().count();
+        // The same value again is the same Practitioner, and nothing new is built for it.
+        let referring = entities::practitioner(&mut ctx, pv1.field(8).unwrap()).unwrap();
+        assert_eq!((referring, ctx.resources().count()), (attending, before));
+        let consulting = entities::practitioner(&mut ctx, pv1.field(9).unwrap()).unwrap();
+        assert_ne!(consulting, attending);
+
+        // `A&B` as a whole field reads as the namespace `A` (its first subcomponent); as a
+        // component its subcomponents are the namespace `A` and the universal id `B`.
+        let zxx = message.find_segment("ZXX", 1).unwrap();
+        let as_field = entities::organization_hd(&mut ctx, zxx.field(1).unwrap()).unwrap();
+        let as_component =
+            entities::organization_hd(&mut ctx, zxx.field(2).unwrap().component(2).unwrap())
+                .unwrap();
+        assert_ne!(as_field, as_component);
+        let identifiers = |i: usize| {
+            let org = ctx.get::<fhir::Organization>(i).unwrap();
+            org.identifier
+                .iter()
+                .map(|id| id.value.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(identifiers(as_field), ["A"]);
+        assert_eq!(identifiers(as_component), ["A", "B"]);
     }
 }

@@ -15,7 +15,7 @@ use fhir::{
 use hl7v2::Node;
 
 use crate::error::{Error, ErrorKind};
-use crate::read::{comp, present, sub};
+use crate::read::{Parts, comp, present};
 use crate::vocab::{
     V2_0203_SYSTEM, address_type, address_use, coding_system_uri, contact_system_and_use,
     contact_use, name_use,
@@ -34,12 +34,13 @@ pub fn xpn(node: Node<'_>) -> Option<HumanName> {
     if absent(node) {
         return None;
     }
+    let parts = Parts::of(node);
     let name = HumanName {
-        family: comp(node, 1),
-        given: [2, 3].iter().filter_map(|&c| comp(node, c)).collect(),
-        prefix: comp(node, 5).into_iter().collect(),
-        suffix: [4, 6, 14].iter().filter_map(|&c| comp(node, c)).collect(),
-        r#use: comp(node, 7).and_then(|c| name_use(&c)).map(str::to_owned),
+        family: parts.text(1),
+        given: [2, 3].iter().filter_map(|&c| parts.text(c)).collect(),
+        prefix: parts.text(5).into_iter().collect(),
+        suffix: [4, 6, 14].iter().filter_map(|&c| parts.text(c)).collect(),
+        r#use: parts.text(7).and_then(|c| name_use(&c)).map(str::to_owned),
         ..Default::default()
     };
     let has_part = name.family.is_some()
@@ -88,17 +89,18 @@ pub fn xad(node: Node<'_>) -> Option<Address> {
     if absent(node) {
         return None;
     }
-    let kind = comp(node, 7);
+    let parts = Parts::of(node);
+    let kind = parts.text(7);
     let address = Address {
         line: [(1, 1), (1, 2), (1, 3), (2, 1), (19, 1)]
             .iter()
-            .filter_map(|&(c, s)| sub(node, c, s))
+            .filter_map(|&(c, s)| parts.sub(c, s))
             .collect(),
-        city: comp(node, 3),
-        state: comp(node, 4),
-        postal_code: comp(node, 5),
-        country: comp(node, 6),
-        district: node.component(9).and_then(cwe_string),
+        city: parts.text(3),
+        state: parts.text(4),
+        postal_code: parts.text(5),
+        country: parts.text(6),
+        district: parts.get(9).and_then(cwe_string),
         r#use: kind.as_deref().and_then(address_use).map(str::to_owned),
         r#type: kind.as_deref().and_then(address_type).map(str::to_owned),
         ..Default::default()
@@ -126,30 +128,34 @@ pub fn xtn(node: Node<'_>) -> Option<ContactPoint> {
     if absent(node) {
         return None;
     }
-    let equipment = comp(node, 3);
+    let parts = Parts::of(node);
+    let equipment = parts.text(3);
     let (system, equipment_use) = match equipment.as_deref() {
         Some(e) => contact_system_and_use(e),
-        None if comp(node, 4).is_some() => (Some("email"), None),
+        None if parts.text(4).is_some() => (Some("email"), None),
         None => (None, None),
     };
     let email = matches!(equipment.as_deref(), Some("Internet" | "X.400"));
     let value = if email {
-        comp(node, 4).or_else(|| comp(node, 1))
+        parts.text(4).or_else(|| parts.text(1))
     } else if system == Some("email") {
-        comp(node, 4)
+        parts.text(4)
     } else {
-        comp(node, 12)
-            .or_else(|| structured_number(node))
-            .or_else(|| comp(node, 1))
+        parts
+            .text(12)
+            .or_else(|| structured_number(&parts))
+            .or_else(|| parts.text(1))
     }?;
     Some(ContactPoint {
         system: system.map(str::to_owned),
         value: Some(value),
-        r#use: comp(node, 2)
+        r#use: parts
+            .text(2)
             .and_then(|u| contact_use(&u))
             .or(equipment_use)
             .map(str::to_owned),
-        rank: comp(node, 18)
+        rank: parts
+            .text(18)
             .and_then(|r| r.parse::<u32>().ok())
             .filter(|&r| r > 0),
         ..Default::default()
@@ -157,20 +163,20 @@ pub fn xtn(node: Node<'_>) -> Option<ContactPoint> {
 }
 
 /// The IG's composition `[+XTN.5 ][XTN.6 ]XTN.7[ X XTN.8]`, when XTN.7 is valued.
-fn structured_number(node: Node<'_>) -> Option<String> {
-    let local = comp(node, 7)?;
+fn structured_number(parts: &Parts<'_>) -> Option<String> {
+    let local = parts.text(7)?;
     let mut out = String::new();
-    if let Some(country) = comp(node, 5) {
+    if let Some(country) = parts.text(5) {
         out.push('+');
         out.push_str(&country);
         out.push(' ');
     }
-    if let Some(area) = comp(node, 6) {
+    if let Some(area) = parts.text(6) {
         out.push_str(&area);
         out.push(' ');
     }
     out.push_str(&local);
-    if let Some(ext) = comp(node, 8) {
+    if let Some(ext) = parts.text(8) {
         out.push_str(" X");
         out.push_str(&ext);
     }
@@ -193,17 +199,24 @@ pub fn cx(node: Node<'_>, default_authority: Option<&str>) -> Option<Identifier>
     if absent(node) {
         return None;
     }
-    let value = comp(node, 1)?;
+    cx_parts(&Parts::of(node), default_authority)
+}
+
+/// [`cx`] of a CX already split, for callers that read more of it.
+pub(crate) fn cx_parts(parts: &Parts<'_>, default_authority: Option<&str>) -> Option<Identifier> {
+    let value = parts.text(1)?;
     let system = crate::entities::authority_system(
-        sub(node, 4, 1),
-        sub(node, 4, 2),
-        sub(node, 4, 3).as_deref(),
+        parts.sub(4, 1),
+        parts.sub(4, 2),
+        parts.sub(4, 3).as_deref(),
     )
     .or_else(|| default_authority.map(|a| crate::vocab::local_system(a).into_owned()));
     Some(Identifier {
         value: Some(value),
         system,
-        r#type: comp(node, 5).map(|t| CodeableConcept::coding(V2_0203_SYSTEM, t, None)),
+        r#type: parts
+            .text(5)
+            .map(|t| CodeableConcept::coding(V2_0203_SYSTEM, t, None)),
         ..Default::default()
     })
 }
@@ -219,19 +232,22 @@ pub fn cwe(node: Node<'_>) -> Option<CodeableConcept> {
     if absent(node) {
         return None;
     }
+    let parts = Parts::of(node);
     let coding: Vec<Coding> = CWE_TRIPLETS
         .iter()
         .filter_map(|&(c, d, s, v)| {
             Some(Coding {
-                code: Some(comp(node, c).and_then(crate::read::code_text)?),
-                display: comp(node, d),
-                system: comp(node, s).map(|s| coding_system_uri(&s).into_owned()),
-                version: v.and_then(|v| comp(node, v)),
+                code: Some(parts.text(c).and_then(crate::read::code_text)?),
+                display: parts.text(d),
+                system: parts.text(s).map(|s| coding_system_uri(&s).into_owned()),
+                version: v.and_then(|v| parts.text(v)),
                 ..Default::default()
             })
         })
         .collect();
-    let text = comp(node, 9).or_else(|| coding.is_empty().then(|| comp(node, 2)).flatten());
+    let text = parts
+        .text(9)
+        .or_else(|| coding.is_empty().then(|| parts.text(2)).flatten());
     (!coding.is_empty() || text.is_some()).then_some(CodeableConcept {
         coding,
         text,
@@ -252,13 +268,17 @@ pub fn quantity(value: &str, units: Option<Node<'_>>) -> Result<Option<Quantity>
     let number = json_number(value)?;
     let value = Decimal::new(&number)
         .map_err(|_| Error::new(ErrorKind::Number, 0, format!("`{value}` is not a number")))?;
-    let units = units.filter(|u| !absent(*u));
-    let code = units.and_then(|u| comp(u, 1));
+    let units = units.filter(|u| !absent(*u)).map(Parts::of);
+    let code = units.as_ref().and_then(|u| u.text(1));
     Ok(Some(Quantity {
         value: Some(value),
-        unit: units.and_then(|u| comp(u, 2)).or_else(|| code.clone()),
+        unit: units
+            .as_ref()
+            .and_then(|u| u.text(2))
+            .or_else(|| code.clone()),
         system: units
-            .and_then(|u| comp(u, 3))
+            .as_ref()
+            .and_then(|u| u.text(3))
             .map(|s| coding_system_uri(&s).into_owned()),
         code,
         ..Default::default()

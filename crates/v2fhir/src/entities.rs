@@ -10,8 +10,8 @@ use fhir::{
 };
 use hl7v2::Node;
 
-use crate::context::Ctx;
-use crate::read::{comp, present, sub, text};
+use crate::context::{Ctx, Entity};
+use crate::read::{Parts, comp, present, sub, text};
 
 /// `http://terminology.hl7.org/CodeSystem/v2-0301`, universal id types (HD.3).
 pub const V2_0301: &str = "http://terminology.hl7.org/CodeSystem/v2-0301";
@@ -96,14 +96,18 @@ pub fn identifier_type(code: String) -> CodeableConcept {
 /// CX `node` -> Identifier per `CX[Identifier]`: [`crate::cx`] (value, system, type) plus the type's
 /// display, period CX.7-8 and the assigner Organization from CX.4 when it carries a universal id.
 pub fn identifier(ctx: &mut Ctx<'_>, node: Node<'_>, at: &str) -> Option<Identifier> {
-    let mut id = ctx.identifier(node)?;
-    if let Some(t) = comp(node, 5) {
+    if !present(node) {
+        return None;
+    }
+    let parts = Parts::of(node);
+    let mut id = crate::datatypes::cx_parts(&parts, ctx.profile.default_authority.as_deref())?;
+    if let Some(t) = parts.text(5) {
         id.r#type = Some(identifier_type(t));
     }
-    let start = ctx.date(node.component(7), at);
-    let end = ctx.date(node.component(8), at);
+    let start = ctx.date(parts.get(7), at);
+    let end = ctx.date(parts.get(8), at);
     id.period = period(start, end);
-    id.assigner = node.component(4).and_then(|hd| assigner(ctx, hd));
+    id.assigner = parts.get(4).and_then(|hd| assigner(ctx, hd));
     Some(id)
 }
 
@@ -129,18 +133,23 @@ pub fn assigner(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<Reference> {
 /// given XCN.3-4, suffix XCN.5, XCN.7 and XCN.21, prefix XCN.6, use XCN.10 (table 0200), period
 /// XCN.19-20. The id comes from the identifier when there is one, else from the name.
 pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
+    ctx.memo(Entity::Practitioner, xcn, build_practitioner)
+}
+
+fn build_practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
     if !present(xcn) {
         return None;
     }
-    let identifier = comp(xcn, 1).map(|value| {
-        let system = xcn
-            .component(9)
+    let parts = Parts::of(xcn);
+    let identifier = parts.text(1).map(|value| {
+        let system = parts
+            .get(9)
             .and_then(hd_system)
             .or_else(|| ctx.profile.default_authority.clone().map(local));
         Identifier {
             value: Some(value),
             system,
-            r#type: comp(xcn, 13).map(identifier_type),
+            r#type: parts.text(13).map(identifier_type),
             ..Default::default()
         }
     });
@@ -158,12 +167,12 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
     if let Some(i) = ctx.existing("Practitioner", &id) {
         return Some(i);
     }
-    let name = xcn_name(ctx, xcn);
+    let name = xcn_name_parts(ctx, &parts);
     if identifier.is_none() && name.is_none() {
         return None;
     }
     let identifier = identifier.map(|mut i| {
-        i.assigner = xcn.component(9).and_then(|hd| assigner(ctx, hd));
+        i.assigner = parts.get(9).and_then(|hd| assigner(ctx, hd));
         i
     });
     let resource = Practitioner {
@@ -178,22 +187,27 @@ pub fn practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
 
 /// The name in an XCN (XCN.2-7, 10, 19-21): XCN.2..7 are XPN.1..6 shifted by one.
 pub fn xcn_name(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<HumanName> {
-    let family = comp(xcn, 2);
-    let given: Vec<String> = [3, 4].iter().filter_map(|&c| comp(xcn, c)).collect();
-    let prefix: Vec<String> = comp(xcn, 6).into_iter().collect();
-    let suffix: Vec<String> = [5, 7, 21].iter().filter_map(|&c| comp(xcn, c)).collect();
+    xcn_name_parts(ctx, &Parts::of(xcn))
+}
+
+fn xcn_name_parts(ctx: &mut Ctx<'_>, xcn: &Parts<'_>) -> Option<HumanName> {
+    let family = xcn.text(2);
+    let given: Vec<String> = [3, 4].iter().filter_map(|&c| xcn.text(c)).collect();
+    let prefix: Vec<String> = xcn.text(6).into_iter().collect();
+    let suffix: Vec<String> = [5, 7, 21].iter().filter_map(|&c| xcn.text(c)).collect();
     if family.is_none() && given.is_empty() {
         return None;
     }
     let at = format!("{}(XCN.19)", ctx.at_segment);
-    let start = ctx.dtm(xcn.component(19), at.clone());
-    let end = ctx.dtm(xcn.component(20), at);
+    let start = ctx.dtm(xcn.get(19), at.clone());
+    let end = ctx.dtm(xcn.get(20), at);
     Some(HumanName {
         family,
         given,
         prefix,
         suffix,
-        r#use: comp(xcn, 10)
+        r#use: xcn
+            .text(10)
             .and_then(|u| crate::name_use(&u))
             .map(str::to_owned),
         period: period(start, end),
@@ -208,7 +222,8 @@ pub fn hd_parts(hd: Node<'_>) -> (Option<String>, Option<String>, Option<String>
         let part = |s| text(hd.subcomponent(s));
         (part(1), part(2), part(3))
     } else {
-        (comp(hd, 1), comp(hd, 2), comp(hd, 3))
+        let parts = Parts::of(hd);
+        (parts.text(1), parts.text(2), parts.text(3))
     }
 }
 
@@ -264,15 +279,20 @@ pub fn universal_uri(universal: Option<&str>, kind: Option<&str>) -> Option<Stri
 /// XON -> Organization per `XON[Organization]`: name XON.1, identifier XON.10 (else XON.3) with system
 /// from XON.6 (assigner Organization when it has a universal id) and type XON.7 (table 0203).
 pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
+    ctx.memo(Entity::OrganizationXon, xon, build_organization)
+}
+
+fn build_organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
     if !present(xon) {
         return None;
     }
-    let name = comp(xon, 1);
-    let value = comp(xon, 10).or_else(|| comp(xon, 3));
+    let parts = Parts::of(xon);
+    let name = parts.text(1);
+    let value = parts.text(10).or_else(|| parts.text(3));
     let identifier = value.map(|value| Identifier {
         value: Some(value),
-        system: xon.component(6).and_then(hd_system),
-        r#type: comp(xon, 7).map(identifier_type),
+        system: parts.get(6).and_then(hd_system),
+        r#type: parts.text(7).map(identifier_type),
         ..Default::default()
     });
     if name.is_none() && identifier.is_none() {
@@ -301,16 +321,16 @@ pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
     // organization is known to have an identifier of that kind; the id stays the name's).
     let identifier = identifier
         .or_else(|| {
-            let r#type = comp(xon, 7).map(identifier_type);
+            let r#type = parts.text(7).map(identifier_type);
             r#type.as_ref()?;
             Some(Identifier {
-                system: xon.component(6).and_then(hd_system),
+                system: parts.get(6).and_then(hd_system),
                 r#type,
                 ..Default::default()
             })
         })
         .map(|mut i| {
-            i.assigner = xon.component(6).and_then(|hd| assigner(ctx, hd));
+            i.assigner = parts.get(6).and_then(|hd| assigner(ctx, hd));
             i
         });
     let resource = Organization {
@@ -328,6 +348,10 @@ pub fn organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
 /// by HD.3 (table 0301), as a URI (`urn:oid:`, `urn:uuid:`) in system `urn:ietf:rfc:3986` when HD.3 is
 /// ISO, UUID or URI.
 pub fn organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
+    ctx.memo(Entity::OrganizationHd, hd, build_organization_hd)
+}
+
+fn build_organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
@@ -399,6 +423,10 @@ fn hd_identifiers(
 /// the universal id HD.2 as a URI (`urn:oid:`, `urn:uuid:`) in system `urn:ietf:rfc:3986` when HD.3 says
 /// ISO or UUID and HD.2 is one; physical type `si` (site).
 pub fn location_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
+    ctx.memo(Entity::LocationHd, hd, build_location_hd)
+}
+
+fn build_location_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
@@ -444,6 +472,10 @@ pub fn location_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
 /// HD (an application, MSH-3/5) -> Device per `HD[Device]`: identifier[1] the namespace id HD.1,
 /// identifier[2] the universal id HD.2 typed by HD.3 (as for `HD[Organization]`).
 pub fn device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
+    ctx.memo(Entity::DeviceHd, hd, build_device_hd)
+}
+
+fn build_device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if !present(hd) {
         return None;
     }
@@ -489,6 +521,10 @@ const PL_LEVELS: [(usize, &str); 6] = [
 /// Ids come from the level's names and those of every level above it, so the same room named in two
 /// messages is one Location.
 pub fn location(ctx: &mut Ctx<'_>, pl: Node<'_>) -> Option<usize> {
+    ctx.memo(Entity::LocationPl, pl, build_location)
+}
+
+fn build_location(ctx: &mut Ctx<'_>, pl: Node<'_>) -> Option<usize> {
     if !present(pl) {
         return None;
     }
