@@ -8,7 +8,6 @@
 //! unmapped codes and the FHIR view of a `[channel.fhir]` channel; events.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,29 +27,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-/// Longest wait for anything asynchronous (a delivery); a passing test never waits this long.
-const DEADLINE: Duration = Duration::from_secs(10);
+mod support;
 
-const PASSWORD: &str = "correct horse battery staple";
-
-/// Polls `check` until it returns `Some`, or panics naming `what` after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::{PASSWORD, eventually, http_client};
 
 // ---------------------------------------------------------------------------------------
 // Messages
@@ -153,21 +132,6 @@ struct Harness {
     receiver: Arc<Script>,
     // Last: the files outlive the engine and the store.
     _dir: TempDir,
-}
-
-fn http_client() -> reqwest::Client {
-    // reqwest is built without a TLS provider; plain HTTP still needs a client config.
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .build()
-        .expect("http client")
 }
 
 impl Harness {

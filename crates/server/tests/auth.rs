@@ -25,10 +25,12 @@ use reqwest::header::{HeaderMap, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-const TOKEN_URL: &str = "https://causeway.test/auth/token";
+mod support;
+
+use support::{JWT_BEARER, TOKEN_URL, http_client};
+
 const ES_CLIENT: &str = "lab-analytics";
 const RS_CLIENT: &str = "billing";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// Client keys, generated once per test run (RSA key generation takes a moment).
 struct Keys {
@@ -153,21 +155,6 @@ async fn check_fhir(
     };
     who.require_fhir(&resource_type, access)?;
     Ok("allowed")
-}
-
-fn http_client() -> reqwest::Client {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client")
 }
 
 async fn start(config: AuthConfig) -> Server {

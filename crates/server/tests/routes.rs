@@ -16,7 +16,6 @@
 //!   right and wrong passwords, sign-out revoking the session
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -41,13 +40,10 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-/// Longest wait for anything asynchronous (a delivery into the FHIR store); a passing test
-/// never waits this long.
-const DEADLINE: Duration = Duration::from_secs(20);
+mod support;
 
-const PASSWORD: &str = "correct horse battery staple";
-const TOKEN_URL: &str = "https://causeway.test/auth/token";
-const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+use support::{JWT_BEARER, PASSWORD, TOKEN_URL, eventually, http_client};
+
 /// The registered backend client: it may be granted anything; each token asks for less.
 const CLIENT: &str = "routes-app";
 
@@ -60,25 +56,6 @@ const ORU: &str = "MSH|^~\\&|LABAPP|NORTH|CAUSEWAY|HUB|20240302080000||ORU^R01^O
 PID|1||MRN-ROUTES-1^^^NORTH^MR||WALKER^RUTH^Q||19800517|F\r\
 OBR|1|PL-1|FL-1|2345-7^Glucose^LN|||20240302073000\r\
 OBX|1|NM|2345-7^Glucose^LN||5.4|mmol/L^mmol/L^UCUM|3.9-5.5|N|||F|||20240302073000\r";
-
-/// Polls `check` until it returns `Some`, or panics naming `what` after [`DEADLINE`].
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {DEADLINE:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Client keys and assertions (as crates/server/tests/auth.rs makes them)
@@ -207,22 +184,6 @@ impl Drop for Server {
         // The engine's tasks end with the runtime; nothing to flush in a test.
         drop(self.engine.take());
     }
-}
-
-fn http_client() -> reqwest::Client {
-    // reqwest is built without a TLS provider; plain HTTP still needs a client config.
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocol versions")
-    .with_root_certificates(rustls::RootCertStore::empty())
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("http client")
 }
 
 /// Status, headers and body (JSON, or the text as a JSON string) of an answer.
