@@ -157,11 +157,14 @@ impl Candidate {
 /// 64-bit hash of a resource's JSON: equal content staged once per resource.
 ///
 /// The staging files keep it and a resume compares against it, so it must be the same in every
-/// build: SHA-256 (its first 8 bytes), not std's `DefaultHasher`, whose algorithm the standard
-/// library may change between releases.
+/// build: SipHash-1-3 with zero keys from `siphasher`, whose output is fixed. It is what std's
+/// `DefaultHasher` computes today (what earlier builds staged), but std may change that function
+/// between releases.
 pub(crate) fn content_hash64(bytes: &[u8]) -> u64 {
-    let digest = Sha256::digest(bytes);
-    u64::from_le_bytes(digest[..8].try_into().expect("8 of 32 bytes"))
+    use std::hash::{Hash, Hasher};
+    let mut h = siphasher::sip::SipHasher13::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// A message kept aside, with the reason.
@@ -618,9 +621,16 @@ mod tests {
 
     #[test]
     fn content_hash64_is_fixed_across_builds() {
-        // The first 8 bytes of SHA-256("") read little-endian: a resume compares staged hashes
-        // with new ones, so a change here breaks resuming imports staged by an earlier build.
-        assert_eq!(content_hash64(b""), 0x141c_fc98_42c4_b0e3);
+        // A resume compares staged hashes with new ones, so a change here breaks resuming
+        // imports staged by an earlier build. These are also the values std's DefaultHasher
+        // gave the builds before this one (Rust 1.9x), checked when the hasher was changed.
+        let pinned: [(&[u8], u64); 2] = [
+            (b"", 0xbd60_acb6_58c7_9e45),
+            (b"{\"resourceType\":\"Patient\"}", 0xbb98_4b07_1505_9fd1),
+        ];
+        for (bytes, hash) in pinned {
+            assert_eq!(content_hash64(bytes), hash, "{bytes:?}");
+        }
         assert_ne!(content_hash64(b"{}"), content_hash64(b"{ }"));
     }
 
