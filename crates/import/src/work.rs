@@ -161,9 +161,12 @@ impl Candidate {
 /// `DefaultHasher` computes today (what earlier builds staged), but std may change that function
 /// between releases.
 pub(crate) fn content_hash64(bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
+    use std::hash::Hasher;
     let mut h = siphasher::sip::SipHasher13::new();
-    bytes.hash(&mut h);
+    // The length then the bytes, written here rather than through `Hash for [u8]`, whose way of
+    // feeding a hasher is std's too.
+    h.write(&(bytes.len() as u64).to_le_bytes());
+    h.write(bytes);
     h.finish()
 }
 

@@ -82,7 +82,7 @@ pub fn field_text(seg: &Segment<'_>, n: usize) -> Option<String> {
 
 /// The components of one value, split once. A mapping that reads several components of one value
 /// (a name, an address, a coded value) reads them here instead of scanning the value from its start
-/// for each one; that rescanning was about a third of what reading a component cost.
+/// for each one; that rescanning was more than half of what reading a component cost.
 pub struct Parts<'a> {
     node: Node<'a>,
     /// Components 1..=[`Parts::KEPT`] as split; later ones are found on the node when asked for.

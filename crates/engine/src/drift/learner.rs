@@ -128,8 +128,6 @@ fn labelled(field: &str) -> String {
     }
 }
 
-/// A field of a segment, `PID-8`: compared as numbers (cheap on the per-message path), written as
-/// text in the persisted JSON and the API.
 /// How often each value of a coded field came.
 pub type CodeCounts = HashMap<String, u64, foldhash::fast::RandomState>;
 
@@ -145,11 +143,14 @@ pub fn sorted_values(values: &CodeCounts) -> Vec<(&String, &u64)> {
     out
 }
 
+/// A field of a segment, `PID-8`: compared as numbers (cheap on the per-message path), written as
+/// text in the persisted JSON and the API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FieldKey {
     /// The segment id's bytes and the field number in one integer, ordered as the pair is:
     /// a profile's maps are searched for every field of every message, one comparison each.
     packed: u64,
+    /// The segment id again, so that [`FieldKey::segment`] can lend it as text.
     segment: [u8; 3],
 }
 
