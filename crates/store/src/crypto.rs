@@ -23,9 +23,14 @@
 //!   smaller: HL7 text shrinks by a third or more, which keeps a message's row out of overflow
 //!   pages and cuts what each group commit writes and fsyncs. Compression comes before
 //!   encryption (ciphertext does not compress) and runs on the caller's thread, not the writer's.
+//!   Format `0x03`, for a message's transformed (outbound) copy only: of a delta against the
+//!   message's payload, `payload length ‖ shared prefix length ‖ shared suffix length` (each
+//!   4 bytes big-endian) then the bytes between, used when that is at most half the copy. A
+//!   transform usually changes a few fields, so the copy costs a few dozen bytes and no second
+//!   compression; it opens only together with the payload it was made against.
 //! - **Associated data**: `causeway-store/v1/<kind>/` ‖ row id as 8 bytes big-endian, where
 //!   kind is `message-payload`, `inbound-ack` or `delivery-ack`, and for format `0x02` the
-//!   suffix `/zstd`. A ciphertext copied to another row, a row whose id was changed, or a
+//!   suffix `/zstd`, for `0x03` the suffix `/delta`. A ciphertext copied to another row, a row whose id was changed, or a
 //!   format byte changed, fails to decrypt.
 //! - **Patient identifiers** are stored only as HMAC-SHA256 under the index key: a stolen
 //!   database file does not reveal MRNs, yet exact-match search works.
@@ -48,6 +53,7 @@ use hkdf::hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::MessageId;
 use crate::error::{Error, Record};
 
 /// Name of the key file inside the data directory.
@@ -61,6 +67,11 @@ const TAG_LEN: usize = 16;
 const SEALED_PLAIN: u8 = 1;
 /// Sealed-record format byte: the plaintext is a zstd frame of the record's bytes.
 const SEALED_ZSTD: u8 = 2;
+/// Sealed-record format byte: the plaintext is a delta of the record's bytes against its
+/// message's payload ([`delta`]).
+const SEALED_DELTA: u8 = 3;
+/// A delta's header: the base's length, then the shared prefix's and suffix's.
+const DELTA_HEADER_LEN: usize = 12;
 /// Shorter records are sealed as they are: a zstd frame's header and the entropy tables eat
 /// the gain (an ACK of 150 bytes does not shrink).
 const COMPRESS_MIN_LEN: usize = 512;
@@ -286,6 +297,25 @@ impl Cipher {
         }
     }
 
+    /// Seals the outbound (transformed) copy of message `id`, whose payload is `payload`: as a
+    /// delta against the payload when that is at most half the copy (format `0x03`), else as
+    /// [`Cipher::seal_compressed`] would with [`compress`]. Open it with [`Cipher::open_with_base`].
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::Key`] if the OS cannot provide randomness.
+    pub fn seal_outbound(
+        &self,
+        id: MessageId,
+        payload: &[u8],
+        outbound: &[u8],
+    ) -> Result<Vec<u8>, Error> {
+        let record = Record::MessageOutbound(id);
+        match delta(payload, outbound) {
+            Some(delta) => self.seal_format(SEALED_DELTA, record, &delta),
+            None => self.seal_compressed(record, outbound, compress(outbound).as_deref()),
+        }
+    }
+
     fn seal_format(&self, format: u8, record: Record, body: &[u8]) -> Result<Vec<u8>, Error> {
         let nonce = XNonce::try_generate().map_err(|e| Error::Key {
             path: PathBuf::from(KEY_FILE_NAME),
@@ -310,18 +340,33 @@ impl Cipher {
         Ok(sealed)
     }
 
-    /// Decrypts a sealed `record` (either format) and returns the record's bytes.
+    /// Decrypts a sealed `record` and returns the record's bytes.
     ///
     /// # Errors
-    /// [`crate::ErrorKind::Decrypt`] when the bytes were altered, belong to another row, or were
-    /// sealed under another key.
+    /// [`crate::ErrorKind::Decrypt`] when the bytes were altered, belong to another row, were
+    /// sealed under another key, or are a delta ([`needs_base`]: use [`Cipher::open_with_base`]).
     pub fn open(&self, record: Record, sealed: &[u8]) -> Result<Vec<u8>, Error> {
+        self.open_with_base(record, sealed, None)
+    }
+
+    /// [`Cipher::open`] for a record that may be a delta against `base`, its message's payload
+    /// (opened), which [`needs_base`] tells.
+    ///
+    /// # Errors
+    /// As [`Cipher::open`]; a delta without its base, or against bytes of another length than
+    /// it was made against, fails too.
+    pub fn open_with_base(
+        &self,
+        record: Record,
+        sealed: &[u8],
+        base: Option<&[u8]>,
+    ) -> Result<Vec<u8>, Error> {
         let fail = || Error::Decrypt { record };
         if sealed.len() < 1 + NONCE_LEN + TAG_LEN {
             return Err(fail());
         }
         let format = sealed[0];
-        if format != SEALED_PLAIN && format != SEALED_ZSTD {
+        if ![SEALED_PLAIN, SEALED_ZSTD, SEALED_DELTA].contains(&format) {
             return Err(fail());
         }
         let nonce = XNonce::try_from(&sealed[1..1 + NONCE_LEN]).map_err(|_| fail())?;
@@ -336,8 +381,10 @@ impl Cipher {
                 },
             )
             .map_err(|_| fail())?;
-        if format == SEALED_PLAIN {
-            return Ok(body);
+        match format {
+            SEALED_PLAIN => return Ok(body),
+            SEALED_DELTA => return base.and_then(|base| undelta(base, &body)).ok_or_else(fail),
+            _ => {}
         }
         // Authenticated, so written by this store: a frame that does not decode is a bug or a
         // different key's tampering that the tag already refused; either way, refuse.
@@ -368,6 +415,81 @@ impl Drop for Cipher {
         // only the padded key hashes, which this crate cannot reach; clear what we own.
         self.key_check.zeroize();
     }
+}
+
+/// Whether `sealed` is a delta, which opens only with its message's payload
+/// ([`Cipher::open_with_base`]). The format byte is bound into the tag, so a changed one fails
+/// to open rather than misleading this test.
+pub fn needs_base(sealed: &[u8]) -> bool {
+    sealed.first() == Some(&SEALED_DELTA)
+}
+
+/// `changed` as a delta against `base` (the header, then the bytes between their shared prefix
+/// and suffix), when that is at most half of `changed`.
+fn delta(base: &[u8], changed: &[u8]) -> Option<Vec<u8>> {
+    let prefix = shared_prefix(base, changed);
+    let suffix = shared_suffix(&base[prefix..], &changed[prefix..]);
+    let middle = &changed[prefix..changed.len() - suffix];
+    if DELTA_HEADER_LEN + middle.len() > changed.len() / 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(DELTA_HEADER_LEN + middle.len());
+    for len in [base.len(), prefix, suffix] {
+        out.extend_from_slice(&u32::try_from(len).ok()?.to_be_bytes());
+    }
+    out.extend_from_slice(middle);
+    Some(out)
+}
+
+/// The bytes a [`delta`] was made of, given the same `base`; `None` when it does not fit.
+fn undelta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
+    let (header, middle) = delta.split_at_checked(DELTA_HEADER_LEN)?;
+    let field = |i: usize| -> Option<usize> {
+        let bytes: [u8; 4] = header.get(i * 4..i * 4 + 4)?.try_into().ok()?;
+        usize::try_from(u32::from_be_bytes(bytes)).ok()
+    };
+    let (base_len, prefix, suffix) = (field(0)?, field(1)?, field(2)?);
+    if base_len != base.len() || prefix.checked_add(suffix)? > base.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(prefix + middle.len() + suffix);
+    out.extend_from_slice(&base[..prefix]);
+    out.extend_from_slice(middle);
+    out.extend_from_slice(&base[base.len() - suffix..]);
+    Some(out)
+}
+
+/// Length of the longest common prefix; compares 16 bytes at a time while they agree.
+fn shared_prefix(a: &[u8], b: &[u8]) -> usize {
+    let whole = a
+        .chunks_exact(16)
+        .zip(b.chunks_exact(16))
+        .take_while(|(x, y)| x == y)
+        .count()
+        * 16;
+    whole
+        + a[whole..]
+            .iter()
+            .zip(&b[whole..])
+            .take_while(|(x, y)| x == y)
+            .count()
+}
+
+/// Length of the longest common suffix, as [`shared_prefix`] from the end.
+fn shared_suffix(a: &[u8], b: &[u8]) -> usize {
+    let whole = a
+        .rchunks_exact(16)
+        .zip(b.rchunks_exact(16))
+        .take_while(|(x, y)| x == y)
+        .count()
+        * 16;
+    whole
+        + a[..a.len() - whole]
+            .iter()
+            .rev()
+            .zip(b[..b.len() - whole].iter().rev())
+            .take_while(|(x, y)| x == y)
+            .count()
 }
 
 /// The zstd frame of `plaintext` for [`Cipher::seal_compressed`], when compressing pays: the
@@ -426,8 +548,10 @@ fn associated_data(record: Record, format: u8) -> Vec<u8> {
     if let Some(version) = version {
         aad.extend_from_slice(&version.to_be_bytes());
     }
-    if format == SEALED_ZSTD {
-        aad.extend_from_slice(b"/zstd");
+    match format {
+        SEALED_ZSTD => aad.extend_from_slice(b"/zstd"),
+        SEALED_DELTA => aad.extend_from_slice(b"/delta"),
+        _ => {}
     }
     aad
 }
@@ -540,6 +664,87 @@ mod tests {
         let plain = c.seal_compressed(rec, &text, None).expect("seal");
         assert_eq!(plain[0], SEALED_PLAIN);
         assert_eq!(c.open(rec, &plain).expect("open"), text);
+    }
+
+    #[test]
+    fn an_outbound_copy_changed_in_one_field_is_sealed_as_a_small_delta() {
+        let c = cipher();
+        let id = MessageId(21);
+        let raw = hl7_text(40);
+        let changed = String::from_utf8(raw.clone())
+            .expect("ascii")
+            .replacen("|HUB|HUB|", "|DOWNSTREAM|HUB|", 1)
+            .into_bytes();
+        let sealed = c.seal_outbound(id, &raw, &changed).expect("seal");
+        assert_eq!(sealed[0], SEALED_DELTA);
+        assert!(needs_base(&sealed));
+        // Format byte, nonce, header, "DOWNSTREAM" (the shared "HUB|" suffix is not repeated)
+        // and the tag.
+        assert_eq!(
+            sealed.len(),
+            1 + NONCE_LEN + DELTA_HEADER_LEN + 10 + TAG_LEN
+        );
+        let rec = Record::MessageOutbound(id);
+        assert_eq!(
+            c.open_with_base(rec, &sealed, Some(&raw)).expect("open"),
+            changed
+        );
+        // Without its base, against other bytes, relabelled, or as another row: refused.
+        assert!(c.open(rec, &sealed).is_err());
+        assert!(c.open_with_base(rec, &sealed, Some(&raw[1..])).is_err());
+        let mut relabelled = sealed.clone();
+        relabelled[0] = SEALED_PLAIN;
+        assert!(c.open_with_base(rec, &relabelled, Some(&raw)).is_err());
+        assert!(
+            c.open_with_base(Record::MessageOutbound(MessageId(22)), &sealed, Some(&raw))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn an_outbound_copy_changed_throughout_is_compressed_instead() {
+        let c = cipher();
+        let id = MessageId(23);
+        let raw = hl7_text(40);
+        let changed = String::from_utf8(raw.clone())
+            .expect("ascii")
+            .replace("mg/dL", "mmol/L")
+            .into_bytes();
+        let sealed = c.seal_outbound(id, &raw, &changed).expect("seal");
+        assert_eq!(sealed[0], SEALED_ZSTD);
+        assert!(!needs_base(&sealed));
+        let rec = Record::MessageOutbound(id);
+        assert_eq!(c.open(rec, &sealed).expect("open"), changed);
+    }
+
+    #[test]
+    fn deltas_round_trip_at_the_edges() {
+        let run = |c: u8, n: usize| vec![c; n];
+        let digits = b"0123456789abcdef".repeat(3);
+        let mut inserted = digits.clone();
+        inserted.splice(16..16, *b"XY");
+        // Shared prefix and suffix overlapping in a run (one byte more or less), an insertion,
+        // a removal, identical copies: each long enough for a delta to pay.
+        let long: [(Vec<u8>, Vec<u8>); 5] = [
+            (run(b'a', 50), run(b'a', 49)),
+            (run(b'a', 48), run(b'a', 52)),
+            (digits.clone(), inserted.clone()),
+            (inserted.clone(), digits.clone()),
+            (digits.clone(), digits.clone()),
+        ];
+        for (base, changed) in &long {
+            let d = delta(base, changed).expect("a delta pays");
+            assert!(d.len() <= DELTA_HEADER_LEN + 4, "{} delta bytes", d.len());
+            assert_eq!(undelta(base, &d).as_ref(), Some(changed));
+        }
+        // Too short for the header to pay, or nothing shared.
+        assert_eq!(delta(b"", b""), None);
+        assert_eq!(delta(b"abcdef", b"abcdef"), None);
+        assert_eq!(delta(&run(b'a', 64), &run(b'b', 64)), None);
+        // A delta against a base of another length, or cut short, does not open.
+        let d = delta(&digits, &inserted).expect("a delta pays");
+        assert_eq!(undelta(&digits[1..], &d), None);
+        assert_eq!(undelta(&digits, &d[..DELTA_HEADER_LEN - 1]), None);
     }
 
     #[test]

@@ -598,6 +598,51 @@ async fn outgoing_reads_only_the_bytes_destinations_send() {
     store.close().await.expect("close");
 }
 
+/// A transform that changes one field leaves a copy that is stored as a delta against the raw
+/// bytes (a few dozen bytes, not a second compressed message), and reads back whole either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_changed_in_one_field_is_stored_small_and_reads_back_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open_default(dir.path(), "open").await;
+    let mut msg = adt("adt", "DELTA1", "MRN-DELTA", &["lab"]);
+    // Long enough to be compressed, as real messages are.
+    msg.raw.extend_from_slice(
+        &b"NTE|1||a note that makes the message longer than a page of text\r".repeat(20),
+    );
+    let raw = msg.raw.clone();
+    let changed = String::from_utf8(raw.clone())
+        .expect("ascii")
+        .replacen("|CAUSEWAY|", "|DOWNSTREAM|", 1)
+        .into_bytes();
+    msg.outbound = Some(changed.clone());
+    let id = store.insert_inbound(msg).await.expect("insert").id;
+
+    let out = store.outgoing(id).await.expect("read").expect("present");
+    assert_eq!(out.outbound.as_deref(), Some(&changed[..]));
+    assert_eq!(out.raw, None, "a destination gets only the bytes it sends");
+    let full = store.message(id).await.expect("read").expect("present");
+    assert_eq!(full.raw.as_deref(), Some(&raw[..]));
+    assert_eq!(full.outbound.as_deref(), Some(&changed[..]));
+    store.close().await.expect("close");
+
+    let conn = Connection::open_with_flags(
+        dir.path().join(DB_FILE_NAME),
+        OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open db");
+    let (payload, outbound): (i64, i64) = conn
+        .query_row(
+            "SELECT length(payload), length(outbound) FROM messages WHERE id = ?1",
+            [id.0],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert!(
+        outbound < 100 && outbound * 2 < payload,
+        "sealed payload {payload} bytes, outbound {outbound}"
+    );
+}
+
 /// Message ids are handed out before the writer (so payloads are sealed on the callers'
 /// threads); two processes writing one database must still never share an id, and every
 /// payload must open under the id it was stored with.

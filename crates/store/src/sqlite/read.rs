@@ -7,7 +7,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use super::rows::{self, DELIVERY_COLUMNS, EVENT_COLUMNS, SETTLED_STATES, SUMMARY_COLUMNS};
-use crate::crypto::Cipher;
+use crate::crypto::{self, Cipher};
 use crate::error::Record;
 use crate::{
     Delivery, Error, Event, EventFilter, MAX_PAGE_LEN, MessageId, MessageState, MessageSummary,
@@ -54,11 +54,12 @@ pub(crate) fn message(
     let summary = rows::summary(row)?;
     let sealed: Option<Vec<u8>> = row.get(14).map_err(db(OP))?;
     let sealed_outbound: Option<Vec<u8>> = row.get(15).map_err(db(OP))?;
-    let outbound = sealed_outbound
-        .map(|s| cipher.open(Record::MessageOutbound(id), &s))
-        .transpose()?;
+    // A delta opens only with the payload it was made against.
+    let outbound_alone = sealed_outbound
+        .as_deref()
+        .is_some_and(|s| !crypto::needs_base(s));
     let raw = match (sealed, summary.duplicate_of) {
-        _ if parts == Parts::Outgoing && outbound.is_some() => None,
+        _ if parts == Parts::Outgoing && outbound_alone => None,
         (Some(sealed), _) => Some(cipher.open(Record::MessagePayload(id), &sealed)?),
         (None, Some(original)) => {
             let sealed: Option<Vec<u8>> = conn
@@ -72,6 +73,10 @@ pub(crate) fn message(
         }
         (None, None) => None,
     };
+    let outbound = sealed_outbound
+        .map(|s| cipher.open_with_base(Record::MessageOutbound(id), &s, raw.as_deref()))
+        .transpose()?;
+    let raw = raw.filter(|_| parts == Parts::All || outbound.is_none());
     let ack: Option<Vec<u8>> = match parts {
         Parts::All => conn
             .prepare_cached("SELECT ack FROM acks WHERE message_id = ?1")

@@ -40,20 +40,22 @@ struct Sealed<'a> {
     outbound: Option<&'a [u8]>,
 }
 
-/// The payload and the outbound copy of message `id`, each compressed when that pays (zstd costs
-/// a few microseconds per kilobyte) and sealed under the id.
+/// The payload of message `id`, compressed when that pays (zstd costs a few microseconds per
+/// kilobyte), and its outbound copy, as a delta against the payload when a transform changed
+/// little ([`Cipher::seal_outbound`]), each sealed under the id.
 pub(crate) fn seal_message(
     cipher: &Cipher,
     id: MessageId,
     raw: &[u8],
     outbound: Option<&[u8]>,
 ) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
-    let seal = |record, bytes: &[u8]| {
-        cipher.seal_compressed(record, bytes, crypto::compress(bytes).as_deref())
-    };
-    let payload = seal(Record::MessagePayload(id), raw)?;
+    let payload = cipher.seal_compressed(
+        Record::MessagePayload(id),
+        raw,
+        crypto::compress(raw).as_deref(),
+    )?;
     let outbound = outbound
-        .map(|o| seal(Record::MessageOutbound(id), o))
+        .map(|o| cipher.seal_outbound(id, raw, o))
         .transpose()?;
     Ok((payload, outbound))
 }
