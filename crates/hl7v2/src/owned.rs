@@ -2,8 +2,10 @@
 //!
 //! Each segment keeps its fields as raw (still escaped) bytes and the exact bytes that
 //! followed it (its terminator and any blank lines), so an unmodified message encodes back
-//! byte for byte: mixed CR/LF/CRLF endings, a BOM, trailing empty fields and all. Editing a
-//! value re-splits only the field it touches.
+//! byte for byte: mixed CR/LF/CRLF endings, a BOM, trailing empty fields and all. A segment
+//! read from a message stays one run of bytes until something edits it (most segments a
+//! transform passes through are never touched); editing a value re-splits only the segment and
+//! the field it touches.
 
 use std::borrow::Cow;
 
@@ -15,14 +17,33 @@ use crate::path::Path;
 use crate::separators::Separators;
 
 /// One segment: its id, its fields as written, and what followed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OwnedSegment {
     id: [u8; 3],
-    /// Raw fields after the id. For header segments (MSH, FHS, BHS) `parts[0]` is MSH-2,
-    /// so MSH-n for n >= 2 is `parts[n - 2]`; for others, field n is `parts[n - 1]`.
-    parts: Vec<Vec<u8>>,
+    /// The raw fields after the id ("parts") as read, until something edits the segment.
+    read: Option<ReadFields>,
+    /// The parts once split (empty while `read` holds them). For header segments (MSH, FHS,
+    /// BHS) part 0 is MSH-2, so MSH-n for n >= 2 is part `n - 2`; for others, field n is part
+    /// `n - 1`.
+    split: Vec<Vec<u8>>,
     terminator: Vec<u8>,
 }
+
+/// A segment's bytes after its id as read: each part preceded by `sep` (empty: no parts).
+#[derive(Debug, Clone)]
+struct ReadFields {
+    bytes: Vec<u8>,
+    sep: u8,
+}
+
+impl PartialEq for OwnedSegment {
+    /// Equal when id, parts and terminator are, whether or not either was split.
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id && self.terminator == other.terminator && self.parts().eq(other.parts())
+    }
+}
+
+impl Eq for OwnedSegment {}
 
 impl OwnedSegment {
     /// A new segment with raw (already escaped) field values, ended by CR.
@@ -42,9 +63,43 @@ impl OwnedSegment {
         }
         Ok(OwnedSegment {
             id: [b[0], b[1], b[2]],
-            parts: fields,
+            read: None,
+            split: fields,
             terminator: b"\r".to_vec(),
         })
+    }
+
+    /// The parts in order.
+    fn parts(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match &self.read {
+            Some(read) => Box::new(read.parts()),
+            None => Box::new(self.split.iter().map(Vec::as_slice)),
+        }
+    }
+
+    fn part(&self, index: usize) -> Option<&[u8]> {
+        match &self.read {
+            Some(read) => read.parts().nth(index),
+            None => self.split.get(index).map(Vec::as_slice),
+        }
+    }
+
+    fn part_count(&self) -> usize {
+        match &self.read {
+            Some(read) => read
+                .bytes
+                .get(1..)
+                .map_or(0, |rest| 1 + memchr::memchr_iter(read.sep, rest).count()),
+            None => self.split.len(),
+        }
+    }
+
+    /// The parts, split first if still as read.
+    fn parts_mut(&mut self) -> &mut Vec<Vec<u8>> {
+        if let Some(read) = self.read.take() {
+            self.split = read.parts().map(<[u8]>::to_vec).collect();
+        }
+        &mut self.split
     }
 
     pub fn id(&self) -> &str {
@@ -66,11 +121,21 @@ impl OwnedSegment {
 
     /// Raw bytes of field `n`, if present.
     pub fn field_raw(&self, n: usize) -> Option<&[u8]> {
-        self.parts.get(self.part_index(n)?).map(Vec::as_slice)
+        self.part(self.part_index(n)?)
     }
 
     pub fn field_count(&self) -> usize {
-        self.parts.len() + usize::from(self.is_header())
+        self.part_count() + usize::from(self.is_header())
+    }
+}
+
+impl ReadFields {
+    fn parts(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let sep = self.sep;
+        self.bytes
+            .get(1..)
+            .into_iter()
+            .flat_map(move |rest| rest.split(move |&b| b == sep))
     }
 }
 
@@ -102,21 +167,14 @@ impl OwnedMessage {
         let seps = msg.separators();
         let segments = msg
             .spans()
-            .map(|(id, start, end, next)| {
-                let body = &raw[start + 3..end];
-                let parts = if body.is_empty() {
-                    Vec::new()
-                } else {
-                    body[1..]
-                        .split(|&b| b == seps.field)
-                        .map(<[u8]>::to_vec)
-                        .collect()
-                };
-                OwnedSegment {
-                    id,
-                    parts,
-                    terminator: raw[end..next].to_vec(),
-                }
+            .map(|(id, start, end, next)| OwnedSegment {
+                id,
+                read: Some(ReadFields {
+                    bytes: raw[start + 3..end].to_vec(),
+                    sep: seps.field,
+                }),
+                split: Vec::new(),
+                terminator: raw[end..next].to_vec(),
             })
             .collect();
         OwnedMessage {
@@ -148,9 +206,15 @@ impl OwnedMessage {
         out.extend_from_slice(&self.prefix);
         for seg in &self.segments {
             out.extend_from_slice(&seg.id);
-            for part in &seg.parts {
-                out.push(self.ctx.seps.field);
-                out.extend_from_slice(part);
+            match &seg.read {
+                // The separator a message was read with is the one it is written with.
+                Some(read) => out.extend_from_slice(&read.bytes),
+                None => {
+                    for part in &seg.split {
+                        out.push(self.ctx.seps.field);
+                        out.extend_from_slice(part);
+                    }
+                }
             }
             out.extend_from_slice(&seg.terminator);
         }
@@ -186,7 +250,7 @@ impl OwnedMessage {
             let raw: &[u8] = if path.field == 1 {
                 std::slice::from_ref(&self.ctx.seps.field)
             } else {
-                seg.parts.first()?.as_slice()
+                seg.part(0)?
             };
             return Some(Node::literal(raw, &self.ctx, loc));
         }
@@ -236,7 +300,9 @@ impl OwnedMessage {
         let Some(part) = seg.part_index(path.field) else {
             return;
         };
-        if let Some(field) = seg.parts.get_mut(part) {
+        let min = usize::from(seg.is_header());
+        let parts = seg.parts_mut();
+        if let Some(field) = parts.get_mut(part) {
             // Innermost first: an emptied subcomponent can empty its component, and so on.
             if path.subcomponent.is_some() {
                 let rep_i = path.repetition.unwrap_or(1) - 1;
@@ -257,9 +323,8 @@ impl OwnedMessage {
                 trim_trailing(field, seps.repetition);
             }
         }
-        let min = usize::from(seg.is_header());
-        while seg.parts.len() > min && seg.parts.last().is_some_and(Vec::is_empty) {
-            seg.parts.pop();
+        while parts.len() > min && parts.last().is_some_and(Vec::is_empty) {
+            parts.pop();
         }
     }
 
@@ -282,10 +347,11 @@ impl OwnedMessage {
             .part_index(path.field)
             .filter(|_| !(seg.is_header() && path.field == 2))
             .ok_or_else(|| not_settable("MSH-1 and MSH-2 hold the separators and cannot be set"))?;
-        if seg.parts.len() <= part {
-            seg.parts.resize(part + 1, Vec::new());
+        let parts = seg.parts_mut();
+        if parts.len() <= part {
+            parts.resize(part + 1, Vec::new());
         }
-        let field = &mut seg.parts[part];
+        let field = &mut parts[part];
         if path.repetition.is_none() && path.component.is_none() {
             *field = raw;
             return Ok(());
@@ -459,6 +525,26 @@ mod tests {
             String::from_utf8(o.encode()).unwrap(),
             "MSH|^~\\&|A\nEVN|A01\nPID|1||123^^^H^MR||DOE\nZZ1\n"
         );
+    }
+
+    #[test]
+    fn segments_as_read_and_as_split_agree() {
+        let input = b"MSH|^~\\&|A|B|||\rPID|1||123^^^H^MR||DOE^JOHN||\rZZ1\rNTE|\r";
+        let read = parse(input).unwrap().to_owned_message();
+        let mut split = read.clone();
+        for seg in &mut split.segments {
+            seg.parts_mut();
+        }
+        assert_eq!(read, split);
+        for (r, s) in read.segments().iter().zip(split.segments()) {
+            assert!(r.read.is_some() && s.read.is_none());
+            assert_eq!(r.field_count(), s.field_count(), "{}", r.id());
+            for n in 0..=r.field_count() + 1 {
+                assert_eq!(r.field_raw(n), s.field_raw(n), "{}-{n}", r.id());
+            }
+        }
+        assert_eq!(split.encode(), input);
+        assert_eq!(read.encode(), input);
     }
 
     impl super::OwnedMessage {
