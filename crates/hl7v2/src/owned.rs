@@ -69,12 +69,10 @@ impl OwnedSegment {
         })
     }
 
-    /// The parts in order.
-    fn parts(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
-        match &self.read {
-            Some(read) => Box::new(read.parts()),
-            None => Box::new(self.split.iter().map(Vec::as_slice)),
-        }
+    /// The parts in order (`split` is empty while `read` holds them, so one side is empty).
+    fn parts(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let read = self.read.iter().flat_map(ReadFields::parts);
+        read.chain(self.split.iter().map(Vec::as_slice))
     }
 
     fn part(&self, index: usize) -> Option<&[u8]> {
