@@ -97,6 +97,6 @@ impl FhirConversion {
         let conversion = self
             .convert(&message)
             .map_err(|e| format!("conversion to FHIR failed: {e}"))?;
-        fhir::to_vec(&conversion.bundle).map_err(|e| format!("bundle JSON: {e}"))
+        Ok(fhir::to_vec(&conversion.bundle))
     }
 }

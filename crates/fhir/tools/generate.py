@@ -86,6 +86,17 @@ def lower_first(s):
     return s[0].lower() + s[1:]
 
 
+def json_bytes(text):
+    """A Rust byte-string literal of `text` (FHIR element names need no JSON escaping)."""
+    assert re.fullmatch(r'[A-Za-z0-9_":]+', text), text
+    return 'b"' + text.replace('"', '\\"') + '"'
+
+
+def json_key(name):
+    """The prebuilt `"name":` bytes the JSON writer puts before an element's value."""
+    return json_bytes(f'"{name}":')
+
+
 def doc(text, indent=""):
     """A description from the schema as a rustdoc comment: brackets and angle brackets escaped, URLs linked."""
     text = text.replace("\r", "")
@@ -372,6 +383,7 @@ class Generator:
                 out.append(self.emit_choice(t, f))
 
         out.append(self.emit_serialize(t))
+        out.append(self.emit_write(t))
         out.append(self.emit_deserialize(t))
         return "".join(out)
 
@@ -397,6 +409,11 @@ class Generator:
         out.append("        match self {\n")
         for suffix, *_ in f.variants:
             out.append(f"            Self::{suffix}(v) => map.serialize_entry(\"{f.json}{suffix}\", v),\n")
+        out.append("        }\n    }\n\n")
+        out.append("    fn write_entry(&self, map: &mut write::Object<'_>) {\n")
+        out.append("        match self {\n")
+        for suffix, *_ in f.variants:
+            out.append(f"            Self::{suffix}(v) => map.entry({json_key(f.json + suffix)}, v),\n")
         out.append("        }\n    }\n}\n\n")
         out.append(f"impl de::Choice for {f.choice_enum} {{\n")
         out.append("    fn json_key(&self) -> &'static str {\n        self.json_key()\n    }\n}\n\n")
@@ -422,6 +439,27 @@ class Generator:
                 helper = "ser::vec" if f.card == "vec" else "ser::opt"
                 out.append(f"        {helper}(&mut map, \"_{f.json}\", &self.{ext})?;\n")
         out.append("        map.end()\n    }\n}\n\n")
+        return "".join(out)
+
+    def emit_write(self, t):
+        # The same keys in the same order as emit_serialize, as prebuilt `"key":` bytes.
+        out = [f"impl WriteJson for {t.rust} {{\n",
+               "    fn write_json(&self, out: &mut Vec<u8>) {\n"]
+        if t.is_resource:
+            out.append(f"        let mut map = write::Object::resource(out, {json_bytes(chr(34) + 'resourceType' + chr(34) + ':' + chr(34) + t.defname + chr(34))});\n")
+        else:
+            out.append("        let mut map = write::Object::begin(out);\n")
+        for f in t.fields:
+            if f.kind == "choice":
+                out.append(f"        if let Some(v) = &self.{f.rust} {{\n            v.write_entry(&mut map);\n        }}\n")
+                continue
+            method = {"opt": "opt", "req": "entry", "vec": "vec"}[f.card]
+            out.append(f"        map.{method}({json_key(f.json)}, &self.{f.rust});\n")
+            if f.ext:
+                ext = f.rust.replace("r#", "") + "_ext"
+                method = "vec" if f.card == "vec" else "opt"
+                out.append(f"        map.{method}({json_key('_' + f.json)}, &self.{ext});\n")
+        out.append("        map.end();\n    }\n}\n\n")
         return "".join(out)
 
     def json_keys(self, t):
@@ -515,7 +553,7 @@ class Generator:
                                               "a FHIR R4 data type.") + "\n\n")
             body.append("use serde::de::{Error as _, MapAccess};\nuse serde::ser::SerializeMap;\n")
             body.append("use serde::{Deserialize, Deserializer, Serialize, Serializer};\n\n")
-            body.append("#[allow(unused_imports)]\nuse crate::generated::*;\n#[allow(unused_imports)]\nuse crate::{de, ser, Decimal, Resource};\n\n")
+            body.append("#[allow(unused_imports)]\nuse crate::generated::*;\n#[allow(unused_imports)]\nuse crate::{de, ser, write, Decimal, Resource, WriteJson};\n\n")
             if root == "Quantity":
                 for alias in QUANTITY_ALIASES:
                     body.append(f"/// `{alias}`: a profile of `Quantity` with the same JSON shape.\npub type {alias} = Quantity;\n\n")
@@ -548,7 +586,7 @@ class Generator:
         rs = sorted(RESOURCES)
         out = [HEADER, "\n//! The `Resource` enum over every supported resource type.\n\n",
                "use serde::de::MapAccess;\nuse serde::{Serialize, Serializer};\n\n",
-               "use crate::generated::*;\nuse crate::{de, TypedResource};\n\n"]
+               "use crate::generated::*;\nuse crate::{de, TypedResource, WriteJson};\n\n"]
         out.append("/// Every resource type this crate reads and writes, in alphabetical order.\n")
         out.append("pub const RESOURCE_TYPES: &[&str] = &[" + ", ".join(json.dumps(r) for r in rs) + "];\n\n")
         out.append("/// Any supported FHIR R4 resource, tagged by `resourceType` in JSON.\n///\n")
@@ -589,6 +627,12 @@ class Generator:
         out.append("        match self {\n")
         for r in rs:
             out.append(f"            Self::{r}(r) => r.serialize(serializer),\n")
+        out.append("        }\n    }\n}\n\n")
+        out.append("impl WriteJson for Resource {\n")
+        out.append("    fn write_json(&self, out: &mut Vec<u8>) {\n")
+        out.append("        match self {\n")
+        for r in rs:
+            out.append(f"            Self::{r}(r) => r.write_json(out),\n")
         out.append("        }\n    }\n}\n\n")
         for r in rs:
             out.append(f"impl From<{r}> for Resource {{\n    fn from(resource: {r}) -> Self {{\n        Self::{r}(Box::new(resource))\n    }}\n}}\n\n")

@@ -395,7 +395,7 @@ fn candidates(bundle: fhir::Bundle, origin: &Origin) -> Result<Vec<Candidate>, f
         let Some(id) = resource.id() else {
             continue;
         };
-        let json = rewrite_references(&fhir::to_vec(&resource)?, &local);
+        let json = rewrite_references(&fhir::to_vec(&resource), &local);
         out.push(Candidate::new(resource_type, id, json));
     }
     Ok(out)

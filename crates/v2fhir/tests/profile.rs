@@ -315,6 +315,6 @@ fn code_maps_export_as_schema_valid_concept_maps() {
         assert!(json.contains(needle), "{needle} missing from {json}");
     }
     // Written back and read again, it is the same resource.
-    let back: fhir::ConceptMap = fhir::from_str(&fhir::to_string(&cm).unwrap()).unwrap();
+    let back: fhir::ConceptMap = fhir::from_str(&fhir::to_string(&cm)).unwrap();
     assert_eq!(back, cm);
 }

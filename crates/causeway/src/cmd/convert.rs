@@ -83,7 +83,7 @@ fn to_fhir(args: &Args, profiles: &[Profile]) -> anyhow::Result<ExitCode> {
                 let json = if args.pretty {
                     fhir::to_string_pretty(&c.bundle)?
                 } else {
-                    fhir::to_string(&c.bundle)?
+                    fhir::to_string(&c.bundle)
                 };
                 writeln!(out, "{json}")?;
             }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A financial tool for tracking value accrued for a particular purpose.  In the healthcare field, used to track charges for a patient, cost centers, etc.
 ///
@@ -148,6 +148,37 @@ impl Serialize for Account {
     }
 }
 
+impl WriteJson for Account {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Account\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.vec(b"\"subject\":", &self.subject);
+        map.opt(b"\"servicePeriod\":", &self.service_period);
+        map.vec(b"\"coverage\":", &self.coverage);
+        map.opt(b"\"owner\":", &self.owner);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.vec(b"\"guarantor\":", &self.guarantor);
+        map.opt(b"\"partOf\":", &self.part_of);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for Account {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -273,6 +304,19 @@ impl Serialize for AccountCoverage {
     }
 }
 
+impl WriteJson for AccountCoverage {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"coverage\":", &self.coverage);
+        map.opt(b"\"priority\":", &self.priority);
+        map.opt(b"\"_priority\":", &self.priority_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for AccountCoverage {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -365,6 +409,20 @@ impl Serialize for AccountGuarantor {
         ser::opt(&mut map, "_onHold", &self.on_hold_ext)?;
         ser::opt(&mut map, "period", &self.period)?;
         map.end()
+    }
+}
+
+impl WriteJson for AccountGuarantor {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"party\":", &self.party);
+        map.opt(b"\"onHold\":", &self.on_hold);
+        map.opt(b"\"_onHold\":", &self.on_hold_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
     }
 }
 

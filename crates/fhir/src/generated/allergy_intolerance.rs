@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Risk of harmful or undesirable, physiological response which is unique to an individual and associated with exposure to a substance.
 ///
@@ -177,6 +177,16 @@ impl AllergyIntoleranceOnset {
             Self::String(v) => map.serialize_entry("onsetString", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"onsetDateTime\":", v),
+            Self::Age(v) => map.entry(b"\"onsetAge\":", v),
+            Self::Period(v) => map.entry(b"\"onsetPeriod\":", v),
+            Self::Range(v) => map.entry(b"\"onsetRange\":", v),
+            Self::String(v) => map.entry(b"\"onsetString\":", v),
+        }
+    }
 }
 
 impl de::Choice for AllergyIntoleranceOnset {
@@ -223,6 +233,46 @@ impl Serialize for AllergyIntolerance {
         ser::vec(&mut map, "note", &self.note)?;
         ser::vec(&mut map, "reaction", &self.reaction)?;
         map.end()
+    }
+}
+
+impl WriteJson for AllergyIntolerance {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"AllergyIntolerance\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"clinicalStatus\":", &self.clinical_status);
+        map.opt(b"\"verificationStatus\":", &self.verification_status);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.vec(b"\"category\":", &self.category);
+        map.vec(b"\"_category\":", &self.category_ext);
+        map.opt(b"\"criticality\":", &self.criticality);
+        map.opt(b"\"_criticality\":", &self.criticality_ext);
+        map.opt(b"\"code\":", &self.code);
+        map.entry(b"\"patient\":", &self.patient);
+        map.opt(b"\"encounter\":", &self.encounter);
+        if let Some(v) = &self.onset {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"recordedDate\":", &self.recorded_date);
+        map.opt(b"\"_recordedDate\":", &self.recorded_date_ext);
+        map.opt(b"\"recorder\":", &self.recorder);
+        map.opt(b"\"asserter\":", &self.asserter);
+        map.opt(b"\"lastOccurrence\":", &self.last_occurrence);
+        map.opt(b"\"_lastOccurrence\":", &self.last_occurrence_ext);
+        map.vec(b"\"note\":", &self.note);
+        map.vec(b"\"reaction\":", &self.reaction);
+        map.end();
     }
 }
 
@@ -453,6 +503,26 @@ impl Serialize for AllergyIntoleranceReaction {
         ser::opt(&mut map, "exposureRoute", &self.exposure_route)?;
         ser::vec(&mut map, "note", &self.note)?;
         map.end()
+    }
+}
+
+impl WriteJson for AllergyIntoleranceReaction {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"substance\":", &self.substance);
+        map.vec(b"\"manifestation\":", &self.manifestation);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.opt(b"\"onset\":", &self.onset);
+        map.opt(b"\"_onset\":", &self.onset_ext);
+        map.opt(b"\"severity\":", &self.severity);
+        map.opt(b"\"_severity\":", &self.severity_ext);
+        map.opt(b"\"exposureRoute\":", &self.exposure_route);
+        map.vec(b"\"note\":", &self.note);
+        map.end();
     }
 }
 

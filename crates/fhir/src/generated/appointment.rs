@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A booking of a healthcare event among patient(s), practitioner(s), related person(s) and/or device(s) for a specific date/time. This may result in one or more Encounter(s).
 ///
@@ -236,6 +236,54 @@ impl Serialize for Appointment {
     }
 }
 
+impl WriteJson for Appointment {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Appointment\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"cancelationReason\":", &self.cancelation_reason);
+        map.vec(b"\"serviceCategory\":", &self.service_category);
+        map.vec(b"\"serviceType\":", &self.service_type);
+        map.vec(b"\"specialty\":", &self.specialty);
+        map.opt(b"\"appointmentType\":", &self.appointment_type);
+        map.vec(b"\"reasonCode\":", &self.reason_code);
+        map.vec(b"\"reasonReference\":", &self.reason_reference);
+        map.opt(b"\"priority\":", &self.priority);
+        map.opt(b"\"_priority\":", &self.priority_ext);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.vec(b"\"supportingInformation\":", &self.supporting_information);
+        map.opt(b"\"start\":", &self.start);
+        map.opt(b"\"_start\":", &self.start_ext);
+        map.opt(b"\"end\":", &self.end);
+        map.opt(b"\"_end\":", &self.end_ext);
+        map.opt(b"\"minutesDuration\":", &self.minutes_duration);
+        map.opt(b"\"_minutesDuration\":", &self.minutes_duration_ext);
+        map.vec(b"\"slot\":", &self.slot);
+        map.opt(b"\"created\":", &self.created);
+        map.opt(b"\"_created\":", &self.created_ext);
+        map.opt(b"\"comment\":", &self.comment);
+        map.opt(b"\"_comment\":", &self.comment_ext);
+        map.opt(b"\"patientInstruction\":", &self.patient_instruction);
+        map.opt(b"\"_patientInstruction\":", &self.patient_instruction_ext);
+        map.vec(b"\"basedOn\":", &self.based_on);
+        map.vec(b"\"participant\":", &self.participant);
+        map.vec(b"\"requestedPeriod\":", &self.requested_period);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for Appointment {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -448,6 +496,23 @@ impl Serialize for AppointmentParticipant {
         ser::opt(&mut map, "_status", &self.status_ext)?;
         ser::opt(&mut map, "period", &self.period)?;
         map.end()
+    }
+}
+
+impl WriteJson for AppointmentParticipant {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"type\":", &self.r#type);
+        map.opt(b"\"actor\":", &self.actor);
+        map.opt(b"\"required\":", &self.required);
+        map.opt(b"\"_required\":", &self.required_ext);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A container for a collection of resources.
 ///
@@ -107,6 +107,29 @@ impl Serialize for Bundle {
         ser::vec(&mut map, "entry", &self.entry)?;
         ser::opt(&mut map, "signature", &self.signature)?;
         map.end()
+    }
+}
+
+impl WriteJson for Bundle {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Bundle\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.opt(b"\"timestamp\":", &self.timestamp);
+        map.opt(b"\"_timestamp\":", &self.timestamp_ext);
+        map.opt(b"\"total\":", &self.total);
+        map.opt(b"\"_total\":", &self.total_ext);
+        map.vec(b"\"link\":", &self.link);
+        map.vec(b"\"entry\":", &self.entry);
+        map.opt(b"\"signature\":", &self.signature);
+        map.end();
     }
 }
 
@@ -215,6 +238,20 @@ impl Serialize for BundleLink {
         ser::opt(&mut map, "url", &self.url)?;
         ser::opt(&mut map, "_url", &self.url_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for BundleLink {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"relation\":", &self.relation);
+        map.opt(b"\"_relation\":", &self.relation_ext);
+        map.opt(b"\"url\":", &self.url);
+        map.opt(b"\"_url\":", &self.url_ext);
+        map.end();
     }
 }
 
@@ -328,6 +365,23 @@ impl Serialize for BundleEntry {
     }
 }
 
+impl WriteJson for BundleEntry {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"link\":", &self.link);
+        map.opt(b"\"fullUrl\":", &self.full_url);
+        map.opt(b"\"_fullUrl\":", &self.full_url_ext);
+        map.opt(b"\"resource\":", &self.resource);
+        map.opt(b"\"search\":", &self.search);
+        map.opt(b"\"request\":", &self.request);
+        map.opt(b"\"response\":", &self.response);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for BundleEntry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -425,6 +479,20 @@ impl Serialize for BundleSearch {
         ser::opt(&mut map, "score", &self.score)?;
         ser::opt(&mut map, "_score", &self.score_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for BundleSearch {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"mode\":", &self.mode);
+        map.opt(b"\"_mode\":", &self.mode_ext);
+        map.opt(b"\"score\":", &self.score);
+        map.opt(b"\"_score\":", &self.score_ext);
+        map.end();
     }
 }
 
@@ -551,6 +619,28 @@ impl Serialize for BundleRequest {
         ser::opt(&mut map, "ifNoneExist", &self.if_none_exist)?;
         ser::opt(&mut map, "_ifNoneExist", &self.if_none_exist_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for BundleRequest {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"method\":", &self.method);
+        map.opt(b"\"_method\":", &self.method_ext);
+        map.opt(b"\"url\":", &self.url);
+        map.opt(b"\"_url\":", &self.url_ext);
+        map.opt(b"\"ifNoneMatch\":", &self.if_none_match);
+        map.opt(b"\"_ifNoneMatch\":", &self.if_none_match_ext);
+        map.opt(b"\"ifModifiedSince\":", &self.if_modified_since);
+        map.opt(b"\"_ifModifiedSince\":", &self.if_modified_since_ext);
+        map.opt(b"\"ifMatch\":", &self.if_match);
+        map.opt(b"\"_ifMatch\":", &self.if_match_ext);
+        map.opt(b"\"ifNoneExist\":", &self.if_none_exist);
+        map.opt(b"\"_ifNoneExist\":", &self.if_none_exist_ext);
+        map.end();
     }
 }
 
@@ -688,6 +778,25 @@ impl Serialize for BundleResponse {
         ser::opt(&mut map, "_lastModified", &self.last_modified_ext)?;
         ser::opt(&mut map, "outcome", &self.outcome)?;
         map.end()
+    }
+}
+
+impl WriteJson for BundleResponse {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"location\":", &self.location);
+        map.opt(b"\"_location\":", &self.location_ext);
+        map.opt(b"\"etag\":", &self.etag);
+        map.opt(b"\"_etag\":", &self.etag_ext);
+        map.opt(b"\"lastModified\":", &self.last_modified);
+        map.opt(b"\"_lastModified\":", &self.last_modified_ext);
+        map.opt(b"\"outcome\":", &self.outcome);
+        map.end();
     }
 }
 

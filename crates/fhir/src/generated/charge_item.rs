@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// The resource ChargeItem describes the provision of healthcare provider products for a certain patient, therefore referring not only to the product, but containing in addition details of the provision, like date, time, amounts and participating organizations and persons. Main Usage of the ChargeItem is to enable the billing process and internal cost allocation.
 ///
@@ -210,6 +210,14 @@ impl ChargeItemOccurrence {
             Self::Timing(v) => map.serialize_entry("occurrenceTiming", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"occurrenceDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"occurrencePeriod\":", v),
+            Self::Timing(v) => map.entry(b"\"occurrenceTiming\":", v),
+        }
+    }
 }
 
 impl de::Choice for ChargeItemOccurrence {
@@ -240,6 +248,13 @@ impl ChargeItemProduct {
         match self {
             Self::Reference(v) => map.serialize_entry("productReference", v),
             Self::CodeableConcept(v) => map.serialize_entry("productCodeableConcept", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Reference(v) => map.entry(b"\"productReference\":", v),
+            Self::CodeableConcept(v) => map.entry(b"\"productCodeableConcept\":", v),
         }
     }
 }
@@ -312,6 +327,64 @@ impl Serialize for ChargeItem {
             &self.supporting_information,
         )?;
         map.end()
+    }
+}
+
+impl WriteJson for ChargeItem {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"ChargeItem\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.vec(b"\"definitionUri\":", &self.definition_uri);
+        map.vec(b"\"_definitionUri\":", &self.definition_uri_ext);
+        map.vec(b"\"definitionCanonical\":", &self.definition_canonical);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.vec(b"\"partOf\":", &self.part_of);
+        map.entry(b"\"code\":", &self.code);
+        map.entry(b"\"subject\":", &self.subject);
+        map.opt(b"\"context\":", &self.context);
+        if let Some(v) = &self.occurrence {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"performer\":", &self.performer);
+        map.opt(
+            b"\"performingOrganization\":",
+            &self.performing_organization,
+        );
+        map.opt(
+            b"\"requestingOrganization\":",
+            &self.requesting_organization,
+        );
+        map.opt(b"\"costCenter\":", &self.cost_center);
+        map.opt(b"\"quantity\":", &self.quantity);
+        map.vec(b"\"bodysite\":", &self.bodysite);
+        map.opt(b"\"factorOverride\":", &self.factor_override);
+        map.opt(b"\"_factorOverride\":", &self.factor_override_ext);
+        map.opt(b"\"priceOverride\":", &self.price_override);
+        map.opt(b"\"overrideReason\":", &self.override_reason);
+        map.opt(b"\"_overrideReason\":", &self.override_reason_ext);
+        map.opt(b"\"enterer\":", &self.enterer);
+        map.opt(b"\"enteredDate\":", &self.entered_date);
+        map.opt(b"\"_enteredDate\":", &self.entered_date_ext);
+        map.vec(b"\"reason\":", &self.reason);
+        map.vec(b"\"service\":", &self.service);
+        if let Some(v) = &self.product {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"account\":", &self.account);
+        map.vec(b"\"note\":", &self.note);
+        map.vec(b"\"supportingInformation\":", &self.supporting_information);
+        map.end();
     }
 }
 
@@ -537,6 +610,18 @@ impl Serialize for ChargeItemPerformer {
         ser::opt(&mut map, "function", &self.function)?;
         map.serialize_entry("actor", &self.actor)?;
         map.end()
+    }
+}
+
+impl WriteJson for ChargeItemPerformer {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"function\":", &self.function);
+        map.entry(b"\"actor\":", &self.actor);
+        map.end();
     }
 }
 

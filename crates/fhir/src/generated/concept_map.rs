@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A statement of relationships from one set of concepts to one or more other concepts - either concepts in code systems, or data element/data element concepts, or classes in class models.
 ///
@@ -178,6 +178,13 @@ impl ConceptMapSource {
             Self::Canonical(v) => map.serialize_entry("sourceCanonical", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Uri(v) => map.entry(b"\"sourceUri\":", v),
+            Self::Canonical(v) => map.entry(b"\"sourceCanonical\":", v),
+        }
+    }
 }
 
 impl de::Choice for ConceptMapSource {
@@ -208,6 +215,13 @@ impl ConceptMapTargetChoice {
         match self {
             Self::Uri(v) => map.serialize_entry("targetUri", v),
             Self::Canonical(v) => map.serialize_entry("targetCanonical", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Uri(v) => map.entry(b"\"targetUri\":", v),
+            Self::Canonical(v) => map.entry(b"\"targetCanonical\":", v),
         }
     }
 }
@@ -266,6 +280,56 @@ impl Serialize for ConceptMap {
         }
         ser::vec(&mut map, "group", &self.group)?;
         map.end()
+    }
+}
+
+impl WriteJson for ConceptMap {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"ConceptMap\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"url\":", &self.url);
+        map.opt(b"\"_url\":", &self.url_ext);
+        map.opt(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"version\":", &self.version);
+        map.opt(b"\"_version\":", &self.version_ext);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.opt(b"\"title\":", &self.title);
+        map.opt(b"\"_title\":", &self.title_ext);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"experimental\":", &self.experimental);
+        map.opt(b"\"_experimental\":", &self.experimental_ext);
+        map.opt(b"\"date\":", &self.date);
+        map.opt(b"\"_date\":", &self.date_ext);
+        map.opt(b"\"publisher\":", &self.publisher);
+        map.opt(b"\"_publisher\":", &self.publisher_ext);
+        map.vec(b"\"contact\":", &self.contact);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.vec(b"\"useContext\":", &self.use_context);
+        map.vec(b"\"jurisdiction\":", &self.jurisdiction);
+        map.opt(b"\"purpose\":", &self.purpose);
+        map.opt(b"\"_purpose\":", &self.purpose_ext);
+        map.opt(b"\"copyright\":", &self.copyright);
+        map.opt(b"\"_copyright\":", &self.copyright_ext);
+        if let Some(v) = &self.source {
+            v.write_entry(&mut map);
+        }
+        if let Some(v) = &self.target {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"group\":", &self.group);
+        map.end();
     }
 }
 
@@ -480,6 +544,26 @@ impl Serialize for ConceptMapGroup {
     }
 }
 
+impl WriteJson for ConceptMapGroup {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"source\":", &self.source);
+        map.opt(b"\"_source\":", &self.source_ext);
+        map.opt(b"\"sourceVersion\":", &self.source_version);
+        map.opt(b"\"_sourceVersion\":", &self.source_version_ext);
+        map.opt(b"\"target\":", &self.target);
+        map.opt(b"\"_target\":", &self.target_ext);
+        map.opt(b"\"targetVersion\":", &self.target_version);
+        map.opt(b"\"_targetVersion\":", &self.target_version_ext);
+        map.vec(b"\"element\":", &self.element);
+        map.opt(b"\"unmapped\":", &self.unmapped);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ConceptMapGroup {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -592,6 +676,21 @@ impl Serialize for ConceptMapElement {
         ser::opt(&mut map, "_display", &self.display_ext)?;
         ser::vec(&mut map, "target", &self.target)?;
         map.end()
+    }
+}
+
+impl WriteJson for ConceptMapElement {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.opt(b"\"display\":", &self.display);
+        map.opt(b"\"_display\":", &self.display_ext);
+        map.vec(b"\"target\":", &self.target);
+        map.end();
     }
 }
 
@@ -728,6 +827,26 @@ impl Serialize for ConceptMapTarget {
     }
 }
 
+impl WriteJson for ConceptMapTarget {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.opt(b"\"display\":", &self.display);
+        map.opt(b"\"_display\":", &self.display_ext);
+        map.opt(b"\"equivalence\":", &self.equivalence);
+        map.opt(b"\"_equivalence\":", &self.equivalence_ext);
+        map.opt(b"\"comment\":", &self.comment);
+        map.opt(b"\"_comment\":", &self.comment_ext);
+        map.vec(b"\"dependsOn\":", &self.depends_on);
+        map.vec(b"\"product\":", &self.product);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ConceptMapTarget {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -849,6 +968,23 @@ impl Serialize for ConceptMapDependsOn {
     }
 }
 
+impl WriteJson for ConceptMapDependsOn {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"property\":", &self.property);
+        map.opt(b"\"_property\":", &self.property_ext);
+        map.opt(b"\"system\":", &self.system);
+        map.opt(b"\"value\":", &self.value);
+        map.opt(b"\"_value\":", &self.value_ext);
+        map.opt(b"\"display\":", &self.display);
+        map.opt(b"\"_display\":", &self.display_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ConceptMapDependsOn {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -959,6 +1095,23 @@ impl Serialize for ConceptMapUnmapped {
         ser::opt(&mut map, "_display", &self.display_ext)?;
         ser::opt(&mut map, "url", &self.url)?;
         map.end()
+    }
+}
+
+impl WriteJson for ConceptMapUnmapped {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"mode\":", &self.mode);
+        map.opt(b"\"_mode\":", &self.mode_ext);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.opt(b"\"display\":", &self.display);
+        map.opt(b"\"_display\":", &self.display_ext);
+        map.opt(b"\"url\":", &self.url);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A clinical condition, problem, diagnosis, or other event, situation, issue, or clinical concept that has risen to a level of concern.
 ///
@@ -163,6 +163,16 @@ impl ConditionOnset {
             Self::String(v) => map.serialize_entry("onsetString", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"onsetDateTime\":", v),
+            Self::Age(v) => map.entry(b"\"onsetAge\":", v),
+            Self::Period(v) => map.entry(b"\"onsetPeriod\":", v),
+            Self::Range(v) => map.entry(b"\"onsetRange\":", v),
+            Self::String(v) => map.entry(b"\"onsetString\":", v),
+        }
+    }
 }
 
 impl de::Choice for ConditionOnset {
@@ -205,6 +215,16 @@ impl ConditionAbatement {
             Self::Period(v) => map.serialize_entry("abatementPeriod", v),
             Self::Range(v) => map.serialize_entry("abatementRange", v),
             Self::String(v) => map.serialize_entry("abatementString", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"abatementDateTime\":", v),
+            Self::Age(v) => map.entry(b"\"abatementAge\":", v),
+            Self::Period(v) => map.entry(b"\"abatementPeriod\":", v),
+            Self::Range(v) => map.entry(b"\"abatementRange\":", v),
+            Self::String(v) => map.entry(b"\"abatementString\":", v),
         }
     }
 }
@@ -252,6 +272,45 @@ impl Serialize for Condition {
         ser::vec(&mut map, "evidence", &self.evidence)?;
         ser::vec(&mut map, "note", &self.note)?;
         map.end()
+    }
+}
+
+impl WriteJson for Condition {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Condition\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"clinicalStatus\":", &self.clinical_status);
+        map.opt(b"\"verificationStatus\":", &self.verification_status);
+        map.vec(b"\"category\":", &self.category);
+        map.opt(b"\"severity\":", &self.severity);
+        map.opt(b"\"code\":", &self.code);
+        map.vec(b"\"bodySite\":", &self.body_site);
+        map.entry(b"\"subject\":", &self.subject);
+        map.opt(b"\"encounter\":", &self.encounter);
+        if let Some(v) = &self.onset {
+            v.write_entry(&mut map);
+        }
+        if let Some(v) = &self.abatement {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"recordedDate\":", &self.recorded_date);
+        map.opt(b"\"_recordedDate\":", &self.recorded_date_ext);
+        map.opt(b"\"recorder\":", &self.recorder);
+        map.opt(b"\"asserter\":", &self.asserter);
+        map.vec(b"\"stage\":", &self.stage);
+        map.vec(b"\"evidence\":", &self.evidence);
+        map.vec(b"\"note\":", &self.note);
+        map.end();
     }
 }
 
@@ -457,6 +516,19 @@ impl Serialize for ConditionStage {
     }
 }
 
+impl WriteJson for ConditionStage {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"summary\":", &self.summary);
+        map.vec(b"\"assessment\":", &self.assessment);
+        map.opt(b"\"type\":", &self.r#type);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ConditionStage {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -537,6 +609,18 @@ impl Serialize for ConditionEvidence {
         ser::vec(&mut map, "code", &self.code)?;
         ser::vec(&mut map, "detail", &self.detail)?;
         map.end()
+    }
+}
+
+impl WriteJson for ConditionEvidence {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"code\":", &self.code);
+        map.vec(b"\"detail\":", &self.detail);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Financial instrument which may be used to reimburse or pay for health care products and services. Includes both insurance and self-payment.
 ///
@@ -178,6 +178,46 @@ impl Serialize for Coverage {
     }
 }
 
+impl WriteJson for Coverage {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Coverage\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"policyHolder\":", &self.policy_holder);
+        map.opt(b"\"subscriber\":", &self.subscriber);
+        map.opt(b"\"subscriberId\":", &self.subscriber_id);
+        map.opt(b"\"_subscriberId\":", &self.subscriber_id_ext);
+        map.entry(b"\"beneficiary\":", &self.beneficiary);
+        map.opt(b"\"dependent\":", &self.dependent);
+        map.opt(b"\"_dependent\":", &self.dependent_ext);
+        map.opt(b"\"relationship\":", &self.relationship);
+        map.opt(b"\"period\":", &self.period);
+        map.vec(b"\"payor\":", &self.payor);
+        map.vec(b"\"class\":", &self.class);
+        map.opt(b"\"order\":", &self.order);
+        map.opt(b"\"_order\":", &self.order_ext);
+        map.opt(b"\"network\":", &self.network);
+        map.opt(b"\"_network\":", &self.network_ext);
+        map.vec(b"\"costToBeneficiary\":", &self.cost_to_beneficiary);
+        map.opt(b"\"subrogation\":", &self.subrogation);
+        map.opt(b"\"_subrogation\":", &self.subrogation_ext);
+        map.vec(b"\"contract\":", &self.contract);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for Coverage {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -341,6 +381,21 @@ impl Serialize for CoverageClass {
     }
 }
 
+impl WriteJson for CoverageClass {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"type\":", &self.r#type);
+        map.opt(b"\"value\":", &self.value);
+        map.opt(b"\"_value\":", &self.value_ext);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for CoverageClass {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -448,6 +503,13 @@ impl CoverageCostToBeneficiaryValue {
             Self::Money(v) => map.serialize_entry("valueMoney", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Quantity(v) => map.entry(b"\"valueQuantity\":", v),
+            Self::Money(v) => map.entry(b"\"valueMoney\":", v),
+        }
+    }
 }
 
 impl de::Choice for CoverageCostToBeneficiaryValue {
@@ -468,6 +530,21 @@ impl Serialize for CoverageCostToBeneficiary {
         }
         ser::vec(&mut map, "exception", &self.exception)?;
         map.end()
+    }
+}
+
+impl WriteJson for CoverageCostToBeneficiary {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"type\":", &self.r#type);
+        if let Some(v) = &self.value {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"exception\":", &self.exception);
+        map.end();
     }
 }
 
@@ -563,6 +640,18 @@ impl Serialize for CoverageException {
         map.serialize_entry("type", &self.r#type)?;
         ser::opt(&mut map, "period", &self.period)?;
         map.end()
+    }
+}
+
+impl WriteJson for CoverageException {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"type\":", &self.r#type);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A type of a manufactured item that is used in the provision of healthcare without being substantially changed through that activity. The device may be a medical or non-medical device.
 ///
@@ -239,6 +239,59 @@ impl Serialize for Device {
         ser::vec(&mut map, "safety", &self.safety)?;
         ser::opt(&mut map, "parent", &self.parent)?;
         map.end()
+    }
+}
+
+impl WriteJson for Device {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Device\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"definition\":", &self.definition);
+        map.vec(b"\"udiCarrier\":", &self.udi_carrier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.vec(b"\"statusReason\":", &self.status_reason);
+        map.opt(b"\"distinctIdentifier\":", &self.distinct_identifier);
+        map.opt(b"\"_distinctIdentifier\":", &self.distinct_identifier_ext);
+        map.opt(b"\"manufacturer\":", &self.manufacturer);
+        map.opt(b"\"_manufacturer\":", &self.manufacturer_ext);
+        map.opt(b"\"manufactureDate\":", &self.manufacture_date);
+        map.opt(b"\"_manufactureDate\":", &self.manufacture_date_ext);
+        map.opt(b"\"expirationDate\":", &self.expiration_date);
+        map.opt(b"\"_expirationDate\":", &self.expiration_date_ext);
+        map.opt(b"\"lotNumber\":", &self.lot_number);
+        map.opt(b"\"_lotNumber\":", &self.lot_number_ext);
+        map.opt(b"\"serialNumber\":", &self.serial_number);
+        map.opt(b"\"_serialNumber\":", &self.serial_number_ext);
+        map.vec(b"\"deviceName\":", &self.device_name);
+        map.opt(b"\"modelNumber\":", &self.model_number);
+        map.opt(b"\"_modelNumber\":", &self.model_number_ext);
+        map.opt(b"\"partNumber\":", &self.part_number);
+        map.opt(b"\"_partNumber\":", &self.part_number_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.vec(b"\"specialization\":", &self.specialization);
+        map.vec(b"\"version\":", &self.version);
+        map.vec(b"\"property\":", &self.property);
+        map.opt(b"\"patient\":", &self.patient);
+        map.opt(b"\"owner\":", &self.owner);
+        map.vec(b"\"contact\":", &self.contact);
+        map.opt(b"\"location\":", &self.location);
+        map.opt(b"\"url\":", &self.url);
+        map.opt(b"\"_url\":", &self.url_ext);
+        map.vec(b"\"note\":", &self.note);
+        map.vec(b"\"safety\":", &self.safety);
+        map.opt(b"\"parent\":", &self.parent);
+        map.end();
     }
 }
 
@@ -474,6 +527,28 @@ impl Serialize for DeviceUdiCarrier {
     }
 }
 
+impl WriteJson for DeviceUdiCarrier {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"deviceIdentifier\":", &self.device_identifier);
+        map.opt(b"\"_deviceIdentifier\":", &self.device_identifier_ext);
+        map.opt(b"\"issuer\":", &self.issuer);
+        map.opt(b"\"_issuer\":", &self.issuer_ext);
+        map.opt(b"\"jurisdiction\":", &self.jurisdiction);
+        map.opt(b"\"_jurisdiction\":", &self.jurisdiction_ext);
+        map.opt(b"\"carrierAIDC\":", &self.carrier_aidc);
+        map.opt(b"\"_carrierAIDC\":", &self.carrier_aidc_ext);
+        map.opt(b"\"carrierHRF\":", &self.carrier_hrf);
+        map.opt(b"\"_carrierHRF\":", &self.carrier_hrf_ext);
+        map.opt(b"\"entryType\":", &self.entry_type);
+        map.opt(b"\"_entryType\":", &self.entry_type_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for DeviceUdiCarrier {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -603,6 +678,20 @@ impl Serialize for DeviceDeviceName {
     }
 }
 
+impl WriteJson for DeviceDeviceName {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for DeviceDeviceName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -693,6 +782,19 @@ impl Serialize for DeviceSpecialization {
         ser::opt(&mut map, "version", &self.version)?;
         ser::opt(&mut map, "_version", &self.version_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for DeviceSpecialization {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"systemType\":", &self.system_type);
+        map.opt(b"\"version\":", &self.version);
+        map.opt(b"\"_version\":", &self.version_ext);
+        map.end();
     }
 }
 
@@ -796,6 +898,20 @@ impl Serialize for DeviceVersion {
     }
 }
 
+impl WriteJson for DeviceVersion {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"component\":", &self.component);
+        map.opt(b"\"value\":", &self.value);
+        map.opt(b"\"_value\":", &self.value_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for DeviceVersion {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -883,6 +999,19 @@ impl Serialize for DeviceProperty {
         ser::vec(&mut map, "valueQuantity", &self.value_quantity)?;
         ser::vec(&mut map, "valueCode", &self.value_code)?;
         map.end()
+    }
+}
+
+impl WriteJson for DeviceProperty {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"type\":", &self.r#type);
+        map.vec(b"\"valueQuantity\":", &self.value_quantity);
+        map.vec(b"\"valueCode\":", &self.value_code);
+        map.end();
     }
 }
 

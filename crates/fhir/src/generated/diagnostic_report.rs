@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// The findings and interpretation of diagnostic  tests performed on patients, groups of patients, devices, and locations, and/or specimens derived from these. The report includes clinical context such as requesting and provider information, and some mix of atomic results, images, textual and coded interpretations, and formatted representation of diagnostic reports.
 ///
@@ -173,6 +173,13 @@ impl DiagnosticReportEffective {
             Self::Period(v) => map.serialize_entry("effectivePeriod", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"effectiveDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"effectivePeriod\":", v),
+        }
+    }
 }
 
 impl de::Choice for DiagnosticReportEffective {
@@ -219,6 +226,46 @@ impl Serialize for DiagnosticReport {
         ser::vec(&mut map, "conclusionCode", &self.conclusion_code)?;
         ser::vec(&mut map, "presentedForm", &self.presented_form)?;
         map.end()
+    }
+}
+
+impl WriteJson for DiagnosticReport {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"DiagnosticReport\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.vec(b"\"basedOn\":", &self.based_on);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.vec(b"\"category\":", &self.category);
+        map.entry(b"\"code\":", &self.code);
+        map.opt(b"\"subject\":", &self.subject);
+        map.opt(b"\"encounter\":", &self.encounter);
+        if let Some(v) = &self.effective {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"issued\":", &self.issued);
+        map.opt(b"\"_issued\":", &self.issued_ext);
+        map.vec(b"\"performer\":", &self.performer);
+        map.vec(b"\"resultsInterpreter\":", &self.results_interpreter);
+        map.vec(b"\"specimen\":", &self.specimen);
+        map.vec(b"\"result\":", &self.result);
+        map.vec(b"\"imagingStudy\":", &self.imaging_study);
+        map.vec(b"\"media\":", &self.media);
+        map.opt(b"\"conclusion\":", &self.conclusion);
+        map.opt(b"\"_conclusion\":", &self.conclusion_ext);
+        map.vec(b"\"conclusionCode\":", &self.conclusion_code);
+        map.vec(b"\"presentedForm\":", &self.presented_form);
+        map.end();
     }
 }
 
@@ -379,6 +426,19 @@ impl Serialize for DiagnosticReportMedia {
         ser::opt(&mut map, "_comment", &self.comment_ext)?;
         map.serialize_entry("link", &self.link)?;
         map.end()
+    }
+}
+
+impl WriteJson for DiagnosticReportMedia {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"comment\":", &self.comment);
+        map.opt(b"\"_comment\":", &self.comment_ext);
+        map.entry(b"\"link\":", &self.link);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A reference to a document of any kind for any purpose. Provides metadata about the document so that the document can be discovered and managed. The scope of a document is any seralized object with a mime-type, so includes formal patient centric documents (CDA), cliical notes, scanned paper, and non-patient specific documents like policy text.
 ///
@@ -170,6 +170,43 @@ impl Serialize for DocumentReference {
     }
 }
 
+impl WriteJson for DocumentReference {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"DocumentReference\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"masterIdentifier\":", &self.master_identifier);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"docStatus\":", &self.doc_status);
+        map.opt(b"\"_docStatus\":", &self.doc_status_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.vec(b"\"category\":", &self.category);
+        map.opt(b"\"subject\":", &self.subject);
+        map.opt(b"\"date\":", &self.date);
+        map.opt(b"\"_date\":", &self.date_ext);
+        map.vec(b"\"author\":", &self.author);
+        map.opt(b"\"authenticator\":", &self.authenticator);
+        map.opt(b"\"custodian\":", &self.custodian);
+        map.vec(b"\"relatesTo\":", &self.relates_to);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.vec(b"\"securityLabel\":", &self.security_label);
+        map.vec(b"\"content\":", &self.content);
+        map.opt(b"\"context\":", &self.context);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for DocumentReference {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -319,6 +356,19 @@ impl Serialize for DocumentReferenceRelatesTo {
     }
 }
 
+impl WriteJson for DocumentReferenceRelatesTo {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.entry(b"\"target\":", &self.target);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for DocumentReferenceRelatesTo {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -408,6 +458,18 @@ impl Serialize for DocumentReferenceContent {
         map.serialize_entry("attachment", &self.attachment)?;
         ser::opt(&mut map, "format", &self.format)?;
         map.end()
+    }
+}
+
+impl WriteJson for DocumentReferenceContent {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"attachment\":", &self.attachment);
+        map.opt(b"\"format\":", &self.format);
+        map.end();
     }
 }
 
@@ -523,6 +585,23 @@ impl Serialize for DocumentReferenceContext {
         ser::opt(&mut map, "sourcePatientInfo", &self.source_patient_info)?;
         ser::vec(&mut map, "related", &self.related)?;
         map.end()
+    }
+}
+
+impl WriteJson for DocumentReferenceContext {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"encounter\":", &self.encounter);
+        map.vec(b"\"event\":", &self.event);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"facilityType\":", &self.facility_type);
+        map.opt(b"\"practiceSetting\":", &self.practice_setting);
+        map.opt(b"\"sourcePatientInfo\":", &self.source_patient_info);
+        map.vec(b"\"related\":", &self.related);
+        map.end();
     }
 }
 

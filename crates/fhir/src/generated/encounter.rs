@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// An interaction between a patient and healthcare provider(s) for the purpose of providing healthcare service(s) or assessing the health status of a patient.
 ///
@@ -206,6 +206,47 @@ impl Serialize for Encounter {
     }
 }
 
+impl WriteJson for Encounter {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Encounter\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.vec(b"\"statusHistory\":", &self.status_history);
+        map.entry(b"\"class\":", &self.class);
+        map.vec(b"\"classHistory\":", &self.class_history);
+        map.vec(b"\"type\":", &self.r#type);
+        map.opt(b"\"serviceType\":", &self.service_type);
+        map.opt(b"\"priority\":", &self.priority);
+        map.opt(b"\"subject\":", &self.subject);
+        map.vec(b"\"episodeOfCare\":", &self.episode_of_care);
+        map.vec(b"\"basedOn\":", &self.based_on);
+        map.vec(b"\"participant\":", &self.participant);
+        map.vec(b"\"appointment\":", &self.appointment);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"length\":", &self.length);
+        map.vec(b"\"reasonCode\":", &self.reason_code);
+        map.vec(b"\"reasonReference\":", &self.reason_reference);
+        map.vec(b"\"diagnosis\":", &self.diagnosis);
+        map.vec(b"\"account\":", &self.account);
+        map.opt(b"\"hospitalization\":", &self.hospitalization);
+        map.vec(b"\"location\":", &self.location);
+        map.opt(b"\"serviceProvider\":", &self.service_provider);
+        map.opt(b"\"partOf\":", &self.part_of);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for Encounter {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -372,6 +413,19 @@ impl Serialize for EncounterStatusHistory {
     }
 }
 
+impl WriteJson for EncounterStatusHistory {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.entry(b"\"period\":", &self.period);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for EncounterStatusHistory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -464,6 +518,18 @@ impl Serialize for EncounterClassHistory {
     }
 }
 
+impl WriteJson for EncounterClassHistory {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"class\":", &self.class);
+        map.entry(b"\"period\":", &self.period);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for EncounterClassHistory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -550,6 +616,19 @@ impl Serialize for EncounterParticipant {
         ser::opt(&mut map, "period", &self.period)?;
         ser::opt(&mut map, "individual", &self.individual)?;
         map.end()
+    }
+}
+
+impl WriteJson for EncounterParticipant {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"type\":", &self.r#type);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"individual\":", &self.individual);
+        map.end();
     }
 }
 
@@ -641,6 +720,20 @@ impl Serialize for EncounterDiagnosis {
         ser::opt(&mut map, "rank", &self.rank)?;
         ser::opt(&mut map, "_rank", &self.rank_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for EncounterDiagnosis {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"condition\":", &self.condition);
+        map.opt(b"\"use\":", &self.r#use);
+        map.opt(b"\"rank\":", &self.rank);
+        map.opt(b"\"_rank\":", &self.rank_ext);
+        map.end();
     }
 }
 
@@ -781,6 +874,28 @@ impl Serialize for EncounterHospitalization {
     }
 }
 
+impl WriteJson for EncounterHospitalization {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(
+            b"\"preAdmissionIdentifier\":",
+            &self.pre_admission_identifier,
+        );
+        map.opt(b"\"origin\":", &self.origin);
+        map.opt(b"\"admitSource\":", &self.admit_source);
+        map.opt(b"\"reAdmission\":", &self.re_admission);
+        map.vec(b"\"dietPreference\":", &self.diet_preference);
+        map.vec(b"\"specialCourtesy\":", &self.special_courtesy);
+        map.vec(b"\"specialArrangement\":", &self.special_arrangement);
+        map.opt(b"\"destination\":", &self.destination);
+        map.opt(b"\"dischargeDisposition\":", &self.discharge_disposition);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for EncounterHospitalization {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -901,6 +1016,21 @@ impl Serialize for EncounterLocation {
         ser::opt(&mut map, "physicalType", &self.physical_type)?;
         ser::opt(&mut map, "period", &self.period)?;
         map.end()
+    }
+}
+
+impl WriteJson for EncounterLocation {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"location\":", &self.location);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"physicalType\":", &self.physical_type);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
     }
 }
 

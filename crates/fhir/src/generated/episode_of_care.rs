@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// An association between a patient and an organization / healthcare provider(s) during which time encounters may occur. The managing organization assumes a level of responsibility for the patient during this time.
 ///
@@ -150,6 +150,36 @@ impl Serialize for EpisodeOfCare {
         ser::vec(&mut map, "team", &self.team)?;
         ser::vec(&mut map, "account", &self.account)?;
         map.end()
+    }
+}
+
+impl WriteJson for EpisodeOfCare {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"EpisodeOfCare\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.vec(b"\"statusHistory\":", &self.status_history);
+        map.vec(b"\"type\":", &self.r#type);
+        map.vec(b"\"diagnosis\":", &self.diagnosis);
+        map.entry(b"\"patient\":", &self.patient);
+        map.opt(b"\"managingOrganization\":", &self.managing_organization);
+        map.opt(b"\"period\":", &self.period);
+        map.vec(b"\"referralRequest\":", &self.referral_request);
+        map.opt(b"\"careManager\":", &self.care_manager);
+        map.vec(b"\"team\":", &self.team);
+        map.vec(b"\"account\":", &self.account);
+        map.end();
     }
 }
 
@@ -300,6 +330,19 @@ impl Serialize for EpisodeOfCareStatusHistory {
     }
 }
 
+impl WriteJson for EpisodeOfCareStatusHistory {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.entry(b"\"period\":", &self.period);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for EpisodeOfCareStatusHistory {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -397,6 +440,20 @@ impl Serialize for EpisodeOfCareDiagnosis {
         ser::opt(&mut map, "rank", &self.rank)?;
         ser::opt(&mut map, "_rank", &self.rank_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for EpisodeOfCareDiagnosis {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"condition\":", &self.condition);
+        map.opt(b"\"role\":", &self.role);
+        map.opt(b"\"rank\":", &self.rank);
+        map.opt(b"\"_rank\":", &self.rank_ext);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Describes the event of a patient being administered a vaccine or a record of an immunization as reported by a patient, a clinician or another party.
 ///
@@ -205,6 +205,13 @@ impl ImmunizationOccurrence {
             Self::String(v) => map.serialize_entry("occurrenceString", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"occurrenceDateTime\":", v),
+            Self::String(v) => map.entry(b"\"occurrenceString\":", v),
+        }
+    }
 }
 
 impl de::Choice for ImmunizationOccurrence {
@@ -264,6 +271,59 @@ impl Serialize for Immunization {
         ser::vec(&mut map, "reaction", &self.reaction)?;
         ser::vec(&mut map, "protocolApplied", &self.protocol_applied)?;
         map.end()
+    }
+}
+
+impl WriteJson for Immunization {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Immunization\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"statusReason\":", &self.status_reason);
+        map.entry(b"\"vaccineCode\":", &self.vaccine_code);
+        map.entry(b"\"patient\":", &self.patient);
+        map.opt(b"\"encounter\":", &self.encounter);
+        if let Some(v) = &self.occurrence {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"recorded\":", &self.recorded);
+        map.opt(b"\"_recorded\":", &self.recorded_ext);
+        map.opt(b"\"primarySource\":", &self.primary_source);
+        map.opt(b"\"_primarySource\":", &self.primary_source_ext);
+        map.opt(b"\"reportOrigin\":", &self.report_origin);
+        map.opt(b"\"location\":", &self.location);
+        map.opt(b"\"manufacturer\":", &self.manufacturer);
+        map.opt(b"\"lotNumber\":", &self.lot_number);
+        map.opt(b"\"_lotNumber\":", &self.lot_number_ext);
+        map.opt(b"\"expirationDate\":", &self.expiration_date);
+        map.opt(b"\"_expirationDate\":", &self.expiration_date_ext);
+        map.opt(b"\"site\":", &self.site);
+        map.opt(b"\"route\":", &self.route);
+        map.opt(b"\"doseQuantity\":", &self.dose_quantity);
+        map.vec(b"\"performer\":", &self.performer);
+        map.vec(b"\"note\":", &self.note);
+        map.vec(b"\"reasonCode\":", &self.reason_code);
+        map.vec(b"\"reasonReference\":", &self.reason_reference);
+        map.opt(b"\"isSubpotent\":", &self.is_subpotent);
+        map.opt(b"\"_isSubpotent\":", &self.is_subpotent_ext);
+        map.vec(b"\"subpotentReason\":", &self.subpotent_reason);
+        map.vec(b"\"education\":", &self.education);
+        map.vec(b"\"programEligibility\":", &self.program_eligibility);
+        map.opt(b"\"fundingSource\":", &self.funding_source);
+        map.vec(b"\"reaction\":", &self.reaction);
+        map.vec(b"\"protocolApplied\":", &self.protocol_applied);
+        map.end();
     }
 }
 
@@ -464,6 +524,18 @@ impl Serialize for ImmunizationPerformer {
     }
 }
 
+impl WriteJson for ImmunizationPerformer {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"function\":", &self.function);
+        map.entry(b"\"actor\":", &self.actor);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ImmunizationPerformer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -563,6 +635,24 @@ impl Serialize for ImmunizationEducation {
         ser::opt(&mut map, "presentationDate", &self.presentation_date)?;
         ser::opt(&mut map, "_presentationDate", &self.presentation_date_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for ImmunizationEducation {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"documentType\":", &self.document_type);
+        map.opt(b"\"_documentType\":", &self.document_type_ext);
+        map.opt(b"\"reference\":", &self.reference);
+        map.opt(b"\"_reference\":", &self.reference_ext);
+        map.opt(b"\"publicationDate\":", &self.publication_date);
+        map.opt(b"\"_publicationDate\":", &self.publication_date_ext);
+        map.opt(b"\"presentationDate\":", &self.presentation_date);
+        map.opt(b"\"_presentationDate\":", &self.presentation_date_ext);
+        map.end();
     }
 }
 
@@ -680,6 +770,21 @@ impl Serialize for ImmunizationReaction {
     }
 }
 
+impl WriteJson for ImmunizationReaction {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"date\":", &self.date);
+        map.opt(b"\"_date\":", &self.date_ext);
+        map.opt(b"\"detail\":", &self.detail);
+        map.opt(b"\"reported\":", &self.reported);
+        map.opt(b"\"_reported\":", &self.reported_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ImmunizationReaction {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -793,6 +898,13 @@ impl ImmunizationProtocolAppliedDoseNumber {
             Self::String(v) => map.serialize_entry("doseNumberString", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::PositiveInt(v) => map.entry(b"\"doseNumberPositiveInt\":", v),
+            Self::String(v) => map.entry(b"\"doseNumberString\":", v),
+        }
+    }
 }
 
 impl de::Choice for ImmunizationProtocolAppliedDoseNumber {
@@ -825,6 +937,13 @@ impl ImmunizationProtocolAppliedSeriesDoses {
             Self::String(v) => map.serialize_entry("seriesDosesString", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::PositiveInt(v) => map.entry(b"\"seriesDosesPositiveInt\":", v),
+            Self::String(v) => map.entry(b"\"seriesDosesString\":", v),
+        }
+    }
 }
 
 impl de::Choice for ImmunizationProtocolAppliedSeriesDoses {
@@ -850,6 +969,26 @@ impl Serialize for ImmunizationProtocolApplied {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for ImmunizationProtocolApplied {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"series\":", &self.series);
+        map.opt(b"\"_series\":", &self.series_ext);
+        map.opt(b"\"authority\":", &self.authority);
+        map.vec(b"\"targetDisease\":", &self.target_disease);
+        if let Some(v) = &self.dose_number {
+            v.write_entry(&mut map);
+        }
+        if let Some(v) = &self.series_doses {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 

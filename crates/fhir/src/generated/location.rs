@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Details and position information for a physical place where services are provided and resources and participants may be stored, found, contained, or accommodated.
 ///
@@ -196,6 +196,52 @@ impl Serialize for Location {
     }
 }
 
+impl WriteJson for Location {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Location\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"operationalStatus\":", &self.operational_status);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.vec(b"\"alias\":", &self.alias);
+        map.vec(b"\"_alias\":", &self.alias_ext);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.opt(b"\"mode\":", &self.mode);
+        map.opt(b"\"_mode\":", &self.mode_ext);
+        map.vec(b"\"type\":", &self.r#type);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.opt(b"\"address\":", &self.address);
+        map.opt(b"\"physicalType\":", &self.physical_type);
+        map.opt(b"\"position\":", &self.position);
+        map.opt(b"\"managingOrganization\":", &self.managing_organization);
+        map.opt(b"\"partOf\":", &self.part_of);
+        map.vec(b"\"hoursOfOperation\":", &self.hours_of_operation);
+        map.opt(
+            b"\"availabilityExceptions\":",
+            &self.availability_exceptions,
+        );
+        map.opt(
+            b"\"_availabilityExceptions\":",
+            &self.availability_exceptions_ext,
+        );
+        map.vec(b"\"endpoint\":", &self.endpoint);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for Location {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -365,6 +411,22 @@ impl Serialize for LocationPosition {
     }
 }
 
+impl WriteJson for LocationPosition {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"longitude\":", &self.longitude);
+        map.opt(b"\"_longitude\":", &self.longitude_ext);
+        map.opt(b"\"latitude\":", &self.latitude);
+        map.opt(b"\"_latitude\":", &self.latitude_ext);
+        map.opt(b"\"altitude\":", &self.altitude);
+        map.opt(b"\"_altitude\":", &self.altitude_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for LocationPosition {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -473,6 +535,24 @@ impl Serialize for LocationHoursOfOperation {
         ser::opt(&mut map, "closingTime", &self.closing_time)?;
         ser::opt(&mut map, "_closingTime", &self.closing_time_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for LocationHoursOfOperation {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"daysOfWeek\":", &self.days_of_week);
+        map.vec(b"\"_daysOfWeek\":", &self.days_of_week_ext);
+        map.opt(b"\"allDay\":", &self.all_day);
+        map.opt(b"\"_allDay\":", &self.all_day_ext);
+        map.opt(b"\"openingTime\":", &self.opening_time);
+        map.opt(b"\"_openingTime\":", &self.opening_time_ext);
+        map.opt(b"\"closingTime\":", &self.closing_time);
+        map.opt(b"\"_closingTime\":", &self.closing_time_ext);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// This resource is primarily used for the identification and definition of a medication for the purposes of prescribing, dispensing, and administering a medication as well as for making statements about medication use.
 ///
@@ -115,6 +115,32 @@ impl Serialize for Medication {
         ser::vec(&mut map, "ingredient", &self.ingredient)?;
         ser::opt(&mut map, "batch", &self.batch)?;
         map.end()
+    }
+}
+
+impl WriteJson for Medication {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Medication\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"manufacturer\":", &self.manufacturer);
+        map.opt(b"\"form\":", &self.form);
+        map.opt(b"\"amount\":", &self.amount);
+        map.vec(b"\"ingredient\":", &self.ingredient);
+        map.opt(b"\"batch\":", &self.batch);
+        map.end();
     }
 }
 
@@ -246,6 +272,13 @@ impl MedicationIngredientItem {
             Self::Reference(v) => map.serialize_entry("itemReference", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"itemCodeableConcept\":", v),
+            Self::Reference(v) => map.entry(b"\"itemReference\":", v),
+        }
+    }
 }
 
 impl de::Choice for MedicationIngredientItem {
@@ -267,6 +300,22 @@ impl Serialize for MedicationIngredient {
         ser::opt(&mut map, "_isActive", &self.is_active_ext)?;
         ser::opt(&mut map, "strength", &self.strength)?;
         map.end()
+    }
+}
+
+impl WriteJson for MedicationIngredient {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        if let Some(v) = &self.item {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"isActive\":", &self.is_active);
+        map.opt(b"\"_isActive\":", &self.is_active_ext);
+        map.opt(b"\"strength\":", &self.strength);
+        map.end();
     }
 }
 
@@ -370,6 +419,20 @@ impl Serialize for MedicationBatch {
         ser::opt(&mut map, "expirationDate", &self.expiration_date)?;
         ser::opt(&mut map, "_expirationDate", &self.expiration_date_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for MedicationBatch {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"lotNumber\":", &self.lot_number);
+        map.opt(b"\"_lotNumber\":", &self.lot_number_ext);
+        map.opt(b"\"expirationDate\":", &self.expiration_date);
+        map.opt(b"\"_expirationDate\":", &self.expiration_date_ext);
+        map.end();
     }
 }
 

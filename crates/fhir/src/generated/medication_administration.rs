@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Describes the event of a patient consuming or otherwise being administered a medication.  This may be as simple as swallowing a tablet or it may be a long running infusion.  Related resources tie this event to the authorizing prescription, and the specific encounter between patient and health care practitioner.
 ///
@@ -161,6 +161,13 @@ impl MedicationAdministrationMedication {
             Self::Reference(v) => map.serialize_entry("medicationReference", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"medicationCodeableConcept\":", v),
+            Self::Reference(v) => map.entry(b"\"medicationReference\":", v),
+        }
+    }
 }
 
 impl de::Choice for MedicationAdministrationMedication {
@@ -191,6 +198,13 @@ impl MedicationAdministrationEffective {
         match self {
             Self::DateTime(v) => map.serialize_entry("effectiveDateTime", v),
             Self::Period(v) => map.serialize_entry("effectivePeriod", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"effectiveDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"effectivePeriod\":", v),
         }
     }
 }
@@ -245,6 +259,49 @@ impl Serialize for MedicationAdministration {
         ser::opt(&mut map, "dosage", &self.dosage)?;
         ser::vec(&mut map, "eventHistory", &self.event_history)?;
         map.end()
+    }
+}
+
+impl WriteJson for MedicationAdministration {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map =
+            write::Object::resource(out, b"\"resourceType\":\"MedicationAdministration\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.vec(b"\"instantiates\":", &self.instantiates);
+        map.vec(b"\"_instantiates\":", &self.instantiates_ext);
+        map.vec(b"\"partOf\":", &self.part_of);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.vec(b"\"statusReason\":", &self.status_reason);
+        map.opt(b"\"category\":", &self.category);
+        if let Some(v) = &self.medication {
+            v.write_entry(&mut map);
+        }
+        map.entry(b"\"subject\":", &self.subject);
+        map.opt(b"\"context\":", &self.context);
+        map.vec(b"\"supportingInformation\":", &self.supporting_information);
+        if let Some(v) = &self.effective {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"performer\":", &self.performer);
+        map.vec(b"\"reasonCode\":", &self.reason_code);
+        map.vec(b"\"reasonReference\":", &self.reason_reference);
+        map.opt(b"\"request\":", &self.request);
+        map.vec(b"\"device\":", &self.device);
+        map.vec(b"\"note\":", &self.note);
+        map.opt(b"\"dosage\":", &self.dosage);
+        map.vec(b"\"eventHistory\":", &self.event_history);
+        map.end();
     }
 }
 
@@ -423,6 +480,18 @@ impl Serialize for MedicationAdministrationPerformer {
     }
 }
 
+impl WriteJson for MedicationAdministrationPerformer {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"function\":", &self.function);
+        map.entry(b"\"actor\":", &self.actor);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for MedicationAdministrationPerformer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -533,6 +602,13 @@ impl MedicationAdministrationDosageRate {
             Self::Quantity(v) => map.serialize_entry("rateQuantity", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Ratio(v) => map.entry(b"\"rateRatio\":", v),
+            Self::Quantity(v) => map.entry(b"\"rateQuantity\":", v),
+        }
+    }
 }
 
 impl de::Choice for MedicationAdministrationDosageRate {
@@ -557,6 +633,25 @@ impl Serialize for MedicationAdministrationDosage {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for MedicationAdministrationDosage {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"text\":", &self.text);
+        map.opt(b"\"_text\":", &self.text_ext);
+        map.opt(b"\"site\":", &self.site);
+        map.opt(b"\"route\":", &self.route);
+        map.opt(b"\"method\":", &self.method);
+        map.opt(b"\"dose\":", &self.dose);
+        if let Some(v) = &self.rate {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Indicates that a medication product is to be or has been dispensed for a named person/patient.  This includes a description of the medication product (supply) provided and the instructions for administering the medication.  The medication dispense is the result of a pharmacy system responding to a medication order.
 ///
@@ -183,6 +183,13 @@ impl MedicationDispenseStatusReason {
             Self::Reference(v) => map.serialize_entry("statusReasonReference", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"statusReasonCodeableConcept\":", v),
+            Self::Reference(v) => map.entry(b"\"statusReasonReference\":", v),
+        }
+    }
 }
 
 impl de::Choice for MedicationDispenseStatusReason {
@@ -213,6 +220,13 @@ impl MedicationDispenseMedication {
         match self {
             Self::CodeableConcept(v) => map.serialize_entry("medicationCodeableConcept", v),
             Self::Reference(v) => map.serialize_entry("medicationReference", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"medicationCodeableConcept\":", v),
+            Self::Reference(v) => map.entry(b"\"medicationReference\":", v),
         }
     }
 }
@@ -277,6 +291,57 @@ impl Serialize for MedicationDispense {
         ser::vec(&mut map, "detectedIssue", &self.detected_issue)?;
         ser::vec(&mut map, "eventHistory", &self.event_history)?;
         map.end()
+    }
+}
+
+impl WriteJson for MedicationDispense {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"MedicationDispense\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.vec(b"\"partOf\":", &self.part_of);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        if let Some(v) = &self.status_reason {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"category\":", &self.category);
+        if let Some(v) = &self.medication {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"subject\":", &self.subject);
+        map.opt(b"\"context\":", &self.context);
+        map.vec(b"\"supportingInformation\":", &self.supporting_information);
+        map.vec(b"\"performer\":", &self.performer);
+        map.opt(b"\"location\":", &self.location);
+        map.vec(
+            b"\"authorizingPrescription\":",
+            &self.authorizing_prescription,
+        );
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"quantity\":", &self.quantity);
+        map.opt(b"\"daysSupply\":", &self.days_supply);
+        map.opt(b"\"whenPrepared\":", &self.when_prepared);
+        map.opt(b"\"_whenPrepared\":", &self.when_prepared_ext);
+        map.opt(b"\"whenHandedOver\":", &self.when_handed_over);
+        map.opt(b"\"_whenHandedOver\":", &self.when_handed_over_ext);
+        map.opt(b"\"destination\":", &self.destination);
+        map.vec(b"\"receiver\":", &self.receiver);
+        map.vec(b"\"note\":", &self.note);
+        map.vec(b"\"dosageInstruction\":", &self.dosage_instruction);
+        map.opt(b"\"substitution\":", &self.substitution);
+        map.vec(b"\"detectedIssue\":", &self.detected_issue);
+        map.vec(b"\"eventHistory\":", &self.event_history);
+        map.end();
     }
 }
 
@@ -464,6 +529,18 @@ impl Serialize for MedicationDispensePerformer {
     }
 }
 
+impl WriteJson for MedicationDispensePerformer {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"function\":", &self.function);
+        map.entry(b"\"actor\":", &self.actor);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for MedicationDispensePerformer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -554,6 +631,21 @@ impl Serialize for MedicationDispenseSubstitution {
         ser::vec(&mut map, "reason", &self.reason)?;
         ser::vec(&mut map, "responsibleParty", &self.responsible_party)?;
         map.end()
+    }
+}
+
+impl WriteJson for MedicationDispenseSubstitution {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"wasSubstituted\":", &self.was_substituted);
+        map.opt(b"\"_wasSubstituted\":", &self.was_substituted_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.vec(b"\"reason\":", &self.reason);
+        map.vec(b"\"responsibleParty\":", &self.responsible_party);
+        map.end();
     }
 }
 

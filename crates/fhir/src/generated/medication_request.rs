@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// An order or request for both supply of the medication and the instructions for administration of the medication to a patient. The resource is called "MedicationRequest" rather than "MedicationPrescription" or "MedicationOrder" to generalize the use across inpatient and outpatient settings, including care plans, etc., and to harmonize with workflow patterns.
 ///
@@ -223,6 +223,13 @@ impl MedicationRequestReported {
             Self::Reference(v) => map.serialize_entry("reportedReference", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Boolean(v) => map.entry(b"\"reportedBoolean\":", v),
+            Self::Reference(v) => map.entry(b"\"reportedReference\":", v),
+        }
+    }
 }
 
 impl de::Choice for MedicationRequestReported {
@@ -253,6 +260,13 @@ impl MedicationRequestMedication {
         match self {
             Self::CodeableConcept(v) => map.serialize_entry("medicationCodeableConcept", v),
             Self::Reference(v) => map.serialize_entry("medicationReference", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"medicationCodeableConcept\":", v),
+            Self::Reference(v) => map.entry(b"\"medicationReference\":", v),
         }
     }
 }
@@ -337,6 +351,69 @@ impl Serialize for MedicationRequest {
         ser::vec(&mut map, "detectedIssue", &self.detected_issue)?;
         ser::vec(&mut map, "eventHistory", &self.event_history)?;
         map.end()
+    }
+}
+
+impl WriteJson for MedicationRequest {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"MedicationRequest\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"statusReason\":", &self.status_reason);
+        map.opt(b"\"intent\":", &self.intent);
+        map.opt(b"\"_intent\":", &self.intent_ext);
+        map.vec(b"\"category\":", &self.category);
+        map.opt(b"\"priority\":", &self.priority);
+        map.opt(b"\"_priority\":", &self.priority_ext);
+        map.opt(b"\"doNotPerform\":", &self.do_not_perform);
+        map.opt(b"\"_doNotPerform\":", &self.do_not_perform_ext);
+        if let Some(v) = &self.reported {
+            v.write_entry(&mut map);
+        }
+        if let Some(v) = &self.medication {
+            v.write_entry(&mut map);
+        }
+        map.entry(b"\"subject\":", &self.subject);
+        map.opt(b"\"encounter\":", &self.encounter);
+        map.vec(b"\"supportingInformation\":", &self.supporting_information);
+        map.opt(b"\"authoredOn\":", &self.authored_on);
+        map.opt(b"\"_authoredOn\":", &self.authored_on_ext);
+        map.opt(b"\"requester\":", &self.requester);
+        map.opt(b"\"performer\":", &self.performer);
+        map.opt(b"\"performerType\":", &self.performer_type);
+        map.opt(b"\"recorder\":", &self.recorder);
+        map.vec(b"\"reasonCode\":", &self.reason_code);
+        map.vec(b"\"reasonReference\":", &self.reason_reference);
+        map.vec(b"\"instantiatesCanonical\":", &self.instantiates_canonical);
+        map.vec(
+            b"\"_instantiatesCanonical\":",
+            &self.instantiates_canonical_ext,
+        );
+        map.vec(b"\"instantiatesUri\":", &self.instantiates_uri);
+        map.vec(b"\"_instantiatesUri\":", &self.instantiates_uri_ext);
+        map.vec(b"\"basedOn\":", &self.based_on);
+        map.opt(b"\"groupIdentifier\":", &self.group_identifier);
+        map.opt(b"\"courseOfTherapyType\":", &self.course_of_therapy_type);
+        map.vec(b"\"insurance\":", &self.insurance);
+        map.vec(b"\"note\":", &self.note);
+        map.vec(b"\"dosageInstruction\":", &self.dosage_instruction);
+        map.opt(b"\"dispenseRequest\":", &self.dispense_request);
+        map.opt(b"\"substitution\":", &self.substitution);
+        map.opt(b"\"priorPrescription\":", &self.prior_prescription);
+        map.vec(b"\"detectedIssue\":", &self.detected_issue);
+        map.vec(b"\"eventHistory\":", &self.event_history);
+        map.end();
     }
 }
 
@@ -618,6 +695,33 @@ impl Serialize for MedicationRequestDispenseRequest {
     }
 }
 
+impl WriteJson for MedicationRequestDispenseRequest {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"initialFill\":", &self.initial_fill);
+        map.opt(b"\"dispenseInterval\":", &self.dispense_interval);
+        map.opt(b"\"validityPeriod\":", &self.validity_period);
+        map.opt(
+            b"\"numberOfRepeatsAllowed\":",
+            &self.number_of_repeats_allowed,
+        );
+        map.opt(
+            b"\"_numberOfRepeatsAllowed\":",
+            &self.number_of_repeats_allowed_ext,
+        );
+        map.opt(b"\"quantity\":", &self.quantity);
+        map.opt(
+            b"\"expectedSupplyDuration\":",
+            &self.expected_supply_duration,
+        );
+        map.opt(b"\"performer\":", &self.performer);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for MedicationRequestDispenseRequest {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -725,6 +829,18 @@ impl Serialize for MedicationRequestInitialFill {
     }
 }
 
+impl WriteJson for MedicationRequestInitialFill {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"quantity\":", &self.quantity);
+        map.opt(b"\"duration\":", &self.duration);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for MedicationRequestInitialFill {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -818,6 +934,13 @@ impl MedicationRequestSubstitutionAllowed {
             Self::CodeableConcept(v) => map.serialize_entry("allowedCodeableConcept", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Boolean(v) => map.entry(b"\"allowedBoolean\":", v),
+            Self::CodeableConcept(v) => map.entry(b"\"allowedCodeableConcept\":", v),
+        }
+    }
 }
 
 impl de::Choice for MedicationRequestSubstitutionAllowed {
@@ -837,6 +960,20 @@ impl Serialize for MedicationRequestSubstitution {
         }
         ser::opt(&mut map, "reason", &self.reason)?;
         map.end()
+    }
+}
+
+impl WriteJson for MedicationRequestSubstitution {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        if let Some(v) = &self.allowed {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"reason\":", &self.reason);
+        map.end();
     }
 }
 

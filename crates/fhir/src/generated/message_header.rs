@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// The header for a message exchange that is either requesting or responding to an action.  The reference(s) that are the subject of the action as well as other information related to the action are typically transmitted in a bundle in which the MessageHeader resource instance is the first resource in the bundle.
 ///
@@ -125,6 +125,13 @@ impl MessageHeaderEvent {
             Self::Uri(v) => map.serialize_entry("eventUri", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Coding(v) => map.entry(b"\"eventCoding\":", v),
+            Self::Uri(v) => map.entry(b"\"eventUri\":", v),
+        }
+    }
 }
 
 impl de::Choice for MessageHeaderEvent {
@@ -161,6 +168,36 @@ impl Serialize for MessageHeader {
         ser::vec(&mut map, "focus", &self.focus)?;
         ser::opt(&mut map, "definition", &self.definition)?;
         map.end()
+    }
+}
+
+impl WriteJson for MessageHeader {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"MessageHeader\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        if let Some(v) = &self.event {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"destination\":", &self.destination);
+        map.opt(b"\"sender\":", &self.sender);
+        map.opt(b"\"enterer\":", &self.enterer);
+        map.opt(b"\"author\":", &self.author);
+        map.entry(b"\"source\":", &self.source);
+        map.opt(b"\"responsible\":", &self.responsible);
+        map.opt(b"\"reason\":", &self.reason);
+        map.opt(b"\"response\":", &self.response);
+        map.vec(b"\"focus\":", &self.focus);
+        map.opt(b"\"definition\":", &self.definition);
+        map.end();
     }
 }
 
@@ -310,6 +347,22 @@ impl Serialize for MessageHeaderDestination {
     }
 }
 
+impl WriteJson for MessageHeaderDestination {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.opt(b"\"target\":", &self.target);
+        map.opt(b"\"endpoint\":", &self.endpoint);
+        map.opt(b"\"_endpoint\":", &self.endpoint_ext);
+        map.opt(b"\"receiver\":", &self.receiver);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for MessageHeaderDestination {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -426,6 +479,25 @@ impl Serialize for MessageHeaderSource {
     }
 }
 
+impl WriteJson for MessageHeaderSource {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.opt(b"\"software\":", &self.software);
+        map.opt(b"\"_software\":", &self.software_ext);
+        map.opt(b"\"version\":", &self.version);
+        map.opt(b"\"_version\":", &self.version_ext);
+        map.opt(b"\"contact\":", &self.contact);
+        map.opt(b"\"endpoint\":", &self.endpoint);
+        map.opt(b"\"_endpoint\":", &self.endpoint_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for MessageHeaderSource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -532,6 +604,21 @@ impl Serialize for MessageHeaderResponse {
         ser::opt(&mut map, "_code", &self.code_ext)?;
         ser::opt(&mut map, "details", &self.details)?;
         map.end()
+    }
+}
+
+impl WriteJson for MessageHeaderResponse {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"_identifier\":", &self.identifier_ext);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.opt(b"\"details\":", &self.details);
+        map.end();
     }
 }
 

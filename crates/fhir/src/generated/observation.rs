@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Measurements and simple assertions made about a patient, device or other subject.
 ///
@@ -201,6 +201,15 @@ impl ObservationEffective {
             Self::Instant(v) => map.serialize_entry("effectiveInstant", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"effectiveDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"effectivePeriod\":", v),
+            Self::Timing(v) => map.entry(b"\"effectiveTiming\":", v),
+            Self::Instant(v) => map.entry(b"\"effectiveInstant\":", v),
+        }
+    }
 }
 
 impl de::Choice for ObservationEffective {
@@ -269,6 +278,22 @@ impl ObservationValue {
             Self::Period(v) => map.serialize_entry("valuePeriod", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Quantity(v) => map.entry(b"\"valueQuantity\":", v),
+            Self::CodeableConcept(v) => map.entry(b"\"valueCodeableConcept\":", v),
+            Self::String(v) => map.entry(b"\"valueString\":", v),
+            Self::Boolean(v) => map.entry(b"\"valueBoolean\":", v),
+            Self::Integer(v) => map.entry(b"\"valueInteger\":", v),
+            Self::Range(v) => map.entry(b"\"valueRange\":", v),
+            Self::Ratio(v) => map.entry(b"\"valueRatio\":", v),
+            Self::SampledData(v) => map.entry(b"\"valueSampledData\":", v),
+            Self::Time(v) => map.entry(b"\"valueTime\":", v),
+            Self::DateTime(v) => map.entry(b"\"valueDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"valuePeriod\":", v),
+        }
+    }
 }
 
 impl de::Choice for ObservationValue {
@@ -322,6 +347,53 @@ impl Serialize for Observation {
         ser::vec(&mut map, "derivedFrom", &self.derived_from)?;
         ser::vec(&mut map, "component", &self.component)?;
         map.end()
+    }
+}
+
+impl WriteJson for Observation {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Observation\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.vec(b"\"basedOn\":", &self.based_on);
+        map.vec(b"\"partOf\":", &self.part_of);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.vec(b"\"category\":", &self.category);
+        map.entry(b"\"code\":", &self.code);
+        map.opt(b"\"subject\":", &self.subject);
+        map.vec(b"\"focus\":", &self.focus);
+        map.opt(b"\"encounter\":", &self.encounter);
+        if let Some(v) = &self.effective {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"issued\":", &self.issued);
+        map.opt(b"\"_issued\":", &self.issued_ext);
+        map.vec(b"\"performer\":", &self.performer);
+        if let Some(v) = &self.value {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"dataAbsentReason\":", &self.data_absent_reason);
+        map.vec(b"\"interpretation\":", &self.interpretation);
+        map.vec(b"\"note\":", &self.note);
+        map.opt(b"\"bodySite\":", &self.body_site);
+        map.opt(b"\"method\":", &self.method);
+        map.opt(b"\"specimen\":", &self.specimen);
+        map.opt(b"\"device\":", &self.device);
+        map.vec(b"\"referenceRange\":", &self.reference_range);
+        map.vec(b"\"hasMember\":", &self.has_member);
+        map.vec(b"\"derivedFrom\":", &self.derived_from);
+        map.vec(b"\"component\":", &self.component);
+        map.end();
     }
 }
 
@@ -604,6 +676,23 @@ impl Serialize for ObservationReferenceRange {
     }
 }
 
+impl WriteJson for ObservationReferenceRange {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"low\":", &self.low);
+        map.opt(b"\"high\":", &self.high);
+        map.opt(b"\"type\":", &self.r#type);
+        map.vec(b"\"appliesTo\":", &self.applies_to);
+        map.opt(b"\"age\":", &self.age);
+        map.opt(b"\"text\":", &self.text);
+        map.opt(b"\"_text\":", &self.text_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ObservationReferenceRange {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -755,6 +844,22 @@ impl ObservationComponentValue {
             Self::Period(v) => map.serialize_entry("valuePeriod", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Quantity(v) => map.entry(b"\"valueQuantity\":", v),
+            Self::CodeableConcept(v) => map.entry(b"\"valueCodeableConcept\":", v),
+            Self::String(v) => map.entry(b"\"valueString\":", v),
+            Self::Boolean(v) => map.entry(b"\"valueBoolean\":", v),
+            Self::Integer(v) => map.entry(b"\"valueInteger\":", v),
+            Self::Range(v) => map.entry(b"\"valueRange\":", v),
+            Self::Ratio(v) => map.entry(b"\"valueRatio\":", v),
+            Self::SampledData(v) => map.entry(b"\"valueSampledData\":", v),
+            Self::Time(v) => map.entry(b"\"valueTime\":", v),
+            Self::DateTime(v) => map.entry(b"\"valueDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"valuePeriod\":", v),
+        }
+    }
 }
 
 impl de::Choice for ObservationComponentValue {
@@ -777,6 +882,23 @@ impl Serialize for ObservationComponent {
         ser::vec(&mut map, "interpretation", &self.interpretation)?;
         ser::vec(&mut map, "referenceRange", &self.reference_range)?;
         map.end()
+    }
+}
+
+impl WriteJson for ObservationComponent {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"code\":", &self.code);
+        if let Some(v) = &self.value {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"dataAbsentReason\":", &self.data_absent_reason);
+        map.vec(b"\"interpretation\":", &self.interpretation);
+        map.vec(b"\"referenceRange\":", &self.reference_range);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A collection of error, warning, or information messages that result from a system action.
 ///
@@ -77,6 +77,24 @@ impl Serialize for OperationOutcome {
         ser::vec(&mut map, "modifierExtension", &self.modifier_extension)?;
         ser::vec(&mut map, "issue", &self.issue)?;
         map.end()
+    }
+}
+
+impl WriteJson for OperationOutcome {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"OperationOutcome\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"issue\":", &self.issue);
+        map.end();
     }
 }
 
@@ -250,6 +268,27 @@ impl Serialize for OperationOutcomeIssue {
         ser::vec(&mut map, "expression", &self.expression)?;
         ser::vec(&mut map, "_expression", &self.expression_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for OperationOutcomeIssue {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"severity\":", &self.severity);
+        map.opt(b"\"_severity\":", &self.severity_ext);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.opt(b"\"details\":", &self.details);
+        map.opt(b"\"diagnostics\":", &self.diagnostics);
+        map.opt(b"\"_diagnostics\":", &self.diagnostics_ext);
+        map.vec(b"\"location\":", &self.location);
+        map.vec(b"\"_location\":", &self.location_ext);
+        map.vec(b"\"expression\":", &self.expression);
+        map.vec(b"\"_expression\":", &self.expression_ext);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A formally or informally recognized grouping of people or organizations formed for the purpose of achieving some form of collective action.  Includes companies, institutions, corporations, departments, community groups, healthcare practice groups, payer/insurer, etc.
 ///
@@ -131,6 +131,36 @@ impl Serialize for Organization {
         ser::vec(&mut map, "contact", &self.contact)?;
         ser::vec(&mut map, "endpoint", &self.endpoint)?;
         map.end()
+    }
+}
+
+impl WriteJson for Organization {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Organization\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"active\":", &self.active);
+        map.opt(b"\"_active\":", &self.active_ext);
+        map.vec(b"\"type\":", &self.r#type);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.vec(b"\"alias\":", &self.alias);
+        map.vec(b"\"_alias\":", &self.alias_ext);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.vec(b"\"address\":", &self.address);
+        map.opt(b"\"partOf\":", &self.part_of);
+        map.vec(b"\"contact\":", &self.contact);
+        map.vec(b"\"endpoint\":", &self.endpoint);
+        map.end();
     }
 }
 
@@ -260,6 +290,20 @@ impl Serialize for OrganizationContact {
         ser::vec(&mut map, "telecom", &self.telecom)?;
         ser::opt(&mut map, "address", &self.address)?;
         map.end()
+    }
+}
+
+impl WriteJson for OrganizationContact {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"purpose\":", &self.purpose);
+        map.opt(b"\"name\":", &self.name);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.opt(b"\"address\":", &self.address);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Demographics and other administrative information about an individual or animal receiving care or other health-related services.
 ///
@@ -159,6 +159,13 @@ impl PatientDeceased {
             Self::DateTime(v) => map.serialize_entry("deceasedDateTime", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Boolean(v) => map.entry(b"\"deceasedBoolean\":", v),
+            Self::DateTime(v) => map.entry(b"\"deceasedDateTime\":", v),
+        }
+    }
 }
 
 impl de::Choice for PatientDeceased {
@@ -189,6 +196,13 @@ impl PatientMultipleBirth {
         match self {
             Self::Boolean(v) => map.serialize_entry("multipleBirthBoolean", v),
             Self::Integer(v) => map.serialize_entry("multipleBirthInteger", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Boolean(v) => map.entry(b"\"multipleBirthBoolean\":", v),
+            Self::Integer(v) => map.entry(b"\"multipleBirthInteger\":", v),
         }
     }
 }
@@ -241,6 +255,46 @@ impl Serialize for Patient {
         )?;
         ser::vec(&mut map, "link", &self.link)?;
         map.end()
+    }
+}
+
+impl WriteJson for Patient {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Patient\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"active\":", &self.active);
+        map.opt(b"\"_active\":", &self.active_ext);
+        map.vec(b"\"name\":", &self.name);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.opt(b"\"gender\":", &self.gender);
+        map.opt(b"\"_gender\":", &self.gender_ext);
+        map.opt(b"\"birthDate\":", &self.birth_date);
+        map.opt(b"\"_birthDate\":", &self.birth_date_ext);
+        if let Some(v) = &self.deceased {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"address\":", &self.address);
+        map.opt(b"\"maritalStatus\":", &self.marital_status);
+        if let Some(v) = &self.multiple_birth {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"photo\":", &self.photo);
+        map.vec(b"\"contact\":", &self.contact);
+        map.vec(b"\"communication\":", &self.communication);
+        map.vec(b"\"generalPractitioner\":", &self.general_practitioner);
+        map.opt(b"\"managingOrganization\":", &self.managing_organization);
+        map.vec(b"\"link\":", &self.link);
+        map.end();
     }
 }
 
@@ -437,6 +491,24 @@ impl Serialize for PatientContact {
     }
 }
 
+impl WriteJson for PatientContact {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"relationship\":", &self.relationship);
+        map.opt(b"\"name\":", &self.name);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.opt(b"\"address\":", &self.address);
+        map.opt(b"\"gender\":", &self.gender);
+        map.opt(b"\"_gender\":", &self.gender_ext);
+        map.opt(b"\"organization\":", &self.organization);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for PatientContact {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -538,6 +610,19 @@ impl Serialize for PatientCommunication {
     }
 }
 
+impl WriteJson for PatientCommunication {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"language\":", &self.language);
+        map.opt(b"\"preferred\":", &self.preferred);
+        map.opt(b"\"_preferred\":", &self.preferred_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for PatientCommunication {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -628,6 +713,19 @@ impl Serialize for PatientLink {
         ser::opt(&mut map, "type", &self.r#type)?;
         ser::opt(&mut map, "_type", &self.type_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for PatientLink {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"other\":", &self.other);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.end();
     }
 }
 

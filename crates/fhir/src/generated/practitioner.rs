@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A person who is directly or indirectly involved in the provisioning of healthcare.
 ///
@@ -134,6 +134,36 @@ impl Serialize for Practitioner {
         ser::vec(&mut map, "qualification", &self.qualification)?;
         ser::vec(&mut map, "communication", &self.communication)?;
         map.end()
+    }
+}
+
+impl WriteJson for Practitioner {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Practitioner\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"active\":", &self.active);
+        map.opt(b"\"_active\":", &self.active_ext);
+        map.vec(b"\"name\":", &self.name);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.vec(b"\"address\":", &self.address);
+        map.opt(b"\"gender\":", &self.gender);
+        map.opt(b"\"_gender\":", &self.gender_ext);
+        map.opt(b"\"birthDate\":", &self.birth_date);
+        map.opt(b"\"_birthDate\":", &self.birth_date_ext);
+        map.vec(b"\"photo\":", &self.photo);
+        map.vec(b"\"qualification\":", &self.qualification);
+        map.vec(b"\"communication\":", &self.communication);
+        map.end();
     }
 }
 
@@ -267,6 +297,20 @@ impl Serialize for PractitionerQualification {
         ser::opt(&mut map, "period", &self.period)?;
         ser::opt(&mut map, "issuer", &self.issuer)?;
         map.end()
+    }
+}
+
+impl WriteJson for PractitionerQualification {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.entry(b"\"code\":", &self.code);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"issuer\":", &self.issuer);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A specific set of Roles/Locations/specialties/services that a practitioner may perform at an organization for a period of time.
 ///
@@ -156,6 +156,45 @@ impl Serialize for PractitionerRole {
         )?;
         ser::vec(&mut map, "endpoint", &self.endpoint)?;
         map.end()
+    }
+}
+
+impl WriteJson for PractitionerRole {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"PractitionerRole\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"active\":", &self.active);
+        map.opt(b"\"_active\":", &self.active_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"practitioner\":", &self.practitioner);
+        map.opt(b"\"organization\":", &self.organization);
+        map.vec(b"\"code\":", &self.code);
+        map.vec(b"\"specialty\":", &self.specialty);
+        map.vec(b"\"location\":", &self.location);
+        map.vec(b"\"healthcareService\":", &self.healthcare_service);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.vec(b"\"availableTime\":", &self.available_time);
+        map.vec(b"\"notAvailable\":", &self.not_available);
+        map.opt(
+            b"\"availabilityExceptions\":",
+            &self.availability_exceptions,
+        );
+        map.opt(
+            b"\"_availabilityExceptions\":",
+            &self.availability_exceptions_ext,
+        );
+        map.vec(b"\"endpoint\":", &self.endpoint);
+        map.end();
     }
 }
 
@@ -319,6 +358,24 @@ impl Serialize for PractitionerRoleAvailableTime {
     }
 }
 
+impl WriteJson for PractitionerRoleAvailableTime {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"daysOfWeek\":", &self.days_of_week);
+        map.vec(b"\"_daysOfWeek\":", &self.days_of_week_ext);
+        map.opt(b"\"allDay\":", &self.all_day);
+        map.opt(b"\"_allDay\":", &self.all_day_ext);
+        map.opt(b"\"availableStartTime\":", &self.available_start_time);
+        map.opt(b"\"_availableStartTime\":", &self.available_start_time_ext);
+        map.opt(b"\"availableEndTime\":", &self.available_end_time);
+        map.opt(b"\"_availableEndTime\":", &self.available_end_time_ext);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for PractitionerRoleAvailableTime {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -431,6 +488,19 @@ impl Serialize for PractitionerRoleNotAvailable {
         ser::opt(&mut map, "_description", &self.description_ext)?;
         ser::opt(&mut map, "during", &self.during)?;
         map.end()
+    }
+}
+
+impl WriteJson for PractitionerRoleNotAvailable {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.opt(b"\"during\":", &self.during);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// An action that is or was performed on or for a patient. This can be a physical intervention like an operation, or less invasive like long term services, counseling, or hypnotherapy.
 ///
@@ -209,6 +209,16 @@ impl ProcedurePerformed {
             Self::Range(v) => map.serialize_entry("performedRange", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"performedDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"performedPeriod\":", v),
+            Self::String(v) => map.entry(b"\"performedString\":", v),
+            Self::Age(v) => map.entry(b"\"performedAge\":", v),
+            Self::Range(v) => map.entry(b"\"performedRange\":", v),
+        }
+    }
 }
 
 impl de::Choice for ProcedurePerformed {
@@ -268,6 +278,55 @@ impl Serialize for Procedure {
         ser::vec(&mut map, "usedReference", &self.used_reference)?;
         ser::vec(&mut map, "usedCode", &self.used_code)?;
         map.end()
+    }
+}
+
+impl WriteJson for Procedure {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Procedure\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.vec(b"\"instantiatesCanonical\":", &self.instantiates_canonical);
+        map.vec(b"\"instantiatesUri\":", &self.instantiates_uri);
+        map.vec(b"\"_instantiatesUri\":", &self.instantiates_uri_ext);
+        map.vec(b"\"basedOn\":", &self.based_on);
+        map.vec(b"\"partOf\":", &self.part_of);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"statusReason\":", &self.status_reason);
+        map.opt(b"\"category\":", &self.category);
+        map.opt(b"\"code\":", &self.code);
+        map.entry(b"\"subject\":", &self.subject);
+        map.opt(b"\"encounter\":", &self.encounter);
+        if let Some(v) = &self.performed {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"recorder\":", &self.recorder);
+        map.opt(b"\"asserter\":", &self.asserter);
+        map.vec(b"\"performer\":", &self.performer);
+        map.opt(b"\"location\":", &self.location);
+        map.vec(b"\"reasonCode\":", &self.reason_code);
+        map.vec(b"\"reasonReference\":", &self.reason_reference);
+        map.vec(b"\"bodySite\":", &self.body_site);
+        map.opt(b"\"outcome\":", &self.outcome);
+        map.vec(b"\"report\":", &self.report);
+        map.vec(b"\"complication\":", &self.complication);
+        map.vec(b"\"complicationDetail\":", &self.complication_detail);
+        map.vec(b"\"followUp\":", &self.follow_up);
+        map.vec(b"\"note\":", &self.note);
+        map.vec(b"\"focalDevice\":", &self.focal_device);
+        map.vec(b"\"usedReference\":", &self.used_reference);
+        map.vec(b"\"usedCode\":", &self.used_code);
+        map.end();
     }
 }
 
@@ -482,6 +541,19 @@ impl Serialize for ProcedurePerformer {
     }
 }
 
+impl WriteJson for ProcedurePerformer {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"function\":", &self.function);
+        map.entry(b"\"actor\":", &self.actor);
+        map.opt(b"\"onBehalfOf\":", &self.on_behalf_of);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ProcedurePerformer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -566,6 +638,18 @@ impl Serialize for ProcedureFocalDevice {
         ser::opt(&mut map, "action", &self.action)?;
         map.serialize_entry("manipulated", &self.manipulated)?;
         map.end()
+    }
+}
+
+impl WriteJson for ProcedureFocalDevice {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"action\":", &self.action);
+        map.entry(b"\"manipulated\":", &self.manipulated);
+        map.end();
     }
 }
 

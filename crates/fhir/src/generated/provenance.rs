@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Provenance of a resource is a record that describes entities and processes involved in producing and delivering or otherwise influencing that resource. Provenance provides a critical foundation for assessing authenticity, enabling trust, and allowing reproducibility. Provenance assertions are a form of contextual metadata and can themselves become important records with their own provenance. Provenance statement indicates clinical significance in terms of confidence in authenticity, reliability, and trustworthiness, integrity, and stage in lifecycle (e.g. Document Completion - has the artifact been legally authenticated), all of which may impact security, privacy, and trust policies.
 ///
@@ -125,6 +125,13 @@ impl ProvenanceOccurred {
             Self::DateTime(v) => map.serialize_entry("occurredDateTime", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Period(v) => map.entry(b"\"occurredPeriod\":", v),
+            Self::DateTime(v) => map.entry(b"\"occurredDateTime\":", v),
+        }
+    }
 }
 
 impl de::Choice for ProvenanceOccurred {
@@ -162,6 +169,37 @@ impl Serialize for Provenance {
         ser::vec(&mut map, "entity", &self.entity)?;
         ser::vec(&mut map, "signature", &self.signature)?;
         map.end()
+    }
+}
+
+impl WriteJson for Provenance {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Provenance\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"target\":", &self.target);
+        if let Some(v) = &self.occurred {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"recorded\":", &self.recorded);
+        map.opt(b"\"_recorded\":", &self.recorded_ext);
+        map.vec(b"\"policy\":", &self.policy);
+        map.vec(b"\"_policy\":", &self.policy_ext);
+        map.opt(b"\"location\":", &self.location);
+        map.vec(b"\"reason\":", &self.reason);
+        map.opt(b"\"activity\":", &self.activity);
+        map.vec(b"\"agent\":", &self.agent);
+        map.vec(b"\"entity\":", &self.entity);
+        map.vec(b"\"signature\":", &self.signature);
+        map.end();
     }
 }
 
@@ -310,6 +348,20 @@ impl Serialize for ProvenanceAgent {
     }
 }
 
+impl WriteJson for ProvenanceAgent {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"type\":", &self.r#type);
+        map.vec(b"\"role\":", &self.role);
+        map.entry(b"\"who\":", &self.who);
+        map.opt(b"\"onBehalfOf\":", &self.on_behalf_of);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for ProvenanceAgent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -408,6 +460,20 @@ impl Serialize for ProvenanceEntity {
         map.serialize_entry("what", &self.what)?;
         ser::vec(&mut map, "agent", &self.agent)?;
         map.end()
+    }
+}
+
+impl WriteJson for ProvenanceEntity {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"role\":", &self.role);
+        map.opt(b"\"_role\":", &self.role_ext);
+        map.entry(b"\"what\":", &self.what);
+        map.vec(b"\"agent\":", &self.agent);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Information about a person that is involved in the care for a patient, but who is not the target of healthcare, nor has a formal responsibility in the care process.
 ///
@@ -147,6 +147,38 @@ impl Serialize for RelatedPerson {
     }
 }
 
+impl WriteJson for RelatedPerson {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"RelatedPerson\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"active\":", &self.active);
+        map.opt(b"\"_active\":", &self.active_ext);
+        map.entry(b"\"patient\":", &self.patient);
+        map.vec(b"\"relationship\":", &self.relationship);
+        map.vec(b"\"name\":", &self.name);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.opt(b"\"gender\":", &self.gender);
+        map.opt(b"\"_gender\":", &self.gender_ext);
+        map.opt(b"\"birthDate\":", &self.birth_date);
+        map.opt(b"\"_birthDate\":", &self.birth_date_ext);
+        map.vec(b"\"address\":", &self.address);
+        map.vec(b"\"photo\":", &self.photo);
+        map.opt(b"\"period\":", &self.period);
+        map.vec(b"\"communication\":", &self.communication);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for RelatedPerson {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -278,6 +310,19 @@ impl Serialize for RelatedPersonCommunication {
         ser::opt(&mut map, "preferred", &self.preferred)?;
         ser::opt(&mut map, "_preferred", &self.preferred_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for RelatedPersonCommunication {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.entry(b"\"language\":", &self.language);
+        map.opt(b"\"preferred\":", &self.preferred);
+        map.opt(b"\"_preferred\":", &self.preferred_ext);
+        map.end();
     }
 }
 

@@ -7,7 +7,7 @@ use serde::de::MapAccess;
 use serde::{Serialize, Serializer};
 
 use crate::generated::*;
-use crate::{TypedResource, de};
+use crate::{TypedResource, WriteJson, de};
 
 /// Every resource type this crate reads and writes, in alphabetical order.
 pub const RESOURCE_TYPES: &[&str] = &[
@@ -357,6 +357,44 @@ impl Serialize for Resource {
             Self::RelatedPerson(r) => r.serialize(serializer),
             Self::ServiceRequest(r) => r.serialize(serializer),
             Self::Specimen(r) => r.serialize(serializer),
+        }
+    }
+}
+
+impl WriteJson for Resource {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Account(r) => r.write_json(out),
+            Self::AllergyIntolerance(r) => r.write_json(out),
+            Self::Appointment(r) => r.write_json(out),
+            Self::Bundle(r) => r.write_json(out),
+            Self::ChargeItem(r) => r.write_json(out),
+            Self::ConceptMap(r) => r.write_json(out),
+            Self::Condition(r) => r.write_json(out),
+            Self::Coverage(r) => r.write_json(out),
+            Self::Device(r) => r.write_json(out),
+            Self::DiagnosticReport(r) => r.write_json(out),
+            Self::DocumentReference(r) => r.write_json(out),
+            Self::Encounter(r) => r.write_json(out),
+            Self::EpisodeOfCare(r) => r.write_json(out),
+            Self::Immunization(r) => r.write_json(out),
+            Self::Location(r) => r.write_json(out),
+            Self::Medication(r) => r.write_json(out),
+            Self::MedicationAdministration(r) => r.write_json(out),
+            Self::MedicationDispense(r) => r.write_json(out),
+            Self::MedicationRequest(r) => r.write_json(out),
+            Self::MessageHeader(r) => r.write_json(out),
+            Self::Observation(r) => r.write_json(out),
+            Self::OperationOutcome(r) => r.write_json(out),
+            Self::Organization(r) => r.write_json(out),
+            Self::Patient(r) => r.write_json(out),
+            Self::Practitioner(r) => r.write_json(out),
+            Self::PractitionerRole(r) => r.write_json(out),
+            Self::Procedure(r) => r.write_json(out),
+            Self::Provenance(r) => r.write_json(out),
+            Self::RelatedPerson(r) => r.write_json(out),
+            Self::ServiceRequest(r) => r.write_json(out),
+            Self::Specimen(r) => r.write_json(out),
         }
     }
 }

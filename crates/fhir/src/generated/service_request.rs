@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A record of a request for service such as diagnostic investigations, treatments, or operations to be performed.
 ///
@@ -231,6 +231,14 @@ impl ServiceRequestQuantity {
             Self::Range(v) => map.serialize_entry("quantityRange", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Quantity(v) => map.entry(b"\"quantityQuantity\":", v),
+            Self::Ratio(v) => map.entry(b"\"quantityRatio\":", v),
+            Self::Range(v) => map.entry(b"\"quantityRange\":", v),
+        }
+    }
 }
 
 impl de::Choice for ServiceRequestQuantity {
@@ -267,6 +275,14 @@ impl ServiceRequestOccurrence {
             Self::Timing(v) => map.serialize_entry("occurrenceTiming", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"occurrenceDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"occurrencePeriod\":", v),
+            Self::Timing(v) => map.entry(b"\"occurrenceTiming\":", v),
+        }
+    }
 }
 
 impl de::Choice for ServiceRequestOccurrence {
@@ -297,6 +313,13 @@ impl ServiceRequestAsNeeded {
         match self {
             Self::Boolean(v) => map.serialize_entry("asNeededBoolean", v),
             Self::CodeableConcept(v) => map.serialize_entry("asNeededCodeableConcept", v),
+        }
+    }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Boolean(v) => map.entry(b"\"asNeededBoolean\":", v),
+            Self::CodeableConcept(v) => map.entry(b"\"asNeededCodeableConcept\":", v),
         }
     }
 }
@@ -376,6 +399,69 @@ impl Serialize for ServiceRequest {
         )?;
         ser::vec(&mut map, "relevantHistory", &self.relevant_history)?;
         map.end()
+    }
+}
+
+impl WriteJson for ServiceRequest {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"ServiceRequest\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.vec(b"\"instantiatesCanonical\":", &self.instantiates_canonical);
+        map.vec(b"\"instantiatesUri\":", &self.instantiates_uri);
+        map.vec(b"\"_instantiatesUri\":", &self.instantiates_uri_ext);
+        map.vec(b"\"basedOn\":", &self.based_on);
+        map.vec(b"\"replaces\":", &self.replaces);
+        map.opt(b"\"requisition\":", &self.requisition);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"intent\":", &self.intent);
+        map.opt(b"\"_intent\":", &self.intent_ext);
+        map.vec(b"\"category\":", &self.category);
+        map.opt(b"\"priority\":", &self.priority);
+        map.opt(b"\"_priority\":", &self.priority_ext);
+        map.opt(b"\"doNotPerform\":", &self.do_not_perform);
+        map.opt(b"\"_doNotPerform\":", &self.do_not_perform_ext);
+        map.opt(b"\"code\":", &self.code);
+        map.vec(b"\"orderDetail\":", &self.order_detail);
+        if let Some(v) = &self.quantity {
+            v.write_entry(&mut map);
+        }
+        map.entry(b"\"subject\":", &self.subject);
+        map.opt(b"\"encounter\":", &self.encounter);
+        if let Some(v) = &self.occurrence {
+            v.write_entry(&mut map);
+        }
+        if let Some(v) = &self.as_needed {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"authoredOn\":", &self.authored_on);
+        map.opt(b"\"_authoredOn\":", &self.authored_on_ext);
+        map.opt(b"\"requester\":", &self.requester);
+        map.opt(b"\"performerType\":", &self.performer_type);
+        map.vec(b"\"performer\":", &self.performer);
+        map.vec(b"\"locationCode\":", &self.location_code);
+        map.vec(b"\"locationReference\":", &self.location_reference);
+        map.vec(b"\"reasonCode\":", &self.reason_code);
+        map.vec(b"\"reasonReference\":", &self.reason_reference);
+        map.vec(b"\"insurance\":", &self.insurance);
+        map.vec(b"\"supportingInfo\":", &self.supporting_info);
+        map.vec(b"\"specimen\":", &self.specimen);
+        map.vec(b"\"bodySite\":", &self.body_site);
+        map.vec(b"\"note\":", &self.note);
+        map.opt(b"\"patientInstruction\":", &self.patient_instruction);
+        map.opt(b"\"_patientInstruction\":", &self.patient_instruction_ext);
+        map.vec(b"\"relevantHistory\":", &self.relevant_history);
+        map.end();
     }
 }
 

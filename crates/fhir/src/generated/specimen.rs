@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A sample to be used for analysis.
 ///
@@ -151,6 +151,38 @@ impl Serialize for Specimen {
         ser::vec(&mut map, "condition", &self.condition)?;
         ser::vec(&mut map, "note", &self.note)?;
         map.end()
+    }
+}
+
+impl WriteJson for Specimen {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::resource(out, b"\"resourceType\":\"Specimen\"");
+        map.opt(b"\"id\":", &self.id);
+        map.opt(b"\"meta\":", &self.meta);
+        map.opt(b"\"implicitRules\":", &self.implicit_rules);
+        map.opt(b"\"_implicitRules\":", &self.implicit_rules_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.vec(b"\"contained\":", &self.contained);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"accessionIdentifier\":", &self.accession_identifier);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"subject\":", &self.subject);
+        map.opt(b"\"receivedTime\":", &self.received_time);
+        map.opt(b"\"_receivedTime\":", &self.received_time_ext);
+        map.vec(b"\"parent\":", &self.parent);
+        map.vec(b"\"request\":", &self.request);
+        map.opt(b"\"collection\":", &self.collection);
+        map.vec(b"\"processing\":", &self.processing);
+        map.vec(b"\"container\":", &self.container);
+        map.vec(b"\"condition\":", &self.condition);
+        map.vec(b"\"note\":", &self.note);
+        map.end();
     }
 }
 
@@ -312,6 +344,13 @@ impl SpecimenCollectionCollected {
             Self::Period(v) => map.serialize_entry("collectedPeriod", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"collectedDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"collectedPeriod\":", v),
+        }
+    }
 }
 
 impl de::Choice for SpecimenCollectionCollected {
@@ -344,6 +383,13 @@ impl SpecimenCollectionFastingStatus {
             Self::Duration(v) => map.serialize_entry("fastingStatusDuration", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"fastingStatusCodeableConcept\":", v),
+            Self::Duration(v) => map.entry(b"\"fastingStatusDuration\":", v),
+        }
+    }
 }
 
 impl de::Choice for SpecimenCollectionFastingStatus {
@@ -370,6 +416,27 @@ impl Serialize for SpecimenCollection {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for SpecimenCollection {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"collector\":", &self.collector);
+        if let Some(v) = &self.collected {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"duration\":", &self.duration);
+        map.opt(b"\"quantity\":", &self.quantity);
+        map.opt(b"\"method\":", &self.method);
+        map.opt(b"\"bodySite\":", &self.body_site);
+        if let Some(v) = &self.fasting_status {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 
@@ -510,6 +577,13 @@ impl SpecimenProcessingTime {
             Self::Period(v) => map.serialize_entry("timePeriod", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"timeDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"timePeriod\":", v),
+        }
+    }
 }
 
 impl de::Choice for SpecimenProcessingTime {
@@ -532,6 +606,23 @@ impl Serialize for SpecimenProcessing {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for SpecimenProcessing {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.opt(b"\"procedure\":", &self.procedure);
+        map.vec(b"\"additive\":", &self.additive);
+        if let Some(v) = &self.time {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 
@@ -664,6 +755,13 @@ impl SpecimenContainerAdditive {
             Self::Reference(v) => map.serialize_entry("additiveReference", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"additiveCodeableConcept\":", v),
+            Self::Reference(v) => map.entry(b"\"additiveReference\":", v),
+        }
+    }
 }
 
 impl de::Choice for SpecimenContainerAdditive {
@@ -688,6 +786,25 @@ impl Serialize for SpecimenContainer {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for SpecimenContainer {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"capacity\":", &self.capacity);
+        map.opt(b"\"specimenQuantity\":", &self.specimen_quantity);
+        if let Some(v) = &self.additive {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// An address expressed using postal conventions (as opposed to GPS or other location definition formats).  This data type may be used to convey addresses for use in delivering mail as well as for visiting locations which might not be valid for mail delivery.  There are a variety of postal address formats defined around the world.
 ///
@@ -116,6 +116,34 @@ impl Serialize for Address {
         ser::opt(&mut map, "_country", &self.country_ext)?;
         ser::opt(&mut map, "period", &self.period)?;
         map.end()
+    }
+}
+
+impl WriteJson for Address {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"use\":", &self.r#use);
+        map.opt(b"\"_use\":", &self.use_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.opt(b"\"_text\":", &self.text_ext);
+        map.vec(b"\"line\":", &self.line);
+        map.vec(b"\"_line\":", &self.line_ext);
+        map.opt(b"\"city\":", &self.city);
+        map.opt(b"\"_city\":", &self.city_ext);
+        map.opt(b"\"district\":", &self.district);
+        map.opt(b"\"_district\":", &self.district_ext);
+        map.opt(b"\"state\":", &self.state);
+        map.opt(b"\"_state\":", &self.state_ext);
+        map.opt(b"\"postalCode\":", &self.postal_code);
+        map.opt(b"\"_postalCode\":", &self.postal_code_ext);
+        map.opt(b"\"country\":", &self.country);
+        map.opt(b"\"_country\":", &self.country_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
     }
 }
 

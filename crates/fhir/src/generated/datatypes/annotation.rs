@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A  text note which also  contains information about who made the statement and when.
 ///
@@ -67,6 +67,13 @@ impl AnnotationAuthor {
             Self::String(v) => map.serialize_entry("authorString", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Reference(v) => map.entry(b"\"authorReference\":", v),
+            Self::String(v) => map.entry(b"\"authorString\":", v),
+        }
+    }
 }
 
 impl de::Choice for AnnotationAuthor {
@@ -88,6 +95,22 @@ impl Serialize for Annotation {
         ser::opt(&mut map, "text", &self.text)?;
         ser::opt(&mut map, "_text", &self.text_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Annotation {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        if let Some(v) = &self.author {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"time\":", &self.time);
+        map.opt(b"\"_time\":", &self.time_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.opt(b"\"_text\":", &self.text_ext);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// For referring to data content defined in other formats.
 ///
@@ -97,6 +97,31 @@ impl Serialize for Attachment {
         ser::opt(&mut map, "creation", &self.creation)?;
         ser::opt(&mut map, "_creation", &self.creation_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Attachment {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"contentType\":", &self.content_type);
+        map.opt(b"\"_contentType\":", &self.content_type_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"data\":", &self.data);
+        map.opt(b"\"_data\":", &self.data_ext);
+        map.opt(b"\"url\":", &self.url);
+        map.opt(b"\"_url\":", &self.url_ext);
+        map.opt(b"\"size\":", &self.size);
+        map.opt(b"\"_size\":", &self.size_ext);
+        map.opt(b"\"hash\":", &self.hash);
+        map.opt(b"\"_hash\":", &self.hash_ext);
+        map.opt(b"\"title\":", &self.title);
+        map.opt(b"\"_title\":", &self.title_ext);
+        map.opt(b"\"creation\":", &self.creation);
+        map.opt(b"\"_creation\":", &self.creation_ext);
+        map.end();
     }
 }
 

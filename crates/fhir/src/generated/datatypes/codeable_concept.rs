@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A concept that may be defined by a formal reference to a terminology or ontology or may be provided by text.
 ///
@@ -46,6 +46,18 @@ impl Serialize for CodeableConcept {
         ser::opt(&mut map, "text", &self.text)?;
         ser::opt(&mut map, "_text", &self.text_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for CodeableConcept {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"coding\":", &self.coding);
+        map.opt(b"\"text\":", &self.text);
+        map.opt(b"\"_text\":", &self.text_ext);
+        map.end();
     }
 }
 

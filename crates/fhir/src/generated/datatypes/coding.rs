@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A reference to a code defined by a terminology system.
 ///
@@ -73,6 +73,25 @@ impl Serialize for Coding {
         ser::opt(&mut map, "userSelected", &self.user_selected)?;
         ser::opt(&mut map, "_userSelected", &self.user_selected_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Coding {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"system\":", &self.system);
+        map.opt(b"\"_system\":", &self.system_ext);
+        map.opt(b"\"version\":", &self.version);
+        map.opt(b"\"_version\":", &self.version_ext);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.opt(b"\"display\":", &self.display);
+        map.opt(b"\"_display\":", &self.display_ext);
+        map.opt(b"\"userSelected\":", &self.user_selected);
+        map.opt(b"\"_userSelected\":", &self.user_selected_ext);
+        map.end();
     }
 }
 

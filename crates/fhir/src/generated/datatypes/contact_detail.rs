@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Specifies contact information for a person or organization.
 ///
@@ -46,6 +46,18 @@ impl Serialize for ContactDetail {
         ser::opt(&mut map, "_name", &self.name_ext)?;
         ser::vec(&mut map, "telecom", &self.telecom)?;
         map.end()
+    }
+}
+
+impl WriteJson for ContactDetail {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.vec(b"\"telecom\":", &self.telecom);
+        map.end();
     }
 }
 

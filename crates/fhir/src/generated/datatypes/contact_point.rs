@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Details for all kinds of technology mediated contact points for a person or organization, including telephone, email, etc.
 ///
@@ -77,6 +77,24 @@ impl Serialize for ContactPoint {
         ser::opt(&mut map, "_rank", &self.rank_ext)?;
         ser::opt(&mut map, "period", &self.period)?;
         map.end()
+    }
+}
+
+impl WriteJson for ContactPoint {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"system\":", &self.system);
+        map.opt(b"\"_system\":", &self.system_ext);
+        map.opt(b"\"value\":", &self.value);
+        map.opt(b"\"_value\":", &self.value_ext);
+        map.opt(b"\"use\":", &self.r#use);
+        map.opt(b"\"_use\":", &self.use_ext);
+        map.opt(b"\"rank\":", &self.rank);
+        map.opt(b"\"_rank\":", &self.rank_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
     }
 }
 

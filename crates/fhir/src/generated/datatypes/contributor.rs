@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A contributor to the content of a knowledge asset, including authors, editors, reviewers, and endorsers.
 ///
@@ -57,6 +57,20 @@ impl Serialize for Contributor {
         ser::opt(&mut map, "_name", &self.name_ext)?;
         ser::vec(&mut map, "contact", &self.contact)?;
         map.end()
+    }
+}
+
+impl WriteJson for Contributor {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.vec(b"\"contact\":", &self.contact);
+        map.end();
     }
 }
 

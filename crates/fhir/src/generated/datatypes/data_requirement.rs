@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Describes a required data item for evaluation in terms of the type of data, and optional code or date-based filters of the data.
 ///
@@ -91,6 +91,13 @@ impl DataRequirementSubject {
             Self::Reference(v) => map.serialize_entry("subjectReference", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"subjectCodeableConcept\":", v),
+            Self::Reference(v) => map.entry(b"\"subjectReference\":", v),
+        }
+    }
 }
 
 impl de::Choice for DataRequirementSubject {
@@ -118,6 +125,28 @@ impl Serialize for DataRequirement {
         ser::opt(&mut map, "_limit", &self.limit_ext)?;
         ser::vec(&mut map, "sort", &self.sort)?;
         map.end()
+    }
+}
+
+impl WriteJson for DataRequirement {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.vec(b"\"profile\":", &self.profile);
+        if let Some(v) = &self.subject {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"mustSupport\":", &self.must_support);
+        map.vec(b"\"_mustSupport\":", &self.must_support_ext);
+        map.vec(b"\"codeFilter\":", &self.code_filter);
+        map.vec(b"\"dateFilter\":", &self.date_filter);
+        map.opt(b"\"limit\":", &self.limit);
+        map.opt(b"\"_limit\":", &self.limit_ext);
+        map.vec(b"\"sort\":", &self.sort);
+        map.end();
     }
 }
 
@@ -249,6 +278,22 @@ impl Serialize for DataRequirementCodeFilter {
     }
 }
 
+impl WriteJson for DataRequirementCodeFilter {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"path\":", &self.path);
+        map.opt(b"\"_path\":", &self.path_ext);
+        map.opt(b"\"searchParam\":", &self.search_param);
+        map.opt(b"\"_searchParam\":", &self.search_param_ext);
+        map.opt(b"\"valueSet\":", &self.value_set);
+        map.vec(b"\"code\":", &self.code);
+        map.end();
+    }
+}
+
 impl<'de> Deserialize<'de> for DataRequirementCodeFilter {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         de::deserialize(deserializer)
@@ -362,6 +407,14 @@ impl DataRequirementDateFilterValue {
             Self::Duration(v) => map.serialize_entry("valueDuration", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::DateTime(v) => map.entry(b"\"valueDateTime\":", v),
+            Self::Period(v) => map.entry(b"\"valuePeriod\":", v),
+            Self::Duration(v) => map.entry(b"\"valueDuration\":", v),
+        }
+    }
 }
 
 impl de::Choice for DataRequirementDateFilterValue {
@@ -384,6 +437,23 @@ impl Serialize for DataRequirementDateFilter {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for DataRequirementDateFilter {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"path\":", &self.path);
+        map.opt(b"\"_path\":", &self.path_ext);
+        map.opt(b"\"searchParam\":", &self.search_param);
+        map.opt(b"\"_searchParam\":", &self.search_param_ext);
+        if let Some(v) = &self.value {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 
@@ -499,6 +569,20 @@ impl Serialize for DataRequirementSort {
         ser::opt(&mut map, "direction", &self.direction)?;
         ser::opt(&mut map, "_direction", &self.direction_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for DataRequirementSort {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"path\":", &self.path);
+        map.opt(b"\"_path\":", &self.path_ext);
+        map.opt(b"\"direction\":", &self.direction);
+        map.opt(b"\"_direction\":", &self.direction_ext);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Indicates how the medication is/was taken or should be taken by the patient.
 ///
@@ -115,6 +115,13 @@ impl DosageAsNeeded {
             Self::CodeableConcept(v) => map.serialize_entry("asNeededCodeableConcept", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Boolean(v) => map.entry(b"\"asNeededBoolean\":", v),
+            Self::CodeableConcept(v) => map.entry(b"\"asNeededCodeableConcept\":", v),
+        }
+    }
 }
 
 impl de::Choice for DosageAsNeeded {
@@ -160,6 +167,37 @@ impl Serialize for Dosage {
         )?;
         ser::opt(&mut map, "maxDosePerLifetime", &self.max_dose_per_lifetime)?;
         map.end()
+    }
+}
+
+impl WriteJson for Dosage {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"sequence\":", &self.sequence);
+        map.opt(b"\"_sequence\":", &self.sequence_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.opt(b"\"_text\":", &self.text_ext);
+        map.vec(b"\"additionalInstruction\":", &self.additional_instruction);
+        map.opt(b"\"patientInstruction\":", &self.patient_instruction);
+        map.opt(b"\"_patientInstruction\":", &self.patient_instruction_ext);
+        map.opt(b"\"timing\":", &self.timing);
+        if let Some(v) = &self.as_needed {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"site\":", &self.site);
+        map.opt(b"\"route\":", &self.route);
+        map.opt(b"\"method\":", &self.method);
+        map.vec(b"\"doseAndRate\":", &self.dose_and_rate);
+        map.opt(b"\"maxDosePerPeriod\":", &self.max_dose_per_period);
+        map.opt(
+            b"\"maxDosePerAdministration\":",
+            &self.max_dose_per_administration,
+        );
+        map.opt(b"\"maxDosePerLifetime\":", &self.max_dose_per_lifetime);
+        map.end();
     }
 }
 
@@ -320,6 +358,13 @@ impl DosageDoseAndRateDose {
             Self::Quantity(v) => map.serialize_entry("doseQuantity", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Range(v) => map.entry(b"\"doseRange\":", v),
+            Self::Quantity(v) => map.entry(b"\"doseQuantity\":", v),
+        }
+    }
 }
 
 impl de::Choice for DosageDoseAndRateDose {
@@ -356,6 +401,14 @@ impl DosageDoseAndRateRate {
             Self::Quantity(v) => map.serialize_entry("rateQuantity", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Ratio(v) => map.entry(b"\"rateRatio\":", v),
+            Self::Range(v) => map.entry(b"\"rateRange\":", v),
+            Self::Quantity(v) => map.entry(b"\"rateQuantity\":", v),
+        }
+    }
 }
 
 impl de::Choice for DosageDoseAndRateRate {
@@ -378,6 +431,23 @@ impl Serialize for DosageDoseAndRate {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for DosageDoseAndRate {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.opt(b"\"type\":", &self.r#type);
+        if let Some(v) = &self.dose {
+            v.write_entry(&mut map);
+        }
+        if let Some(v) = &self.rate {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Base definition for all elements in a resource.
 ///
@@ -33,6 +33,15 @@ impl Serialize for Element {
         ser::opt(&mut map, "id", &self.id)?;
         ser::vec(&mut map, "extension", &self.extension)?;
         map.end()
+    }
+}
+
+impl WriteJson for Element {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.end();
     }
 }
 

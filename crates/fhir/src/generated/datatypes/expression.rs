@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A expression that is evaluated in a specified context and returns a value. The context of use of the expression must specify the context in which the expression is evaluated, and how the result of the expression is used.
 ///
@@ -77,6 +77,25 @@ impl Serialize for Expression {
         ser::opt(&mut map, "reference", &self.reference)?;
         ser::opt(&mut map, "_reference", &self.reference_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Expression {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"description\":", &self.description);
+        map.opt(b"\"_description\":", &self.description_ext);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.opt(b"\"language\":", &self.language);
+        map.opt(b"\"_language\":", &self.language_ext);
+        map.opt(b"\"expression\":", &self.expression);
+        map.opt(b"\"_expression\":", &self.expression_ext);
+        map.opt(b"\"reference\":", &self.reference);
+        map.opt(b"\"_reference\":", &self.reference_ext);
+        map.end();
     }
 }
 

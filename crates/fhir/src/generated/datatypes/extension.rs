@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Optional Extension Element - found in all resources.
 ///
@@ -253,6 +253,61 @@ impl ExtensionValue {
             Self::Meta(v) => map.serialize_entry("valueMeta", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Base64Binary(v) => map.entry(b"\"valueBase64Binary\":", v),
+            Self::Boolean(v) => map.entry(b"\"valueBoolean\":", v),
+            Self::Canonical(v) => map.entry(b"\"valueCanonical\":", v),
+            Self::Code(v) => map.entry(b"\"valueCode\":", v),
+            Self::Date(v) => map.entry(b"\"valueDate\":", v),
+            Self::DateTime(v) => map.entry(b"\"valueDateTime\":", v),
+            Self::Decimal(v) => map.entry(b"\"valueDecimal\":", v),
+            Self::Id(v) => map.entry(b"\"valueId\":", v),
+            Self::Instant(v) => map.entry(b"\"valueInstant\":", v),
+            Self::Integer(v) => map.entry(b"\"valueInteger\":", v),
+            Self::Markdown(v) => map.entry(b"\"valueMarkdown\":", v),
+            Self::Oid(v) => map.entry(b"\"valueOid\":", v),
+            Self::PositiveInt(v) => map.entry(b"\"valuePositiveInt\":", v),
+            Self::String(v) => map.entry(b"\"valueString\":", v),
+            Self::Time(v) => map.entry(b"\"valueTime\":", v),
+            Self::UnsignedInt(v) => map.entry(b"\"valueUnsignedInt\":", v),
+            Self::Uri(v) => map.entry(b"\"valueUri\":", v),
+            Self::Url(v) => map.entry(b"\"valueUrl\":", v),
+            Self::Uuid(v) => map.entry(b"\"valueUuid\":", v),
+            Self::Address(v) => map.entry(b"\"valueAddress\":", v),
+            Self::Age(v) => map.entry(b"\"valueAge\":", v),
+            Self::Annotation(v) => map.entry(b"\"valueAnnotation\":", v),
+            Self::Attachment(v) => map.entry(b"\"valueAttachment\":", v),
+            Self::CodeableConcept(v) => map.entry(b"\"valueCodeableConcept\":", v),
+            Self::Coding(v) => map.entry(b"\"valueCoding\":", v),
+            Self::ContactPoint(v) => map.entry(b"\"valueContactPoint\":", v),
+            Self::Count(v) => map.entry(b"\"valueCount\":", v),
+            Self::Distance(v) => map.entry(b"\"valueDistance\":", v),
+            Self::Duration(v) => map.entry(b"\"valueDuration\":", v),
+            Self::HumanName(v) => map.entry(b"\"valueHumanName\":", v),
+            Self::Identifier(v) => map.entry(b"\"valueIdentifier\":", v),
+            Self::Money(v) => map.entry(b"\"valueMoney\":", v),
+            Self::Period(v) => map.entry(b"\"valuePeriod\":", v),
+            Self::Quantity(v) => map.entry(b"\"valueQuantity\":", v),
+            Self::Range(v) => map.entry(b"\"valueRange\":", v),
+            Self::Ratio(v) => map.entry(b"\"valueRatio\":", v),
+            Self::Reference(v) => map.entry(b"\"valueReference\":", v),
+            Self::SampledData(v) => map.entry(b"\"valueSampledData\":", v),
+            Self::Signature(v) => map.entry(b"\"valueSignature\":", v),
+            Self::Timing(v) => map.entry(b"\"valueTiming\":", v),
+            Self::ContactDetail(v) => map.entry(b"\"valueContactDetail\":", v),
+            Self::Contributor(v) => map.entry(b"\"valueContributor\":", v),
+            Self::DataRequirement(v) => map.entry(b"\"valueDataRequirement\":", v),
+            Self::Expression(v) => map.entry(b"\"valueExpression\":", v),
+            Self::ParameterDefinition(v) => map.entry(b"\"valueParameterDefinition\":", v),
+            Self::RelatedArtifact(v) => map.entry(b"\"valueRelatedArtifact\":", v),
+            Self::TriggerDefinition(v) => map.entry(b"\"valueTriggerDefinition\":", v),
+            Self::UsageContext(v) => map.entry(b"\"valueUsageContext\":", v),
+            Self::Dosage(v) => map.entry(b"\"valueDosage\":", v),
+            Self::Meta(v) => map.entry(b"\"valueMeta\":", v),
+        }
+    }
 }
 
 impl de::Choice for ExtensionValue {
@@ -272,6 +327,20 @@ impl Serialize for Extension {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for Extension {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"url\":", &self.url);
+        map.opt(b"\"_url\":", &self.url_ext);
+        if let Some(v) = &self.value {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A human's name with the ability to identify parts and usage.
 ///
@@ -97,6 +97,28 @@ impl Serialize for HumanName {
         ser::vec(&mut map, "_suffix", &self.suffix_ext)?;
         ser::opt(&mut map, "period", &self.period)?;
         map.end()
+    }
+}
+
+impl WriteJson for HumanName {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"use\":", &self.r#use);
+        map.opt(b"\"_use\":", &self.use_ext);
+        map.opt(b"\"text\":", &self.text);
+        map.opt(b"\"_text\":", &self.text_ext);
+        map.opt(b"\"family\":", &self.family);
+        map.opt(b"\"_family\":", &self.family_ext);
+        map.vec(b"\"given\":", &self.given);
+        map.vec(b"\"_given\":", &self.given_ext);
+        map.vec(b"\"prefix\":", &self.prefix);
+        map.vec(b"\"_prefix\":", &self.prefix_ext);
+        map.vec(b"\"suffix\":", &self.suffix);
+        map.vec(b"\"_suffix\":", &self.suffix_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// An identifier - identifies some entity uniquely and unambiguously. Typically this is used for business identifiers.
 ///
@@ -75,6 +75,24 @@ impl Serialize for Identifier {
         ser::opt(&mut map, "period", &self.period)?;
         ser::opt(&mut map, "assigner", &self.assigner)?;
         map.end()
+    }
+}
+
+impl WriteJson for Identifier {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"use\":", &self.r#use);
+        map.opt(b"\"_use\":", &self.use_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"system\":", &self.system);
+        map.opt(b"\"_system\":", &self.system_ext);
+        map.opt(b"\"value\":", &self.value);
+        map.opt(b"\"_value\":", &self.value_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"assigner\":", &self.assigner);
+        map.end();
     }
 }
 

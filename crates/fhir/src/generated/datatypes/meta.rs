@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// The metadata about a resource. This is content in the resource that is maintained by the infrastructure. Changes to the content might not always be associated with version changes to the resource.
 ///
@@ -72,6 +72,24 @@ impl Serialize for Meta {
         ser::vec(&mut map, "security", &self.security)?;
         ser::vec(&mut map, "tag", &self.tag)?;
         map.end()
+    }
+}
+
+impl WriteJson for Meta {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"versionId\":", &self.version_id);
+        map.opt(b"\"_versionId\":", &self.version_id_ext);
+        map.opt(b"\"lastUpdated\":", &self.last_updated);
+        map.opt(b"\"_lastUpdated\":", &self.last_updated_ext);
+        map.opt(b"\"source\":", &self.source);
+        map.opt(b"\"_source\":", &self.source_ext);
+        map.vec(b"\"profile\":", &self.profile);
+        map.vec(b"\"security\":", &self.security);
+        map.vec(b"\"tag\":", &self.tag);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// An amount of economic utility in some recognized currency.
 ///
@@ -49,6 +49,19 @@ impl Serialize for Money {
         ser::opt(&mut map, "currency", &self.currency)?;
         ser::opt(&mut map, "_currency", &self.currency_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Money {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"value\":", &self.value);
+        map.opt(b"\"_value\":", &self.value_ext);
+        map.opt(b"\"currency\":", &self.currency);
+        map.opt(b"\"_currency\":", &self.currency_ext);
+        map.end();
     }
 }
 

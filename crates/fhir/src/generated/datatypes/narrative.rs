@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A human-readable summary of the resource conveying the essential clinical and business information for the resource.
 ///
@@ -49,6 +49,18 @@ impl Serialize for Narrative {
         ser::opt(&mut map, "_status", &self.status_ext)?;
         map.serialize_entry("div", &self.div)?;
         map.end()
+    }
+}
+
+impl WriteJson for Narrative {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"status\":", &self.status);
+        map.opt(b"\"_status\":", &self.status_ext);
+        map.entry(b"\"div\":", &self.div);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// The parameters to the module. This collection specifies both the input and output parameters. Input parameters are provided by the caller as part of the $evaluate operation. Output parameters are included in the GuidanceResponse.
 ///
@@ -86,6 +86,28 @@ impl Serialize for ParameterDefinition {
         ser::opt(&mut map, "_type", &self.type_ext)?;
         ser::opt(&mut map, "profile", &self.profile)?;
         map.end()
+    }
+}
+
+impl WriteJson for ParameterDefinition {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        map.opt(b"\"use\":", &self.r#use);
+        map.opt(b"\"_use\":", &self.use_ext);
+        map.opt(b"\"min\":", &self.min);
+        map.opt(b"\"_min\":", &self.min_ext);
+        map.opt(b"\"max\":", &self.max);
+        map.opt(b"\"_max\":", &self.max_ext);
+        map.opt(b"\"documentation\":", &self.documentation);
+        map.opt(b"\"_documentation\":", &self.documentation_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.opt(b"\"profile\":", &self.profile);
+        map.end();
     }
 }
 

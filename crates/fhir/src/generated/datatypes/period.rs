@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A time period defined by a start and end date and optionally time.
 ///
@@ -49,6 +49,19 @@ impl Serialize for Period {
         ser::opt(&mut map, "end", &self.end)?;
         ser::opt(&mut map, "_end", &self.end_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Period {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"start\":", &self.start);
+        map.opt(b"\"_start\":", &self.start_ext);
+        map.opt(b"\"end\":", &self.end);
+        map.opt(b"\"_end\":", &self.end_ext);
+        map.end();
     }
 }
 

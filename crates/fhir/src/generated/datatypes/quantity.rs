@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// `Age`: a profile of `Quantity` with the same JSON shape.
 pub type Age = Quantity;
@@ -88,6 +88,25 @@ impl Serialize for Quantity {
         ser::opt(&mut map, "code", &self.code)?;
         ser::opt(&mut map, "_code", &self.code_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Quantity {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"value\":", &self.value);
+        map.opt(b"\"_value\":", &self.value_ext);
+        map.opt(b"\"comparator\":", &self.comparator);
+        map.opt(b"\"_comparator\":", &self.comparator_ext);
+        map.opt(b"\"unit\":", &self.unit);
+        map.opt(b"\"_unit\":", &self.unit_ext);
+        map.opt(b"\"system\":", &self.system);
+        map.opt(b"\"_system\":", &self.system_ext);
+        map.opt(b"\"code\":", &self.code);
+        map.opt(b"\"_code\":", &self.code_ext);
+        map.end();
     }
 }
 

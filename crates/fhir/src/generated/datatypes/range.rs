@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A set of ordered Quantities defined by a low and high limit.
 ///
@@ -43,6 +43,17 @@ impl Serialize for Range {
         ser::opt(&mut map, "low", &self.low)?;
         ser::opt(&mut map, "high", &self.high)?;
         map.end()
+    }
+}
+
+impl WriteJson for Range {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"low\":", &self.low);
+        map.opt(b"\"high\":", &self.high);
+        map.end();
     }
 }
 

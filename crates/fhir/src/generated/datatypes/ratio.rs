@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A relationship of two Quantity values - expressed as a numerator and a denominator.
 ///
@@ -43,6 +43,17 @@ impl Serialize for Ratio {
         ser::opt(&mut map, "numerator", &self.numerator)?;
         ser::opt(&mut map, "denominator", &self.denominator)?;
         map.end()
+    }
+}
+
+impl WriteJson for Ratio {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"numerator\":", &self.numerator);
+        map.opt(b"\"denominator\":", &self.denominator);
+        map.end();
     }
 }
 

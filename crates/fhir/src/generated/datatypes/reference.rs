@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A reference from one resource to another.
 ///
@@ -64,6 +64,22 @@ impl Serialize for Reference {
         ser::opt(&mut map, "display", &self.display)?;
         ser::opt(&mut map, "_display", &self.display_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Reference {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"reference\":", &self.reference);
+        map.opt(b"\"_reference\":", &self.reference_ext);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.opt(b"\"identifier\":", &self.identifier);
+        map.opt(b"\"display\":", &self.display);
+        map.opt(b"\"_display\":", &self.display_ext);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Related artifacts such as additional documentation, justification, or bibliographic references.
 ///
@@ -95,6 +95,27 @@ impl Serialize for RelatedArtifact {
         ser::opt(&mut map, "document", &self.document)?;
         ser::opt(&mut map, "resource", &self.resource)?;
         map.end()
+    }
+}
+
+impl WriteJson for RelatedArtifact {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.opt(b"\"label\":", &self.label);
+        map.opt(b"\"_label\":", &self.label_ext);
+        map.opt(b"\"display\":", &self.display);
+        map.opt(b"\"_display\":", &self.display_ext);
+        map.opt(b"\"citation\":", &self.citation);
+        map.opt(b"\"_citation\":", &self.citation_ext);
+        map.opt(b"\"url\":", &self.url);
+        map.opt(b"\"_url\":", &self.url_ext);
+        map.opt(b"\"document\":", &self.document);
+        map.opt(b"\"resource\":", &self.resource);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A series of measurements taken by a device, with upper and lower limits. There may be more than one dimension in the data.
 ///
@@ -86,6 +86,28 @@ impl Serialize for SampledData {
         ser::opt(&mut map, "data", &self.data)?;
         ser::opt(&mut map, "_data", &self.data_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for SampledData {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.entry(b"\"origin\":", &self.origin);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"_period\":", &self.period_ext);
+        map.opt(b"\"factor\":", &self.factor);
+        map.opt(b"\"_factor\":", &self.factor_ext);
+        map.opt(b"\"lowerLimit\":", &self.lower_limit);
+        map.opt(b"\"_lowerLimit\":", &self.lower_limit_ext);
+        map.opt(b"\"upperLimit\":", &self.upper_limit);
+        map.opt(b"\"_upperLimit\":", &self.upper_limit_ext);
+        map.opt(b"\"dimensions\":", &self.dimensions);
+        map.opt(b"\"_dimensions\":", &self.dimensions_ext);
+        map.opt(b"\"data\":", &self.data);
+        map.opt(b"\"_data\":", &self.data_ext);
+        map.end();
     }
 }
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A signature along with supporting context. The signature may be a digital signature that is cryptographic in nature, or some other signature acceptable to the domain. This other signature may be as simple as a graphical image representing a hand-written signature, or a signature ceremony Different signature approaches have different utilities.
 ///
@@ -80,6 +80,26 @@ impl Serialize for Signature {
         ser::opt(&mut map, "data", &self.data)?;
         ser::opt(&mut map, "_data", &self.data_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for Signature {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"type\":", &self.r#type);
+        map.opt(b"\"when\":", &self.when);
+        map.opt(b"\"_when\":", &self.when_ext);
+        map.entry(b"\"who\":", &self.who);
+        map.opt(b"\"onBehalfOf\":", &self.on_behalf_of);
+        map.opt(b"\"targetFormat\":", &self.target_format);
+        map.opt(b"\"_targetFormat\":", &self.target_format_ext);
+        map.opt(b"\"sigFormat\":", &self.sig_format);
+        map.opt(b"\"_sigFormat\":", &self.sig_format_ext);
+        map.opt(b"\"data\":", &self.data);
+        map.opt(b"\"_data\":", &self.data_ext);
+        map.end();
     }
 }
 

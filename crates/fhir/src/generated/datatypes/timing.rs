@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Specifies an event that may occur multiple times. Timing schedules are used to record when things are planned, expected or requested to occur. The most common usage is in dosage instructions for medications. They are also used when planning care of various kinds, and may be used for reporting the schedule to which past regular activities were carried out.
 ///
@@ -58,6 +58,20 @@ impl Serialize for Timing {
         ser::opt(&mut map, "repeat", &self.repeat)?;
         ser::opt(&mut map, "code", &self.code)?;
         map.end()
+    }
+}
+
+impl WriteJson for Timing {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        map.vec(b"\"event\":", &self.event);
+        map.vec(b"\"_event\":", &self.event_ext);
+        map.opt(b"\"repeat\":", &self.repeat);
+        map.opt(b"\"code\":", &self.code);
+        map.end();
     }
 }
 
@@ -279,6 +293,14 @@ impl TimingRepeatBounds {
             Self::Period(v) => map.serialize_entry("boundsPeriod", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Duration(v) => map.entry(b"\"boundsDuration\":", v),
+            Self::Range(v) => map.entry(b"\"boundsRange\":", v),
+            Self::Period(v) => map.entry(b"\"boundsPeriod\":", v),
+        }
+    }
 }
 
 impl de::Choice for TimingRepeatBounds {
@@ -325,6 +347,47 @@ impl Serialize for TimingRepeat {
         ser::opt(&mut map, "offset", &self.offset)?;
         ser::opt(&mut map, "_offset", &self.offset_ext)?;
         map.end()
+    }
+}
+
+impl WriteJson for TimingRepeat {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.vec(b"\"modifierExtension\":", &self.modifier_extension);
+        if let Some(v) = &self.bounds {
+            v.write_entry(&mut map);
+        }
+        map.opt(b"\"count\":", &self.count);
+        map.opt(b"\"_count\":", &self.count_ext);
+        map.opt(b"\"countMax\":", &self.count_max);
+        map.opt(b"\"_countMax\":", &self.count_max_ext);
+        map.opt(b"\"duration\":", &self.duration);
+        map.opt(b"\"_duration\":", &self.duration_ext);
+        map.opt(b"\"durationMax\":", &self.duration_max);
+        map.opt(b"\"_durationMax\":", &self.duration_max_ext);
+        map.opt(b"\"durationUnit\":", &self.duration_unit);
+        map.opt(b"\"_durationUnit\":", &self.duration_unit_ext);
+        map.opt(b"\"frequency\":", &self.frequency);
+        map.opt(b"\"_frequency\":", &self.frequency_ext);
+        map.opt(b"\"frequencyMax\":", &self.frequency_max);
+        map.opt(b"\"_frequencyMax\":", &self.frequency_max_ext);
+        map.opt(b"\"period\":", &self.period);
+        map.opt(b"\"_period\":", &self.period_ext);
+        map.opt(b"\"periodMax\":", &self.period_max);
+        map.opt(b"\"_periodMax\":", &self.period_max_ext);
+        map.opt(b"\"periodUnit\":", &self.period_unit);
+        map.opt(b"\"_periodUnit\":", &self.period_unit_ext);
+        map.vec(b"\"dayOfWeek\":", &self.day_of_week);
+        map.vec(b"\"_dayOfWeek\":", &self.day_of_week_ext);
+        map.vec(b"\"timeOfDay\":", &self.time_of_day);
+        map.vec(b"\"_timeOfDay\":", &self.time_of_day_ext);
+        map.vec(b"\"when\":", &self.when);
+        map.vec(b"\"_when\":", &self.when_ext);
+        map.opt(b"\"offset\":", &self.offset);
+        map.opt(b"\"_offset\":", &self.offset_ext);
+        map.end();
     }
 }
 

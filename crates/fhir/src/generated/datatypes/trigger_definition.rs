@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// A description of a triggering event. Triggering events can be named events, data events, or periodic, as determined by the type element.
 ///
@@ -95,6 +95,15 @@ impl TriggerDefinitionTiming {
             Self::DateTime(v) => map.serialize_entry("timingDateTime", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::Timing(v) => map.entry(b"\"timingTiming\":", v),
+            Self::Reference(v) => map.entry(b"\"timingReference\":", v),
+            Self::Date(v) => map.entry(b"\"timingDate\":", v),
+            Self::DateTime(v) => map.entry(b"\"timingDateTime\":", v),
+        }
+    }
 }
 
 impl de::Choice for TriggerDefinitionTiming {
@@ -118,6 +127,24 @@ impl Serialize for TriggerDefinition {
         ser::vec(&mut map, "data", &self.data)?;
         ser::opt(&mut map, "condition", &self.condition)?;
         map.end()
+    }
+}
+
+impl WriteJson for TriggerDefinition {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.opt(b"\"type\":", &self.r#type);
+        map.opt(b"\"_type\":", &self.type_ext);
+        map.opt(b"\"name\":", &self.name);
+        map.opt(b"\"_name\":", &self.name_ext);
+        if let Some(v) = &self.timing {
+            v.write_entry(&mut map);
+        }
+        map.vec(b"\"data\":", &self.data);
+        map.opt(b"\"condition\":", &self.condition);
+        map.end();
     }
 }
 

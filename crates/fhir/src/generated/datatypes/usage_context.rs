@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[allow(unused_imports)]
 use crate::generated::*;
 #[allow(unused_imports)]
-use crate::{Decimal, Resource, de, ser};
+use crate::{Decimal, Resource, WriteJson, de, ser, write};
 
 /// Specifies clinical/business/etc. metadata that can be used to retrieve, index and/or categorize an artifact. This metadata can either be specific to the applicable population (e.g., age category, DRG) or the specific context of care (e.g., venue, care setting, provider of care).
 ///
@@ -67,6 +67,15 @@ impl UsageContextValue {
             Self::Reference(v) => map.serialize_entry("valueReference", v),
         }
     }
+
+    fn write_entry(&self, map: &mut write::Object<'_>) {
+        match self {
+            Self::CodeableConcept(v) => map.entry(b"\"valueCodeableConcept\":", v),
+            Self::Quantity(v) => map.entry(b"\"valueQuantity\":", v),
+            Self::Range(v) => map.entry(b"\"valueRange\":", v),
+            Self::Reference(v) => map.entry(b"\"valueReference\":", v),
+        }
+    }
 }
 
 impl de::Choice for UsageContextValue {
@@ -85,6 +94,19 @@ impl Serialize for UsageContext {
             v.serialize_entry(&mut map)?;
         }
         map.end()
+    }
+}
+
+impl WriteJson for UsageContext {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let mut map = write::Object::begin(out);
+        map.opt(b"\"id\":", &self.id);
+        map.vec(b"\"extension\":", &self.extension);
+        map.entry(b"\"code\":", &self.code);
+        if let Some(v) = &self.value {
+            v.write_entry(&mut map);
+        }
+        map.end();
     }
 }
 
