@@ -220,7 +220,8 @@ pub fn write_ndjson(
     while let Some(resource) = resources.next_resource() {
         let resource = resource?;
         let t = resource.resource_type;
-        let path = dir.join(format!("{t}.ndjson"));
+        // Named only when a write fails (this loop runs once per resource).
+        let failed = |e| Error::io(dir.join(format!("{t}.ndjson")))(e);
         let (out, count) = match files.get_mut(t) {
             Some(f) => f,
             None => {
@@ -231,8 +232,8 @@ pub fn write_ndjson(
                     .or_insert((BufWriter::with_capacity(1 << 18, file), 0))
             }
         };
-        out.write_all(&resource.json).map_err(Error::io(&path))?;
-        out.write_all(b"\n").map_err(Error::io(&path))?;
+        out.write_all(&resource.json).map_err(failed)?;
+        out.write_all(b"\n").map_err(failed)?;
         *count += 1;
         written += 1;
         if written.is_multiple_of(10_000) {
