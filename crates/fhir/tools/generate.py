@@ -446,7 +446,8 @@ class Generator:
         out = [f"impl WriteJson for {t.rust} {{\n",
                "    fn write_json(&self, out: &mut Vec<u8>) {\n"]
         if t.is_resource:
-            out.append(f"        let mut map = write::Object::resource(out, {json_bytes(chr(34) + 'resourceType' + chr(34) + ':' + chr(34) + t.defname + chr(34))});\n")
+            resource_type = json_bytes(f'"resourceType":"{t.defname}"')
+            out.append(f"        let mut map = write::Object::resource(out, {resource_type});\n")
         else:
             out.append("        let mut map = write::Object::begin(out);\n")
         for f in t.fields:
