@@ -94,8 +94,10 @@ const ESCAPED: [bool; 256] = {
 fn first_escaped(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
-    // A byte of `x - ONES * n` borrows into its high bit (with that bit clear in `x`) exactly
-    // where some byte is below `n`, so each term is nonzero if and only if a byte matches.
+    // `(x - ONES * n) & !x & HIGH` is nonzero if and only if some byte of `x` is below `n`
+    // (n <= 128): the lowest such byte borrows into its own high bit, clear in `x`; bytes above
+    // it may then show false marks, so the exact place is found by the byte loop below.
+    // Matching `"` and `\` is the same test for zero after an XOR.
     let matches = |x: u64| {
         let quote = x ^ (ONES * u64::from(b'"'));
         let backslash = x ^ (ONES * u64::from(b'\\'));
