@@ -204,13 +204,6 @@ impl<T: WriteJson + ?Sized> WriteJson for Box<T> {
     }
 }
 
-impl<T: WriteJson + ?Sized> WriteJson for &T {
-    #[inline]
-    fn write_json(&self, out: &mut Vec<u8>) {
-        (**self).write_json(out);
-    }
-}
-
 /// An item of a `_name` array: `null` where the item has no extension or id.
 impl<T: WriteJson> WriteJson for Option<T> {
     fn write_json(&self, out: &mut Vec<u8>) {

@@ -419,30 +419,36 @@ class Generator:
         out.append("    fn json_key(&self) -> &'static str {\n        self.json_key()\n    }\n}\n\n")
         return "".join(out)
 
+    def members(self, t):
+        """The members a type writes, in JSON order: `(cardinality, json key, field)`, with
+        cardinality "choice" (key None) for a choice element. Both writers walk this list, so
+        they write the same keys in the same order."""
+        for f in t.fields:
+            if f.kind == "choice":
+                yield "choice", None, f.rust
+                continue
+            yield f.card, f.json, f.rust
+            if f.ext:
+                yield ("vec" if f.card == "vec" else "opt"), "_" + f.json, f.rust.replace("r#", "") + "_ext"
+
     def emit_serialize(self, t):
         out = [f"impl Serialize for {t.rust} {{\n",
                "    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {\n",
                "        let mut map = serializer.serialize_map(None)?;\n"]
         if t.is_resource:
             out.append(f"        map.serialize_entry(\"resourceType\", \"{t.defname}\")?;\n")
-        for f in t.fields:
-            if f.kind == "choice":
-                out.append(f"        if let Some(v) = &self.{f.rust} {{\n            v.serialize_entry(&mut map)?;\n        }}\n")
-                continue
-            helper = {"opt": "ser::opt", "req": None, "vec": "ser::vec"}[f.card]
-            if helper:
-                out.append(f"        {helper}(&mut map, \"{f.json}\", &self.{f.rust})?;\n")
+        for card, key, field in self.members(t):
+            if card == "choice":
+                out.append(f"        if let Some(v) = &self.{field} {{\n            v.serialize_entry(&mut map)?;\n        }}\n")
+            elif card == "req":
+                out.append(f"        map.serialize_entry(\"{key}\", &self.{field})?;\n")
             else:
-                out.append(f"        map.serialize_entry(\"{f.json}\", &self.{f.rust})?;\n")
-            if f.ext:
-                ext = f.rust.replace("r#", "") + "_ext"
-                helper = "ser::vec" if f.card == "vec" else "ser::opt"
-                out.append(f"        {helper}(&mut map, \"_{f.json}\", &self.{ext})?;\n")
+                out.append(f"        ser::{card}(&mut map, \"{key}\", &self.{field})?;\n")
         out.append("        map.end()\n    }\n}\n\n")
         return "".join(out)
 
     def emit_write(self, t):
-        # The same keys in the same order as emit_serialize, as prebuilt `"key":` bytes.
+        # The members of emit_serialize, each key as prebuilt `"key":` bytes.
         out = [f"impl WriteJson for {t.rust} {{\n",
                "    fn write_json(&self, out: &mut Vec<u8>) {\n"]
         if t.is_resource:
@@ -450,16 +456,12 @@ class Generator:
             out.append(f"        let mut map = write::Object::resource(out, {resource_type});\n")
         else:
             out.append("        let mut map = write::Object::begin(out);\n")
-        for f in t.fields:
-            if f.kind == "choice":
-                out.append(f"        if let Some(v) = &self.{f.rust} {{\n            v.write_entry(&mut map);\n        }}\n")
-                continue
-            method = {"opt": "opt", "req": "entry", "vec": "vec"}[f.card]
-            out.append(f"        map.{method}({json_key(f.json)}, &self.{f.rust});\n")
-            if f.ext:
-                ext = f.rust.replace("r#", "") + "_ext"
-                method = "vec" if f.card == "vec" else "opt"
-                out.append(f"        map.{method}({json_key('_' + f.json)}, &self.{ext});\n")
+        for card, key, field in self.members(t):
+            if card == "choice":
+                out.append(f"        if let Some(v) = &self.{field} {{\n            v.write_entry(&mut map);\n        }}\n")
+            else:
+                method = "entry" if card == "req" else card
+                out.append(f"        map.{method}({json_key(key)}, &self.{field});\n")
         out.append("        map.end();\n    }\n}\n\n")
         return "".join(out)
 

@@ -205,10 +205,13 @@ impl OwnedMessage {
         for seg in &self.segments {
             out.extend_from_slice(&seg.id);
             match &seg.read {
-                // The separator a message was read with is the one it is written with.
-                Some(read) => out.extend_from_slice(&read.bytes),
-                None => {
-                    for part in &seg.split {
+                // Copied as read, unless the segment came from a message with another field
+                // separator (inserted from there): then part by part, with this message's.
+                Some(read) if read.sep == self.ctx.seps.field => {
+                    out.extend_from_slice(&read.bytes);
+                }
+                _ => {
+                    for part in seg.parts() {
                         out.push(self.ctx.seps.field);
                         out.extend_from_slice(part);
                     }
@@ -543,6 +546,16 @@ mod tests {
         }
         assert_eq!(split.encode(), input);
         assert_eq!(read.encode(), input);
+    }
+
+    #[test]
+    fn a_segment_read_from_another_message_takes_this_messages_field_separator() {
+        let pipes = parse(b"MSH|^~\\&|A|B\rNTE|1||note\r")
+            .unwrap()
+            .to_owned_message();
+        let mut hashes = parse(b"MSH#^~\\&#A#B\r").unwrap().to_owned_message();
+        hashes.push_segment(pipes.segments()[1].clone());
+        assert_eq!(hashes.encode(), b"MSH#^~\\&#A#B\rNTE#1##note\r");
     }
 
     impl super::OwnedMessage {
