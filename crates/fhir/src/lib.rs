@@ -148,11 +148,22 @@ pub fn to_string_pretty<T: Serialize + ?Sized>(value: &T) -> Result<String, Erro
 
 /// Writes a FHIR type as compact JSON bytes, as [`to_string`].
 pub fn to_vec<T: WriteJson + ?Sized>(value: &T) -> Vec<u8> {
-    // A converted bundle is tens of KiB: start larger than a small resource needs, so it regrows
-    // fewer times.
-    let mut out = Vec::with_capacity(4096);
-    value.write_json(&mut out);
-    out
+    // Written into a buffer the thread keeps, then copied out at its exact size: a converted bundle
+    // is tens of KiB, and growing a fresh vector to that size copied it three times over.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// A buffer grown past this by one large value is let go rather than kept for the thread's life.
+    const KEEP: usize = 1 << 20;
+    SCRATCH.with_borrow_mut(|scratch| {
+        scratch.clear();
+        value.write_json(scratch);
+        let out = scratch.as_slice().to_vec();
+        if scratch.capacity() > KEEP {
+            *scratch = Vec::new();
+        }
+        out
+    })
 }
 
 /// Converts a FHIR type into a `serde_json::Value` (decimals become `f64` there, see [`from_value`]).

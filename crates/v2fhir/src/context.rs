@@ -71,6 +71,104 @@ fn push_decimal(out: &mut String, n: usize) {
     out.push(char::from(b'0' + (n % 10) as u8));
 }
 
+/// A field location (`PID-7`, `OBX[3]-5`) as [`Ctx::at`] names it. Mappings name a field for nearly
+/// every value they read and almost none of those names end up in an issue, so a name is kept
+/// inline and becomes a `String` only when an issue records it.
+#[derive(Clone)]
+pub struct At(AtText);
+
+#[derive(Clone)]
+enum AtText {
+    Inline {
+        bytes: [u8; At::INLINE],
+        len: u8,
+    },
+    /// A name too long for the inline form (a segment repeated thousands of times).
+    Heap(String),
+}
+
+impl At {
+    const INLINE: usize = 22;
+
+    fn field(segment: &str, n: usize) -> At {
+        let mut bytes = [0u8; At::INLINE];
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        let mut rest = n;
+        loop {
+            digits[count] = b'0' + (rest % 10) as u8;
+            count += 1;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        let len = segment.len() + 1 + count;
+        if len > At::INLINE {
+            let mut text = String::with_capacity(len);
+            text.push_str(segment);
+            text.push('-');
+            push_decimal(&mut text, n);
+            return At(AtText::Heap(text));
+        }
+        bytes[..segment.len()].copy_from_slice(segment.as_bytes());
+        bytes[segment.len()] = b'-';
+        for (to, digit) in bytes[segment.len() + 1..len]
+            .iter_mut()
+            .zip(digits[..count].iter().rev())
+        {
+            *to = *digit;
+        }
+        At(AtText::Inline {
+            bytes,
+            len: len as u8,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            AtText::Inline { bytes, len } => std::str::from_utf8(&bytes[..usize::from(*len)])
+                .expect("a segment name, '-' and digits"),
+            AtText::Heap(text) => text,
+        }
+    }
+}
+
+impl std::ops::Deref for At {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&At> for String {
+    fn from(at: &At) -> String {
+        at.as_str().to_owned()
+    }
+}
+
+impl From<At> for String {
+    fn from(at: At) -> String {
+        match at.0 {
+            AtText::Heap(text) => text,
+            AtText::Inline { .. } => at.as_str().to_owned(),
+        }
+    }
+}
+
 /// A multiply-rotate hash over 8-byte words for the entry index. Its keys are resource type names
 /// and ids derived by [`ids`] (hex of a SHA-256), one message's worth, so SipHash's defence against
 /// chosen keys bought nothing; it was about 3% of a conversion's instructions.
@@ -81,11 +179,18 @@ struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.mix(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+        }
+        // The tail copied byte by byte: a variable-length copy was a call to `memcpy` per key.
+        let tail = words.remainder();
+        if !tail.is_empty() {
             let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+            for (to, from) in word.iter_mut().zip(tail) {
+                *to = *from;
+            }
+            self.mix(u64::from_le_bytes(word));
         }
     }
 
@@ -94,9 +199,10 @@ impl Hasher for IdHasher {
     }
 }
 
-struct Entry {
-    resource: Resource,
-    request: BundleRequest,
+impl IdHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
 }
 
 /// The shared resources a v2 value names (an assigning authority, a practitioner, a location): one
@@ -135,7 +241,9 @@ pub struct Ctx<'a> {
     /// MSH-3, MSH-4 and MSH-10 as text, read once: the identity of the message, in every
     /// message-scoped id and the bundle's id.
     pub message_key: [String; 3],
-    entries: Vec<Entry>,
+    /// The bundle's entries as they will be sent, each with its resource and request set: kept
+    /// in their final form so finishing the bundle moves the list instead of every entry.
+    entries: Vec<BundleEntry>,
     /// Entries by resource type, then id: looked up with a borrowed id, so finding a duplicate costs
     /// no allocation.
     index: HashMap<&'static str, HashMap<String, usize, IdHash>, IdHash>,
@@ -188,7 +296,9 @@ impl<'a> Ctx<'a> {
                 message.control_id(),
             ]
             .map(|s| s.map(|s| s.into_owned()).unwrap_or_default()),
-            entries: Vec::new(),
+            // A converted ADT^A01 or ORU^R01 holds 20 to 30 resources: grown from empty, the
+            // list was copied four times.
+            entries: Vec::with_capacity(32),
             index: HashMap::default(),
             remembered: Vec::new(),
             issues: Vec::new(),
@@ -214,13 +324,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// `PID-7` style location of field `n` of the current segment.
-    pub fn at(&self, n: usize) -> String {
-        // Built by hand: mappings name a field for nearly every value they read.
-        let mut at = String::with_capacity(self.at_segment.len() + 4);
-        at.push_str(&self.at_segment);
-        at.push('-');
-        push_decimal(&mut at, n);
-        at
+    pub fn at(&self, n: usize) -> At {
+        At::field(&self.at_segment, n)
     }
 
     /// The deterministic id of a `resource_type` with identity `parts`.
@@ -267,9 +372,11 @@ impl<'a> Ctx<'a> {
             }
         }
         let id = id.to_owned();
-        self.entries.push(Entry {
-            resource,
-            request: BundleRequest::new("PUT", url),
+        self.entries.push(BundleEntry {
+            full_url: Some(urn_uuid(&id)),
+            resource: Some(resource),
+            request: Some(BundleRequest::new("PUT", url)),
+            ..Default::default()
         });
         let i = self.entries.len() - 1;
         self.index.entry(resource_type).or_default().insert(id, i);
@@ -316,9 +423,8 @@ impl<'a> Ctx<'a> {
     /// A reference to the resource at `index` (as `urn:uuid:`, the entry's fullUrl, so a server that
     /// resolves a conditional update rewrites it to the id it chose).
     pub fn reference(&self, index: usize) -> Reference {
-        let id = self.entries[index].resource.id().unwrap_or_default();
         Reference {
-            reference: Some(urn_uuid(id)),
+            reference: self.entries[index].full_url.clone(),
             ..Default::default()
         }
     }
@@ -334,23 +440,37 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn get<T: TypedResource>(&self, index: usize) -> Option<&T> {
-        self.entries.get(index)?.resource.downcast_ref::<T>()
+        self.entries
+            .get(index)?
+            .resource
+            .as_ref()?
+            .downcast_ref::<T>()
     }
 
     pub fn get_mut<T: TypedResource>(&mut self, index: usize) -> Option<&mut T> {
-        self.entries.get_mut(index)?.resource.downcast_mut::<T>()
+        self.entries
+            .get_mut(index)?
+            .resource
+            .as_mut()?
+            .downcast_mut::<T>()
     }
 
     /// The resources added so far, in order.
     pub fn resources(&self) -> impl Iterator<Item = &Resource> {
-        self.entries.iter().map(|e| &e.resource)
+        self.entries.iter().filter_map(|e| e.resource.as_ref())
     }
 
     /// Records a problem at `at` (a field location, never a value).
-    pub fn issue(&mut self, severity: Severity, at: String, kind: IssueKind, message: String) {
+    pub fn issue(
+        &mut self,
+        severity: Severity,
+        at: impl Into<String>,
+        kind: IssueKind,
+        message: String,
+    ) {
         self.issues.push(Issue {
             severity,
-            at,
+            at: at.into(),
             kind,
             message,
         });
@@ -392,7 +512,6 @@ impl<'a> Ctx<'a> {
     /// unknown, is left out with a Warning rather than invented (a guessed zone would shift the instant).
     pub fn instant(&mut self, node: Option<Node<'_>>, at: impl Into<String>) -> Option<String> {
         let value = read::text(node.and_then(|n| n.component(1)).or(node))?;
-        let at = at.into();
         match crate::dtm(&value, self.profile.time_zone.as_deref()) {
             // `dtm` only writes a time (always to the second) together with its zone.
             Ok(Some(dt)) if dt.as_str().contains('T') => Some(dt.into_string()),
@@ -455,16 +574,7 @@ impl<'a> Ctx<'a> {
     pub fn into_bundle(self, bundle_id: String) -> Bundle {
         let mut bundle = Bundle::transaction();
         bundle.id = Some(bundle_id);
-        bundle.entry = self
-            .entries
-            .into_iter()
-            .map(|e| BundleEntry {
-                full_url: e.resource.id().map(urn_uuid),
-                resource: Some(e.resource),
-                request: Some(e.request),
-                ..Default::default()
-            })
-            .collect();
+        bundle.entry = self.entries;
         bundle
     }
 }
@@ -499,6 +609,24 @@ fn query_escape(value: &str, out: &mut String) {
 mod tests {
     use super::*;
     use crate::entities;
+
+    #[test]
+    fn field_locations_read_the_same_inline_or_on_the_heap() {
+        for (segment, n, text) in [
+            ("PID", 7, "PID-7"),
+            ("OBX[3]", 5, "OBX[3]-5"),
+            ("PID", 0, "PID-0"),
+            ("ZXY[123456789]", 999, "ZXY[123456789]-999"),
+            // Past the inline room: kept on the heap, read the same.
+            ("ZXY[12345678901234]", 12345, "ZXY[12345678901234]-12345"),
+        ] {
+            let at = At::field(segment, n);
+            assert_eq!(at.as_str(), text);
+            assert_eq!(at.to_string(), text);
+            assert_eq!(String::from(&at), text);
+            assert_eq!(String::from(at), text);
+        }
+    }
 
     const MSG: &[u8] = b"MSH|^~\\&|APP|FAC|||20240102030405-0500||ADT^A01|1|P|2.5.1\r\
 PV1|1|I|||||11^Lee^Ann^^^^^^NPI&2.16.840.1.113883.4.6&ISO|11^Lee^Ann^^^^^^NPI&2.16.840.1.113883.4.6&ISO|12^Lee^Bo\r\

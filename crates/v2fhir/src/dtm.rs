@@ -71,7 +71,7 @@ pub fn dtm(value: &str, default_zone: Option<&str>) -> Result<Option<DateTime>, 
     let Some(p) = parse(value)? else {
         return Ok(None);
     };
-    Ok(Some(render(&p, default_zone.as_deref(), false)))
+    Ok(Some(render(&p, default_zone.as_ref(), false)))
 }
 
 /// HL7 DT (or DTM) text to a FHIR `date`: the date as the sender wrote it, any time and zone checked and
@@ -85,10 +85,43 @@ pub fn date(value: &str) -> Result<Option<DateTime>, Error> {
 
 struct Parsed<'a> {
     /// `YYYY`, `MM`, `DD`, `HH`, `MM`, `SS` present so far.
-    parts: Vec<&'a str>,
+    parts: DateParts<'a>,
     fraction: Option<&'a str>,
     /// `+HH:MM` / `-HH:MM`.
-    zone: Option<String>,
+    zone: Option<Zone>,
+}
+
+/// The parts of a date/time's digits, `YYYY` then up to five pairs, kept inline: every date of
+/// every message is split, and a `Vec` was an allocation each time.
+pub(crate) struct DateParts<'a> {
+    parts: [&'a str; 6],
+    len: usize,
+}
+
+impl<'a> std::ops::Deref for DateParts<'a> {
+    type Target = [&'a str];
+
+    fn deref(&self) -> &[&'a str] {
+        &self.parts[..self.len]
+    }
+}
+
+/// A FHIR zone (`Z`, `+HH:MM`, `-HH:MM`), kept inline.
+#[derive(Clone, Copy)]
+pub(crate) struct Zone {
+    text: [u8; 6],
+    len: usize,
+}
+
+impl Zone {
+    const UTC: Zone = Zone {
+        text: *b"Z     ",
+        len: 1,
+    };
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..self.len]).expect("built from ASCII")
+    }
 }
 
 fn parse(value: &str) -> Result<Option<Parsed<'_>>, Error> {
@@ -145,11 +178,16 @@ fn parse(value: &str) -> Result<Option<Parsed<'_>>, Error> {
 }
 
 /// Splits the digit run into `YYYY`, `MM`, `DD`, `HH`, `MM`, `SS`.
-pub(crate) fn split_parts(digits: &str) -> Vec<&str> {
-    let mut parts = vec![&digits[0..4]];
+/// `digits` (4, 6, 8, 10, 12 or 14 ASCII digits) split into `YYYY`, `MM`, `DD`, `HH`, `MM`, `SS`.
+pub(crate) fn split_parts(digits: &str) -> DateParts<'_> {
+    let mut parts = DateParts {
+        parts: [&digits[0..4]; 6],
+        len: 1,
+    };
     let mut i = 4;
-    while i < digits.len() {
-        parts.push(&digits[i..i + 2]);
+    while i + 2 <= digits.len() && parts.len < 6 {
+        parts.parts[parts.len] = &digits[i..i + 2];
+        parts.len += 1;
         i += 2;
     }
     parts
@@ -194,7 +232,7 @@ fn days_in_month(year: u32, month: u32) -> u32 {
 }
 
 /// `+HHMM` at byte `at` to `+HH:MM`; FHIR zones run from -14:00 to +14:00.
-pub(crate) fn parse_zone(z: &str, at: usize) -> Result<String, Error> {
+pub(crate) fn parse_zone(z: &str, at: usize) -> Result<Zone, Error> {
     let digits = &z[1..];
     if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(Error::new(
@@ -215,18 +253,16 @@ pub(crate) fn parse_zone(z: &str, at: usize) -> Result<String, Error> {
             format!("zone `{z}` out of range -1400..=+1400"),
         ));
     }
-    // Built by hand: every zoned time passes here, and `format!` cost more than the rest.
-    let mut out = String::with_capacity(6);
-    out.push_str(&z[..1]);
-    out.push_str(hh);
-    out.push(':');
-    out.push_str(mm);
-    Ok(out)
+    let (hh, mm) = (hh.as_bytes(), mm.as_bytes());
+    Ok(Zone {
+        text: [z.as_bytes()[0], hh[0], hh[1], b':', mm[0], mm[1]],
+        len: 6,
+    })
 }
 
-fn parse_default_zone(z: &str) -> Result<String, Error> {
+fn parse_default_zone(z: &str) -> Result<Zone, Error> {
     if z == "Z" {
-        return Ok("Z".to_owned());
+        return Ok(Zone::UTC);
     }
     if !z.starts_with(['+', '-']) {
         return Err(Error::new(
@@ -238,8 +274,10 @@ fn parse_default_zone(z: &str) -> Result<String, Error> {
     parse_zone(z, 0).map_err(|e| Error::new(ErrorKind::DefaultZone, e.offset, e.message))
 }
 
-fn render(p: &Parsed<'_>, default_zone: Option<&str>, date_only: bool) -> DateTime {
-    let mut text = p.parts[0].to_owned();
+fn render(p: &Parsed<'_>, default_zone: Option<&Zone>, date_only: bool) -> DateTime {
+    // Room for the longest: a time to nine fractional digits with its zone (35 bytes).
+    let mut text = String::with_capacity(36);
+    text.push_str(p.parts[0]);
     for part in p.parts.iter().skip(1).take(2) {
         text.push('-');
         text.push_str(part);
@@ -250,7 +288,7 @@ fn render(p: &Parsed<'_>, default_zone: Option<&str>, date_only: bool) -> DateTi
         2 => Precision::Month,
         _ => Precision::Day,
     };
-    let zone = p.zone.as_deref().or(default_zone);
+    let zone = p.zone.as_ref().or(default_zone);
     let zone = match zone {
         Some(zone) if has_time && !date_only => zone,
         _ => {
@@ -271,7 +309,7 @@ fn render(p: &Parsed<'_>, default_zone: Option<&str>, date_only: bool) -> DateTi
         text.push('.');
         text.push_str(f);
     }
-    text.push_str(zone);
+    text.push_str(zone.as_str());
     let precision = match (p.parts.len(), p.fraction) {
         (4, _) => Precision::Hour,
         (5, _) => Precision::Minute,

@@ -101,8 +101,13 @@ pub fn identifier(ctx: &mut Ctx<'_>, node: Node<'_>, at: &str) -> Option<Identif
     }
     let parts = Parts::of(node);
     let mut id = crate::datatypes::cx_parts(&parts, ctx.profile.default_authority.as_deref())?;
-    if let Some(t) = parts.text(5) {
-        id.r#type = Some(identifier_type(t));
+    // `cx_parts` typed it from CX.5 in table 0203; the display is added here.
+    if let Some(coding) = id.r#type.as_mut().and_then(|t| t.coding.first_mut()) {
+        coding.display = coding
+            .code
+            .as_deref()
+            .and_then(v2_0203_display)
+            .map(str::to_owned);
     }
     let start = ctx.date(parts.get(7), at);
     let end = ctx.date(parts.get(8), at);
@@ -123,8 +128,13 @@ pub fn period(start: Option<String>, end: Option<String>) -> Option<Period> {
 /// An HD naming who assigned an identifier (CX.4, XCN.9, XON.6) -> a reference to its Organization, when
 /// the HD carries a universal id (a namespace id alone is already the identifier's system).
 pub fn assigner(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<Reference> {
-    let (_, universal, _) = hd_parts(hd);
-    universal?;
+    // Only whether HD.2 holds a value: reading it as text here was three strings per identifier.
+    let universal = if hd.level() == hl7v2::Level::Component {
+        hd.subcomponent(2)
+    } else {
+        hd.component(2).and_then(|c| c.subcomponent(1))
+    };
+    universal.filter(|u| present(*u))?;
     organization_hd(ctx, hd).map(|i| ctx.reference(i))
 }
 
@@ -198,9 +208,14 @@ fn xcn_name_parts(ctx: &mut Ctx<'_>, xcn: &Parts<'_>) -> Option<HumanName> {
     if family.is_none() && given.is_empty() {
         return None;
     }
-    let at = format!("{}(XCN.19)", ctx.at_segment);
-    let start = ctx.dtm(xcn.get(19), at.clone());
-    let end = ctx.dtm(xcn.get(20), at);
+    let given_at = |c| xcn.get(c).filter(|n| present(*n));
+    let (start, end) = match (given_at(19), given_at(20)) {
+        (None, None) => (None, None),
+        (from, to) => {
+            let at = format!("{}(XCN.19)", ctx.at_segment);
+            (ctx.dtm(from, at.clone()), ctx.dtm(to, at))
+        }
+    };
     Some(HumanName {
         family,
         given,

@@ -185,7 +185,7 @@ fn convert_parsed(message: &Message<'_>, profile: &Profile) -> Result<Conversion
         if attached.is_none() {
             ctx.issue(
                 Severity::Warning,
-                "Z".into(),
+                "Z",
                 crate::context::IssueKind::UnmappedSegment,
                 "a Z-segment value had no Patient or Encounter to attach to".into(),
             );

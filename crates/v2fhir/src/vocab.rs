@@ -167,7 +167,7 @@ pub fn coding_system_uri(name: &str) -> Cow<'_, str> {
                 .or_else(|| name.strip_prefix("HL"))
                 .filter(|t| t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()));
             return match table {
-                Some(t) => Cow::Owned(format!("http://terminology.hl7.org/CodeSystem/v2-{t}")),
+                Some(t) => Cow::Owned(["http://terminology.hl7.org/CodeSystem/v2-", t].concat()),
                 None => local_system(name),
             };
         }

@@ -32,7 +32,7 @@ use fhir::{
 };
 use hl7v2::{Level, Node, Segment};
 
-use crate::context::{Coded, Ctx, IssueKind, Severity};
+use crate::context::{At, Coded, Ctx, IssueKind, Severity};
 use crate::entities;
 use crate::read::{field, field_comp, field_text, present, reps, text};
 
@@ -724,7 +724,7 @@ fn order_tq(ctx: &mut Ctx<'_>, obr: &Segment<'_>, g: Group, sr: usize) {
     let (tq, at) = match from_orc {
         Some(t) => (t, "ORC-7".to_owned()),
         None if !orc6 => match field(obr, 27).and_then(|f| f.repetition(1)) {
-            Some(t) => (t, ctx.at(27)),
+            Some(t) => (t, String::from(ctx.at(27))),
             None => return,
         },
         None => return,
@@ -977,7 +977,7 @@ fn report(
 }
 
 /// CQ (quantity ^ units) -> Quantity; a bad number becomes an issue.
-fn cq(ctx: &mut Ctx<'_>, node: Option<Node<'_>>, at: String) -> Option<Quantity> {
+fn cq(ctx: &mut Ctx<'_>, node: Option<Node<'_>>, at: impl Into<String>) -> Option<Quantity> {
     let node = node?;
     let value = part(node, 1)?;
     let units = node.component(2);
@@ -1351,12 +1351,7 @@ fn media_type(kind: Option<String>, subtype: Option<String>) -> Option<String> {
 
 /// SN (comparator ^ num1 ^ separator/suffix ^ num2) -> Quantity (with the comparator), Range (`-`),
 /// Ratio (`:` or `/`), or the IG's string composition when none fits.
-fn sn(
-    ctx: &mut Ctx<'_>,
-    v: Node<'_>,
-    units: Option<Node<'_>>,
-    at: String,
-) -> Option<ObservationValue> {
+fn sn(ctx: &mut Ctx<'_>, v: Node<'_>, units: Option<Node<'_>>, at: At) -> Option<ObservationValue> {
     let comparator = part(v, 1);
     let n1 = part(v, 2);
     let sep = part(v, 3);

@@ -974,7 +974,7 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
             // Before v2.5 the timing is a TQ in ORC-7 (or RXE-1), one repetition per schedule.
             let (tq, at) = match orc.as_ref().map(|o| reps(o, 7)) {
                 Some(r) if !r.is_empty() => (r, "ORC-7".to_owned()),
-                _ if kind == OrderKind::Filler => (reps(seg, 1), ctx.at(1)),
+                _ if kind == OrderKind::Filler => (reps(seg, 1), String::from(ctx.at(1))),
                 _ => (Vec::new(), String::new()),
             };
             for (n, node) in tq.into_iter().enumerate() {
@@ -1246,7 +1246,7 @@ fn cdo(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<Dosage> {
         _ => {
             ctx.issue(
                 Severity::Warning,
-                "CDO-4".into(),
+                "CDO-4",
                 IssueKind::Invalid,
                 "cumulative dosage period without a known time unit: limit left out".into(),
             );
