@@ -351,35 +351,42 @@ impl<'a> Ctx<'a> {
     /// conditional update (`PUT Patient?identifier=system|value`) so a FHIR server that already knows the
     /// resource under another id updates it instead of creating a second one.
     pub fn add<T: TypedResource>(&mut self, resource: T, identity: Option<&Identifier>) -> usize {
-        let resource: Resource = resource.into();
-        let resource_type = resource.resource_type();
         let id = resource.id().expect("resources are added with an id");
-        if let Some(i) = self.existing(resource_type, id) {
+        if let Some(i) = self.existing(T::TYPE, id) {
             return i;
         }
-        let mut url = String::with_capacity(resource_type.len() + 64);
-        url.push_str(resource_type);
-        match identity.and_then(|i| Some((i.system.as_deref()?, i.value.as_deref()?))) {
-            Some((system, value)) => {
-                url.push_str("?identifier=");
-                query_escape(system, &mut url);
-                url.push('|');
-                query_escape(value, &mut url);
-            }
-            None => {
-                url.push('/');
-                url.push_str(id);
-            }
+        let url = request_url(T::TYPE, id, identity);
+        self.push_entry(resource, url)
+    }
+
+    /// As [`Ctx::add`], with the identity found in the resource itself (`|p| p.identifier.first()`),
+    /// so a builder need not keep a copy of an identifier it moved into the resource.
+    pub fn add_identified<T: TypedResource>(
+        &mut self,
+        resource: T,
+        identity: impl for<'r> FnOnce(&'r T) -> Option<&'r Identifier>,
+    ) -> usize {
+        let id = resource.id().expect("resources are added with an id");
+        if let Some(i) = self.existing(T::TYPE, id) {
+            return i;
         }
-        let id = id.to_owned();
+        let url = request_url(T::TYPE, id, identity(&resource));
+        self.push_entry(resource, url)
+    }
+
+    fn push_entry<T: TypedResource>(&mut self, resource: T, url: String) -> usize {
+        let id = resource
+            .id()
+            .expect("resources are added with an id")
+            .to_owned();
         self.entries.push(BundleEntry {
             full_url: Some(urn_uuid(&id)),
-            resource: Some(resource),
+            resource: Some(resource.into()),
             request: Some(BundleRequest::new("PUT", url)),
             ..Default::default()
         });
         let i = self.entries.len() - 1;
-        self.index.entry(resource_type).or_default().insert(id, i);
+        self.index.entry(T::TYPE).or_default().insert(id, i);
         i
     }
 
@@ -453,6 +460,11 @@ impl<'a> Ctx<'a> {
             .resource
             .as_mut()?
             .downcast_mut::<T>()
+    }
+
+    /// The resource at `index`.
+    pub fn resource(&self, index: usize) -> Option<&Resource> {
+        self.entries.get(index)?.resource.as_ref()
     }
 
     /// The resources added so far, in order.
@@ -577,6 +589,26 @@ impl<'a> Ctx<'a> {
         bundle.entry = self.entries;
         bundle
     }
+}
+
+/// An entry's request URL: a conditional update on `identity` when it has a system and a value
+/// (`Patient?identifier=system|value`), else an update by id (`Patient/{id}`).
+fn request_url(resource_type: &str, id: &str, identity: Option<&Identifier>) -> String {
+    let mut url = String::with_capacity(resource_type.len() + 64);
+    url.push_str(resource_type);
+    match identity.and_then(|i| Some((i.system.as_deref()?, i.value.as_deref()?))) {
+        Some((system, value)) => {
+            url.push_str("?identifier=");
+            query_escape(system, &mut url);
+            url.push('|');
+            query_escape(value, &mut url);
+        }
+        None => {
+            url.push('/');
+            url.push_str(id);
+        }
+    }
+    url
 }
 
 /// `urn:uuid:{id}`, the fullUrl of an entry and the form references take inside a bundle.

@@ -187,12 +187,11 @@ fn build_practitioner(ctx: &mut Ctx<'_>, xcn: Node<'_>) -> Option<usize> {
     });
     let resource = Practitioner {
         id: Some(id),
-        identifier: identifier.clone().into_iter().collect(),
+        identifier: identifier.into_iter().collect(),
         name: name.into_iter().collect(),
         ..Default::default()
     };
-    let conditional = identifier.filter(|i| i.system.is_some() && i.value.is_some());
-    Some(ctx.add(resource, conditional.as_ref()))
+    Some(ctx.add_identified(resource, |p| conditional_identity(&p.identifier)))
 }
 
 /// The name in an XCN (XCN.2-7, 10, 19-21): XCN.2..7 are XPN.1..6 shifted by one.
@@ -351,11 +350,10 @@ fn build_organization(ctx: &mut Ctx<'_>, xon: Node<'_>) -> Option<usize> {
     let resource = Organization {
         id: Some(id),
         name,
-        identifier: identifier.clone().into_iter().collect(),
+        identifier: identifier.into_iter().collect(),
         ..Default::default()
     };
-    let conditional = identifier.filter(|i| i.system.is_some() && i.value.is_some());
-    Some(ctx.add(resource, conditional.as_ref()))
+    Some(ctx.add_identified(resource, |o| conditional_identity(&o.identifier)))
 }
 
 /// HD (a facility, MSH-4/6, or an assigning authority CX.4, XCN.9) -> Organization per
@@ -386,24 +384,23 @@ fn build_organization_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if let Some(i) = ctx.existing("Organization", &id) {
         return Some(i);
     }
-    let (identifier, conditional) = hd_identifiers(namespace, universal, kind);
     let resource = Organization {
         id: Some(id),
-        identifier,
+        identifier: hd_identifiers(namespace, universal, kind),
         ..Default::default()
     };
-    Some(ctx.add(resource, conditional.as_ref()))
+    Some(ctx.add_identified(resource, |o| conditional_identity(&o.identifier)))
 }
 
 /// The identifiers of an HD per `HD[Organization]` and `HD[Device]`: [1] the namespace id HD.1;
 /// [2] the universal id HD.2 typed by HD.3 (table 0301), as a URI (`urn:oid:`, `urn:uuid:`) in system
-/// `urn:ietf:rfc:3986` when HD.3 is ISO, UUID or URI and HD.2 is one. The second is also returned
-/// alone when it has that system (the identity for a conditional update).
+/// `urn:ietf:rfc:3986` when HD.3 is ISO, UUID or URI and HD.2 is one (then also the identity of a
+/// conditional update, [`conditional_identity`]).
 fn hd_identifiers(
     namespace: Option<String>,
     universal: Option<String>,
     kind: Option<String>,
-) -> (Vec<Identifier>, Option<Identifier>) {
+) -> Vec<Identifier> {
     let mut identifier = Vec::new();
     if let Some(ns) = namespace {
         identifier.push(Identifier {
@@ -411,7 +408,6 @@ fn hd_identifiers(
             ..Default::default()
         });
     }
-    let mut conditional = None;
     if let Some(u) = universal {
         let (value, system) = match universal_uri(Some(&u), kind.as_deref()) {
             Some(uri) => (uri, Some("urn:ietf:rfc:3986")),
@@ -426,12 +422,17 @@ fn hd_identifiers(
             }),
             ..Default::default()
         };
-        if system.is_some() {
-            conditional = Some(id.clone());
-        }
         identifier.push(id);
     }
-    (identifier, conditional)
+    identifier
+}
+
+/// The identifier a shared resource's entry is conditional on: the first with a system and a
+/// value (an HD's namespace id alone has no system; its universal id as a URI has one).
+fn conditional_identity(identifiers: &[Identifier]) -> Option<&Identifier> {
+    identifiers
+        .iter()
+        .find(|i| i.system.is_some() && i.value.is_some())
 }
 
 /// HD (a facility where something happened, EVN-7) -> Location per `HD[Location]`: name HD.1; identifier
@@ -508,13 +509,12 @@ fn build_device_hd(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<usize> {
     if let Some(i) = ctx.existing("Device", &id) {
         return Some(i);
     }
-    let (identifier, conditional) = hd_identifiers(namespace, universal, kind);
     let resource = Device {
         id: Some(id),
-        identifier,
+        identifier: hd_identifiers(namespace, universal, kind),
         ..Default::default()
     };
-    Some(ctx.add(resource, conditional.as_ref()))
+    Some(ctx.add_identified(resource, |d| conditional_identity(&d.identifier)))
 }
 
 /// The PL levels, most specific first: (component, physical type). A bed is part of its room, the

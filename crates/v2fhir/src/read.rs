@@ -8,11 +8,22 @@ pub fn field<'a>(seg: &Segment<'a>, n: usize) -> Option<Node<'a>> {
     seg.field(n).filter(|f| present(*f))
 }
 
-/// The repetitions of field `n` that hold a value.
-pub fn reps<'a>(seg: &Segment<'a>, n: usize) -> Vec<Node<'a>> {
-    match seg.field(n) {
-        Some(f) => f.repetitions().filter(|r| present(*r)).collect(),
-        None => Vec::new(),
+/// The repetitions of field `n` that hold a value, read as they are iterated (most fields are
+/// walked once, and a list per field read was an allocation each).
+pub fn reps<'a>(seg: &Segment<'a>, n: usize) -> Reps<'a> {
+    Reps(seg.field(n).map(|f| f.repetitions()))
+}
+
+/// The repetitions [`reps`] yields.
+#[derive(Clone)]
+pub struct Reps<'a>(Option<hl7v2::message::Children<'a>>);
+
+impl<'a> Iterator for Reps<'a> {
+    type Item = Node<'a>;
+
+    fn next(&mut self) -> Option<Node<'a>> {
+        let repetitions = self.0.as_mut()?;
+        repetitions.find(|r| present(*r))
     }
 }
 

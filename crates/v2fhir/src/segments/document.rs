@@ -62,7 +62,6 @@ pub fn txa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         c
     });
     let security_label: Vec<CodeableConcept> = reps(seg, 18)
-        .into_iter()
         .filter_map(|n| comp(n, 1))
         .filter_map(|c| {
             let display = match c.as_str() {
@@ -79,7 +78,6 @@ pub fn txa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let date = ctx.instant(field(seg, 6), ctx.at(6));
     let activity = ctx.dtm(field(seg, 4), ctx.at(4));
     let mut related: Vec<Reference> = reps(seg, 5)
-        .into_iter()
         .filter_map(|x| entities::practitioner(ctx, x))
         .collect::<Vec<_>>()
         .into_iter()
@@ -92,7 +90,6 @@ pub fn txa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         related.push(order);
     }
     let author: Vec<Reference> = reps(seg, 9)
-        .into_iter()
         .filter_map(|x| entities::practitioner(ctx, x))
         .collect::<Vec<_>>()
         .into_iter()
@@ -159,7 +156,6 @@ pub fn txa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         doc_status: doc_status.map(str::to_owned),
         r#type,
         category: reps(seg, 24)
-            .into_iter()
             .filter_map(|n| ctx.code(Some(n), &ctx.at(24)))
             .collect(),
         subject: ctx.patient_ref(),

@@ -116,7 +116,6 @@ pub fn ft1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let price_override = money(ctx, seg, 11);
     let cost_center = field(seg, 13).and_then(|c| department(ctx, c));
     let reason: Vec<CodeableConcept> = reps(seg, 19)
-        .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(19)))
         .collect();
 
@@ -308,9 +307,7 @@ fn item_device(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
 /// reference by its first PID-3 identifier: the Patient resource does not exist yet when RF1 is mapped.
 fn later_patient(ctx: &Ctx<'_>) -> Option<Reference> {
     let pid = ctx.message.find_segment("PID", 1)?;
-    let identifier = reps(&pid, 3)
-        .into_iter()
-        .find_map(|cx| ctx.identifier(cx))?;
+    let identifier = reps(&pid, 3).find_map(|cx| ctx.identifier(cx))?;
     Some(Reference {
         r#type: Some("Patient".into()),
         identifier: Some(Box::new(identifier)),
@@ -426,7 +423,6 @@ pub fn rf1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let authored_on = ctx.dtm(field(seg, 9), ctx.at(9));
     let reason_text = field_text(seg, 14);
     let mut reason_code: Vec<CodeableConcept> = reps(seg, 10)
-        .into_iter()
         .filter_map(|n| ctx.code(Some(n), &ctx.at(10)))
         .collect();
     match (reason_code.first_mut(), reason_text) {

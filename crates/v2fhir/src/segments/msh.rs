@@ -219,9 +219,7 @@ pub fn evn(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 
 /// The (operator Practitioner, facility Location) of an EVN; the same resources each time it is read.
 fn evn_entities(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> (Option<usize>, Option<usize>) {
-    let operator = crate::read::reps(seg, 5)
-        .into_iter()
-        .find_map(|xcn| entities::practitioner(ctx, xcn));
+    let operator = crate::read::reps(seg, 5).find_map(|xcn| entities::practitioner(ctx, xcn));
     let facility = field(seg, 7).and_then(|hd| entities::location_hd(ctx, hd));
     (operator, facility)
 }

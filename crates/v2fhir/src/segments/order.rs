@@ -114,27 +114,17 @@ fn scoped_id(ctx: &Ctx<'_>, resource_type: &str, discriminator: &str) -> String 
 }
 
 /// The id of the resource at `index` (every added resource has one).
-fn id_of(ctx: &Ctx<'_>, index: usize) -> String {
-    ctx.resources()
-        .nth(index)
-        .and_then(|r| r.id())
-        .unwrap_or_default()
-        .to_owned()
+fn id_of<'c>(ctx: &'c Ctx<'_>, index: usize) -> &'c str {
+    ctx.resource(index).and_then(|r| r.id()).unwrap_or_default()
 }
 
 fn type_of(ctx: &Ctx<'_>, index: usize) -> &'static str {
-    ctx.resources()
-        .nth(index)
-        .map(|r| r.resource_type())
-        .unwrap_or("")
+    ctx.resource(index).map(|r| r.resource_type()).unwrap_or("")
 }
 
 /// FT/TX text of all repetitions of field `n`, joined by line breaks.
 fn long_text(seg: &Segment<'_>, n: usize) -> Option<String> {
-    let parts: Vec<String> = reps(seg, n)
-        .into_iter()
-        .filter_map(|r| text(Some(r)))
-        .collect();
+    let parts: Vec<String> = reps(seg, n).filter_map(|r| text(Some(r))).collect();
     (!parts.is_empty()).then(|| parts.join("\n"))
 }
 
@@ -187,7 +177,7 @@ fn role(
         .and_then(|c| c.code.clone())
         .unwrap_or_default();
     let resource = PractitionerRole {
-        id: Some(ctx.id("PractitionerRole", &[&p, &c, &o])),
+        id: Some(ctx.id("PractitionerRole", &[p, &c, o])),
         practitioner: practitioner.map(|i| ctx.reference(i)),
         organization: organization.map(|i| ctx.reference(i)),
         code: code.into_iter().collect(),
@@ -511,7 +501,6 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let op = CodeableConcept::coding(V2_0443, "OP", Some("Ordering Provider"));
     let requester = role(ctx, practitioner, Some(op), organization).map(|i| ctx.reference(i));
     let location_code: Vec<CodeableConcept> = reps(seg, 29)
-        .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(29)))
         .map(order_type)
         .collect();
@@ -537,9 +526,8 @@ pub fn orc(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
 /// organization): ORC-21 (XON) -> Organization, with address ORC-22 and telecom ORC-23.
 pub(crate) fn ordering_facility(ctx: &mut Ctx<'_>, orc: &Segment<'_>) -> Option<usize> {
     let o = field(orc, 21).and_then(|x| entities::organization(ctx, x))?;
-    let address: Vec<fhir::Address> = reps(orc, 22).into_iter().filter_map(crate::xad).collect();
-    let telecom: Vec<fhir::ContactPoint> =
-        reps(orc, 23).into_iter().filter_map(crate::xtn).collect();
+    let address: Vec<fhir::Address> = reps(orc, 22).filter_map(crate::xad).collect();
+    let telecom: Vec<fhir::ContactPoint> = reps(orc, 23).filter_map(crate::xtn).collect();
     if let Some(org) = ctx.get_mut::<fhir::Organization>(o) {
         if org.address.is_empty() {
             org.address = address;
@@ -631,16 +619,14 @@ pub fn obr(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     };
     let occurrence = ctx.dtm(field(seg, 6), ctx.at(6));
     let reason: Vec<CodeableConcept> = reps(seg, 31)
-        .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(31)))
         .collect();
     let detail: Vec<CodeableConcept> = [46, 47]
         .into_iter()
-        .flat_map(|n| reps(seg, n).into_iter().map(move |r| (n, r)))
+        .flat_map(|n| reps(seg, n).map(move |r| (n, r)))
         .filter_map(|(n, r)| ctx.code(Some(r), &ctx.at(n)))
         .collect();
     let alternate: Vec<Identifier> = reps(seg, 53)
-        .into_iter()
         .filter_map(|r| {
             ctx.identifier(r).map(|mut i| {
                 i.r#type = Some(CodeableConcept::coding(V2_0203, "PLAC", None));
@@ -825,7 +811,7 @@ fn obr_specimen(ctx: &mut Ctx<'_>, seg: &Segment<'_>, g: Group, sr: usize) {
         return;
     }
     let (placer, filler) = order_numbers(ctx, g);
-    let sr_id = id_of(ctx, sr);
+    let sr_id = id_of(ctx, sr).to_owned();
     let start = ctx.dtm(field(seg, 7), ctx.at(7));
     let end = ctx.dtm(field(seg, 8), ctx.at(8));
     let collected = match (start, end) {
@@ -1102,7 +1088,6 @@ pub fn tq1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         rpt(ctx, pattern, &mut timing, &mut repeat);
     }
     repeat.time_of_day = reps(seg, 4)
-        .into_iter()
         .filter_map(|r| part(r, 1))
         .filter(|t| t.len() == 8 && t.as_bytes()[2] == b':' && t.as_bytes()[5] == b':')
         .collect();
@@ -1474,7 +1459,7 @@ fn specimen_ref(ctx: &Ctx<'_>, index: usize) -> Option<Reference> {
 
 /// The Specimen the current order's OBR describes ([`obr_specimen`]), if it made one.
 fn order_specimen(ctx: &Ctx<'_>) -> Option<Reference> {
-    let id = ctx.id("Specimen", &["order", &id_of(ctx, ctx.order?)]);
+    let id = ctx.id("Specimen", &["order", id_of(ctx, ctx.order?)]);
     ctx.resources()
         .position(|r| r.resource_type() == "Specimen" && r.id() == Some(id.as_str()))
         .map(|i| ctx.reference(i))
@@ -1591,7 +1576,7 @@ pub fn obx(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let id = match parent {
         Some(p) => {
             let pid = id_of(ctx, p);
-            ctx.id("Observation", &[&pid, &set_id, &sub_id, &code_key])
+            ctx.id("Observation", &[pid, &set_id, &sub_id, &code_key])
         }
         None => ctx.message_scoped_id("Observation", &code_key),
     };
@@ -1612,7 +1597,6 @@ pub fn obx(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .into_iter()
         .collect();
     let interpretation: Vec<CodeableConcept> = reps(seg, 8)
-        .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(8)))
         .map(interpretation)
         .collect();
@@ -1635,8 +1619,7 @@ pub fn obx(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let organization = field(seg, 23).and_then(|x| entities::organization(ctx, x));
     if let Some(o) = organization {
         // OBX-24: the performing organization's address (IG `OBX[Observation]`).
-        let address: Vec<fhir::Address> =
-            reps(seg, 24).into_iter().filter_map(crate::xad).collect();
+        let address: Vec<fhir::Address> = reps(seg, 24).filter_map(crate::xad).collect();
         if let Some(org) = ctx.get_mut::<fhir::Organization>(o)
             && org.address.is_empty()
         {
@@ -1885,7 +1868,7 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
                 .and_then(|n| ei(n, Some(k)))
         })
         .collect();
-    identifier.extend(reps(seg, 31).into_iter().filter_map(|r| ctx.identifier(r)));
+    identifier.extend(reps(seg, 31).filter_map(|r| ctx.identifier(r)));
     // SPM-32 shipment id: an identifier typed `SHIP` (IG `SPM[Specimen]`).
     identifier.extend(
         field(seg, 32)
@@ -1912,7 +1895,6 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .code(field(seg, 7), &ctx.at(7))
         .map(|c| in_table(c, "0488"));
     let handling: Vec<Extension> = reps(seg, 15)
-        .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(15)))
         .map(|c| {
             Extension::new(
@@ -1947,7 +1929,6 @@ pub fn spm(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let received = ctx.dtm(field(seg, 18), ctx.at(18));
     let status = field_text(seg, 20).and_then(|s| availability(&s));
     let condition: Vec<CodeableConcept> = reps(seg, 24)
-        .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(24)))
         .map(|c| in_table(c, "0493"))
         .collect();
@@ -2077,7 +2058,6 @@ fn allergy(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<AllergyIntolerance> {
         .unwrap_or_default();
     let crit = field_comp(seg, 4, 1).and_then(|c| criticality(&c));
     let manifestation: Vec<CodeableConcept> = reps(seg, 5)
-        .into_iter()
         .filter_map(|r| {
             let c = crate::cwe(r)?;
             // AL1-5 is ST in most versions: a bare text is kept as text, not as a code.
@@ -2096,7 +2076,7 @@ fn allergy(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<AllergyIntolerance> {
         .or_else(|| code.text.clone())
         .unwrap_or_default();
     Some(AllergyIntolerance {
-        id: Some(ctx.id("AllergyIntolerance", &[&patient, &code_key])),
+        id: Some(ctx.id("AllergyIntolerance", &[patient, &code_key])),
         clinical_status: Some(CodeableConcept::coding(
             "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical",
             "active",
@@ -2246,10 +2226,7 @@ fn clinical_id(
                 .or_else(|| c.text.clone())
         })
         .unwrap_or_default();
-    ctx.id(
-        resource_type,
-        &[&patient, &visit, &code, date.unwrap_or("")],
-    )
+    ctx.id(resource_type, &[patient, visit, &code, date.unwrap_or("")])
 }
 
 /// DG1 -> Condition (IG `DG1[Condition]`): code DG1-3 (text DG1-4), onset DG1-5, category
@@ -2453,7 +2430,6 @@ pub fn pr1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         }
     }
     let reason: Vec<CodeableConcept> = reps(seg, 15)
-        .into_iter()
         .filter_map(|r| ctx.code(Some(r), &ctx.at(15)))
         .collect();
     let location = field(seg, 23)
@@ -2620,8 +2596,7 @@ pub fn prt(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .and_then(|pl| entities::location(ctx, pl));
     let start = ctx.dtm(field(seg, 11), ctx.at(11));
     let end = ctx.dtm(field(seg, 12), ctx.at(12));
-    let telecom: Vec<fhir::ContactPoint> =
-        reps(seg, 15).into_iter().filter_map(crate::xtn).collect();
+    let telecom: Vec<fhir::ContactPoint> = reps(seg, 15).filter_map(crate::xtn).collect();
     let Some(i) = role(ctx, practitioner, code, organization) else {
         return;
     };
@@ -2756,10 +2731,7 @@ fn provider_role_display(code: &str) -> Option<&'static str> {
 /// expirationDate PRT-18, lotNumber PRT-19, serialNumber PRT-20, distinctIdentifier PRT-21 (EI.1), type
 /// PRT-22. The id comes from the first identifier, else the UDI, else the serial number.
 fn prt_device(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
-    let identifier: Vec<Identifier> = reps(seg, 10)
-        .into_iter()
-        .filter_map(|r| ei(r, None))
-        .collect();
+    let identifier: Vec<Identifier> = reps(seg, 10).filter_map(|r| ei(r, None)).collect();
     let udi = field(seg, 16).filter(|n| present(*n)).and_then(|n| {
         let device_identifier = part(n, 1)?;
         let issuer = part(n, 3).map(|u| match part(n, 4).as_deref() {

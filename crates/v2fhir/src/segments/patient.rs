@@ -146,7 +146,6 @@ fn patient_id(ctx: &Ctx<'_>, id: &Identifier) -> String {
 fn identifiers(ctx: &mut Ctx<'_>, seg: &Segment<'_>, n: usize) -> Vec<Identifier> {
     let at = ctx.at(n);
     reps(seg, n)
-        .into_iter()
         .filter_map(|r| entities::identifier(ctx, r, &at))
         .collect()
 }
@@ -203,7 +202,6 @@ fn names(ctx: &mut Ctx<'_>, seg: &Segment<'_>, n: usize) -> Vec<HumanName> {
 fn addresses(ctx: &mut Ctx<'_>, seg: &Segment<'_>, n: usize) -> Vec<Address> {
     let at = ctx.at(n);
     reps(seg, n)
-        .into_iter()
         .filter_map(|r| {
             let mut address = crate::xad(r)?;
             address.period = dr_period(ctx, r, 12, 13, &at);
@@ -222,7 +220,6 @@ fn telecoms(
 ) -> Vec<ContactPoint> {
     let at = ctx.at(n);
     reps(seg, n)
-        .into_iter()
         .filter_map(|r| {
             let mut cp = crate::xtn(r)?;
             if let Some(u) = default_use.filter(|_| comp(r, 2).is_none()) {
@@ -1301,7 +1298,6 @@ fn hospitalization(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<EncounterHosp
     let mut list = |n: usize, table: &str| -> Vec<CodeableConcept> {
         let at = ctx.at(n);
         reps(seg, n)
-            .into_iter()
             .filter_map(|r| coded(ctx, Some(r), &at, &v2_table(table)))
             .collect()
     };
@@ -1405,7 +1401,6 @@ pub fn pv2(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         })
     });
     let referrer: Vec<EncounterParticipant> = reps(seg, 13)
-        .into_iter()
         .filter_map(|r| participant(ctx, r, "REF", "referrer"))
         .collect();
     let priority = field(seg, 25).and_then(|p| {
@@ -2214,7 +2209,6 @@ fn policy_deductible(seg: &Segment<'_>) -> Option<fhir::CoverageCostToBeneficiar
 fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
     let at = ctx.at(3);
     let identifier: Vec<Identifier> = reps(seg, 3)
-        .into_iter()
         .filter_map(|r| entities::identifier(ctx, r, &at))
         .collect();
     let name = field_comp(seg, 4, 1);
@@ -2225,9 +2219,8 @@ fn payor(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
             ..Default::default()
         })
         .collect();
-    let address: Vec<fhir::Address> = reps(seg, 5).into_iter().filter_map(crate::xad).collect();
-    let telecom: Vec<fhir::ContactPoint> =
-        reps(seg, 7).into_iter().filter_map(crate::xtn).collect();
+    let address: Vec<fhir::Address> = reps(seg, 5).filter_map(crate::xad).collect();
+    let telecom: Vec<fhir::ContactPoint> = reps(seg, 7).filter_map(crate::xtn).collect();
     if identifier.is_empty()
         && name.is_none()
         && contact.is_empty()

@@ -319,7 +319,6 @@ pub fn rxa(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         dose_quantity: nm_quantity(ctx, seg, 6, Some(7)),
         performer,
         reason_code: reps(seg, 19)
-            .into_iter()
             .filter_map(|n| ctx.code(Some(n), &ctx.at(19)))
             .collect(),
         is_subpotent: (completion.as_deref() == Some("PA")).then_some(true),
@@ -661,7 +660,6 @@ fn tq1(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Tq1 {
         }
     }
     let time_of_day: Vec<String> = reps(seg, 4)
-        .into_iter()
         .filter_map(|t| {
             let t = text(Some(t))?.replace(':', "");
             let ok = (t.len() == 4 || t.len() == 6) && t.bytes().all(|b| b.is_ascii_digit());
@@ -918,7 +916,7 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
     let max = amount(ctx, f.amount_max);
     let rate = nm_quantity(ctx, seg, f.rate, Some(f.rate_units));
     dosage.dose_and_rate.extend(dose_and_rate(min, max, rate));
-    let instructions: Vec<Node<'_>> = reps(seg, f.instructions);
+    let instructions: Vec<Node<'_>> = reps(seg, f.instructions).collect();
     match kind {
         OrderKind::Original => {
             dosage.text = instructions.first().and_then(|n| cwe_text(*n));
@@ -972,9 +970,9 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
             apply_tq1(ctx, &t, &mut dosage, &mut priority_code);
         } else {
             // Before v2.5 the timing is a TQ in ORC-7 (or RXE-1), one repetition per schedule.
-            let (tq, at) = match orc.as_ref().map(|o| reps(o, 7)) {
+            let (tq, at) = match orc.as_ref().map(|o| reps(o, 7).collect::<Vec<_>>()) {
                 Some(r) if !r.is_empty() => (r, "ORC-7".to_owned()),
-                _ if kind == OrderKind::Filler => (reps(seg, 1), String::from(ctx.at(1))),
+                _ if kind == OrderKind::Filler => (reps(seg, 1).collect(), String::from(ctx.at(1))),
                 _ => (Vec::new(), String::new()),
             };
             for (n, node) in tq.into_iter().enumerate() {
@@ -1009,7 +1007,6 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
         .collect();
 
     let requester = reps(seg, f.requester)
-        .into_iter()
         .find_map(|x| entities::practitioner(ctx, x))
         .or_else(|| {
             orc.as_ref()
@@ -1047,13 +1044,10 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
     let pharmacy = field(seg, f.pharmacy).and_then(|cwe| pharmacy(ctx, cwe));
     if let Some(o) = pharmacy {
         let address: Vec<fhir::Address> = reps(seg, f.pharmacy_address)
-            .into_iter()
             .filter_map(crate::xad)
             .collect();
-        let telecom: Vec<fhir::ContactPoint> = reps(seg, f.pharmacy_phone)
-            .into_iter()
-            .filter_map(crate::xtn)
-            .collect();
+        let telecom: Vec<fhir::ContactPoint> =
+            reps(seg, f.pharmacy_phone).filter_map(crate::xtn).collect();
         if let Some(org) = ctx.get_mut::<Organization>(o) {
             if org.address.is_empty() {
                 org.address = address;
@@ -1118,7 +1112,6 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
         requester: reference(ctx, requester),
         recorder: reference(ctx, recorder),
         reason_code: reps(seg, f.indication)
-            .into_iter()
             .filter_map(|n| ctx.code(Some(n), &ctx.at(f.indication)))
             .collect(),
         based_on,
@@ -1443,7 +1436,6 @@ pub fn rxd(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         when_handed_over: handed_over,
         location: reference(ctx, location),
         note: reps(seg, 9)
-            .into_iter()
             .filter_map(cwe_text)
             .map(|t| fhir::Annotation {
                 text: Some(t),

@@ -278,15 +278,12 @@ fn contacts(ctx: &mut Ctx<'_>, seg: &Segment<'_>, appointment: usize) {
         (20, 21, None, 22, "Enterer"),
     ];
     for (person, phone, address, location, function) in FIELDS {
-        let Some(p) = reps(seg, person)
-            .into_iter()
-            .find_map(|x| crate::entities::practitioner(ctx, x))
-        else {
+        let Some(p) = reps(seg, person).find_map(|x| crate::entities::practitioner(ctx, x)) else {
             continue;
         };
-        let telecom: Vec<_> = reps(seg, phone).into_iter().filter_map(xtn).collect();
+        let telecom: Vec<_> = reps(seg, phone).filter_map(xtn).collect();
         let addresses: Vec<_> = address
-            .map(|a| reps(seg, a).into_iter().filter_map(xad).collect())
+            .map(|a| reps(seg, a).filter_map(xad).collect())
             .unwrap_or_default();
         if let Some(r) = ctx.get_mut::<Practitioner>(p) {
             for t in telecom {
@@ -475,10 +472,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 fn notes(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Vec<Annotation> {
     let mut out = Vec::new();
     for nte in following(ctx, seg, &["NTE"]) {
-        let parts: Vec<String> = reps(&nte, 3)
-            .into_iter()
-            .filter_map(|r| text(Some(r)))
-            .collect();
+        let parts: Vec<String> = reps(&nte, 3).filter_map(|r| text(Some(r))).collect();
         if parts.is_empty() {
             continue;
         }
@@ -667,7 +661,6 @@ pub fn aig(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let participant = AppointmentParticipant {
         actor: device.map(|d| ctx.reference(d)),
         r#type: reps(seg, 4)
-            .into_iter()
             .filter_map(|n| ctx.code(Some(n), &ctx.at(4)))
             .collect(),
         period: period(ctx, seg, 8),
@@ -732,13 +725,10 @@ pub fn aip(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
     let Some(appt) = appointment(ctx, seg) else {
         return;
     };
-    let practitioner = reps(seg, 3)
-        .into_iter()
-        .find_map(|x| crate::entities::practitioner(ctx, x));
+    let practitioner = reps(seg, 3).find_map(|x| crate::entities::practitioner(ctx, x));
     let participant = AppointmentParticipant {
         actor: practitioner.map(|p| ctx.reference(p)),
         r#type: reps(seg, 4)
-            .into_iter()
             .filter_map(|n| ctx.code(Some(n), &ctx.at(4)))
             .collect(),
         period: period(ctx, seg, 6),
