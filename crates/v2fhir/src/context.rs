@@ -91,17 +91,11 @@ impl At {
     const INLINE: usize = 22;
 
     fn field(segment: &str, n: usize) -> At {
-        let mut bytes = [0u8; At::INLINE];
-        let mut digits = [0u8; 20];
-        let mut count = 0;
-        let mut rest = n;
-        loop {
-            digits[count] = b'0' + (rest % 10) as u8;
+        let mut count = 1;
+        let mut rest = n / 10;
+        while rest > 0 {
             count += 1;
             rest /= 10;
-            if rest == 0 {
-                break;
-            }
         }
         let len = segment.len() + 1 + count;
         if len > At::INLINE {
@@ -111,13 +105,16 @@ impl At {
             push_decimal(&mut text, n);
             return At(AtText::Heap(text));
         }
-        bytes[..segment.len()].copy_from_slice(segment.as_bytes());
+        let mut bytes = [0u8; At::INLINE];
+        // Byte by byte: a segment name is a few bytes, and a slice copy was a `memcpy` call.
+        for (to, from) in bytes.iter_mut().zip(segment.bytes()) {
+            *to = from;
+        }
         bytes[segment.len()] = b'-';
-        for (to, digit) in bytes[segment.len() + 1..len]
-            .iter_mut()
-            .zip(digits[..count].iter().rev())
-        {
-            *to = *digit;
+        let mut rest = n;
+        for to in bytes[segment.len() + 1..len].iter_mut().rev() {
+            *to = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
         At(AtText::Inline {
             bytes,
@@ -351,12 +348,8 @@ impl<'a> Ctx<'a> {
     /// conditional update (`PUT Patient?identifier=system|value`) so a FHIR server that already knows the
     /// resource under another id updates it instead of creating a second one.
     pub fn add<T: TypedResource>(&mut self, resource: T, identity: Option<&Identifier>) -> usize {
-        let id = resource.id().expect("resources are added with an id");
-        if let Some(i) = self.existing(T::TYPE, id) {
-            return i;
-        }
-        let url = request_url(T::TYPE, id, identity);
-        self.push_entry(resource, url)
+        // Boxed first: the rest moves a pointer, not a resource of one to three kilobytes.
+        self.add_resource(resource.into(), identity)
     }
 
     /// As [`Ctx::add`], with the identity found in the resource itself (`|p| p.identifier.first()`),
@@ -366,27 +359,39 @@ impl<'a> Ctx<'a> {
         resource: T,
         identity: impl for<'r> FnOnce(&'r T) -> Option<&'r Identifier>,
     ) -> usize {
+        let resource: Resource = resource.into();
         let id = resource.id().expect("resources are added with an id");
         if let Some(i) = self.existing(T::TYPE, id) {
             return i;
         }
-        let url = request_url(T::TYPE, id, identity(&resource));
+        let url = request_url(T::TYPE, id, resource.downcast_ref::<T>().and_then(identity));
         self.push_entry(resource, url)
     }
 
-    fn push_entry<T: TypedResource>(&mut self, resource: T, url: String) -> usize {
+    fn add_resource(&mut self, resource: Resource, identity: Option<&Identifier>) -> usize {
+        let resource_type = resource.resource_type();
+        let id = resource.id().expect("resources are added with an id");
+        if let Some(i) = self.existing(resource_type, id) {
+            return i;
+        }
+        let url = request_url(resource_type, id, identity);
+        self.push_entry(resource, url)
+    }
+
+    fn push_entry(&mut self, resource: Resource, url: String) -> usize {
+        let resource_type = resource.resource_type();
         let id = resource
             .id()
             .expect("resources are added with an id")
             .to_owned();
         self.entries.push(BundleEntry {
             full_url: Some(urn_uuid(&id)),
-            resource: Some(resource.into()),
+            resource: Some(resource),
             request: Some(BundleRequest::new("PUT", url)),
             ..Default::default()
         });
         let i = self.entries.len() - 1;
-        self.index.entry(T::TYPE).or_default().insert(id, i);
+        self.index.entry(resource_type).or_default().insert(id, i);
         i
     }
 
