@@ -48,6 +48,19 @@ mod tests {
         assert_ne!(a, id("Encounter", &["urn:oid:1.2", "123"]));
         assert_ne!(id("Patient", &["ab", "c"]), id("Patient", &["a", "bc"]));
         assert_eq!(a.len(), 36);
+        // SHA-256 over "Patient", then each part's length (u64, little-endian) and bytes, as an
+        // independent implementation (Python's hashlib) computes it; a part longer than the
+        // stack buffer is hashed the same way.
+        assert_eq!(a, "00f6fa6f-7592-8643-ace3-f2b58d6fda12");
+        assert_eq!(
+            id("Location", &["pl", &"x".repeat(300), "y"]),
+            "9b6f86c5-f196-844f-8b8c-5d4d2919d046"
+        );
+        // Parts that fill the buffer between them.
+        assert_eq!(
+            id("Location", &[&"a".repeat(200), &"b".repeat(100)]),
+            "161dff3c-9154-8d6a-812a-f0bc31059bcc"
+        );
         assert_eq!(&a[14..15], "8");
         assert_eq!(
             uuid_text(&[0xab; 16]),
