@@ -125,7 +125,7 @@ impl At {
     pub fn as_str(&self) -> &str {
         match &self.0 {
             AtText::Inline { bytes, len } => std::str::from_utf8(&bytes[..usize::from(*len)])
-                .expect("a segment name, '-' and digits"),
+                .expect("a str, '-' and ASCII digits, copied whole"),
             AtText::Heap(text) => text,
         }
     }

@@ -177,7 +177,6 @@ fn parse(value: &str) -> Result<Option<Parsed<'_>>, Error> {
     }))
 }
 
-/// Splits the digit run into `YYYY`, `MM`, `DD`, `HH`, `MM`, `SS`.
 /// `digits` (4, 6, 8, 10, 12 or 14 ASCII digits) split into `YYYY`, `MM`, `DD`, `HH`, `MM`, `SS`.
 pub(crate) fn split_parts(digits: &str) -> DateParts<'_> {
     let mut parts = DateParts {
