@@ -7,7 +7,8 @@
 //! Messages/s and MB/s (decompressed text) per row, and the ratio to the target
 //! (100,000 messages/s to NDJSON on this machine). The binary's allocator (mimalloc) is used here
 //! too, so the figures are the command's. Settings (environment): `CAUSEWAY_BENCH_MESSAGES`
-//! (default 50,000), `CAUSEWAY_BENCH_THREADS` (default: the cores).
+//! (default 50,000), `CAUSEWAY_BENCH_THREADS` (default: the cores), `CAUSEWAY_BENCH_ONLY` (row ids,
+//! comma-separated: `dry`, `ndjson-1`, `ndjson-n`, `store`; default all).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,6 +22,9 @@ use causeway_import::{Options, Progress, Settings, finish, stage, store};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const TARGET_MSGS_PER_SEC: f64 = 100_000.0;
+
+/// The rows' ids for `CAUSEWAY_BENCH_ONLY`, in the order they run.
+const ROW_IDS: [&str; 4] = ["dry", "ndjson-1", "ndjson-n", "store"];
 
 enum Target {
     DryRun,
@@ -97,6 +101,19 @@ fn import(
 fn main() -> ExitCode {
     let run = || -> Result<(), String> {
         let n = env_u64("CAUSEWAY_BENCH_MESSAGES", 50_000)? as usize;
+        // `CAUSEWAY_BENCH_ONLY=ndjson-n,store` runs some rows only, e.g. to profile one.
+        let only = std::env::var("CAUSEWAY_BENCH_ONLY").ok();
+        let unknown: Vec<&str> = only
+            .iter()
+            .flat_map(|o| o.split(','))
+            .filter(|id| !ROW_IDS.contains(id))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(format!(
+                "CAUSEWAY_BENCH_ONLY: unknown row id(s) {unknown:?}; known: {}",
+                ROW_IDS.join(", ")
+            ));
+        }
         let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         let threads = env_u64("CAUSEWAY_BENCH_THREADS", cores as u64)? as usize;
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -115,12 +132,16 @@ fn main() -> ExitCode {
             "row", "msg/s", "MB/s", "staging s", "total s", "vs target"
         );
         let rows = [
-            (Target::DryRun, threads),
-            (Target::Ndjson, 1),
-            (Target::Ndjson, threads),
-            (Target::Store, threads),
+            (ROW_IDS[0], Target::DryRun, threads),
+            (ROW_IDS[1], Target::Ndjson, 1),
+            (ROW_IDS[2], Target::Ndjson, threads),
+            (ROW_IDS[3], Target::Store, threads),
         ];
-        for (i, (target, t)) in rows.into_iter().enumerate() {
+        let rows = rows.into_iter().filter(|(id, ..)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|wanted| wanted == *id))
+        });
+        for (i, (_, target, t)) in rows.enumerate() {
             let work = dir.path().join(format!("work-{i}"));
             let row = import(&archive, &work, t, target)?;
             let secs = row.total.as_secs_f64();
