@@ -348,9 +348,16 @@ impl Stager {
         let stats = &mut self.stats;
         stats.messages_read += 1;
         let facts = &outcome.facts;
+        // Looked up before a key is copied: every message names a type, version and sender
+        // seen many times before, and this thread applies messages one after another.
         let count = |map: &mut BTreeMap<String, u64>, key: &Option<String>| {
             if let Some(k) = key {
-                *map.entry(k.clone()).or_default() += 1;
+                match map.get_mut(k) {
+                    Some(n) => *n += 1,
+                    None => {
+                        map.insert(k.clone(), 1);
+                    }
+                }
             }
         };
         count(&mut stats.message_types, &facts.message_type);
@@ -460,10 +467,11 @@ impl Stager {
     }
 
     fn label(&mut self, file: &Arc<str>) -> Arc<str> {
-        self.labels
-            .entry(Box::from(&**file))
-            .or_insert_with(|| file.clone())
-            .clone()
+        if let Some(label) = self.labels.get(&**file) {
+            return label.clone();
+        }
+        self.labels.insert(Box::from(&**file), file.clone());
+        file.clone()
     }
 
     fn checkpoint(&mut self) -> Result<()> {
