@@ -670,6 +670,42 @@ PV1|1|I|||||11^Lee^Ann^^^^^^NPI&2.16.840.1.113883.4.6&ISO|11^Lee^Ann^^^^^^NPI&2.
 ZXX|A&B|X^A&B\r";
 
     #[test]
+    fn entries_are_found_by_type_and_id_even_where_two_types_share_an_id() {
+        let message = hl7v2::parse(MSG).unwrap();
+        let profile = Profile::default();
+        let mut ctx = Ctx::new(&message, &profile);
+        let with_id = |id: &str| Some(id.to_owned());
+        let patient = ctx.add(
+            fhir::Patient {
+                id: with_id("same"),
+                ..Default::default()
+            },
+            None,
+        );
+        let encounter = ctx.add(
+            fhir::Encounter {
+                id: with_id("same"),
+                ..Default::default()
+            },
+            None,
+        );
+        assert_ne!(patient, encounter);
+        assert_eq!(ctx.existing("Patient", "same"), Some(patient));
+        assert_eq!(ctx.existing("Encounter", "same"), Some(encounter));
+        assert_eq!(ctx.existing("Location", "same"), None);
+        assert_eq!(ctx.existing("Patient", "other"), None);
+        // Adding either again gives back the first.
+        let again = ctx.add(
+            fhir::Encounter {
+                id: with_id("same"),
+                ..Default::default()
+            },
+            None,
+        );
+        assert_eq!((again, ctx.resources().count()), (encounter, 2));
+    }
+
+    #[test]
     fn memo_builds_each_value_once_and_tells_levels_apart() {
         let message = hl7v2::parse(MSG).unwrap();
         let profile = Profile::default();
