@@ -366,17 +366,27 @@ fn read_facts(message: &hl7v2::Message<'_>, settings: &Settings, facts: &mut Fac
 /// to `Type/id`, the MessageHeader left out (it describes the transport, not the patient), and
 /// the Provenance naming where in the archive the message was (`origin`: `file#number`).
 fn candidates(bundle: fhir::Bundle, origin: &Origin) -> Result<Vec<Candidate>, fhir::Error> {
-    let mut local: HashMap<String, String> = HashMap::new();
-    for entry in &bundle.entry {
-        if let (Some(full), Some(resource)) = (&entry.full_url, &entry.resource)
+    let mut entries = bundle.entry;
+    let mut local: HashMap<String, String> = HashMap::with_capacity(entries.len());
+    for entry in &mut entries {
+        // The fullUrl is not written again: it moves into the map.
+        if let (Some(resource), Some(full)) = (&entry.resource, entry.full_url.take())
             && let Some(id) = resource.id()
         {
-            local.insert(full.clone(), format!("{}/{id}", resource.resource_type()));
+            let resource_type = resource.resource_type();
+            let mut target = String::with_capacity(resource_type.len() + 1 + id.len());
+            target.push_str(resource_type);
+            target.push('/');
+            target.push_str(id);
+            local.insert(full, target);
         }
     }
-    let mut out = Vec::with_capacity(bundle.entry.len());
+    let mut out = Vec::with_capacity(entries.len());
     let mut provenances = 0;
-    for entry in bundle.entry {
+    // Each resource is written here first and copied out with its references rewritten: one
+    // buffer for the message, not one more allocation per resource.
+    let mut written = Vec::new();
+    for entry in entries {
         let Some(mut resource) = entry.resource else {
             continue;
         };
@@ -395,7 +405,9 @@ fn candidates(bundle: fhir::Bundle, origin: &Origin) -> Result<Vec<Candidate>, f
         let Some(id) = resource.id() else {
             continue;
         };
-        let json = rewrite_references(&fhir::to_vec(&resource), &local);
+        written.clear();
+        fhir::WriteJson::write_json(&resource, &mut written);
+        let json = rewrite_references(&written, &local);
         out.push(Candidate::new(resource_type, id, json));
     }
     Ok(out)
