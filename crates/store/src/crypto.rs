@@ -31,8 +31,8 @@
 //! - **Associated data**: `causeway-store/v1/<kind>/` ‖ row id as 8 bytes big-endian (and a
 //!   resource version's number after it), where kind is `message-payload`, `message-outbound`,
 //!   `inbound-ack`, `delivery-ack`, `resource-version`, `pending-resource` or `audit-query`, and
-//!   for format `0x02` the suffix `/zstd`, for `0x03` the suffix `/delta`. A ciphertext copied to another row, a row
-//!   whose id was changed, or a format byte changed, fails to decrypt.
+//!   for format `0x02` the suffix `/zstd`, for `0x03` the suffix `/delta`. A ciphertext copied
+//!   to another row, a row whose id was changed, or a format byte changed, fails to decrypt.
 //! - **Patient identifiers** are stored only as HMAC-SHA256 under the index key: a stolen
 //!   database file does not reveal MRNs, yet exact-match search works.
 //! - **Key check**: the database keeps a value derived from the key; opening with another key

@@ -348,8 +348,7 @@ impl<'a> Ctx<'a> {
     /// conditional update (`PUT Patient?identifier=system|value`) so a FHIR server that already knows the
     /// resource under another id updates it instead of creating a second one.
     pub fn add<T: TypedResource>(&mut self, resource: T, identity: Option<&Identifier>) -> usize {
-        // Boxed first: the rest moves a pointer, not a resource of one to three kilobytes.
-        self.add_resource(resource.into(), identity)
+        self.add_boxed(resource.into(), |_, id| request_url(T::TYPE, id, identity))
     }
 
     /// As [`Ctx::add`], with the identity found in the resource itself (`|p| p.identifier.first()`),
@@ -359,31 +358,26 @@ impl<'a> Ctx<'a> {
         resource: T,
         identity: impl for<'r> FnOnce(&'r T) -> Option<&'r Identifier>,
     ) -> usize {
-        let resource: Resource = resource.into();
-        let id = resource.id().expect("resources are added with an id");
-        if let Some(i) = self.existing(T::TYPE, id) {
-            return i;
-        }
-        let url = request_url(T::TYPE, id, resource.downcast_ref::<T>().and_then(identity));
-        self.push_entry(resource, url)
+        self.add_boxed(resource.into(), |resource, id| {
+            request_url(T::TYPE, id, resource.downcast_ref::<T>().and_then(identity))
+        })
     }
 
-    fn add_resource(&mut self, resource: Resource, identity: Option<&Identifier>) -> usize {
+    /// The one body of [`Ctx::add`] and [`Ctx::add_identified`]. The resource comes boxed, so the
+    /// rest moves a pointer, not a struct of one to three kilobytes; `url` names the entry's
+    /// request and runs only for a resource not in the bundle yet.
+    fn add_boxed(
+        &mut self,
+        resource: Resource,
+        url: impl FnOnce(&Resource, &str) -> String,
+    ) -> usize {
         let resource_type = resource.resource_type();
         let id = resource.id().expect("resources are added with an id");
         if let Some(i) = self.existing(resource_type, id) {
             return i;
         }
-        let url = request_url(resource_type, id, identity);
-        self.push_entry(resource, url)
-    }
-
-    fn push_entry(&mut self, resource: Resource, url: String) -> usize {
-        let resource_type = resource.resource_type();
-        let id = resource
-            .id()
-            .expect("resources are added with an id")
-            .to_owned();
+        let url = url(&resource, id);
+        let id = id.to_owned();
         self.entries.push(BundleEntry {
             full_url: Some(urn_uuid(&id)),
             resource: Some(resource),
