@@ -13,6 +13,7 @@
 
 pub mod fhir_store;
 pub mod file;
+pub mod handoff;
 pub mod http;
 pub mod mllp;
 
@@ -92,6 +93,10 @@ pub struct Worker {
     pub paused: Arc<AtomicBool>,
     /// The destination's counters, shared by its workers and read by the monitor.
     pub stats: Arc<crate::monitor::DestinationStats>,
+    /// The channel's messages just stored, for a first attempt without reading them back.
+    pub handoff: Arc<handoff::Handoff>,
+    /// This queue's index in the channel's queue list (its bit in the handoff).
+    pub queue_slot: usize,
 }
 
 /// Most deliveries a FIFO worker claims at once: each batch costs one store write (settling
@@ -238,30 +243,40 @@ impl Worker {
     }
 
     async fn attempt(&mut self, delivery: &Delivery) -> Outcome {
-        let stored = match self.store.outgoing(delivery.message_id).await {
-            Ok(Some(m)) => m,
-            Ok(None) => {
-                return Outcome::Failed {
-                    error: "message no longer stored".into(),
-                    ack: None,
+        // A first attempt right after the message was stored takes its bytes from memory;
+        // anything else reads them from the store.
+        let handed = self.handoff.take(self.queue_slot, delivery.message_id);
+        let stored;
+        let (payload, header): (&[u8], &Header) = match &handed {
+            Some(o) => (&o.payload, &o.header),
+            None => {
+                stored = match self.store.outgoing(delivery.message_id).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => {
+                        return Outcome::Failed {
+                            error: "message no longer stored".into(),
+                            ack: None,
+                        };
+                    }
+                    Err(e) => {
+                        tracing::error!(queue = %self.queue, seq = %delivery.seq, error = %e, "loading a queued message failed");
+                        return Outcome::Retry {
+                            error: format!("store: {e}"),
+                            next_attempt_at: UnixMillis::now()
+                                .plus(self.retry.delay(delivery.attempts)),
+                            ack: None,
+                        };
+                    }
                 };
-            }
-            Err(e) => {
-                tracing::error!(queue = %self.queue, seq = %delivery.seq, error = %e, "loading a queued message failed");
-                return Outcome::Retry {
-                    error: format!("store: {e}"),
-                    next_attempt_at: UnixMillis::now().plus(self.retry.delay(delivery.attempts)),
-                    ack: None,
+                let Some(payload) = stored.outbound.as_ref().or(stored.raw.as_ref()) else {
+                    return Outcome::Failed {
+                        error: "payload purged by retention".into(),
+                        ack: None,
+                    };
                 };
+                (payload, &stored.summary.header)
             }
         };
-        let Some(payload) = stored.outbound.as_ref().or(stored.raw.as_ref()) else {
-            return Outcome::Failed {
-                error: "payload purged by retention".into(),
-                ack: None,
-            };
-        };
-        let header = &stored.summary.header;
         let control_id = header.control_id.clone();
         let bundle;
         let fhir = self.fhir.as_ref().and_then(|f| f.get());

@@ -36,6 +36,7 @@ use causeway_store::{Header, MessageState, NewMessage, Store, UnixMillis};
 use hl7v2::{AckCode, AckError, AckHeader, AckMode, Message};
 use tokio::sync::Notify;
 
+use crate::destinations::handoff::Outgoing;
 use crate::filter::{Accept, Filter};
 use crate::transform::{TransformContext, Transforms, Verdict};
 
@@ -95,6 +96,8 @@ pub struct Channel {
     pub drift: Option<Arc<crate::drift::DriftTracker>>,
     /// Its destinations with their counters (shared with their workers), for the monitor.
     pub destinations: Vec<crate::monitor::DestinationHandle>,
+    /// Messages just stored, left for the destination workers' first attempt.
+    pub handoff: Arc<crate::destinations::handoff::Handoff>,
     ack_ids: AckIds,
 }
 
@@ -210,6 +213,15 @@ fn missing_header_field(msg: &Message<'_>) -> Option<AckError> {
 /// The header fields the store indexes. Values longer than the store accepts are cut (on a
 /// character boundary) rather than refused: a sender's oversized MSH-10 must not turn into
 /// an AE it would resend forever.
+/// The handoff bits of a channel's `n` queues (every one of them: a routed message goes to all).
+fn all_queues(n: usize) -> u64 {
+    match n {
+        0 => 0,
+        64.. => u64::MAX,
+        n => (1u64 << n) - 1,
+    }
+}
+
 fn header_of(msg: &Message<'_>) -> Header {
     let text =
         |s: Option<std::borrow::Cow<'_, str>>| clip(s.map(|s| s.into_owned()).unwrap_or_default());
@@ -293,6 +305,7 @@ impl Channel {
             drift: None,
             paused: Arc::new(AtomicBool::new(false)),
             destinations: Vec::new(),
+            handoff: Arc::default(),
             ack_ids: AckIds::new(),
         }
     }
@@ -424,11 +437,17 @@ impl Channel {
         };
         let ack = hl7v2::build_ack(&msg, wire_code, &errors, header);
         let queues_empty = queues.is_empty();
+        let stored_header = header_of(&msg);
+        // What the destinations will send, handed to them once the message is committed.
+        let handed = (!queues_empty).then(|| Outgoing {
+            payload: Arc::from(outbound.as_deref().unwrap_or(raw)),
+            header: Arc::new(stored_header.clone()),
+        });
         let new = NewMessage {
             channel: self.name.clone(),
             peer: peer.to_string(),
             received_at,
-            header: header_of(&msg),
+            header: stored_header,
             patient_ids: patient_ids(&msg),
             raw: raw.to_vec(),
             destinations: queues,
@@ -462,6 +481,10 @@ impl Channel {
                     MessageState::Filtered => ChannelStats::bump(&self.stats.filtered),
                     MessageState::Rejected => ChannelStats::bump(&self.stats.rejected),
                     _ => ChannelStats::bump(&self.stats.errored),
+                }
+                if let Some(outgoing) = handed {
+                    self.handoff
+                        .put(outcome.id, outgoing, all_queues(self.queues.len()));
                 }
                 if routed {
                     self.wake.notify_waiters();
@@ -795,6 +818,8 @@ impl Channel {
                 }
             },
         };
+        // The copy destinations send may change: a first attempt still to come reads it anew.
+        self.handoff.forget(id);
         let created = self
             .store
             .reprocess(id, state, outbound, queues.clone())

@@ -514,10 +514,11 @@ fn build_channel(
     let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // One conversion for the ingest path and the destinations, replaceable while they run.
     let conversion = SharedConversion::new(cfg.fhir.clone());
+    let handoff = Arc::new(destinations::handoff::Handoff::default());
     let mut workers = Vec::new();
     let mut queues = Vec::new();
     let mut handles = Vec::new();
-    for dest in &cfg.destinations {
+    for (queue_slot, dest) in cfg.destinations.iter().enumerate() {
         let queue = queue_name(&cfg.name, &dest.name);
         let stats = Arc::new(crate::monitor::DestinationStats::default());
         handles.push(crate::monitor::DestinationHandle {
@@ -568,6 +569,8 @@ fn build_channel(
                 wake: wake.clone(),
                 paused: paused.clone(),
                 stats: stats.clone(),
+                handoff: handoff.clone(),
+                queue_slot,
             });
         }
         queues.push(queue);
@@ -586,6 +589,7 @@ fn build_channel(
     channel.destinations = handles;
     channel.fhir = conversion;
     channel.write_back = cfg.write_back.clone();
+    channel.handoff = handoff;
     Ok((channel, workers))
 }
 
