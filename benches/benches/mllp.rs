@@ -1151,6 +1151,7 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
         "fsyncs/msg",
         "msgs/fsync",
         "delivered",
+        "delivered msg/s",
         "backlog",
     ];
     let mut rows = Vec::new();
@@ -1179,6 +1180,10 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
                             row.push(format!("{per:.3}"));
                             row.push(format!("{:.1}", 1.0 / per.max(f64::MIN_POSITIVE)));
                             row.push(s.delivered.to_string());
+                            row.push(format!(
+                                "{:.0}",
+                                s.delivered as f64 / m.elapsed.as_secs_f64().max(1e-9)
+                            ));
                             row.push(s.backlog.to_string());
                             if s.failed_commits > 0 {
                                 notes.push(format!(
@@ -1195,9 +1200,8 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
                                 ));
                             }
                         }
-                        None => {
-                            row.extend(["none (not persisted)", "-", "-", "-"].map(String::from))
-                        }
+                        None => row
+                            .extend(["none (not persisted)", "-", "-", "-", "-"].map(String::from)),
                     }
                     if m.failed > 0 {
                         notes.push(format!(
@@ -1231,7 +1235,7 @@ fn print_report(settings: &Settings, results: &[(&Spec, usize, Cell, Cell)], unt
         "time to ACK: from the client's write (closed loop) or the scheduled send time (paced) to the whole ACK read; \
          CPU µs/msg: CPU time of the bench process (client and engine; for python-hl7, client plus the python server) per message; \
          fsyncs/msg: store commits (each one WAL fsync) / messages stored, timed part only; \
-         delivered/backlog: messages the destination delivered during the row / still queued at its end"
+         delivered/backlog: messages the destination delivered during the row (and per second of it) / still queued at its end"
     );
     for n in &notes {
         println!("note: {n}");
