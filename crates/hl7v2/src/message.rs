@@ -46,11 +46,39 @@ pub struct Warning {
 
 /// The decoding context every value carries: small and `Copy` so values need no borrow of
 /// the message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Context {
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Context<'t> {
     pub seps: Separators,
     pub charset: Charset,
     pub leniency: Leniency,
+    /// The whole input, once [`Message::with_text_checked`] found it valid UTF-8: a value
+    /// already known to be ASCII is then sliced from it instead of checked again. `None` after
+    /// a plain parse, and for an owned message (its values live in their own buffers).
+    pub text: Option<&'t str>,
+}
+
+// By hand: a value's debug form must not print the whole message it came from.
+impl std::fmt::Debug for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("seps", &self.seps)
+            .field("charset", &self.charset)
+            .field("leniency", &self.leniency)
+            .field("utf8", &self.text.is_some())
+            .finish()
+    }
+}
+
+impl<'t> Context<'t> {
+    /// `bytes` as text, when they lie inside [`Context::text`].
+    #[inline]
+    fn text_of(&self, bytes: &[u8]) -> Option<&'t str> {
+        let text = self.text?;
+        let start = (bytes.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+        let s = text.get(start..start.checked_add(bytes.len())?)?;
+        // The very same bytes, not the same offset into another buffer.
+        std::ptr::eq(s.as_ptr(), bytes.as_ptr()).then_some(s)
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +100,7 @@ struct SegmentSpan {
 pub struct Message<'a> {
     raw: &'a [u8],
     body_start: usize,
-    ctx: Context,
+    ctx: Context<'a>,
     segments: Vec<SegmentSpan>,
     bounds: Vec<u32>,
     warnings: Vec<Warning>,
@@ -150,6 +178,7 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Message<'_>, Er
             seps,
             charset: Charset::Utf8,
             leniency: options.leniency,
+            text: None,
         },
         // A typical segment holds ~60 bytes and ~12 fields; reserving by size avoids regrowth.
         segments: Vec::with_capacity(bytes.len() / 64 + 2),
@@ -162,6 +191,15 @@ pub fn parse_with(bytes: &[u8], options: ParseOptions) -> Result<Message<'_>, Er
 }
 
 impl<'a> Message<'a> {
+    /// The same message, its input checked as UTF-8 once, as a whole: values that are plain
+    /// ASCII are then read as text by slicing it instead of being checked one by one. Worth it
+    /// for a reader of many values (a conversion reads hundreds); a plain parse skips it.
+    #[must_use]
+    pub fn with_text_checked(mut self) -> Message<'a> {
+        self.ctx.text = std::str::from_utf8(self.raw).ok();
+        self
+    }
+
     /// The single pass: records field separators and segment ends.
     fn index(&mut self, start: usize) -> Result<(), Error> {
         let raw = self.raw;
@@ -524,7 +562,7 @@ impl<'a> Message<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Segment<'a> {
     raw: &'a [u8],
-    ctx: &'a Context,
+    ctx: &'a Context<'a>,
     span: SegmentSpan,
     bounds: &'a [u32],
     index: u32,
@@ -533,8 +571,12 @@ pub struct Segment<'a> {
 impl<'a> Segment<'a> {
     pub fn id(&self) -> &'a str {
         let start = self.span.start as usize;
+        let id = &self.raw[start..start + 3];
         // Ids were checked to be ASCII upper-case letters or digits.
-        std::str::from_utf8(&self.raw[start..start + 3]).unwrap_or("???")
+        self.ctx
+            .text_of(id)
+            .or_else(|| std::str::from_utf8(id).ok())
+            .unwrap_or("???")
     }
 
     /// 1-based index in the message.
@@ -583,7 +625,7 @@ impl<'a> Segment<'a> {
 #[inline]
 fn field_node<'r>(
     raw: &'r [u8],
-    ctx: &'r Context,
+    ctx: &'r Context<'r>,
     span: &SegmentSpan,
     bounds: &[u32],
     index: u32,
@@ -682,7 +724,7 @@ impl Loc {
 #[derive(Debug, Clone, Copy)]
 pub struct Node<'a> {
     raw: &'a [u8],
-    ctx: &'a Context,
+    ctx: &'a Context<'a>,
     loc: Loc,
 }
 
@@ -698,11 +740,11 @@ pub(crate) fn find_byte(byte: u8, hay: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Node<'a> {
-    pub(crate) fn new(raw: &'a [u8], ctx: &'a Context, loc: Loc) -> Self {
+    pub(crate) fn new(raw: &'a [u8], ctx: &'a Context<'a>, loc: Loc) -> Self {
         Node { raw, ctx, loc }
     }
 
-    pub(crate) fn literal(raw: &'a [u8], ctx: &'a Context, mut loc: Loc) -> Self {
+    pub(crate) fn literal(raw: &'a [u8], ctx: &'a Context<'a>, mut loc: Loc) -> Self {
         loc.literal = true;
         Node { raw, ctx, loc }
     }
@@ -772,7 +814,9 @@ impl<'a> Node<'a> {
             .iter()
             .all(|&b| matches!(b, b' '..=b'~') && Some(b) != escape)
         {
-            std::str::from_utf8(self.raw).ok()
+            self.ctx
+                .text_of(self.raw)
+                .or_else(|| std::str::from_utf8(self.raw).ok())
         } else {
             None
         }
@@ -1002,7 +1046,17 @@ mod tests {
 
     #[test]
     fn plain_text_is_the_decoded_text_of_values_that_need_no_decoding() {
-        let m = parse(ADT).unwrap();
+        let parsed = parse(ADT).unwrap();
+        assert!(
+            parsed.ctx.text.is_none(),
+            "a plain parse does not check the whole input"
+        );
+        assert_eq!(
+            parsed.get("PID-5.1").unwrap().unwrap().plain_text(),
+            Some("DOE")
+        );
+        let m = parsed.with_text_checked();
+        assert!(m.ctx.text.is_some());
         let node = |path: &str| m.get(path).unwrap().unwrap();
         for path in ["PID-5.1", "PID-3", "MSH-9", "MSH-1", "MSH-2"] {
             assert_eq!(
@@ -1017,6 +1071,23 @@ mod tests {
         let latin = parse(b"MSH|^~\\&|A|B|||||ADT^A01|1|P|2.5\rPID|1||1||Zo\xc3\xab\r").unwrap();
         let name = latin.get("PID-5").unwrap().unwrap();
         assert_eq!((name.plain_text(), &*name.decoded()), (None, "Zo\u{eb}"));
+        // Input that is not UTF-8 as a whole (Latin-1 bytes): its ASCII values and segment ids
+        // are still plain text.
+        let latin1 =
+            parse(b"MSH|^~\\&|A|B|||||ADT^A01|1|P|2.5|||||||8859/1\rPID|1||1||Zo\xeb^ANN\r")
+                .unwrap()
+                .with_text_checked();
+        assert!(latin1.ctx.text.is_none());
+        let given = latin1.get("PID-5.2").unwrap().unwrap();
+        assert_eq!(given.plain_text(), Some("ANN"));
+        assert_eq!(latin1.segment(2).unwrap().id(), "PID");
+        assert_eq!(m.segment(3).unwrap().id(), "PID");
+        // A value's debug form names its own bytes, not the rest of the message.
+        let debug = format!("{:?}", node("PID-5.1"));
+        assert!(
+            debug.contains("utf8: true") && !debug.contains("19800101"),
+            "{debug}"
+        );
     }
 
     #[test]

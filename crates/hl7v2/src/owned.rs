@@ -142,7 +142,7 @@ impl ReadFields {
 pub struct OwnedMessage {
     /// Bytes before MSH (a BOM, blank lines), kept for byte-exact encoding.
     prefix: Vec<u8>,
-    ctx: Context,
+    ctx: Context<'static>,
     segments: Vec<OwnedSegment>,
 }
 
@@ -155,6 +155,7 @@ impl OwnedMessage {
                 seps,
                 charset,
                 leniency: Leniency::Lenient,
+                text: None,
             },
             segments: Vec::new(),
         }
@@ -181,6 +182,7 @@ impl OwnedMessage {
                 seps,
                 charset: msg.charset(),
                 leniency: Leniency::Lenient,
+                text: None,
             },
             segments,
         }

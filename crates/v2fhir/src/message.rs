@@ -42,20 +42,23 @@ impl Conversion {
 /// [`ErrorKind::Rejected`] when a code map with the `reject` policy meets a code it does not know.
 pub fn convert(message: &Message<'_>, profile: &Profile) -> Result<Conversion, Error> {
     if profile.relocations.is_empty() {
-        return convert_parsed(message, profile);
+        // Hundreds of values are read as text: the input is checked as UTF-8 once, up front.
+        return convert_parsed(&message.clone().with_text_checked(), profile);
     }
     let mut owned = message.to_owned_message();
     for r in &profile.relocations {
         relocate(&mut owned, r);
     }
     let bytes = owned.encode();
-    let relocated = hl7v2::parse(&bytes).map_err(|e| {
-        Error::new(
-            ErrorKind::Unsupported,
-            0,
-            format!("the profile's relocations made the message unreadable: {e}"),
-        )
-    })?;
+    let relocated = hl7v2::parse(&bytes)
+        .map(Message::with_text_checked)
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Unsupported,
+                0,
+                format!("the profile's relocations made the message unreadable: {e}"),
+            )
+        })?;
     convert_parsed(&relocated, profile)
 }
 
