@@ -10,11 +10,10 @@
 //! The store stays the only record: an entry is made only after the commit that queued the
 //! message, so it never holds anything the store does not. (A worker may claim the message
 //! between that commit and the entry: it reads the store, and the entry waits for a retry or
-//! its age.) Memory is bounded by
-//! [`BUDGET_BYTES`]; when a destination falls behind, the oldest entries go first. An entry
-//! lives at most [`MAX_AGE`], so a message reprocessed meanwhile (which may change the copy
-//! destinations send) is read from the store, and the channel's own reprocess drops the entry
-//! at once.
+//! its age.) Memory is bounded by [`BUDGET_BYTES`]; when a destination falls behind, the
+//! oldest entries go first. An entry lives at most [`MAX_AGE`], so a message reprocessed
+//! meanwhile (which may change the copy destinations send) is read from the store, and the
+//! channel's own reprocess drops the entry at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

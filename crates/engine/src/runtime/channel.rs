@@ -210,9 +210,6 @@ fn missing_header_field(msg: &Message<'_>) -> Option<AckError> {
     )
 }
 
-/// The header fields the store indexes. Values longer than the store accepts are cut (on a
-/// character boundary) rather than refused: a sender's oversized MSH-10 must not turn into
-/// an AE it would resend forever.
 /// The handoff bits of a channel's `n` queues (every one of them: a routed message goes to all).
 fn all_queues(n: usize) -> u64 {
     match n {
@@ -222,6 +219,9 @@ fn all_queues(n: usize) -> u64 {
     }
 }
 
+/// The header fields the store indexes. Values longer than the store accepts are cut (on a
+/// character boundary) rather than refused: a sender's oversized MSH-10 must not turn into
+/// an AE it would resend forever.
 fn header_of(msg: &Message<'_>) -> Header {
     let text =
         |s: Option<std::borrow::Cow<'_, str>>| clip(s.map(|s| s.into_owned()).unwrap_or_default());
