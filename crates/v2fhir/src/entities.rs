@@ -129,12 +129,7 @@ pub fn period(start: Option<String>, end: Option<String>) -> Option<Period> {
 /// the HD carries a universal id (a namespace id alone is already the identifier's system).
 pub fn assigner(ctx: &mut Ctx<'_>, hd: Node<'_>) -> Option<Reference> {
     // Only whether HD.2 holds a value: reading it as text here was three strings per identifier.
-    let universal = if hd.level() == hl7v2::Level::Component {
-        hd.subcomponent(2)
-    } else {
-        hd.component(2).and_then(|c| c.subcomponent(1))
-    };
-    universal.filter(|u| present(*u))?;
+    hd_part(hd, 2).filter(|u| present(*u))?;
     organization_hd(ctx, hd).map(|i| ctx.reference(i))
 }
 
@@ -232,12 +227,17 @@ fn xcn_name_parts(ctx: &mut Ctx<'_>, xcn: &Parts<'_>) -> Option<HumanName> {
 /// The (namespace id, universal id, universal id type) of an HD, whether it is a field or repetition
 /// (parts are components) or a component inside a composite (parts are subcomponents).
 pub fn hd_parts(hd: Node<'_>) -> (Option<String>, Option<String>, Option<String>) {
+    let part = |k| text(hd_part(hd, k));
+    (part(1), part(2), part(3))
+}
+
+/// Part `k` of an HD: a subcomponent when the HD is itself a component (CX.4, XCN.9), else the
+/// first subcomponent of component `k` (an HD field such as MSH-4).
+fn hd_part(hd: Node<'_>, k: usize) -> Option<Node<'_>> {
     if hd.level() == hl7v2::Level::Component {
-        let part = |s| text(hd.subcomponent(s));
-        (part(1), part(2), part(3))
+        hd.subcomponent(k)
     } else {
-        let parts = Parts::of(hd);
-        (parts.text(1), parts.text(2), parts.text(3))
+        hd.component(k).and_then(|c| c.subcomponent(1))
     }
 }
 

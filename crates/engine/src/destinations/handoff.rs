@@ -114,7 +114,8 @@ impl Handoff {
     }
 
     /// Payload bytes held now.
-    pub fn bytes(&self) -> usize {
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
         self.lock().bytes
     }
 

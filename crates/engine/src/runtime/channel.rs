@@ -466,7 +466,6 @@ impl Channel {
             // Only a routed message can be accepted by the EHR; otherwise the write is refused.
             pending_resource: pending_resource.filter(|_| !queues_empty),
         };
-        let routed = !new.destinations.is_empty();
         match self.store.insert_inbound(new).await {
             Ok(outcome) => {
                 if let Some(dup) = outcome.duplicate_of {
@@ -482,11 +481,10 @@ impl Channel {
                     MessageState::Rejected => ChannelStats::bump(&self.stats.rejected),
                     _ => ChannelStats::bump(&self.stats.errored),
                 }
+                // Routed: its bytes are left for the destinations, which are woken.
                 if let Some(outgoing) = handed {
                     self.handoff
                         .put(outcome.id, outgoing, all_queues(self.queues.len()));
-                }
-                if routed {
                     self.wake.notify_waiters();
                 }
                 if state == MessageState::Held {

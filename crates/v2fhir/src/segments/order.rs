@@ -1452,17 +1452,13 @@ fn specimen_before(ctx: &Ctx<'_>, index: usize) -> Option<usize> {
 fn specimen_ref(ctx: &Ctx<'_>, index: usize) -> Option<Reference> {
     let seg = ctx.message.segment(index)?;
     let (id, _) = spm_id(ctx, &seg);
-    ctx.resources()
-        .position(|r| r.resource_type() == "Specimen" && r.id() == Some(id.as_str()))
-        .map(|i| ctx.reference(i))
+    ctx.existing("Specimen", &id).map(|i| ctx.reference(i))
 }
 
 /// The Specimen the current order's OBR describes ([`obr_specimen`]), if it made one.
 fn order_specimen(ctx: &Ctx<'_>) -> Option<Reference> {
     let id = ctx.id("Specimen", &["order", id_of(ctx, ctx.order?)]);
-    ctx.resources()
-        .position(|r| r.resource_type() == "Specimen" && r.id() == Some(id.as_str()))
-        .map(|i| ctx.reference(i))
+    ctx.existing("Specimen", &id).map(|i| ctx.reference(i))
 }
 
 /// The Immunization of the RXA this OBX belongs to (the OBX follows the RXA through its RXR, OBX, NTE
@@ -2377,7 +2373,7 @@ fn encounter_diagnosis(ctx: &mut Ctx<'_>, seg: &Segment<'_>, condition: Referenc
         })
         .collect();
     for id in episodes {
-        let Some(i) = crate::segments::pharmacy::find(ctx, "EpisodeOfCare", &id) else {
+        let Some(i) = ctx.existing("EpisodeOfCare", &id) else {
             continue;
         };
         if let Some(episode) = ctx.get_mut::<EpisodeOfCare>(i)
@@ -3035,7 +3031,7 @@ pub fn sac(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         return;
     };
     let (id, _) = spm_id(ctx, &spm);
-    let Some(i) = crate::segments::pharmacy::find(ctx, "Specimen", &id) else {
+    let Some(i) = ctx.existing("Specimen", &id) else {
         return;
     };
     let container_id: Vec<Identifier> = field(seg, 3)

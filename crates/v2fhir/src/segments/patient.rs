@@ -2280,10 +2280,7 @@ pub fn in2(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
             ..Default::default()
         });
     }
-    let person = subscriber.and_then(|id| {
-        ctx.resources()
-            .position(|r| r.resource_type() == "RelatedPerson" && r.id() == Some(id.as_str()))
-    });
+    let person = subscriber.and_then(|id| ctx.existing("RelatedPerson", &id));
     // IN2-34 language and IN2-63 phone of the insured.
     let at = ctx.at(34);
     let language = ctx.code(field(seg, 34), &at).map(language_concept);
@@ -2353,11 +2350,7 @@ pub fn in2(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         .and_then(|cov| cov.policy_holder.as_ref())
         .and_then(|r| r.reference.as_deref())
         .and_then(|r| r.strip_prefix("urn:uuid:"))
-        .map(str::to_owned)
-        .and_then(|id| {
-            ctx.resources()
-                .position(|r| r.resource_type() == "Organization" && r.id() == Some(id.as_str()))
-        });
+        .and_then(|id| ctx.existing("Organization", id));
     if let Some(h) = holder {
         let person = OrganizationContact {
             name: names(ctx, seg, 49).into_iter().next(),

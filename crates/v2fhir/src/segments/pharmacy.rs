@@ -99,12 +99,6 @@ pub fn preceding<'a>(
     None
 }
 
-/// The index of the `resource_type` resource with id `id` already in the bundle.
-pub fn find(ctx: &Ctx<'_>, resource_type: &str, id: &str) -> Option<usize> {
-    ctx.resources()
-        .position(|r| r.resource_type() == resource_type && r.id() == Some(id))
-}
-
 /// ORC-2 placer (`PLAC`) and ORC-3 filler (`FILL`) order numbers as identifiers (IG `ORC[Immunization]`,
 /// `ORC[MedicationRequest]`).
 pub fn order_identifiers(orc: Option<&Segment<'_>>) -> (Option<Identifier>, Option<Identifier>) {
@@ -395,7 +389,7 @@ fn administered_at_address(ctx: &mut Ctx<'_>, seg: &Segment<'_>, location: usize
             .and_then(|r| r.reference.as_deref())
             .and_then(|r| r.strip_prefix("urn:uuid:"))
             .map(str::to_owned);
-        next = parent.and_then(|id| find(ctx, "Location", &id));
+        next = parent.and_then(|id| ctx.existing("Location", &id));
     }
 }
 
@@ -1087,7 +1081,7 @@ fn medication_request(ctx: &mut Ctx<'_>, seg: &Segment<'_>, kind: OrderKind) {
             OrderKind::Original,
             group_segment(ctx, seg, "RXO").as_ref(),
         )
-        .and_then(|rid| find(ctx, "MedicationRequest", &rid))
+        .and_then(|rid| ctx.existing("MedicationRequest", &rid))
         .map(|i| ctx.reference(i))
         .into_iter()
         .collect(),
@@ -1381,7 +1375,7 @@ pub fn rxd(ctx: &mut Ctx<'_>, seg: &Segment<'_>) {
         OrderKind::Filler,
         group_segment(ctx, seg, "RXE").as_ref(),
     )
-    .and_then(|rid| find(ctx, "MedicationRequest", &rid));
+    .and_then(|rid| ctx.existing("MedicationRequest", &rid));
     let authorizing = prescription_reference(ctx, order, prescription);
     let mut performer = Vec::new();
     for x in reps(seg, 10) {

@@ -16,7 +16,7 @@ use hl7v2::Segment;
 use crate::context::{Ctx, IssueKind, Severity};
 use crate::datatypes::{xad, xtn};
 use crate::read::{comp, field, field_comp, field_text, reps, text};
-use crate::segments::pharmacy::{V2_0443, ei, find, following, key, preceding, typed};
+use crate::segments::pharmacy::{V2_0443, ei, following, key, preceding, typed};
 use crate::vocab::coding_system_uri;
 
 /// `http://terminology.hl7.org/CodeSystem/v2-0276`, appointment reason codes; FHIR binds
@@ -360,7 +360,7 @@ fn contacts(ctx: &mut Ctx<'_>, seg: &Segment<'_>, appointment: usize) {
 fn appointment(ctx: &mut Ctx<'_>, seg: &Segment<'_>) -> Option<usize> {
     let sch = preceding(ctx, seg, "SCH", &["MSH"])?;
     let (id, _) = appointment_id(ctx, &sch);
-    let i = find(ctx, "Appointment", &id)?;
+    let i = ctx.existing("Appointment", &id)?;
     if let Some(patient) = ctx.patient_ref()
         && let Some(a) = ctx.get_mut::<Appointment>(i)
     {
@@ -524,7 +524,7 @@ fn group_requests(ctx: &Ctx<'_>, seg: &Segment<'_>, appointment: usize) -> Vec<u
                 };
                 let n = field_comp(&s, 1, 1).unwrap_or_default();
                 let id = ctx.id("ServiceRequest", &["AIS", &appointment_id, &at, &n]);
-                if let Some(r) = find(ctx, "ServiceRequest", &id) {
+                if let Some(r) = ctx.existing("ServiceRequest", &id) {
                     out.push(r);
                 }
             }
